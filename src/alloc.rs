@@ -1,0 +1,532 @@
+//! Ephemeral port allocation algorithms, executed literally.
+//!
+//! Linux `connect()` on an unbound socket runs `__inet_hash_connect` (reference §1.2–§1.4):
+//! RFC 6056 Algorithm 4 with a SipHash offset, a 65,536-entry perturbation table, a 10 s
+//! reseed epoch and an even-then-odd two-pass scan. `bind(ip, 0)` runs
+//! `inet_csk_find_open_port` (§1.2 step 6, §1.5): random start, odd ports first.
+//!
+//! The kernel probes one candidate port at a time. [`pass`] reproduces that loop exactly but
+//! tests 64 candidates per machine word against two [`PortBits`] sets (ports blocked for the
+//! pool, ports blocked host-wide), so a scan over 28,232 busy ports costs a few hundred word
+//! operations instead of 28,232 hash lookups. [`pass_literal`] is the probe-by-probe loop; the
+//! tests check that both return the same port and iteration count.
+
+use crate::rng::{SipKey, siphash_4u32};
+use crate::time::Instant;
+use rand::{Rng, RngExt};
+use rand_chacha::ChaCha8Rng;
+
+/// A set of TCP ports, one bit per port.
+#[derive(Clone)]
+pub struct PortBits {
+    words: Box<[u64; 1024]>,
+}
+
+impl Default for PortBits {
+    fn default() -> Self {
+        PortBits {
+            words: Box::new([0; 1024]),
+        }
+    }
+}
+
+impl PortBits {
+    #[inline]
+    pub fn contains(&self, port: u16) -> bool {
+        self.words[usize::from(port >> 6)] & (1u64 << (port & 63)) != 0
+    }
+    /// Adds `port`; true if it was absent.
+    #[inline]
+    pub fn insert(&mut self, port: u16) -> bool {
+        let w = &mut self.words[usize::from(port >> 6)];
+        let bit = 1u64 << (port & 63);
+        let was = *w & bit != 0;
+        *w |= bit;
+        !was
+    }
+    /// Removes `port`; true if it was present.
+    #[inline]
+    pub fn remove(&mut self, port: u16) -> bool {
+        let w = &mut self.words[usize::from(port >> 6)];
+        let bit = 1u64 << (port & 63);
+        let was = *w & bit != 0;
+        *w &= !bit;
+        was
+    }
+    /// Number of ports of `lo..=hi` in the set.
+    pub fn count_in(&self, lo: u16, hi: u16) -> u32 {
+        (lo..=hi).filter(|p| self.contains(*p)).count() as u32
+    }
+}
+
+/// First port `p` of `from..=to` with `p ≡ from (mod step)` that is in neither `a` nor `b`.
+/// `step` is 1 or 2.
+#[inline]
+fn first_free(a: &PortBits, b: &PortBits, from: u32, to: u32, step: u32) -> Option<u32> {
+    debug_assert!(step == 1 || step == 2);
+    debug_assert!(to < 65536);
+    if from > to {
+        return None;
+    }
+    let stride_mask = if step == 1 {
+        u64::MAX
+    } else if from & 1 == 0 {
+        0x5555_5555_5555_5555
+    } else {
+        0xaaaa_aaaa_aaaa_aaaa
+    };
+    let (first_word, last_word) = ((from >> 6) as usize, (to >> 6) as usize);
+    for w in first_word..=last_word {
+        let mut free = !(a.words[w] | b.words[w]) & stride_mask;
+        if w == first_word {
+            free &= u64::MAX << (from & 63);
+        }
+        if w == last_word && (to & 63) != 63 {
+            free &= (1u64 << ((to & 63) + 1)) - 1;
+        }
+        if free != 0 {
+            return Some(((w as u32) << 6) + free.trailing_zeros());
+        }
+    }
+    None
+}
+
+/// One pass of the kernel's scan loop:
+///
+/// ```text
+/// port = low + offset;
+/// for (i = 0; i < remaining; i += step, port += step) {
+///     if (port >= high) port -= remaining;      /* high is exclusive here */
+///     … test port …
+/// }
+/// ```
+///
+/// Returns the first port not blocked in `pool` or `host` and its `i`.
+pub fn pass(
+    low: u32,
+    high: u32,
+    remaining: u32,
+    offset: u32,
+    step: u32,
+    pool: &PortBits,
+    host: &PortBits,
+) -> Option<(u32, u32)> {
+    let iters = remaining.div_ceil(step);
+    let start = low + offset;
+    let n1 = if start < high {
+        iters.min((high - start).div_ceil(step))
+    } else {
+        0
+    };
+    if n1 > 0
+        && let Some(p) = first_free(pool, host, start, start + (n1 - 1) * step, step)
+    {
+        return Some((p, p - start));
+    }
+    if n1 < iters {
+        let start2 = start + n1 * step - remaining;
+        let end2 = start2 + (iters - n1 - 1) * step;
+        if let Some(p) = first_free(pool, host, start2, end2, step) {
+            return Some((p, n1 * step + (p - start2)));
+        }
+    }
+    None
+}
+
+/// [`pass`] written as the kernel writes it: one candidate at a time.
+pub fn pass_literal(
+    low: u32,
+    high: u32,
+    remaining: u32,
+    offset: u32,
+    step: u32,
+    mut usable: impl FnMut(u32) -> bool,
+) -> Option<(u32, u32)> {
+    let mut port = low + offset;
+    let mut i = 0;
+    while i < remaining {
+        if port >= high {
+            port -= remaining;
+        }
+        if usable(port) {
+            return Some((port, i));
+        }
+        i += step;
+        port += step;
+    }
+    None
+}
+
+/// The outcome of one port search.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Search {
+    /// The port taken, or `None` when every candidate failed.
+    pub port: Option<u16>,
+    /// Loop iterations, reserved ports included: the kernel's probe count.
+    pub probes: u32,
+}
+
+/// What `__inet_hash_connect` needs to know about the socket (§1.1, §1.2).
+#[derive(Clone, Copy, Debug)]
+pub struct ConnectQuery {
+    pub saddr: u32,
+    pub daddr: u32,
+    pub dport: u16,
+    /// Inclusive range from `inet_sk_get_local_port_range`.
+    pub low: u16,
+    pub high: u16,
+    /// True when IP_LOCAL_PORT_RANGE narrowed the range: step 1, no parity (§1.2 step 6).
+    pub per_socket_range: bool,
+}
+
+/// Size of `table_perturb`: `1 << CONFIG_INET_TABLE_PERTURB_ORDER`, order 16 (§1.2 step 2).
+pub const PERTURB_TABLE_SIZE: usize = 1 << 16;
+/// The time seed of `secure_ipv4_port_ephemeral` changes every 10 s (§1.2 step 1).
+pub const RESEED_EPOCH_NS: u64 = 10_000_000_000;
+
+/// Per-network-namespace state of Linux's port selection.
+///
+/// The kernel keys its hash with a boot-time random `net_secret`; here the key, the
+/// perturbation table, the phase of the 10 s epoch (jiffies at scenario start) and the
+/// `get_random_u32_below` draws all come from the host's seeded stream. Any keyed hash would
+/// do; SipHash-2-4 over the kernel's own inputs is used.
+pub struct LinuxAllocator {
+    secret: SipKey,
+    table: Box<[u32]>,
+    epoch_phase_ns: u64,
+    rng: ChaCha8Rng,
+}
+
+impl LinuxAllocator {
+    pub fn new(mut rng: ChaCha8Rng) -> Self {
+        let secret = [rng.next_u64(), rng.next_u64()];
+        let table: Box<[u32]> = (0..PERTURB_TABLE_SIZE).map(|_| rng.next_u32()).collect();
+        let epoch_phase_ns = rng.random_range(0..RESEED_EPOCH_NS);
+        LinuxAllocator {
+            secret,
+            table,
+            epoch_phase_ns,
+            rng,
+        }
+    }
+
+    /// The 10 s epoch in force at `now`: `jiffies / (HZ * 10)`.
+    pub fn epoch(&self, now: Instant) -> u32 {
+        ((now.0 + self.epoch_phase_ns) / RESEED_EPOCH_NS) as u32
+    }
+
+    /// `secure_ipv4_port_ephemeral(saddr, daddr, dport)`: SipHash of saddr, daddr, dport and
+    /// the epoch. The source port is not an input (§1.2 step 1).
+    pub fn port_offset(&self, saddr: u32, daddr: u32, dport: u16, epoch: u32) -> u64 {
+        siphash_4u32(
+            saddr.to_be(),
+            daddr.to_be(),
+            u32::from(dport.to_be()),
+            epoch,
+            &self.secret,
+        )
+    }
+
+    /// `__inet_hash_connect` for an unbound socket (§1.2–§1.4). `pool` holds the ports whose
+    /// four-tuple toward this destination is taken (and not reusable); `host` the ports that are
+    /// reserved or held by a bind()-created bucket. `port_offset` comes from [`Self::port_offset`].
+    pub fn connect(
+        &mut self,
+        q: &ConnectQuery,
+        port_offset: u64,
+        pool: &PortBits,
+        host: &PortBits,
+    ) -> Search {
+        self.connect_with(q, port_offset, |low, high, rem, off, step| {
+            pass(low, high, rem, off, step, pool, host)
+        })
+    }
+
+    /// [`Self::connect`] with the candidate test supplied probe by probe.
+    pub fn connect_literal(
+        &mut self,
+        q: &ConnectQuery,
+        port_offset: u64,
+        mut usable: impl FnMut(u32) -> bool,
+    ) -> Search {
+        self.connect_with(q, port_offset, |low, high, rem, off, step| {
+            pass_literal(low, high, rem, off, step, &mut usable)
+        })
+    }
+
+    fn connect_with(
+        &mut self,
+        q: &ConnectQuery,
+        port_offset: u64,
+        mut scan: impl FnMut(u32, u32, u32, u32, u32) -> Option<(u32, u32)>,
+    ) -> Search {
+        let local_ports = q.per_socket_range;
+        let step: u32 = if local_ports { 1 } else { 2 };
+        let low = u32::from(q.low);
+        let high = u32::from(q.high) + 1;
+        let mut remaining = high - low;
+        if !local_ports && remaining > 1 {
+            remaining &= !1;
+        }
+        let index = (port_offset as usize) & (PERTURB_TABLE_SIZE - 1);
+        let mut offset = self.table[index].wrapping_add((port_offset >> 32) as u32) % remaining;
+        if !local_ports {
+            offset &= !1;
+        }
+        let per_pass = remaining.div_ceil(step);
+        let mut probes = 0;
+        loop {
+            if let Some((port, i)) = scan(low, high, remaining, offset, step) {
+                probes += i / step + 1;
+                let i = i.max(self.rng.random_range(0..8u32) * step);
+                self.table[index] = self.table[index].wrapping_add(i + step);
+                return Search {
+                    port: Some(port as u16),
+                    probes,
+                };
+            }
+            probes += per_pass;
+            if local_ports {
+                break;
+            }
+            offset += 1;
+            if !(offset & 1 == 1 && remaining > 1) {
+                break;
+            }
+        }
+        Search { port: None, probes }
+    }
+
+    /// `inet_csk_find_open_port` for `bind(addr, 0)` (§1.2 step 6, §1.5). `conflict(port, relax)`
+    /// is `inet_csk_bind_conflict` for a port whose bind bucket exists, `None` when no bucket
+    /// exists (the port is free). `reuse` is SO_REUSEADDR (scan the lower half first);
+    /// `autobind_reuse` is `net.ipv4.ip_autobind_reuse` (a relaxed second round).
+    pub fn bind_any(
+        &mut self,
+        low: u16,
+        high: u16,
+        reuse: bool,
+        autobind_reuse: bool,
+        reserved: impl Fn(u32) -> bool,
+        mut conflict: impl FnMut(u32, bool) -> Option<bool>,
+    ) -> Search {
+        let mut probes = 0;
+        let mut relax = false;
+        loop {
+            let mut attempt_half = u32::from(reuse);
+            loop {
+                let mut lo = u32::from(low);
+                let mut hi = u32::from(high) + 1;
+                if hi - lo < 4 {
+                    attempt_half = 0;
+                }
+                if attempt_half != 0 {
+                    let half = lo + (((hi - lo) >> 2) << 1);
+                    if attempt_half == 1 {
+                        hi = half;
+                    } else {
+                        lo = half;
+                    }
+                }
+                let mut remaining = hi - lo;
+                if remaining > 1 {
+                    remaining &= !1;
+                }
+                let mut offset = self.rng.random_range(0..remaining) | 1;
+                loop {
+                    let found = pass_literal(lo, hi, remaining, offset, 2, |port| {
+                        probes += 1;
+                        !reserved(port) && !conflict(port, relax).unwrap_or(false)
+                    });
+                    if let Some((port, _)) = found {
+                        return Search {
+                            port: Some(port as u16),
+                            probes,
+                        };
+                    }
+                    offset = offset.wrapping_sub(1);
+                    if offset & 1 != 0 {
+                        break;
+                    }
+                }
+                if attempt_half == 1 {
+                    attempt_half = 2;
+                    continue;
+                }
+                break;
+            }
+            if autobind_reuse && !relax {
+                relax = true;
+                continue;
+            }
+            return Search { port: None, probes };
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rng::stream;
+    use proptest::prelude::*;
+
+    fn alloc() -> LinuxAllocator {
+        LinuxAllocator::new(stream(1, "test"))
+    }
+
+    fn query(low: u16, high: u16) -> ConnectQuery {
+        ConnectQuery {
+            saddr: 0x0a00_0001,
+            daddr: 0x0a00_0002,
+            dport: 80,
+            low,
+            high,
+            per_socket_range: false,
+        }
+    }
+
+    #[test]
+    fn linux_connect_takes_even_ports_before_odd_ones() {
+        // Kernel 6.18 (crates.md): range 40000–40009, ten connects succeed even ports first,
+        // the eleventh gets EADDRNOTAVAIL.
+        let mut a = alloc();
+        let mut pool = PortBits::default();
+        let host = PortBits::default();
+        let q = query(40000, 40009);
+        let mut got = Vec::new();
+        for _ in 0..10 {
+            let s = a.connect(
+                &q,
+                a.port_offset(q.saddr, q.daddr, q.dport, 0),
+                &pool,
+                &host,
+            );
+            let p = s.port.expect("a free port");
+            pool.insert(p);
+            got.push(p);
+        }
+        assert!(got[..5].iter().all(|p| p % 2 == 0), "{got:?}");
+        assert!(got[5..].iter().all(|p| p % 2 == 1), "{got:?}");
+        let s = a.connect(
+            &q,
+            a.port_offset(q.saddr, q.daddr, q.dport, 0),
+            &pool,
+            &host,
+        );
+        assert_eq!(s.port, None);
+        assert_eq!(s.probes, 10, "two passes of five candidates");
+    }
+
+    #[test]
+    fn linux_connect_skips_ports_held_host_wide() {
+        let mut a = alloc();
+        let pool = PortBits::default();
+        let mut host = PortBits::default();
+        let q = query(40000, 40009);
+        for p in (40000..=40009).step_by(2) {
+            host.insert(p);
+        }
+        let s = a.connect(&q, 12345, &pool, &host);
+        assert_eq!(s.port.map(|p| p % 2), Some(1));
+        assert!(s.probes > 5, "the whole even pass is scanned first");
+    }
+
+    #[test]
+    fn linux_bind_any_takes_odd_ports_first() {
+        let mut a = alloc();
+        let mut held = std::collections::BTreeSet::new();
+        for k in 0..10 {
+            let s = a.bind_any(
+                40000,
+                40009,
+                false,
+                false,
+                |_| false,
+                |p, _| held.contains(&p).then_some(true),
+            );
+            let p = u32::from(s.port.expect("free"));
+            assert_eq!(p % 2, if k < 5 { 1 } else { 0 }, "bind #{k} got {p}");
+            held.insert(p);
+        }
+        let s = a.bind_any(
+            40000,
+            40009,
+            false,
+            false,
+            |_| false,
+            |p, _| held.contains(&p).then_some(true),
+        );
+        assert_eq!(s.port, None);
+        assert_eq!(s.probes, 10);
+    }
+
+    #[test]
+    fn the_perturbation_entry_advances_by_two_to_sixteen_when_uncontended() {
+        let mut a = alloc();
+        let mut pool = PortBits::default();
+        let host = PortBits::default();
+        let q = query(32768, 60999);
+        let off = a.port_offset(q.saddr, q.daddr, q.dport, 3);
+        let mut last = None;
+        let mut seen = std::collections::BTreeSet::new();
+        for _ in 0..400 {
+            let p = a.connect(&q, off, &pool, &host).port.unwrap();
+            pool.insert(p);
+            if let Some(l) = last {
+                let d = (i32::from(p) - i32::from(l)).rem_euclid(28232);
+                seen.insert(d);
+            }
+            last = Some(p);
+        }
+        assert_eq!(seen, (1..=8).map(|k| k * 2).collect());
+    }
+
+    proptest! {
+        #[test]
+        fn fast_pass_equals_the_literal_loop(
+            low in 1024u32..60000,
+            len in 1u32..3000,
+            offset_seed in any::<u32>(),
+            step in 1u32..=2,
+            blocked in proptest::collection::vec(any::<u16>(), 0..3000),
+            host_blocked in proptest::collection::vec(any::<u16>(), 0..300),
+        ) {
+            let high_incl = (low + len - 1).min(65535);
+            let high = high_incl + 1;
+            let mut remaining = high - low;
+            if step == 2 && remaining > 1 { remaining &= !1; }
+            let mut offset = offset_seed % remaining;
+            if step == 2 && offset_seed & 1 == 0 { offset &= !1; }
+            let mut a = PortBits::default();
+            let mut b = PortBits::default();
+            for p in &blocked { a.insert(low as u16 + (p % (len as u16).max(1))); }
+            for p in &host_blocked { b.insert(*p); }
+            let fast = pass(low, high, remaining, offset, step, &a, &b);
+            let lit = pass_literal(low, high, remaining, offset, step,
+                |p| !a.contains(p as u16) && !b.contains(p as u16));
+            prop_assert_eq!(fast, lit);
+        }
+
+        #[test]
+        fn fast_connect_equals_the_literal_connect(
+            low in 1024u16..40000,
+            len in 1u16..500,
+            per_socket in any::<bool>(),
+            blocked in proptest::collection::vec(any::<u16>(), 0..600),
+            off in any::<u64>(),
+        ) {
+            let q = ConnectQuery { low, high: low + len - 1, per_socket_range: per_socket, ..query(0, 0) };
+            let mut a = PortBits::default();
+            for p in &blocked { a.insert(low + p % len); }
+            let b = PortBits::default();
+            let mut x = alloc();
+            let mut y = alloc();
+            for _ in 0..5 {
+                let f = x.connect(&q, off, &a, &b);
+                let l = y.connect_literal(&q, off, |p| !a.contains(p as u16));
+                prop_assert_eq!(f, l);
+                if let Some(p) = f.port { a.insert(p); }
+            }
+        }
+    }
+}

@@ -1,0 +1,161 @@
+//! The command line: parsing and printing only.
+
+use crate::scenario::{self, ScenarioError};
+use crate::sim::Simulation;
+use crate::time::Duration;
+use clap::{Parser, Subcommand, ValueEnum};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "portsim",
+    version,
+    about = "Deterministic simulator of the TCP port lifecycle"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a scenario and print its report.
+    Run {
+        /// The scenario file (TOML).
+        scenario: PathBuf,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+        /// Write the report to this file instead of standard output (atomically).
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+        /// Override the scenario's seed.
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Override the bin width of the time series, e.g. "1s".
+        #[arg(long)]
+        bin: Option<String>,
+    },
+    /// Validate a scenario without running it.
+    Check { scenario: PathBuf },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Format {
+    Text,
+    Json,
+    Csv,
+}
+
+/// Exit status for a scenario or argument that was refused.
+const BAD_INPUT: u8 = 2;
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Run {
+            scenario,
+            format,
+            output,
+            seed,
+            bin,
+        } => {
+            let mut sc = match scenario::load(&scenario) {
+                Ok(sc) => sc,
+                Err(e) => return refuse(&e),
+            };
+            if let Some(s) = seed {
+                sc.seed = s;
+            }
+            if let Some(b) = bin {
+                match Duration::parse(&b) {
+                    Ok(d) if d.0 > 0 => sc.bin = d,
+                    Ok(_) => {
+                        eprintln!("error: --bin {b:?}: must be greater than zero");
+                        return ExitCode::from(BAD_INPUT);
+                    }
+                    Err(e) => {
+                        eprintln!("error: --bin {b:?}: {e}");
+                        return ExitCode::from(BAD_INPUT);
+                    }
+                }
+            }
+            for w in &sc.warnings {
+                eprintln!("warning: {w}");
+            }
+            let wall = std::time::Instant::now();
+            let report = Simulation::new(&sc).run();
+            let wall = wall.elapsed().as_secs_f64();
+            let text = match format {
+                Format::Text => {
+                    let mut t = report.to_text();
+                    t.push_str(&format!("\n(simulated in {wall:.2} s of wall time)\n"));
+                    t
+                }
+                Format::Json => report.to_json(),
+                Format::Csv => report.to_csv(),
+            };
+            match output {
+                None => {
+                    let mut out = std::io::stdout().lock();
+                    if out.write_all(text.as_bytes()).is_err() {
+                        return ExitCode::FAILURE;
+                    }
+                }
+                Some(path) => {
+                    if let Err(e) = write_atomically(&path, text.as_bytes()) {
+                        eprintln!("error: cannot write {}: {e}", path.display());
+                        return ExitCode::FAILURE;
+                    }
+                }
+            }
+            ExitCode::SUCCESS
+        }
+        Command::Check { scenario } => match scenario::load(&scenario) {
+            Ok(sc) => {
+                for w in &sc.warnings {
+                    eprintln!("warning: {w}");
+                }
+                println!(
+                    "{}: ok ({} hosts, {} workloads)",
+                    scenario.display(),
+                    sc.hosts.len(),
+                    sc.workloads.len()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => refuse(&e),
+        },
+    }
+}
+
+fn refuse(e: &ScenarioError) -> ExitCode {
+    eprintln!("error: {e}");
+    ExitCode::from(BAD_INPUT)
+}
+
+/// Writes `bytes` to a temporary file beside `path`, then renames it over `path`, so a reader
+/// never sees a half-written report and an interrupted run leaves the old file intact.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.portsim-{}.tmp", std::process::id()));
+    let result = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}

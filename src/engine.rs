@@ -1,0 +1,174 @@
+//! The discrete-event engine: an event queue in integer nanoseconds, the ordering rule for
+//! events at the same instant, and the run loop.
+//!
+//! # Same-instant ordering
+//!
+//! Events are ordered by `(time, class, sequence)`:
+//! 1. **Timers** (`Class::Timer`): TIME-WAIT expiry, the moment a TIME-WAIT becomes reusable
+//!    by `tcp_tw_reuse`, SYN retransmission. A kernel timer due at `t` has fired by the time
+//!    anything else at `t` looks at the tables.
+//! 2. **Packets** (`Class::Packet`): segments arriving at a host, in the order they were sent.
+//!    The kernel processes a segment in softirq before the application wakes on it.
+//! 3. **Applications** (`Class::App`): connect(), close(), retries. They act on the state that
+//!    timers and packets left at that instant.
+//!
+//! Within a class, events run in the order they were scheduled (FIFO by a global sequence
+//! number). The rule makes runs reproducible and matches how a host sees one instant: a port
+//! whose TIME-WAIT ends exactly when connect() is called is free for that connect().
+//!
+//! # Cost
+//!
+//! Timers of fixed length (TIME-WAIT, the reuse delay) are scheduled in FIFO *lanes*, which
+//! are sorted by construction; everything else goes to a binary heap. `pop` takes the least of
+//! the heap top and the lane heads, so each event costs O(log n) with n the short-lived events
+//! pending, and memory is bounded by live state.
+
+use std::cmp::Ordering;
+use std::collections::{BinaryHeap, VecDeque};
+
+use crate::time::Instant;
+
+/// The class of an event, deciding order at equal times (see the module docs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Class {
+    Timer = 0,
+    Packet = 1,
+    App = 2,
+}
+
+struct Entry<E> {
+    at: u64,
+    key: u64,
+    ev: E,
+}
+
+impl<E> PartialEq for Entry<E> {
+    fn eq(&self, o: &Self) -> bool {
+        (self.at, self.key) == (o.at, o.key)
+    }
+}
+impl<E> Eq for Entry<E> {}
+impl<E> PartialOrd for Entry<E> {
+    fn partial_cmp(&self, o: &Self) -> Option<Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl<E> Ord for Entry<E> {
+    /// Reversed, so that `BinaryHeap` (a max-heap) pops the earliest entry.
+    fn cmp(&self, o: &Self) -> Ordering {
+        (o.at, o.key).cmp(&(self.at, self.key))
+    }
+}
+
+/// The pending events.
+pub struct Queue<E> {
+    heap: BinaryHeap<Entry<E>>,
+    lanes: Vec<VecDeque<Entry<E>>>,
+    seq: u64,
+}
+
+impl<E> Default for Queue<E> {
+    fn default() -> Self {
+        Queue {
+            heap: BinaryHeap::new(),
+            lanes: Vec::new(),
+            seq: 0,
+        }
+    }
+}
+
+impl<E> Queue<E> {
+    fn key(&mut self, class: Class) -> u64 {
+        self.seq += 1;
+        ((class as u64) << 56) | self.seq
+    }
+
+    /// Schedules `ev` at `at`.
+    pub fn push(&mut self, at: Instant, class: Class, ev: E) {
+        let key = self.key(class);
+        self.heap.push(Entry { at: at.0, key, ev });
+    }
+
+    /// A new FIFO lane for events whose times never decrease (one class per lane).
+    pub fn add_lane(&mut self) -> usize {
+        self.lanes.push(VecDeque::new());
+        self.lanes.len() - 1
+    }
+
+    /// Schedules `ev` at `at` in `lane`; `at` must not precede the lane's last entry.
+    pub fn push_lane(&mut self, lane: usize, at: Instant, class: Class, ev: E) {
+        let key = self.key(class);
+        let l = &mut self.lanes[lane];
+        debug_assert!(l.back().is_none_or(|b| (b.at, b.key) <= (at.0, key)));
+        l.push_back(Entry { at: at.0, key, ev });
+    }
+
+    /// Time of the next event.
+    pub fn peek_time(&self) -> Option<Instant> {
+        self.next_source().map(|(at, _)| Instant(at))
+    }
+
+    fn next_source(&self) -> Option<(u64, Option<usize>)> {
+        let mut best: Option<(u64, u64, Option<usize>)> =
+            self.heap.peek().map(|e| (e.at, e.key, None));
+        for (i, l) in self.lanes.iter().enumerate() {
+            if let Some(e) = l.front()
+                && best.is_none_or(|(at, key, _)| (e.at, e.key) < (at, key))
+            {
+                best = Some((e.at, e.key, Some(i)));
+            }
+        }
+        best.map(|(at, _, src)| (at, src))
+    }
+
+    /// Removes and returns the earliest event.
+    pub fn pop(&mut self) -> Option<(Instant, E)> {
+        let (_, src) = self.next_source()?;
+        let e = match src {
+            None => self.heap.pop()?,
+            Some(i) => self.lanes[i].pop_front()?,
+        };
+        Some((Instant(e.at), e.ev))
+    }
+
+    /// Events pending.
+    pub fn len(&self) -> usize {
+        self.heap.len() + self.lanes.iter().map(VecDeque::len).sum::<usize>()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn same_instant_events_run_timers_then_packets_then_applications() {
+        let mut q = Queue::default();
+        let lane = q.add_lane();
+        q.push(Instant(5), Class::App, "connect");
+        q.push(Instant(5), Class::Packet, "syn");
+        q.push_lane(lane, Instant(5), Class::Timer, "tw-expiry");
+        q.push(Instant(5), Class::Packet, "fin");
+        q.push(Instant(4), Class::App, "early");
+        let order: Vec<_> = std::iter::from_fn(|| q.pop().map(|(_, e)| e)).collect();
+        assert_eq!(order, ["early", "tw-expiry", "syn", "fin", "connect"]);
+    }
+
+    #[test]
+    fn lanes_and_heap_merge_in_time_order() {
+        let mut q = Queue::default();
+        let lane = q.add_lane();
+        for t in [10, 20, 30] {
+            q.push_lane(lane, Instant(t), Class::Timer, t);
+        }
+        for t in [25, 5, 15] {
+            q.push(Instant(t), Class::Packet, t);
+        }
+        let order: Vec<_> = std::iter::from_fn(|| q.pop().map(|(_, e)| e)).collect();
+        assert_eq!(order, [5, 10, 15, 20, 25, 30]);
+    }
+}

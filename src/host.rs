@@ -1,0 +1,1003 @@
+//! One host's TCP port state: a Linux network namespace.
+//!
+//! It holds what the kernel consults when it hands out a port (reference §1.3, §2):
+//! - the **bind buckets** (`bhash`), one per local port, with `fastreuse`/`fastreuseport`
+//!   telling whether a `bind()` created or touched the bucket (then `connect()` never shares
+//!   the port) and the owners (sockets and TIME-WAIT minisocks) that keep it alive;
+//! - the **four-tuple table** (`ehash`) of every socket that owns a port: SYN-SENT to
+//!   TIME-WAIT, on both the client and the server side (loopback: one table for both);
+//! - per **pool** — a (source IP, destination IP, destination port) toward which `connect()`
+//!   autoselects ports — the set of ports whose four-tuple is taken, so the allocator can scan
+//!   64 candidates per word (see [`crate::alloc`]).
+
+use crate::alloc::{ConnectQuery, LinuxAllocator, PortBits, Search};
+use crate::profile::Profile;
+use crate::rng::{SipKey, siphash_3u32};
+use crate::time::{Duration, Instant};
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+use std::collections::HashMap;
+use std::fmt;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::net::Ipv4Addr;
+
+/// Index of a socket in its host's socket slab.
+pub type SockId = u32;
+/// Index of a pool in its host.
+pub type PoolId = u32;
+/// "No such index".
+pub const NONE: u32 = u32::MAX;
+
+/// TCP states, with the RFC's names (`Display` prints the RFC 9293 spelling).
+#[derive(Clone, Copy, PartialEq, Eq, Debug, PartialOrd, Ord)]
+pub enum State {
+    /// Bound by `bind()` but not connected: owns a port, not in the four-tuple table.
+    Bound,
+    Listen,
+    SynSent,
+    SynReceived,
+    Established,
+    FinWait1,
+    CloseWait,
+    LastAck,
+    TimeWait,
+}
+
+impl State {
+    pub const COUNT: usize = 9;
+}
+
+impl fmt::Display for State {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            State::Bound => "BOUND",
+            State::Listen => "LISTEN",
+            State::SynSent => "SYN-SENT",
+            State::SynReceived => "SYN-RECEIVED",
+            State::Established => "ESTABLISHED",
+            State::FinWait1 => "FIN-WAIT-1",
+            State::CloseWait => "CLOSE-WAIT",
+            State::LastAck => "LAST-ACK",
+            State::TimeWait => "TIME-WAIT",
+        })
+    }
+}
+
+/// Which end of a connection a socket is.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Side {
+    Client,
+    Server,
+}
+
+/// A connection's name, seen from the socket that owns it.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Default)]
+pub struct Tuple {
+    pub local_ip: u32,
+    pub local_port: u16,
+    pub remote_ip: u32,
+    pub remote_port: u16,
+}
+
+impl Tuple {
+    #[inline]
+    fn key(&self) -> u128 {
+        (u128::from(self.local_ip) << 80)
+            | (u128::from(self.local_port) << 64)
+            | (u128::from(self.remote_ip) << 16)
+            | u128::from(self.remote_port)
+    }
+    /// The same connection seen from the other end.
+    pub fn mirror(&self) -> Tuple {
+        Tuple {
+            local_ip: self.remote_ip,
+            local_port: self.remote_port,
+            remote_ip: self.local_ip,
+            remote_port: self.local_port,
+        }
+    }
+}
+
+impl fmt::Display for Tuple {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}:{} → {}:{}",
+            Ipv4Addr::from(self.local_ip),
+            self.local_port,
+            Ipv4Addr::from(self.remote_ip),
+            self.remote_port
+        )
+    }
+}
+
+/// `ipv4_is_loopback`: 127.0.0.0/8.
+pub fn is_loopback(ip: u32) -> bool {
+    ip >> 24 == 127
+}
+
+/// What a TIME-WAIT minisock keeps (§2.1, §7 item 2).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct TimeWait {
+    /// When the socket entered TIME-WAIT (`tw_entry_stamp`).
+    pub entry: Instant,
+    /// Next sequence number expected from the peer (`tw_rcv_nxt`).
+    pub rcv_nxt: u32,
+    /// Last timestamp value seen from the peer (`tw_ts_recent`).
+    pub ts_recent: u32,
+    /// Whether timestamps were negotiated (`tw_ts_recent_stamp != 0`).
+    pub ts_seen: bool,
+}
+
+/// A socket that owns a local port.
+#[derive(Clone, Debug)]
+pub struct Socket {
+    pub tuple: Tuple,
+    pub state: State,
+    pub side: Side,
+    /// The simulation's connection record, `NONE` once detached (TIME-WAIT).
+    pub conn: u32,
+    /// SO_REUSEADDR (`sk_reuse`, copied to `tw_reuse`).
+    pub reuse: bool,
+    /// In the four-tuple table.
+    pub hashed: bool,
+    /// Autoselect pool whose port set tracks this tuple, or `NONE`.
+    pub pool: PoolId,
+    /// Set when a TIME-WAIT entry became reusable by `tcp_tw_reuse` (its pool bit cleared).
+    pub reusable: bool,
+    pub tw: TimeWait,
+    /// Bumped when the slot is freed, so stale timer events can be recognised.
+    pub generation: u32,
+}
+
+/// One `inet_bind_bucket` (§1.3 step 2).
+#[derive(Clone, Copy, Debug, Default)]
+struct Bucket {
+    owners: u32,
+    /// Owners that block an SO_REUSEADDR bind: not (`sk_reuse` and not LISTEN).
+    strict: u32,
+    fastreuse: i8,
+    fastreuseport: i8,
+}
+
+impl Bucket {
+    fn bind_created(&self) -> bool {
+        self.owners > 0 && (self.fastreuse >= 0 || self.fastreuseport >= 0)
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+struct Owners {
+    all: u32,
+    strict: u32,
+}
+
+/// A (source IP, destination IP, destination port) toward which connect() autoselects ports.
+pub struct Pool {
+    pub saddr: u32,
+    pub daddr: u32,
+    pub dport: u16,
+    /// Ports whose four-tuple toward the destination is taken and not reusable.
+    taken: PortBits,
+    /// Ports of the host range usable by the next connect(): neither taken, reserved nor held
+    /// by a bind()-created bucket.
+    pub free: u32,
+    /// `tcp_twsk_unique` can reuse this pool's TIME-WAIT entries after the delay (§2.3):
+    /// `tcp_tw_reuse` is 1, or 2 with a loopback address, and timestamps are negotiated.
+    pub tw_reuse: bool,
+    /// Handshakes completed from this pool.
+    pub established: u64,
+    offset_cache: Option<(u32, u64)>,
+}
+
+impl Pool {
+    pub fn label(&self) -> String {
+        format!(
+            "{} → {}:{}",
+            Ipv4Addr::from(self.saddr),
+            Ipv4Addr::from(self.daddr),
+            self.dport
+        )
+    }
+}
+
+/// Deterministic hasher for the kernel tables (never iterated, only looked up).
+#[derive(Default, Clone, Copy)]
+pub struct TableHasher(u64);
+
+impl Hasher for TableHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.write_u64(u64::from(*b));
+        }
+    }
+    #[inline]
+    fn write_u64(&mut self, x: u64) {
+        self.0 = (self.0.rotate_left(5) ^ x).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+    #[inline]
+    fn write_u128(&mut self, x: u128) {
+        self.write_u64(x as u64);
+        self.write_u64((x >> 64) as u64);
+    }
+    #[inline]
+    fn write_u32(&mut self, x: u32) {
+        self.write_u64(u64::from(x));
+    }
+    #[inline]
+    fn write_u16(&mut self, x: u16) {
+        self.write_u64(u64::from(x));
+    }
+    #[inline]
+    fn finish(&self) -> u64 {
+        let h = self.0;
+        (h ^ (h >> 31)).wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ (h >> 17)
+    }
+}
+
+type Table<K, V> = HashMap<K, V, BuildHasherDefault<TableHasher>>;
+
+/// Why connect() or bind() refused, as the errno the application sees.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Errno {
+    /// 98: bind(0) found no port, or an explicit bind conflicts (§1.4, §2.6).
+    EADDRINUSE,
+    /// 99: connect() found no port, or the four-tuple of a bound port is taken (§1.4).
+    EADDRNOTAVAIL,
+    /// 110: SYN retransmissions exhausted (`tcp_syn_retries`).
+    ETIMEDOUT,
+}
+
+impl Errno {
+    pub const ALL: [Errno; 3] = [Errno::EADDRINUSE, Errno::EADDRNOTAVAIL, Errno::ETIMEDOUT];
+    pub fn name(self) -> &'static str {
+        match self {
+            Errno::EADDRINUSE => "EADDRINUSE",
+            Errno::EADDRNOTAVAIL => "EADDRNOTAVAIL",
+            Errno::ETIMEDOUT => "ETIMEDOUT",
+        }
+    }
+    /// The Linux errno number (§1.4: include/uapi/asm-generic/errno.h).
+    pub fn number(self) -> u16 {
+        match self {
+            Errno::EADDRINUSE => 98,
+            Errno::EADDRNOTAVAIL => 99,
+            Errno::ETIMEDOUT => 110,
+        }
+    }
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// A successful port search.
+#[derive(Clone, Copy, Debug)]
+pub struct Placed {
+    pub sock: SockId,
+    pub probes: u32,
+    /// A TIME-WAIT entry of the same four-tuple was taken over (`TIMEWAITRECYCLED`).
+    pub recycled: bool,
+}
+
+/// A refused port search.
+#[derive(Clone, Copy, Debug)]
+pub struct Refused {
+    pub errno: Errno,
+    pub probes: u32,
+}
+
+/// What happened to a SYN that found its four-tuple already in the server's table (§2.4).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SynOnTuple {
+    /// No socket holds the tuple.
+    Free,
+    /// A TIME-WAIT entry accepted the SYN as a new incarnation and was killed.
+    TimeWaitAccepted,
+    /// A TIME-WAIT entry answered with an ACK; the client's RST reaches it one RTT later.
+    TimeWaitRejected(SockId),
+    /// A live socket holds the tuple (challenge ACK; the client's RST resets it).
+    Live(SockId),
+}
+
+/// The host model.
+pub struct Host {
+    pub name: String,
+    pub profile: Profile,
+    pub ips: Vec<u32>,
+    listeners: Vec<(u32, u16)>,
+    socks: Vec<Socket>,
+    free_socks: Vec<SockId>,
+    ehash: Table<u128, SockId>,
+    buckets: Vec<Bucket>,
+    /// Owners per (address, port), kept only when some socket on this host binds (bhash2).
+    owners: Option<Table<(u32, u16), Owners>>,
+    reserved: PortBits,
+    /// Reserved ports and ports of bind()-created buckets.
+    blocked: PortBits,
+    pub pools: Vec<Pool>,
+    pool_index: Table<(u32, u32, u16), PoolId>,
+    pub alloc: LinuxAllocator,
+    /// TIME-WAIT minisocks alive, both sides (`tcp_death_row.tw_refcount`, §2.2).
+    pub tw_alive: u32,
+    /// Sockets per side and state.
+    pub counts: [[u32; State::COUNT]; 2],
+    isn_secret: SipKey,
+    ts_secret: SipKey,
+    /// Offset of the host's monotonic clock (`tcp_clock_ns`) at scenario start.
+    mono_offset_ns: u64,
+    /// Offset of the host's real-time clock (`ktime_get_real_ns`) at scenario start.
+    real_offset_ns: u64,
+}
+
+impl Host {
+    /// A host running `profile`, its randomness drawn from `rng`. `track_binds` keeps the
+    /// per-address owner counts that bind() conflict checks need.
+    pub fn new(
+        name: String,
+        profile: Profile,
+        ips: Vec<u32>,
+        mut rng: ChaCha8Rng,
+        track_binds: bool,
+    ) -> Host {
+        let isn_secret = [rng.next_u64(), rng.next_u64()];
+        let ts_secret = [rng.next_u64(), rng.next_u64()];
+        // Uptime at scenario start: between 5 minutes and about 12 days.
+        let mono_offset_ns = 300_000_000_000 + (rng.next_u64() % 1_000_000_000_000_000);
+        let real_offset_ns = rng.next_u64() >> 2;
+        let alloc = LinuxAllocator::new(rng);
+        let mut reserved = PortBits::default();
+        for &(a, b) in &profile.reserved_ports {
+            for p in a..=b {
+                reserved.insert(p);
+            }
+        }
+        Host {
+            name,
+            blocked: reserved.clone(),
+            reserved,
+            profile,
+            ips,
+            listeners: Vec::new(),
+            socks: Vec::new(),
+            free_socks: Vec::new(),
+            ehash: Table::default(),
+            buckets: vec![Bucket::default(); 65536],
+            owners: track_binds.then(Table::default),
+            pools: Vec::new(),
+            pool_index: Table::default(),
+            alloc,
+            tw_alive: 0,
+            counts: [[0; State::COUNT]; 2],
+            isn_secret,
+            ts_secret,
+            mono_offset_ns,
+            real_offset_ns,
+        }
+    }
+
+    pub fn has_ip(&self, ip: u32) -> bool {
+        is_loopback(ip) || self.ips.contains(&ip)
+    }
+
+    /// Registers an autoselect pool (source IP → destination). `peer_timestamps` is the
+    /// destination host's `tcp_timestamps`.
+    pub fn add_pool(&mut self, saddr: u32, daddr: u32, dport: u16, peer_timestamps: u8) -> PoolId {
+        if let Some(&id) = self.pool_index.get(&(saddr, daddr, dport)) {
+            return id;
+        }
+        let reuse = match self.profile.tw_reuse {
+            0 => false,
+            1 => true,
+            _ => is_loopback(saddr) || is_loopback(daddr),
+        };
+        let ts = self.profile.timestamps != 0 && peer_timestamps != 0;
+        let (lo, hi) = self.profile.port_range;
+        let mut taken = PortBits::default();
+        // Sockets already on this tuple space (none at build time, but keep it exact).
+        for s in &self.socks {
+            if s.hashed
+                && s.tuple.local_ip == saddr
+                && s.tuple.remote_ip == daddr
+                && s.tuple.remote_port == dport
+            {
+                taken.insert(s.tuple.local_port);
+            }
+        }
+        let free = (lo..=hi)
+            .filter(|p| !taken.contains(*p) && !self.blocked.contains(*p))
+            .count() as u32;
+        let id = self.pools.len() as PoolId;
+        self.pools.push(Pool {
+            saddr,
+            daddr,
+            dport,
+            taken,
+            free,
+            tw_reuse: reuse && ts,
+            established: 0,
+            offset_cache: None,
+        });
+        self.pool_index.insert((saddr, daddr, dport), id);
+        id
+    }
+
+    pub fn pool_of(&self, saddr: u32, daddr: u32, dport: u16) -> Option<PoolId> {
+        self.pool_index.get(&(saddr, daddr, dport)).copied()
+    }
+
+    pub fn sock(&self, id: SockId) -> &Socket {
+        &self.socks[id as usize]
+    }
+
+    pub fn sock_mut(&mut self, id: SockId) -> &mut Socket {
+        &mut self.socks[id as usize]
+    }
+
+    /// Sockets alive (any state), for invariant checks and memory accounting.
+    pub fn live_sockets(&self) -> usize {
+        self.socks.len() - self.free_socks.len()
+    }
+
+    pub fn ehash_len(&self) -> usize {
+        self.ehash.len()
+    }
+
+    // ---- clocks of this host -------------------------------------------------------
+
+    /// `tcp_clock_ms()` at `now`.
+    pub fn clock_ms(&self, now: Instant) -> u64 {
+        (now.0 + self.mono_offset_ns) / 1_000_000
+    }
+
+    /// The first instant whose `tcp_clock_ms()` exceeds `entry_ms + delay_ms`.
+    pub fn ms_deadline(&self, entry: Instant, delay_ms: u32) -> Instant {
+        let ms = self.clock_ms(entry) + u64::from(delay_ms) + 1;
+        Instant((ms * 1_000_000).saturating_sub(self.mono_offset_ns))
+    }
+
+    /// `secure_tcp_seq`: SipHash of the four-tuple plus `ktime_get_real_ns() >> 6` (§2.4).
+    pub fn isn(&self, t: &Tuple, now: Instant) -> u32 {
+        let h = siphash_3u32(
+            t.local_ip.to_be(),
+            t.remote_ip.to_be(),
+            (u32::from(t.local_port.to_be()) << 16) | u32::from(t.remote_port.to_be()),
+            &self.isn_secret,
+        ) as u32;
+        h.wrapping_add(((now.0 + self.real_offset_ns) >> 6) as u32)
+    }
+
+    /// TSval sent at `now` toward `remote`: `tcp_clock_ms() + secure_tcp_ts_off` (§2.3).
+    pub fn tsval(&self, local: u32, remote: u32, now: Instant) -> u32 {
+        let off = if self.profile.timestamps == 1 {
+            siphash_3u32(local.to_be(), remote.to_be(), 0, &self.ts_secret) as u32
+        } else {
+            0
+        };
+        (self.clock_ms(now) as u32).wrapping_add(off)
+    }
+
+    // ---- sockets, buckets and the four-tuple table ---------------------------------
+
+    fn new_socket(
+        &mut self,
+        tuple: Tuple,
+        state: State,
+        side: Side,
+        conn: u32,
+        reuse: bool,
+    ) -> SockId {
+        let sock = Socket {
+            tuple,
+            state,
+            side,
+            conn,
+            reuse,
+            hashed: false,
+            pool: NONE,
+            reusable: false,
+            tw: TimeWait::default(),
+            generation: 0,
+        };
+        self.counts[side as usize][state as usize] += 1;
+        match self.free_socks.pop() {
+            Some(id) => {
+                let generation = self.socks[id as usize].generation;
+                self.socks[id as usize] = Socket { generation, ..sock };
+                id
+            }
+            None => {
+                self.socks.push(sock);
+                (self.socks.len() - 1) as SockId
+            }
+        }
+    }
+
+    /// Moves a socket to `state`, keeping the per-state counts.
+    pub fn set_state(&mut self, id: SockId, state: State) {
+        let s = &mut self.socks[id as usize];
+        self.counts[s.side as usize][s.state as usize] -= 1;
+        self.counts[s.side as usize][state as usize] += 1;
+        if s.state == State::TimeWait {
+            self.tw_alive -= 1;
+        }
+        if state == State::TimeWait {
+            self.tw_alive += 1;
+        }
+        s.state = state;
+    }
+
+    fn strict(reuse: bool, state: State) -> bool {
+        !(reuse && state != State::Listen)
+    }
+
+    fn set_blocked(&mut self, port: u16, blocked: bool) {
+        let changed = if blocked {
+            self.blocked.insert(port)
+        } else {
+            self.blocked.remove(port)
+        };
+        if !changed {
+            return;
+        }
+        let (lo, hi) = self.profile.port_range;
+        if !(lo..=hi).contains(&port) {
+            return;
+        }
+        for pool in &mut self.pools {
+            if !pool.taken.contains(port) {
+                if blocked {
+                    pool.free -= 1;
+                } else {
+                    pool.free += 1;
+                }
+            }
+        }
+    }
+
+    fn refresh_taint(&mut self, port: u16) {
+        let tainted = self.buckets[usize::from(port)].bind_created();
+        let blocked = tainted || self.reserved.contains(port);
+        if blocked != self.blocked.contains(port) {
+            self.set_blocked(port, blocked);
+        }
+    }
+
+    /// Adds an owner to the port's bucket (`inet_bind_hash`).
+    fn own_port(&mut self, id: SockId) {
+        let s = &self.socks[id as usize];
+        let (port, addr, strict) = (
+            s.tuple.local_port,
+            s.tuple.local_ip,
+            Self::strict(s.reuse, s.state),
+        );
+        let b = &mut self.buckets[usize::from(port)];
+        b.owners += 1;
+        b.strict += u32::from(strict);
+        if let Some(owners) = &mut self.owners {
+            let o = owners.entry((addr, port)).or_default();
+            o.all += 1;
+            o.strict += u32::from(strict);
+        }
+    }
+
+    /// Removes an owner; the bucket dies with its last owner (`inet_put_port`,
+    /// `inet_twsk_bind_unhash`).
+    fn release_port(&mut self, id: SockId) {
+        let s = &self.socks[id as usize];
+        let (port, addr, strict) = (
+            s.tuple.local_port,
+            s.tuple.local_ip,
+            Self::strict(s.reuse, s.state),
+        );
+        let b = &mut self.buckets[usize::from(port)];
+        b.owners -= 1;
+        b.strict -= u32::from(strict);
+        let emptied = b.owners == 0;
+        if emptied {
+            *b = Bucket::default();
+        }
+        if let Some(owners) = &mut self.owners {
+            let o = owners.get_mut(&(addr, port)).expect("owner recorded");
+            o.all -= 1;
+            o.strict -= u32::from(strict);
+            if o.all == 0 {
+                owners.remove(&(addr, port));
+            }
+        }
+        if emptied {
+            self.refresh_taint(port);
+        }
+    }
+
+    fn pool_take(&mut self, pool: PoolId, port: u16) {
+        let (lo, hi) = self.profile.port_range;
+        let counted = (lo..=hi).contains(&port) && !self.blocked.contains(port);
+        let p = &mut self.pools[pool as usize];
+        if p.taken.insert(port) && counted {
+            p.free -= 1;
+        }
+    }
+
+    fn pool_release(&mut self, pool: PoolId, port: u16) {
+        let (lo, hi) = self.profile.port_range;
+        let counted = (lo..=hi).contains(&port) && !self.blocked.contains(port);
+        let p = &mut self.pools[pool as usize];
+        if p.taken.remove(port) && counted {
+            p.free += 1;
+        }
+    }
+
+    fn hash_socket(&mut self, id: SockId) {
+        let s = &mut self.socks[id as usize];
+        s.hashed = true;
+        let t = s.tuple;
+        let prev = self.ehash.insert(t.key(), id);
+        debug_assert!(prev.is_none(), "two sockets share {t}");
+        if let Some(pool) = self.pool_of(t.local_ip, t.remote_ip, t.remote_port) {
+            self.socks[id as usize].pool = pool;
+            self.pool_take(pool, t.local_port);
+        }
+    }
+
+    fn unhash_socket(&mut self, id: SockId) {
+        let s = &mut self.socks[id as usize];
+        if !s.hashed {
+            return;
+        }
+        s.hashed = false;
+        let (t, pool, reusable) = (s.tuple, s.pool, s.reusable);
+        self.ehash.remove(&t.key());
+        if pool != NONE && !reusable {
+            self.pool_release(pool, t.local_port);
+        }
+    }
+
+    /// Frees a socket: out of the table, its port released (`tcp_done`, `inet_twsk_kill`).
+    pub fn destroy(&mut self, id: SockId) {
+        self.unhash_socket(id);
+        self.release_port(id);
+        let s = &mut self.socks[id as usize];
+        let (side, state) = (s.side, s.state);
+        s.generation = s.generation.wrapping_add(1);
+        s.conn = NONE;
+        if state == State::TimeWait {
+            self.tw_alive -= 1;
+        }
+        self.counts[side as usize][state as usize] -= 1;
+        self.free_socks.push(id);
+    }
+
+    pub fn lookup(&self, t: &Tuple) -> Option<SockId> {
+        self.ehash.get(&t.key()).copied()
+    }
+
+    /// A listener on `ip:port` (`ip` 0 = any address). Listeners bind with SO_REUSEADDR.
+    pub fn listen(&mut self, ip: u32, port: u16) {
+        let t = Tuple {
+            local_ip: ip,
+            local_port: port,
+            remote_ip: 0,
+            remote_port: 0,
+        };
+        let id = self.new_socket(t, State::Listen, Side::Server, NONE, true);
+        let b = &mut self.buckets[usize::from(port)];
+        if b.owners == 0 {
+            // inet_csk_update_fastreuse on an empty bucket, socket not yet LISTEN at bind().
+            b.fastreuse = 1;
+            b.fastreuseport = 0;
+        } else {
+            b.fastreuseport = 0;
+        }
+        self.own_port(id);
+        self.refresh_taint(port);
+        self.listeners.push((ip, port));
+    }
+
+    /// Whether a listener accepts connections on `ip:port`.
+    pub fn listening(&self, ip: u32, port: u16) -> bool {
+        self.listeners
+            .iter()
+            .any(|&(a, p)| p == port && (a == 0 || a == ip))
+    }
+
+    /// `inet_csk_bind_conflict` for `addr:port` (§2.6); `None` when the port has no bucket.
+    pub fn bind_conflict(&self, addr: u32, port: u16, reuse: bool, relax: bool) -> Option<bool> {
+        conflict(
+            &self.buckets,
+            self.owners.as_ref(),
+            addr,
+            port,
+            reuse,
+            relax,
+        )
+    }
+
+    /// `inet_csk_get_port` bookkeeping once a bind() is granted: `inet_csk_update_fastreuse`.
+    fn grant_bind(&mut self, addr: u32, port: u16, reuse: bool, conn: u32) -> SockId {
+        let b = &mut self.buckets[usize::from(port)];
+        if b.owners == 0 {
+            b.fastreuse = i8::from(reuse);
+        } else if !reuse {
+            b.fastreuse = 0;
+        }
+        b.fastreuseport = 0;
+        let t = Tuple {
+            local_ip: addr,
+            local_port: port,
+            remote_ip: 0,
+            remote_port: 0,
+        };
+        let id = self.new_socket(t, State::Bound, Side::Client, conn, reuse);
+        self.own_port(id);
+        self.refresh_taint(port);
+        id
+    }
+
+    /// `bind(addr, 0)` without IP_BIND_ADDRESS_NO_PORT: an exclusive port (§1.6), odd first.
+    pub fn bind_any(&mut self, addr: u32, reuse: bool, conn: u32) -> Result<Placed, Refused> {
+        let (lo, hi) = self.profile.port_range;
+        let Host {
+            alloc,
+            reserved,
+            buckets,
+            owners,
+            profile,
+            ..
+        } = self;
+        let search: Search = alloc.bind_any(
+            lo,
+            hi,
+            reuse,
+            profile.autobind_reuse,
+            |p| reserved.contains(p as u16),
+            |p, relax| conflict(buckets, owners.as_ref(), addr, p as u16, reuse, relax),
+        );
+        match search.port {
+            Some(port) => Ok(Placed {
+                sock: self.grant_bind(addr, port, reuse, conn),
+                probes: search.probes,
+                recycled: false,
+            }),
+            None => Err(Refused {
+                errno: Errno::EADDRINUSE,
+                probes: search.probes,
+            }),
+        }
+    }
+
+    /// `bind(addr, port)` with an explicit port (§2.6): EADDRINUSE on conflict.
+    pub fn bind_port(
+        &mut self,
+        addr: u32,
+        port: u16,
+        reuse: bool,
+        conn: u32,
+    ) -> Result<SockId, Errno> {
+        let b = self.buckets[usize::from(port)];
+        if b.owners > 0
+            && !(b.fastreuse > 0 && reuse)
+            && self.bind_conflict(addr, port, reuse, true) == Some(true)
+        {
+            return Err(Errno::EADDRINUSE);
+        }
+        Ok(self.grant_bind(addr, port, reuse, conn))
+    }
+
+    /// connect() on a socket whose port is already bound: `check_established(port, twp=NULL)`
+    /// (§1.1, §2.3 step 3: a TIME-WAIT tuple is reused whenever timestamps were seen).
+    pub fn connect_bound(&mut self, id: SockId, daddr: u32, dport: u16) -> Result<bool, Errno> {
+        let mut t = self.socks[id as usize].tuple;
+        t.remote_ip = daddr;
+        t.remote_port = dport;
+        let mut recycled = false;
+        if let Some(other) = self.lookup(&t) {
+            let o = &self.socks[other as usize];
+            if o.state == State::TimeWait && o.tw.ts_seen {
+                self.destroy(other);
+                recycled = true;
+            } else {
+                return Err(Errno::EADDRNOTAVAIL);
+            }
+        }
+        self.socks[id as usize].tuple = t;
+        self.set_state(id, State::SynSent);
+        self.hash_socket(id);
+        Ok(recycled)
+    }
+
+    /// connect() on an unbound socket from `saddr` (`__inet_hash_connect`, §1.2–§1.4).
+    /// `range` is IP_LOCAL_PORT_RANGE when the application set one.
+    pub fn connect_any(
+        &mut self,
+        now: Instant,
+        saddr: u32,
+        daddr: u32,
+        dport: u16,
+        range: Option<(u16, u16)>,
+        conn: u32,
+    ) -> Result<Placed, Refused> {
+        let pool_id = self
+            .pool_of(saddr, daddr, dport)
+            .expect("pool registered at build");
+        let (lo, hi) = self.profile.port_range;
+        // inet_sk_get_local_port_range: each per-socket bound counts only inside the netns range.
+        let (low, high, per_socket) = match range {
+            Some((a, b)) => {
+                let low = if a >= lo && a <= hi { a } else { lo };
+                let high = if b >= lo && b <= hi { b } else { hi };
+                if low <= high {
+                    (low, high, true)
+                } else {
+                    (lo, hi, false)
+                }
+            }
+            None => (lo, hi, false),
+        };
+        let q = ConnectQuery {
+            saddr,
+            daddr,
+            dport,
+            low,
+            high,
+            per_socket_range: per_socket,
+        };
+        let pool = &mut self.pools[pool_id as usize];
+        if pool.free == 0 {
+            // Every candidate is taken: the scan fails after `remaining` iterations.
+            let n = u32::from(high) + 1 - u32::from(low);
+            let remaining = if !per_socket && n > 1 { n & !1 } else { n };
+            return Err(Refused {
+                errno: Errno::EADDRNOTAVAIL,
+                probes: remaining,
+            });
+        }
+        let epoch = self.alloc.epoch(now);
+        let offset = match pool.offset_cache {
+            Some((e, off)) if e == epoch => off,
+            _ => {
+                let off = self.alloc.port_offset(saddr, daddr, dport, epoch);
+                pool.offset_cache = Some((epoch, off));
+                off
+            }
+        };
+        let search = self.alloc.connect(&q, offset, &pool.taken, &self.blocked);
+        let Some(port) = search.port else {
+            return Err(Refused {
+                errno: Errno::EADDRNOTAVAIL,
+                probes: search.probes,
+            });
+        };
+        let t = Tuple {
+            local_ip: saddr,
+            local_port: port,
+            remote_ip: daddr,
+            remote_port: dport,
+        };
+        let mut recycled = false;
+        if let Some(tw) = self.lookup(&t) {
+            debug_assert!(
+                self.socks[tw as usize].reusable,
+                "only reusable TIME-WAIT is scanned as free"
+            );
+            self.destroy(tw);
+            recycled = true;
+        }
+        let b = &mut self.buckets[usize::from(port)];
+        if b.owners == 0 {
+            b.fastreuse = -1;
+            b.fastreuseport = -1;
+        }
+        let id = self.new_socket(t, State::SynSent, Side::Client, conn, false);
+        self.own_port(id);
+        self.hash_socket(id);
+        Ok(Placed {
+            sock: id,
+            probes: search.probes,
+            recycled,
+        })
+    }
+
+    /// The passive open: a SYN for `t` (seen from this host) found a listener.
+    pub fn accept_syn(&mut self, t: Tuple, conn: u32) -> SockId {
+        let id = self.new_socket(t, State::SynReceived, Side::Server, conn, true);
+        self.own_port(id);
+        self.hash_socket(id);
+        id
+    }
+
+    /// A SYN for `t` arrives with sequence number `seq` and timestamp `tsval` (present when
+    /// timestamps are on at both ends). `tcp_timewait_state_process` (§2.4, §7 item 4).
+    pub fn syn_on_tuple(&mut self, t: &Tuple, seq: u32, tsval: Option<u32>) -> SynOnTuple {
+        let Some(id) = self.lookup(t) else {
+            return SynOnTuple::Free;
+        };
+        let s = &self.socks[id as usize];
+        if s.state != State::TimeWait {
+            return SynOnTuple::Live(id);
+        }
+        let tw = s.tw;
+        let ts = tsval.filter(|_| tw.ts_seen);
+        // tcp_paws_reject: the segment's TSval may lag ts_recent by at most TCP_PAWS_WINDOW (1).
+        let paws_reject = ts.is_some_and(|v| (tw.ts_recent.wrapping_sub(v) as i32) > 1);
+        let seq_newer = (tw.rcv_nxt.wrapping_sub(seq) as i32) < 0;
+        let ts_newer = ts.is_some_and(|v| (tw.ts_recent.wrapping_sub(v) as i32) < 0);
+        if !paws_reject && (seq_newer || ts_newer) {
+            self.destroy(id);
+            SynOnTuple::TimeWaitAccepted
+        } else {
+            SynOnTuple::TimeWaitRejected(id)
+        }
+    }
+
+    /// The active closer enters TIME-WAIT (`tcp_time_wait`, §2.1–§2.2). Returns false when
+    /// `tcp_max_tw_buckets` is reached: the socket is closed with no TIME-WAIT.
+    pub fn enter_time_wait(&mut self, id: SockId, tw: TimeWait) -> bool {
+        if self.tw_alive >= self.profile.max_tw_buckets {
+            self.destroy(id);
+            return false;
+        }
+        let s = &mut self.socks[id as usize];
+        s.tw = tw;
+        s.conn = NONE;
+        self.set_state(id, State::TimeWait);
+        true
+    }
+
+    /// A client TIME-WAIT entry of a reuse-enabled pool has passed `tcp_tw_reuse_delay`:
+    /// connect() may now take its tuple over, so its port counts as free for the pool.
+    pub fn mark_reusable(&mut self, id: SockId) {
+        let s = &mut self.socks[id as usize];
+        debug_assert_eq!(s.state, State::TimeWait);
+        if s.reusable || s.pool == NONE {
+            return;
+        }
+        s.reusable = true;
+        let (pool, port) = (s.pool, s.tuple.local_port);
+        self.pool_release(pool, port);
+    }
+
+    /// Number of ports of `pool` that the next connect() could use.
+    pub fn pool_free(&self, pool: PoolId) -> u32 {
+        self.pools[pool as usize].free
+    }
+
+    /// Recomputes a pool's free count from scratch (for invariant checks).
+    pub fn pool_free_recount(&self, pool: PoolId) -> u32 {
+        let (lo, hi) = self.profile.port_range;
+        let p = &self.pools[pool as usize];
+        (lo..=hi)
+            .filter(|&port| !p.taken.contains(port) && !self.blocked.contains(port))
+            .count() as u32
+    }
+
+    /// The TIME-WAIT delay after which `tcp_tw_reuse` applies.
+    pub fn tw_reuse_delay(&self) -> Duration {
+        Duration::from_millis(u64::from(self.profile.tw_reuse_delay_ms))
+    }
+}
+
+/// `inet_csk_bind_conflict` over the owners of `port` whose address overlaps `addr`
+/// (wildcard-aware). With `relax` an owner does not conflict when both it and the new socket
+/// have SO_REUSEADDR and it is not listening; without, any overlapping owner conflicts.
+fn conflict(
+    buckets: &[Bucket],
+    owners: Option<&Table<(u32, u16), Owners>>,
+    addr: u32,
+    port: u16,
+    reuse: bool,
+    relax: bool,
+) -> Option<bool> {
+    let b = &buckets[usize::from(port)];
+    if b.owners == 0 {
+        return None;
+    }
+    let owners = owners.expect("bind tracking is on for hosts whose workloads bind");
+    let (all, strict) = if addr == 0 {
+        (b.owners, b.strict)
+    } else {
+        let get = |a| owners.get(&(a, port)).copied().unwrap_or_default();
+        let (x, y) = (get(addr), get(0));
+        (x.all + y.all, x.strict + y.strict)
+    };
+    Some(if relax && reuse { strict > 0 } else { all > 0 })
+}

@@ -1,0 +1,739 @@
+//! What a run measured: counters, binned time series, latency distributions, and their
+//! renderings as JSON (stable schema `portsim.report/1`), CSV and a terminal summary.
+//!
+//! Series are binned while the run produces them, so memory grows with the number of bins,
+//! never with the number of connections.
+
+use crate::host::Errno;
+use crate::time::{Duration, Instant};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+/// Values kept exactly up to this many distinct values, then in log buckets.
+const EXACT_LIMIT: usize = 2048;
+/// Log buckets: 2^7 per power of two, so a bucket spans under 0.8 % of its value.
+const SUB_BITS: u32 = 7;
+
+/// A distribution of non-negative integers (latencies in ns, probe counts).
+///
+/// Exact while it holds at most 2,048 distinct values (fixed RTTs give a handful); beyond
+/// that, log-linear buckets under 0.8 % wide. Percentiles use the nearest-rank definition.
+#[derive(Clone, Debug, Default)]
+pub struct Hist {
+    map: BTreeMap<u64, u64>,
+    bucketed: bool,
+    count: u64,
+    sum: u128,
+    min: u64,
+    max: u64,
+}
+
+fn bucket_of(v: u64) -> u64 {
+    if v < (1 << SUB_BITS) {
+        return v;
+    }
+    let e = 63 - v.leading_zeros();
+    let m = (v >> (e - SUB_BITS)) & ((1 << SUB_BITS) - 1);
+    (u64::from(e - SUB_BITS + 1) << SUB_BITS) | m
+}
+
+fn bucket_mid(b: u64) -> u64 {
+    if b < (1 << SUB_BITS) {
+        return b;
+    }
+    let e = (b >> SUB_BITS) as u32 + SUB_BITS - 1;
+    let m = b & ((1 << SUB_BITS) - 1);
+    let lo = (1u64 << e) | (m << (e - SUB_BITS));
+    lo + (1u64 << (e - SUB_BITS)) / 2
+}
+
+impl Hist {
+    pub fn record(&mut self, v: u64) {
+        if self.count == 0 || v < self.min {
+            self.min = v;
+        }
+        self.max = self.max.max(v);
+        self.count += 1;
+        self.sum += u128::from(v);
+        let k = if self.bucketed { bucket_of(v) } else { v };
+        *self.map.entry(k).or_insert(0) += 1;
+        if !self.bucketed && self.map.len() > EXACT_LIMIT {
+            let old = std::mem::take(&mut self.map);
+            for (v, n) in old {
+                *self.map.entry(bucket_of(v)).or_insert(0) += n;
+            }
+            self.bucketed = true;
+        }
+    }
+    pub fn count(&self) -> u64 {
+        self.count
+    }
+    pub fn max(&self) -> u64 {
+        self.max
+    }
+    pub fn mean(&self) -> f64 {
+        if self.count == 0 {
+            0.0
+        } else {
+            self.sum as f64 / self.count as f64
+        }
+    }
+    /// Nearest-rank percentile, `q` in (0, 1].
+    pub fn percentile(&self, q: f64) -> u64 {
+        if self.count == 0 {
+            return 0;
+        }
+        let rank = ((q * self.count as f64).ceil() as u64).clamp(1, self.count);
+        let mut seen = 0;
+        for (&k, &n) in &self.map {
+            seen += n;
+            if seen >= rank {
+                let v = if self.bucketed { bucket_mid(k) } else { k };
+                return v.clamp(self.min, self.max);
+            }
+        }
+        self.max
+    }
+}
+
+/// Kernel-side counters, named after the Linux MIB counters where one exists.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Counter {
+    /// `TIMEWAITRECYCLED`: connect() took over a TIME-WAIT four-tuple (tw_reuse or bound port).
+    TwRecycled,
+    /// `TCPTimeWaitOverflow`: a close found `tcp_max_tw_buckets` full and skipped TIME-WAIT.
+    TwOverflow,
+    /// A SYN reopened a server-side TIME-WAIT four-tuple (RFC 1122 §4.2.2.13).
+    TwSynAccepted,
+    /// A SYN found a TIME-WAIT four-tuple and was answered with an ACK (not newer).
+    TwSynRejected,
+    /// The client's RST answering that ACK killed the TIME-WAIT (`tcp_rfc1337 = 0`).
+    TwKilledByRst,
+    /// A SYN found a live socket on its four-tuple (challenge ACK).
+    SynOnLiveSocket,
+    /// SYNs retransmitted.
+    SynRetransmits,
+    /// Connections closed with RST by SO_LINGER {on, 0}.
+    LingerResets,
+    /// TIME-WAIT entries that ran their full length.
+    TwExpired,
+}
+
+impl Counter {
+    pub const ALL: [Counter; 9] = [
+        Counter::TwRecycled,
+        Counter::TwOverflow,
+        Counter::TwSynAccepted,
+        Counter::TwSynRejected,
+        Counter::TwKilledByRst,
+        Counter::SynOnLiveSocket,
+        Counter::SynRetransmits,
+        Counter::LingerResets,
+        Counter::TwExpired,
+    ];
+    pub fn name(self) -> &'static str {
+        match self {
+            Counter::TwRecycled => "tw_recycled",
+            Counter::TwOverflow => "tw_overflow",
+            Counter::TwSynAccepted => "tw_syn_accepted",
+            Counter::TwSynRejected => "tw_syn_rejected",
+            Counter::TwKilledByRst => "tw_killed_by_rst",
+            Counter::SynOnLiveSocket => "syn_on_live_socket",
+            Counter::SynRetransmits => "syn_retransmits",
+            Counter::LingerResets => "linger_resets",
+            Counter::TwExpired => "tw_expired",
+        }
+    }
+}
+
+/// Gauges sampled at the end of each bin.
+#[derive(Clone, Debug, Default)]
+pub struct Gauges {
+    pub time_wait_client: u32,
+    pub time_wait_server: u32,
+    pub established_client: u32,
+    pub established_server: u32,
+    pub free_ports: Vec<u32>,
+}
+
+#[derive(Clone, Debug, Default)]
+struct BinAcc {
+    attempts: u64,
+    established: u64,
+    failed: [u64; 3],
+    requests: u64,
+    latency: Hist,
+    probes: Hist,
+}
+
+/// Per-workload totals.
+#[derive(Clone, Debug, Default)]
+pub struct WorkloadTotals {
+    pub attempted: u64,
+    pub established: u64,
+    pub failed: [u64; 3],
+    pub retries: u64,
+    pub requests_completed: u64,
+    pub requests_failed: u64,
+    pub first_failure: Option<Instant>,
+    pub stopped_at: Option<Instant>,
+}
+
+/// Collects measurements while the simulation runs.
+pub struct Recorder {
+    pub bin: Duration,
+    pub bin_end: Instant,
+    acc: BinAcc,
+    bins: Vec<Bin>,
+    pub workloads: Vec<WorkloadTotals>,
+    pub latency: Hist,
+    pub probes: Hist,
+    pub counters: [u64; Counter::ALL.len()],
+    pub tw_peak: u32,
+    pub tw_peak_client: u32,
+    pub tw_peak_server: u32,
+    pub unprotected_reuse: u64,
+}
+
+impl Recorder {
+    pub fn new(bin: Duration, workloads: usize) -> Self {
+        Recorder {
+            bin,
+            bin_end: Instant::ZERO + bin,
+            acc: BinAcc::default(),
+            bins: Vec::new(),
+            workloads: vec![WorkloadTotals::default(); workloads],
+            latency: Hist::default(),
+            probes: Hist::default(),
+            counters: [0; Counter::ALL.len()],
+            tw_peak: 0,
+            tw_peak_client: 0,
+            tw_peak_server: 0,
+            unprotected_reuse: 0,
+        }
+    }
+    pub fn attempt(&mut self, wl: usize, retry: bool) {
+        self.acc.attempts += 1;
+        let w = &mut self.workloads[wl];
+        w.attempted += 1;
+        w.retries += u64::from(retry);
+    }
+    pub fn probes(&mut self, n: u32) {
+        self.acc.probes.record(u64::from(n));
+        self.probes.record(u64::from(n));
+    }
+    pub fn established(&mut self, wl: usize, latency: Duration) {
+        self.acc.established += 1;
+        self.acc.latency.record(latency.0);
+        self.latency.record(latency.0);
+        self.workloads[wl].established += 1;
+    }
+    pub fn failed(&mut self, now: Instant, wl: usize, errno: Errno) {
+        self.acc.failed[errno.index()] += 1;
+        let w = &mut self.workloads[wl];
+        w.failed[errno.index()] += 1;
+        w.first_failure.get_or_insert(now);
+    }
+    pub fn request_done(&mut self, wl: usize) {
+        self.acc.requests += 1;
+        self.workloads[wl].requests_completed += 1;
+    }
+    pub fn request_failed(&mut self, wl: usize) {
+        self.workloads[wl].requests_failed += 1;
+    }
+    pub fn count(&mut self, c: Counter) {
+        self.counters[c as usize] += 1;
+    }
+    pub fn time_wait(&mut self, client: u32, server: u32) {
+        self.tw_peak = self.tw_peak.max(client + server);
+        self.tw_peak_client = self.tw_peak_client.max(client);
+        self.tw_peak_server = self.tw_peak_server.max(server);
+    }
+    /// Closes the current bin with the gauges as they stand at its end.
+    pub fn close_bin(&mut self, end: Instant, g: Gauges) {
+        let acc = std::mem::take(&mut self.acc);
+        let start = Instant(self.bins.len() as u64 * self.bin.0);
+        let width = (end.0 - start.0) as f64 / 1e9;
+        let lat = |q| acc.latency.percentile(q) as f64 / 1e6;
+        self.bins.push(Bin {
+            t_s: start.as_secs_f64(),
+            attempts: acc.attempts,
+            established: acc.established,
+            failed: errors_map(&acc.failed),
+            established_per_s: if width > 0.0 {
+                acc.established as f64 / width
+            } else {
+                0.0
+            },
+            requests_completed: acc.requests,
+            time_wait_client: g.time_wait_client,
+            time_wait_server: g.time_wait_server,
+            established_sockets_client: g.established_client,
+            established_sockets_server: g.established_server,
+            free_ports_min: g.free_ports.iter().copied().min(),
+            free_ports: g.free_ports,
+            connect_latency_ms: (acc.latency.count() > 0).then(|| Percentiles {
+                p50: lat(0.5),
+                p99: lat(0.99),
+                max: acc.latency.max() as f64 / 1e6,
+            }),
+            probes_per_connect: (acc.probes.count() > 0).then(|| ProbeStats {
+                mean: round3(acc.probes.mean()),
+                max: acc.probes.max(),
+            }),
+        });
+        self.bin_end = Instant(end.0 + self.bin.0);
+    }
+    pub fn into_bins(self) -> (Vec<Bin>, Self) {
+        let mut s = self;
+        let bins = std::mem::take(&mut s.bins);
+        (bins, s)
+    }
+}
+
+fn round3(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}
+
+/// Errno name → count, for the errnos that occurred.
+pub fn errors_map(counts: &[u64; 3]) -> BTreeMap<&'static str, u64> {
+    Errno::ALL
+        .iter()
+        .filter(|e| counts[e.index()] > 0)
+        .map(|e| (e.name(), counts[e.index()]))
+        .collect()
+}
+
+// ---- the report ---------------------------------------------------------------------
+
+/// The full report (`--format json`). Field order is the schema's order.
+#[derive(Serialize, Debug)]
+pub struct Report {
+    pub schema: &'static str,
+    pub portsim_version: &'static str,
+    pub scenario: ScenarioInfo,
+    pub seed: u64,
+    pub duration_s: f64,
+    pub bin_s: f64,
+    pub hosts: Vec<HostInfo>,
+    pub pools: Vec<PoolInfo>,
+    pub summary: Summary,
+    pub workloads: Vec<WorkloadSummary>,
+    pub series: Vec<Bin>,
+}
+
+#[derive(Serialize, Debug)]
+pub struct ScenarioInfo {
+    pub name: String,
+    pub file: String,
+    pub description: String,
+}
+
+#[derive(Serialize, Debug)]
+pub struct HostInfo {
+    pub name: String,
+    pub profile: String,
+    pub ips: Vec<String>,
+    pub listen: Vec<String>,
+    pub knobs: BTreeMap<String, String>,
+}
+
+/// A pool of ports: `connect` pools are (source IP → destination), shared by four-tuple;
+/// `bind` pools are a source IP's exclusive ports (bind(ip, 0) and explicit binds).
+#[derive(Serialize, Debug)]
+pub struct PoolInfo {
+    pub kind: &'static str,
+    pub host: String,
+    pub source: String,
+    pub destination: Option<String>,
+    pub ports: u32,
+    pub time_wait_s: f64,
+    /// `ports / TIME_WAIT`: the seed's sustainable churn when the client closes first.
+    pub formula_limit_per_s: f64,
+    pub established: u64,
+    pub achieved_per_s: f64,
+}
+
+#[derive(Serialize, Debug)]
+pub struct Summary {
+    pub connections: Connections,
+    pub errors: BTreeMap<&'static str, u64>,
+    pub requests: Requests,
+    pub first_failure_s: Option<f64>,
+    pub time_wait: TimeWaitSummary,
+    pub connect_latency_ms: LatencySummary,
+    pub probes_per_connect: ProbeSummary,
+    pub kernel_counters: BTreeMap<&'static str, u64>,
+    /// Connections that reused a four-tuple within TIME-WAIT of its last use, when that use
+    /// ended with no TIME-WAIT (SO_LINGER 0 or `tcp_max_tw_buckets` overflow): the seed's
+    /// "silent data corruption" exposure.
+    pub unprotected_reuse: u64,
+}
+
+#[derive(Serialize, Debug)]
+pub struct Connections {
+    pub attempted: u64,
+    pub established: u64,
+    pub failed: u64,
+    pub in_flight: u64,
+    pub retries: u64,
+}
+
+#[derive(Serialize, Debug)]
+pub struct Requests {
+    pub completed: u64,
+    pub failed: u64,
+}
+
+#[derive(Serialize, Debug)]
+pub struct TimeWaitSummary {
+    pub peak: u32,
+    pub at_end: u32,
+    pub peak_client: u32,
+    pub peak_server: u32,
+}
+
+#[derive(Serialize, Debug)]
+pub struct LatencySummary {
+    pub p50: f64,
+    pub p90: f64,
+    pub p99: f64,
+    pub max: f64,
+    pub mean: f64,
+}
+
+#[derive(Serialize, Debug)]
+pub struct ProbeSummary {
+    pub mean: f64,
+    pub p99: u64,
+    pub max: u64,
+}
+
+#[derive(Serialize, Debug)]
+pub struct WorkloadSummary {
+    pub name: String,
+    pub attempted: u64,
+    pub established: u64,
+    pub failed: u64,
+    pub errors: BTreeMap<&'static str, u64>,
+    pub retries: u64,
+    pub requests_completed: u64,
+    pub requests_failed: u64,
+    pub first_failure_s: Option<f64>,
+    pub stopped_s: Option<f64>,
+}
+
+#[derive(Serialize, Debug, Clone)]
+pub struct Percentiles {
+    pub p50: f64,
+    pub p99: f64,
+    pub max: f64,
+}
+
+#[derive(Serialize, Debug, Clone)]
+pub struct ProbeStats {
+    pub mean: f64,
+    pub max: u64,
+}
+
+/// One bin of the time series: counts of events in `[t_s, t_s + bin_s)`, gauges at its end.
+#[derive(Serialize, Debug, Clone)]
+pub struct Bin {
+    pub t_s: f64,
+    pub attempts: u64,
+    pub established: u64,
+    pub failed: BTreeMap<&'static str, u64>,
+    pub established_per_s: f64,
+    pub requests_completed: u64,
+    pub time_wait_client: u32,
+    pub time_wait_server: u32,
+    pub established_sockets_client: u32,
+    pub established_sockets_server: u32,
+    pub free_ports_min: Option<u32>,
+    /// Free ports per pool, in the order of `pools`.
+    pub free_ports: Vec<u32>,
+    pub connect_latency_ms: Option<Percentiles>,
+    pub probes_per_connect: Option<ProbeStats>,
+}
+
+impl Report {
+    pub fn to_json(&self) -> String {
+        let mut s = serde_json::to_string_pretty(self).expect("report serializes");
+        s.push('\n');
+        s
+    }
+
+    /// The series as CSV, one row per bin.
+    pub fn to_csv(&self) -> String {
+        let mut w = csv::Writer::from_writer(Vec::new());
+        let mut header: Vec<String> = [
+            "t_s",
+            "attempts",
+            "established",
+            "established_per_s",
+            "requests_completed",
+        ]
+        .map(String::from)
+        .to_vec();
+        header.extend(Errno::ALL.iter().map(|e| format!("failed_{}", e.name())));
+        header.extend(
+            [
+                "time_wait_client",
+                "time_wait_server",
+                "established_sockets_client",
+                "established_sockets_server",
+                "free_ports_min",
+                "connect_latency_p50_ms",
+                "connect_latency_p99_ms",
+                "connect_latency_max_ms",
+                "probes_mean",
+                "probes_max",
+            ]
+            .map(String::from),
+        );
+        header.extend((0..self.pools.len()).map(|i| format!("free_ports_pool{i}")));
+        w.write_record(&header).expect("csv to memory");
+        for b in &self.series {
+            let mut row = vec![
+                b.t_s.to_string(),
+                b.attempts.to_string(),
+                b.established.to_string(),
+                b.established_per_s.to_string(),
+                b.requests_completed.to_string(),
+            ];
+            row.extend(
+                Errno::ALL
+                    .iter()
+                    .map(|e| b.failed.get(e.name()).copied().unwrap_or(0).to_string()),
+            );
+            let opt = |x: Option<f64>| x.map(|v| v.to_string()).unwrap_or_default();
+            row.extend([
+                b.time_wait_client.to_string(),
+                b.time_wait_server.to_string(),
+                b.established_sockets_client.to_string(),
+                b.established_sockets_server.to_string(),
+                b.free_ports_min.map(|v| v.to_string()).unwrap_or_default(),
+                opt(b.connect_latency_ms.as_ref().map(|l| l.p50)),
+                opt(b.connect_latency_ms.as_ref().map(|l| l.p99)),
+                opt(b.connect_latency_ms.as_ref().map(|l| l.max)),
+                opt(b.probes_per_connect.as_ref().map(|p| p.mean)),
+                b.probes_per_connect
+                    .as_ref()
+                    .map(|p| p.max.to_string())
+                    .unwrap_or_default(),
+            ]);
+            row.extend(b.free_ports.iter().map(u32::to_string));
+            w.write_record(&row).expect("csv to memory");
+        }
+        String::from_utf8(w.into_inner().expect("flush")).expect("utf-8")
+    }
+
+    /// The terminal summary.
+    pub fn to_text(&self) -> String {
+        let s = &self.summary;
+        let c = &s.connections;
+        let mut o = String::new();
+        let _ = writeln!(
+            o,
+            "portsim {} · {} · seed {} · {} simulated",
+            self.portsim_version,
+            self.scenario.name,
+            self.seed,
+            secs(self.duration_s)
+        );
+        if !self.scenario.description.is_empty() {
+            let _ = writeln!(o, "{}", self.scenario.description);
+        }
+        let _ = writeln!(o);
+        let pct = |n: u64| {
+            if c.attempted == 0 {
+                0.0
+            } else {
+                100.0 * n as f64 / c.attempted as f64
+            }
+        };
+        let _ = writeln!(
+            o,
+            "connections   {} attempted · {} established ({:.1}%) · {} failed ({:.1}%) · {} in flight",
+            group(c.attempted),
+            group(c.established),
+            pct(c.established),
+            group(c.failed),
+            pct(c.failed),
+            group(c.in_flight)
+        );
+        if c.retries > 0 {
+            let _ = writeln!(
+                o,
+                "              {} of the attempts were retries",
+                group(c.retries)
+            );
+        }
+        if s.errors.is_empty() {
+            let _ = writeln!(o, "errors        none");
+        } else {
+            let list: Vec<String> = s
+                .errors
+                .iter()
+                .map(|(k, v)| {
+                    let num = Errno::ALL
+                        .iter()
+                        .find(|e| e.name() == *k)
+                        .map_or(0, |e| e.number());
+                    format!("{k} ({num}) × {}", group(*v))
+                })
+                .collect();
+            let _ = writeln!(o, "errors        {}", list.join(" · "));
+        }
+        match s.first_failure_s {
+            Some(t) => {
+                let _ = writeln!(o, "first failure at {}", secs(t));
+            }
+            None => {
+                let _ = writeln!(o, "first failure never");
+            }
+        }
+        let _ = writeln!(
+            o,
+            "requests      {} completed · {} failed",
+            group(s.requests.completed),
+            group(s.requests.failed)
+        );
+        let _ = writeln!(
+            o,
+            "TIME-WAIT     peak {} (client {}, server {}) · at end {}",
+            group(u64::from(s.time_wait.peak)),
+            group(u64::from(s.time_wait.peak_client)),
+            group(u64::from(s.time_wait.peak_server)),
+            group(u64::from(s.time_wait.at_end))
+        );
+        let l = &s.connect_latency_ms;
+        let _ = writeln!(
+            o,
+            "connect       p50 {} · p99 {} · max {} · probes/connect mean {:.1}, max {}",
+            ms(l.p50),
+            ms(l.p99),
+            ms(l.max),
+            s.probes_per_connect.mean,
+            group(s.probes_per_connect.max)
+        );
+        let counters: Vec<String> = s
+            .kernel_counters
+            .iter()
+            .filter(|(_, v)| **v > 0)
+            .map(|(k, v)| format!("{k} {}", group(*v)))
+            .collect();
+        if !counters.is_empty() {
+            let _ = writeln!(o, "kernel        {}", counters.join(" · "));
+        }
+        if s.unprotected_reuse > 0 {
+            let _ = writeln!(
+                o,
+                "UNPROTECTED   {} connections reused a four-tuple within TIME-WAIT of a close that left no TIME-WAIT",
+                group(s.unprotected_reuse)
+            );
+        }
+        if !self.pools.is_empty() {
+            let _ = writeln!(o);
+            let _ = writeln!(
+                o,
+                "port pools (ports / TIME-WAIT = sustainable churn when the client closes):"
+            );
+            for p in self.pools.iter().take(12) {
+                let dest = p.destination.as_deref().unwrap_or("any destination");
+                let _ = writeln!(
+                    o,
+                    "  {:<8}{} → {}: {} ports / {} = {:.1}/s · achieved {:.1}/s",
+                    p.kind,
+                    p.source,
+                    dest,
+                    group(u64::from(p.ports)),
+                    secs(p.time_wait_s),
+                    p.formula_limit_per_s,
+                    p.achieved_per_s
+                );
+            }
+            if self.pools.len() > 12 {
+                let _ = writeln!(
+                    o,
+                    "  … and {} more pools (see --format json)",
+                    self.pools.len() - 12
+                );
+            }
+        }
+        o
+    }
+}
+
+/// `1234567` → `1,234,567`.
+pub fn group(n: u64) -> String {
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, ch) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(ch);
+    }
+    out
+}
+
+fn secs(s: f64) -> String {
+    if s >= 1.0 || s == 0.0 {
+        format!("{} s", trim(s, 3))
+    } else {
+        format!("{} ms", trim(s * 1e3, 3))
+    }
+}
+
+fn ms(v: f64) -> String {
+    if v >= 1000.0 {
+        format!("{} s", trim(v / 1e3, 3))
+    } else {
+        format!("{} ms", trim(v, 3))
+    }
+}
+
+fn trim(x: f64, digits: usize) -> String {
+    let s = format!("{x:.digits$}");
+    let s = s.trim_end_matches('0').trim_end_matches('.');
+    s.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_are_exact_for_few_distinct_values() {
+        let mut h = Hist::default();
+        for _ in 0..98 {
+            h.record(100_000);
+        }
+        h.record(1_100_000);
+        h.record(1_100_000);
+        assert_eq!(h.percentile(0.5), 100_000);
+        assert_eq!(h.percentile(0.98), 100_000);
+        assert_eq!(h.percentile(0.99), 1_100_000);
+        assert_eq!(h.max(), 1_100_000);
+    }
+
+    #[test]
+    fn percentiles_stay_within_a_bucket_for_many_values() {
+        let mut h = Hist::default();
+        for v in 1..=100_000u64 {
+            h.record(v * 1000);
+        }
+        let p50 = h.percentile(0.5) as f64;
+        assert!((p50 / 50_000_000.0 - 1.0).abs() < 0.008, "{p50}");
+        assert_eq!(h.max(), 100_000_000);
+    }
+
+    #[test]
+    fn numbers_are_grouped_for_people() {
+        assert_eq!(group(81920), "81,920");
+        assert_eq!(group(999), "999");
+        assert_eq!(group(1_000_000), "1,000,000");
+    }
+}

@@ -1,0 +1,1099 @@
+//! The simulation: hosts, workloads, and the TCP connection lifecycle between them.
+//!
+//! A connection is a client socket, a server socket and the segments between them; each
+//! segment is an event at the receiving host, one-way delay after it was sent:
+//!
+//! ```text
+//! client                                   server
+//! connect(): port chosen, SYN-SENT ──SYN──▶ TIME-WAIT check (§2.4), SYN-RECEIVED
+//! ESTABLISHED (connect latency)  ◀─SYN/ACK─
+//!                   ACK + request ───────▶ ESTABLISHED, service time
+//!                 response (×N)  ◀────────
+//! close(): FIN-WAIT-1 ───────────FIN─────▶ CLOSE-WAIT → close() → LAST-ACK
+//! TIME-WAIT 60 s ◀─────────────ACK+FIN───
+//!                 ACK ───────────────────▶ CLOSED
+//! ```
+//!
+//! When the server closes first the roles swap and TIME-WAIT sits on the server. SO_LINGER
+//! {on, 0} replaces the FIN exchange by one RST and no TIME-WAIT (§2.5).
+
+use crate::engine::{Class, Queue};
+use crate::host::{Errno, Host, NONE, SockId, State, SynOnTuple, TimeWait, Tuple};
+use crate::report::{
+    Bin, Connections, Counter, Gauges, HostInfo, LatencySummary, PoolInfo, ProbeSummary, Recorder,
+    Report, Requests, ScenarioInfo, Summary, TimeWaitSummary, WorkloadSummary, errors_map,
+};
+use crate::rng::stream;
+use crate::scenario::Scenario;
+use crate::time::{Duration, Instant};
+use crate::workload::{Arrival, Closer, Mode, OnError, Runner, Workload};
+use std::collections::{HashMap, VecDeque};
+use std::net::Ipv4Addr;
+
+/// What happens; see the module docs for the segments.
+#[derive(Clone, Copy, Debug)]
+enum Event {
+    /// An open-loop arrival of workload `wl`.
+    Arrival {
+        wl: u32,
+    },
+    /// A closed-loop slot (or a retry) starts a connection.
+    Start {
+        wl: u32,
+        slot: u32,
+        retry: u32,
+    },
+    Syn {
+        conn: u32,
+        generation: u32,
+    },
+    SynAck {
+        conn: u32,
+        generation: u32,
+    },
+    /// The handshake's ACK, carrying the first request, reaches the server.
+    Ack {
+        conn: u32,
+        generation: u32,
+    },
+    /// A response reaches the client (with the server's FIN after the last, if it closes).
+    Response {
+        conn: u32,
+        generation: u32,
+    },
+    /// The server application closes after sending its last response.
+    ServerClose {
+        conn: u32,
+        generation: u32,
+    },
+    /// The client's FIN reaches the server (client closes first).
+    FinAtPassive {
+        conn: u32,
+        generation: u32,
+    },
+    /// The passive side's ACK and FIN reach the active closer: TIME-WAIT.
+    FinAtActive {
+        conn: u32,
+        generation: u32,
+    },
+    /// The last ACK reaches the passive side: CLOSED.
+    LastAck {
+        conn: u32,
+        generation: u32,
+    },
+    /// The RST of an SO_LINGER {on, 0} close reaches the peer.
+    Rst {
+        conn: u32,
+        generation: u32,
+    },
+    SynRetransmit {
+        conn: u32,
+        generation: u32,
+        tries: u8,
+    },
+    /// The client's RST, answering a TIME-WAIT's ACK, reaches that TIME-WAIT.
+    TwRst {
+        host: u16,
+        sock: SockId,
+        generation: u32,
+    },
+    TwExpire {
+        host: u16,
+        sock: SockId,
+        generation: u32,
+    },
+    TwReusable {
+        host: u16,
+        sock: SockId,
+        generation: u32,
+    },
+}
+
+/// A connection in progress.
+#[derive(Clone, Copy, Debug, Default)]
+struct Conn {
+    generation: u32,
+    wl: u32,
+    slot: u32,
+    retry: u32,
+    client: u16,
+    server: u16,
+    csock: SockId,
+    ssock: SockId,
+    /// The client's view of the four-tuple.
+    tuple: Tuple,
+    started: Instant,
+    syn_sent: Instant,
+    syn_tries: u8,
+    /// One-way delays client → server and server → client.
+    up: Duration,
+    down: Duration,
+    requests_left: u32,
+    isn: u32,
+    bytes: u32,
+    client_fin_at: Instant,
+}
+
+/// Four-tuples closed without any TIME-WAIT, remembered for one TIME-WAIT length.
+#[derive(Default)]
+struct ReuseWatch {
+    closed: HashMap<Tuple, Instant>,
+    expiry: VecDeque<(Instant, Tuple)>,
+}
+
+impl ReuseWatch {
+    fn closed_without_tw(&mut self, t: Tuple, until: Instant) {
+        self.closed.insert(t, until);
+        self.expiry.push_back((until, t));
+    }
+    fn reused(&mut self, t: &Tuple, now: Instant) -> bool {
+        while let Some(&(until, old)) = self.expiry.front() {
+            if until > now {
+                break;
+            }
+            self.expiry.pop_front();
+            if self.closed.get(&old) == Some(&until) {
+                self.closed.remove(&old);
+            }
+        }
+        self.closed.get(t).is_some_and(|&until| until > now)
+    }
+}
+
+struct Lanes {
+    tw_expire: usize,
+    tw_reusable: usize,
+}
+
+/// A runnable scenario.
+pub struct Simulation {
+    now: Instant,
+    end: Instant,
+    queue: Queue<Event>,
+    hosts: Vec<Host>,
+    lanes: Vec<Lanes>,
+    workloads: Vec<Workload>,
+    runners: Vec<Runner>,
+    conns: Vec<Conn>,
+    free_conns: Vec<u32>,
+    live_conns: u64,
+    rec: Recorder,
+    watch: ReuseWatch,
+    events: u64,
+    info: (ScenarioInfo, u64, Duration),
+    host_info: Vec<HostInfo>,
+    pools: Vec<(u16, u32)>,
+}
+
+impl Simulation {
+    /// Builds the hosts, listeners, pools and initial events of a validated scenario.
+    pub fn new(sc: &Scenario) -> Simulation {
+        let mut queue = Queue::default();
+        let mut hosts: Vec<Host> = Vec::new();
+        let mut lanes = Vec::new();
+        for h in &sc.hosts {
+            let binds = sc.workloads.iter().any(|w| {
+                w.mode.binds()
+                    && w.sources
+                        .iter()
+                        .any(|s| sc.hosts[s.host as usize].name == h.name)
+            });
+            let mut host = Host::new(
+                h.name.clone(),
+                h.profile.clone(),
+                h.ips.clone(),
+                stream(sc.seed, &format!("host:{}", h.name)),
+                binds,
+            );
+            for &(ip, port) in &h.listen {
+                host.listen(ip, port);
+            }
+            hosts.push(host);
+            lanes.push(Lanes {
+                tw_expire: queue.add_lane(),
+                tw_reusable: queue.add_lane(),
+            });
+        }
+        let mut pools = Vec::new();
+        for w in &sc.workloads {
+            if matches!(w.mode, Mode::Connect | Mode::BindNoPort) {
+                for s in &w.sources {
+                    for d in &w.destinations {
+                        let peer_ts = sc.hosts[d.host as usize].profile.timestamps;
+                        let host = &mut hosts[s.host as usize];
+                        let before = host.pools.len();
+                        let id = host.add_pool(s.ip, d.ip, d.port, peer_ts);
+                        if host.pools.len() > before {
+                            pools.push((s.host, id));
+                        }
+                    }
+                }
+            }
+        }
+        let mut runners = Vec::new();
+        for (i, w) in sc.workloads.iter().enumerate() {
+            let name = &w.name;
+            runners.push(Runner::new(
+                w,
+                stream(sc.seed, &format!("workload:{name}:arrivals")),
+                stream(sc.seed, &format!("workload:{name}:latency")),
+                stream(sc.seed, &format!("workload:{name}:spread")),
+            ));
+            match w.arrival {
+                Arrival::Closed { concurrency } => {
+                    for slot in 0..concurrency {
+                        queue.push(
+                            w.start,
+                            Class::App,
+                            Event::Start {
+                                wl: i as u32,
+                                slot,
+                                retry: 0,
+                            },
+                        );
+                    }
+                }
+                _ => {
+                    if let Some(t) = runners[i].next_arrival(w) {
+                        queue.push(t, Class::App, Event::Arrival { wl: i as u32 });
+                    }
+                }
+            }
+        }
+        Simulation {
+            now: Instant::ZERO,
+            end: Instant::ZERO + sc.duration,
+            queue,
+            hosts,
+            lanes,
+            workloads: sc.workloads.clone(),
+            runners,
+            conns: Vec::new(),
+            free_conns: Vec::new(),
+            live_conns: 0,
+            rec: Recorder::new(sc.bin, sc.workloads.len()),
+            watch: ReuseWatch::default(),
+            events: 0,
+            info: (
+                ScenarioInfo {
+                    name: sc.name.clone(),
+                    file: sc.file.clone(),
+                    description: sc.description.clone(),
+                },
+                sc.seed,
+                sc.duration,
+            ),
+            host_info: sc
+                .hosts
+                .iter()
+                .map(|h| HostInfo {
+                    name: h.name.clone(),
+                    profile: h.profile_name.clone(),
+                    ips: h
+                        .ips
+                        .iter()
+                        .map(|ip| Ipv4Addr::from(*ip).to_string())
+                        .collect(),
+                    listen: h
+                        .listen
+                        .iter()
+                        .map(|&(ip, port)| format!("{}:{port}", Ipv4Addr::from(ip)))
+                        .collect(),
+                    knobs: h
+                        .profile
+                        .knob_values()
+                        .into_iter()
+                        .map(|(k, v)| (k.to_string(), v))
+                        .collect(),
+                })
+                .collect(),
+            pools,
+        }
+    }
+
+    /// Runs to the end of the scenario and returns the report.
+    pub fn run(mut self) -> Report {
+        while let Some(at) = self.queue.peek_time() {
+            if at >= self.end {
+                break;
+            }
+            while at >= self.rec.bin_end {
+                let end = self.rec.bin_end;
+                let g = self.gauges();
+                self.rec.close_bin(end, g);
+            }
+            let (at, ev) = self.queue.pop().expect("peeked");
+            debug_assert!(at >= self.now, "time went backwards");
+            self.now = at;
+            self.events += 1;
+            self.dispatch(ev);
+        }
+        while self.rec.bin_end <= self.end {
+            let end = self.rec.bin_end;
+            let g = self.gauges();
+            self.rec.close_bin(end, g);
+        }
+        if self.rec.bin_end.0 - self.rec.bin.0 < self.end.0 {
+            let g = self.gauges();
+            self.rec.close_bin(self.end, g);
+        }
+        self.now = self.end;
+        self.report()
+    }
+
+    /// Events processed so far.
+    pub fn events(&self) -> u64 {
+        self.events
+    }
+
+    /// Checks the host tables against their incremental bookkeeping (slow; for tests).
+    pub fn check_invariants(&self) -> Result<(), String> {
+        for h in &self.hosts {
+            for (i, _) in h.pools.iter().enumerate() {
+                let (fast, slow) = (h.pool_free(i as u32), h.pool_free_recount(i as u32));
+                if fast != slow {
+                    return Err(format!(
+                        "host {} pool {i}: free {fast} but recount {slow}",
+                        h.name
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn dispatch(&mut self, ev: Event) {
+        match ev {
+            Event::Arrival { wl } => {
+                let w = &self.workloads[wl as usize];
+                if !self.runners[wl as usize].stopped
+                    && let Some(t) = self.runners[wl as usize].next_arrival(w)
+                {
+                    self.queue.push(t, Class::App, Event::Arrival { wl });
+                }
+                self.start(wl, NONE, 0);
+            }
+            Event::Start { wl, slot, retry } => self.start(wl, slot, retry),
+            Event::Syn { conn, generation } => self.on_live(conn, generation, Self::syn),
+            Event::SynAck { conn, generation } => self.on_live(conn, generation, Self::syn_ack),
+            Event::Ack { conn, generation } => self.on_live(conn, generation, Self::ack),
+            Event::Response { conn, generation } => self.on_live(conn, generation, Self::response),
+            Event::ServerClose { conn, generation } => {
+                self.on_live(conn, generation, Self::server_close)
+            }
+            Event::FinAtPassive { conn, generation } => {
+                self.on_live(conn, generation, Self::fin_at_passive)
+            }
+            Event::FinAtActive { conn, generation } => {
+                self.on_live(conn, generation, Self::fin_at_active)
+            }
+            Event::LastAck { conn, generation } => self.on_live(conn, generation, Self::last_ack),
+            Event::Rst { conn, generation } => self.on_live(conn, generation, Self::rst),
+            Event::SynRetransmit {
+                conn,
+                generation,
+                tries,
+            } => {
+                if self.conns[conn as usize].generation == generation {
+                    self.syn_retransmit(conn, tries);
+                }
+            }
+            Event::TwRst {
+                host,
+                sock,
+                generation,
+            } => {
+                if self.time_wait_alive(host, sock, generation) {
+                    self.hosts[host as usize].destroy(sock);
+                    self.rec.count(Counter::TwKilledByRst);
+                }
+            }
+            Event::TwExpire {
+                host,
+                sock,
+                generation,
+            } => {
+                if self.time_wait_alive(host, sock, generation) {
+                    self.hosts[host as usize].destroy(sock);
+                    self.rec.count(Counter::TwExpired);
+                }
+            }
+            Event::TwReusable {
+                host,
+                sock,
+                generation,
+            } => {
+                if self.time_wait_alive(host, sock, generation) {
+                    self.hosts[host as usize].mark_reusable(sock);
+                }
+            }
+        }
+    }
+
+    fn on_live(&mut self, conn: u32, generation: u32, f: fn(&mut Self, u32)) {
+        if self.conns[conn as usize].generation == generation {
+            f(self, conn);
+        }
+    }
+
+    fn time_wait_alive(&self, host: u16, sock: SockId, generation: u32) -> bool {
+        let s = self.hosts[host as usize].sock(sock);
+        s.generation == generation && s.state == State::TimeWait
+    }
+
+    fn send(&mut self, at: Instant, conn: u32, make: fn(u32, u32) -> Event) {
+        let generation = self.conns[conn as usize].generation;
+        self.queue.push(at, Class::Packet, make(conn, generation));
+    }
+
+    fn new_conn(&mut self, c: Conn) -> u32 {
+        self.live_conns += 1;
+        match self.free_conns.pop() {
+            Some(id) => {
+                let generation = self.conns[id as usize].generation;
+                self.conns[id as usize] = Conn { generation, ..c };
+                id
+            }
+            None => {
+                self.conns.push(c);
+                (self.conns.len() - 1) as u32
+            }
+        }
+    }
+
+    fn free_conn(&mut self, id: u32) {
+        let c = &mut self.conns[id as usize];
+        c.generation = c.generation.wrapping_add(1);
+        self.live_conns -= 1;
+        self.free_conns.push(id);
+    }
+
+    fn note_time_wait(&mut self) {
+        let (mut client, mut server) = (0, 0);
+        for h in &self.hosts {
+            client += h.counts[0][State::TimeWait as usize];
+            server += h.counts[1][State::TimeWait as usize];
+        }
+        self.rec.time_wait(client, server);
+    }
+
+    // ---- the application side ------------------------------------------------------
+
+    /// The application opens a connection: socket, optional bind, connect().
+    fn start(&mut self, wl: u32, slot: u32, retry: u32) {
+        let w = &self.workloads[wl as usize];
+        let r = &mut self.runners[wl as usize];
+        if r.stopped {
+            return;
+        }
+        let (src, dst) = r.pick(w);
+        let rtt = w.rtt.sample(&mut r.latency);
+        let (mode, range, reuse) = (w.mode, w.local_port_range, w.reuseaddr);
+        let requests = w.requests_per_connection;
+        let up = Duration(rtt.0 / 2);
+        let conn = self.new_conn(Conn {
+            wl,
+            slot,
+            retry,
+            client: src.host,
+            server: dst.host,
+            csock: NONE,
+            ssock: NONE,
+            started: self.now,
+            syn_sent: self.now,
+            up,
+            down: Duration(rtt.0 - up.0),
+            requests_left: requests,
+            ..Conn::default()
+        });
+        self.rec.attempt(wl as usize, retry > 0);
+        let host = &mut self.hosts[src.host as usize];
+        let r = &mut self.runners[wl as usize];
+        let placed = match mode {
+            Mode::Connect | Mode::BindNoPort => host
+                .connect_any(self.now, src.ip, dst.ip, dst.port, range, conn)
+                .map(|p| (p.sock, p.probes, p.recycled))
+                .map_err(|e| (e.errno, e.probes)),
+            Mode::Bind => match host.bind_any(src.ip, reuse, conn) {
+                Err(e) => Err((e.errno, e.probes)),
+                Ok(p) => match host.connect_bound(p.sock, dst.ip, dst.port) {
+                    Ok(recycled) => Ok((p.sock, p.probes, recycled)),
+                    Err(errno) => {
+                        host.destroy(p.sock);
+                        Err((errno, p.probes))
+                    }
+                },
+            },
+            Mode::Explicit { low, high } => {
+                let span = u32::from(high) - u32::from(low) + 1;
+                let mut bound = None;
+                let mut tries = 0;
+                while tries < span {
+                    let port = r.cursor;
+                    r.cursor = if port >= high { low } else { port + 1 };
+                    tries += 1;
+                    if let Ok(sock) = host.bind_port(src.ip, port, reuse, conn) {
+                        bound = Some(sock);
+                        break;
+                    }
+                }
+                match bound {
+                    None => Err((Errno::EADDRINUSE, tries)),
+                    Some(sock) => match host.connect_bound(sock, dst.ip, dst.port) {
+                        Ok(recycled) => Ok((sock, tries, recycled)),
+                        Err(errno) => {
+                            host.destroy(sock);
+                            Err((errno, tries))
+                        }
+                    },
+                }
+            }
+        };
+        match placed {
+            Err((errno, probes)) => {
+                self.rec.probes(probes);
+                self.free_conn(conn);
+                self.fail(wl, slot, retry, errno);
+            }
+            Ok((sock, probes, recycled)) => {
+                self.rec.probes(probes);
+                if recycled {
+                    self.rec.count(Counter::TwRecycled);
+                }
+                let host = &self.hosts[src.host as usize];
+                let tuple = host.sock(sock).tuple;
+                let isn = host.isn(&tuple, self.now);
+                if self.watch.reused(&tuple, self.now) {
+                    self.rec.unprotected_reuse += 1;
+                }
+                let c = &mut self.conns[conn as usize];
+                c.csock = sock;
+                c.tuple = tuple;
+                c.isn = isn;
+                let at = self.now + up;
+                self.send(at, conn, |conn, generation| Event::Syn { conn, generation });
+            }
+        }
+    }
+
+    /// A connect attempt failed with `errno`: count it and apply the workload's policy.
+    fn fail(&mut self, wl: u32, slot: u32, retry: u32, errno: Errno) {
+        self.rec.failed(self.now, wl as usize, errno);
+        let closed_loop = slot != NONE;
+        match self.workloads[wl as usize].on_error {
+            OnError::Count { delay } => {
+                if closed_loop {
+                    self.queue.push(
+                        self.now + delay,
+                        Class::App,
+                        Event::Start { wl, slot, retry: 0 },
+                    );
+                }
+            }
+            OnError::Retry {
+                delay,
+                backoff,
+                max_delay,
+                max_retries,
+            } => {
+                if retry < max_retries {
+                    let wait =
+                        (delay.0 as f64 * backoff.powi(retry as i32)).min(max_delay.0 as f64);
+                    let at = self.now + Duration(wait.round() as u64);
+                    self.queue.push(
+                        at,
+                        Class::App,
+                        Event::Start {
+                            wl,
+                            slot,
+                            retry: retry + 1,
+                        },
+                    );
+                } else {
+                    self.rec.request_failed(wl as usize);
+                    if closed_loop {
+                        self.queue.push(
+                            self.now + delay,
+                            Class::App,
+                            Event::Start { wl, slot, retry: 0 },
+                        );
+                    }
+                }
+            }
+            OnError::Stop => {
+                self.runners[wl as usize].stopped = true;
+                self.rec.workloads[wl as usize]
+                    .stopped_at
+                    .get_or_insert(self.now);
+            }
+        }
+    }
+
+    /// The client application is done with a connection: a closed-loop slot starts the next.
+    fn app_done(&mut self, conn: u32) {
+        let c = self.conns[conn as usize];
+        if c.slot != NONE {
+            self.queue.push(
+                self.now,
+                Class::App,
+                Event::Start {
+                    wl: c.wl,
+                    slot: c.slot,
+                    retry: 0,
+                },
+            );
+        }
+    }
+
+    // ---- segments ------------------------------------------------------------------
+
+    fn timestamps_on(&self, c: &Conn) -> bool {
+        self.hosts[c.client as usize].profile.timestamps != 0
+            && self.hosts[c.server as usize].profile.timestamps != 0
+    }
+
+    fn syn(&mut self, conn: u32) {
+        let c = self.conns[conn as usize];
+        let ts = self.timestamps_on(&c).then(|| {
+            self.hosts[c.client as usize].tsval(c.tuple.local_ip, c.tuple.remote_ip, c.syn_sent)
+        });
+        let server = &mut self.hosts[c.server as usize];
+        let t = c.tuple.mirror();
+        match server.syn_on_tuple(&t, c.isn, ts) {
+            SynOnTuple::Free => {}
+            SynOnTuple::TimeWaitAccepted => self.rec.count(Counter::TwSynAccepted),
+            SynOnTuple::TimeWaitRejected(tw) => {
+                self.rec.count(Counter::TwSynRejected);
+                let ack_at_client = self.now + c.down;
+                if !server.profile.rfc1337 {
+                    let generation = server.sock(tw).generation;
+                    let ev = Event::TwRst {
+                        host: c.server,
+                        sock: tw,
+                        generation,
+                    };
+                    self.queue.push(ack_at_client + c.up, Class::Packet, ev);
+                }
+                self.arm_syn_retransmit(conn, ack_at_client);
+                return;
+            }
+            SynOnTuple::Live(_) => {
+                self.rec.count(Counter::SynOnLiveSocket);
+                let ack_at_client = self.now + c.down;
+                self.arm_syn_retransmit(conn, ack_at_client);
+                return;
+            }
+        }
+        let ssock = self.hosts[c.server as usize].accept_syn(t, conn);
+        self.conns[conn as usize].ssock = ssock;
+        self.send(self.now + c.down, conn, |conn, generation| Event::SynAck {
+            conn,
+            generation,
+        });
+    }
+
+    /// The client got an ACK that does not acknowledge its SYN and answered with RST. On the
+    /// first such ACK Linux re-arms the SYN timer to `TCP_TIMEOUT_MIN` (measured 8–12 ms at
+    /// HZ=250, notes/linux-observations I); later SYNs wait for the backed-off RTO.
+    fn arm_syn_retransmit(&mut self, conn: u32, bad_ack_at: Instant) {
+        let c = self.conns[conn as usize];
+        let p = &self.hosts[c.client as usize].profile;
+        let at = if c.syn_tries == 0 {
+            bad_ack_at + p.syn_rearm
+        } else {
+            c.syn_sent + Duration(p.syn_rto.0 << c.syn_tries.min(20))
+        };
+        let ev = Event::SynRetransmit {
+            conn,
+            generation: c.generation,
+            tries: c.syn_tries,
+        };
+        self.queue.push(at, Class::Timer, ev);
+    }
+
+    fn syn_retransmit(&mut self, conn: u32, tries: u8) {
+        let c = self.conns[conn as usize];
+        if c.syn_tries != tries
+            || self.hosts[c.client as usize].sock(c.csock).state != State::SynSent
+        {
+            return;
+        }
+        if tries >= self.hosts[c.client as usize].profile.syn_retries {
+            self.hosts[c.client as usize].destroy(c.csock);
+            self.free_conn(conn);
+            self.fail(c.wl, c.slot, c.retry, Errno::ETIMEDOUT);
+            return;
+        }
+        self.rec.count(Counter::SynRetransmits);
+        let cm = &mut self.conns[conn as usize];
+        cm.syn_tries += 1;
+        cm.syn_sent = self.now;
+        self.send(self.now + c.up, conn, |conn, generation| Event::Syn {
+            conn,
+            generation,
+        });
+    }
+
+    fn syn_ack(&mut self, conn: u32) {
+        let c = self.conns[conn as usize];
+        let client = &mut self.hosts[c.client as usize];
+        client.set_state(c.csock, State::Established);
+        let pool = client.sock(c.csock).pool;
+        if pool != NONE {
+            client.pools[pool as usize].established += 1;
+        }
+        self.rec.established(c.wl as usize, self.now - c.started);
+        self.send(self.now + c.up, conn, |conn, generation| Event::Ack {
+            conn,
+            generation,
+        });
+        if c.requests_left == 0 && self.workloads[c.wl as usize].closer == Closer::Client {
+            self.client_close(conn);
+        }
+    }
+
+    /// Schedules the response to a request that reaches the server at `at_server`.
+    fn serve(&mut self, conn: u32, at_server: Instant) {
+        let c = self.conns[conn as usize];
+        let w = &self.workloads[c.wl as usize];
+        let service = w
+            .service_time
+            .sample(&mut self.runners[c.wl as usize].latency);
+        let sent = at_server + service;
+        if c.requests_left == 1 && w.closer == Closer::Server {
+            self.send(sent, conn, |conn, generation| Event::ServerClose {
+                conn,
+                generation,
+            });
+        }
+        self.send(sent + c.down, conn, |conn, generation| Event::Response {
+            conn,
+            generation,
+        });
+    }
+
+    fn ack(&mut self, conn: u32) {
+        let c = self.conns[conn as usize];
+        let server = &mut self.hosts[c.server as usize];
+        if server.sock(c.ssock).state == State::SynReceived {
+            server.set_state(c.ssock, State::Established);
+        }
+        if c.requests_left > 0 {
+            self.serve(conn, self.now);
+        } else if self.workloads[c.wl as usize].closer == Closer::Server {
+            self.server_close(conn);
+        }
+    }
+
+    fn response(&mut self, conn: u32) {
+        let wl = self.conns[conn as usize].wl;
+        self.rec.request_done(wl as usize);
+        let c = &mut self.conns[conn as usize];
+        c.requests_left -= 1;
+        c.bytes = c
+            .bytes
+            .wrapping_add(self.workloads[wl as usize].request_bytes);
+        let c = *c;
+        if c.requests_left > 0 {
+            self.serve(conn, self.now + c.up);
+            return;
+        }
+        let w = &self.workloads[wl as usize];
+        match w.closer {
+            Closer::Client => self.client_close(conn),
+            Closer::Server => {
+                if !w.linger_zero {
+                    // The FIN came with the response: CLOSE-WAIT, the application reads EOF
+                    // and closes at once: LAST-ACK, FIN to the server.
+                    self.hosts[c.client as usize].set_state(c.csock, State::LastAck);
+                    self.conns[conn as usize].client_fin_at = self.now;
+                    self.send(self.now + c.up, conn, |conn, generation| {
+                        Event::FinAtActive { conn, generation }
+                    });
+                }
+                self.app_done(conn);
+            }
+        }
+    }
+
+    fn client_close(&mut self, conn: u32) {
+        let c = self.conns[conn as usize];
+        if self.workloads[c.wl as usize].linger_zero {
+            self.hosts[c.client as usize].destroy(c.csock);
+            self.conns[conn as usize].csock = NONE;
+            self.rec.count(Counter::LingerResets);
+            let until = self.now + self.hosts[c.client as usize].profile.time_wait;
+            self.watch.closed_without_tw(c.tuple, until);
+            self.send(self.now + c.up, conn, |conn, generation| Event::Rst {
+                conn,
+                generation,
+            });
+        } else {
+            self.hosts[c.client as usize].set_state(c.csock, State::FinWait1);
+            self.conns[conn as usize].client_fin_at = self.now;
+            self.send(self.now + c.up, conn, |conn, generation| {
+                Event::FinAtPassive { conn, generation }
+            });
+        }
+        self.app_done(conn);
+    }
+
+    fn server_close(&mut self, conn: u32) {
+        let c = self.conns[conn as usize];
+        if self.workloads[c.wl as usize].linger_zero {
+            self.hosts[c.server as usize].destroy(c.ssock);
+            self.conns[conn as usize].ssock = NONE;
+            self.rec.count(Counter::LingerResets);
+            let until = self.now + self.hosts[c.server as usize].profile.time_wait;
+            self.watch.closed_without_tw(c.tuple, until);
+            self.send(self.now + c.down, conn, |conn, generation| Event::Rst {
+                conn,
+                generation,
+            });
+        } else {
+            self.hosts[c.server as usize].set_state(c.ssock, State::FinWait1);
+        }
+    }
+
+    /// The client's FIN at the server: CLOSE-WAIT, the server closes at once: LAST-ACK.
+    fn fin_at_passive(&mut self, conn: u32) {
+        let c = self.conns[conn as usize];
+        self.hosts[c.server as usize].set_state(c.ssock, State::LastAck);
+        self.send(self.now + c.down, conn, |conn, generation| {
+            Event::FinAtActive { conn, generation }
+        });
+    }
+
+    /// The active closer receives the peer's FIN (and the ACK of its own): TIME-WAIT.
+    fn fin_at_active(&mut self, conn: u32) {
+        let c = self.conns[conn as usize];
+        let ts_seen = self.timestamps_on(&c);
+        let client_closes = self.workloads[c.wl as usize].closer == Closer::Client;
+        let (h, sock, back) = if client_closes {
+            (c.client, c.csock, c.up)
+        } else {
+            (c.server, c.ssock, c.down)
+        };
+        let tw = if client_closes {
+            TimeWait {
+                entry: self.now,
+                rcv_nxt: 0,
+                ts_recent: 0,
+                ts_seen,
+            }
+        } else {
+            // The server's record of the client's sequence space and last timestamp (§2.4).
+            let client = &self.hosts[c.client as usize];
+            TimeWait {
+                entry: self.now,
+                rcv_nxt: c.isn.wrapping_add(1).wrapping_add(c.bytes).wrapping_add(1),
+                ts_recent: client.tsval(c.tuple.local_ip, c.tuple.remote_ip, c.client_fin_at),
+                ts_seen,
+            }
+        };
+        let host = &mut self.hosts[h as usize];
+        let pool = host.sock(sock).pool;
+        if host.enter_time_wait(sock, tw) {
+            let generation = host.sock(sock).generation;
+            let expire = self.now + host.profile.time_wait;
+            let lanes = &self.lanes[h as usize];
+            self.queue.push_lane(
+                lanes.tw_expire,
+                expire,
+                Class::Timer,
+                Event::TwExpire {
+                    host: h,
+                    sock,
+                    generation,
+                },
+            );
+            if pool != NONE && host.pools[pool as usize].tw_reuse {
+                let at = host.ms_deadline(self.now, host.profile.tw_reuse_delay_ms);
+                self.queue.push_lane(
+                    lanes.tw_reusable,
+                    at,
+                    Class::Timer,
+                    Event::TwReusable {
+                        host: h,
+                        sock,
+                        generation,
+                    },
+                );
+            }
+            self.note_time_wait();
+        } else {
+            self.rec.count(Counter::TwOverflow);
+            let until = self.now + self.hosts[h as usize].profile.time_wait;
+            self.watch.closed_without_tw(c.tuple, until);
+        }
+        if client_closes {
+            self.conns[conn as usize].csock = NONE;
+        } else {
+            self.conns[conn as usize].ssock = NONE;
+        }
+        self.send(self.now + back, conn, |conn, generation| Event::LastAck {
+            conn,
+            generation,
+        });
+    }
+
+    /// The passive closer gets the last ACK: CLOSED, the connection is over.
+    fn last_ack(&mut self, conn: u32) {
+        let c = self.conns[conn as usize];
+        let client_closes = self.workloads[c.wl as usize].closer == Closer::Client;
+        let (h, sock) = if client_closes {
+            (c.server, c.ssock)
+        } else {
+            (c.client, c.csock)
+        };
+        self.hosts[h as usize].destroy(sock);
+        self.free_conn(conn);
+    }
+
+    /// An SO_LINGER {on, 0} RST reaches the peer, which closes at once.
+    fn rst(&mut self, conn: u32) {
+        let c = self.conns[conn as usize];
+        let client_closes = self.workloads[c.wl as usize].closer == Closer::Client;
+        let (h, sock) = if client_closes {
+            (c.server, c.ssock)
+        } else {
+            (c.client, c.csock)
+        };
+        if sock != NONE {
+            self.hosts[h as usize].destroy(sock);
+        }
+        self.free_conn(conn);
+    }
+
+    // ---- reporting -----------------------------------------------------------------
+
+    fn gauges(&self) -> Gauges {
+        let mut g = Gauges::default();
+        for h in &self.hosts {
+            g.time_wait_client += h.counts[0][State::TimeWait as usize];
+            g.time_wait_server += h.counts[1][State::TimeWait as usize];
+            g.established_client += h.counts[0][State::Established as usize];
+            g.established_server += h.counts[1][State::Established as usize];
+        }
+        g.free_ports = self
+            .pools
+            .iter()
+            .map(|&(h, p)| self.hosts[h as usize].pool_free(p))
+            .collect();
+        g
+    }
+
+    fn report(self) -> Report {
+        let g = self.gauges();
+        let (info, seed, duration) = self.info;
+        let rec = self.rec;
+        let attempted: u64 = rec.workloads.iter().map(|w| w.attempted).sum();
+        let established: u64 = rec.workloads.iter().map(|w| w.established).sum();
+        let mut failed_by = [0u64; 3];
+        for w in &rec.workloads {
+            for (i, n) in w.failed.iter().enumerate() {
+                failed_by[i] += n;
+            }
+        }
+        let failed: u64 = failed_by.iter().sum();
+        let first_failure = rec.workloads.iter().filter_map(|w| w.first_failure).min();
+        let lat = |q| rec.latency.percentile(q) as f64 / 1e6;
+        let duration_s = duration.as_secs_f64();
+        let pools = self
+            .pools
+            .iter()
+            .map(|&(h, p)| {
+                let host = &self.hosts[h as usize];
+                let pool = &host.pools[p as usize];
+                let ports = host.profile.range_len()
+                    - (host.profile.port_range.0..=host.profile.port_range.1)
+                        .filter(|&x| host.profile.is_reserved(x))
+                        .count() as u32;
+                let tw = host.profile.time_wait.as_secs_f64();
+                let est = pool.established;
+                PoolInfo {
+                    kind: "connect",
+                    host: host.name.clone(),
+                    source: Ipv4Addr::from(pool.saddr).to_string(),
+                    destination: Some(format!("{}:{}", Ipv4Addr::from(pool.daddr), pool.dport)),
+                    ports,
+                    time_wait_s: tw,
+                    formula_limit_per_s: f64::from(ports) / tw,
+                    established: est,
+                    achieved_per_s: est as f64 / duration_s,
+                }
+            })
+            .collect();
+        let hosts = self.host_info;
+        let workloads = self
+            .workloads
+            .iter()
+            .zip(&rec.workloads)
+            .map(|(w, t)| WorkloadSummary {
+                name: w.name.clone(),
+                attempted: t.attempted,
+                established: t.established,
+                failed: t.failed.iter().sum(),
+                errors: errors_map(&t.failed),
+                retries: t.retries,
+                requests_completed: t.requests_completed,
+                requests_failed: t.requests_failed,
+                first_failure_s: t.first_failure.map(Instant::as_secs_f64),
+                stopped_s: t.stopped_at.map(Instant::as_secs_f64),
+            })
+            .collect();
+        let summary = Summary {
+            connections: Connections {
+                attempted,
+                established,
+                failed,
+                in_flight: attempted - established - failed,
+                retries: rec.workloads.iter().map(|w| w.retries).sum(),
+            },
+            errors: errors_map(&failed_by),
+            requests: Requests {
+                completed: rec.workloads.iter().map(|w| w.requests_completed).sum(),
+                failed: rec.workloads.iter().map(|w| w.requests_failed).sum(),
+            },
+            first_failure_s: first_failure.map(Instant::as_secs_f64),
+            time_wait: TimeWaitSummary {
+                peak: rec.tw_peak,
+                at_end: g.time_wait_client + g.time_wait_server,
+                peak_client: rec.tw_peak_client,
+                peak_server: rec.tw_peak_server,
+            },
+            connect_latency_ms: LatencySummary {
+                p50: lat(0.5),
+                p90: lat(0.9),
+                p99: lat(0.99),
+                max: rec.latency.max() as f64 / 1e6,
+                mean: (rec.latency.mean() / 1e3).round() / 1e3,
+            },
+            probes_per_connect: ProbeSummary {
+                mean: (rec.probes.mean() * 1000.0).round() / 1000.0,
+                p99: rec.probes.percentile(0.99),
+                max: rec.probes.max(),
+            },
+            kernel_counters: Counter::ALL
+                .iter()
+                .map(|c| (c.name(), rec.counters[*c as usize]))
+                .collect(),
+            unprotected_reuse: rec.unprotected_reuse,
+        };
+        let bin_s = rec.bin.as_secs_f64();
+        let (series, _) = rec.into_bins();
+        Report {
+            schema: "portsim.report/1",
+            portsim_version: env!("CARGO_PKG_VERSION"),
+            scenario: info,
+            seed,
+            duration_s,
+            bin_s,
+            hosts,
+            pools,
+            summary,
+            workloads,
+            series: series.into_iter().collect::<Vec<Bin>>(),
+        }
+    }
+}

@@ -1,0 +1,393 @@
+//! Workloads: who connects where, how often, and what each connection does.
+//!
+//! A workload runs on one or more client hosts, spreads its connections over source IPs and
+//! destinations, and is either open loop (constant rate, Poisson, or a step schedule of rates)
+//! or closed loop (a fixed number of concurrent connections, like `oha -c` or `wrk -c`).
+
+use crate::time::{Duration, Instant};
+use rand::{Rng, RngExt};
+use rand_chacha::ChaCha8Rng;
+
+/// An exact rate in events per second: `num / den`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Rate {
+    pub num: u64,
+    pub den: u64,
+}
+
+impl Rate {
+    /// Parses a positive decimal such as `500`, `272.5` or `0.25` exactly.
+    pub fn parse_decimal(text: &str) -> Option<Rate> {
+        let (int, frac) = text.split_once('.').unwrap_or((text, ""));
+        if int.is_empty() && frac.is_empty() || frac.len() > 9 {
+            return None;
+        }
+        let den = 10u64.pow(frac.len() as u32);
+        let i: u64 = if int.is_empty() { 0 } else { int.parse().ok()? };
+        let f: u64 = if frac.is_empty() {
+            0
+        } else {
+            frac.parse().ok()?
+        };
+        let num = i.checked_mul(den)?.checked_add(f)?;
+        Some(Rate { num, den })
+    }
+    pub fn per_sec(self) -> f64 {
+        self.num as f64 / self.den as f64
+    }
+    /// The offset of the `k`-th event (0-based) of a constant-rate stream.
+    pub fn nth(self, k: u64) -> Duration {
+        Duration(
+            (u128::from(k) * 1_000_000_000 * u128::from(self.den) / u128::from(self.num)) as u64,
+        )
+    }
+}
+
+/// A random duration.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Dist {
+    Fixed(Duration),
+    /// Uniform on `[min, max]`.
+    Uniform(Duration, Duration),
+    /// Exponential with the given mean.
+    Exponential(Duration),
+}
+
+impl Dist {
+    pub fn sample(&self, rng: &mut ChaCha8Rng) -> Duration {
+        match *self {
+            Dist::Fixed(d) => d,
+            Dist::Uniform(a, b) => Duration(rng.random_range(a.0..=b.0)),
+            Dist::Exponential(mean) => Duration((exp1(rng) * mean.0 as f64).round() as u64),
+        }
+    }
+    pub fn mean(&self) -> Duration {
+        match *self {
+            Dist::Fixed(d) | Dist::Exponential(d) => d,
+            Dist::Uniform(a, b) => Duration((a.0 + b.0) / 2),
+        }
+    }
+    pub fn is_random(&self) -> bool {
+        !matches!(self, Dist::Fixed(_))
+    }
+}
+
+/// A unit exponential draw. `libm` keeps the logarithm bit-identical on every platform.
+fn exp1(rng: &mut ChaCha8Rng) -> f64 {
+    // 53 random bits, shifted into (0, 1].
+    let u = ((rng.next_u64() >> 11) + 1) as f64 / (1u64 << 53) as f64;
+    -libm::log(u)
+}
+
+/// How connections arrive.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Arrival {
+    /// One connection every `1/rate`, the first at the workload's start.
+    Constant(Rate),
+    /// A Poisson process.
+    Poisson(Rate),
+    /// Rates over time, each step starting at its offset from the workload's start.
+    Steps {
+        steps: Vec<(Duration, Rate)>,
+        poisson: bool,
+    },
+    /// A fixed number of connections at once; a new one starts when one ends.
+    Closed { concurrency: u32 },
+}
+
+/// How a socket gets its local port.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// connect() on an unbound socket: the kernel autoselects, shared per four-tuple.
+    Connect,
+    /// bind(ip, 0) with IP_BIND_ADDRESS_NO_PORT, then connect(): autoselect at connect.
+    BindNoPort,
+    /// bind(ip, 0) then connect(): an exclusive port per source IP (EADDRINUSE when out).
+    Bind,
+    /// bind(ip, port) over an application-chosen range, trying the next port on EADDRINUSE.
+    Explicit { low: u16, high: u16 },
+}
+
+impl Mode {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Mode::Connect => "connect",
+            Mode::BindNoPort => "bind_no_port",
+            Mode::Bind => "bind",
+            Mode::Explicit { .. } => "explicit",
+        }
+    }
+    pub fn binds(&self) -> bool {
+        matches!(self, Mode::Bind | Mode::Explicit { .. })
+    }
+}
+
+/// Who sends the first FIN (and so holds TIME-WAIT).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Closer {
+    Client,
+    Server,
+}
+
+/// What the application does when connect() fails.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum OnError {
+    /// Count the failure and go on (httperf). A closed-loop slot starts its next connection
+    /// after `delay` (a failed connect() costs time; zero would spin at one instant).
+    Count { delay: Duration },
+    /// Retry the same request after `delay · backoff^n`, capped at `max_delay`, at most
+    /// `max_retries` times; then count the request as failed.
+    Retry {
+        delay: Duration,
+        backoff: f64,
+        max_delay: Duration,
+        max_retries: u32,
+    },
+    /// Stop the workload at the first failure.
+    Stop,
+}
+
+/// How connections are spread over sources and destinations.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Spread {
+    RoundRobin,
+    Random,
+}
+
+/// A source: a client host and one of its IPs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Source {
+    pub host: u16,
+    pub ip: u32,
+}
+
+/// A destination: the host that owns the address, the address and the port.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Destination {
+    pub host: u16,
+    pub ip: u32,
+    pub port: u16,
+}
+
+/// A validated workload.
+#[derive(Clone, Debug)]
+pub struct Workload {
+    pub name: String,
+    pub sources: Vec<Source>,
+    pub destinations: Vec<Destination>,
+    pub spread: Spread,
+    pub arrival: Arrival,
+    pub requests_per_connection: u32,
+    pub rtt: Dist,
+    pub service_time: Dist,
+    pub request_bytes: u32,
+    pub closer: Closer,
+    pub linger_zero: bool,
+    pub mode: Mode,
+    pub reuseaddr: bool,
+    /// IP_LOCAL_PORT_RANGE set on each socket.
+    pub local_port_range: Option<(u16, u16)>,
+    pub on_error: OnError,
+    pub start: Instant,
+    pub stop: Instant,
+}
+
+/// A workload's state while the simulation runs.
+pub struct Runner {
+    /// Connections started so far (round-robin position).
+    pub started: u64,
+    /// Index of the next open-loop arrival in the current step.
+    next_k: u64,
+    step: usize,
+    /// Start of the current step (and, for Poisson, the last arrival).
+    anchor: Instant,
+    arrivals: ChaCha8Rng,
+    pub latency: ChaCha8Rng,
+    spread: ChaCha8Rng,
+    /// Next port for [`Mode::Explicit`].
+    pub cursor: u16,
+    pub stopped: bool,
+}
+
+impl Runner {
+    pub fn new(
+        w: &Workload,
+        arrivals: ChaCha8Rng,
+        latency: ChaCha8Rng,
+        spread: ChaCha8Rng,
+    ) -> Self {
+        Runner {
+            started: 0,
+            next_k: 0,
+            step: 0,
+            anchor: w.start,
+            arrivals,
+            latency,
+            spread,
+            cursor: match w.mode {
+                Mode::Explicit { low, .. } => low,
+                _ => 0,
+            },
+            stopped: false,
+        }
+    }
+
+    /// The next open-loop arrival after the previous one, or `None` past the stop time.
+    pub fn next_arrival(&mut self, w: &Workload) -> Option<Instant> {
+        loop {
+            let (rate, poisson, step_end) = match &w.arrival {
+                Arrival::Constant(r) => (*r, false, w.stop),
+                Arrival::Poisson(r) => (*r, true, w.stop),
+                Arrival::Steps { steps, poisson } => {
+                    let (_, r) = *steps.get(self.step)?;
+                    let end = steps
+                        .get(self.step + 1)
+                        .map_or(w.stop, |(at, _)| w.start + *at);
+                    (r, *poisson, end.min(w.stop))
+                }
+                Arrival::Closed { .. } => return None,
+            };
+            let t = if rate.num == 0 {
+                step_end
+            } else if poisson {
+                let mean_ns = 1e9 * rate.den as f64 / rate.num as f64;
+                let gap = (exp1(&mut self.arrivals) * mean_ns).round() as u64;
+                let first = self.next_k == 0;
+                self.next_k += 1;
+                if first && self.step == 0 {
+                    self.anchor
+                } else {
+                    self.anchor + Duration(gap)
+                }
+            } else {
+                let t = self.anchor + rate.nth(self.next_k);
+                self.next_k += 1;
+                t
+            };
+            if t < step_end {
+                if poisson {
+                    self.anchor = t;
+                }
+                return Some(t);
+            }
+            // Past this step: move to the next one (a Poisson draw restarts there, which is
+            // exact because the exponential is memoryless).
+            match &w.arrival {
+                Arrival::Steps { steps, .. }
+                    if self.step + 1 < steps.len() && step_end < w.stop =>
+                {
+                    self.step += 1;
+                    self.anchor = w.start + steps[self.step].0;
+                    self.next_k = 0;
+                    if poisson {
+                        // The first arrival of a Poisson step is one gap after its start.
+                        self.next_k = 1;
+                    }
+                }
+                _ => return None,
+            }
+        }
+    }
+
+    /// The source and destination of the next connection.
+    pub fn pick(&mut self, w: &Workload) -> (Source, Destination) {
+        let (ns, nd) = (w.sources.len() as u64, w.destinations.len() as u64);
+        let n = self.started;
+        self.started += 1;
+        match w.spread {
+            Spread::RoundRobin => (
+                w.sources[(n % ns) as usize],
+                w.destinations[((n / ns) % nd) as usize],
+            ),
+            Spread::Random => (
+                w.sources[self.spread.random_range(0..ns) as usize],
+                w.destinations[self.spread.random_range(0..nd) as usize],
+            ),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rng::stream;
+
+    fn workload(arrival: Arrival) -> Workload {
+        Workload {
+            name: "w".into(),
+            sources: vec![Source { host: 0, ip: 1 }],
+            destinations: vec![Destination {
+                host: 1,
+                ip: 2,
+                port: 80,
+            }],
+            spread: Spread::RoundRobin,
+            arrival,
+            requests_per_connection: 1,
+            rtt: Dist::Fixed(Duration::from_micros(100)),
+            service_time: Dist::Fixed(Duration::ZERO),
+            request_bytes: 100,
+            closer: Closer::Client,
+            linger_zero: false,
+            mode: Mode::Connect,
+            reuseaddr: false,
+            local_port_range: None,
+            on_error: OnError::Count {
+                delay: Duration::from_millis(1),
+            },
+            start: Instant::ZERO,
+            stop: Instant(Duration::from_secs(10).0),
+        }
+    }
+
+    fn runner(w: &Workload) -> Runner {
+        Runner::new(w, stream(1, "a"), stream(1, "b"), stream(1, "c"))
+    }
+
+    #[test]
+    fn constant_rate_arrivals_are_exact() {
+        let w = workload(Arrival::Constant(Rate::parse_decimal("500").unwrap()));
+        let mut r = runner(&w);
+        let times: Vec<_> = std::iter::from_fn(|| r.next_arrival(&w)).collect();
+        assert_eq!(times.len(), 5000);
+        assert_eq!(times[1].0, 2_000_000);
+        assert_eq!(times[4999].0, 9_998_000_000);
+    }
+
+    #[test]
+    fn fractional_rates_do_not_drift() {
+        let r = Rate::parse_decimal("272.5").unwrap();
+        assert_eq!(r, Rate { num: 2725, den: 10 });
+        // 2725 arrivals in exactly 10 s: the 2725th (index 2725) falls at 10 s.
+        assert_eq!(r.nth(2725), Duration::from_secs(10));
+    }
+
+    #[test]
+    fn poisson_counts_match_the_rate() {
+        let w = workload(Arrival::Poisson(Rate::parse_decimal("1000").unwrap()));
+        let mut r = runner(&w);
+        let n = std::iter::from_fn(|| r.next_arrival(&w)).count();
+        // Mean 10,000, standard deviation 100: within 5 sigma.
+        assert!((9_500..=10_500).contains(&n), "{n}");
+    }
+
+    #[test]
+    fn steps_change_the_rate_at_their_offsets() {
+        let w = workload(Arrival::Steps {
+            steps: vec![
+                (Duration::ZERO, Rate::parse_decimal("100").unwrap()),
+                (Duration::from_secs(5), Rate::parse_decimal("0").unwrap()),
+                (Duration::from_secs(8), Rate::parse_decimal("10").unwrap()),
+            ],
+            poisson: false,
+        });
+        let mut r = runner(&w);
+        let times: Vec<_> = std::iter::from_fn(|| r.next_arrival(&w)).collect();
+        assert_eq!(times.len(), 500 + 20);
+        assert!(
+            times
+                .iter()
+                .all(|t| t.0 < 5_000_000_000 || t.0 >= 8_000_000_000)
+        );
+    }
+}
