@@ -1,0 +1,402 @@
+//! The shipped scenarios and the kernel rules behind them. Every expected number is derived
+//! from the seed's formula (ports / TIME_WAIT), the reference, or a measurement of the real
+//! kernel (notes/linux-observations), never from a previous run.
+
+use portsim::report::Report;
+use portsim::scenario;
+use portsim::sim::Simulation;
+use std::path::Path;
+
+fn run_file(name: &str) -> Report {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("scenarios")
+        .join(name);
+    let sc = scenario::load(&path).unwrap_or_else(|e| panic!("{e}"));
+    let sim = Simulation::new(&sc);
+    sim.run()
+}
+
+fn run_text(text: &str) -> Report {
+    let sc = scenario::parse("inline.toml", text).unwrap_or_else(|e| panic!("{e}"));
+    Simulation::new(&sc).run()
+}
+
+fn errors(r: &Report, name: &str) -> u64 {
+    r.summary.errors.get(name).copied().unwrap_or(0)
+}
+
+/// Connections a port carries in `duration` when it is taken at `first` and again each
+/// time its TIME_WAIT ends: the seed's formula made exact for a finite run.
+fn uses_per_port(first_s: f64, cycle_s: f64, duration_s: f64) -> u64 {
+    ((duration_s - first_s) / cycle_s).ceil() as u64
+}
+
+#[test]
+fn httperf_error_99_fails_at_32_768_s_and_sustains_ports_over_time_wait() {
+    let r = run_file("httperf-error-99.toml");
+    let (ports, tw, rate, dur) = (16_384u64, 60.0, 500.0, 300.0);
+    let s = &r.summary;
+    assert_eq!(s.connections.attempted, 150_000);
+    assert_eq!(s.first_failure_s, Some(ports as f64 / rate));
+    // Every port is first taken before 32.768 s and comes back every 60 s (plus a lifetime of
+    // about 1.4 ms and at most one 2 ms arrival gap).
+    let per_port = uses_per_port(ports as f64 / rate, tw + 0.004, dur);
+    assert_eq!(per_port, 5);
+    assert_eq!(s.connections.established, ports * per_port);
+    assert_eq!(errors(&r, "EADDRNOTAVAIL"), 150_000 - ports * per_port);
+    assert_eq!(s.requests.completed, 81_920);
+    assert_eq!(s.time_wait.peak, 16_384);
+    // Long-run success rate 16,384 / 60 = 273.07/s over the last four minutes.
+    let late: u64 = r
+        .series
+        .iter()
+        .filter(|b| b.t_s >= 60.0)
+        .map(|b| b.established)
+        .sum();
+    assert!(
+        (late as f64 / 240.0 - 273.07).abs() < 0.5,
+        "{}",
+        late as f64 / 240.0
+    );
+    // Failures come in bursts: none in the first 32 s, none while ports come back after 60 s.
+    let failed_in = |a: f64, b: f64| -> u64 {
+        r.series
+            .iter()
+            .filter(|x| x.t_s >= a && x.t_s < b)
+            .map(|x| x.failed.values().sum::<u64>())
+            .sum()
+    };
+    assert_eq!(failed_in(0.0, 32.0), 0);
+    assert_eq!(failed_in(61.0, 92.0), 0);
+    assert!(failed_in(33.0, 60.0) > 0);
+}
+
+#[test]
+fn a_240_s_time_wait_cuts_the_rate_to_68_per_second() {
+    let r = run_file("httperf-error-99-tw240.toml");
+    let s = &r.summary;
+    assert_eq!(s.first_failure_s, Some(32.768));
+    assert_eq!(
+        s.connections.established,
+        16_384 * uses_per_port(32.768, 240.004, 300.0)
+    );
+    assert_eq!(s.connections.established, 32_768);
+}
+
+#[test]
+fn default_linux_range_sustains_470_per_second_to_one_destination() {
+    let r = run_file("linux-default-churn.toml");
+    let s = &r.summary;
+    let ports = 28_232u64;
+    assert_eq!(s.first_failure_s, Some(ports as f64 / 1000.0));
+    assert_eq!(
+        s.connections.established,
+        ports * uses_per_port(28.232, 60.004, 300.0)
+    );
+    assert_eq!(s.connections.established, 141_160);
+    assert_eq!(errors(&r, "EADDRNOTAVAIL"), 300_000 - 141_160);
+    assert_eq!(r.pools[0].ports, 28_232);
+    assert!((r.pools[0].formula_limit_per_s - 470.53).abs() < 0.01);
+}
+
+#[test]
+fn each_fix_from_the_seed_removes_every_failure_at_the_same_offered_load() {
+    let baseline = run_file("httperf-error-99.toml");
+    for (file, connections) in [
+        ("fix-keepalive.toml", 15_000),
+        ("fix-full-port-range.toml", 150_000),
+        ("fix-more-clients.toml", 150_000),
+        ("fix-more-client-ips.toml", 150_000),
+        ("fix-more-server-ips.toml", 150_000),
+    ] {
+        let r = run_file(file);
+        let s = &r.summary;
+        assert_eq!(s.connections.failed, 0, "{file}");
+        assert_eq!(s.connections.established, connections, "{file}");
+        // The same 500 requests/s; every one completes, against 81,920 in the baseline.
+        assert_eq!(s.requests.completed, 150_000, "{file}");
+        assert!(s.requests.completed > baseline.summary.requests.completed);
+    }
+}
+
+#[test]
+fn fixes_hold_the_expected_time_wait_population() {
+    // TIME_WAIT population = connection rate per pool × 60 s.
+    assert_eq!(
+        run_file("fix-keepalive.toml").summary.time_wait.peak,
+        50 * 60
+    );
+    assert_eq!(
+        run_file("fix-full-port-range.toml").summary.time_wait.peak,
+        500 * 60
+    );
+    assert_eq!(
+        run_file("fix-more-server-ips.toml").summary.time_wait.peak,
+        500 * 60
+    );
+}
+
+#[test]
+fn linger_zero_avoids_failures_by_reusing_four_tuples_without_time_wait() {
+    let r = run_file("antifix-linger-zero.toml");
+    let s = &r.summary;
+    assert_eq!(s.connections.failed, 0);
+    assert_eq!(s.time_wait.peak, 0);
+    assert_eq!(s.kernel_counters["linger_resets"], 150_000);
+    // Linux's connect() takes even ports while one is free (§1.2 step 6; measured in
+    // notes/linux-observations A, D), and with RST closes one always is: 8,192 four-tuples
+    // carry 30,000 connections per 60 s window, so at least 30,000 - 8,192 = 21,808 per
+    // window reuse a four-tuple used less than 60 s before: 5 windows, 109,040. That exceeds
+    // the pigeonhole bound over all 16,384 ports (5 × 13,616 = 68,080).
+    assert!(s.unprotected_reuse >= 109_040, "{}", s.unprotected_reuse);
+    assert!(s.unprotected_reuse <= 150_000 - 8_192);
+}
+
+#[test]
+fn linux_loopback_server_close_is_limited_by_latency_not_ports() {
+    let r = run_file("linux-loopback-server-close.toml");
+    let s = &r.summary;
+    assert_eq!(s.connections.failed, 0);
+    assert_eq!(s.time_wait.peak_client, 0);
+    // cycle = 2 × RTT + service = 1.068 ms; 50 slots × floor(10 s / 1.068 ms).
+    let cycle_us = 2 * 40 + 988;
+    assert_eq!(s.requests.completed, 50 * (10_000_000 / cycle_us));
+    assert_eq!(s.requests.completed, 468_150);
+    // The mechanism: SYNs reopen server-side TIME_WAIT four-tuples (§2.4).
+    assert!(s.kernel_counters["tw_syn_accepted"] > 400_000);
+    assert_eq!(s.kernel_counters["tw_syn_rejected"], 0);
+    assert_eq!(s.connect_latency_ms.max, 0.04);
+}
+
+#[test]
+fn same_scenario_and_seed_give_byte_identical_json() {
+    let a = run_file("httperf-error-99.toml").to_json();
+    let b = run_file("httperf-error-99.toml").to_json();
+    assert_eq!(a, b);
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/httperf-error-99.toml");
+    let mut sc = scenario::load(&path).unwrap();
+    sc.seed = 2;
+    let c = Simulation::new(&sc).run().to_json();
+    assert_ne!(a, c, "the seed drives the port choices");
+}
+
+const SMALL_RANGE: &str = r#"
+[scenario]
+name = "small"
+duration = "DURATION"
+seed = 3
+
+[[host]]
+name = "box"
+ips = ["127.0.0.1"]
+listen = ["127.0.0.1:10000"]
+
+[host.knobs]
+"net.ipv4.ip_local_port_range" = "40000 40009"
+KNOBS
+
+[[workload]]
+name = "w"
+client = "box"
+destinations = ["127.0.0.1:10000"]
+rtt = "40us"
+WORKLOAD
+"#;
+
+fn small(duration: &str, knobs: &str, workload: &str) -> Report {
+    let knobs = if knobs.contains("tcp_tw_reuse") {
+        knobs.to_string()
+    } else {
+        format!("\"net.ipv4.tcp_tw_reuse\" = 0\n{knobs}")
+    };
+    let knobs = knobs.as_str();
+    run_text(
+        &SMALL_RANGE
+            .replace("DURATION", duration)
+            .replace("KNOBS", knobs)
+            .replace("WORKLOAD", workload),
+    )
+}
+
+#[test]
+fn ten_ports_give_ten_connections_then_eaddrnotavail_like_the_kernel() {
+    // notes/linux-observations A: 10 succeed, the 11th and 12th get EADDRNOTAVAIL.
+    let r = small("1s", "", "arrival = { kind = \"constant\", rate = 12 }");
+    assert_eq!(r.summary.connections.established, 10);
+    assert_eq!(errors(&r, "EADDRNOTAVAIL"), 2);
+    assert_eq!(r.summary.time_wait.at_end, 10);
+}
+
+#[test]
+fn two_destinations_share_each_port_like_the_kernel() {
+    // notes/linux-observations B: 20 of 24 succeed with 10 ports and two destination ports.
+    let text = SMALL_RANGE
+        .replace("DURATION", "1s")
+        .replace("KNOBS", "")
+        .replace(
+            "listen = [\"127.0.0.1:10000\"]",
+            "listen = [\"127.0.0.1:10000\", \"127.0.0.1:10001\"]",
+        )
+        .replace(
+            "destinations = [\"127.0.0.1:10000\"]",
+            "destinations = [\"127.0.0.1:10000\", \"127.0.0.1:10001\"]",
+        )
+        .replace("WORKLOAD", "arrival = { kind = \"constant\", rate = 24 }");
+    let r = run_text(&text);
+    assert_eq!(r.summary.connections.established, 20);
+    assert_eq!(errors(&r, "EADDRNOTAVAIL"), 4);
+}
+
+#[test]
+fn bind_any_fails_at_bind_with_eaddrinuse_and_no_port_fails_at_connect() {
+    // notes/linux-observations C.
+    let r = small(
+        "1s",
+        "",
+        "arrival = { kind = \"constant\", rate = 12 }\nconnection = \"bind\"",
+    );
+    assert_eq!(r.summary.connections.established, 10);
+    assert_eq!(errors(&r, "EADDRINUSE"), 2);
+    let r = small(
+        "1s",
+        "",
+        "arrival = { kind = \"constant\", rate = 12 }\nconnection = \"bind_no_port\"",
+    );
+    assert_eq!(r.summary.connections.established, 10);
+    assert_eq!(errors(&r, "EADDRNOTAVAIL"), 2);
+}
+
+#[test]
+fn tcp_max_tw_buckets_overflow_closes_without_time_wait() {
+    // notes/linux-observations G: cap 5, ten connects leave 5 TIME_WAIT; 5 more succeed.
+    let r = small(
+        "1s",
+        "\"net.ipv4.tcp_max_tw_buckets\" = 5",
+        "arrival = { kind = \"constant\", rate = 15 }",
+    );
+    assert_eq!(r.summary.connections.established, 15);
+    assert_eq!(r.summary.time_wait.peak, 5);
+    assert_eq!(r.summary.kernel_counters["tw_overflow"], 10);
+}
+
+#[test]
+fn tw_reuse_sustains_ports_over_the_reuse_delay() {
+    // notes/linux-observations F: tcp_tw_reuse=1, delay 100 ms, 10 ports: bursts of 10
+    // about every 100 ms. Sustained rate = ports / delay = 100/s: in 10 s, 10 at once and
+    // then 10 per cycle of 100 ms + up to 1 ms (ms clock) + lifetime + one 1 ms arrival gap.
+    let r = small(
+        "10s",
+        "\"net.ipv4.tcp_tw_reuse\" = 1\n\"net.ipv4.tcp_tw_reuse_delay\" = 100",
+        "arrival = { kind = \"constant\", rate = 1000 }",
+    );
+    let est = r.summary.connections.established;
+    let (lo, hi) = (
+        10 * (1 + (10.0f64 / 0.1025) as u64),
+        10 * (1 + (10.0f64 / 0.1) as u64),
+    );
+    assert!((lo..=hi).contains(&est), "{est} not in {lo}..={hi}");
+    assert_eq!(r.summary.kernel_counters["tw_recycled"], est - 10);
+    // With the default delay of 1 s and reuse 2 on loopback: ten connections per second.
+    let r = small(
+        "10s",
+        "\"net.ipv4.tcp_tw_reuse\" = 2",
+        "arrival = { kind = \"constant\", rate = 1000 }",
+    );
+    let est = r.summary.connections.established;
+    assert!((10 * 10..=10 * 11).contains(&est), "{est}");
+}
+
+#[test]
+fn a_syn_that_is_not_newer_than_a_server_time_wait_waits_for_the_rearmed_retransmission() {
+    // notes/linux-observations I: timestamps off, the client sent 4 MB, the server closed
+    // first, the client reconnects from the same port: the TIME_WAIT ACKs, the client RSTs
+    // and retransmits its SYN after TCP_TIMEOUT_MIN (8–12 ms measured), not after 1 s.
+    let workload = "arrival = { kind = \"closed\", concurrency = 1 }\nconnection = \"explicit\"\n\
+                    explicit_ports = \"40000 40000\"\nreuseaddr = true\ncloser = \"server\"\n\
+                    request_bytes = 4000000\non_error = { action = \"count\", delay = \"3ms\" }";
+    let r = small("2s", "\"net.ipv4.tcp_timestamps\" = 0", workload);
+    let s = &r.summary;
+    assert!(s.kernel_counters["tw_syn_rejected"] > 10);
+    assert_eq!(
+        s.kernel_counters["tw_syn_rejected"],
+        s.kernel_counters["tw_killed_by_rst"]
+    );
+    // Every connect after the first: SYN and the TIME_WAIT's ACK (one RTT), 10 ms
+    // (syn_rearm), then the retransmitted SYN and its SYN-ACK (one more RTT).
+    assert!(
+        (s.connect_latency_ms.p50 - (0.04 + 10.0 + 0.04)).abs() < 1e-9,
+        "{}",
+        s.connect_latency_ms.p50
+    );
+    // J: with timestamps on, a SYN 3 ms later carries a newer TSval and is accepted at once.
+    let r = small("2s", "", workload);
+    assert_eq!(r.summary.kernel_counters["tw_syn_rejected"], 0);
+    assert_eq!(r.summary.connect_latency_ms.max, 0.04);
+}
+
+#[test]
+fn adding_a_workload_does_not_change_another_workloads_randomness() {
+    let one = r#"
+[scenario]
+name = "independence"
+duration = "20s"
+seed = 9
+
+[[host]]
+name = "a"
+ips = ["10.0.0.1"]
+[host.knobs]
+"net.ipv4.ip_local_port_range" = "40000 40999"
+
+[[host]]
+name = "s"
+ips = ["10.0.0.2"]
+listen = ["10.0.0.2:80"]
+
+[[workload]]
+name = "poisson"
+client = "a"
+destinations = ["10.0.0.2:80"]
+rtt = { dist = "exponential", mean = "300us" }
+arrival = { kind = "poisson", rate = 80 }
+"#;
+    let two = format!(
+        "{one}\n[[host]]\nname = \"b\"\nips = [\"10.0.0.3\"]\n\n[[workload]]\nname = \"other\"\nclient = \"b\"\n\
+         destinations = [\"10.0.0.2:80\"]\nrtt = \"1ms\"\narrival = {{ kind = \"poisson\", rate = 300 }}\n"
+    );
+    let (a, b) = (run_text(one), run_text(&two));
+    let pick = |r: &Report| {
+        let w = &r.workloads[0];
+        (w.attempted, w.established, w.failed, w.first_failure_s)
+    };
+    assert_eq!(pick(&a), pick(&b));
+    assert!(
+        a.workloads[0].failed > 0,
+        "the pool of 1,000 ports runs out at 80/s"
+    );
+}
+
+#[test]
+fn the_accounting_adds_up() {
+    for f in [
+        "httperf-error-99.toml",
+        "linux-loopback-server-close.toml",
+        "antifix-linger-zero.toml",
+    ] {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("scenarios")
+            .join(f);
+        let sc = scenario::load(&path).unwrap();
+        let sim = Simulation::new(&sc);
+        let r = sim.run();
+        let c = &r.summary.connections;
+        assert_eq!(c.attempted, c.established + c.failed + c.in_flight, "{f}");
+        let series_attempts: u64 = r.series.iter().map(|b| b.attempts).sum();
+        assert_eq!(series_attempts, c.attempted, "{f}");
+        assert_eq!(
+            r.series.len() as f64,
+            (r.duration_s / r.bin_s).ceil(),
+            "{f}"
+        );
+    }
+}
