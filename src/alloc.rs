@@ -59,10 +59,73 @@ impl PortBits {
     }
 }
 
+/// Which 64-port words of `a ∪ b` still have a free port of each parity: bit `w` of
+/// `even[w / 64]` (`odd[…]`) is set when word `w` has a free even (odd) port. Kept by the
+/// owner of `a` and `b` after every change, it lets a scan skip full words.
+#[derive(Clone)]
+pub struct FreeWords {
+    even: [u64; 16],
+    odd: [u64; 16],
+}
+
+const EVEN: u64 = 0x5555_5555_5555_5555;
+
+impl FreeWords {
+    /// The index of `a ∪ b`, computed from scratch.
+    pub fn new(a: &PortBits, b: &PortBits) -> Self {
+        let mut f = FreeWords {
+            even: [0; 16],
+            odd: [0; 16],
+        };
+        for w in 0..1024 {
+            f.refresh(a, b, w);
+        }
+        f
+    }
+    /// Recomputes the bits of word `w` (the word holding port `w * 64`).
+    #[inline]
+    pub fn refresh(&mut self, a: &PortBits, b: &PortBits, w: usize) {
+        let free = !(a.words[w] | b.words[w]);
+        let bit = 1u64 << (w & 63);
+        let set = |x: &mut u64, on: bool| if on { *x |= bit } else { *x &= !bit };
+        set(&mut self.even[w >> 6], free & EVEN != 0);
+        set(&mut self.odd[w >> 6], free & !EVEN != 0);
+    }
+    /// First word index ≥ `w` that may hold a free port of the stride, up to `last`.
+    #[inline]
+    fn next_word(&self, w: usize, last: usize, stride_mask: u64) -> Option<usize> {
+        let pick = |i: usize| match stride_mask {
+            EVEN => self.even[i],
+            u64::MAX => self.even[i] | self.odd[i],
+            _ => self.odd[i],
+        };
+        let mut i = w >> 6;
+        let mut bits = pick(i) & (u64::MAX << (w & 63));
+        loop {
+            if bits != 0 {
+                let found = (i << 6) + bits.trailing_zeros() as usize;
+                return (found <= last).then_some(found);
+            }
+            i += 1;
+            if i >= 16 || (i << 6) > last {
+                return None;
+            }
+            bits = pick(i);
+        }
+    }
+}
+
 /// First port `p` of `from..=to` with `p ≡ from (mod step)` that is in neither `a` nor `b`.
-/// `step` is 1 or 2.
+/// `step` is 1 or 2. `index`, when given, must describe `a ∪ b`.
 #[inline]
-fn first_free(a: &PortBits, b: &PortBits, from: u32, to: u32, step: u32) -> Option<u32> {
+fn first_free(
+    a: &PortBits,
+    b: &PortBits,
+    index: Option<&FreeWords>,
+    from: u32,
+    to: u32,
+    step: u32,
+) -> Option<u32> {
     debug_assert!(step == 1 || step == 2);
     debug_assert!(to < 65536);
     if from > to {
@@ -76,7 +139,14 @@ fn first_free(a: &PortBits, b: &PortBits, from: u32, to: u32, step: u32) -> Opti
         0xaaaa_aaaa_aaaa_aaaa
     };
     let (first_word, last_word) = ((from >> 6) as usize, (to >> 6) as usize);
-    for w in first_word..=last_word {
+    let mut w = first_word;
+    while w <= last_word {
+        if let Some(ix) = index {
+            match ix.next_word(w, last_word, stride_mask) {
+                Some(next) => w = next,
+                None => return None,
+            }
+        }
         let mut free = !(a.words[w] | b.words[w]) & stride_mask;
         if w == first_word {
             free &= u64::MAX << (from & 63);
@@ -87,6 +157,7 @@ fn first_free(a: &PortBits, b: &PortBits, from: u32, to: u32, step: u32) -> Opti
         if free != 0 {
             return Some(((w as u32) << 6) + free.trailing_zeros());
         }
+        w += 1;
     }
     None
 }
@@ -101,7 +172,9 @@ fn first_free(a: &PortBits, b: &PortBits, from: u32, to: u32, step: u32) -> Opti
 /// }
 /// ```
 ///
-/// Returns the first port not blocked in `pool` or `host` and its `i`.
+/// Returns the first port not blocked in `pool` or `host` and its `i`. The arguments are the
+/// kernel loop's own variables.
+#[allow(clippy::too_many_arguments)]
 pub fn pass(
     low: u32,
     high: u32,
@@ -110,6 +183,7 @@ pub fn pass(
     step: u32,
     pool: &PortBits,
     host: &PortBits,
+    index: Option<&FreeWords>,
 ) -> Option<(u32, u32)> {
     let iters = remaining.div_ceil(step);
     let start = low + offset;
@@ -119,14 +193,14 @@ pub fn pass(
         0
     };
     if n1 > 0
-        && let Some(p) = first_free(pool, host, start, start + (n1 - 1) * step, step)
+        && let Some(p) = first_free(pool, host, index, start, start + (n1 - 1) * step, step)
     {
         return Some((p, p - start));
     }
     if n1 < iters {
         let start2 = start + n1 * step - remaining;
         let end2 = start2 + (iters - n1 - 1) * step;
-        if let Some(p) = first_free(pool, host, start2, end2, step) {
+        if let Some(p) = first_free(pool, host, index, start2, end2, step) {
             return Some((p, n1 * step + (p - start2)));
         }
     }
@@ -236,9 +310,10 @@ impl LinuxAllocator {
         port_offset: u64,
         pool: &PortBits,
         host: &PortBits,
+        index: Option<&FreeWords>,
     ) -> Search {
         self.connect_with(q, port_offset, |low, high, rem, off, step| {
-            pass(low, high, rem, off, step, pool, host)
+            pass(low, high, rem, off, step, pool, host, index)
         })
     }
 
@@ -400,6 +475,7 @@ mod tests {
                 a.port_offset(q.saddr, q.daddr, q.dport, 0),
                 &pool,
                 &host,
+                None,
             );
             let p = s.port.expect("a free port");
             pool.insert(p);
@@ -412,6 +488,7 @@ mod tests {
             a.port_offset(q.saddr, q.daddr, q.dport, 0),
             &pool,
             &host,
+            None,
         );
         assert_eq!(s.port, None);
         assert_eq!(s.probes, 10, "two passes of five candidates");
@@ -426,7 +503,7 @@ mod tests {
         for p in (40000..=40009).step_by(2) {
             host.insert(p);
         }
-        let s = a.connect(&q, 12345, &pool, &host);
+        let s = a.connect(&q, 12345, &pool, &host, None);
         assert_eq!(s.port.map(|p| p % 2), Some(1));
         assert!(s.probes > 5, "the whole even pass is scanned first");
     }
@@ -470,7 +547,7 @@ mod tests {
         let mut last = None;
         let mut seen = std::collections::BTreeSet::new();
         for _ in 0..400 {
-            let p = a.connect(&q, off, &pool, &host).port.unwrap();
+            let p = a.connect(&q, off, &pool, &host, None).port.unwrap();
             pool.insert(p);
             if let Some(l) = last {
                 let d = (i32::from(p) - i32::from(l)).rem_euclid(28232);
@@ -501,7 +578,10 @@ mod tests {
             let mut b = PortBits::default();
             for p in &blocked { a.insert(low as u16 + (p % (len as u16).max(1))); }
             for p in &host_blocked { b.insert(*p); }
-            let fast = pass(low, high, remaining, offset, step, &a, &b);
+            let fast = pass(low, high, remaining, offset, step, &a, &b, None);
+            let ix = FreeWords::new(&a, &b);
+            let indexed = pass(low, high, remaining, offset, step, &a, &b, Some(&ix));
+            prop_assert_eq!(fast, indexed);
             let lit = pass_literal(low, high, remaining, offset, step,
                 |p| !a.contains(p as u16) && !b.contains(p as u16));
             prop_assert_eq!(fast, lit);
@@ -522,7 +602,8 @@ mod tests {
             let mut x = alloc();
             let mut y = alloc();
             for _ in 0..5 {
-                let f = x.connect(&q, off, &a, &b);
+                let ix = FreeWords::new(&a, &b);
+                let f = x.connect(&q, off, &a, &b, Some(&ix));
                 let l = y.connect_literal(&q, off, |p| !a.contains(p as u16));
                 prop_assert_eq!(f, l);
                 if let Some(p) = f.port { a.insert(p); }

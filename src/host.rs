@@ -10,7 +10,7 @@
 //!   autoselects ports — the set of ports whose four-tuple is taken, so the allocator can scan
 //!   64 candidates per word (see [`crate::alloc`]).
 
-use crate::alloc::{ConnectQuery, LinuxAllocator, PortBits, Search};
+use crate::alloc::{ConnectQuery, FreeWords, LinuxAllocator, PortBits, Search};
 use crate::profile::Profile;
 use crate::rng::{SipKey, siphash_3u32};
 use crate::time::{Duration, Instant};
@@ -179,6 +179,8 @@ pub struct Pool {
     pub dport: u16,
     /// Ports whose four-tuple toward the destination is taken and not reusable.
     taken: PortBits,
+    /// Words of `taken ∪ blocked` with a free port, to skip full words when scanning.
+    index: FreeWords,
     /// Ports of the host range usable by the next connect(): neither taken, reserved nor held
     /// by a bind()-created bucket.
     pub free: u32,
@@ -407,10 +409,12 @@ impl Host {
             .filter(|p| !taken.contains(*p) && !self.blocked.contains(*p))
             .count() as u32;
         let id = self.pools.len() as PoolId;
+        let index = FreeWords::new(&taken, &self.blocked);
         self.pools.push(Pool {
             saddr,
             daddr,
             dport,
+            index,
             taken,
             free,
             tw_reuse: reuse && ts,
@@ -544,6 +548,8 @@ impl Host {
             return;
         }
         for pool in &mut self.pools {
+            pool.index
+                .refresh(&pool.taken, &self.blocked, usize::from(port >> 6));
             if !pool.taken.contains(port) {
                 if blocked {
                     pool.free -= 1;
@@ -616,6 +622,8 @@ impl Host {
         if p.taken.insert(port) && counted {
             p.free -= 1;
         }
+        p.index
+            .refresh(&p.taken, &self.blocked, usize::from(port >> 6));
     }
 
     fn pool_release(&mut self, pool: PoolId, port: u16) {
@@ -625,6 +633,8 @@ impl Host {
         if p.taken.remove(port) && counted {
             p.free += 1;
         }
+        p.index
+            .refresh(&p.taken, &self.blocked, usize::from(port >> 6));
     }
 
     fn hash_socket(&mut self, id: SockId) {
@@ -860,7 +870,9 @@ impl Host {
                 off
             }
         };
-        let search = self.alloc.connect(&q, offset, &pool.taken, &self.blocked);
+        let search = self
+            .alloc
+            .connect(&q, offset, &pool.taken, &self.blocked, Some(&pool.index));
         let Some(port) = search.port else {
             return Err(Refused {
                 errno: Errno::EADDRNOTAVAIL,

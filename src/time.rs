@@ -75,7 +75,7 @@ impl Duration {
             let f: u128 = frac.parse().map_err(|_| DurationError::BadNumber)?;
             let scale = 10u128.pow(digits);
             let part = f * unit_ns;
-            if part % scale != 0 {
+            if !part.is_multiple_of(scale) {
                 return Err(DurationError::TooPrecise);
             }
             ns += part / scale;
@@ -125,7 +125,7 @@ impl fmt::Display for Duration {
             (1_000_000, "ms"),
             (1_000, "us"),
         ] {
-            if ns != 0 && ns % unit == 0 {
+            if ns != 0 && ns.is_multiple_of(unit) {
                 return write!(f, "{}{name}", ns / unit);
             }
         }
