@@ -285,10 +285,8 @@ impl Recorder {
         });
         self.bin_end = Instant(end.0 + self.bin.0);
     }
-    pub fn into_bins(self) -> (Vec<Bin>, Self) {
-        let mut s = self;
-        let bins = std::mem::take(&mut s.bins);
-        (bins, s)
+    pub fn into_bins(self) -> Vec<Bin> {
+        self.bins
     }
 }
 

@@ -20,7 +20,7 @@
 use crate::engine::{Class, Queue};
 use crate::host::{Errno, Host, NONE, SockId, State, SynOnTuple, TimeWait, Tuple};
 use crate::report::{
-    Bin, Connections, Counter, Gauges, HostInfo, LatencySummary, PoolInfo, ProbeSummary, Recorder,
+    Connections, Counter, Gauges, HostInfo, LatencySummary, PoolInfo, ProbeSummary, Recorder,
     Report, Requests, ScenarioInfo, Summary, TimeWaitSummary, WorkloadSummary, errors_map,
 };
 use crate::rng::stream;
@@ -1081,7 +1081,7 @@ impl Simulation {
             unprotected_reuse: rec.unprotected_reuse,
         };
         let bin_s = rec.bin.as_secs_f64();
-        let (series, _) = rec.into_bins();
+        let series = rec.into_bins();
         Report {
             schema: "portsim.report/1",
             portsim_version: env!("CARGO_PKG_VERSION"),
@@ -1093,7 +1093,7 @@ impl Simulation {
             pools,
             summary,
             workloads,
-            series: series.into_iter().collect::<Vec<Bin>>(),
+            series,
         }
     }
 }
