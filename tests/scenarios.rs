@@ -383,12 +383,7 @@ fn the_accounting_adds_up() {
         "linux-loopback-server-close.toml",
         "antifix-linger-zero.toml",
     ] {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("scenarios")
-            .join(f);
-        let sc = scenario::load(&path).unwrap();
-        let sim = Simulation::new(&sc);
-        let r = sim.run();
+        let r = run_file(f);
         let c = &r.summary.connections;
         assert_eq!(c.attempted, c.established + c.failed + c.in_flight, "{f}");
         let series_attempts: u64 = r.series.iter().map(|b| b.attempts).sum();
