@@ -11,6 +11,7 @@
 //! operations instead of 28,232 hash lookups. [`pass_literal`] is the probe-by-probe loop; the
 //! tests check that both return the same port and iteration count.
 
+use crate::profile::Selection;
 use crate::rng::{SipKey, siphash_4u32};
 use crate::time::Instant;
 use rand::{Rng, RngExt};
@@ -258,17 +259,78 @@ pub const PERTURB_TABLE_SIZE: usize = 1 << 16;
 /// The time seed of `secure_ipv4_port_ephemeral` changes every 10 s (§1.2 step 1).
 pub const RESEED_EPOCH_NS: u64 = 10_000_000_000;
 
+/// What a port search may consult: the ports whose four-tuple toward this destination is
+/// taken (`pool`; with host-wide scope, every port any socket holds), the ports blocked
+/// host-wide (`host`: reserved, or held by a bind()/listener the kernel skips), and an index
+/// of `pool ∪ host` to skip full words.
+#[derive(Clone, Copy)]
+pub struct PortView<'a> {
+    pub pool: &'a PortBits,
+    pub host: &'a PortBits,
+    pub index: Option<&'a FreeWords>,
+}
+
+impl PortView<'_> {
+    #[inline]
+    fn free(&self, port: u32) -> bool {
+        !self.pool.contains(port as u16) && !self.host.contains(port as u16)
+    }
+
+    /// The first free port met walking up from `start` through `first..=last`, wrapping
+    /// once, and how many candidates were tested to find it.
+    fn walk(&self, first: u32, last: u32, start: u32) -> Option<(u32, u32)> {
+        if let Some(p) = first_free(self.pool, self.host, self.index, start, last, 1) {
+            return Some((p, p - start + 1));
+        }
+        if start > first
+            && let Some(p) = first_free(self.pool, self.host, self.index, first, start - 1, 1)
+        {
+            return Some((p, last - start + 1 + p - first + 1));
+        }
+        None
+    }
+}
+
+/// A connect() port-selection algorithm: the one trait behind every profile's allocator
+/// (Linux §1.2, BSD/XNU §3.1/§3.3, RFC 6056 §5.1).
+pub trait PortSelector {
+    /// Picks a port of `q.low..=q.high` that `view` shows free, or fails after testing every
+    /// candidate the algorithm would test. Called only when at least one port is free.
+    fn connect(&mut self, now: Instant, q: &ConnectQuery, view: &PortView<'_>) -> Search;
+    /// Candidates tested when every port is busy (the search then fails).
+    fn exhausted_probes(&self, q: &ConnectQuery) -> u32 {
+        u32::from(q.high) - u32::from(q.low) + 1
+    }
+}
+
+/// Builds the allocator a profile names, drawing its secrets from `rng`.
+pub fn selector(sel: Selection, range: (u16, u16), rng: ChaCha8Rng) -> Box<dyn PortSelector> {
+    match sel {
+        Selection::Linux => Box::new(LinuxAllocator::new(rng)),
+        Selection::LinuxPre512 => Box::new(LinuxAllocator::pre_5_12(rng)),
+        Selection::BsdCursor { random_start } => Box::new(BsdCursor::new(random_start, range, rng)),
+        Selection::Rfc6056(alg) => Box::new(Rfc6056::new(alg, rng)),
+    }
+}
+
 /// Per-network-namespace state of Linux's port selection.
 ///
 /// The kernel keys its hash with a boot-time random `net_secret`; here the key, the
 /// perturbation table, the phase of the 10 s epoch (jiffies at scenario start) and the
 /// `get_random_u32_below` draws all come from the host's seeded stream. Any keyed hash would
 /// do; SipHash-2-4 over the kernel's own inputs is used.
+///
+/// Before 5.12 (`pre_5_12`) the loop was the same but the table was one global `hint`, the
+/// hash had no time seed, and the hint advanced by exactly `i + 2` (RFC 6056 Algorithm 3,
+/// §1.2 "History", §5.1).
 pub struct LinuxAllocator {
     secret: SipKey,
     table: Box<[u32]>,
     epoch_phase_ns: u64,
     rng: ChaCha8Rng,
+    pre_5_12: bool,
+    /// The last (saddr, daddr, dport, epoch) hashed and its `port_offset`.
+    cache: Option<((u32, u32, u16, u32), u64)>,
 }
 
 impl LinuxAllocator {
@@ -281,11 +343,30 @@ impl LinuxAllocator {
             table,
             epoch_phase_ns,
             rng,
+            pre_5_12: false,
+            cache: None,
         }
     }
 
-    /// The 10 s epoch in force at `now`: `jiffies / (HZ * 10)`.
+    /// Linux 4.6–5.11: one global `hint`, no time seed, exact advance.
+    pub fn pre_5_12(mut rng: ChaCha8Rng) -> Self {
+        let secret = [rng.next_u64(), rng.next_u64()];
+        let hint = rng.next_u32();
+        LinuxAllocator {
+            secret,
+            table: vec![hint].into_boxed_slice(),
+            epoch_phase_ns: 0,
+            rng,
+            pre_5_12: true,
+            cache: None,
+        }
+    }
+
+    /// The 10 s epoch in force at `now`: `jiffies / (HZ * 10)`; always 0 before 5.12.
     pub fn epoch(&self, now: Instant) -> u32 {
+        if self.pre_5_12 {
+            return 0;
+        }
         ((now.0 + self.epoch_phase_ns) / RESEED_EPOCH_NS) as u32
     }
 
@@ -301,23 +382,19 @@ impl LinuxAllocator {
         )
     }
 
-    /// `__inet_hash_connect` for an unbound socket (§1.2–§1.4). `pool` holds the ports whose
-    /// four-tuple toward this destination is taken (and not reusable); `host` the ports that are
-    /// reserved or held by a bind()-created bucket. `port_offset` comes from [`Self::port_offset`].
-    pub fn connect(
+    /// `__inet_hash_connect` for an unbound socket (§1.2–§1.4) with a given `port_offset`.
+    pub fn connect_at(
         &mut self,
         q: &ConnectQuery,
         port_offset: u64,
-        pool: &PortBits,
-        host: &PortBits,
-        index: Option<&FreeWords>,
+        view: &PortView<'_>,
     ) -> Search {
         self.connect_with(q, port_offset, |low, high, rem, off, step| {
-            pass(low, high, rem, off, step, pool, host, index)
+            pass(low, high, rem, off, step, view.pool, view.host, view.index)
         })
     }
 
-    /// [`Self::connect`] with the candidate test supplied probe by probe.
+    /// [`Self::connect_at`] with the candidate test supplied probe by probe.
     pub fn connect_literal(
         &mut self,
         q: &ConnectQuery,
@@ -343,7 +420,7 @@ impl LinuxAllocator {
         if !local_ports && remaining > 1 {
             remaining &= !1;
         }
-        let index = (port_offset as usize) & (PERTURB_TABLE_SIZE - 1);
+        let index = (port_offset as usize) & (self.table.len() - 1);
         let mut offset = self.table[index].wrapping_add((port_offset >> 32) as u32) % remaining;
         if !local_ports {
             offset &= !1;
@@ -353,7 +430,11 @@ impl LinuxAllocator {
         loop {
             if let Some((port, i)) = scan(low, high, remaining, offset, step) {
                 probes += i / step + 1;
-                let i = i.max(self.rng.random_range(0..8u32) * step);
+                let i = if self.pre_5_12 {
+                    i
+                } else {
+                    i.max(self.rng.random_range(0..8u32) * step)
+                };
                 self.table[index] = self.table[index].wrapping_add(i + step);
                 return Search {
                     port: Some(port as u16),
@@ -439,6 +520,204 @@ impl LinuxAllocator {
     }
 }
 
+impl PortSelector for LinuxAllocator {
+    fn connect(&mut self, now: Instant, q: &ConnectQuery, view: &PortView<'_>) -> Search {
+        let epoch = self.epoch(now);
+        let key = (q.saddr, q.daddr, q.dport, epoch);
+        let off = match self.cache {
+            Some((k, off)) if k == key => off,
+            _ => {
+                let off = self.port_offset(q.saddr, q.daddr, q.dport, epoch);
+                self.cache = Some((key, off));
+                off
+            }
+        };
+        self.connect_at(q, off, view)
+    }
+
+    /// With parity, `remaining` is rounded down to even: an odd-sized range never tests its
+    /// last port (§1.2 step 4).
+    fn exhausted_probes(&self, q: &ConnectQuery) -> u32 {
+        let n = u32::from(q.high) + 1 - u32::from(q.low);
+        if !q.per_socket_range && n > 1 {
+            n & !1
+        } else {
+            n
+        }
+    }
+}
+
+/// BSD `in_pcb_lport_dest` (FreeBSD, §3.1) and XNU `in_pcbbind` with `lport == 0` (§3.3):
+///
+/// ```text
+/// if (randomized) *lastport = first + rand() % (last - first);
+/// count = last - first;
+/// do {
+///     if (count-- < 0) return EADDRNOTAVAIL;        /* last − first + 1 candidates */
+///     ++*lastport;
+///     if (*lastport < first || *lastport > last) *lastport = first;
+/// } while (in use);
+/// ```
+///
+/// `lastport` is one cursor per protocol for the whole host, shared by every destination.
+/// A host that has been up a while has it anywhere: it starts at a random port of the range.
+pub struct BsdCursor {
+    random_start: bool,
+    cursor: u32,
+    rng: ChaCha8Rng,
+}
+
+impl BsdCursor {
+    pub fn new(random_start: bool, range: (u16, u16), mut rng: ChaCha8Rng) -> Self {
+        let cursor = rng.random_range(u32::from(range.0)..=u32::from(range.1));
+        BsdCursor {
+            random_start,
+            cursor,
+            rng,
+        }
+    }
+}
+
+impl PortSelector for BsdCursor {
+    fn connect(&mut self, _now: Instant, q: &ConnectQuery, view: &PortView<'_>) -> Search {
+        let (first, last) = (u32::from(q.low), u32::from(q.high));
+        if self.random_start && first < last {
+            self.cursor = first + self.rng.random_range(0..last - first);
+        }
+        let next = self.cursor + 1;
+        let start = if next < first || next > last {
+            first
+        } else {
+            next
+        };
+        match view.walk(first, last, start) {
+            Some((port, probes)) => {
+                self.cursor = port;
+                Search {
+                    port: Some(port as u16),
+                    probes,
+                }
+            }
+            None => {
+                // A full lap leaves the cursor on the candidate before `start`.
+                self.cursor = if start == first { last } else { start - 1 };
+                Search {
+                    port: None,
+                    probes: last - first + 1,
+                }
+            }
+        }
+    }
+}
+
+/// RFC 6056 §3.3.1–3.3.5 (§5.1), as NetBSD's `portalgo.c` runs them. `min..max` is the
+/// range, `num = max − min + 1`, `suitable(p)` = free in the view.
+pub struct Rfc6056 {
+    alg: u8,
+    rng: ChaCha8Rng,
+    secret: SipKey,
+    secret2: SipKey,
+    /// Algorithms 3 and 5: the global `next_ephemeral` counter.
+    next: u32,
+    /// Algorithm 4: the RFC's example `table[TABLE_LENGTH = 10]`.
+    table: [u32; RFC6056_TABLE_LENGTH],
+}
+
+/// Algorithm 4's table length, the RFC's example value.
+pub const RFC6056_TABLE_LENGTH: usize = 10;
+/// Algorithm 5's trade-off `N`, the RFC's example value.
+pub const RFC6056_ALG5_N: u32 = 500;
+
+impl Rfc6056 {
+    pub fn new(alg: u8, mut rng: ChaCha8Rng) -> Self {
+        let secret = [rng.next_u64(), rng.next_u64()];
+        let secret2 = [rng.next_u64(), rng.next_u64()];
+        let next = rng.next_u32();
+        let mut table = [0u32; RFC6056_TABLE_LENGTH];
+        for t in &mut table {
+            *t = rng.next_u32();
+        }
+        Rfc6056 {
+            alg,
+            rng,
+            secret,
+            secret2,
+            next,
+            table,
+        }
+    }
+
+    fn f(&self, q: &ConnectQuery, key: &SipKey) -> u32 {
+        siphash_4u32(q.saddr, q.daddr, u32::from(q.dport), 0, key) as u32
+    }
+}
+
+impl PortSelector for Rfc6056 {
+    fn connect(&mut self, _now: Instant, q: &ConnectQuery, view: &PortView<'_>) -> Search {
+        let (min, max) = (u32::from(q.low), u32::from(q.high));
+        let num = max - min + 1;
+        let found = |r: Option<(u32, u32)>| match r {
+            Some((p, probes)) => Search {
+                port: Some(p as u16),
+                probes,
+            },
+            None => Search {
+                port: None,
+                probes: num,
+            },
+        };
+        match self.alg {
+            // Alg 1: p = min + rand % num, then sequential with wrap.
+            1 => {
+                let start = min + self.rng.random_range(0..num);
+                found(view.walk(min, max, start))
+            }
+            // Alg 2: num independent random picks; may fail while ports are free.
+            2 => {
+                for probe in 1..=num {
+                    let p = min + self.rng.random_range(0..num);
+                    if view.free(p) {
+                        return found(Some((p, probe)));
+                    }
+                }
+                found(None)
+            }
+            // Alg 3: p = min + (next_ephemeral + F(…)) % num, next_ephemeral += 1 per probe.
+            3 => {
+                let off = self.f(q, &self.secret);
+                let start = min + self.next.wrapping_add(off) % num;
+                let r = view.walk(min, max, start);
+                let probes = r.map_or(num, |(_, k)| k);
+                self.next = self.next.wrapping_add(probes);
+                found(r)
+            }
+            // Alg 4: p = min + (F(…) + table[G(…) % 10]) % num, table[idx] += 1 per probe.
+            4 => {
+                let off = self.f(q, &self.secret);
+                let idx = self.f(q, &self.secret2) as usize % RFC6056_TABLE_LENGTH;
+                let start = min + off.wrapping_add(self.table[idx]) % num;
+                let r = view.walk(min, max, start);
+                let probes = r.map_or(num, |(_, k)| k);
+                self.table[idx] = self.table[idx].wrapping_add(probes);
+                found(r)
+            }
+            // Alg 5: next_ephemeral += 1 + rand % N, p = min + next_ephemeral % num.
+            _ => {
+                for probe in 1..=num {
+                    self.next = self
+                        .next
+                        .wrapping_add(1 + self.rng.random_range(0..RFC6056_ALG5_N));
+                    let p = min + self.next % num;
+                    if view.free(p) {
+                        return found(Some((p, probe)));
+                    }
+                }
+                found(None)
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -447,6 +726,14 @@ mod tests {
 
     fn alloc() -> LinuxAllocator {
         LinuxAllocator::new(stream(1, "test"))
+    }
+
+    fn view<'a>(pool: &'a PortBits, host: &'a PortBits) -> PortView<'a> {
+        PortView {
+            pool,
+            host,
+            index: None,
+        }
     }
 
     fn query(low: u16, high: u16) -> ConnectQuery {
@@ -470,12 +757,10 @@ mod tests {
         let q = query(40000, 40009);
         let mut got = Vec::new();
         for _ in 0..10 {
-            let s = a.connect(
+            let s = a.connect_at(
                 &q,
                 a.port_offset(q.saddr, q.daddr, q.dport, 0),
-                &pool,
-                &host,
-                None,
+                &view(&pool, &host),
             );
             let p = s.port.expect("a free port");
             pool.insert(p);
@@ -483,12 +768,10 @@ mod tests {
         }
         assert!(got[..5].iter().all(|p| p % 2 == 0), "{got:?}");
         assert!(got[5..].iter().all(|p| p % 2 == 1), "{got:?}");
-        let s = a.connect(
+        let s = a.connect_at(
             &q,
             a.port_offset(q.saddr, q.daddr, q.dport, 0),
-            &pool,
-            &host,
-            None,
+            &view(&pool, &host),
         );
         assert_eq!(s.port, None);
         assert_eq!(s.probes, 10, "two passes of five candidates");
@@ -503,7 +786,7 @@ mod tests {
         for p in (40000..=40009).step_by(2) {
             host.insert(p);
         }
-        let s = a.connect(&q, 12345, &pool, &host, None);
+        let s = a.connect_at(&q, 12345, &view(&pool, &host));
         assert_eq!(s.port.map(|p| p % 2), Some(1));
         assert!(s.probes > 5, "the whole even pass is scanned first");
     }
@@ -547,7 +830,7 @@ mod tests {
         let mut last = None;
         let mut seen = std::collections::BTreeSet::new();
         for _ in 0..400 {
-            let p = a.connect(&q, off, &pool, &host, None).port.unwrap();
+            let p = a.connect_at(&q, off, &view(&pool, &host)).port.unwrap();
             pool.insert(p);
             if let Some(l) = last {
                 let d = (i32::from(p) - i32::from(l)).rem_euclid(28232);
@@ -603,7 +886,7 @@ mod tests {
             let mut y = alloc();
             for _ in 0..5 {
                 let ix = FreeWords::new(&a, &b);
-                let f = x.connect(&q, off, &a, &b, Some(&ix));
+                let f = x.connect_at(&q, off, &PortView { pool: &a, host: &b, index: Some(&ix) });
                 let l = y.connect_literal(&q, off, |p| !a.contains(p as u16));
                 prop_assert_eq!(f, l);
                 if let Some(p) = f.port { a.insert(p); }

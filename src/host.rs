@@ -1,6 +1,6 @@
-//! One host's TCP port state: a Linux network namespace.
+//! One host's TCP port state: a network namespace, run by a [`Profile`].
 //!
-//! It holds what the kernel consults when it hands out a port (reference §1.3, §2):
+//! It holds what the kernel consults when it hands out a port (reference §1.3, §2, §3):
 //! - the **bind buckets** (`bhash`), one per local port, with `fastreuse`/`fastreuseport`
 //!   telling whether a `bind()` created or touched the bucket (then `connect()` never shares
 //!   the port) and the owners (sockets and TIME-WAIT minisocks) that keep it alive;
@@ -8,13 +8,20 @@
 //!   TIME-WAIT, on both the client and the server side (loopback: one table for both);
 //! - per **pool** — a (source IP, destination IP, destination port) toward which `connect()`
 //!   autoselects ports — the set of ports whose four-tuple is taken, so the allocator can scan
-//!   64 candidates per word (see [`crate::alloc`]).
+//!   64 candidates per word (see [`crate::alloc`]). With host-wide scope (XNU, §3.3) there is
+//!   one pool per host and its set holds every port any socket owns.
+//!
+//! Bind buckets and their `fastreuse` rules are Linux's; the scenario accepts bind() modes on
+//! Linux hosts only.
 
-use crate::alloc::{ConnectQuery, FreeWords, LinuxAllocator, PortBits, Search};
-use crate::profile::Profile;
+use crate::alloc::{
+    ConnectQuery, FreeWords, LinuxAllocator, PortBits, PortSelector, PortView, Search, selector,
+};
+pub use crate::profile::Errno;
+use crate::profile::{Isn, Profile, Scope, Skip, TwAccept};
 use crate::rng::{SipKey, siphash_3u32};
 use crate::time::{Duration, Instant};
-use rand::Rng;
+use rand::{Rng, RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::collections::HashMap;
 use std::fmt;
@@ -187,13 +194,17 @@ pub struct Pool {
     /// `tcp_twsk_unique` can reuse this pool's TIME-WAIT entries after the delay (§2.3):
     /// `tcp_tw_reuse` is 1, or 2 with a loopback address, and timestamps are negotiated.
     pub tw_reuse: bool,
+    /// The host's single pool under host-wide scope: `taken` holds every owned port.
+    pub host_wide: bool,
     /// Handshakes completed from this pool.
     pub established: u64,
-    offset_cache: Option<(u32, u64)>,
 }
 
 impl Pool {
     pub fn label(&self) -> String {
+        if self.host_wide {
+            return "any → any (host-wide)".into();
+        }
         format!(
             "{} → {}:{}",
             Ipv4Addr::from(self.saddr),
@@ -238,39 +249,6 @@ impl Hasher for TableHasher {
 }
 
 type Table<K, V> = HashMap<K, V, BuildHasherDefault<TableHasher>>;
-
-/// Why connect() or bind() refused, as the errno the application sees.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Errno {
-    /// 98: bind(0) found no port, or an explicit bind conflicts (§1.4, §2.6).
-    EADDRINUSE,
-    /// 99: connect() found no port, or the four-tuple of a bound port is taken (§1.4).
-    EADDRNOTAVAIL,
-    /// 110: SYN retransmissions exhausted (`tcp_syn_retries`).
-    ETIMEDOUT,
-}
-
-impl Errno {
-    pub const ALL: [Errno; 3] = [Errno::EADDRINUSE, Errno::EADDRNOTAVAIL, Errno::ETIMEDOUT];
-    pub fn name(self) -> &'static str {
-        match self {
-            Errno::EADDRINUSE => "EADDRINUSE",
-            Errno::EADDRNOTAVAIL => "EADDRNOTAVAIL",
-            Errno::ETIMEDOUT => "ETIMEDOUT",
-        }
-    }
-    /// The Linux errno number (§1.4: include/uapi/asm-generic/errno.h).
-    pub fn number(self) -> u16 {
-        match self {
-            Errno::EADDRINUSE => 98,
-            Errno::EADDRNOTAVAIL => 99,
-            Errno::ETIMEDOUT => 110,
-        }
-    }
-    pub fn index(self) -> usize {
-        self as usize
-    }
-}
 
 /// A successful port search.
 #[derive(Clone, Copy, Debug)]
@@ -318,13 +296,20 @@ pub struct Host {
     blocked: PortBits,
     pub pools: Vec<Pool>,
     pool_index: Table<(u32, u32, u16), PoolId>,
-    pub alloc: LinuxAllocator,
+    /// The connect() port-selection algorithm of the profile.
+    selector: Box<dyn PortSelector>,
+    /// Linux `inet_csk_find_open_port` for bind(0).
+    binder: LinuxAllocator,
     /// TIME-WAIT minisocks alive, both sides (`tcp_death_row.tw_refcount`, §2.2).
     pub tw_alive: u32,
     /// Sockets per side and state.
     pub counts: [[u32; State::COUNT]; 2],
     isn_secret: SipKey,
     ts_secret: SipKey,
+    /// Draws of the ISN generator (random ISNs, per-ISN increments).
+    isn_rng: ChaCha8Rng,
+    /// The global ISN offset of clock-based generators with a per-ISN step.
+    isn_offset: u32,
     /// Offset of the host's monotonic clock (`tcp_clock_ns`) at scenario start.
     mono_offset_ns: u64,
     /// Offset of the host's real-time clock (`ktime_get_real_ns`) at scenario start.
@@ -339,6 +324,7 @@ impl Host {
         profile: Profile,
         ips: Vec<u32>,
         mut rng: ChaCha8Rng,
+        mut bind_rng: ChaCha8Rng,
         track_binds: bool,
     ) -> Host {
         let isn_secret = [rng.next_u64(), rng.next_u64()];
@@ -346,7 +332,9 @@ impl Host {
         // Uptime at scenario start: between 5 minutes and about 12 days.
         let mono_offset_ns = 300_000_000_000 + (rng.next_u64() % 1_000_000_000_000_000);
         let real_offset_ns = rng.next_u64() >> 2;
-        let alloc = LinuxAllocator::new(rng);
+        let isn_rng = ChaCha8Rng::from_rng(&mut bind_rng);
+        let binder = LinuxAllocator::new(bind_rng);
+        let selector = selector(profile.selection, profile.port_range, rng);
         let mut reserved = PortBits::default();
         for &(a, b) in &profile.reserved_ports {
             for p in a..=b {
@@ -367,11 +355,14 @@ impl Host {
             owners: track_binds.then(Table::default),
             pools: Vec::new(),
             pool_index: Table::default(),
-            alloc,
+            selector,
+            binder,
             tw_alive: 0,
             counts: [[0; State::COUNT]; 2],
             isn_secret,
             ts_secret,
+            isn_rng,
+            isn_offset: 0,
             mono_offset_ns,
             real_offset_ns,
         }
@@ -384,9 +375,12 @@ impl Host {
     /// Registers an autoselect pool (source IP → destination). `peer_timestamps` is the
     /// destination host's `tcp_timestamps`.
     pub fn add_pool(&mut self, saddr: u32, daddr: u32, dport: u16, peer_timestamps: u8) -> PoolId {
-        if let Some(&id) = self.pool_index.get(&(saddr, daddr, dport)) {
+        let key = self.pool_key(saddr, daddr, dport);
+        if let Some(&id) = self.pool_index.get(&key) {
             return id;
         }
+        let host_wide = self.profile.scope == Scope::HostWide;
+        let (saddr, daddr, dport) = key;
         let reuse = match self.profile.tw_reuse {
             0 => false,
             1 => true,
@@ -397,10 +391,12 @@ impl Host {
         let mut taken = PortBits::default();
         // Sockets already on this tuple space (none at build time, but keep it exact).
         for s in &self.socks {
-            if s.hashed
-                && s.tuple.local_ip == saddr
-                && s.tuple.remote_ip == daddr
-                && s.tuple.remote_port == dport
+            let owns = self.buckets[usize::from(s.tuple.local_port)].owners > 0;
+            if (host_wide && owns)
+                || (s.hashed
+                    && s.tuple.local_ip == saddr
+                    && s.tuple.remote_ip == daddr
+                    && s.tuple.remote_port == dport)
             {
                 taken.insert(s.tuple.local_port);
             }
@@ -417,16 +413,27 @@ impl Host {
             index,
             taken,
             free,
-            tw_reuse: reuse && ts,
+            tw_reuse: reuse && ts && !host_wide,
+            host_wide,
             established: 0,
-            offset_cache: None,
         });
-        self.pool_index.insert((saddr, daddr, dport), id);
+        self.pool_index.insert(key, id);
         id
     }
 
+    /// The pool a connect() from `saddr` to `daddr:dport` draws from: its own, or the host's
+    /// single pool under host-wide scope.
+    fn pool_key(&self, saddr: u32, daddr: u32, dport: u16) -> (u32, u32, u16) {
+        match self.profile.scope {
+            Scope::FourTuple => (saddr, daddr, dport),
+            Scope::HostWide => (0, 0, 0),
+        }
+    }
+
     pub fn pool_of(&self, saddr: u32, daddr: u32, dport: u16) -> Option<PoolId> {
-        self.pool_index.get(&(saddr, daddr, dport)).copied()
+        self.pool_index
+            .get(&self.pool_key(saddr, daddr, dport))
+            .copied()
     }
 
     pub fn sock(&self, id: SockId) -> &Socket {
@@ -459,15 +466,39 @@ impl Host {
         Instant((ms * 1_000_000).saturating_sub(self.mono_offset_ns))
     }
 
+    /// The ISN of an active open of `t` at `now`, by the profile's generator. Linux
     /// `secure_tcp_seq`: SipHash of the four-tuple plus `ktime_get_real_ns() >> 6` (§2.4).
-    pub fn isn(&self, t: &Tuple, now: Instant) -> u32 {
+    /// FreeBSD `tcp_new_isn`: a keyed hash plus a global offset that grows by 4096–8191 per
+    /// ISN and at least 1 MiB/s. XNU: random (see [`Isn::Random`]).
+    pub fn isn(&mut self, t: &Tuple, now: Instant) -> u32 {
+        let (per_sec, step, jitter) = match self.profile.isn {
+            Isn::Random => return self.isn_rng.next_u32(),
+            Isn::Clock {
+                per_sec,
+                step,
+                jitter,
+            } => (per_sec, step, jitter),
+        };
         let h = siphash_3u32(
             t.local_ip.to_be(),
             t.remote_ip.to_be(),
             (u32::from(t.local_port.to_be()) << 16) | u32::from(t.remote_port.to_be()),
             &self.isn_secret,
         ) as u32;
-        h.wrapping_add(((now.0 + self.real_offset_ns) >> 6) as u32)
+        let ns = u128::from(now.0 + self.real_offset_ns);
+        let clock = (ns * u128::from(per_sec) / 1_000_000_000) as u32;
+        if step == 0 {
+            return h.wrapping_add(clock);
+        }
+        let inc = step + self.isn_rng.random_range(0..=jitter);
+        let stepped = self.isn_offset.wrapping_add(inc);
+        // SEQ_GT(projected, offset): the clock wins when it is ahead.
+        self.isn_offset = if (clock.wrapping_sub(stepped) as i32) > 0 {
+            clock
+        } else {
+            stepped
+        };
+        h.wrapping_add(self.isn_offset)
     }
 
     /// TSval sent at `now` toward `remote`: `tcp_clock_ms() + secure_tcp_ts_off` (§2.3).
@@ -561,7 +592,10 @@ impl Host {
     }
 
     fn refresh_taint(&mut self, port: u16) {
-        let tainted = self.buckets[usize::from(port)].bind_created();
+        let tainted = match self.profile.skip {
+            Skip::BindCreated => self.buckets[usize::from(port)].bind_created(),
+            Skip::Listeners => self.listeners.iter().any(|&(_, p)| p == port),
+        };
         let blocked = tainted || self.reserved.contains(port);
         if blocked != self.blocked.contains(port) {
             self.set_blocked(port, blocked);
@@ -579,10 +613,21 @@ impl Host {
         let b = &mut self.buckets[usize::from(port)];
         b.owners += 1;
         b.strict += u32::from(strict);
+        let first = b.owners == 1;
         if let Some(owners) = &mut self.owners {
             let o = owners.entry((addr, port)).or_default();
             o.all += 1;
             o.strict += u32::from(strict);
+        }
+        if first && let Some(pool) = self.host_wide_pool() {
+            self.pool_take(pool, port);
+        }
+    }
+
+    fn host_wide_pool(&self) -> Option<PoolId> {
+        match self.profile.scope {
+            Scope::HostWide => self.pool_index.get(&(0, 0, 0)).copied(),
+            Scope::FourTuple => None,
         }
     }
 
@@ -612,6 +657,9 @@ impl Host {
         }
         if emptied {
             self.refresh_taint(port);
+            if let Some(pool) = self.host_wide_pool() {
+                self.pool_release(pool, port);
+            }
         }
     }
 
@@ -643,7 +691,9 @@ impl Host {
         let t = s.tuple;
         let prev = self.ehash.insert(t.key(), id);
         debug_assert!(prev.is_none(), "two sockets share {t}");
-        if let Some(pool) = self.pool_of(t.local_ip, t.remote_ip, t.remote_port) {
+        if self.profile.scope == Scope::FourTuple
+            && let Some(pool) = self.pool_of(t.local_ip, t.remote_ip, t.remote_port)
+        {
             self.socks[id as usize].pool = pool;
             self.pool_take(pool, t.local_port);
         }
@@ -698,9 +748,9 @@ impl Host {
         } else {
             b.fastreuseport = 0;
         }
+        self.listeners.push((ip, port));
         self.own_port(id);
         self.refresh_taint(port);
-        self.listeners.push((ip, port));
     }
 
     /// Whether a listener accepts connections on `ip:port`.
@@ -747,14 +797,14 @@ impl Host {
     pub fn bind_any(&mut self, addr: u32, reuse: bool, conn: u32) -> Result<Placed, Refused> {
         let (lo, hi) = self.profile.port_range;
         let Host {
-            alloc,
+            binder,
             reserved,
             buckets,
             owners,
             profile,
             ..
         } = self;
-        let search: Search = alloc.bind_any(
+        let search: Search = binder.bind_any(
             lo,
             hi,
             reuse,
@@ -769,7 +819,7 @@ impl Host {
                 recycled: false,
             }),
             None => Err(Refused {
-                errno: Errno::EADDRINUSE,
+                errno: Errno::AddrInUse,
                 probes: search.probes,
             }),
         }
@@ -788,7 +838,7 @@ impl Host {
             && !(b.fastreuse > 0 && reuse)
             && self.bind_conflict(addr, port, reuse, true) == Some(true)
         {
-            return Err(Errno::EADDRINUSE);
+            return Err(Errno::AddrInUse);
         }
         Ok(self.grant_bind(addr, port, reuse, conn))
     }
@@ -806,7 +856,7 @@ impl Host {
                 self.destroy(other);
                 recycled = true;
             } else {
-                return Err(Errno::EADDRNOTAVAIL);
+                return Err(Errno::AddrNotAvail);
             }
         }
         self.socks[id as usize].tuple = t;
@@ -851,31 +901,23 @@ impl Host {
             high,
             per_socket_range: per_socket,
         };
-        let pool = &mut self.pools[pool_id as usize];
+        let pool = &self.pools[pool_id as usize];
         if pool.free == 0 {
-            // Every candidate is taken: the scan fails after `remaining` iterations.
-            let n = u32::from(high) + 1 - u32::from(low);
-            let remaining = if !per_socket && n > 1 { n & !1 } else { n };
+            // Every candidate is taken: the scan fails after testing all of them.
             return Err(Refused {
-                errno: Errno::EADDRNOTAVAIL,
-                probes: remaining,
+                errno: Errno::AddrNotAvail,
+                probes: self.selector.exhausted_probes(&q),
             });
         }
-        let epoch = self.alloc.epoch(now);
-        let offset = match pool.offset_cache {
-            Some((e, off)) if e == epoch => off,
-            _ => {
-                let off = self.alloc.port_offset(saddr, daddr, dport, epoch);
-                pool.offset_cache = Some((epoch, off));
-                off
-            }
+        let view = PortView {
+            pool: &pool.taken,
+            host: &self.blocked,
+            index: Some(&pool.index),
         };
-        let search = self
-            .alloc
-            .connect(&q, offset, &pool.taken, &self.blocked, Some(&pool.index));
+        let search = self.selector.connect(now, &q, &view);
         let Some(port) = search.port else {
             return Err(Refused {
-                errno: Errno::EADDRNOTAVAIL,
+                errno: Errno::AddrNotAvail,
                 probes: search.probes,
             });
         };
@@ -918,7 +960,8 @@ impl Host {
     }
 
     /// A SYN for `t` arrives with sequence number `seq` and timestamp `tsval` (present when
-    /// timestamps are on at both ends). `tcp_timewait_state_process` (§2.4, §7 item 4).
+    /// timestamps are on at both ends). Linux `tcp_timewait_state_process` (§2.4, §7 item 4),
+    /// FreeBSD `tcp_twcheck` (§3.2), XNU `tcp_input` (§3.4), by the profile's rule.
     pub fn syn_on_tuple(&mut self, t: &Tuple, seq: u32, tsval: Option<u32>) -> SynOnTuple {
         let Some(id) = self.lookup(t) else {
             return SynOnTuple::Free;
@@ -928,12 +971,22 @@ impl Host {
             return SynOnTuple::Live(id);
         }
         let tw = s.tw;
-        let ts = tsval.filter(|_| tw.ts_seen);
-        // tcp_paws_reject: the segment's TSval may lag ts_recent by at most TCP_PAWS_WINDOW (1).
-        let paws_reject = ts.is_some_and(|v| (tw.ts_recent.wrapping_sub(v) as i32) > 1);
-        let seq_newer = (tw.rcv_nxt.wrapping_sub(seq) as i32) < 0;
-        let ts_newer = ts.is_some_and(|v| (tw.ts_recent.wrapping_sub(v) as i32) < 0);
-        if !paws_reject && (seq_newer || ts_newer) {
+        let accept = match self.profile.tw_accept {
+            TwAccept::SeqOrTimestamp => {
+                let ts = tsval.filter(|_| tw.ts_seen);
+                // tcp_paws_reject: TSval may lag ts_recent by at most TCP_PAWS_WINDOW (1).
+                let paws_reject = ts.is_some_and(|v| (tw.ts_recent.wrapping_sub(v) as i32) > 1);
+                let seq_newer = (tw.rcv_nxt.wrapping_sub(seq) as i32) < 0;
+                let ts_newer = ts.is_some_and(|v| (tw.ts_recent.wrapping_sub(v) as i32) < 0);
+                !paws_reject && (seq_newer || ts_newer)
+            }
+            // SEQ_GT(seq, rcv_nxt + window): FreeBSD tcp_twcheck (window 0, §3.2); XNU
+            // tcp_input, where the SYN must also lie beyond the receive window (§3.4).
+            TwAccept::Seq { window } => {
+                (seq.wrapping_sub(tw.rcv_nxt.wrapping_add(window)) as i32) > 0
+            }
+        };
+        if accept {
             self.destroy(id);
             SynOnTuple::TimeWaitAccepted
         } else {
@@ -960,7 +1013,7 @@ impl Host {
     pub fn mark_reusable(&mut self, id: SockId) {
         let s = &mut self.socks[id as usize];
         debug_assert_eq!(s.state, State::TimeWait);
-        if s.reusable || s.pool == NONE {
+        if s.reusable || s.pool == NONE || self.pools[s.pool as usize].host_wide {
             return;
         }
         s.reusable = true;

@@ -1,66 +1,314 @@
 //! Kernel profiles as data: defaults, and overrides by the kernel's own knob names.
 //!
-//! A host names a profile (`linux`) and may override it in its scenario with sysctl names
-//! (`"net.ipv4.tcp_tw_reuse" = 0`) under `[host.knobs]`, and with model parameters that no
-//! sysctl exposes (the TIME-WAIT length of a kernel built differently) under `[host.model]`.
-//! Each field cites the section of `shared/reference/stack-semantics.md` it comes from.
+//! A [`Profile`] is one value describing how a host's TCP stack hands out ports and ends
+//! connections. The engine never asks which kernel it runs: every difference between Linux,
+//! FreeBSD, macOS and Windows is a field here (a port-selection algorithm, the scope of the
+//! uniqueness check, the TIME-WAIT length and SYN rule, the ISN generator, the SYN
+//! retransmission schedule, the error names).
+//!
+//! A scenario names a profile (`profile = "macos"`) and overrides it with the kernel's own
+//! knob names under `[host.knobs]` (`"net.inet.tcp.msl" = 1000`), and with model parameters
+//! that no knob exposes under `[host.model]` (`port_selection = "rfc6056-alg2"`). Each field
+//! cites the section of `shared/reference/stack-semantics.md` it comes from; items the
+//! reference marks UNVERIFIED are model parameters whose docs give the default and the
+//! alternative. `portsim profile show NAME` prints all of it as a block to paste.
 
 use crate::time::Duration;
 use std::fmt;
+use std::fmt::Write as _;
 
-/// The kernels portsim models.
+/// Whose knob names a profile answers to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kernel {
     Linux,
+    FreeBsd,
+    MacOs,
+    Windows,
+}
+
+/// How `connect()` on an unbound socket picks its first candidate and the next ones.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Selection {
+    /// Linux ≥ 5.12 `__inet_hash_connect`: RFC 6056 Algorithm 4 with a 65,536-entry
+    /// perturbation table, 10 s reseed and even-then-odd passes (§1.2).
+    Linux,
+    /// Linux 4.6–5.11: the same loop with one global `hint` and no time seed: RFC 6056
+    /// Algorithm 3 (§1.2 "History", §5.1 Alg 3).
+    LinuxPre512,
+    /// BSD `in_pcb_lport_dest` / XNU `in_pcbbind`: a host-wide cursor, pre-incremented before
+    /// each candidate; with `random_start` it is first moved to `first + rand % (last − first)`
+    /// at every call, so the first candidate lies in [first+1, last] (§3.1, §3.3).
+    BsdCursor { random_start: bool },
+    /// RFC 6056 §3.3.1–3.3.5, Algorithms 1–5, as in NetBSD `portalgo.c` (§5.1).
+    Rfc6056(u8),
+}
+
+impl Selection {
+    pub const NAMES: &'static str = "\"linux\", \"linux-pre-5.12\", \"bsd-sequential\", \
+        \"bsd-random-start\", \"rfc6056-alg1\" … \"rfc6056-alg5\"";
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Selection::Linux => "linux",
+            Selection::LinuxPre512 => "linux-pre-5.12",
+            Selection::BsdCursor {
+                random_start: false,
+            } => "bsd-sequential",
+            Selection::BsdCursor { random_start: true } => "bsd-random-start",
+            Selection::Rfc6056(1) => "rfc6056-alg1",
+            Selection::Rfc6056(2) => "rfc6056-alg2",
+            Selection::Rfc6056(3) => "rfc6056-alg3",
+            Selection::Rfc6056(4) => "rfc6056-alg4",
+            Selection::Rfc6056(_) => "rfc6056-alg5",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Selection> {
+        Some(match s {
+            "linux" => Selection::Linux,
+            "linux-pre-5.12" => Selection::LinuxPre512,
+            "bsd-sequential" => Selection::BsdCursor {
+                random_start: false,
+            },
+            "bsd-random-start" => Selection::BsdCursor { random_start: true },
+            "rfc6056-alg1" => Selection::Rfc6056(1),
+            "rfc6056-alg2" => Selection::Rfc6056(2),
+            "rfc6056-alg3" => Selection::Rfc6056(3),
+            "rfc6056-alg4" => Selection::Rfc6056(4),
+            "rfc6056-alg5" => Selection::Rfc6056(5),
+            _ => return None,
+        })
+    }
+}
+
+/// Which sockets make a candidate port unsuitable for `connect()`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scope {
+    /// The four-tuple must be unused: a port is shared across destinations (Linux §1.3,
+    /// FreeBSD §3.1, Windows 10+ with SO_REUSE_UNICASTPORT §4).
+    FourTuple,
+    /// Any socket on the local port blocks it, whatever its addresses or state: one
+    /// connection per port host-wide (XNU `in_pcblookup_local` with `wild = 1`, §3.3).
+    HostWide,
+}
+
+/// What the passive side's TIME-WAIT checks before accepting a SYN for its four-tuple.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TwAccept {
+    /// Linux `tcp_timewait_state_process`: not PAWS-rejected, and the sequence number or the
+    /// timestamp is newer (§2.4).
+    SeqOrTimestamp,
+    /// BSD: only `SEQ_GT(seq, rcv_nxt + window)`; FreeBSD `tcp_twcheck` uses window 0 (§3.2),
+    /// XNU `tcp_input` requires the SYN to lie beyond the receive window (§3.4).
+    Seq { window: u32 },
+}
+
+/// What a TIME-WAIT does with a SYN it does not accept.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TwReject {
+    /// Answers with an ACK; the client's SYN-SENT replies RST (Linux §2.4, XNU §3.4).
+    Ack,
+    /// Drops it silently; the client retransmits on its timer (FreeBSD §3.2).
+    Drop,
+}
+
+/// How the SYN retransmission interval grows.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Backoff {
+    /// Interval after the k-th transmission: `rto << k` (Linux `inet_csk_rto_backoff`).
+    Doubling,
+    /// Interval after the k-th transmission: `rto * table[k]` (BSD/XNU `tcp_syn_backoff`).
+    Table(Vec<u32>),
+}
+
+/// BSD and XNU `tcp_syn_backoff[TCP_MAXRXTSHIFT + 1]`.
+pub const BSD_SYN_BACKOFF: [u32; 13] = [1, 1, 1, 1, 1, 2, 4, 8, 16, 32, 64, 64, 64];
+
+/// How a host picks the initial sequence number of an active open. SYN acceptance by a
+/// TIME-WAIT compares it with the old incarnation's `rcv_nxt` (§2.4, §3.2, §3.4).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Isn {
+    /// Keyed hash of the four-tuple plus a clock of `per_sec` ticks per second, plus a global
+    /// offset that grows by `step + rand(0..=jitter)` per ISN. Linux `secure_tcp_seq`:
+    /// 15,625,000/s (ns >> 6), no step. FreeBSD `tcp_new_isn`: 1,048,576/s
+    /// (`ISN_BYTES_PER_SECOND`), step 4096, jitter 4095. RFC 6528: 250,000/s (4 µs).
+    Clock {
+        per_sec: u64,
+        step: u32,
+        jitter: u32,
+    },
+    /// Uniformly random per connection. XNU `tcp_new_isn` re-reads a fresh random secret on
+    /// every call (its `isn_secret` and `isn_last_reseed` are locals), so the hash term makes
+    /// the ISN effectively random (see notes/xnu-research.md).
+    Random,
+}
+
+impl Isn {
+    pub const NAMES: &'static str = "\"linux\" (hash + 64 ns clock), \"freebsd\" (hash + 1 MiB/s \
+        + 4096..8191 per ISN), \"rfc6528\" (hash + 4 µs clock), \"random\"";
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Isn::Random => "random",
+            Isn::Clock { step: 0, .. } if self == Isn::LINUX => "linux",
+            Isn::Clock { .. } if self == Isn::FREEBSD => "freebsd",
+            Isn::Clock { .. } => "rfc6528",
+        }
+    }
+    pub const LINUX: Isn = Isn::Clock {
+        per_sec: 15_625_000,
+        step: 0,
+        jitter: 0,
+    };
+    pub const FREEBSD: Isn = Isn::Clock {
+        per_sec: 1_048_576,
+        step: 4096,
+        jitter: 4095,
+    };
+    pub const RFC6528: Isn = Isn::Clock {
+        per_sec: 250_000,
+        step: 0,
+        jitter: 0,
+    };
+    fn parse(s: &str) -> Option<Isn> {
+        Some(match s {
+            "linux" => Isn::LINUX,
+            "freebsd" => Isn::FREEBSD,
+            "rfc6528" => Isn::RFC6528,
+            "random" => Isn::Random,
+            _ => return None,
+        })
+    }
+}
+
+/// Error kinds a connect attempt can end with; each profile names and numbers them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Errno {
+    /// bind(0) found no port, an explicit bind conflicts, or a bound port's four-tuple is
+    /// taken on BSD (§1.4, §2.6, §3.3).
+    AddrInUse,
+    /// connect() found no port (§1.4, §3.1, §3.3).
+    AddrNotAvail,
+    /// SYN retransmissions exhausted.
+    TimedOut,
+}
+
+impl Errno {
+    pub const ALL: [Errno; 3] = [Errno::AddrInUse, Errno::AddrNotAvail, Errno::TimedOut];
+    /// The kind's Linux name, used as a column name in CSV output.
+    pub fn kind(self) -> &'static str {
+        ["EADDRINUSE", "EADDRNOTAVAIL", "ETIMEDOUT"][self as usize]
+    }
+    pub fn index(self) -> usize {
+        self as usize
+    }
 }
 
 /// One host's TCP port behaviour.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Profile {
     pub kernel: Kernel,
-    /// `net.ipv4.ip_local_port_range`, inclusive; default 32768–60999 (§1.1).
+    /// Ephemeral range, inclusive. Linux `net.ipv4.ip_local_port_range` 32768–60999 (§1.1);
+    /// FreeBSD `net.inet.ip.portrange.first/last` 10000–65535 (§3.1); macOS 49152–65535
+    /// (§3.3); Windows `netsh int ipv4 set dynamicport tcp start=49152 num=16384` (§4).
     pub port_range: (u16, u16),
-    /// `net.ipv4.ip_local_reserved_ports`: skipped by connect() and bind(0), not by explicit
-    /// binds (§1.3 step 1).
+    /// Linux `net.ipv4.ip_local_reserved_ports`: skipped by connect() and bind(0) (§1.3).
     pub reserved_ports: Vec<(u16, u16)>,
-    /// `net.ipv4.ip_unprivileged_port_start`: the range may not start below it (§1.1).
+    /// Linux `net.ipv4.ip_unprivileged_port_start`: the range may not start below it (§1.1).
     pub unprivileged_port_start: u16,
-    /// `net.ipv4.tcp_tw_reuse`: 0 off, 1 on, 2 loopback only (default) (§2.3).
-    pub tw_reuse: u8,
-    /// `net.ipv4.tcp_tw_reuse_delay` in ms, default 1000, range 1–60000 (§2.3).
-    pub tw_reuse_delay_ms: u32,
-    /// `net.ipv4.tcp_timestamps`: 0 off, 1 on with per-pair offset (default), 2 on without (§2.3).
-    pub timestamps: u8,
-    /// `net.ipv4.tcp_max_tw_buckets`: ehash buckets / 2, so it scales with RAM; 131072 as read
-    /// on the 24 GiB machine portsim is developed on (§2.2).
-    pub max_tw_buckets: u32,
-    /// `net.ipv4.tcp_rfc1337`: 0 (default) lets an in-window RST kill TIME-WAIT (§2.4, §5.2).
-    pub rfc1337: bool,
-    /// `net.ipv4.tcp_syn_retries`, default 6 (§2.4: retransmitted SYN after the initial RTO).
-    pub syn_retries: u8,
-    /// `net.ipv4.ip_autobind_reuse`, default 0: a relaxed second bind(0) round (§1.6).
-    pub autobind_reuse: bool,
-    /// Model parameter `time_wait`: `TCP_TIMEWAIT_LEN`, a compile-time 60 s; no sysctl sets
-    /// it (§2.1). Also the window of the unprotected-reuse count (Linux's stand-in for 2·MSL).
+    /// The connect() port-selection algorithm (§1.2, §3.1, §3.3, §5.1).
+    pub selection: Selection,
+    /// Which sockets block a candidate port (§1.3, §3.1, §3.3, §4).
+    pub scope: Scope,
+    /// Ports a `connect()` never takes besides busy four-tuples: Linux skips ports of
+    /// bind()-created buckets (§1.3 step 2); FreeBSD skips ports with a listener or a
+    /// bound, unconnected socket (`INPLOOKUP_WILDCARD`, §3.1).
+    pub skip: Skip,
+    /// How long the active closer stays in TIME-WAIT: Linux `TCP_TIMEWAIT_LEN` 60 s (§2.1),
+    /// FreeBSD 2 × `net.inet.tcp.msl` = 60 s (§3.2), XNU 2 × 15 s (§3.4), Windows
+    /// `TcpTimedWaitDelay` 120 s (§4, UNVERIFIED: 240 s per another MS page).
     pub time_wait: Duration,
-    /// Model parameter `syn_rto`: `TCP_TIMEOUT_INIT` = 1 s, doubled per retransmission (§2.4).
+    /// Whether an active close toward a local address enters TIME-WAIT. FreeBSD
+    /// `net.inet.tcp.nolocaltimewait` = 1 closes at once (§3.2).
+    pub local_time_wait: bool,
+    /// Linux `net.ipv4.tcp_tw_reuse`: 0 off, 1 on, 2 loopback only (default) (§2.3). Other
+    /// kernels have no such rule: 0.
+    pub tw_reuse: u8,
+    /// Linux `net.ipv4.tcp_tw_reuse_delay` in ms, default 1000 (§2.3).
+    pub tw_reuse_delay_ms: u32,
+    /// Timestamps: Linux `net.ipv4.tcp_timestamps` 0 off, 1 on with per-pair offset (default),
+    /// 2 on without (§2.3). BSD/XNU `net.inet.tcp.rfc1323` = 1 is modelled as 2.
+    pub timestamps: u8,
+    /// Linux `net.ipv4.tcp_max_tw_buckets` (§2.2); unbounded elsewhere.
+    pub max_tw_buckets: u32,
+    /// When a TIME-WAIT accepts a SYN for its four-tuple (§2.4, §3.2, §3.4).
+    pub tw_accept: TwAccept,
+    /// What it does with a SYN it refuses (§2.4, §3.2, §3.4).
+    pub tw_reject: TwReject,
+    /// Whether an RST kills a TIME-WAIT: Linux with `tcp_rfc1337` = 0 (§2.4); BSD and XNU
+    /// ignore it (§3.2, §3.4, RFC 1337).
+    pub tw_rst_kills: bool,
+    /// The initial sequence number of an active open.
+    pub isn: Isn,
+    /// Initial SYN retransmission timeout: Linux `TCP_TIMEOUT_INIT` 1 s (§2.4); BSD/XNU
+    /// `TCPTV_RTOBASE` 1 s; Windows 3 s (UNVERIFIED).
     pub syn_rto: Duration,
-    /// Model parameter `syn_rearm`: when an ACK that does not acknowledge the SYN arrives (a
-    /// TIME-WAIT rejecting the SYN, §2.4), `tcp_rcv_synsent_state_process` re-arms the SYN timer
-    /// to `TCP_TIMEOUT_MIN` (2 jiffies) if no retransmission happened yet. Measured 8.4–11.8 ms
-    /// on a HZ=250 kernel (notes/linux-observations, experiment I), so 10 ms; 2 ms at HZ=1000.
-    /// The reference's "about +1 s" is the initial RTO, which applies only to later SYNs.
-    pub syn_rearm: Duration,
+    pub syn_backoff: Backoff,
+    /// SYN retransmissions before ETIMEDOUT: Linux `net.ipv4.tcp_syn_retries` 6; BSD/XNU
+    /// `TCP_MAXRXTSHIFT` 12; Windows `TcpMaxConnectRetransmissions` 2 (UNVERIFIED).
+    pub syn_retries: u8,
+    /// Give-up time since the first SYN, if the kernel has one: BSD/XNU
+    /// `net.inet.tcp.keepinit` 75 s.
+    pub connect_timeout: Option<Duration>,
+    /// Linux only: when an ACK that does not acknowledge the SYN arrives (a TIME-WAIT
+    /// rejecting it, §2.4), `tcp_rcv_synsent_state_process` re-arms the SYN timer to
+    /// `TCP_TIMEOUT_MIN` if nothing was retransmitted yet. Measured 8.4–11.8 ms on a HZ=250
+    /// kernel (notes/linux-observations, experiment I), so 10 ms.
+    pub syn_rearm: Option<Duration>,
+    /// Linux `net.ipv4.ip_autobind_reuse`, default 0 (§1.6).
+    pub autobind_reuse: bool,
+    /// Names and numbers of [`Errno`] kinds, in `Errno::ALL` order (§7 item 7).
+    pub errors: [(&'static str, u16); 3],
+}
+
+/// Ports `connect()` skips besides busy four-tuples.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Skip {
+    /// Linux: ports whose bind bucket a `bind()` created or touched (§1.3 step 2).
+    BindCreated,
+    /// FreeBSD: ports with a listener or bound, unconnected socket (§3.1).
+    Listeners,
 }
 
 /// Names of the profiles portsim ships.
-pub const PROFILES: &[&str] = &["linux"];
+pub const PROFILES: &[(&str, &str)] = &[
+    ("linux", "Linux 6.14+ (§1, §2)"),
+    ("freebsd", "FreeBSD 14/15 (§3.1, §3.2)"),
+    ("macos", "macOS / XNU 11417 (§3.3, §3.4)"),
+    (
+        "windows",
+        "Windows 10+ / Server 2016+ (§4; several defaults UNVERIFIED)",
+    ),
+];
+
+const LINUX_ERRORS: [(&str, u16); 3] = [
+    ("EADDRINUSE", 98),
+    ("EADDRNOTAVAIL", 99),
+    ("ETIMEDOUT", 110),
+];
+const BSD_ERRORS: [(&str, u16); 3] = [("EADDRINUSE", 48), ("EADDRNOTAVAIL", 49), ("ETIMEDOUT", 60)];
+const WSAENOBUFS: (&str, u16) = ("WSAENOBUFS", 10055);
+const WSAEADDRINUSE: (&str, u16) = ("WSAEADDRINUSE", 10048);
+const WINDOWS_ERRORS: [(&str, u16); 3] = [WSAEADDRINUSE, WSAENOBUFS, ("WSAETIMEDOUT", 10060)];
 
 impl Profile {
     /// The profile called `name`, with its kernel's defaults.
     pub fn named(name: &str) -> Option<Profile> {
         match name {
             "linux" => Some(Profile::linux()),
+            "freebsd" => Some(Profile::freebsd()),
+            "macos" => Some(Profile::macos()),
+            "windows" => Some(Profile::windows()),
             _ => None,
         }
     }
@@ -72,16 +320,112 @@ impl Profile {
             port_range: (32768, 60999),
             reserved_ports: Vec::new(),
             unprivileged_port_start: 1024,
+            selection: Selection::Linux,
+            scope: Scope::FourTuple,
+            skip: Skip::BindCreated,
+            time_wait: Duration::from_secs(60),
+            local_time_wait: true,
             tw_reuse: 2,
             tw_reuse_delay_ms: 1000,
             timestamps: 1,
             max_tw_buckets: 131_072,
-            rfc1337: false,
-            syn_retries: 6,
-            autobind_reuse: false,
-            time_wait: Duration::from_secs(60),
+            tw_accept: TwAccept::SeqOrTimestamp,
+            tw_reject: TwReject::Ack,
+            tw_rst_kills: true,
+            isn: Isn::LINUX,
             syn_rto: Duration::from_secs(1),
-            syn_rearm: Duration::from_millis(10),
+            syn_backoff: Backoff::Doubling,
+            syn_retries: 6,
+            connect_timeout: None,
+            syn_rearm: Some(Duration::from_millis(10)),
+            autobind_reuse: false,
+            errors: LINUX_ERRORS,
+        }
+    }
+
+    /// FreeBSD 14/15 defaults (§3.1, §3.2).
+    pub fn freebsd() -> Profile {
+        Profile {
+            kernel: Kernel::FreeBsd,
+            port_range: (10000, 65535),
+            selection: Selection::BsdCursor { random_start: true },
+            skip: Skip::Listeners,
+            local_time_wait: false,
+            tw_accept: TwAccept::Seq { window: 0 },
+            tw_reject: TwReject::Drop,
+            isn: Isn::FREEBSD,
+            ..Profile::bsd_common()
+        }
+    }
+
+    /// macOS / XNU defaults (§3.3, §3.4).
+    pub fn macos() -> Profile {
+        Profile {
+            kernel: Kernel::MacOs,
+            port_range: (49152, 65535),
+            selection: Selection::BsdCursor {
+                random_start: false,
+            },
+            scope: Scope::HostWide,
+            time_wait: Duration::from_secs(30),
+            tw_accept: TwAccept::Seq {
+                window: XNU_TW_WINDOW,
+            },
+            tw_reject: TwReject::Ack,
+            isn: Isn::Random,
+            ..Profile::bsd_common()
+        }
+    }
+
+    /// Windows 10+ defaults (§4). The reference could not verify the TIME-WAIT SYN and RST
+    /// rules, the ISN, the allocation order or the exhaustion error: each is a model
+    /// parameter whose default is documented in `portsim profile show windows`.
+    pub fn windows() -> Profile {
+        Profile {
+            kernel: Kernel::Windows,
+            port_range: (49152, 65535),
+            selection: Selection::BsdCursor {
+                random_start: false,
+            },
+            time_wait: Duration::from_secs(120),
+            tw_accept: TwAccept::Seq { window: 0 },
+            tw_reject: TwReject::Ack,
+            isn: Isn::RFC6528,
+            syn_rto: Duration::from_secs(3),
+            syn_backoff: Backoff::Doubling,
+            syn_retries: 2,
+            connect_timeout: None,
+            errors: WINDOWS_ERRORS,
+            ..Profile::bsd_common()
+        }
+    }
+
+    fn bsd_common() -> Profile {
+        Profile {
+            kernel: Kernel::FreeBsd,
+            port_range: (10000, 65535),
+            reserved_ports: Vec::new(),
+            unprivileged_port_start: 1024,
+            selection: Selection::BsdCursor { random_start: true },
+            scope: Scope::FourTuple,
+            skip: Skip::Listeners,
+            time_wait: Duration::from_secs(60),
+            local_time_wait: true,
+            tw_reuse: 0,
+            tw_reuse_delay_ms: 1000,
+            timestamps: 2,
+            max_tw_buckets: u32::MAX,
+            tw_accept: TwAccept::Seq { window: 0 },
+            tw_reject: TwReject::Drop,
+            tw_rst_kills: false,
+            isn: Isn::FREEBSD,
+            syn_rto: Duration::from_secs(1),
+            syn_backoff: Backoff::Table(BSD_SYN_BACKOFF.to_vec()),
+            syn_retries: 12,
+            connect_timeout: Some(Duration::from_secs(75)),
+            syn_rearm: None,
+            autobind_reuse: false,
+            errors: BSD_ERRORS,
         }
     }
 
@@ -96,13 +440,46 @@ impl Profile {
             .any(|&(a, b)| (a..=b).contains(&port))
     }
 
+    /// Ports of the range a connect() may use: the range minus reserved ports.
+    pub fn usable_ports(&self) -> u32 {
+        let (lo, hi) = self.port_range;
+        (lo..=hi).filter(|&p| !self.is_reserved(p)).count() as u32
+    }
+
+    /// The name and number this kernel gives an error kind.
+    pub fn errno(&self, e: Errno) -> (&'static str, u16) {
+        self.errors[e.index()]
+    }
+
+    /// Wait after the `k`-th SYN transmission (0 = the first SYN) before the next one, or
+    /// before giving up when `k == syn_retries`.
+    pub fn syn_interval(&self, k: u8) -> Duration {
+        let mult = match &self.syn_backoff {
+            Backoff::Doubling => 1u64 << k.min(30),
+            Backoff::Table(t) => u64::from(*t.get(usize::from(k)).or(t.last()).unwrap_or(&1)),
+        };
+        Duration(self.syn_rto.0.saturating_mul(mult))
+    }
+
+    /// The knobs this profile's kernel answers to.
+    pub fn knobs(&self) -> &'static [KnobSpec] {
+        match self.kernel {
+            Kernel::Linux => LINUX_KNOBS,
+            Kernel::FreeBsd => FREEBSD_KNOBS,
+            Kernel::MacOs => MACOS_KNOBS,
+            Kernel::Windows => WINDOWS_KNOBS,
+        }
+    }
+
     /// Applies `key = value` from `[host.knobs]`.
     pub fn set_knob(&mut self, key: &str, value: &toml::Value) -> Result<(), KnobError> {
-        let spec = KNOBS
+        let knobs = self.knobs();
+        let spec = knobs
             .iter()
             .find(|k| k.name == key)
             .ok_or_else(|| KnobError::Unknown {
-                suggestion: nearest(key, KNOBS.iter().map(|k| k.name)),
+                suggestion: nearest(key, knobs.iter().map(|k| k.name)),
+                elsewhere: other_kernel(key),
             })?;
         let bad = || KnobError::BadValue {
             allowed: spec.allowed,
@@ -148,10 +525,40 @@ impl Profile {
             "net.ipv4.tcp_max_tw_buckets" => {
                 self.max_tw_buckets = int(0, i64::from(i32::MAX))? as u32
             }
-            "net.ipv4.tcp_rfc1337" => self.rfc1337 = int(0, 1)? == 1,
+            "net.ipv4.tcp_rfc1337" => self.tw_rst_kills = int(0, 1)? == 0,
             "net.ipv4.tcp_syn_retries" => self.syn_retries = int(1, 127)? as u8,
             "net.ipv4.ip_autobind_reuse" => self.autobind_reuse = int(0, 1)? == 1,
-            _ => unreachable!("every KNOBS entry is handled"),
+            "net.inet.ip.portrange.first" => self.port_range.0 = int(1, 65535)? as u16,
+            "net.inet.ip.portrange.last" => self.port_range.1 = int(1, 65535)? as u16,
+            "net.inet.ip.portrange.randomized" | "net.inet.tcp.randomize_ports" => {
+                self.selection = Selection::BsdCursor {
+                    random_start: int(0, 1)? == 1,
+                }
+            }
+            "net.inet.tcp.msl" => {
+                self.time_wait = Duration::from_millis(2 * int(1, 600_000)? as u64)
+            }
+            "net.inet.tcp.nolocaltimewait" => self.local_time_wait = int(0, 1)? == 0,
+            "net.inet.tcp.rfc1323" => self.timestamps = if int(0, 1)? == 1 { 2 } else { 0 },
+            "net.inet.tcp.keepinit" => {
+                self.connect_timeout = Some(Duration::from_millis(int(1, 3_600_000)? as u64))
+            }
+            "TcpTimedWaitDelay" => self.time_wait = Duration::from_secs(int(30, 300)? as u64),
+            "TcpMaxConnectRetransmissions" => self.syn_retries = int(0, 255)? as u8,
+            "dynamicport.tcp.start" => {
+                let num = u32::from(self.port_range.1) - u32::from(self.port_range.0) + 1;
+                let start = int(1025, 65535)? as u32;
+                self.port_range = (start as u16, (start + num - 1).min(65535) as u16);
+            }
+            "dynamicport.tcp.num" => {
+                let num = int(255, 64511)? as u32;
+                let end = u32::from(self.port_range.0) + num - 1;
+                if end > 65535 {
+                    return Err(bad());
+                }
+                self.port_range.1 = end as u16;
+            }
+            _ => unreachable!("every knob table entry is handled"),
         }
         Ok(())
     }
@@ -164,197 +571,592 @@ impl Profile {
                 .find(|k| k.name == key)
                 .ok_or_else(|| KnobError::Unknown {
                     suggestion: nearest(key, MODEL_PARAMS.iter().map(|k| k.name)),
+                    elsewhere: None,
                 })?;
         let bad = || KnobError::BadValue {
             allowed: spec.allowed,
         };
-        let d = value
-            .as_str()
-            .and_then(|s| Duration::parse(s).ok())
-            .filter(|d| d.0 > 0)
-            .ok_or_else(bad)?;
+        let text = || value.as_str().ok_or_else(bad);
+        let duration = || {
+            value
+                .as_str()
+                .and_then(|s| Duration::parse(s).ok())
+                .filter(|d| d.0 > 0)
+                .ok_or_else(bad)
+        };
         match key {
-            "time_wait" => self.time_wait = d,
-            "syn_rto" => self.syn_rto = d,
-            "syn_rearm" => self.syn_rearm = d,
+            "time_wait" => self.time_wait = duration()?,
+            "syn_rto" => self.syn_rto = duration()?,
+            "syn_rearm" => {
+                self.syn_rearm = match text()? {
+                    "none" => None,
+                    _ => Some(duration()?),
+                }
+            }
+            "syn_backoff" => {
+                self.syn_backoff = match text()? {
+                    "doubling" => Backoff::Doubling,
+                    "bsd" => Backoff::Table(BSD_SYN_BACKOFF.to_vec()),
+                    _ => return Err(bad()),
+                }
+            }
+            "syn_retries" => {
+                self.syn_retries = value
+                    .as_integer()
+                    .filter(|v| (0..=255).contains(v))
+                    .ok_or_else(bad)? as u8
+            }
+            "connect_timeout" => {
+                self.connect_timeout = match text()? {
+                    "none" => None,
+                    _ => Some(duration()?),
+                }
+            }
+            "port_selection" => self.selection = Selection::parse(text()?).ok_or_else(bad)?,
+            "port_scope" => {
+                self.scope = match text()? {
+                    "four-tuple" => Scope::FourTuple,
+                    "host-wide" => Scope::HostWide,
+                    _ => return Err(bad()),
+                }
+            }
+            "isn" => self.isn = Isn::parse(text()?).ok_or_else(bad)?,
+            "time_wait_syn" => {
+                self.tw_accept = match text()? {
+                    "seq-or-timestamp" => TwAccept::SeqOrTimestamp,
+                    "seq" => TwAccept::Seq { window: 0 },
+                    "seq-beyond-window" => TwAccept::Seq {
+                        window: XNU_TW_WINDOW,
+                    },
+                    _ => return Err(bad()),
+                }
+            }
+            "time_wait_syn_reject" => {
+                self.tw_reject = match text()? {
+                    "ack" => TwReject::Ack,
+                    "drop" => TwReject::Drop,
+                    _ => return Err(bad()),
+                }
+            }
+            "time_wait_rst" => {
+                self.tw_rst_kills = match text()? {
+                    "kill" => true,
+                    "ignore" => false,
+                    _ => return Err(bad()),
+                }
+            }
+            "exhaustion_error" => {
+                self.errors[Errno::AddrNotAvail.index()] = match text()? {
+                    "WSAENOBUFS" => WSAENOBUFS,
+                    "WSAEADDRINUSE" => WSAEADDRINUSE,
+                    "EADDRNOTAVAIL" => match self.kernel {
+                        Kernel::Linux => LINUX_ERRORS[1],
+                        _ => BSD_ERRORS[1],
+                    },
+                    _ => return Err(bad()),
+                }
+            }
             _ => unreachable!("every MODEL_PARAMS entry is handled"),
         }
         Ok(())
     }
 
-    /// Checks the profile as the kernel's sysctl handlers would (§1.1: the range may not
-    /// start below `ip_unprivileged_port_start`).
+    /// Checks the profile as the kernel's own handlers would.
     pub fn validate(&self) -> Result<(), String> {
-        if self.port_range.0 < self.unprivileged_port_start {
-            return Err(format!(
-                "net.ipv4.ip_local_port_range starts at {} below net.ipv4.ip_unprivileged_port_start = {}; \
-                 the kernel refuses this with EINVAL",
-                self.port_range.0, self.unprivileged_port_start
-            ));
+        let (lo, hi) = self.port_range;
+        match self.kernel {
+            Kernel::Linux if lo < self.unprivileged_port_start => Err(format!(
+                "net.ipv4.ip_local_port_range starts at {lo} below \
+                 net.ipv4.ip_unprivileged_port_start = {}; the kernel refuses this with EINVAL",
+                self.unprivileged_port_start
+            )),
+            Kernel::FreeBsd | Kernel::MacOs if lo > hi => Err(format!(
+                "net.inet.ip.portrange.first = {lo} is above last = {hi}; portsim needs \
+                 first ≤ last (the kernel swaps them, §3.1)"
+            )),
+            _ => Ok(()),
         }
-        Ok(())
     }
 
     /// Legal but surprising settings, as the kernel would warn.
     pub fn warnings(&self) -> Vec<String> {
         let mut w = Vec::new();
-        if self.port_range.0 % 2 == self.port_range.1 % 2 && self.port_range.0 != self.port_range.1
-        {
+        let (lo, hi) = self.port_range;
+        if self.kernel == Kernel::Linux && lo % 2 == hi % 2 && lo != hi {
             w.push(format!(
-                "net.ipv4.ip_local_port_range {} {}: both ends have the same parity; Linux warns \
-                 \"prefer different parity for start/end values\" and connect() never uses one port",
-                self.port_range.0, self.port_range.1
+                "net.ipv4.ip_local_port_range {lo} {hi}: both ends have the same parity; Linux warns \
+                 \"prefer different parity for start/end values\" and connect() never uses one port"
             ));
         }
         w
     }
 
-    /// The effective knob values, for reports.
+    /// The effective value of every knob and model parameter, in table order, as TOML values.
     pub fn knob_values(&self) -> Vec<(&'static str, String)> {
-        let reserved = self
-            .reserved_ports
+        let mut out: Vec<(&'static str, String)> = self
+            .knobs()
             .iter()
-            .map(|&(a, b)| {
-                if a == b {
-                    a.to_string()
-                } else {
-                    format!("{a}-{b}")
-                }
-            })
-            .collect::<Vec<_>>()
-            .join(",");
-        vec![
-            (
-                "net.ipv4.ip_local_port_range",
-                format!("{} {}", self.port_range.0, self.port_range.1),
-            ),
-            ("net.ipv4.ip_local_reserved_ports", reserved),
-            (
-                "net.ipv4.ip_unprivileged_port_start",
-                self.unprivileged_port_start.to_string(),
-            ),
-            ("net.ipv4.tcp_tw_reuse", self.tw_reuse.to_string()),
-            (
-                "net.ipv4.tcp_tw_reuse_delay",
-                self.tw_reuse_delay_ms.to_string(),
-            ),
-            ("net.ipv4.tcp_timestamps", self.timestamps.to_string()),
-            (
-                "net.ipv4.tcp_max_tw_buckets",
-                self.max_tw_buckets.to_string(),
-            ),
-            ("net.ipv4.tcp_rfc1337", u8::from(self.rfc1337).to_string()),
-            ("net.ipv4.tcp_syn_retries", self.syn_retries.to_string()),
-            (
-                "net.ipv4.ip_autobind_reuse",
-                u8::from(self.autobind_reuse).to_string(),
-            ),
-            ("time_wait", self.time_wait.to_string()),
-            ("syn_rto", self.syn_rto.to_string()),
-            ("syn_rearm", self.syn_rearm.to_string()),
-        ]
+            .map(|k| (k.name, self.knob_value(k.name)))
+            .collect();
+        out.extend(
+            MODEL_PARAMS
+                .iter()
+                .map(|k| (k.name, self.model_value(k.name))),
+        );
+        out
+    }
+
+    fn knob_value(&self, key: &str) -> String {
+        let (lo, hi) = self.port_range;
+        let q = |s: String| format!("\"{s}\"");
+        let b = |x: bool| u8::from(x).to_string();
+        let random_start = matches!(self.selection, Selection::BsdCursor { random_start: true });
+        match key {
+            "net.ipv4.ip_local_port_range" => q(format!("{lo} {hi}")),
+            "net.ipv4.ip_local_reserved_ports" => q(self
+                .reserved_ports
+                .iter()
+                .map(|&(a, b)| {
+                    if a == b {
+                        a.to_string()
+                    } else {
+                        format!("{a}-{b}")
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join(",")),
+            "net.ipv4.ip_unprivileged_port_start" => self.unprivileged_port_start.to_string(),
+            "net.ipv4.tcp_tw_reuse" => self.tw_reuse.to_string(),
+            "net.ipv4.tcp_tw_reuse_delay" => self.tw_reuse_delay_ms.to_string(),
+            "net.ipv4.tcp_timestamps" => self.timestamps.to_string(),
+            "net.ipv4.tcp_max_tw_buckets" => self.max_tw_buckets.to_string(),
+            "net.ipv4.tcp_rfc1337" => b(!self.tw_rst_kills),
+            "net.ipv4.tcp_syn_retries" | "TcpMaxConnectRetransmissions" => {
+                self.syn_retries.to_string()
+            }
+            "net.ipv4.ip_autobind_reuse" => b(self.autobind_reuse),
+            "net.inet.ip.portrange.first" => lo.to_string(),
+            "net.inet.ip.portrange.last" => hi.to_string(),
+            "net.inet.ip.portrange.randomized" | "net.inet.tcp.randomize_ports" => b(random_start),
+            "net.inet.tcp.msl" => (self.time_wait.0 / 2_000_000).to_string(),
+            "net.inet.tcp.nolocaltimewait" => b(!self.local_time_wait),
+            "net.inet.tcp.rfc1323" => b(self.timestamps != 0),
+            "net.inet.tcp.keepinit" => self
+                .connect_timeout
+                .map_or("0".into(), |d| (d.0 / 1_000_000).to_string()),
+            "TcpTimedWaitDelay" => (self.time_wait.0 / 1_000_000_000).to_string(),
+            "dynamicport.tcp.start" => lo.to_string(),
+            "dynamicport.tcp.num" => self.range_len().to_string(),
+            _ => String::new(),
+        }
+    }
+
+    fn model_value(&self, key: &str) -> String {
+        let q = |s: &str| format!("\"{s}\"");
+        match key {
+            "time_wait" => q(&self.time_wait.to_string()),
+            "syn_rto" => q(&self.syn_rto.to_string()),
+            "syn_rearm" => q(&self.syn_rearm.map_or("none".into(), |d| d.to_string())),
+            "syn_backoff" => q(match self.syn_backoff {
+                Backoff::Doubling => "doubling",
+                Backoff::Table(_) => "bsd",
+            }),
+            "syn_retries" => self.syn_retries.to_string(),
+            "connect_timeout" => q(&self
+                .connect_timeout
+                .map_or("none".into(), |d| d.to_string())),
+            "port_selection" => q(self.selection.name()),
+            "port_scope" => q(match self.scope {
+                Scope::FourTuple => "four-tuple",
+                Scope::HostWide => "host-wide",
+            }),
+            "isn" => q(self.isn.name()),
+            "time_wait_syn" => q(match self.tw_accept {
+                TwAccept::SeqOrTimestamp => "seq-or-timestamp",
+                TwAccept::Seq { window: 0 } => "seq",
+                TwAccept::Seq { .. } => "seq-beyond-window",
+            }),
+            "time_wait_syn_reject" => q(match self.tw_reject {
+                TwReject::Ack => "ack",
+                TwReject::Drop => "drop",
+            }),
+            "time_wait_rst" => q(if self.tw_rst_kills { "kill" } else { "ignore" }),
+            "exhaustion_error" => q(self.errno(Errno::AddrNotAvail).0),
+            _ => String::new(),
+        }
+    }
+
+    /// The profile as a `[[host]]` block a user can paste into a scenario: every knob and
+    /// model parameter with its current value, what it means and where it comes from.
+    pub fn to_toml_block(&self, name: &str) -> String {
+        let mut s = String::new();
+        let title = PROFILES
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map_or(name, |(_, t)| t);
+        let _ = writeln!(s, "# portsim profile \"{name}\": {title}.");
+        let _ = writeln!(
+            s,
+            "# Sections (§) refer to shared/reference/stack-semantics.md. Delete the lines you keep at\n\
+             # their defaults; [host.knobs] takes the kernel's own names, [host.model] the rest.\n"
+        );
+        let _ = writeln!(s, "[[host]]\nname = \"client\"\nprofile = \"{name}\"");
+        let _ = writeln!(s, "ips = [\"10.0.0.1\"]\n\n[host.knobs]");
+        for k in self.knobs() {
+            write_param(&mut s, k, &self.knob_value(k.name), true);
+        }
+        let _ = writeln!(s, "\n[host.model]");
+        for k in MODEL_PARAMS {
+            write_param(&mut s, k, &self.model_value(k.name), false);
+        }
+        s
     }
 }
 
-/// A settable parameter: its name, what values it takes, and the reference section.
+fn write_param(s: &mut String, k: &KnobSpec, value: &str, quote_key: bool) {
+    let _ = writeln!(s, "# {} ({}). Allowed: {}.", k.doc, k.section, k.allowed);
+    if quote_key {
+        let _ = writeln!(s, "\"{}\" = {value}", k.name);
+    } else {
+        let _ = writeln!(s, "{} = {value}", k.name);
+    }
+}
+
+/// XNU's TIME-WAIT accepts a SYN only beyond its receive window (§3.4). The window a closed
+/// socket advertises is its receive buffer; 131,072 bytes (`net.inet.tcp.recvspace` on
+/// current macOS) is assumed (UNVERIFIED). With a random ISN it changes acceptance by
+/// window / 2^32 ≈ 0.003 %.
+pub const XNU_TW_WINDOW: u32 = 131_072;
+
+/// A settable parameter: its name, what values it takes, what it does and where from.
 pub struct KnobSpec {
     pub name: &'static str,
     pub allowed: &'static str,
     pub section: &'static str,
+    pub doc: &'static str,
+}
+
+const fn knob(
+    name: &'static str,
+    allowed: &'static str,
+    section: &'static str,
+    doc: &'static str,
+) -> KnobSpec {
+    KnobSpec {
+        name,
+        allowed,
+        section,
+        doc,
+    }
 }
 
 /// Linux sysctls portsim models.
-pub const KNOBS: &[KnobSpec] = &[
-    KnobSpec {
-        name: "net.ipv4.ip_local_port_range",
-        allowed: "\"LOW HIGH\", 1 ≤ LOW ≤ HIGH ≤ 65535, e.g. \"32768 60999\"",
-        section: "§1.1",
-    },
-    KnobSpec {
-        name: "net.ipv4.ip_local_reserved_ports",
-        allowed: "a comma-separated list of ports and ranges, e.g. \"40000,40010-40020\"",
-        section: "§1.3",
-    },
-    KnobSpec {
-        name: "net.ipv4.ip_unprivileged_port_start",
-        allowed: "an integer 0–65535",
-        section: "§1.1",
-    },
-    KnobSpec {
-        name: "net.ipv4.tcp_tw_reuse",
-        allowed: "0, 1 or 2",
-        section: "§2.3",
-    },
-    KnobSpec {
-        name: "net.ipv4.tcp_tw_reuse_delay",
-        allowed: "milliseconds, 1–60000",
-        section: "§2.3",
-    },
-    KnobSpec {
-        name: "net.ipv4.tcp_timestamps",
-        allowed: "0, 1 or 2",
-        section: "§2.3",
-    },
-    KnobSpec {
-        name: "net.ipv4.tcp_max_tw_buckets",
-        allowed: "an integer ≥ 0",
-        section: "§2.2",
-    },
-    KnobSpec {
-        name: "net.ipv4.tcp_rfc1337",
-        allowed: "0 or 1",
-        section: "§2.4",
-    },
-    KnobSpec {
-        name: "net.ipv4.tcp_syn_retries",
-        allowed: "an integer 1–127",
-        section: "§2.4",
-    },
-    KnobSpec {
-        name: "net.ipv4.ip_autobind_reuse",
-        allowed: "0 or 1",
-        section: "§1.6",
-    },
+pub const LINUX_KNOBS: &[KnobSpec] = &[
+    knob(
+        "net.ipv4.ip_local_port_range",
+        "\"LOW HIGH\", 1 ≤ LOW ≤ HIGH ≤ 65535, e.g. \"32768 60999\"",
+        "§1.1",
+        "ephemeral range, inclusive",
+    ),
+    knob(
+        "net.ipv4.ip_local_reserved_ports",
+        "a comma-separated list of ports and ranges, e.g. \"40000,40010-40020\"",
+        "§1.3",
+        "ports connect() and bind(0) skip",
+    ),
+    knob(
+        "net.ipv4.ip_unprivileged_port_start",
+        "an integer 0–65535",
+        "§1.1",
+        "the range may not start below it",
+    ),
+    knob(
+        "net.ipv4.tcp_tw_reuse",
+        "0, 1 or 2",
+        "§2.3",
+        "connect() may take over a TIME-WAIT four-tuple after the delay: 1 always, 2 loopback only",
+    ),
+    knob(
+        "net.ipv4.tcp_tw_reuse_delay",
+        "milliseconds, 1–60000",
+        "§2.3",
+        "age a TIME-WAIT needs before tcp_tw_reuse applies",
+    ),
+    knob(
+        "net.ipv4.tcp_timestamps",
+        "0, 1 or 2",
+        "§2.3",
+        "timestamps: 1 with a per-pair offset, 2 without",
+    ),
+    knob(
+        "net.ipv4.tcp_max_tw_buckets",
+        "an integer ≥ 0",
+        "§2.2",
+        "TIME-WAIT sockets beyond this close at once (ehash/2; 131072 on the 24 GiB dev machine)",
+    ),
+    knob(
+        "net.ipv4.tcp_rfc1337",
+        "0 or 1",
+        "§2.4, §5.2",
+        "1: an RST does not kill a TIME-WAIT",
+    ),
+    knob(
+        "net.ipv4.tcp_syn_retries",
+        "an integer 1–127",
+        "§2.4",
+        "SYN retransmissions before ETIMEDOUT (intervals double from 1 s)",
+    ),
+    knob(
+        "net.ipv4.ip_autobind_reuse",
+        "0 or 1",
+        "§1.6",
+        "bind(0) may share a port in a relaxed second round",
+    ),
 ];
 
-/// Model parameters no sysctl exposes.
+/// FreeBSD sysctls portsim models.
+pub const FREEBSD_KNOBS: &[KnobSpec] = &[
+    knob(
+        "net.inet.ip.portrange.first",
+        "a port 1–65535",
+        "§3.1",
+        "first ephemeral port (IPPORT_EPHEMERALFIRST)",
+    ),
+    knob(
+        "net.inet.ip.portrange.last",
+        "a port 1–65535",
+        "§3.1",
+        "last ephemeral port (IPPORT_EPHEMERALLAST)",
+    ),
+    knob(
+        "net.inet.ip.portrange.randomized",
+        "0 or 1",
+        "§3.1",
+        "1: each connect() starts at a random port, then goes sequentially (RFC 6056 Alg 1); 0: one sequential cursor",
+    ),
+    knob(
+        "net.inet.tcp.msl",
+        "milliseconds, 1–600000",
+        "§3.2",
+        "TIME-WAIT lasts 2 × msl (TCPTV_MSL = 30 s; the ms unit is UNVERIFIED from the man page)",
+    ),
+    knob(
+        "net.inet.tcp.nolocaltimewait",
+        "0 or 1",
+        "§3.2",
+        "1: an active close toward a local address skips TIME-WAIT (default 1 in current source; release UNVERIFIED)",
+    ),
+    knob(
+        "net.inet.tcp.rfc1323",
+        "0 or 1",
+        "§3.2",
+        "timestamps (PAWS is not applied to SYNs in TIME-WAIT)",
+    ),
+    knob(
+        "net.inet.tcp.keepinit",
+        "milliseconds, 1–3600000",
+        "§3.2",
+        "connect() gives up this long after the first SYN (TCPTV_KEEP_INIT 75 s)",
+    ),
+];
+
+/// macOS sysctls portsim models.
+pub const MACOS_KNOBS: &[KnobSpec] = &[
+    knob(
+        "net.inet.ip.portrange.first",
+        "a port 1–65535",
+        "§3.3",
+        "first ephemeral port (IPPORT_HIFIRSTAUTO)",
+    ),
+    knob(
+        "net.inet.ip.portrange.last",
+        "a port 1–65535",
+        "§3.3",
+        "last ephemeral port (IPPORT_HILASTAUTO)",
+    ),
+    knob(
+        "net.inet.tcp.randomize_ports",
+        "0 or 1",
+        "§3.3",
+        "0: one sequential cursor for the whole host; 1: random start per connect(), then sequential",
+    ),
+    knob(
+        "net.inet.tcp.msl",
+        "milliseconds, 1–600000",
+        "§3.4",
+        "TIME-WAIT lasts 2 × msl (TCPTV_MSL = 15000 ms)",
+    ),
+    knob(
+        "net.inet.tcp.rfc1323",
+        "0 or 1",
+        "§3.4",
+        "timestamps (the TIME-WAIT SYN test is sequence-only)",
+    ),
+    knob(
+        "net.inet.tcp.keepinit",
+        "milliseconds, 1–3600000",
+        "§3.4",
+        "connect() gives up this long after the first SYN (TCPTV_KEEP_INIT 75 s)",
+    ),
+];
+
+/// Windows settings portsim models: `netsh int ipv4 set dynamicport tcp start=… num=…` and
+/// the registry values under HKLM\SYSTEM\CurrentControlSet\Services\Tcpip\Parameters.
+pub const WINDOWS_KNOBS: &[KnobSpec] = &[
+    knob(
+        "dynamicport.tcp.start",
+        "1025–65535, with start + num − 1 ≤ 65535",
+        "§4",
+        "netsh int ipv4 set dynamicport tcp start=",
+    ),
+    knob(
+        "dynamicport.tcp.num",
+        "255–64511, with start + num − 1 ≤ 65535",
+        "§4",
+        "netsh int ipv4 set dynamicport tcp num=",
+    ),
+    knob(
+        "TcpTimedWaitDelay",
+        "seconds, 30–300",
+        "§4",
+        "TIME-WAIT length; 120 s per the BizTalk guide, \"4 minutes\" (240) per the port-exhaustion page: UNVERIFIED",
+    ),
+    knob(
+        "TcpMaxConnectRetransmissions",
+        "an integer 0–255",
+        "§4",
+        "SYN retransmissions before WSAETIMEDOUT; default 2 with a 3 s initial RTO, the classic 21 s connect timeout (UNVERIFIED)",
+    ),
+];
+
+/// Model parameters, valid on every profile: behaviour no knob exposes, and every item the
+/// reference marks UNVERIFIED.
 pub const MODEL_PARAMS: &[KnobSpec] = &[
-    KnobSpec {
-        name: "time_wait",
-        allowed: "a positive duration, e.g. \"60s\" (Linux: TCP_TIMEWAIT_LEN, fixed at build time)",
-        section: "§2.1",
-    },
-    KnobSpec {
-        name: "syn_rto",
-        allowed: "a positive duration, e.g. \"1s\" (TCP_TIMEOUT_INIT)",
-        section: "§2.4",
-    },
-    KnobSpec {
-        name: "syn_rearm",
-        allowed: "a positive duration, e.g. \"10ms\" (TCP_TIMEOUT_MIN, 2 jiffies)",
-        section: "§2.4; notes/linux-observations I",
-    },
+    knob(
+        "port_selection",
+        Selection::NAMES,
+        "§1.2, §3.1, §3.3, §5.1",
+        "connect() port-selection algorithm. Windows: bsd-sequential assumed, UNVERIFIED (SO_RANDOMIZE_PORT would be bsd-random-start)",
+    ),
+    knob(
+        "port_scope",
+        "\"four-tuple\" or \"host-wide\"",
+        "§1.3, §3.1, §3.3, §4",
+        "what blocks a candidate: a busy four-tuple, or any socket on the port (XNU; Windows without SO_REUSE_UNICASTPORT)",
+    ),
+    knob(
+        "time_wait",
+        "a positive duration, e.g. \"60s\"",
+        "§2.1, §3.2, §3.4, §4",
+        "TIME-WAIT length (Linux: TCP_TIMEWAIT_LEN, fixed at build time)",
+    ),
+    knob(
+        "isn",
+        Isn::NAMES,
+        "§2.4, §3.2, §3.4",
+        "initial sequence numbers, which decide whether a TIME-WAIT accepts a new SYN. Windows: rfc6528 assumed, UNVERIFIED",
+    ),
+    knob(
+        "time_wait_syn",
+        "\"seq-or-timestamp\", \"seq\" or \"seq-beyond-window\"",
+        "§2.4, §3.2, §3.4",
+        "when a TIME-WAIT accepts a SYN for its tuple. Windows: seq assumed (RFC 1122), UNVERIFIED",
+    ),
+    knob(
+        "time_wait_syn_reject",
+        "\"ack\" or \"drop\"",
+        "§2.4, §3.2, §3.4",
+        "what a TIME-WAIT does with a SYN it refuses. Windows: ack assumed, UNVERIFIED (RFC 6191 says drop)",
+    ),
+    knob(
+        "time_wait_rst",
+        "\"kill\" or \"ignore\"",
+        "§2.4, §3.2, §3.4, §5.2",
+        "an RST reaching a TIME-WAIT (Linux: the tcp_rfc1337 knob). Windows: ignore assumed (RFC 1337), UNVERIFIED",
+    ),
+    knob(
+        "syn_rto",
+        "a positive duration, e.g. \"1s\"",
+        "§2.4",
+        "initial SYN retransmission timeout",
+    ),
+    knob(
+        "syn_backoff",
+        "\"doubling\" or \"bsd\"",
+        "§2.4, §3.4",
+        "interval growth: rto × 2^k, or rto × tcp_syn_backoff[k] = 1,1,1,1,1,2,4,8,16,32,64,64,64",
+    ),
+    knob(
+        "syn_retries",
+        "an integer 0–255",
+        "§2.4",
+        "SYN retransmissions before the connect fails (Linux: the tcp_syn_retries knob)",
+    ),
+    knob(
+        "connect_timeout",
+        "a positive duration or \"none\"",
+        "§3.2",
+        "give up this long after the first SYN (BSD keepinit)",
+    ),
+    knob(
+        "syn_rearm",
+        "a positive duration or \"none\"",
+        "§2.4; notes/linux-observations I",
+        "Linux re-arms the SYN timer to TCP_TIMEOUT_MIN on the first ACK that does not acknowledge the SYN",
+    ),
+    knob(
+        "exhaustion_error",
+        "\"WSAENOBUFS\", \"WSAEADDRINUSE\" or \"EADDRNOTAVAIL\"",
+        "§4, §7",
+        "the error connect() returns when no port is left. Windows: WSAENOBUFS 10055 assumed, UNVERIFIED (sometimes reported as 10048)",
+    ),
 ];
 
 /// Why a knob or model parameter was refused.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum KnobError {
-    Unknown { suggestion: Option<&'static str> },
-    BadValue { allowed: &'static str },
+    Unknown {
+        suggestion: Option<&'static str>,
+        /// The profile whose kernel has this knob, when another one does.
+        elsewhere: Option<&'static str>,
+    },
+    BadValue {
+        allowed: &'static str,
+    },
 }
 
 impl fmt::Display for KnobError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             KnobError::Unknown {
+                elsewhere: Some(p), ..
+            } => write!(
+                f,
+                "not a knob of this profile; it belongs to the \"{p}\" profile"
+            ),
+            KnobError::Unknown {
                 suggestion: Some(s),
-            } => {
-                write!(f, "not a knob of this profile; did you mean \"{s}\"?")
-            }
-            KnobError::Unknown { suggestion: None } => write!(f, "not a knob of this profile"),
+                ..
+            } => write!(f, "not a knob of this profile; did you mean \"{s}\"?"),
+            KnobError::Unknown { .. } => write!(
+                f,
+                "not a knob of this profile (`portsim profile show NAME` lists them)"
+            ),
             KnobError::BadValue { allowed } => write!(f, "bad value; allowed: {allowed}"),
         }
     }
+}
+
+fn other_kernel(key: &str) -> Option<&'static str> {
+    [
+        ("linux", LINUX_KNOBS),
+        ("freebsd", FREEBSD_KNOBS),
+        ("macos", MACOS_KNOBS),
+        ("windows", WINDOWS_KNOBS),
+    ]
+    .into_iter()
+    .find(|(_, t)| t.iter().any(|k| k.name == key))
+    .map(|(p, _)| p)
 }
 
 fn parse_port_list(text: &str) -> Option<Vec<(u16, u16)>> {
@@ -398,24 +1200,22 @@ fn edit_distance(a: &str, b: &str) -> usize {
 mod tests {
     use super::*;
 
+    fn s(v: &str) -> toml::Value {
+        toml::Value::String(v.into())
+    }
+
     #[test]
     fn knobs_override_linux_defaults_by_sysctl_name() {
         let mut p = Profile::linux();
         assert_eq!(p.range_len(), 28232);
-        p.set_knob(
-            "net.ipv4.ip_local_port_range",
-            &toml::Value::String("49152 65535".into()),
-        )
-        .unwrap();
+        p.set_knob("net.ipv4.ip_local_port_range", &s("49152 65535"))
+            .unwrap();
         assert_eq!(p.range_len(), 16384);
         p.set_knob("net.ipv4.tcp_tw_reuse", &toml::Value::Integer(0))
             .unwrap();
         assert_eq!(p.tw_reuse, 0);
-        p.set_knob(
-            "net.ipv4.ip_local_reserved_ports",
-            &toml::Value::String("50000,50010-50012".into()),
-        )
-        .unwrap();
+        p.set_knob("net.ipv4.ip_local_reserved_ports", &s("50000,50010-50012"))
+            .unwrap();
         assert!(p.is_reserved(50011) && !p.is_reserved(50013));
     }
 
@@ -432,26 +1232,107 @@ mod tests {
         assert_eq!(
             e,
             KnobError::Unknown {
-                suggestion: Some("net.ipv4.tcp_tw_reuse")
+                suggestion: Some("net.ipv4.tcp_tw_reuse"),
+                elsewhere: None,
             }
         );
         let e = p
-            .set_knob(
-                "net.ipv4.ip_local_port_range",
-                &toml::Value::String("60999 32768".into()),
-            )
+            .set_knob("net.ipv4.ip_local_port_range", &s("60999 32768"))
             .unwrap_err();
         assert!(matches!(e, KnobError::BadValue { .. }));
+        let e = p
+            .set_knob("net.inet.tcp.msl", &toml::Value::Integer(1000))
+            .unwrap_err();
+        assert!(e.to_string().contains("\"freebsd\" profile"), "{e}");
     }
 
     #[test]
     fn a_range_below_the_unprivileged_start_is_refused_like_the_kernel() {
         let mut p = Profile::linux();
-        p.set_knob(
-            "net.ipv4.ip_local_port_range",
-            &toml::Value::String("1000 60999".into()),
-        )
-        .unwrap();
+        p.set_knob("net.ipv4.ip_local_port_range", &s("1000 60999"))
+            .unwrap();
         assert!(p.validate().is_err());
+    }
+
+    #[test]
+    fn bsd_msl_is_in_milliseconds_and_time_wait_is_twice_it() {
+        let mut p = Profile::macos();
+        assert_eq!(p.time_wait, Duration::from_secs(30));
+        p.set_knob("net.inet.tcp.msl", &toml::Value::Integer(1000))
+            .unwrap();
+        assert_eq!(p.time_wait, Duration::from_secs(2));
+        assert_eq!(Profile::freebsd().time_wait, Duration::from_secs(60));
+    }
+
+    #[test]
+    fn windows_dynamicport_follows_netsh_limits() {
+        let mut p = Profile::windows();
+        assert_eq!(p.port_range, (49152, 65535));
+        p.set_knob("dynamicport.tcp.start", &toml::Value::Integer(10000))
+            .unwrap();
+        assert_eq!(p.port_range, (10000, 26383));
+        p.set_knob("dynamicport.tcp.num", &toml::Value::Integer(55536))
+            .unwrap();
+        assert_eq!(p.port_range, (10000, 65535));
+        assert!(
+            p.set_knob("dynamicport.tcp.num", &toml::Value::Integer(254))
+                .is_err()
+        );
+        assert!(
+            p.set_knob("dynamicport.tcp.start", &toml::Value::Integer(1024))
+                .is_err()
+        );
+        p.set_knob("TcpTimedWaitDelay", &toml::Value::Integer(240))
+            .unwrap();
+        assert_eq!(p.time_wait, Duration::from_secs(240));
+        assert!(
+            p.set_knob("TcpTimedWaitDelay", &toml::Value::Integer(29))
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn syn_schedules_follow_each_kernel() {
+        // Linux: 1, 2, 4 … s after each transmission; BSD: tcp_syn_backoff × 1 s.
+        let l = Profile::linux();
+        let sends: Vec<u64> = (0..4)
+            .map(|k| l.syn_interval(k).0 / 1_000_000_000)
+            .collect();
+        assert_eq!(sends, [1, 2, 4, 8]);
+        let m = Profile::macos();
+        let sends: Vec<u64> = (0..8)
+            .map(|k| m.syn_interval(k).0 / 1_000_000_000)
+            .collect();
+        assert_eq!(sends, [1, 1, 1, 1, 1, 2, 4, 8]);
+        let w = Profile::windows();
+        let sends: Vec<u64> = (0..3)
+            .map(|k| w.syn_interval(k).0 / 1_000_000_000)
+            .collect();
+        assert_eq!(
+            sends,
+            [3, 6, 12],
+            "3 + 6 + 12 = the 21 s Windows connect timeout"
+        );
+    }
+
+    #[test]
+    fn every_profile_round_trips_through_its_own_toml_block() {
+        for (name, _) in PROFILES {
+            let p = Profile::named(name).unwrap();
+            let block = p.to_toml_block(name);
+            let doc: toml::Table = block.parse().expect("valid TOML");
+            let host = &doc["host"].as_array().unwrap()[0];
+            let mut q = Profile::named(name).unwrap();
+            // Start from a different profile's values where possible to prove the block sets them.
+            for (k, v) in host["knobs"].as_table().unwrap() {
+                q.set_knob(k, v)
+                    .unwrap_or_else(|e| panic!("{name} {k}: {e}"));
+            }
+            for (k, v) in host["model"].as_table().unwrap() {
+                q.set_model(k, v)
+                    .unwrap_or_else(|e| panic!("{name} {k}: {e}"));
+            }
+            assert_eq!(p, q, "{name}");
+        }
     }
 }

@@ -106,10 +106,13 @@ pub enum Counter {
     TwOverflow,
     /// A SYN reopened a server-side TIME-WAIT four-tuple (RFC 1122 §4.2.2.13).
     TwSynAccepted,
-    /// A SYN found a TIME-WAIT four-tuple and was answered with an ACK (not newer).
+    /// A SYN found a TIME-WAIT four-tuple that refused it (ACK, or a silent drop on FreeBSD).
     TwSynRejected,
     /// The client's RST answering that ACK killed the TIME-WAIT (`tcp_rfc1337 = 0`).
     TwKilledByRst,
+    /// An active close toward a local address skipped TIME-WAIT (FreeBSD
+    /// `net.inet.tcp.nolocaltimewait`, §3.2).
+    TwSkippedLocal,
     /// A SYN found a live socket on its four-tuple (challenge ACK).
     SynOnLiveSocket,
     /// SYNs retransmitted.
@@ -121,12 +124,13 @@ pub enum Counter {
 }
 
 impl Counter {
-    pub const ALL: [Counter; 9] = [
+    pub const ALL: [Counter; 10] = [
         Counter::TwRecycled,
         Counter::TwOverflow,
         Counter::TwSynAccepted,
         Counter::TwSynRejected,
         Counter::TwKilledByRst,
+        Counter::TwSkippedLocal,
         Counter::SynOnLiveSocket,
         Counter::SynRetransmits,
         Counter::LingerResets,
@@ -139,6 +143,7 @@ impl Counter {
             Counter::TwSynAccepted => "tw_syn_accepted",
             Counter::TwSynRejected => "tw_syn_rejected",
             Counter::TwKilledByRst => "tw_killed_by_rst",
+            Counter::TwSkippedLocal => "tw_skipped_local",
             Counter::SynOnLiveSocket => "syn_on_live_socket",
             Counter::SynRetransmits => "syn_retransmits",
             Counter::LingerResets => "linger_resets",
@@ -294,13 +299,32 @@ fn round3(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
 }
 
-/// Errno name → count, for the errnos that occurred.
+/// Error kind (by its Linux name) → count, for the kinds that occurred. Series and CSV
+/// columns use these kind names whatever the kernel.
 pub fn errors_map(counts: &[u64; 3]) -> BTreeMap<&'static str, u64> {
     Errno::ALL
         .iter()
         .filter(|e| counts[e.index()] > 0)
-        .map(|e| (e.name(), counts[e.index()]))
+        .map(|e| (e.kind(), counts[e.index()]))
         .collect()
+}
+
+/// Error name → count under a kernel's own names (`WSAENOBUFS`, or `EADDRNOTAVAIL` = 49 on
+/// BSD), adding into `into`; `numbers` collects each name's number.
+pub fn add_named_errors(
+    counts: &[u64; 3],
+    names: &[(&'static str, u16); 3],
+    into: &mut BTreeMap<&'static str, u64>,
+    numbers: &mut BTreeMap<&'static str, u16>,
+) {
+    for e in Errno::ALL {
+        let n = counts[e.index()];
+        if n > 0 {
+            let (name, num) = names[e.index()];
+            *into.entry(name).or_default() += n;
+            numbers.insert(name, num);
+        }
+    }
 }
 
 // ---- the report ---------------------------------------------------------------------
@@ -356,7 +380,10 @@ pub struct PoolInfo {
 #[derive(Serialize, Debug)]
 pub struct Summary {
     pub connections: Connections,
+    /// Failed connects by the error name the client's kernel uses.
     pub errors: BTreeMap<&'static str, u64>,
+    /// The number of each error name (Linux EADDRNOTAVAIL 99, BSD 49, Windows WSAENOBUFS 10055).
+    pub error_numbers: BTreeMap<&'static str, u16>,
     pub requests: Requests,
     pub first_failure_s: Option<f64>,
     pub time_wait: TimeWaitSummary,
@@ -474,7 +501,7 @@ impl Report {
         ]
         .map(String::from)
         .to_vec();
-        header.extend(Errno::ALL.iter().map(|e| format!("failed_{}", e.name())));
+        header.extend(Errno::ALL.iter().map(|e| format!("failed_{}", e.kind())));
         header.extend(
             [
                 "time_wait_client",
@@ -503,7 +530,7 @@ impl Report {
             row.extend(
                 Errno::ALL
                     .iter()
-                    .map(|e| b.failed.get(e.name()).copied().unwrap_or(0).to_string()),
+                    .map(|e| b.failed.get(e.kind()).copied().unwrap_or(0).to_string()),
             );
             let opt = |x: Option<f64>| x.map(|v| v.to_string()).unwrap_or_default();
             row.extend([
@@ -575,10 +602,7 @@ impl Report {
                 .errors
                 .iter()
                 .map(|(k, v)| {
-                    let num = Errno::ALL
-                        .iter()
-                        .find(|e| e.name() == *k)
-                        .map_or(0, |e| e.number());
+                    let num = s.error_numbers.get(k).copied().unwrap_or(0);
                     format!("{k} ({num}) × {}", group(*v))
                 })
                 .collect();

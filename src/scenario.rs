@@ -465,7 +465,12 @@ fn build(ctx: &Ctx, raw: RawFile) -> Result<Scenario, ScenarioError> {
                 key("profile"),
                 format!(
                     "{profile_name:?}: unknown profile; available: {}",
-                    list(crate::profile::PROFILES)
+                    list(
+                        &crate::profile::PROFILES
+                            .iter()
+                            .map(|p| p.0)
+                            .collect::<Vec<_>>()
+                    )
                 ),
             )
         })?;
@@ -606,6 +611,22 @@ fn build(ctx: &Ctx, raw: RawFile) -> Result<Scenario, ScenarioError> {
                 }
             },
         };
+        if mode != Mode::Connect
+            && let Some(&h) = client_hosts
+                .iter()
+                .find(|&&h| hosts[h as usize].profile.kernel != crate::profile::Kernel::Linux)
+            && let Some(c) = &w.connection
+        {
+            return Err(ctx.err(
+                c.span(),
+                key("connection"),
+                format!(
+                    "host {:?} runs the {:?} profile: portsim models bind(), IP_BIND_ADDRESS_NO_PORT \
+                     and explicit ports with Linux's bind-bucket rules only; use connection = \"connect\"",
+                    hosts[h as usize].name, hosts[h as usize].profile_name
+                ),
+            ));
+        }
         if let (Some(p), false) = (&w.explicit_ports, matches!(mode, Mode::Explicit { .. })) {
             return Err(ctx.err(
                 p.span(),

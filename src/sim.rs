@@ -19,9 +19,10 @@
 
 use crate::engine::{Class, Queue};
 use crate::host::{Errno, Host, NONE, SockId, State, SynOnTuple, TimeWait, Tuple};
+use crate::profile::TwReject;
 use crate::report::{
     Connections, Counter, Gauges, HostInfo, LatencySummary, PoolInfo, ProbeSummary, Recorder,
-    Report, Requests, ScenarioInfo, Summary, TimeWaitSummary, WorkloadSummary, errors_map,
+    Report, Requests, ScenarioInfo, Summary, TimeWaitSummary, WorkloadSummary, add_named_errors,
 };
 use crate::rng::stream;
 use crate::scenario::Scenario;
@@ -203,6 +204,7 @@ impl Simulation {
                 h.profile.clone(),
                 h.ips.clone(),
                 stream(sc.seed, &format!("host:{}", h.name)),
+                stream(sc.seed, &format!("host:{}:bind", h.name)),
                 binds,
             );
             for &(ip, port) in &h.listen {
@@ -538,7 +540,7 @@ impl Simulation {
                     }
                 }
                 match bound {
-                    None => Err((Errno::EADDRINUSE, tries)),
+                    None => Err((Errno::AddrInUse, tries)),
                     Some(sock) => match host.connect_bound(sock, dst.ip, dst.port) {
                         Ok(recycled) => Ok((sock, tries, recycled)),
                         Err(errno) => {
@@ -560,7 +562,7 @@ impl Simulation {
                 if recycled {
                     self.rec.count(Counter::TwRecycled);
                 }
-                let host = &self.hosts[src.host as usize];
+                let host = &mut self.hosts[src.host as usize];
                 let tuple = host.sock(sock).tuple;
                 let isn = host.isn(&tuple, self.now);
                 if self.watch.reused(&tuple, self.now) {
@@ -664,23 +666,30 @@ impl Simulation {
             SynOnTuple::TimeWaitAccepted => self.rec.count(Counter::TwSynAccepted),
             SynOnTuple::TimeWaitRejected(tw) => {
                 self.rec.count(Counter::TwSynRejected);
-                let ack_at_client = self.now + c.down;
-                if !server.profile.rfc1337 {
-                    let generation = server.sock(tw).generation;
-                    let ev = Event::TwRst {
-                        host: c.server,
-                        sock: tw,
-                        generation,
-                    };
-                    self.queue.push(ack_at_client + c.up, Class::Packet, ev);
+                match server.profile.tw_reject {
+                    TwReject::Ack => {
+                        // The client answers the ACK with RST, which kills the TIME-WAIT
+                        // unless the kernel ignores RSTs there (§2.4, §3.4).
+                        let ack_at_client = self.now + c.down;
+                        if server.profile.tw_rst_kills {
+                            let generation = server.sock(tw).generation;
+                            let ev = Event::TwRst {
+                                host: c.server,
+                                sock: tw,
+                                generation,
+                            };
+                            self.queue.push(ack_at_client + c.up, Class::Packet, ev);
+                        }
+                        self.arm_syn_retransmit(conn, Some(ack_at_client));
+                    }
+                    TwReject::Drop => self.arm_syn_retransmit(conn, None),
                 }
-                self.arm_syn_retransmit(conn, ack_at_client);
                 return;
             }
             SynOnTuple::Live(_) => {
                 self.rec.count(Counter::SynOnLiveSocket);
                 let ack_at_client = self.now + c.down;
-                self.arm_syn_retransmit(conn, ack_at_client);
+                self.arm_syn_retransmit(conn, Some(ack_at_client));
                 return;
             }
         }
@@ -692,17 +701,21 @@ impl Simulation {
         });
     }
 
-    /// The client got an ACK that does not acknowledge its SYN and answered with RST. On the
-    /// first such ACK Linux re-arms the SYN timer to `TCP_TIMEOUT_MIN` (measured 8–12 ms at
-    /// HZ=250, notes/linux-observations I); later SYNs wait for the backed-off RTO.
-    fn arm_syn_retransmit(&mut self, conn: u32, bad_ack_at: Instant) {
+    /// The SYN got no SYN-ACK: it was dropped, or answered by an ACK that does not
+    /// acknowledge it (`bad_ack_at`, when the client answered that with RST). The next SYN
+    /// leaves after the profile's backed-off interval, capped by its connect timeout. On the
+    /// first bad ACK Linux re-arms the timer to `TCP_TIMEOUT_MIN` (measured 8–12 ms at
+    /// HZ=250, notes/linux-observations I).
+    fn arm_syn_retransmit(&mut self, conn: u32, bad_ack_at: Option<Instant>) {
         let c = self.conns[conn as usize];
         let p = &self.hosts[c.client as usize].profile;
-        let at = if c.syn_tries == 0 {
-            bad_ack_at + p.syn_rearm
-        } else {
-            c.syn_sent + Duration(p.syn_rto.0 << c.syn_tries.min(20))
+        let mut at = match (bad_ack_at, p.syn_rearm) {
+            (Some(t), Some(rearm)) if c.syn_tries == 0 => t + rearm,
+            _ => c.syn_sent + p.syn_interval(c.syn_tries),
         };
+        if let Some(limit) = p.connect_timeout {
+            at = at.min(c.started + limit);
+        }
         let ev = Event::SynRetransmit {
             conn,
             generation: c.generation,
@@ -718,10 +731,14 @@ impl Simulation {
         {
             return;
         }
-        if tries >= self.hosts[c.client as usize].profile.syn_retries {
+        let p = &self.hosts[c.client as usize].profile;
+        let timed_out = p
+            .connect_timeout
+            .is_some_and(|limit| self.now >= c.started + limit);
+        if tries >= p.syn_retries || timed_out {
             self.hosts[c.client as usize].destroy(c.csock);
             self.free_conn(conn);
-            self.fail(c.wl, c.slot, c.retry, Errno::ETIMEDOUT);
+            self.fail(c.wl, c.slot, c.retry, Errno::TimedOut);
             return;
         }
         self.rec.count(Counter::SynRetransmits);
@@ -738,8 +755,8 @@ impl Simulation {
         let c = self.conns[conn as usize];
         let client = &mut self.hosts[c.client as usize];
         client.set_state(c.csock, State::Established);
-        let pool = client.sock(c.csock).pool;
-        if pool != NONE {
+        let t = c.tuple;
+        if let Some(pool) = client.pool_of(t.local_ip, t.remote_ip, t.remote_port) {
             client.pools[pool as usize].established += 1;
         }
         self.rec.established(c.wl as usize, self.now - c.started);
@@ -893,7 +910,18 @@ impl Simulation {
         };
         let host = &mut self.hosts[h as usize];
         let pool = host.sock(sock).pool;
-        if host.enter_time_wait(sock, tw) {
+        let peer = if client_closes {
+            c.tuple.remote_ip
+        } else {
+            c.tuple.local_ip
+        };
+        if !host.profile.local_time_wait && host.has_ip(peer) {
+            // FreeBSD nolocaltimewait: the connection is closed at once (§3.2).
+            host.destroy(sock);
+            self.rec.count(Counter::TwSkippedLocal);
+            let until = self.now + self.hosts[h as usize].profile.time_wait;
+            self.watch.closed_without_tw(c.tuple, until);
+        } else if host.enter_time_wait(sock, tw) {
             let generation = host.sock(sock).generation;
             let expire = self.now + host.profile.time_wait;
             let lanes = &self.lanes[h as usize];
@@ -1005,17 +1033,23 @@ impl Simulation {
             .map(|&(h, p)| {
                 let host = &self.hosts[h as usize];
                 let pool = &host.pools[p as usize];
-                let ports = host.profile.range_len()
-                    - (host.profile.port_range.0..=host.profile.port_range.1)
-                        .filter(|&x| host.profile.is_reserved(x))
-                        .count() as u32;
+                let ports = host.profile.usable_ports();
                 let tw = host.profile.time_wait.as_secs_f64();
                 let est = pool.established;
                 PoolInfo {
-                    kind: "connect",
+                    kind: if pool.host_wide {
+                        "connect (host-wide)"
+                    } else {
+                        "connect"
+                    },
                     host: host.name.clone(),
-                    source: Ipv4Addr::from(pool.saddr).to_string(),
-                    destination: Some(format!("{}:{}", Ipv4Addr::from(pool.daddr), pool.dport)),
+                    source: if pool.host_wide {
+                        "any".into()
+                    } else {
+                        Ipv4Addr::from(pool.saddr).to_string()
+                    },
+                    destination: (!pool.host_wide)
+                        .then(|| format!("{}:{}", Ipv4Addr::from(pool.daddr), pool.dport)),
                     ports,
                     time_wait_s: tw,
                     formula_limit_per_s: f64::from(ports) / tw,
@@ -1025,6 +1059,8 @@ impl Simulation {
             })
             .collect();
         let hosts = self.host_info;
+        let mut all_errors = std::collections::BTreeMap::new();
+        let mut error_numbers = std::collections::BTreeMap::new();
         let workloads = self
             .workloads
             .iter()
@@ -1034,7 +1070,15 @@ impl Simulation {
                 attempted: t.attempted,
                 established: t.established,
                 failed: t.failed.iter().sum(),
-                errors: errors_map(&t.failed),
+                errors: {
+                    let names = &self.hosts[w.sources[0].host as usize].profile.errors;
+                    let mut e = std::collections::BTreeMap::new();
+                    add_named_errors(&t.failed, names, &mut e, &mut error_numbers);
+                    for (k, v) in &e {
+                        *all_errors.entry(*k).or_default() += v;
+                    }
+                    e
+                },
                 retries: t.retries,
                 requests_completed: t.requests_completed,
                 requests_failed: t.requests_failed,
@@ -1050,7 +1094,8 @@ impl Simulation {
                 in_flight: attempted - established - failed,
                 retries: rec.workloads.iter().map(|w| w.retries).sum(),
             },
-            errors: errors_map(&failed_by),
+            errors: all_errors,
+            error_numbers,
             requests: Requests {
                 completed: rec.workloads.iter().map(|w| w.requests_completed).sum(),
                 failed: rec.workloads.iter().map(|w| w.requests_failed).sum(),
