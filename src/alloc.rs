@@ -1,15 +1,21 @@
-//! Ephemeral port allocation algorithms, executed literally.
+//! Ephemeral port allocation algorithms, executed literally, behind one trait.
 //!
-//! Linux `connect()` on an unbound socket runs `__inet_hash_connect` (reference §1.2–§1.4):
-//! RFC 6056 Algorithm 4 with a SipHash offset, a 65,536-entry perturbation table, a 10 s
-//! reseed epoch and an even-then-odd two-pass scan. `bind(ip, 0)` runs
-//! `inet_csk_find_open_port` (§1.2 step 6, §1.5): random start, odd ports first.
+//! [`PortSelector`] is what a host calls for `connect()` on an unbound socket; a profile
+//! names the implementation ([`crate::profile::Selection`]):
+//! - [`LinuxAllocator`]: `__inet_hash_connect` (reference §1.2–§1.4), RFC 6056 Algorithm 4
+//!   with a SipHash offset, a 65,536-entry perturbation table, a 10 s reseed epoch and an
+//!   even-then-odd two-pass scan; or its pre-5.12 form (Algorithm 3, one global hint). It also
+//!   runs `bind(ip, 0)`: `inet_csk_find_open_port` (§1.2 step 6, §1.5), odd ports first.
+//! - [`BsdCursor`]: FreeBSD `in_pcb_lport_dest` and XNU `in_pcbbind` (§3.1, §3.3): one
+//!   host-wide cursor, sequential, with an optional random start per call.
+//! - [`Rfc6056`]: Algorithms 1–5 of RFC 6056 §3.3 as NetBSD runs them (§5.1).
 //!
-//! The kernel probes one candidate port at a time. [`pass`] reproduces that loop exactly but
-//! tests 64 candidates per machine word against two [`PortBits`] sets (ports blocked for the
-//! pool, ports blocked host-wide), so a scan over 28,232 busy ports costs a few hundred word
-//! operations instead of 28,232 hash lookups. [`pass_literal`] is the probe-by-probe loop; the
-//! tests check that both return the same port and iteration count.
+//! The kernels probe one candidate port at a time. The sequential scans here test 64
+//! candidates per machine word against two [`PortBits`] sets (ports busy for the pool, ports
+//! blocked host-wide), so a scan over 28,232 busy ports costs a few hundred word operations
+//! instead of 28,232 hash lookups, and report the kernel's probe count. [`pass_literal`] and
+//! the tests' probe loops are the one-candidate-at-a-time forms; proptests check that both
+//! return the same port and count.
 
 use crate::profile::Selection;
 use crate::rng::{SipKey, siphash_4u32};
@@ -841,6 +847,181 @@ mod tests {
         assert_eq!(seen, (1..=8).map(|k| k * 2).collect());
     }
 
+    fn free_view() -> (PortBits, PortBits) {
+        (PortBits::default(), PortBits::default())
+    }
+
+    const NOW: Instant = Instant(0);
+
+    #[test]
+    fn bsd_cursor_walks_the_range_one_port_at_a_time_and_wraps() {
+        // XNU in_pcbbind, randomization off (§3.3): ++lastport, wrap to first.
+        let mut a = BsdCursor::new(false, (49152, 49159), stream(1, "c"));
+        a.cursor = 49157;
+        let (mut pool, host) = free_view();
+        let q = query(49152, 49159);
+        let mut got = Vec::new();
+        for _ in 0..8 {
+            let s = a.connect(NOW, &q, &view(&pool, &host));
+            assert_eq!(s.probes, 1);
+            let p = s.port.unwrap();
+            pool.insert(p);
+            got.push(p);
+        }
+        assert_eq!(
+            got,
+            [49158, 49159, 49152, 49153, 49154, 49155, 49156, 49157]
+        );
+        // A freed port is found by walking past the busy ones: probes count them.
+        pool.remove(49155);
+        let s = a.connect(NOW, &q, &view(&pool, &host));
+        assert_eq!(
+            (s.port, s.probes),
+            (Some(49155), 6),
+            "49158, 49159, 49152 … 49155"
+        );
+        let s = a.connect(NOW, &q, &view(&pool.clone(), &host));
+        assert_eq!(s.port, Some(49155), "nothing recorded it as taken");
+        pool.insert(49155);
+        let s = a.connect(NOW, &q, &view(&pool, &host));
+        assert_eq!(
+            (s.port, s.probes),
+            (None, 8),
+            "count = last − first, loop while count-- ≥ 0"
+        );
+    }
+
+    #[test]
+    fn bsd_random_start_never_picks_first_when_all_ports_are_free() {
+        // FreeBSD in_pcb_lport_dest (§3.1): lastport = first + rand % (last − first), then
+        // pre-increment, so the first candidate lies in [first+1, last].
+        let mut a = BsdCursor::new(true, (10000, 10003), stream(2, "c"));
+        let (pool, host) = free_view();
+        let q = query(10000, 10003);
+        let mut seen = std::collections::BTreeSet::new();
+        for _ in 0..400 {
+            seen.insert(a.connect(NOW, &q, &view(&pool, &host)).port.unwrap());
+        }
+        assert_eq!(seen, [10001, 10002, 10003].into());
+    }
+
+    #[test]
+    fn rfc6056_alg1_finds_the_only_free_port_with_probes_equal_to_the_walk() {
+        let mut a = Rfc6056::new(1, stream(3, "c"));
+        let q = query(20000, 20099);
+        let (mut pool, host) = free_view();
+        for p in 20000..=20099 {
+            pool.insert(p);
+        }
+        pool.remove(20042);
+        for _ in 0..50 {
+            let s = a.connect(NOW, &q, &view(&pool, &host));
+            assert_eq!(s.port, Some(20042));
+            assert!((1..=100).contains(&s.probes));
+        }
+    }
+
+    #[test]
+    fn rfc6056_alg2_can_fail_while_a_port_is_free() {
+        // §5.1 Alg 2: num random picks, no coverage guarantee: with one free port of num the
+        // chance to miss it is (1 − 1/num)^num ≈ 1/e.
+        let mut a = Rfc6056::new(2, stream(4, "c"));
+        let q = query(20000, 20099);
+        let (mut pool, host) = free_view();
+        for p in 20000..=20099 {
+            pool.insert(p);
+        }
+        pool.remove(20042);
+        let fails = (0..1000)
+            .filter(|_| {
+                let s = a.connect(NOW, &q, &view(&pool, &host));
+                if s.port.is_none() {
+                    assert_eq!(s.probes, 100);
+                }
+                s.port.is_none()
+            })
+            .count();
+        let expected = 1000.0 * (0.99f64).powi(100);
+        assert!(
+            (fails as f64 - expected).abs() < 60.0,
+            "{fails} vs {expected:.0}"
+        );
+    }
+
+    #[test]
+    fn rfc6056_alg3_is_sequential_per_destination_with_one_global_counter() {
+        // §5.1 Alg 3: p = min + (next + F(dest)) % num, next += 1 per probe.
+        let mut a = Rfc6056::new(3, stream(5, "c"));
+        let (mut pool, host) = free_view();
+        let qa = query(30000, 39999);
+        let qb = ConnectQuery { dport: 443, ..qa };
+        let a1 = a.connect(NOW, &qa, &view(&pool, &host)).port.unwrap();
+        pool.insert(a1);
+        let b1 = a.connect(NOW, &qb, &view(&pool, &host)).port.unwrap();
+        pool.insert(b1);
+        let a2 = a.connect(NOW, &qa, &view(&pool, &host)).port.unwrap();
+        // The connect to B advanced the shared counter: A's next port is two further on.
+        assert_eq!(u32::from(a2), 30000 + (u32::from(a1) - 30000 + 2) % 10000);
+        assert_ne!(a1.abs_diff(b1), 1, "different destinations start elsewhere");
+    }
+
+    #[test]
+    fn rfc6056_alg4_keeps_destinations_in_separate_counters() {
+        // §5.1 Alg 4: table[G(dest) % 10] += 1 per probe; a destination in another bucket
+        // does not move this one's sequence.
+        let mut a = Rfc6056::new(4, stream(6, "c"));
+        let (mut pool, host) = free_view();
+        let qa = query(30000, 39999);
+        let idx = |a: &Rfc6056, q: &ConnectQuery| a.f(q, &a.secret2) as usize % 10;
+        let qb = (1..100u16)
+            .map(|d| ConnectQuery { dport: d, ..qa })
+            .find(|q| idx(&a, q) != idx(&a, &qa))
+            .unwrap();
+        let a1 = a.connect(NOW, &qa, &view(&pool, &host)).port.unwrap();
+        pool.insert(a1);
+        let b1 = a.connect(NOW, &qb, &view(&pool, &host)).port.unwrap();
+        pool.insert(b1);
+        let a2 = a.connect(NOW, &qa, &view(&pool, &host)).port.unwrap();
+        assert_eq!(u32::from(a2), 30000 + (u32::from(a1) - 30000 + 1) % 10000);
+    }
+
+    #[test]
+    fn rfc6056_alg5_steps_by_one_to_n() {
+        let mut a = Rfc6056::new(5, stream(7, "c"));
+        let (pool, host) = free_view();
+        let q = query(1024, 65535);
+        let mut last = a.connect(NOW, &q, &view(&pool, &host)).port.unwrap();
+        for _ in 0..500 {
+            let p = a.connect(NOW, &q, &view(&pool, &host)).port.unwrap();
+            let step = (i64::from(p) - i64::from(last)).rem_euclid(64512);
+            assert!((1..=i64::from(RFC6056_ALG5_N)).contains(&step), "{step}");
+            last = p;
+        }
+    }
+
+    #[test]
+    fn linux_before_5_12_advances_one_global_hint_by_exactly_two() {
+        // Pre-5.12 __inet_hash_connect: hint += i + 2, no random skip (§1.2 History).
+        let mut a = LinuxAllocator::pre_5_12(stream(8, "c"));
+        let (mut pool, host) = free_view();
+        let q = query(32768, 60999);
+        let mut last = None;
+        for _ in 0..200 {
+            let p = a.connect(NOW, &q, &view(&pool, &host)).port.unwrap();
+            pool.insert(p);
+            if let Some(l) = last {
+                assert_eq!((i32::from(p) - i32::from(l)).rem_euclid(28232), 2);
+            }
+            last = Some(p);
+        }
+        // The time seed is absent: ten minutes later the same destination continues the sweep.
+        let later = a.connect(Instant(600_000_000_000), &q, &view(&pool, &host));
+        assert_eq!(
+            (i32::from(later.port.unwrap()) - i32::from(last.unwrap())).rem_euclid(28232),
+            2
+        );
+    }
+
     proptest! {
         #[test]
         fn fast_pass_equals_the_literal_loop(
@@ -868,6 +1049,28 @@ mod tests {
             let lit = pass_literal(low, high, remaining, offset, step,
                 |p| !a.contains(p as u16) && !b.contains(p as u16));
             prop_assert_eq!(fast, lit);
+        }
+
+        #[test]
+        fn the_word_walk_equals_the_bsd_probe_loop(
+            first in 1024u32..60000,
+            len in 1u32..3000,
+            start_seed in any::<u32>(),
+            busy in proptest::collection::vec(any::<u16>(), 0..3000),
+        ) {
+            let last = (first + len - 1).min(65535);
+            let start = first + start_seed % (last - first + 1);
+            let mut a = PortBits::default();
+            for p in &busy { a.insert((first + u32::from(*p) % len).min(last) as u16); }
+            let b = PortBits::default();
+            let v = PortView { pool: &a, host: &b, index: Some(&FreeWords::new(&a, &b)) };
+            let mut lit = None;
+            let mut port = start;
+            for probe in 1..=last - first + 1 {
+                if !a.contains(port as u16) { lit = Some((port, probe)); break; }
+                port = if port == last { first } else { port + 1 };
+            }
+            prop_assert_eq!(v.walk(first, last, start), lit);
         }
 
         #[test]

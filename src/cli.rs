@@ -1,5 +1,6 @@
 //! The command line: parsing and printing only.
 
+use crate::profile::{PROFILES, Profile, Scope};
 use crate::scenario::{self, ScenarioError};
 use crate::sim::Simulation;
 use crate::time::Duration;
@@ -40,6 +41,19 @@ enum Command {
     },
     /// Validate a scenario without running it.
     Check { scenario: PathBuf },
+    /// List the kernel profiles.
+    Profiles,
+    /// Show one profile.
+    Profile {
+        #[command(subcommand)]
+        action: ProfileAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum ProfileAction {
+    /// Print a profile's defaults as a [[host]] block to paste into a scenario.
+    Show { name: String },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -127,6 +141,39 @@ pub fn main() -> ExitCode {
                 ExitCode::SUCCESS
             }
             Err(e) => refuse(&e),
+        },
+        Command::Profiles => {
+            for (name, title) in PROFILES {
+                let p = Profile::named(name).expect("shipped profile");
+                let (lo, hi) = p.port_range;
+                println!(
+                    "{name:<8} {title}\n         ports {lo}–{hi} ({}), TIME-WAIT {}, {}, selection {}",
+                    p.range_len(),
+                    p.time_wait,
+                    match p.scope {
+                        Scope::FourTuple => "ports shared across destinations",
+                        Scope::HostWide => "one connection per port host-wide",
+                    },
+                    p.selection.name()
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        Command::Profile {
+            action: ProfileAction::Show { name },
+        } => match Profile::named(&name) {
+            Some(p) => {
+                print!("{}", p.to_toml_block(&name));
+                ExitCode::SUCCESS
+            }
+            None => {
+                let names: Vec<&str> = PROFILES.iter().map(|p| p.0).collect();
+                eprintln!(
+                    "error: {name:?}: unknown profile; available: {}",
+                    names.join(", ")
+                );
+                ExitCode::from(BAD_INPUT)
+            }
         },
     }
 }

@@ -18,7 +18,7 @@ use crate::alloc::{
     ConnectQuery, FreeWords, LinuxAllocator, PortBits, PortSelector, PortView, Search, selector,
 };
 pub use crate::profile::Errno;
-use crate::profile::{Isn, Profile, Scope, Skip, TwAccept};
+use crate::profile::{Isn, Profile, Scope, Skip, TsOffset, TwAccept, TwReject};
 use crate::rng::{SipKey, siphash_3u32};
 use crate::time::{Duration, Instant};
 use rand::{Rng, RngExt, SeedableRng};
@@ -273,8 +273,9 @@ pub enum SynOnTuple {
     Free,
     /// A TIME-WAIT entry accepted the SYN as a new incarnation and was killed.
     TimeWaitAccepted,
-    /// A TIME-WAIT entry answered with an ACK; the client's RST reaches it one RTT later.
-    TimeWaitRejected(SockId),
+    /// A TIME-WAIT entry refused the SYN: with `ack`, it answered with an ACK (the client's
+    /// RST reaches it one RTT later); without, it dropped the SYN silently.
+    TimeWaitRejected { sock: SockId, ack: bool },
     /// A live socket holds the tuple (challenge ACK; the client's RST resets it).
     Live(SockId),
 }
@@ -501,14 +502,25 @@ impl Host {
         h.wrapping_add(self.isn_offset)
     }
 
-    /// TSval sent at `now` toward `remote`: `tcp_clock_ms() + secure_tcp_ts_off` (§2.3).
-    pub fn tsval(&self, local: u32, remote: u32, now: Instant) -> u32 {
-        let off = if self.profile.timestamps == 1 {
-            siphash_3u32(local.to_be(), remote.to_be(), 0, &self.ts_secret) as u32
-        } else {
-            0
-        };
-        (self.clock_ms(now) as u32).wrapping_add(off)
+    /// The TSval offset of a new connection on `t`: Linux `secure_tcp_ts_off` per address
+    /// pair (§2.3), XNU per tuple or random per connection (notes/xnu-research.md §3). A
+    /// TSval is `ts_clock(now) + offset`.
+    pub fn ts_offset(&mut self, t: &Tuple) -> u32 {
+        let (local, remote) = (t.local_ip.to_be(), t.remote_ip.to_be());
+        match self.profile.ts_offset {
+            TsOffset::None => 0,
+            TsOffset::PerHostPair => siphash_3u32(local, remote, 0, &self.ts_secret) as u32,
+            TsOffset::PerTuple => {
+                let ports = (u32::from(t.local_port) << 16) | u32::from(t.remote_port);
+                siphash_3u32(local, remote, ports, &self.ts_secret) as u32
+            }
+            TsOffset::PerConnection => self.isn_rng.next_u32(),
+        }
+    }
+
+    /// The timestamp clock at `now`: `tcp_clock_ms()` (Linux), `tcp_now` (BSD), in ms.
+    pub fn ts_clock(&self, now: Instant) -> u32 {
+        self.clock_ms(now) as u32
     }
 
     // ---- sockets, buckets and the four-tuple table ---------------------------------
@@ -981,8 +993,18 @@ impl Host {
                 !paws_reject && (seq_newer || ts_newer)
             }
             // SEQ_GT(seq, rcv_nxt + window): FreeBSD tcp_twcheck (window 0, §3.2); XNU
-            // tcp_input, where the SYN must also lie beyond the receive window (§3.4).
-            TwAccept::Seq { window } => {
+            // tcp_input, where the SYN must also lie beyond the receive window (§3.4), after
+            // PAWS: TSTMP_LT(tsval, ts_recent) drops the segment without an ACK.
+            TwAccept::Seq { window, paws } => {
+                let stale = tsval
+                    .filter(|_| paws && tw.ts_seen)
+                    .is_some_and(|v| (v.wrapping_sub(tw.ts_recent) as i32) < 0);
+                if stale {
+                    return SynOnTuple::TimeWaitRejected {
+                        sock: id,
+                        ack: false,
+                    };
+                }
                 (seq.wrapping_sub(tw.rcv_nxt.wrapping_add(window)) as i32) > 0
             }
         };
@@ -990,7 +1012,10 @@ impl Host {
             self.destroy(id);
             SynOnTuple::TimeWaitAccepted
         } else {
-            SynOnTuple::TimeWaitRejected(id)
+            SynOnTuple::TimeWaitRejected {
+                sock: id,
+                ack: self.profile.tw_reject == TwReject::Ack,
+            }
         }
     }
 

@@ -98,9 +98,11 @@ pub enum TwAccept {
     /// Linux `tcp_timewait_state_process`: not PAWS-rejected, and the sequence number or the
     /// timestamp is newer (§2.4).
     SeqOrTimestamp,
-    /// BSD: only `SEQ_GT(seq, rcv_nxt + window)`; FreeBSD `tcp_twcheck` uses window 0 (§3.2),
-    /// XNU `tcp_input` requires the SYN to lie beyond the receive window (§3.4).
-    Seq { window: u32 },
+    /// BSD: `SEQ_GT(seq, rcv_nxt + window)`. FreeBSD `tcp_twcheck`: window 0, no PAWS
+    /// (§3.2). XNU `tcp_input`: the SYN must lie beyond the receive window, and PAWS runs
+    /// first: a SYN whose TSval is older than `ts_recent` is dropped silently (§3.4;
+    /// notes/xnu-research.md §2).
+    Seq { window: u32, paws: bool },
 }
 
 /// What a TIME-WAIT does with a SYN it does not accept.
@@ -137,21 +139,36 @@ pub enum Isn {
         step: u32,
         jitter: u32,
     },
-    /// Uniformly random per connection. XNU `tcp_new_isn` re-reads a fresh random secret on
-    /// every call (its `isn_secret` and `isn_last_reseed` are locals), so the hash term makes
-    /// the ISN effectively random (see notes/xnu-research.md).
+    /// Uniformly random per connection. XNU up to the macOS 14 era: `tcp_new_isn` re-reads a
+    /// fresh random secret on every call (its `isn_secret` and `isn_last_reseed` are locals),
+    /// so the hash term makes the ISN uniform (notes/xnu-research.md §1).
     Random,
+}
+
+/// What a host adds to its millisecond clock in the TSval it sends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TsOffset {
+    /// No offset (Linux `tcp_timestamps = 2`; FreeBSD).
+    None,
+    /// A keyed hash of (saddr, daddr): Linux `secure_tcp_ts_off` with `tcp_timestamps = 1`.
+    PerHostPair,
+    /// A keyed hash of the four-tuple: XNU from the macOS 15 era (`t_ts_offset = md5[1]`).
+    PerTuple,
+    /// Random per connection: XNU up to the macOS 14 era (`tcp_newtcpcb`), so PAWS on the
+    /// server's TIME-WAIT rejects about half of the SYNs that reuse its tuple.
+    PerConnection,
 }
 
 impl Isn {
     pub const NAMES: &'static str = "\"linux\" (hash + 64 ns clock), \"freebsd\" (hash + 1 MiB/s \
-        + 4096..8191 per ISN), \"rfc6528\" (hash + 4 µs clock), \"random\"";
+        + 4096..8191 per ISN), \"rfc6528\" (hash + 4 µs clock), \"xnu-clock\" (hash + 128 ns clock), \"random\"";
 
     pub fn name(self) -> &'static str {
         match self {
             Isn::Random => "random",
             Isn::Clock { step: 0, .. } if self == Isn::LINUX => "linux",
             Isn::Clock { .. } if self == Isn::FREEBSD => "freebsd",
+            Isn::Clock { .. } if self == Isn::XNU_CLOCK => "xnu-clock",
             Isn::Clock { .. } => "rfc6528",
         }
     }
@@ -170,11 +187,18 @@ impl Isn {
         step: 0,
         jitter: 0,
     };
+    /// XNU from the macOS 15 era: MD5 of the tuple + `uptime_ns >> 7`.
+    pub const XNU_CLOCK: Isn = Isn::Clock {
+        per_sec: 7_812_500,
+        step: 0,
+        jitter: 0,
+    };
     fn parse(s: &str) -> Option<Isn> {
         Some(match s {
             "linux" => Isn::LINUX,
             "freebsd" => Isn::FREEBSD,
             "rfc6528" => Isn::RFC6528,
+            "xnu-clock" => Isn::XNU_CLOCK,
             "random" => Isn::Random,
             _ => return None,
         })
@@ -239,6 +263,8 @@ pub struct Profile {
     /// Timestamps: Linux `net.ipv4.tcp_timestamps` 0 off, 1 on with per-pair offset (default),
     /// 2 on without (§2.3). BSD/XNU `net.inet.tcp.rfc1323` = 1 is modelled as 2.
     pub timestamps: u8,
+    /// The TSval offset (§2.3; notes/xnu-research.md §3).
+    pub ts_offset: TsOffset,
     /// Linux `net.ipv4.tcp_max_tw_buckets` (§2.2); unbounded elsewhere.
     pub max_tw_buckets: u32,
     /// When a TIME-WAIT accepts a SYN for its four-tuple (§2.4, §3.2, §3.4).
@@ -253,6 +279,12 @@ pub struct Profile {
     /// Initial SYN retransmission timeout: Linux `TCP_TIMEOUT_INIT` 1 s (§2.4); BSD/XNU
     /// `TCPTV_RTOBASE` 1 s; Windows 3 s (UNVERIFIED).
     pub syn_rto: Duration,
+    /// The initial SYN timeout toward a local address, when it differs. XNU (macOS 14 era)
+    /// `tcp_getrt_rtt`: once the loopback route caches an RTT (after any loopback connection
+    /// with 16 RTT samples closes), `t_rttmin` = `net.inet.tcp.rtt_min` = 100 ms for
+    /// `TF_LOCAL` connections, so SYNs go out at 0, 0.1, 0.2 … 6.7 s (notes/xnu-research.md
+    /// §5). Without a cached RTT it is `syn_rto`; which one held on a given Mac is UNVERIFIED.
+    pub syn_rto_local: Option<Duration>,
     pub syn_backoff: Backoff,
     /// SYN retransmissions before ETIMEDOUT: Linux `net.ipv4.tcp_syn_retries` 6; BSD/XNU
     /// `TCP_MAXRXTSHIFT` 12; Windows `TcpMaxConnectRetransmissions` 2 (UNVERIFIED).
@@ -265,6 +297,9 @@ pub struct Profile {
     /// `TCP_TIMEOUT_MIN` if nothing was retransmitted yet. Measured 8.4–11.8 ms on a HZ=250
     /// kernel (notes/linux-observations, experiment I), so 10 ms.
     pub syn_rearm: Option<Duration>,
+    /// SYN retransmissions after which the SYN no longer carries timestamps (and so escapes
+    /// PAWS): XNU `net.inet.tcp.broken_peer_syn_rexmit_thres` = 10 (notes/xnu-research.md §4).
+    pub syn_drop_ts_after: Option<u8>,
     /// Linux `net.ipv4.ip_autobind_reuse`, default 0 (§1.6).
     pub autobind_reuse: bool,
     /// Names and numbers of [`Errno`] kinds, in `Errno::ALL` order (§7 item 7).
@@ -328,16 +363,19 @@ impl Profile {
             tw_reuse: 2,
             tw_reuse_delay_ms: 1000,
             timestamps: 1,
+            ts_offset: TsOffset::PerHostPair,
             max_tw_buckets: 131_072,
             tw_accept: TwAccept::SeqOrTimestamp,
             tw_reject: TwReject::Ack,
             tw_rst_kills: true,
             isn: Isn::LINUX,
             syn_rto: Duration::from_secs(1),
+            syn_rto_local: None,
             syn_backoff: Backoff::Doubling,
             syn_retries: 6,
             connect_timeout: None,
             syn_rearm: Some(Duration::from_millis(10)),
+            syn_drop_ts_after: None,
             autobind_reuse: false,
             errors: LINUX_ERRORS,
         }
@@ -351,14 +389,20 @@ impl Profile {
             selection: Selection::BsdCursor { random_start: true },
             skip: Skip::Listeners,
             local_time_wait: false,
-            tw_accept: TwAccept::Seq { window: 0 },
+            tw_accept: TwAccept::Seq {
+                window: 0,
+                paws: false,
+            },
             tw_reject: TwReject::Drop,
             isn: Isn::FREEBSD,
             ..Profile::bsd_common()
         }
     }
 
-    /// macOS / XNU defaults (§3.3, §3.4).
+    /// macOS / XNU defaults (§3.3, §3.4), with the SYN-path behaviour of the macOS 14-era
+    /// code the seed ran on: random ISNs and timestamp offsets, a 100 ms SYN timeout on
+    /// loopback, timestamps dropped from the 10th retransmitted SYN (notes/xnu-research.md).
+    /// macOS 15+ code: `isn = "xnu-clock"`, `timestamp_offset = "per-tuple"`.
     pub fn macos() -> Profile {
         Profile {
             kernel: Kernel::MacOs,
@@ -370,9 +414,13 @@ impl Profile {
             time_wait: Duration::from_secs(30),
             tw_accept: TwAccept::Seq {
                 window: XNU_TW_WINDOW,
+                paws: true,
             },
             tw_reject: TwReject::Ack,
             isn: Isn::Random,
+            ts_offset: TsOffset::PerConnection,
+            syn_rto_local: Some(Duration::from_millis(100)),
+            syn_drop_ts_after: Some(10),
             ..Profile::bsd_common()
         }
     }
@@ -388,7 +436,10 @@ impl Profile {
                 random_start: false,
             },
             time_wait: Duration::from_secs(120),
-            tw_accept: TwAccept::Seq { window: 0 },
+            tw_accept: TwAccept::Seq {
+                window: 0,
+                paws: false,
+            },
             tw_reject: TwReject::Ack,
             isn: Isn::RFC6528,
             syn_rto: Duration::from_secs(3),
@@ -414,16 +465,22 @@ impl Profile {
             tw_reuse: 0,
             tw_reuse_delay_ms: 1000,
             timestamps: 2,
+            ts_offset: TsOffset::None,
             max_tw_buckets: u32::MAX,
-            tw_accept: TwAccept::Seq { window: 0 },
+            tw_accept: TwAccept::Seq {
+                window: 0,
+                paws: false,
+            },
             tw_reject: TwReject::Drop,
             tw_rst_kills: false,
             isn: Isn::FREEBSD,
             syn_rto: Duration::from_secs(1),
+            syn_rto_local: None,
             syn_backoff: Backoff::Table(BSD_SYN_BACKOFF.to_vec()),
             syn_retries: 12,
             connect_timeout: Some(Duration::from_secs(75)),
             syn_rearm: None,
+            syn_drop_ts_after: None,
             autobind_reuse: false,
             errors: BSD_ERRORS,
         }
@@ -453,12 +510,17 @@ impl Profile {
 
     /// Wait after the `k`-th SYN transmission (0 = the first SYN) before the next one, or
     /// before giving up when `k == syn_retries`.
-    pub fn syn_interval(&self, k: u8) -> Duration {
+    /// `local` selects `syn_rto_local` when the profile has one.
+    pub fn syn_interval(&self, k: u8, local: bool) -> Duration {
         let mult = match &self.syn_backoff {
             Backoff::Doubling => 1u64 << k.min(30),
             Backoff::Table(t) => u64::from(*t.get(usize::from(k)).or(t.last()).unwrap_or(&1)),
         };
-        Duration(self.syn_rto.0.saturating_mul(mult))
+        let rto = match self.syn_rto_local {
+            Some(r) if local => r,
+            _ => self.syn_rto,
+        };
+        Duration(rto.0.saturating_mul(mult))
     }
 
     /// The knobs this profile's kernel answers to.
@@ -521,7 +583,14 @@ impl Profile {
             }
             "net.ipv4.tcp_tw_reuse" => self.tw_reuse = int(0, 2)? as u8,
             "net.ipv4.tcp_tw_reuse_delay" => self.tw_reuse_delay_ms = int(1, 60_000)? as u32,
-            "net.ipv4.tcp_timestamps" => self.timestamps = int(0, 2)? as u8,
+            "net.ipv4.tcp_timestamps" => {
+                self.timestamps = int(0, 2)? as u8;
+                self.ts_offset = if self.timestamps == 1 {
+                    TsOffset::PerHostPair
+                } else {
+                    TsOffset::None
+                };
+            }
             "net.ipv4.tcp_max_tw_buckets" => {
                 self.max_tw_buckets = int(0, i64::from(i32::MAX))? as u32
             }
@@ -624,10 +693,36 @@ impl Profile {
             "time_wait_syn" => {
                 self.tw_accept = match text()? {
                     "seq-or-timestamp" => TwAccept::SeqOrTimestamp,
-                    "seq" => TwAccept::Seq { window: 0 },
-                    "seq-beyond-window" => TwAccept::Seq {
-                        window: XNU_TW_WINDOW,
+                    "seq" => TwAccept::Seq {
+                        window: 0,
+                        paws: false,
                     },
+                    "paws-seq-beyond-window" => TwAccept::Seq {
+                        window: XNU_TW_WINDOW,
+                        paws: true,
+                    },
+                    _ => return Err(bad()),
+                }
+            }
+            "timestamp_offset" => {
+                self.ts_offset = match text()? {
+                    "none" => TsOffset::None,
+                    "per-host-pair" => TsOffset::PerHostPair,
+                    "per-tuple" => TsOffset::PerTuple,
+                    "per-connection" => TsOffset::PerConnection,
+                    _ => return Err(bad()),
+                }
+            }
+            "syn_rto_local" => {
+                self.syn_rto_local = match text()? {
+                    "none" => None,
+                    _ => Some(duration()?),
+                }
+            }
+            "syn_timestamps_until" => {
+                self.syn_drop_ts_after = match value {
+                    toml::Value::String(s) if s == "always" => None,
+                    toml::Value::Integer(v) if (0..=255).contains(v) => Some(*v as u8),
                     _ => return Err(bad()),
                 }
             }
@@ -773,9 +868,19 @@ impl Profile {
             "isn" => q(self.isn.name()),
             "time_wait_syn" => q(match self.tw_accept {
                 TwAccept::SeqOrTimestamp => "seq-or-timestamp",
-                TwAccept::Seq { window: 0 } => "seq",
-                TwAccept::Seq { .. } => "seq-beyond-window",
+                TwAccept::Seq { paws: false, .. } => "seq",
+                TwAccept::Seq { paws: true, .. } => "paws-seq-beyond-window",
             }),
+            "timestamp_offset" => q(match self.ts_offset {
+                TsOffset::None => "none",
+                TsOffset::PerHostPair => "per-host-pair",
+                TsOffset::PerTuple => "per-tuple",
+                TsOffset::PerConnection => "per-connection",
+            }),
+            "syn_rto_local" => q(&self.syn_rto_local.map_or("none".into(), |d| d.to_string())),
+            "syn_timestamps_until" => self
+                .syn_drop_ts_after
+                .map_or("\"always\"".into(), |n| n.to_string()),
             "time_wait_syn_reject" => q(match self.tw_reject {
                 TwReject::Ack => "ack",
                 TwReject::Drop => "drop",
@@ -807,7 +912,19 @@ impl Profile {
         }
         let _ = writeln!(s, "\n[host.model]");
         for k in MODEL_PARAMS {
-            write_param(&mut s, k, &self.model_value(k.name), false);
+            let value = self.model_value(k.name);
+            match self
+                .knobs()
+                .iter()
+                .find(|kn| SETS.contains(&(kn.name, k.name)))
+            {
+                // Model parameters apply after knobs: left active, this line would silently
+                // undo an edit of the knob above.
+                Some(kn) => {
+                    let _ = writeln!(s, "# {} = {value}   (set through \"{}\")", k.name, kn.name);
+                }
+                None => write_param(&mut s, k, &value, false),
+            }
         }
         s
     }
@@ -821,6 +938,19 @@ fn write_param(s: &mut String, k: &KnobSpec, value: &str, quote_key: bool) {
         let _ = writeln!(s, "{} = {value}", k.name);
     }
 }
+
+/// (knob, model parameter) pairs where the knob sets the parameter.
+const SETS: &[(&str, &str)] = &[
+    ("net.ipv4.tcp_rfc1337", "time_wait_rst"),
+    ("net.ipv4.tcp_timestamps", "timestamp_offset"),
+    ("net.ipv4.tcp_syn_retries", "syn_retries"),
+    ("net.inet.ip.portrange.randomized", "port_selection"),
+    ("net.inet.tcp.randomize_ports", "port_selection"),
+    ("net.inet.tcp.msl", "time_wait"),
+    ("net.inet.tcp.keepinit", "connect_timeout"),
+    ("TcpTimedWaitDelay", "time_wait"),
+    ("TcpMaxConnectRetransmissions", "syn_retries"),
+];
 
 /// XNU's TIME-WAIT accepts a SYN only beyond its receive window (§3.4). The window a closed
 /// socket advertises is its receive buffer; 131,072 bytes (`net.inet.tcp.recvspace` on
@@ -1058,9 +1188,15 @@ pub const MODEL_PARAMS: &[KnobSpec] = &[
     ),
     knob(
         "time_wait_syn",
-        "\"seq-or-timestamp\", \"seq\" or \"seq-beyond-window\"",
+        "\"seq-or-timestamp\", \"seq\" or \"paws-seq-beyond-window\"",
         "§2.4, §3.2, §3.4",
-        "when a TIME-WAIT accepts a SYN for its tuple. Windows: seq assumed (RFC 1122), UNVERIFIED",
+        "when a TIME-WAIT accepts a SYN for its tuple (XNU: PAWS first, and a PAWS failure is dropped silently). Windows: seq assumed (RFC 1122), UNVERIFIED",
+    ),
+    knob(
+        "timestamp_offset",
+        "\"none\", \"per-host-pair\", \"per-tuple\" or \"per-connection\"",
+        "§2.3; notes/xnu-research.md §3",
+        "what is added to the ms clock in TSval (Linux: the tcp_timestamps knob). macOS ≤ 14: random per connection; macOS 15+: per tuple",
     ),
     knob(
         "time_wait_syn_reject",
@@ -1079,6 +1215,18 @@ pub const MODEL_PARAMS: &[KnobSpec] = &[
         "a positive duration, e.g. \"1s\"",
         "§2.4",
         "initial SYN retransmission timeout",
+    ),
+    knob(
+        "syn_rto_local",
+        "a positive duration or \"none\"",
+        "notes/xnu-research.md §5",
+        "initial SYN timeout toward a local address. macOS: 100 ms once the loopback route caches an RTT (typical on a used machine; UNVERIFIED for any given Mac); \"none\" = syn_rto",
+    ),
+    knob(
+        "syn_timestamps_until",
+        "a retransmission count 0–255 or \"always\"",
+        "notes/xnu-research.md §4",
+        "from this SYN retransmission on, SYNs carry no timestamps (XNU broken_peer_syn_rexmit_thres = 10)",
     ),
     knob(
         "syn_backoff",
@@ -1296,23 +1444,26 @@ mod tests {
         // Linux: 1, 2, 4 … s after each transmission; BSD: tcp_syn_backoff × 1 s.
         let l = Profile::linux();
         let sends: Vec<u64> = (0..4)
-            .map(|k| l.syn_interval(k).0 / 1_000_000_000)
+            .map(|k| l.syn_interval(k, false).0 / 1_000_000_000)
             .collect();
         assert_eq!(sends, [1, 2, 4, 8]);
         let m = Profile::macos();
         let sends: Vec<u64> = (0..8)
-            .map(|k| m.syn_interval(k).0 / 1_000_000_000)
+            .map(|k| m.syn_interval(k, false).0 / 1_000_000_000)
             .collect();
         assert_eq!(sends, [1, 1, 1, 1, 1, 2, 4, 8]);
         let w = Profile::windows();
         let sends: Vec<u64> = (0..3)
-            .map(|k| w.syn_interval(k).0 / 1_000_000_000)
+            .map(|k| w.syn_interval(k, false).0 / 1_000_000_000)
             .collect();
         assert_eq!(
             sends,
             [3, 6, 12],
             "3 + 6 + 12 = the 21 s Windows connect timeout"
         );
+        // XNU on loopback with a cached route RTT: the 10th retransmission leaves at 67 × 100 ms.
+        let at = (0..10).map(|k| m.syn_interval(k, true).0).sum::<u64>();
+        assert_eq!(at, 6_700_000_000);
     }
 
     #[test]

@@ -193,6 +193,9 @@ pub struct Recorder {
     bins: Vec<Bin>,
     pub workloads: Vec<WorkloadTotals>,
     pub latency: Hist,
+    /// Request latency as a load generator measures it: from the application's connect() (or
+    /// the previous response, on a kept-alive connection) to the response.
+    pub request_latency: Hist,
     pub probes: Hist,
     pub counters: [u64; Counter::ALL.len()],
     pub tw_peak: u32,
@@ -210,6 +213,7 @@ impl Recorder {
             bins: Vec::new(),
             workloads: vec![WorkloadTotals::default(); workloads],
             latency: Hist::default(),
+            request_latency: Hist::default(),
             probes: Hist::default(),
             counters: [0; Counter::ALL.len()],
             tw_peak: 0,
@@ -240,7 +244,8 @@ impl Recorder {
         w.failed[errno.index()] += 1;
         w.first_failure.get_or_insert(now);
     }
-    pub fn request_done(&mut self, wl: usize) {
+    pub fn request_done(&mut self, wl: usize, latency: Duration) {
+        self.request_latency.record(latency.0);
         self.acc.requests += 1;
         self.workloads[wl].requests_completed += 1;
     }
@@ -388,6 +393,10 @@ pub struct Summary {
     pub first_failure_s: Option<f64>,
     pub time_wait: TimeWaitSummary,
     pub connect_latency_ms: LatencySummary,
+    /// Completed requests, from connect() (or the previous response) to the response: what
+    /// `oha`, `wrk` or `httperf` print as request latency. Requests still waiting at the end
+    /// are not in it.
+    pub request_latency_ms: LatencySummary,
     pub probes_per_connect: ProbeSummary,
     pub kernel_counters: BTreeMap<&'static str, u64>,
     /// Connections that reused a four-tuple within TIME-WAIT of its last use, when that use
@@ -629,6 +638,15 @@ impl Report {
             group(u64::from(s.time_wait.peak_client)),
             group(u64::from(s.time_wait.peak_server)),
             group(u64::from(s.time_wait.at_end))
+        );
+        let l = &s.request_latency_ms;
+        let _ = writeln!(
+            o,
+            "request       p50 {} · p99 {} · max {} · mean {}",
+            ms(l.p50),
+            ms(l.p99),
+            ms(l.max),
+            ms(l.mean)
         );
         let l = &s.connect_latency_ms;
         let _ = writeln!(

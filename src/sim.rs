@@ -19,7 +19,6 @@
 
 use crate::engine::{Class, Queue};
 use crate::host::{Errno, Host, NONE, SockId, State, SynOnTuple, TimeWait, Tuple};
-use crate::profile::TwReject;
 use crate::report::{
     Connections, Counter, Gauges, HostInfo, LatencySummary, PoolInfo, ProbeSummary, Recorder,
     Report, Requests, ScenarioInfo, Summary, TimeWaitSummary, WorkloadSummary, add_named_errors,
@@ -124,6 +123,8 @@ struct Conn {
     /// The client's view of the four-tuple.
     tuple: Tuple,
     started: Instant,
+    /// When the request now in flight was issued (connect() for the first).
+    req_start: Instant,
     syn_sent: Instant,
     syn_tries: u8,
     /// One-way delays client → server and server → client.
@@ -131,6 +132,8 @@ struct Conn {
     down: Duration,
     requests_left: u32,
     isn: u32,
+    /// The client's TSval offset for this connection.
+    ts_off: u32,
     bytes: u32,
     client_fin_at: Instant,
 }
@@ -502,6 +505,7 @@ impl Simulation {
             csock: NONE,
             ssock: NONE,
             started: self.now,
+            req_start: self.now,
             syn_sent: self.now,
             up,
             down: Duration(rtt.0 - up.0),
@@ -565,6 +569,7 @@ impl Simulation {
                 let host = &mut self.hosts[src.host as usize];
                 let tuple = host.sock(sock).tuple;
                 let isn = host.isn(&tuple, self.now);
+                let ts_off = host.ts_offset(&tuple);
                 if self.watch.reused(&tuple, self.now) {
                     self.rec.unprotected_reuse += 1;
                 }
@@ -572,6 +577,7 @@ impl Simulation {
                 c.csock = sock;
                 c.tuple = tuple;
                 c.isn = isn;
+                c.ts_off = ts_off;
                 let at = self.now + up;
                 self.send(at, conn, |conn, generation| Event::Syn { conn, generation });
             }
@@ -656,18 +662,22 @@ impl Simulation {
 
     fn syn(&mut self, conn: u32) {
         let c = self.conns[conn as usize];
-        let ts = self.timestamps_on(&c).then(|| {
-            self.hosts[c.client as usize].tsval(c.tuple.local_ip, c.tuple.remote_ip, c.syn_sent)
-        });
+        let client = &self.hosts[c.client as usize];
+        let ts = (self.timestamps_on(&c)
+            && client
+                .profile
+                .syn_drop_ts_after
+                .is_none_or(|n| c.syn_tries < n))
+        .then(|| client.ts_clock(c.syn_sent).wrapping_add(c.ts_off));
         let server = &mut self.hosts[c.server as usize];
         let t = c.tuple.mirror();
         match server.syn_on_tuple(&t, c.isn, ts) {
             SynOnTuple::Free => {}
             SynOnTuple::TimeWaitAccepted => self.rec.count(Counter::TwSynAccepted),
-            SynOnTuple::TimeWaitRejected(tw) => {
+            SynOnTuple::TimeWaitRejected { sock: tw, ack } => {
                 self.rec.count(Counter::TwSynRejected);
-                match server.profile.tw_reject {
-                    TwReject::Ack => {
+                if ack {
+                    {
                         // The client answers the ACK with RST, which kills the TIME-WAIT
                         // unless the kernel ignores RSTs there (§2.4, §3.4).
                         let ack_at_client = self.now + c.down;
@@ -682,7 +692,8 @@ impl Simulation {
                         }
                         self.arm_syn_retransmit(conn, Some(ack_at_client));
                     }
-                    TwReject::Drop => self.arm_syn_retransmit(conn, None),
+                } else {
+                    self.arm_syn_retransmit(conn, None);
                 }
                 return;
             }
@@ -711,7 +722,10 @@ impl Simulation {
         let p = &self.hosts[c.client as usize].profile;
         let mut at = match (bad_ack_at, p.syn_rearm) {
             (Some(t), Some(rearm)) if c.syn_tries == 0 => t + rearm,
-            _ => c.syn_sent + p.syn_interval(c.syn_tries),
+            _ => {
+                let local = self.hosts[c.client as usize].has_ip(c.tuple.remote_ip);
+                c.syn_sent + p.syn_interval(c.syn_tries, local)
+            }
         };
         if let Some(limit) = p.connect_timeout {
             at = at.min(c.started + limit);
@@ -804,8 +818,10 @@ impl Simulation {
 
     fn response(&mut self, conn: u32) {
         let wl = self.conns[conn as usize].wl;
-        self.rec.request_done(wl as usize);
+        let latency = self.now - self.conns[conn as usize].req_start;
+        self.rec.request_done(wl as usize, latency);
         let c = &mut self.conns[conn as usize];
+        c.req_start = self.now;
         c.requests_left -= 1;
         c.bytes = c
             .bytes
@@ -904,7 +920,7 @@ impl Simulation {
             TimeWait {
                 entry: self.now,
                 rcv_nxt: c.isn.wrapping_add(1).wrapping_add(c.bytes).wrapping_add(1),
-                ts_recent: client.tsval(c.tuple.local_ip, c.tuple.remote_ip, c.client_fin_at),
+                ts_recent: client.ts_clock(c.client_fin_at).wrapping_add(c.ts_off),
                 ts_seen,
             }
         };
@@ -1026,6 +1042,7 @@ impl Simulation {
         let failed: u64 = failed_by.iter().sum();
         let first_failure = rec.workloads.iter().filter_map(|w| w.first_failure).min();
         let lat = |q| rec.latency.percentile(q) as f64 / 1e6;
+        let req = |q| rec.request_latency.percentile(q) as f64 / 1e6;
         let duration_s = duration.as_secs_f64();
         let pools = self
             .pools
@@ -1113,6 +1130,13 @@ impl Simulation {
                 p99: lat(0.99),
                 max: rec.latency.max() as f64 / 1e6,
                 mean: (rec.latency.mean() / 1e3).round() / 1e3,
+            },
+            request_latency_ms: LatencySummary {
+                p50: req(0.5),
+                p90: req(0.9),
+                p99: req(0.99),
+                max: rec.request_latency.max() as f64 / 1e6,
+                mean: (rec.request_latency.mean() / 1e3).round() / 1e3,
             },
             probes_per_connect: ProbeSummary {
                 mean: (rec.probes.mean() * 1000.0).round() / 1000.0,
