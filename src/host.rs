@@ -1091,3 +1091,124 @@ fn conflict(
     };
     Some(if relax && reuse { strict > 0 } else { all > 0 })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rng::stream;
+
+    /// A server host of `profile` holding one TIME-WAIT on `t`, whose peer's next sequence
+    /// number is 1000 and last TSval 5000.
+    fn server_with_time_wait(profile: Profile, t: Tuple) -> Host {
+        let mut h = Host::new(
+            "s".into(),
+            profile,
+            vec![t.local_ip],
+            stream(1, "h"),
+            stream(1, "b"),
+            false,
+        );
+        h.listen(t.local_ip, t.local_port);
+        let id = h.accept_syn(t, NONE);
+        h.set_state(id, State::Established);
+        let tw = TimeWait {
+            entry: Instant(0),
+            rcv_nxt: 1000,
+            ts_recent: 5000,
+            ts_seen: true,
+        };
+        assert!(h.enter_time_wait(id, tw));
+        h
+    }
+
+    const T: Tuple = Tuple {
+        local_ip: 0x0a00_0002,
+        local_port: 80,
+        remote_ip: 0x0a00_0001,
+        remote_port: 50000,
+    };
+
+    fn verdict(p: Profile, seq: u32, ts: Option<u32>) -> SynOnTuple {
+        server_with_time_wait(p, T).syn_on_tuple(&T, seq, ts)
+    }
+
+    fn refused(ack: bool) -> impl Fn(SynOnTuple) -> bool {
+        move |v| matches!(v, SynOnTuple::TimeWaitRejected { ack: a, .. } if a == ack)
+    }
+
+    #[test]
+    fn linux_time_wait_accepts_a_newer_sequence_or_timestamp_and_acks_the_rest() {
+        // §2.4: accept if not PAWS-rejected and (seq > rcv_nxt or TSval > ts_recent).
+        let p = Profile::linux;
+        assert_eq!(verdict(p(), 2000, None), SynOnTuple::TimeWaitAccepted);
+        assert!(
+            refused(true)(verdict(p(), 2000, Some(4998))),
+            "PAWS beats a newer seq"
+        );
+        assert_eq!(verdict(p(), 2000, Some(4999)), SynOnTuple::TimeWaitAccepted);
+        assert_eq!(verdict(p(), 500, Some(6000)), SynOnTuple::TimeWaitAccepted);
+        assert!(refused(true)(verdict(p(), 500, Some(5000))));
+    }
+
+    #[test]
+    fn freebsd_time_wait_tests_the_sequence_only_and_drops_silently() {
+        // §3.2 tcp_twcheck: SEQ_GT(seq, rcv_nxt) accepts; PAWS is #if 0; else drop, no ACK.
+        let p = Profile::freebsd;
+        assert_eq!(verdict(p(), 1001, Some(1)), SynOnTuple::TimeWaitAccepted);
+        assert!(refused(false)(verdict(p(), 1000, Some(9000))));
+    }
+
+    #[test]
+    fn xnu_time_wait_drops_stale_timestamps_and_acks_syns_inside_the_window() {
+        // §3.4, notes/xnu-research.md §2: PAWS first (silent drop), then the SYN must lie
+        // beyond rcv_nxt + rcv_wnd, else ACK (and the client's RST is ignored).
+        let p = Profile::macos;
+        assert!(refused(false)(verdict(p(), 1_000_000, Some(4999))), "PAWS");
+        assert!(refused(true)(verdict(p(), 1000 + XNU_WINDOW, Some(5001))));
+        assert_eq!(
+            verdict(p(), 1001 + XNU_WINDOW, Some(5001)),
+            SynOnTuple::TimeWaitAccepted
+        );
+        // The 10th retransmission carries no timestamp: PAWS cannot drop it.
+        assert_eq!(
+            verdict(p(), 1001 + XNU_WINDOW, None),
+            SynOnTuple::TimeWaitAccepted
+        );
+        assert!(!p().tw_rst_kills);
+    }
+
+    const XNU_WINDOW: u32 = crate::profile::XNU_TW_WINDOW;
+
+    #[test]
+    fn a_macos_host_refuses_a_port_any_socket_holds_whatever_the_destination() {
+        // §3.3: the implicit bind looks up the local port alone.
+        let mut p = Profile::macos();
+        p.port_range = (50000, 50001);
+        let mut h = Host::new(
+            "m".into(),
+            p,
+            vec![0x0a00_0001],
+            stream(2, "h"),
+            stream(2, "b"),
+            false,
+        );
+        let a = h.add_pool(0x0a00_0001, 0x0a00_0002, 80, 2);
+        let b = h.add_pool(0x0a00_0001, 0x0a00_0003, 443, 2);
+        assert_eq!(a, b, "one pool for the host");
+        let now = Instant(0);
+        assert!(
+            h.connect_any(now, 0x0a00_0001, 0x0a00_0002, 80, None, 0)
+                .is_ok()
+        );
+        assert!(
+            h.connect_any(now, 0x0a00_0001, 0x0a00_0003, 443, None, 1)
+                .is_ok()
+        );
+        let e = h
+            .connect_any(now, 0x0a00_0001, 0x0a00_0004, 22, None, 2)
+            .unwrap_err();
+        assert_eq!(e.errno, Errno::AddrNotAvail);
+        assert_eq!(h.profile.errno(e.errno), ("EADDRNOTAVAIL", 49));
+        assert_eq!(h.pool_free(a), h.pool_free_recount(a));
+    }
+}

@@ -744,6 +744,7 @@ impl Profile {
                 self.errors[Errno::AddrNotAvail.index()] = match text()? {
                     "WSAENOBUFS" => WSAENOBUFS,
                     "WSAEADDRINUSE" => WSAEADDRINUSE,
+                    "WSAEADDRNOTAVAIL" => ("WSAEADDRNOTAVAIL", 10049),
                     "EADDRNOTAVAIL" => match self.kernel {
                         Kernel::Linux => LINUX_ERRORS[1],
                         _ => BSD_ERRORS[1],
@@ -1254,7 +1255,7 @@ pub const MODEL_PARAMS: &[KnobSpec] = &[
     ),
     knob(
         "exhaustion_error",
-        "\"WSAENOBUFS\", \"WSAEADDRINUSE\" or \"EADDRNOTAVAIL\"",
+        "\"WSAENOBUFS\", \"WSAEADDRINUSE\", \"WSAEADDRNOTAVAIL\" or \"EADDRNOTAVAIL\"",
         "§4, §7",
         "the error connect() returns when no port is left. Windows: WSAENOBUFS 10055 assumed, UNVERIFIED (sometimes reported as 10048)",
     ),
