@@ -1,5 +1,6 @@
 //! The command line: parsing and printing only.
 
+use crate::live;
 use crate::profile::{PROFILES, Profile, Scope};
 use crate::scenario::{self, ScenarioError};
 use crate::sim::Simulation;
@@ -41,6 +42,22 @@ enum Command {
     },
     /// Validate a scenario without running it.
     Check { scenario: PathBuf },
+    /// Run a scenario on the real Linux stack in a private network namespace and compare it
+    /// with the prediction. Exit status 0 when they agree, 1 when they differ.
+    Live {
+        /// The scenario file (TOML).
+        scenario: PathBuf,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = LiveFormat::Text)]
+        format: LiveFormat,
+        /// Write the report to this file instead of standard output (atomically).
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+        /// Stop after starting this many connections (default: the scenario's
+        /// [live] max_connections, else 2,000,000).
+        #[arg(long)]
+        max_connections: Option<u64>,
+    },
     /// List the kernel profiles.
     Profiles,
     /// Show one profile.
@@ -54,6 +71,12 @@ enum Command {
 enum ProfileAction {
     /// Print a profile's defaults as a [[host]] block to paste into a scenario.
     Show { name: String },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LiveFormat {
+    Text,
+    Json,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -142,6 +165,55 @@ pub fn main() -> ExitCode {
             }
             Err(e) => refuse(&e),
         },
+        Command::Live {
+            scenario,
+            format,
+            output,
+            max_connections,
+        } => {
+            let sc = match scenario::load(&scenario) {
+                Ok(sc) => sc,
+                Err(e) => return refuse(&e),
+            };
+            let opts = live::Options {
+                max_connections: max_connections
+                    .or(sc.live.max_connections)
+                    .unwrap_or(live::MAX_CONNECTIONS),
+            };
+            let report = match live::run(&sc, opts) {
+                Ok(r) => r,
+                Err(e @ live::LiveError::Refused(_)) => {
+                    eprintln!("error: {}: {e}", scenario.display());
+                    return ExitCode::from(BAD_INPUT);
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let text = match format {
+                LiveFormat::Text => report.to_text(),
+                LiveFormat::Json => report.to_json(),
+            };
+            let written = match output {
+                None => std::io::stdout().lock().write_all(text.as_bytes()).is_ok(),
+                Some(path) => match write_atomically(&path, text.as_bytes()) {
+                    Ok(()) => true,
+                    Err(e) => {
+                        eprintln!("error: cannot write {}: {e}", path.display());
+                        false
+                    }
+                },
+            };
+            if !written {
+                return ExitCode::FAILURE;
+            }
+            if report.verdict == "agree" {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            }
+        }
         Command::Profiles => {
             for (name, title) in PROFILES {
                 let p = Profile::named(name).expect("shipped profile");

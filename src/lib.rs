@@ -9,12 +9,14 @@
 //! - [`sim`]: the simulation: hosts, workloads and the connection lifecycle between them.
 //! - [`engine`]: the event queue and the same-instant ordering rule.
 //! - [`host`]: one host's TCP port state: bind buckets, the four-tuple table, TIME-WAIT.
-//! - [`alloc`]: port allocation algorithms (Linux connect() and bind(0)), run literally.
-//! - [`profile`]: kernel profiles as data, overridable by sysctl name.
+//! - [`alloc`]: port allocation algorithms behind one trait (Linux, BSD/XNU, RFC 6056).
+//! - [`profile`]: kernel profiles as data (Linux, FreeBSD, macOS, Windows), overridable by
+//!   each kernel's own knob names.
 //! - [`workload`]: arrival processes, latencies, connection modes, error policies.
 //! - [`report`]: counters, binned series, JSON / CSV / terminal output.
 //! - [`rng`]: per-component ChaCha streams and SipHash.
 //! - [`time`]: integer-nanosecond time.
+//! - [`live`]: the same scenario on the real Linux stack in a private network namespace.
 //! - [`cli`]: the command line (parsing and printing only).
 //!
 //! Rules cite `shared/reference/stack-semantics.md` by section (§1.2 …); behaviour measured
@@ -24,6 +26,7 @@ pub mod alloc;
 pub mod cli;
 pub mod engine;
 pub mod host;
+pub mod live;
 pub mod profile;
 pub mod report;
 pub mod rng;

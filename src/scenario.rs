@@ -27,7 +27,30 @@ pub struct Scenario {
     pub workloads: Vec<Workload>,
     /// Legal but surprising settings.
     pub warnings: Vec<String>,
+    /// How `portsim live` judges predicted against measured.
+    pub live: LiveSpec,
 }
+
+/// The `[live]` table: tolerances for `portsim live`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LiveSpec {
+    /// Metrics that must agree exactly (`established`, `failed`, `failed EADDRNOTAVAIL`, …):
+    /// counts the kernel makes deterministic.
+    pub exact: Vec<String>,
+    /// Largest relative difference allowed for the other metrics.
+    pub tolerance: f64,
+    /// Connection cap for the live run.
+    pub max_connections: Option<u64>,
+}
+
+/// Metrics `[live] exact` may name.
+pub const LIVE_METRICS: &[&str] = &[
+    "attempted",
+    "established",
+    "failed",
+    "requests_completed",
+    "time_wait_peak",
+];
 
 #[derive(Clone, Debug)]
 pub struct HostSpec {
@@ -66,6 +89,7 @@ impl std::error::Error for ScenarioError {}
 #[serde(deny_unknown_fields)]
 struct RawFile {
     scenario: RawScenario,
+    live: Option<Spanned<RawLive>>,
     #[serde(default)]
     host: Vec<RawHost>,
     #[serde(default)]
@@ -82,6 +106,15 @@ struct RawScenario {
     #[serde(default = "default_seed")]
     seed: u64,
     bin: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLive {
+    #[serde(default)]
+    exact: Vec<Spanned<String>>,
+    tolerance: Option<Spanned<f64>>,
+    max_connections: Option<Spanned<u64>>,
 }
 
 fn default_seed() -> u64 {
@@ -975,7 +1008,48 @@ fn build(ctx: &Ctx, raw: RawFile) -> Result<Scenario, ScenarioError> {
     if workloads.is_empty() {
         return Err(ctx.err(0..0, "workload", "no [[workload]]: nothing would connect"));
     }
+    let mut live = LiveSpec {
+        exact: Vec::new(),
+        tolerance: 0.05,
+        max_connections: None,
+    };
+    if let Some(l) = &raw.live {
+        let l = l.get_ref();
+        for e in &l.exact {
+            let name = e.get_ref();
+            let base = name.split(' ').next().unwrap_or("");
+            if !LIVE_METRICS.contains(&base) || (base != "failed" && name.contains(' ')) {
+                return Err(ctx.err(
+                    e.span(),
+                    "live.exact",
+                    format!(
+                        "{name:?}: not a metric; allowed: {}, or \"failed ERRNO\"",
+                        list(LIVE_METRICS)
+                    ),
+                ));
+            }
+            live.exact.push(name.clone());
+        }
+        if let Some(t) = &l.tolerance {
+            let v = *t.get_ref();
+            if !(0.0..=1.0).contains(&v) {
+                return Err(ctx.err(
+                    t.span(),
+                    "live.tolerance",
+                    format!("{v}: a relative difference between 0 and 1, e.g. 0.05"),
+                ));
+            }
+            live.tolerance = v;
+        }
+        if let Some(m) = &l.max_connections {
+            if *m.get_ref() == 0 {
+                return Err(ctx.err(m.span(), "live.max_connections", "must be at least 1"));
+            }
+            live.max_connections = Some(*m.get_ref());
+        }
+    }
     Ok(Scenario {
+        live,
         name: sc.name.clone(),
         file: ctx.file.to_string(),
         description: sc.description.trim().to_string(),

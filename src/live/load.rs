@@ -1,0 +1,706 @@
+//! The scenario's workload with real, non-blocking sockets: one thread of clients, one of
+//! servers, each an epoll loop (mio), inside the run's namespace.
+//!
+//! Arrivals, source/destination picks and service times come from the same seeded
+//! [`Runner`] the simulator uses, in wall-clock time from the start of the run. A request is
+//! `request_bytes` bytes, a response [`RESPONSE_BYTES`]; the server answers each request
+//! after the workload's service time and, when it is the closer, closes after the last one.
+
+use crate::report::Hist;
+use crate::rng::stream;
+use crate::workload::{Arrival, Closer, Dist, Mode, OnError, Runner, Workload};
+use mio::net::{TcpListener, TcpStream};
+use mio::{Events, Interest, Poll, Token};
+use rand_chacha::ChaCha8Rng;
+use socket2::{Domain, SockAddr, SockRef, Socket, Type};
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap};
+use std::io::{ErrorKind, Read, Write};
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration as StdDuration, Instant as StdInstant};
+
+/// Bytes of each response.
+pub const RESPONSE_BYTES: usize = 32;
+const NONE: u32 = u32::MAX;
+/// Longest a loop sleeps in epoll, so a stop request is seen within this.
+const TICK: StdDuration = StdDuration::from_millis(5);
+
+/// What the server on one listener does with a connection.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ServerSpec {
+    pub request_bytes: u32,
+    pub requests_per_connection: u32,
+    pub closer: Closer,
+    pub linger_zero: bool,
+    pub service: Dist,
+}
+
+impl ServerSpec {
+    pub fn of(w: &Workload) -> ServerSpec {
+        ServerSpec {
+            request_bytes: w.request_bytes.max(1),
+            requests_per_connection: w.requests_per_connection,
+            closer: w.closer,
+            linger_zero: w.linger_zero,
+            service: w.service_time.clone(),
+        }
+    }
+}
+
+/// One bin of what the clients saw.
+#[derive(Clone, Debug, Default)]
+pub struct ClientBin {
+    pub attempts: u64,
+    pub established: u64,
+    pub failed: BTreeMap<String, u64>,
+    pub requests: u64,
+    pub connect_latency: Hist,
+}
+
+/// What the client thread measured.
+#[derive(Debug, Default)]
+pub struct ClientResult {
+    pub bins: Vec<ClientBin>,
+    pub attempted: u64,
+    pub established: u64,
+    pub failed: BTreeMap<String, u64>,
+    pub requests: u64,
+    pub in_flight: u64,
+    pub connect_latency: Hist,
+    pub request_latency: Hist,
+    /// Local ports of the first connections, in order (for parity and order checks).
+    pub first_ports: Vec<u16>,
+    /// The connection cap stopped the workload early.
+    pub capped: bool,
+    /// Arrivals that came due later than 1 ms after their time (the generator fell behind).
+    pub late_arrivals: u64,
+}
+
+/// Binds a listener (SO_REUSEADDR, backlog 4096) in the calling thread's namespace.
+pub fn listen(addr: SocketAddrV4) -> std::io::Result<std::net::TcpListener> {
+    let s = Socket::new(Domain::IPV4, Type::STREAM, None)?;
+    s.set_reuse_address(true)?;
+    s.bind(&SockAddr::from(addr))?;
+    s.listen(4096)?;
+    s.set_nonblocking(true)?;
+    Ok(s.into())
+}
+
+fn errno_name(code: i32) -> String {
+    format!("{:?}", nix::errno::Errno::from_raw(code))
+}
+
+fn io_errno(e: &std::io::Error) -> String {
+    e.raw_os_error()
+        .map_or_else(|| e.kind().to_string(), errno_name)
+}
+
+// ---- servers ---------------------------------------------------------------------------
+
+struct SConn {
+    sock: TcpStream,
+    spec: usize,
+    got: u32,
+    served: u32,
+    generation: u32,
+}
+
+/// Runs every listener until `stop`.
+pub fn serve(
+    listeners: Vec<(std::net::TcpListener, ServerSpec)>,
+    seed: u64,
+    stop: Arc<AtomicBool>,
+) -> std::io::Result<()> {
+    let mut poll = Poll::new()?;
+    let mut events = Events::with_capacity(1024);
+    let n = listeners.len();
+    let mut ls = Vec::new();
+    let mut specs = Vec::new();
+    for (i, (l, spec)) in listeners.into_iter().enumerate() {
+        let mut l = TcpListener::from_std(l);
+        poll.registry()
+            .register(&mut l, Token(i), Interest::READABLE)?;
+        ls.push(l);
+        specs.push(spec);
+    }
+    let mut rng: ChaCha8Rng = stream(seed, "live:server");
+    let mut conns: Vec<Option<SConn>> = Vec::new();
+    let mut generations: Vec<u32> = Vec::new();
+    let mut free: Vec<usize> = Vec::new();
+    let mut timers: BinaryHeap<Reverse<(StdInstant, u64, usize, u32)>> = BinaryHeap::new();
+    let mut seq = 0u64;
+    let mut buf = vec![0u8; 64 * 1024];
+    let response = [b'r'; RESPONSE_BYTES];
+    while !stop.load(Ordering::Relaxed) {
+        let now = StdInstant::now();
+        while let Some(Reverse((at, _, i, generation))) = timers.peek().copied() {
+            if at > now {
+                break;
+            }
+            timers.pop();
+            let Some(c) = conns[i].as_mut().filter(|c| c.generation == generation) else {
+                continue;
+            };
+            let spec = &specs[c.spec];
+            let _ = c.sock.write(&response);
+            c.served += 1;
+            if c.served >= spec.requests_per_connection && spec.closer == Closer::Server {
+                if spec.linger_zero {
+                    let _ = SockRef::from(&c.sock).set_linger(Some(StdDuration::ZERO));
+                }
+                close(&mut poll, &mut conns, &mut free, i);
+            }
+        }
+        let timeout = timers
+            .peek()
+            .map_or(TICK, |Reverse((at, ..))| at.saturating_duration_since(now).min(TICK));
+        if let Err(e) = poll.poll(&mut events, Some(timeout)) {
+            if e.kind() == ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        for ev in events.iter() {
+            let t = ev.token().0;
+            if t < n {
+                loop {
+                    match ls[t].accept() {
+                        Ok((mut sock, _)) => {
+                            let i = free.pop().unwrap_or_else(|| {
+                                conns.push(None);
+                                generations.push(0);
+                                conns.len() - 1
+                            });
+                            generations[i] = generations[i].wrapping_add(1);
+                            poll.registry()
+                                .register(&mut sock, Token(n + i), Interest::READABLE)?;
+                            conns[i] = Some(SConn {
+                                sock,
+                                spec: t,
+                                got: 0,
+                                served: 0,
+                                generation: generations[i],
+                            });
+                        }
+                        Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                        Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                        Err(_) => break,
+                    }
+                }
+                continue;
+            }
+            let i = t - n;
+            let mut eof = false;
+            if let Some(c) = conns[i].as_mut() {
+                loop {
+                    match c.sock.read(&mut buf) {
+                        Ok(0) => {
+                            eof = true;
+                            break;
+                        }
+                        Ok(k) => {
+                            c.got += k as u32;
+                            let spec = &specs[c.spec];
+                            while c.got >= spec.request_bytes {
+                                c.got -= spec.request_bytes;
+                                let at = StdInstant::now()
+                                    + StdDuration::from_nanos(spec.service.sample(&mut rng).0);
+                                seq += 1;
+                                timers.push(Reverse((at, seq, i, c.generation)));
+                            }
+                        }
+                        Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                        Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                        Err(_) => {
+                            eof = true;
+                            break;
+                        }
+                    }
+                }
+            }
+            if eof {
+                // The client closed first (or reset): close, LAST-ACK, done.
+                close(&mut poll, &mut conns, &mut free, i);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn close(poll: &mut Poll, conns: &mut [Option<SConn>], free: &mut Vec<usize>, i: usize) {
+    if let Some(mut c) = conns[i].take() {
+        let _ = poll.registry().deregister(&mut c.sock);
+        free.push(i);
+    }
+}
+
+// ---- clients ---------------------------------------------------------------------------
+
+struct CConn {
+    sock: TcpStream,
+    wl: u32,
+    slot: u32,
+    retry: u32,
+    start: StdInstant,
+    req_start: StdInstant,
+    left: u32,
+    to_write: u32,
+    got: usize,
+    established: bool,
+    awaiting_eof: bool,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Due {
+    Arrival { wl: u32 },
+    Start { wl: u32, slot: u32, retry: u32 },
+}
+
+/// Runs the workloads from `t0` for `duration`, starting at most `max_connections`.
+pub struct Clients<'a> {
+    workloads: &'a [Workload],
+    runners: Vec<Runner>,
+    t0: StdInstant,
+    bin: StdDuration,
+    end: StdInstant,
+    max_connections: u64,
+    poll: Poll,
+    conns: Vec<Option<CConn>>,
+    free: Vec<usize>,
+    timers: BinaryHeap<Reverse<(StdInstant, u64, Due)>>,
+    seq: u64,
+    stopped: Vec<bool>,
+    r: ClientResult,
+}
+
+impl<'a> Clients<'a> {
+    pub fn new(
+        workloads: &'a [Workload],
+        seed: u64,
+        t0: StdInstant,
+        duration: StdDuration,
+        bin: StdDuration,
+        max_connections: u64,
+    ) -> std::io::Result<Self> {
+        let runners = workloads
+            .iter()
+            .map(|w| {
+                let name = &w.name;
+                Runner::new(
+                    w,
+                    stream(seed, &format!("workload:{name}:arrivals")),
+                    stream(seed, &format!("workload:{name}:latency")),
+                    stream(seed, &format!("workload:{name}:spread")),
+                )
+            })
+            .collect();
+        let bins = (duration.as_nanos().div_ceil(bin.as_nanos().max(1))) as usize;
+        Ok(Clients {
+            workloads,
+            runners,
+            t0,
+            bin,
+            end: t0 + duration,
+            max_connections,
+            poll: Poll::new()?,
+            conns: Vec::new(),
+            free: Vec::new(),
+            timers: BinaryHeap::new(),
+            seq: 0,
+            stopped: vec![false; workloads.len()],
+            r: ClientResult {
+                bins: vec![ClientBin::default(); bins.max(1)],
+                ..ClientResult::default()
+            },
+        })
+    }
+
+    fn at(&self, t: crate::time::Instant) -> StdInstant {
+        self.t0 + StdDuration::from_nanos(t.0)
+    }
+
+    fn push(&mut self, at: StdInstant, due: Due) {
+        self.seq += 1;
+        self.timers.push(Reverse((at, self.seq, due)));
+    }
+
+    fn bin(&mut self, now: StdInstant) -> &mut ClientBin {
+        let i = (now.saturating_duration_since(self.t0).as_nanos() / self.bin.as_nanos().max(1))
+            as usize;
+        let last = self.r.bins.len() - 1;
+        &mut self.r.bins[i.min(last)]
+    }
+
+    /// Runs until the end of the run or `stop`.
+    pub fn run(mut self, stop: &AtomicBool) -> std::io::Result<ClientResult> {
+        for (i, w) in self.workloads.iter().enumerate() {
+            let wl = i as u32;
+            match w.arrival {
+                Arrival::Closed { concurrency } => {
+                    for slot in 0..concurrency {
+                        let at = self.at(w.start);
+                        self.push(
+                            at,
+                            Due::Start {
+                                wl,
+                                slot,
+                                retry: 0,
+                            },
+                        );
+                    }
+                }
+                _ => {
+                    if let Some(t) = self.runners[i].next_arrival(w) {
+                        let at = self.at(t);
+                        self.push(at, Due::Arrival { wl });
+                    }
+                }
+            }
+        }
+        let mut events = Events::with_capacity(4096);
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let now = StdInstant::now();
+            if now >= self.end || stop.load(Ordering::Relaxed) {
+                break;
+            }
+            while let Some(Reverse((at, _, due))) = self.timers.peek().copied() {
+                if at > now {
+                    break;
+                }
+                self.timers.pop();
+                if now.saturating_duration_since(at) > StdDuration::from_millis(1) {
+                    self.r.late_arrivals += 1;
+                }
+                match due {
+                    Due::Arrival { wl } => {
+                        let w = &self.workloads[wl as usize];
+                        if !self.stopped[wl as usize]
+                            && let Some(t) = self.runners[wl as usize].next_arrival(w)
+                        {
+                            let at = self.at(t);
+                            self.push(at, Due::Arrival { wl });
+                        }
+                        self.start(wl, NONE, 0, now);
+                    }
+                    Due::Start { wl, slot, retry } => self.start(wl, slot, retry, now),
+                }
+            }
+            let timeout = self
+                .timers
+                .peek()
+                .map_or(TICK, |Reverse((at, ..))| at.saturating_duration_since(now).min(TICK))
+                .min(self.end.saturating_duration_since(now));
+            if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
+                if e.kind() == ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(e);
+            }
+            for ev in events.iter() {
+                self.on_event(ev.token().0, &mut buf);
+            }
+        }
+        self.r.in_flight = self.conns.iter().filter(|c| c.is_some()).count() as u64;
+        Ok(self.r)
+    }
+
+    fn start(&mut self, wl: u32, slot: u32, retry: u32, now: StdInstant) {
+        if self.stopped[wl as usize] {
+            return;
+        }
+        if self.r.attempted >= self.max_connections {
+            self.r.capped = true;
+            self.stopped.iter_mut().for_each(|s| *s = true);
+            return;
+        }
+        let w = &self.workloads[wl as usize];
+        let (src, dst) = self.runners[wl as usize].pick(w);
+        self.r.attempted += 1;
+        self.bin(now).attempts += 1;
+        match self.open(wl, src.ip, dst.ip, dst.port) {
+            Ok(sock) => {
+                let i = self.free.pop().unwrap_or_else(|| {
+                    self.conns.push(None);
+                    self.conns.len() - 1
+                });
+                let mut sock = TcpStream::from_std(sock.into());
+                if self
+                    .poll
+                    .registry()
+                    .register(
+                        &mut sock,
+                        Token(i),
+                        Interest::READABLE | Interest::WRITABLE,
+                    )
+                    .is_err()
+                {
+                    self.free.push(i);
+                    self.fail(wl, slot, retry, "EPOLL".into(), now);
+                    return;
+                }
+                let left = w.requests_per_connection;
+                self.conns[i] = Some(CConn {
+                    sock,
+                    wl,
+                    slot,
+                    retry,
+                    start: now,
+                    req_start: now,
+                    left,
+                    to_write: 0,
+                    got: 0,
+                    established: false,
+                    awaiting_eof: false,
+                });
+            }
+            Err(errno) => self.fail(wl, slot, retry, errno, now),
+        }
+    }
+
+    /// socket(), options, bind as the mode says, non-blocking connect().
+    fn open(&mut self, wl: u32, src: u32, dst: u32, port: u16) -> Result<Socket, String> {
+        let w = &self.workloads[wl as usize];
+        let err = |e: std::io::Error| io_errno(&e);
+        let s = Socket::new(Domain::IPV4, Type::STREAM, None).map_err(err)?;
+        s.set_nonblocking(true).map_err(err)?;
+        s.set_tcp_nodelay(true).map_err(err)?;
+        if w.reuseaddr {
+            s.set_reuse_address(true).map_err(err)?;
+        }
+        if w.linger_zero {
+            s.set_linger(Some(StdDuration::ZERO)).map_err(err)?;
+        }
+        if let Some((lo, hi)) = w.local_port_range {
+            // IP_LOCAL_PORT_RANGE (51): upper 16 bits the high end, lower the low end.
+            let v = (u32::from(hi) << 16) | u32::from(lo);
+            setsockopt_u32(&s, 0, 51, v).map_err(err)?;
+        }
+        let src_addr = SockAddr::from(SocketAddrV4::new(Ipv4Addr::from(src), 0));
+        match w.mode {
+            Mode::Connect => {}
+            Mode::BindNoPort => {
+                // IP_BIND_ADDRESS_NO_PORT (24).
+                setsockopt_u32(&s, 0, 24, 1).map_err(err)?;
+                s.bind(&src_addr).map_err(err)?;
+            }
+            Mode::Bind => s.bind(&src_addr).map_err(err)?,
+            Mode::Explicit { low, high } => {
+                let r = &mut self.runners[wl as usize];
+                let span = u32::from(high) - u32::from(low) + 1;
+                let mut bound = false;
+                for _ in 0..span {
+                    let p = r.cursor;
+                    r.cursor = if p >= high { low } else { p + 1 };
+                    let a = SockAddr::from(SocketAddrV4::new(Ipv4Addr::from(src), p));
+                    if s.bind(&a).is_ok() {
+                        bound = true;
+                        break;
+                    }
+                }
+                if !bound {
+                    return Err("EADDRINUSE".into());
+                }
+            }
+        }
+        let to = SockAddr::from(SocketAddrV4::new(Ipv4Addr::from(dst), port));
+        match s.connect(&to) {
+            Ok(()) => Ok(s),
+            Err(e) if e.raw_os_error() == Some(nix::libc::EINPROGRESS) => Ok(s),
+            Err(e) => Err(io_errno(&e)),
+        }
+    }
+
+    fn fail(&mut self, wl: u32, slot: u32, retry: u32, errno: String, now: StdInstant) {
+        *self.r.failed.entry(errno.clone()).or_default() += 1;
+        *self.bin(now).failed.entry(errno).or_default() += 1;
+        let closed_loop = slot != NONE;
+        match self.workloads[wl as usize].on_error {
+            OnError::Count { delay } => {
+                if closed_loop {
+                    self.push(
+                        now + StdDuration::from_nanos(delay.0),
+                        Due::Start { wl, slot, retry: 0 },
+                    );
+                }
+            }
+            OnError::Retry {
+                delay,
+                backoff,
+                max_delay,
+                max_retries,
+            } => {
+                if retry < max_retries {
+                    let wait = (delay.0 as f64 * backoff.powi(retry as i32)).min(max_delay.0 as f64);
+                    self.push(
+                        now + StdDuration::from_nanos(wait.round() as u64),
+                        Due::Start {
+                            wl,
+                            slot,
+                            retry: retry + 1,
+                        },
+                    );
+                } else if closed_loop {
+                    self.push(
+                        now + StdDuration::from_nanos(delay.0),
+                        Due::Start { wl, slot, retry: 0 },
+                    );
+                }
+            }
+            OnError::Stop => self.stopped[wl as usize] = true,
+        }
+    }
+
+    fn done(&mut self, i: usize, now: StdInstant) {
+        let Some(mut c) = self.conns[i].take() else {
+            return;
+        };
+        let _ = self.poll.registry().deregister(&mut c.sock);
+        self.free.push(i);
+        if c.slot != NONE {
+            self.push(
+                now,
+                Due::Start {
+                    wl: c.wl,
+                    slot: c.slot,
+                    retry: 0,
+                },
+            );
+        }
+    }
+
+    fn on_event(&mut self, i: usize, buf: &mut [u8]) {
+        let now = StdInstant::now();
+        let Some(c) = self.conns[i].as_mut() else {
+            return;
+        };
+        if !c.established {
+            match c.sock.take_error() {
+                Ok(Some(e)) | Err(e) => {
+                    let (wl, slot, retry) = (c.wl, c.slot, c.retry);
+                    let c = self.conns[i].take().expect("present");
+                    drop(c);
+                    self.free.push(i);
+                    self.fail(wl, slot, retry, io_errno(&e), now);
+                    return;
+                }
+                Ok(None) => {}
+            }
+            match c.sock.peer_addr() {
+                Ok(_) => {}
+                Err(_) => return,
+            }
+            c.established = true;
+            let port = c.sock.local_addr().map_or(0, |a| a.port());
+            let latency = now.saturating_duration_since(c.start).as_nanos() as u64;
+            let (wl, left) = (c.wl, c.left);
+            c.to_write = if left > 0 {
+                self.workloads[wl as usize].request_bytes.max(1)
+            } else {
+                0
+            };
+            self.r.established += 1;
+            self.r.connect_latency.record(latency);
+            if self.r.first_ports.len() < 4096 {
+                self.r.first_ports.push(port);
+            }
+            let b = self.bin(now);
+            b.established += 1;
+            b.connect_latency.record(latency);
+            if left == 0 {
+                self.finish(i, now);
+                return;
+            }
+        }
+        let Some(c) = self.conns[i].as_mut() else {
+            return;
+        };
+        while c.to_write > 0 {
+            let n = (c.to_write as usize).min(buf.len());
+            buf[..n].fill(b'q');
+            match c.sock.write(&buf[..n]) {
+                Ok(k) => c.to_write -= k as u32,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                Err(_) => {
+                    self.done(i, now);
+                    return;
+                }
+            }
+        }
+        let mut responses = 0;
+        let mut eof = false;
+        loop {
+            match c.sock.read(buf) {
+                Ok(0) => {
+                    eof = true;
+                    break;
+                }
+                Ok(k) => c.got += k,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(_) => {
+                    eof = true;
+                    break;
+                }
+            }
+        }
+        while c.got >= RESPONSE_BYTES && c.left > 0 {
+            c.got -= RESPONSE_BYTES;
+            c.left -= 1;
+            responses += 1;
+        }
+        for _ in 0..responses {
+            let c = self.conns[i].as_mut().expect("present");
+            let latency = now.saturating_duration_since(c.req_start).as_nanos() as u64;
+            c.req_start = now;
+            self.r.request_latency.record(latency);
+            self.r.requests += 1;
+            self.bin(now).requests += 1;
+        }
+        let c = self.conns[i].as_mut().expect("present");
+        if c.left > 0 && responses > 0 && !eof {
+            c.to_write = self.workloads[c.wl as usize].request_bytes.max(1);
+            let _ = self.poll.registry().reregister(
+                &mut c.sock,
+                Token(i),
+                Interest::READABLE | Interest::WRITABLE,
+            );
+            return;
+        }
+        if eof {
+            self.done(i, now);
+        } else if c.left == 0 && !c.awaiting_eof {
+            self.finish(i, now);
+        }
+    }
+
+    /// The last response is in: the client closes now, or waits for the server's FIN.
+    fn finish(&mut self, i: usize, now: StdInstant) {
+        let c = self.conns[i].as_mut().expect("present");
+        match self.workloads[c.wl as usize].closer {
+            Closer::Client => self.done(i, now),
+            Closer::Server => c.awaiting_eof = true,
+        }
+    }
+}
+
+fn setsockopt_u32(s: &Socket, level: i32, name: i32, v: u32) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: a valid fd, a pointer to a live u32 and its size.
+    let r = unsafe {
+        nix::libc::setsockopt(
+            s.as_raw_fd(),
+            level,
+            name,
+            (&v as *const u32).cast(),
+            std::mem::size_of::<u32>() as nix::libc::socklen_t,
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}

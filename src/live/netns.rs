@@ -1,0 +1,180 @@
+//! The private network namespace a live run happens in, its addresses and its sysctls.
+//!
+//! `unshare(CLONE_NEWNET)` moves only the calling thread (shared/reference/crates.md), so
+//! [`enter`] must run before any other thread exists; threads spawned afterwards inherit the
+//! namespace. Writes under `/proc/sys/net/ipv4` then reach the new namespace only: the host's
+//! own values are never touched. The namespace has no name and no other process in it, so it
+//! disappears with this process, also on Ctrl-C.
+
+use super::LiveError;
+use crate::profile::Profile;
+use nix::sched::{CloneFlags, unshare};
+use nix::unistd::{getegid, geteuid};
+use std::net::Ipv4Addr;
+use std::process::Command;
+
+/// How the namespace was obtained.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Privilege {
+    /// Root: a network namespace.
+    Root,
+    /// Unprivileged: a user namespace mapping this user to root, plus a network namespace.
+    UserNamespace,
+}
+
+/// Moves the calling thread (the only one) into a new network namespace with `lo` up.
+pub fn enter() -> Result<Privilege, LiveError> {
+    let how = if geteuid().is_root() {
+        unshare(CloneFlags::CLONE_NEWNET).map_err(|e| {
+            LiveError::Namespace(format!("unshare(CLONE_NEWNET) failed as root: {e}"))
+        })?;
+        Privilege::Root
+    } else {
+        let (uid, gid) = (geteuid(), getegid());
+        unshare(CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWNET).map_err(|e| {
+            LiveError::Namespace(format!(
+                "live mode needs a private network namespace: run as root, or allow \
+                 unprivileged user namespaces (sysctl kernel.unprivileged_userns_clone=1, \
+                 user.max_user_namespaces > 0); unshare(CLONE_NEWUSER|CLONE_NEWNET) said: {e}"
+            ))
+        })?;
+        let write = |path: &str, text: String| {
+            std::fs::write(path, text)
+                .map_err(|e| LiveError::Namespace(format!("cannot write {path}: {e}")))
+        };
+        write("/proc/self/setgroups", "deny".into())?;
+        write("/proc/self/uid_map", format!("0 {uid} 1"))?;
+        write("/proc/self/gid_map", format!("0 {gid} 1"))?;
+        Privilege::UserNamespace
+    };
+    ip(&["link", "set", "lo", "up"])?;
+    Ok(how)
+}
+
+fn ip(args: &[&str]) -> Result<(), LiveError> {
+    let out = Command::new("ip").args(args).output().map_err(|e| {
+        LiveError::Namespace(format!(
+            "cannot run `ip` (iproute2 is needed to set up the namespace): {e}"
+        ))
+    })?;
+    if !out.status.success() {
+        return Err(LiveError::Namespace(format!(
+            "`ip {}` failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    Ok(())
+}
+
+/// Gives the namespace every address the scenario uses: 127.0.0.0/8 is on `lo` already;
+/// the others go on a dummy interface, so traffic between them stays inside the namespace.
+pub fn add_addresses(ips: &[u32]) -> Result<(), LiveError> {
+    let others: Vec<Ipv4Addr> = ips
+        .iter()
+        .filter(|&&ip| !crate::host::is_loopback(ip))
+        .map(|&ip| Ipv4Addr::from(ip))
+        .collect();
+    if others.is_empty() {
+        return Ok(());
+    }
+    ip(&["link", "add", "portsim0", "type", "dummy"])?;
+    for a in others {
+        ip(&["addr", "add", &format!("{a}/32"), "dev", "portsim0"])?;
+    }
+    ip(&["link", "set", "portsim0", "up"])
+}
+
+/// A Linux sysctl portsim sets for a live run, and how to write a profile's value into it.
+struct Sysctl {
+    name: &'static str,
+    value: fn(&Profile) -> String,
+}
+
+const SYSCTLS: &[Sysctl] = &[
+    Sysctl {
+        name: "net.ipv4.ip_local_port_range",
+        value: |p| format!("{} {}", p.port_range.0, p.port_range.1),
+    },
+    Sysctl {
+        name: "net.ipv4.ip_local_reserved_ports",
+        value: |p| {
+            p.reserved_ports
+                .iter()
+                .map(|&(a, b)| if a == b { a.to_string() } else { format!("{a}-{b}") })
+                .collect::<Vec<_>>()
+                .join(",")
+        },
+    },
+    Sysctl {
+        name: "net.ipv4.tcp_tw_reuse",
+        value: |p| p.tw_reuse.to_string(),
+    },
+    Sysctl {
+        name: "net.ipv4.tcp_tw_reuse_delay",
+        value: |p| p.tw_reuse_delay_ms.to_string(),
+    },
+    Sysctl {
+        name: "net.ipv4.tcp_timestamps",
+        value: |p| p.timestamps.to_string(),
+    },
+    Sysctl {
+        name: "net.ipv4.tcp_max_tw_buckets",
+        value: |p| p.max_tw_buckets.to_string(),
+    },
+    Sysctl {
+        name: "net.ipv4.ip_autobind_reuse",
+        value: |p| u8::from(p.autobind_reuse).to_string(),
+    },
+    Sysctl {
+        name: "net.ipv4.tcp_rfc1337",
+        value: |p| u8::from(!p.tw_rst_kills).to_string(),
+    },
+    Sysctl {
+        name: "net.ipv4.tcp_syn_retries",
+        value: |p| p.syn_retries.to_string(),
+    },
+];
+
+fn path(name: &str) -> String {
+    format!("/proc/sys/{}", name.replace('.', "/"))
+}
+
+/// Reads a sysctl of the calling thread's namespace, whitespace-normalised.
+pub fn read(name: &str) -> Option<String> {
+    std::fs::read_to_string(path(name))
+        .ok()
+        .map(|s| s.split_whitespace().collect::<Vec<_>>().join(" "))
+}
+
+/// Writes the profile's knobs into the namespace, reads them back and returns the profile
+/// the kernel actually runs, plus notes on knobs this kernel lacks at their default value.
+pub fn apply(profile: &Profile) -> Result<(Profile, Vec<String>), LiveError> {
+    let mut effective = profile.clone();
+    let mut notes = Vec::new();
+    for s in SYSCTLS {
+        let want = (s.value)(profile);
+        let Some(current) = read(s.name) else {
+            let default = (s.value)(&Profile::linux());
+            if want == default {
+                notes.push(format!("{}: not in this kernel; its default {want} is what the kernel does", s.name));
+                continue;
+            }
+            return Err(LiveError::Refused(format!(
+                "{} = {want}: this kernel has no such sysctl (tcp_tw_reuse_delay arrived in Linux 6.14), so the live run cannot apply it",
+                s.name
+            )));
+        };
+        if current != want {
+            std::fs::write(path(s.name), &want).map_err(|e| {
+                LiveError::Namespace(format!("cannot set {} = {want} in the namespace: {e}", s.name))
+            })?;
+        }
+        let got = read(s.name).unwrap_or_default();
+        let value = toml::Value::String(got.clone());
+        effective.set_knob(s.name, &value).map_err(|e| {
+            LiveError::Namespace(format!("{} reads back as {got:?}: {e}", s.name))
+        })?;
+    }
+    Ok((effective, notes))
+}
