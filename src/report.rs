@@ -66,6 +66,40 @@ impl Hist {
             self.bucketed = true;
         }
     }
+    /// Adds every value of `other`.
+    pub fn merge(&mut self, other: &Hist) {
+        if other.count == 0 {
+            return;
+        }
+        if self.count == 0 || other.min < self.min {
+            self.min = other.min;
+        }
+        self.max = self.max.max(other.max);
+        self.count += other.count;
+        self.sum += other.sum;
+        if other.bucketed && !self.bucketed {
+            let old = std::mem::take(&mut self.map);
+            for (v, n) in old {
+                *self.map.entry(bucket_of(v)).or_insert(0) += n;
+            }
+            self.bucketed = true;
+        }
+        for (&k, &n) in &other.map {
+            let k = if self.bucketed && !other.bucketed {
+                bucket_of(k)
+            } else {
+                k
+            };
+            *self.map.entry(k).or_insert(0) += n;
+        }
+        if !self.bucketed && self.map.len() > EXACT_LIMIT {
+            let old = std::mem::take(&mut self.map);
+            for (v, n) in old {
+                *self.map.entry(bucket_of(v)).or_insert(0) += n;
+            }
+            self.bucketed = true;
+        }
+    }
     pub fn count(&self) -> u64 {
         self.count
     }

@@ -39,6 +39,9 @@ pub struct LiveSpec {
     pub exact: Vec<String>,
     /// Largest relative difference allowed for the other metrics.
     pub tolerance: f64,
+    /// Metrics shown but not judged (what the live run cannot reproduce, such as rates set by
+    /// this machine's CPU rather than by ports).
+    pub ignore: Vec<String>,
     /// Connection cap for the live run.
     pub max_connections: Option<u64>,
 }
@@ -113,6 +116,8 @@ struct RawScenario {
 struct RawLive {
     #[serde(default)]
     exact: Vec<Spanned<String>>,
+    #[serde(default)]
+    ignore: Vec<Spanned<String>>,
     tolerance: Option<Spanned<f64>>,
     max_connections: Option<Spanned<u64>>,
 }
@@ -1010,25 +1015,35 @@ fn build(ctx: &Ctx, raw: RawFile) -> Result<Scenario, ScenarioError> {
     }
     let mut live = LiveSpec {
         exact: Vec::new(),
+        ignore: Vec::new(),
         tolerance: 0.05,
         max_connections: None,
     };
     if let Some(l) = &raw.live {
         let l = l.get_ref();
-        for e in &l.exact {
+        for (field, e) in l
+            .exact
+            .iter()
+            .map(|e| ("live.exact", e))
+            .chain(l.ignore.iter().map(|e| ("live.ignore", e)))
+        {
             let name = e.get_ref();
             let base = name.split(' ').next().unwrap_or("");
             if !LIVE_METRICS.contains(&base) || (base != "failed" && name.contains(' ')) {
                 return Err(ctx.err(
                     e.span(),
-                    "live.exact",
+                    field,
                     format!(
                         "{name:?}: not a metric; allowed: {}, or \"failed ERRNO\"",
                         list(LIVE_METRICS)
                     ),
                 ));
             }
-            live.exact.push(name.clone());
+            if field == "live.exact" {
+                live.exact.push(name.clone());
+            } else {
+                live.ignore.push(name.clone());
+            }
         }
         if let Some(t) = &l.tolerance {
             let v = *t.get_ref();

@@ -4,7 +4,7 @@
 //! [`enter`] must run before any other thread exists; threads spawned afterwards inherit the
 //! namespace. Writes under `/proc/sys/net/ipv4` then reach the new namespace only: the host's
 //! own values are never touched. The namespace has no name and no other process in it, so it
-//! disappears with this process, also on Ctrl-C.
+//! disappears with this process, also on Ctrl-C: nothing is left to clean up.
 
 use super::LiveError;
 use crate::profile::Profile;
@@ -67,22 +67,23 @@ fn ip(args: &[&str]) -> Result<(), LiveError> {
     Ok(())
 }
 
-/// Gives the namespace every address the scenario uses: 127.0.0.0/8 is on `lo` already;
-/// the others go on a dummy interface, so traffic between them stays inside the namespace.
+/// Gives the namespace every address the scenario uses: 127.0.0.0/8 is on `lo` already,
+/// the others are added to `lo` as /32s. Traffic between a host's own addresses goes through
+/// the loopback device whatever interface holds them, so this is what a dummy interface would
+/// give, without needing the `dummy` module (absent on some kernels, this CI's included).
+/// `tcp_tw_reuse = 2` looks at the address (127.0.0.0/8), not the device, so it still treats
+/// these as non-loopback.
 pub fn add_addresses(ips: &[u32]) -> Result<(), LiveError> {
-    let others: Vec<Ipv4Addr> = ips
-        .iter()
-        .filter(|&&ip| !crate::host::is_loopback(ip))
-        .map(|&ip| Ipv4Addr::from(ip))
-        .collect();
-    if others.is_empty() {
-        return Ok(());
+    for &a in ips.iter().filter(|&&ip| !crate::host::is_loopback(ip)) {
+        ip(&[
+            "addr",
+            "add",
+            &format!("{}/32", Ipv4Addr::from(a)),
+            "dev",
+            "lo",
+        ])?;
     }
-    ip(&["link", "add", "portsim0", "type", "dummy"])?;
-    for a in others {
-        ip(&["addr", "add", &format!("{a}/32"), "dev", "portsim0"])?;
-    }
-    ip(&["link", "set", "portsim0", "up"])
+    Ok(())
 }
 
 /// A Linux sysctl portsim sets for a live run, and how to write a profile's value into it.
@@ -101,7 +102,13 @@ const SYSCTLS: &[Sysctl] = &[
         value: |p| {
             p.reserved_ports
                 .iter()
-                .map(|&(a, b)| if a == b { a.to_string() } else { format!("{a}-{b}") })
+                .map(|&(a, b)| {
+                    if a == b {
+                        a.to_string()
+                    } else {
+                        format!("{a}-{b}")
+                    }
+                })
                 .collect::<Vec<_>>()
                 .join(",")
         },
@@ -157,7 +164,10 @@ pub fn apply(profile: &Profile) -> Result<(Profile, Vec<String>), LiveError> {
         let Some(current) = read(s.name) else {
             let default = (s.value)(&Profile::linux());
             if want == default {
-                notes.push(format!("{}: not in this kernel; its default {want} is what the kernel does", s.name));
+                notes.push(format!(
+                    "{}: not in this kernel; its default {want} is what the kernel does",
+                    s.name
+                ));
                 continue;
             }
             return Err(LiveError::Refused(format!(
@@ -167,14 +177,17 @@ pub fn apply(profile: &Profile) -> Result<(Profile, Vec<String>), LiveError> {
         };
         if current != want {
             std::fs::write(path(s.name), &want).map_err(|e| {
-                LiveError::Namespace(format!("cannot set {} = {want} in the namespace: {e}", s.name))
+                LiveError::Namespace(format!(
+                    "cannot set {} = {want} in the namespace: {e}",
+                    s.name
+                ))
             })?;
         }
         let got = read(s.name).unwrap_or_default();
         let value = toml::Value::String(got.clone());
-        effective.set_knob(s.name, &value).map_err(|e| {
-            LiveError::Namespace(format!("{} reads back as {got:?}: {e}", s.name))
-        })?;
+        effective
+            .set_knob(s.name, &value)
+            .map_err(|e| LiveError::Namespace(format!("{} reads back as {got:?}: {e}", s.name)))?;
     }
     Ok((effective, notes))
 }

@@ -1,0 +1,189 @@
+//! Live mode against the real Linux kernel, in a private network namespace: each scenario of
+//! `scenarios/live/` runs live and predicted; both must agree with each other (the verdict)
+//! and with the number the reference gives. CI runs as root; without the privilege to make a
+//! namespace the tests print why and skip.
+
+use serde_json::Value;
+use std::path::Path;
+use std::process::Command;
+
+fn portsim() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_portsim"))
+}
+
+/// Runs `portsim live` on a shipped scenario; `None` (with the reason printed) when this
+/// machine cannot make a network namespace.
+fn live(name: &str) -> Option<Value> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("scenarios/live")
+        .join(name);
+    let out = portsim()
+        .args(["live", "--format", "json"])
+        .arg(&path)
+        .output()
+        .expect("portsim runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if stderr.contains("namespace:") {
+        eprintln!("SKIPPED {name}: {}", stderr.trim());
+        return None;
+    }
+    let r: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{name}: {e}\nstderr: {stderr}"));
+    assert_eq!(r["verdict"], "agree", "{name}: {}", r["checks"]);
+    assert!(out.status.success());
+    Some(r)
+}
+
+fn n(v: &Value) -> u64 {
+    v.as_u64()
+        .unwrap_or_else(|| v.as_f64().expect("a number") as u64)
+}
+
+#[test]
+fn ten_ports_client_closes_ten_succeed_even_ports_first_then_eaddrnotavail() {
+    let Some(r) = live("ten-ports-client-closes.toml") else {
+        return;
+    };
+    let m = &r["measured"];
+    assert_eq!(n(&m["established"]), 10);
+    assert_eq!(n(&m["failed"]["EADDRNOTAVAIL"]), 15);
+    let ports: Vec<u64> = m["first_ports"].as_array().unwrap().iter().map(n).collect();
+    // §1.2 step 6: the first pass scans ports of low's parity (even), the second the rest.
+    assert!(ports[..5].iter().all(|p| p % 2 == 0), "{ports:?}");
+    assert!(ports[5..].iter().all(|p| p % 2 == 1), "{ports:?}");
+    let mut sorted = ports.clone();
+    sorted.sort();
+    assert_eq!(sorted, (40000..=40009).collect::<Vec<_>>());
+    let p = &r["predicted"]["summary"];
+    assert_eq!(n(&p["connections"]["established"]), 10);
+}
+
+#[test]
+fn ten_ports_server_closes_every_connect_succeeds() {
+    let Some(r) = live("ten-ports-server-closes.toml") else {
+        return;
+    };
+    assert_eq!(n(&r["measured"]["established"]), 25);
+    assert!(r["measured"]["failed"].as_object().unwrap().is_empty());
+}
+
+#[test]
+fn two_destination_ports_share_the_range_and_bind_does_not() {
+    if let Some(r) = live("two-destination-ports.toml") {
+        // Ports are shared per four-tuple: 10 per destination port.
+        assert_eq!(n(&r["measured"]["established"]), 20);
+        assert_eq!(n(&r["measured"]["failed"]["EADDRNOTAVAIL"]), 5);
+    }
+    if let Some(r) = live("bind-before-connect.toml") {
+        // bind(ip, 0) wants a port nobody holds: 10 in all, then EADDRINUSE at bind().
+        assert_eq!(n(&r["measured"]["established"]), 10);
+        assert_eq!(n(&r["measured"]["failed"]["EADDRINUSE"]), 15);
+    }
+}
+
+#[test]
+fn two_client_ips_each_get_the_whole_range() {
+    let Some(r) = live("two-client-ips.toml") else {
+        return;
+    };
+    // The four-tuple includes the source address: 2 × 10 ports, two requests each.
+    assert_eq!(n(&r["measured"]["established"]), 20);
+    assert_eq!(n(&r["measured"]["failed"]["EADDRNOTAVAIL"]), 5);
+    assert_eq!(n(&r["measured"]["requests_completed"]), 40);
+}
+
+#[test]
+fn linger_zero_leaves_no_time_wait_so_explicit_ports_never_run_out() {
+    let Some(r) = live("linger-zero-explicit.toml") else {
+        return;
+    };
+    assert_eq!(n(&r["measured"]["established"]), 25);
+    assert_eq!(n(&r["measured"]["time_wait_peak_sampled"]), 0);
+}
+
+#[test]
+fn tw_reuse_with_a_short_delay_sustains_ports_over_delay() {
+    let Some(r) = live("tw-reuse-delay.toml") else {
+        return;
+    };
+    // 10 ports / 100 ms = 100 connections/s over the 3 s run, within 5 %.
+    let est = n(&r["measured"]["established"]) as f64 / 3.0;
+    assert!((est - 100.0).abs() <= 5.0, "{est}/s");
+    let pred = n(&r["predicted"]["summary"]["connections"]["established"]) as f64 / 3.0;
+    assert!((pred - 100.0).abs() <= 5.0, "{pred}/s");
+}
+
+#[test]
+fn the_generator_ceiling_run_agrees_on_what_ports_decide() {
+    let Some(r) = live("ceiling.toml") else {
+        return;
+    };
+    // Server closes, so only the server holds TIME-WAITs, one per client port in use: the
+    // even half of the range, which connect() never leaves while an even port is free.
+    let tw = n(&r["measured"]["time_wait_peak_sampled"]);
+    assert!((13_500..=14_116).contains(&tw), "{tw}");
+}
+
+#[test]
+fn the_hosts_own_sysctls_are_never_written() {
+    let names = [
+        "ip_local_port_range",
+        "tcp_tw_reuse",
+        "tcp_tw_reuse_delay",
+        "tcp_timestamps",
+        "tcp_max_tw_buckets",
+    ];
+    let read = || {
+        names
+            .iter()
+            .map(|k| std::fs::read_to_string(format!("/proc/sys/net/ipv4/{k}")).unwrap_or_default())
+            .collect::<Vec<_>>()
+    };
+    let before = read();
+    // This scenario sets the range, tcp_tw_reuse and its delay inside its namespace.
+    let ran = live("tw-reuse-delay.toml").is_some();
+    assert_eq!(read(), before);
+    if ran {
+        assert_ne!(
+            before[0].split_whitespace().collect::<Vec<_>>(),
+            ["40000", "40009"]
+        );
+    }
+}
+
+#[test]
+fn what_the_kernel_cannot_do_is_refused_before_anything_runs() {
+    let dir = std::env::temp_dir().join(format!("portsim-live-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let base = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/live/ten-ports-client-closes.toml"),
+    )
+    .unwrap();
+    for (name, text, says) in [
+        (
+            "macos.toml",
+            base.replace("profile = \"linux\"", "profile = \"macos\"")
+                .replace(
+                    "knobs = { \"net.ipv4.ip_local_port_range\" = \"40000 40009\" }",
+                    "",
+                ),
+            "Linux kernel only",
+        ),
+        (
+            "tw.toml",
+            base.replace(
+                "knobs = { \"net.ipv4.ip_local_port_range\" = \"40000 40009\" }",
+                "model = { time_wait = \"30s\" }",
+            ),
+            "time_wait",
+        ),
+    ] {
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        let out = portsim().arg("live").arg(&path).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{name}: {err}");
+        assert!(err.contains(says), "{name}: {err}");
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
