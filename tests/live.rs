@@ -125,6 +125,51 @@ fn the_generator_ceiling_run_agrees_on_what_ports_decide() {
 }
 
 #[test]
+fn an_unprivileged_user_runs_live_in_a_user_namespace() {
+    // As root, drop to uid/gid 65534 with util-linux setpriv and run a copy of the binary
+    // that user can read; the run must make a user + network namespace and still agree.
+    let root = std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"));
+    if !root || Command::new("setpriv").arg("--version").output().is_err() {
+        eprintln!("SKIPPED: needs root and setpriv to become an unprivileged user");
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let dir = std::env::temp_dir().join(format!("portsim-userns-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let bin = dir.join("portsim");
+    std::fs::copy(env!("CARGO_BIN_EXE_portsim"), &bin).unwrap();
+    std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let sc = dir.join("s.toml");
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/live/ten-ports-client-closes.toml"),
+        &sc,
+    )
+    .unwrap();
+    std::fs::set_permissions(&sc, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(&bin)
+        .args(["live", "--format", "json"])
+        .arg(&sc)
+        .output()
+        .unwrap();
+    std::fs::remove_dir_all(&dir).ok();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if stderr.contains("namespace:") {
+        eprintln!("SKIPPED: this kernel refuses unprivileged user namespaces: {stderr}");
+        return;
+    }
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {stderr}"));
+    assert_eq!(r["namespace"], "user + network namespace (unprivileged)");
+    assert_eq!(r["verdict"], "agree");
+    assert_eq!(n(&r["measured"]["established"]), 10);
+}
+
+#[test]
 fn the_hosts_own_sysctls_are_never_written() {
     let names = [
         "ip_local_port_range",

@@ -528,6 +528,30 @@ impl LiveReport {
                 if c.pass { "ok" } else { "DIFFERS" }
             );
         }
+        // The two series side by side, at most about 20 rows.
+        let ps = &self.predicted.series;
+        let step = m.series.len().div_ceil(20).max(1);
+        let _ = writeln!(
+            o,
+            "\n{:>8}  {:>21}  {:>21}  {:>21}",
+            "t", "established p / m", "failed p / m", "TIME-WAIT p / m"
+        );
+        for (i, b) in m.series.iter().enumerate().step_by(step) {
+            let Some(p) = ps.get(i) else { break };
+            let pf: u64 = p.failed.values().sum();
+            let mf: u64 = b.failed.values().sum();
+            let _ = writeln!(
+                o,
+                "{:>7}s  {:>10} / {:<8}  {:>10} / {:<8}  {:>10} / {:<8}",
+                b.t_s,
+                p.established,
+                b.established,
+                pf,
+                mf,
+                p.time_wait_client + p.time_wait_server,
+                b.time_wait_client + b.time_wait_server
+            );
+        }
         let _ = writeln!(
             o,
             "\nconnect latency measured p50 {:.3} ms · p99 {:.3} ms · max {:.3} ms; requests p50 {:.3} ms · max {:.3} ms",
