@@ -886,6 +886,17 @@ fn build(ctx: &Ctx, raw: RawFile) -> Result<Scenario, ScenarioError> {
                 _ => Closer::Client,
             },
         };
+        if requests == 0
+            && closer == Closer::Server
+            && let Some(c) = &w.closer
+        {
+            return Err(ctx.err(
+                c.span(),
+                key("closer"),
+                "with requests_per_connection = 0 the server has nothing to answer and would \
+                 never close; use closer = \"client\" (connect, then close)",
+            ));
+        }
         let local_port_range = match &w.local_port_range {
             None => None,
             Some(r) => {

@@ -62,7 +62,11 @@ impl Diag {
         self.sock.send(&req, 0)?;
         let mut c = Counts::default();
         loop {
-            let n = self.sock.recv(&mut &mut self.buf[..], 0)?;
+            let n = match self.sock.recv(&mut &mut self.buf[..], 0) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
             let mut off = 0;
             while off < n {
                 let msg = <NetlinkMessage<SockDiagMessage>>::deserialize(&self.buf[off..n])
@@ -88,7 +92,7 @@ impl Diag {
                 if len == 0 {
                     break;
                 }
-                off += len;
+                off += len.next_multiple_of(4); // NLMSG_ALIGN
             }
         }
     }

@@ -27,6 +27,67 @@ const NONE: u32 = u32::MAX;
 /// Longest a loop sleeps in epoll, so a stop request is seen within this.
 const TICK: StdDuration = StdDuration::from_millis(5);
 
+/// A nanosecond alarm in the epoll set. epoll's own timeout counts whole milliseconds (and
+/// mio rounds up), which made 2 ms service times fire at 3 ms; a timerfd wakes the loop on
+/// time without spinning.
+struct Alarm {
+    fd: std::os::fd::OwnedFd,
+}
+
+const ALARM: Token = Token(usize::MAX - 1);
+
+impl Alarm {
+    fn new(poll: &Poll) -> std::io::Result<Alarm> {
+        use std::os::fd::{AsRawFd, FromRawFd};
+        // SAFETY: timerfd_create returns a new descriptor or -1.
+        let raw = unsafe {
+            nix::libc::timerfd_create(
+                nix::libc::CLOCK_MONOTONIC,
+                nix::libc::TFD_NONBLOCK | nix::libc::TFD_CLOEXEC,
+            )
+        };
+        if raw < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        // SAFETY: `raw` is a descriptor this function owns.
+        let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(raw) };
+        poll.registry().register(
+            &mut mio::unix::SourceFd(&fd.as_raw_fd()),
+            ALARM,
+            Interest::READABLE,
+        )?;
+        Ok(Alarm { fd })
+    }
+
+    /// Rings once, `wait` from now (at least 1 µs).
+    fn set(&self, wait: StdDuration) {
+        use std::os::fd::AsRawFd;
+        let wait = wait.max(StdDuration::from_micros(1));
+        let spec = nix::libc::itimerspec {
+            it_interval: nix::libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            },
+            it_value: nix::libc::timespec {
+                tv_sec: wait.as_secs() as _,
+                tv_nsec: wait.subsec_nanos() as _,
+            },
+        };
+        // SAFETY: a valid timerfd and a local itimerspec.
+        unsafe {
+            nix::libc::timerfd_settime(self.fd.as_raw_fd(), 0, &spec, std::ptr::null_mut());
+        }
+    }
+
+    /// Consumes the expiry count so the next ring is a new edge.
+    fn clear(&self) {
+        use std::os::fd::AsRawFd;
+        let mut n = [0u8; 8];
+        // SAFETY: reading 8 bytes into a local buffer.
+        unsafe { nix::libc::read(self.fd.as_raw_fd(), n.as_mut_ptr().cast(), 8) };
+    }
+}
+
 /// What the server on one listener does with a connection.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ServerSpec {
@@ -73,6 +134,10 @@ pub struct ClientResult {
     /// Local ports of the first connections with their connect time (ns from the start),
     /// for parity and order checks.
     pub first_ports: Vec<(u64, u16)>,
+    /// Connections that failed after the handshake (reset, early close), by errno.
+    pub broken: BTreeMap<String, u64>,
+    /// CPU time the busiest client thread used during the run, in seconds.
+    pub cpu_s: f64,
     /// The connection cap stopped the workload early.
     pub capped: bool,
     /// Arrivals started more than 5 ms after their time (the generator fell behind; epoll
@@ -104,17 +169,18 @@ fn io_errno(e: &std::io::Error) -> String {
 struct SConn {
     sock: TcpStream,
     spec: usize,
-    got: u32,
+    got: u64,
     served: u32,
     generation: u32,
 }
 
 /// Runs every listener until `stop`.
+/// Returns how many accept() calls failed for lack of descriptors or memory.
 pub fn serve(
     listeners: Vec<(std::net::TcpListener, ServerSpec)>,
     seed: u64,
     stop: Arc<AtomicBool>,
-) -> std::io::Result<()> {
+) -> std::io::Result<u64> {
     let mut poll = Poll::new()?;
     let mut events = Events::with_capacity(1024);
     let n = listeners.len();
@@ -135,6 +201,9 @@ pub fn serve(
     let mut seq = 0u64;
     let mut buf = vec![0u8; 64 * 1024];
     let response = [b'r'; RESPONSE_BYTES];
+    let mut pending_accept = vec![false; n];
+    let alarm = Alarm::new(&poll)?;
+    let mut accept_errors = 0u64;
     while !stop.load(Ordering::Relaxed) {
         let now = StdInstant::now();
         while let Some(Reverse((at, _, i, generation))) = timers.peek().copied() {
@@ -155,18 +224,26 @@ pub fn serve(
                 close(&mut poll, &mut conns, &mut free, i);
             }
         }
-        let timeout = timers.peek().map_or(TICK, |Reverse((at, ..))| {
-            at.saturating_duration_since(now).min(TICK)
-        });
-        if let Err(e) = poll.poll(&mut events, Some(timeout)) {
+        if let Some(Reverse((at, ..))) = timers.peek() {
+            alarm.set(at.saturating_duration_since(now).min(TICK));
+        }
+        if let Err(e) = poll.poll(&mut events, Some(TICK)) {
             if e.kind() == ErrorKind::Interrupted {
                 continue;
             }
             return Err(e);
         }
-        for ev in events.iter() {
-            let t = ev.token().0;
+        let retry_accept: Vec<usize> = (0..n).filter(|&t| pending_accept[t]).collect();
+        let tokens = retry_accept
+            .into_iter()
+            .chain(events.iter().map(|ev| ev.token().0));
+        for t in tokens.collect::<Vec<_>>() {
+            if t == ALARM.0 {
+                alarm.clear();
+                continue;
+            }
             if t < n {
+                pending_accept[t] = false;
                 loop {
                     match ls[t].accept() {
                         Ok((mut sock, _)) => {
@@ -190,8 +267,25 @@ pub fn serve(
                             });
                         }
                         Err(e) if e.kind() == ErrorKind::WouldBlock => break,
-                        Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-                        Err(_) => break,
+                        Err(e)
+                            if matches!(
+                                e.raw_os_error(),
+                                Some(
+                                    nix::libc::EMFILE
+                                        | nix::libc::ENFILE
+                                        | nix::libc::ENOBUFS
+                                        | nix::libc::ENOMEM
+                                )
+                            ) =>
+                        {
+                            // Out of descriptors: the queue is not drained, and with
+                            // edge-triggered epoll no new event would come. Retry each pass.
+                            pending_accept[t] = true;
+                            accept_errors += 1;
+                            break;
+                        }
+                        // ECONNABORTED, EPERM, EINTR …: that one connection is gone; go on.
+                        Err(_) => continue,
                     }
                 }
                 continue;
@@ -207,10 +301,10 @@ pub fn serve(
                             break;
                         }
                         Ok(k) => {
-                            c.got += k as u32;
+                            c.got += k as u64;
                             let spec = &specs[c.spec];
-                            while c.got >= spec.request_bytes {
-                                c.got -= spec.request_bytes;
+                            while c.got >= u64::from(spec.request_bytes) {
+                                c.got -= u64::from(spec.request_bytes);
                                 let wait = StdDuration::from_nanos(spec.service.sample(&mut rng).0);
                                 if wait.is_zero() {
                                     // Zero service time: answer at once, no timer round trip.
@@ -255,7 +349,7 @@ pub fn serve(
             }
         }
     }
-    Ok(())
+    Ok(accept_errors)
 }
 
 fn close(poll: &mut Poll, conns: &mut [Option<SConn>], free: &mut Vec<usize>, i: usize) {
@@ -305,6 +399,8 @@ pub struct Clients<'a> {
     /// This thread runs arrival j and closed-loop slot j when j % part.1 == part.0.
     part: (u64, u64),
     arrivals: Vec<u64>,
+    /// Connections started by every client thread, against the shared cap.
+    started: Arc<std::sync::atomic::AtomicU64>,
     r: ClientResult,
 }
 
@@ -333,6 +429,10 @@ impl ClientResult {
         self.first_ports.sort_unstable();
         self.first_ports.truncate(4096);
         self.capped |= o.capped;
+        self.cpu_s = self.cpu_s.max(o.cpu_s);
+        for (k, v) in o.broken {
+            *self.broken.entry(k).or_default() += v;
+        }
         self.late_arrivals += o.late_arrivals;
     }
 }
@@ -352,6 +452,9 @@ pub fn client_threads(workloads: &[Workload]) -> u64 {
 }
 
 impl<'a> Clients<'a> {
+    /// A client thread: its share `part` of arrivals and slots, counting its starts into
+    /// `started` against the shared cap.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         workloads: &'a [Workload],
         seed: u64,
@@ -360,6 +463,7 @@ impl<'a> Clients<'a> {
         bin: StdDuration,
         max_connections: u64,
         part: (u64, u64),
+        started: Arc<std::sync::atomic::AtomicU64>,
     ) -> std::io::Result<Self> {
         let runners = workloads
             .iter()
@@ -389,6 +493,7 @@ impl<'a> Clients<'a> {
             stopped: vec![false; workloads.len()],
             part,
             arrivals: vec![0; workloads.len()],
+            started,
             r: ClientResult {
                 bins: vec![ClientBin::default(); bins.max(1)],
                 ..ClientResult::default()
@@ -413,7 +518,9 @@ impl<'a> Clients<'a> {
     }
 
     /// Runs until the end of the run or `stop`.
-    pub fn run(mut self, stop: &AtomicBool) -> std::io::Result<ClientResult> {
+    /// Runs until the end of the run (or `stop`), then keeps its sockets open until
+    /// `release`, so the final sample sees the kernel's table as the run left it.
+    pub fn run(mut self, stop: &AtomicBool, release: &AtomicBool) -> std::io::Result<ClientResult> {
         for (i, w) in self.workloads.iter().enumerate() {
             let wl = i as u32;
             match w.arrival {
@@ -434,21 +541,20 @@ impl<'a> Clients<'a> {
         }
         let mut events = Events::with_capacity(4096);
         let mut buf = vec![0u8; 64 * 1024];
+        let alarm = Alarm::new(&self.poll)?;
         loop {
             let now = StdInstant::now();
             if now >= self.end || stop.load(Ordering::Relaxed) {
                 break;
             }
+            // At most a batch of due timers per pass, so sockets are served between them.
+            let mut batch = 0;
             while let Some(Reverse((at, _, due))) = self.timers.peek().copied() {
-                if at > now {
+                if at > now || at >= self.end || batch >= 256 {
                     break;
                 }
+                batch += 1;
                 self.timers.pop();
-                if matches!(due, Due::Arrival { .. })
-                    && now.saturating_duration_since(at) > StdDuration::from_millis(5)
-                {
-                    self.r.late_arrivals += 1;
-                }
                 match due {
                     Due::Arrival { wl } => {
                         let w = &self.workloads[wl as usize];
@@ -461,6 +567,9 @@ impl<'a> Clients<'a> {
                         let j = self.arrivals[wl as usize];
                         self.arrivals[wl as usize] += 1;
                         if j % self.part.1 == self.part.0 {
+                            if now.saturating_duration_since(at) > StdDuration::from_millis(5) {
+                                self.r.late_arrivals += 1;
+                            }
                             self.start(wl, NONE, 0, now);
                         } else {
                             // Another thread's arrival: keep the round-robin position in step.
@@ -470,24 +579,33 @@ impl<'a> Clients<'a> {
                     Due::Start { wl, slot, retry } => self.start(wl, slot, retry, now),
                 }
             }
-            let timeout = self
+            let wait = self
                 .timers
                 .peek()
                 .map_or(TICK, |Reverse((at, ..))| {
                     at.saturating_duration_since(now).min(TICK)
                 })
                 .min(self.end.saturating_duration_since(now));
-            if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
+            alarm.set(wait);
+            if let Err(e) = self.poll.poll(&mut events, Some(TICK)) {
                 if e.kind() == ErrorKind::Interrupted {
                     continue;
                 }
                 return Err(e);
             }
             for ev in events.iter() {
+                if ev.token() == ALARM {
+                    alarm.clear();
+                    continue;
+                }
                 self.on_event(ev.token().0, ev.is_writable() || ev.is_error(), &mut buf);
             }
         }
         self.r.in_flight = self.conns.iter().filter(|c| c.is_some()).count() as u64;
+        self.r.cpu_s = thread_cpu_s();
+        while !release.load(Ordering::Relaxed) {
+            std::thread::sleep(StdDuration::from_millis(1));
+        }
         Ok(self.r)
     }
 
@@ -495,7 +613,7 @@ impl<'a> Clients<'a> {
         if self.stopped[wl as usize] {
             return;
         }
-        if self.r.attempted >= self.max_connections {
+        if self.started.fetch_add(1, Ordering::Relaxed) >= self.max_connections {
             self.r.capped = true;
             self.stopped.iter_mut().for_each(|s| *s = true);
             return;
@@ -560,8 +678,11 @@ impl<'a> Clients<'a> {
         }
         let src_addr = SockAddr::from(SocketAddrV4::new(Ipv4Addr::from(src), 0));
         match w.mode {
-            Mode::Connect => {}
-            Mode::BindNoPort => {
+            // Every host shares one namespace here, so routing would pick the destination's
+            // own address as the source. Pin the workload's source address without choosing
+            // a port: IP_BIND_ADDRESS_NO_PORT leaves the port to connect()'s autoselection,
+            // exactly as an unbound connect() from that host would do (§1.1, §1.6).
+            Mode::Connect | Mode::BindNoPort => {
                 // IP_BIND_ADDRESS_NO_PORT (24).
                 setsockopt_u32(&s, 0, 24, 1).map_err(err)?;
                 s.bind(&src_addr).map_err(err)?;
@@ -721,7 +842,8 @@ impl<'a> Clients<'a> {
             match c.sock.write(&buf[..n]) {
                 Ok(k) => c.to_write -= k as u32,
                 Err(e) if e.kind() == ErrorKind::WouldBlock => break,
-                Err(_) => {
+                Err(e) => {
+                    *self.r.broken.entry(io_errno(&e)).or_default() += 1;
                     self.done(i, now);
                     return;
                 }
@@ -729,6 +851,7 @@ impl<'a> Clients<'a> {
         }
         let mut responses = 0;
         let mut eof = false;
+        let mut read_error = None;
         loop {
             match c.sock.read(buf) {
                 Ok(0) => {
@@ -738,8 +861,9 @@ impl<'a> Clients<'a> {
                 Ok(k) => c.got += k,
                 Err(e) if e.kind() == ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-                Err(_) => {
+                Err(e) => {
                     eof = true;
+                    read_error = Some(io_errno(&e));
                     break;
                 }
             }
@@ -768,6 +892,11 @@ impl<'a> Clients<'a> {
             return;
         }
         if eof {
+            if c.left > 0 {
+                // The connection ended before its last response.
+                let why = read_error.unwrap_or_else(|| "EOF".into());
+                *self.r.broken.entry(why).or_default() += 1;
+            }
             self.done(i, now);
         } else if c.left == 0 && !c.awaiting_eof {
             self.finish(i, now);
@@ -801,4 +930,15 @@ fn setsockopt_u32(s: &Socket, level: i32, name: i32, v: u32) -> std::io::Result<
     } else {
         Err(std::io::Error::last_os_error())
     }
+}
+
+/// CPU time (user + system) the calling thread has used, in seconds.
+fn thread_cpu_s() -> f64 {
+    // SAFETY: getrusage fills a zeroed local struct.
+    let mut u: nix::libc::rusage = unsafe { std::mem::zeroed() };
+    if unsafe { nix::libc::getrusage(nix::libc::RUSAGE_THREAD, &mut u) } != 0 {
+        return 0.0;
+    }
+    let t = |v: nix::libc::timeval| v.tv_sec as f64 + v.tv_usec as f64 / 1e6;
+    t(u.ru_utime) + t(u.ru_stime)
 }

@@ -97,6 +97,14 @@ pub struct Measured {
     /// Local ports of the first connections, in order.
     pub first_ports: Vec<u16>,
     pub capped: bool,
+    /// Connections that failed after the handshake (reset, closed early), by errno.
+    pub broken: BTreeMap<String, u64>,
+    /// accept() calls the server could not complete for lack of descriptors or memory.
+    pub accept_errors: u64,
+    /// Share of the machine's CPUs this process (load generator, servers, and the kernel work
+    /// done on their behalf) used during the run. Above 0.8 the rates measure this machine,
+    /// not the kernel's port rules: a disagreement is reported as inconclusive.
+    pub generator_busy: f64,
     pub interrupted: bool,
     /// Open-loop arrivals started more than 5 ms late: the generator's ceiling was reached.
     pub late_arrivals: u64,
@@ -148,6 +156,17 @@ pub struct LiveReport {
     pub predicted: Report,
 }
 
+/// CPU time (user + system) of the whole process so far, in seconds.
+fn process_cpu_s() -> f64 {
+    // SAFETY: getrusage fills a zeroed local struct.
+    let mut u: nix::libc::rusage = unsafe { std::mem::zeroed() };
+    if unsafe { nix::libc::getrusage(nix::libc::RUSAGE_SELF, &mut u) } != 0 {
+        return 0.0;
+    }
+    let t = |v: nix::libc::timeval| v.tv_sec as f64 + v.tv_usec as f64 / 1e6;
+    t(u.ru_utime) + t(u.ru_stime)
+}
+
 /// Refuses what the real stack in one namespace cannot reproduce.
 pub fn check(sc: &Scenario) -> Result<Profile, LiveError> {
     let first = &sc.hosts[0];
@@ -187,23 +206,37 @@ pub fn check(sc: &Scenario) -> Result<Profile, LiveError> {
             )));
         }
     }
+    listener_specs(sc)?;
+    Ok(first.profile.clone())
+}
+
+/// The behaviour each listener needs: the workloads whose destinations reach it (an exact
+/// address listener, else the host's 0.0.0.0 one) must agree on request size, service time,
+/// requests per connection, closer and linger.
+fn listener_specs(sc: &Scenario) -> Result<BTreeMap<(u32, u16), load::ServerSpec>, LiveError> {
     let mut specs: BTreeMap<(u32, u16), load::ServerSpec> = BTreeMap::new();
     for w in &sc.workloads {
         for d in &w.destinations {
+            let h = &sc.hosts[d.host as usize];
+            let at = if h.listen.contains(&(d.ip, d.port)) {
+                (d.ip, d.port)
+            } else {
+                (0, d.port)
+            };
             let spec = load::ServerSpec::of(w);
-            if let Some(other) = specs.insert((d.ip, d.port), spec.clone())
+            if let Some(other) = specs.insert(at, spec.clone())
                 && other != spec
             {
                 return Err(LiveError::Refused(format!(
-                    "{}:{} serves workloads with different request sizes, service times or \
-                     closers; the live server needs one behaviour per listener",
-                    Ipv4Addr::from(d.ip),
-                    d.port
+                    "the listener {}:{} serves workloads with different request sizes, service \
+                     times or closers; the live server needs one behaviour per listener",
+                    Ipv4Addr::from(at.0),
+                    at.1
                 )));
             }
         }
     }
-    Ok(first.profile.clone())
+    Ok(specs)
 }
 
 /// Runs `sc` live and predicts it. Call with the process single-threaded.
@@ -215,7 +248,7 @@ pub fn run(sc: &Scenario, opts: Options) -> Result<LiveReport, LiveError> {
     let (effective, notes) = netns::apply(&profile)?;
     let handler = nix::sys::signal::SigAction::new(
         nix::sys::signal::SigHandler::Handler(on_sigint),
-        nix::sys::signal::SaFlags::empty(),
+        nix::sys::signal::SaFlags::SA_RESTART,
         nix::sys::signal::SigSet::empty(),
     );
     // SAFETY: the handler only stores to an atomic.
@@ -223,20 +256,19 @@ pub fn run(sc: &Scenario, opts: Options) -> Result<LiveReport, LiveError> {
         .map_err(|e| LiveError::Io(format!("cannot install the SIGINT handler: {e}")))?;
 
     // Listeners, one behaviour each.
+    let specs = listener_specs(sc)?;
     let mut listeners = Vec::new();
     let mut server_ports = BTreeSet::new();
     for h in &sc.hosts {
         for &(ip, port) in &h.listen {
-            let spec = sc
-                .workloads
-                .iter()
-                .find(|w| {
-                    w.destinations
-                        .iter()
-                        .any(|d| d.port == port && (ip == 0 || d.ip == ip))
-                })
-                .map(load::ServerSpec::of);
-            let Some(spec) = spec else { continue };
+            // A listener no workload reaches still holds its port, as in the prediction.
+            let spec = specs.get(&(ip, port)).cloned().unwrap_or(load::ServerSpec {
+                request_bytes: 1,
+                requests_per_connection: 1,
+                closer: crate::workload::Closer::Client,
+                linger_zero: false,
+                service: crate::workload::Dist::Fixed(crate::time::Duration(0)),
+            });
             let l = load::listen(SocketAddrV4::new(Ipv4Addr::from(ip), port)).map_err(|e| {
                 LiveError::Io(format!("listen on {}:{port}: {e}", Ipv4Addr::from(ip)))
             })?;
@@ -245,10 +277,15 @@ pub fn run(sc: &Scenario, opts: Options) -> Result<LiveReport, LiveError> {
         }
     }
     let mut diag = diag::Diag::open().map_err(|e| LiveError::Io(format!("sock_diag: {e}")))?;
+    // Clients stop at the end (or Ctrl-C, or the cap), keep their sockets until the last
+    // sample (`release`), and the server outlives them all (`server_stop`).
     let stop = Arc::new(AtomicBool::new(false));
+    let release = Arc::new(AtomicBool::new(false));
+    let server_stop = Arc::new(AtomicBool::new(false));
+    let started = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let seed = sc.seed;
     let server = {
-        let stop = stop.clone();
+        let stop = server_stop.clone();
         std::thread::Builder::new()
             .name("portsim-server".into())
             .spawn(move || load::serve(listeners, seed, stop))
@@ -257,18 +294,29 @@ pub fn run(sc: &Scenario, opts: Options) -> Result<LiveReport, LiveError> {
     let duration = StdDuration::from_nanos(sc.duration.0);
     let bin = StdDuration::from_nanos(sc.bin.0);
     let t0 = StdInstant::now() + StdDuration::from_millis(20);
+    let cpu_before = process_cpu_s();
     let threads = load::client_threads(&sc.workloads);
     let mut clients = Vec::new();
     for k in 0..threads {
         let stop = stop.clone();
+        let release = release.clone();
+        let started = started.clone();
         let workloads = sc.workloads.clone();
-        // The cap is shared out; each thread stops at its part.
-        let cap = opts.max_connections.div_ceil(threads);
+        let cap = opts.max_connections;
         let handle = std::thread::Builder::new()
             .name(format!("portsim-client{k}"))
             .spawn(move || {
-                load::Clients::new(&workloads, seed, t0, duration, bin, cap, (k, threads))?
-                    .run(&stop)
+                load::Clients::new(
+                    &workloads,
+                    seed,
+                    t0,
+                    duration,
+                    bin,
+                    cap,
+                    (k, threads),
+                    started,
+                )?
+                .run(&stop, &release)
             })
             .map_err(|e| LiveError::Io(e.to_string()))?;
         clients.push(handle);
@@ -276,6 +324,7 @@ pub fn run(sc: &Scenario, opts: Options) -> Result<LiveReport, LiveError> {
     // Sample the kernel's socket table at each bin's end.
     let mut samples = Vec::new();
     let nbins = sc.duration.0.div_ceil(sc.bin.0.max(1));
+    let capped = || started.load(Ordering::Relaxed) >= opts.max_connections;
     for k in 1..=nbins {
         let at = t0 + bin * k as u32;
         while StdInstant::now() < at && !INTERRUPTED.load(Ordering::SeqCst) {
@@ -291,9 +340,15 @@ pub fn run(sc: &Scenario, opts: Options) -> Result<LiveReport, LiveError> {
             diag.counts(&server_ports)
                 .map_err(|e| LiveError::Io(format!("sock_diag: {e}")))?,
         );
+        if capped() {
+            // The cap ended the workload: stop at this bin.
+            break;
+        }
     }
     let interrupted = INTERRUPTED.load(Ordering::SeqCst);
+    let was_capped = capped();
     stop.store(true, Ordering::SeqCst);
+    release.store(true, Ordering::SeqCst);
     let mut r: Option<load::ClientResult> = None;
     for c in clients {
         let part = c
@@ -305,11 +360,27 @@ pub fn run(sc: &Scenario, opts: Options) -> Result<LiveReport, LiveError> {
             Some(all) => all.merge(part),
         }
     }
-    let r = r.expect("at least one client thread");
-    server
+    let mut r = r.expect("at least one client thread");
+    server_stop.store(true, Ordering::SeqCst);
+    let accept_errors = server
         .join()
         .map_err(|_| LiveError::Io("the server thread panicked".into()))?
         .map_err(|e| LiveError::Io(format!("server: {e}")))?;
+    let partial = interrupted || was_capped;
+    if partial {
+        // Compare only the whole bins sampled: drop what came after the last sample.
+        r.bins.truncate(samples.len().max(1));
+        r.attempted = r.bins.iter().map(|b| b.attempts).sum();
+        r.established = r.bins.iter().map(|b| b.established).sum();
+        r.requests = r.bins.iter().map(|b| b.requests).sum();
+        let mut failed = BTreeMap::new();
+        for b in &r.bins {
+            for (k, v) in &b.failed {
+                *failed.entry(k.clone()).or_insert(0) += v;
+            }
+        }
+        r.failed = failed;
+    }
     let wall_s = t0.elapsed().as_secs_f64();
 
     let series: Vec<MeasuredBin> = r
@@ -349,7 +420,12 @@ pub fn run(sc: &Scenario, opts: Options) -> Result<LiveReport, LiveError> {
         connect_latency_ms: Lat::of(&r.connect_latency),
         request_latency_ms: Lat::of(&r.request_latency),
         first_ports: r.first_ports.iter().map(|&(_, p)| p).collect(),
-        capped: r.capped,
+        capped: was_capped,
+        broken: r.broken,
+        accept_errors,
+        generator_busy: (process_cpu_s() - cpu_before)
+            / (wall_s.max(1e-9)
+                * std::thread::available_parallelism().map_or(1, |n| n.get()) as f64),
         interrupted,
         late_arrivals: r.late_arrivals,
         wall_s,
@@ -361,15 +437,36 @@ pub fn run(sc: &Scenario, opts: Options) -> Result<LiveReport, LiveError> {
     for h in &mut predicted_sc.hosts {
         h.profile = effective.clone();
     }
-    if interrupted && !samples.is_empty() {
+    let mut notes = notes;
+    // Loopback cannot be given the scenario's RTT; the prediction takes the one measured
+    // (the median connect latency: one round trip plus the kernel's and the loop's work).
+    if r.connect_latency.count() > 0 {
+        let rtt = crate::time::Duration(r.connect_latency.percentile(0.5));
+        for w in &mut predicted_sc.workloads {
+            w.rtt = crate::workload::Dist::Fixed(rtt);
+        }
+        notes.push(format!(
+            "the prediction uses the measured loopback round trip, {rtt} (median connect \
+             latency), in place of the scenario's rtt"
+        ));
+    }
+    if partial && !samples.is_empty() {
         // Predict the part that ran: the whole bins sampled before Ctrl-C.
         predicted_sc.duration = crate::time::Duration(sc.bin.0 * samples.len() as u64);
     }
     let predicted = Simulation::new(&predicted_sc).run();
     let checks = compare(sc, &predicted, &measured);
+    let behind =
+        measured.late_arrivals * 100 > measured.attempted.max(1) || measured.generator_busy > 0.8;
+    let agree = checks.iter().all(|c| c.pass);
     let verdict = if measured.interrupted {
         "interrupted"
-    } else if checks.iter().all(|c| c.pass) {
+    } else if was_capped {
+        "capped"
+    } else if !agree && (behind || accept_errors > 0) {
+        // The machine could not keep up: a difference says nothing about the port model.
+        "inconclusive"
+    } else if agree {
         "agree"
     } else {
         "disagree"
@@ -542,7 +639,7 @@ impl LiveReport {
             let mf: u64 = b.failed.values().sum();
             let _ = writeln!(
                 o,
-                "{:>7}s  {:>10} / {:<8}  {:>10} / {:<8}  {:>10} / {:<8}",
+                "{:>7.3}s  {:>10} / {:<8}  {:>10} / {:<8}  {:>10} / {:<8}",
                 b.t_s,
                 p.established,
                 b.established,
@@ -561,6 +658,13 @@ impl LiveReport {
             m.request_latency_ms.p50,
             m.request_latency_ms.max
         );
+        if m.generator_busy > 0.8 {
+            let _ = writeln!(
+                o,
+                "the machine was CPU-bound ({:.0} % of its CPUs busy): rates measure this machine",
+                100.0 * m.generator_busy
+            );
+        }
         if m.late_arrivals > 0 {
             let _ = writeln!(
                 o,
@@ -569,7 +673,20 @@ impl LiveReport {
             );
         }
         if m.capped {
-            let _ = writeln!(o, "stopped at the connection cap");
+            let _ = writeln!(
+                o,
+                "stopped at the connection cap; the part that ran is compared"
+            );
+        }
+        if !m.broken.is_empty() {
+            let _ = writeln!(o, "connections broken after the handshake: {:?}", m.broken);
+        }
+        if m.accept_errors > 0 {
+            let _ = writeln!(
+                o,
+                "the server failed {} accept() calls (descriptors or memory)",
+                m.accept_errors
+            );
         }
         let _ = writeln!(o, "verdict: {}", self.verdict);
         o

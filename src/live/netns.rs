@@ -11,7 +11,10 @@ use crate::profile::Profile;
 use nix::sched::{CloneFlags, unshare};
 use nix::unistd::{getegid, geteuid};
 use std::net::Ipv4Addr;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
 use std::process::Command;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// How the namespace was obtained.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -22,8 +25,37 @@ pub enum Privilege {
     UserNamespace,
 }
 
-/// Moves the calling thread (the only one) into a new network namespace with `lo` up.
+/// The network namespace the process started in (inode of `/proc/thread-self/ns/net`),
+/// recorded by [`enter`]; [`apply`] refuses to write sysctls while still in it.
+static ORIGINAL_NS: AtomicU64 = AtomicU64::new(0);
+
+fn current_ns() -> u64 {
+    std::fs::metadata("/proc/thread-self/ns/net").map_or(0, |m| m.ino())
+}
+
+fn threads() -> usize {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Threads:"))
+                .and_then(|v| v.trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// Moves the calling thread (the only one) into a new network namespace with `lo` up, and
+/// raises the open-file limit to its hard limit (every connection is a descriptor).
 pub fn enter() -> Result<Privilege, LiveError> {
+    if threads() != 1 {
+        return Err(LiveError::Namespace(format!(
+            "the process has {} threads; unshare moves only the calling one, so live mode \
+             must start before any other thread",
+            threads()
+        )));
+    }
+    ORIGINAL_NS.store(current_ns(), Ordering::SeqCst);
+    raise_nofile();
     let how = if geteuid().is_root() {
         unshare(CloneFlags::CLONE_NEWNET).map_err(|e| {
             LiveError::Namespace(format!("unshare(CLONE_NEWNET) failed as root: {e}"))
@@ -47,12 +79,38 @@ pub fn enter() -> Result<Privilege, LiveError> {
         write("/proc/self/gid_map", format!("0 {gid} 1"))?;
         Privilege::UserNamespace
     };
+    if current_ns() == ORIGINAL_NS.load(Ordering::SeqCst) {
+        return Err(LiveError::Namespace(
+            "unshare reported success but the thread is still in its old namespace".into(),
+        ));
+    }
     ip(&["link", "set", "lo", "up"])?;
     Ok(how)
 }
 
+fn raise_nofile() {
+    let mut lim = nix::libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: plain syscalls on a local struct.
+    unsafe {
+        if nix::libc::getrlimit(nix::libc::RLIMIT_NOFILE, &mut lim) == 0
+            && lim.rlim_cur < lim.rlim_max
+        {
+            lim.rlim_cur = lim.rlim_max;
+            nix::libc::setrlimit(nix::libc::RLIMIT_NOFILE, &lim);
+        }
+    }
+}
+
 fn ip(args: &[&str]) -> Result<(), LiveError> {
-    let out = Command::new("ip").args(args).output().map_err(|e| {
+    // An absolute path: this may run as root, so PATH is not trusted.
+    let bin = ["/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip", "/bin/ip"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .unwrap_or("/usr/sbin/ip");
+    let out = Command::new(bin).args(args).output().map_err(|e| {
         LiveError::Namespace(format!(
             "cannot run `ip` (iproute2 is needed to set up the namespace): {e}"
         ))
@@ -93,6 +151,11 @@ struct Sysctl {
 }
 
 const SYSCTLS: &[Sysctl] = &[
+    // Before the range: the kernel refuses a range that starts below it.
+    Sysctl {
+        name: "net.ipv4.ip_unprivileged_port_start",
+        value: |p| p.unprivileged_port_start.to_string(),
+    },
     Sysctl {
         name: "net.ipv4.ip_local_port_range",
         value: |p| format!("{} {}", p.port_range.0, p.port_range.1),
@@ -157,6 +220,12 @@ pub fn read(name: &str) -> Option<String> {
 /// Writes the profile's knobs into the namespace, reads them back and returns the profile
 /// the kernel actually runs, plus notes on knobs this kernel lacks at their default value.
 pub fn apply(profile: &Profile) -> Result<(Profile, Vec<String>), LiveError> {
+    let original = ORIGINAL_NS.load(Ordering::SeqCst);
+    if original == 0 || current_ns() == original {
+        return Err(LiveError::Namespace(
+            "refusing to write sysctls outside the run's own network namespace".into(),
+        ));
+    }
     let mut effective = profile.clone();
     let mut notes = Vec::new();
     for s in SYSCTLS {
@@ -177,10 +246,14 @@ pub fn apply(profile: &Profile) -> Result<(Profile, Vec<String>), LiveError> {
         };
         if current != want {
             std::fs::write(path(s.name), &want).map_err(|e| {
-                LiveError::Namespace(format!(
-                    "cannot set {} = {want} in the namespace: {e}",
-                    s.name
-                ))
+                if e.raw_os_error() == Some(nix::libc::EINVAL) {
+                    LiveError::Refused(format!("the kernel refuses {} = {want} (EINVAL)", s.name))
+                } else {
+                    LiveError::Namespace(format!(
+                        "cannot set {} = {want} in the namespace: {e}",
+                        s.name
+                    ))
+                }
             })?;
         }
         let got = read(s.name).unwrap_or_default();
