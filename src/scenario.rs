@@ -1152,6 +1152,34 @@ arrival = { kind = "constant", rate = 100 }
     }
 
     #[test]
+    fn the_live_table_names_known_metrics_and_a_sane_tolerance() {
+        let e = err(&format!("{OK}\n[live]\nexact = [\"establised\"]\n"));
+        assert_eq!(e.key, "live.exact");
+        assert!(e.message.contains("\"established\""), "{}", e.message);
+        let e = err(&format!("{OK}\n[live]\ntolerance = 1.5\n"));
+        assert_eq!(e.key, "live.tolerance");
+        let sc = parse(
+            "t.toml",
+            &format!(
+                "{OK}\n[live]\nexact = [\"failed EADDRNOTAVAIL\"]\nignore = [\"attempted\"]\n"
+            ),
+        )
+        .unwrap();
+        assert_eq!(sc.live.exact, ["failed EADDRNOTAVAIL"]);
+        assert_eq!(sc.live.ignore, ["attempted"]);
+    }
+
+    #[test]
+    fn a_server_that_closes_after_zero_requests_is_refused() {
+        let text = OK.replace(
+            "[[workload]]",
+            "[[workload]]\nrequests_per_connection = 0\ncloser = \"server\"",
+        );
+        let e = err(&text);
+        assert!(e.message.contains("never close"), "{}", e.message);
+    }
+
+    #[test]
     fn several_source_ips_need_a_bind_mode() {
         let text = OK
             .replace("ips = [\"10.0.0.1\"]", "ips = [\"10.0.0.1\", \"10.0.0.3\"]")

@@ -222,6 +222,14 @@ fn what_the_kernel_cannot_do_is_refused_before_anything_runs() {
             ),
             "time_wait",
         ),
+        (
+            "wildcard.toml",
+            base.replace(
+                "listen = [\"127.0.0.1:8080\"]",
+                "listen = [\"0.0.0.0:8080\"]",
+            ) + "\n[[workload]]\nname = \"other\"\nclient = \"local\"\ndestinations = [\"127.0.0.2:8080\"]\narrival = { kind = \"constant\", rate = 10 }\nrtt = \"50us\"\ncloser = \"server\"\n",
+            "one behaviour per listener",
+        ),
     ] {
         let path = dir.join(name);
         std::fs::write(&path, text).unwrap();
