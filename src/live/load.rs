@@ -32,6 +32,8 @@ const TICK: StdDuration = StdDuration::from_millis(5);
 /// time without spinning.
 struct Alarm {
     fd: std::os::fd::OwnedFd,
+    /// The deadline armed and not yet rung.
+    armed: Option<StdInstant>,
 }
 
 const ALARM: Token = Token(usize::MAX - 1);
@@ -56,7 +58,24 @@ impl Alarm {
             ALARM,
             Interest::READABLE,
         )?;
-        Ok(Alarm { fd })
+        Ok(Alarm { fd, armed: None })
+    }
+
+    /// The epoll timeout that wakes the loop at `at`: zero when it is due, else `TICK`
+    /// with the alarm armed for `at` (re-armed only when the deadline changes).
+    fn timeout_for(&mut self, now: StdInstant, at: Option<StdInstant>) -> StdDuration {
+        let Some(at) = at else {
+            return TICK;
+        };
+        let wait = at.saturating_duration_since(now);
+        if wait.is_zero() {
+            return StdDuration::ZERO;
+        }
+        if wait < TICK && self.armed != Some(at) {
+            self.set(wait);
+            self.armed = Some(at);
+        }
+        TICK
     }
 
     /// Rings once, `wait` from now (at least 1 µs).
@@ -80,7 +99,8 @@ impl Alarm {
     }
 
     /// Consumes the expiry count so the next ring is a new edge.
-    fn clear(&self) {
+    fn clear(&mut self) {
+        self.armed = None;
         use std::os::fd::AsRawFd;
         let mut n = [0u8; 8];
         // SAFETY: reading 8 bytes into a local buffer.
@@ -202,7 +222,8 @@ pub fn serve(
     let mut buf = vec![0u8; 64 * 1024];
     let response = [b'r'; RESPONSE_BYTES];
     let mut pending_accept = vec![false; n];
-    let alarm = Alarm::new(&poll)?;
+    let mut alarm = Alarm::new(&poll)?;
+    let mut tokens: Vec<usize> = Vec::with_capacity(1024);
     let mut accept_errors = 0u64;
     while !stop.load(Ordering::Relaxed) {
         let now = StdInstant::now();
@@ -224,20 +245,17 @@ pub fn serve(
                 close(&mut poll, &mut conns, &mut free, i);
             }
         }
-        if let Some(Reverse((at, ..))) = timers.peek() {
-            alarm.set(at.saturating_duration_since(now).min(TICK));
-        }
-        if let Err(e) = poll.poll(&mut events, Some(TICK)) {
+        let timeout = alarm.timeout_for(now, timers.peek().map(|Reverse((at, ..))| *at));
+        if let Err(e) = poll.poll(&mut events, Some(timeout)) {
             if e.kind() == ErrorKind::Interrupted {
                 continue;
             }
             return Err(e);
         }
-        let retry_accept: Vec<usize> = (0..n).filter(|&t| pending_accept[t]).collect();
-        let tokens = retry_accept
-            .into_iter()
-            .chain(events.iter().map(|ev| ev.token().0));
-        for t in tokens.collect::<Vec<_>>() {
+        tokens.clear();
+        tokens.extend((0..n).filter(|&t| pending_accept[t]));
+        tokens.extend(events.iter().map(|ev| ev.token().0));
+        for &t in &tokens {
             if t == ALARM.0 {
                 alarm.clear();
                 continue;
@@ -401,6 +419,8 @@ pub struct Clients<'a> {
     arrivals: Vec<u64>,
     /// Connections started by every client thread, against the shared cap.
     started: Arc<std::sync::atomic::AtomicU64>,
+    /// Source address routing picks per destination.
+    routes: BTreeMap<u32, Option<u32>>,
     r: ClientResult,
 }
 
@@ -494,6 +514,7 @@ impl<'a> Clients<'a> {
             part,
             arrivals: vec![0; workloads.len()],
             started,
+            routes: BTreeMap::new(),
             r: ClientResult {
                 bins: vec![ClientBin::default(); bins.max(1)],
                 ..ClientResult::default()
@@ -541,7 +562,7 @@ impl<'a> Clients<'a> {
         }
         let mut events = Events::with_capacity(4096);
         let mut buf = vec![0u8; 64 * 1024];
-        let alarm = Alarm::new(&self.poll)?;
+        let mut alarm = Alarm::new(&self.poll)?;
         loop {
             let now = StdInstant::now();
             if now >= self.end || stop.load(Ordering::Relaxed) {
@@ -579,15 +600,13 @@ impl<'a> Clients<'a> {
                     Due::Start { wl, slot, retry } => self.start(wl, slot, retry, now),
                 }
             }
-            let wait = self
+            let next = self
                 .timers
                 .peek()
-                .map_or(TICK, |Reverse((at, ..))| {
-                    at.saturating_duration_since(now).min(TICK)
-                })
-                .min(self.end.saturating_duration_since(now));
-            alarm.set(wait);
-            if let Err(e) = self.poll.poll(&mut events, Some(TICK)) {
+                .map(|Reverse((at, ..))| *at)
+                .map_or(self.end, |at| at.min(self.end));
+            let timeout = alarm.timeout_for(now, Some(next));
+            if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
                 if e.kind() == ErrorKind::Interrupted {
                     continue;
                 }
@@ -658,6 +677,26 @@ impl<'a> Clients<'a> {
         }
     }
 
+    /// The source address routing gives a connect() to `dst` in this namespace (a UDP
+    /// connect() sends nothing and reveals it), cached per destination.
+    fn routed_source(&mut self, dst: u32) -> Option<u32> {
+        if let Some(&s) = self.routes.get(&dst) {
+            return s;
+        }
+        let found = std::net::UdpSocket::bind("0.0.0.0:0")
+            .and_then(|u| {
+                u.connect(SocketAddrV4::new(Ipv4Addr::from(dst), 9))?;
+                u.local_addr()
+            })
+            .ok()
+            .and_then(|a| match a.ip() {
+                std::net::IpAddr::V4(v4) => Some(u32::from(v4)),
+                std::net::IpAddr::V6(_) => None,
+            });
+        self.routes.insert(dst, found);
+        found
+    }
+
     /// socket(), options, bind as the mode says, non-blocking connect().
     fn open(&mut self, wl: u32, src: u32, dst: u32, port: u16) -> Result<Socket, String> {
         let w = &self.workloads[wl as usize];
@@ -678,10 +717,12 @@ impl<'a> Clients<'a> {
         }
         let src_addr = SockAddr::from(SocketAddrV4::new(Ipv4Addr::from(src), 0));
         match w.mode {
-            // Every host shares one namespace here, so routing would pick the destination's
-            // own address as the source. Pin the workload's source address without choosing
-            // a port: IP_BIND_ADDRESS_NO_PORT leaves the port to connect()'s autoselection,
-            // exactly as an unbound connect() from that host would do (§1.1, §1.6).
+            // Every host shares one namespace here, so routing may pick another of its
+            // addresses (the destination's own, for a local one) as the source. Where it
+            // would, pin the workload's source without choosing a port: with
+            // IP_BIND_ADDRESS_NO_PORT the port is still connect()'s autoselection, exactly as
+            // an unbound connect() from that host would do (§1.1, §1.6).
+            Mode::Connect if self.routed_source(dst) == Some(src) => {}
             Mode::Connect | Mode::BindNoPort => {
                 // IP_BIND_ADDRESS_NO_PORT (24).
                 setsockopt_u32(&s, 0, 24, 1).map_err(err)?;
@@ -913,7 +954,7 @@ impl<'a> Clients<'a> {
     }
 }
 
-fn setsockopt_u32(s: &Socket, level: i32, name: i32, v: u32) -> std::io::Result<()> {
+pub fn setsockopt_u32(s: &Socket, level: i32, name: i32, v: u32) -> std::io::Result<()> {
     use std::os::fd::AsRawFd;
     // SAFETY: a valid fd, a pointer to a live u32 and its size.
     let r = unsafe {
@@ -941,4 +982,11 @@ fn thread_cpu_s() -> f64 {
     }
     let t = |v: nix::libc::timeval| v.tv_sec as f64 + v.tv_usec as f64 / 1e6;
     t(u.ru_utime) + t(u.ru_stime)
+}
+
+/// Whether this kernel has IP_LOCAL_PORT_RANGE (Linux 6.3+).
+pub fn has_local_port_range() -> bool {
+    Socket::new(Domain::IPV4, Type::STREAM, None)
+        .map(|s| setsockopt_u32(&s, 0, 51, 0).is_ok())
+        .unwrap_or(false)
 }

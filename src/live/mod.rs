@@ -246,6 +246,12 @@ pub fn run(sc: &Scenario, opts: Options) -> Result<LiveReport, LiveError> {
     let ips: BTreeSet<u32> = sc.hosts.iter().flat_map(|h| h.ips.clone()).collect();
     netns::add_addresses(&ips.into_iter().collect::<Vec<_>>())?;
     let (effective, notes) = netns::apply(&profile)?;
+    if sc.workloads.iter().any(|w| w.local_port_range.is_some()) && !load::has_local_port_range() {
+        return Err(LiveError::Refused(
+            "local_port_range needs IP_LOCAL_PORT_RANGE, which this kernel lacks (Linux 6.3+)"
+                .into(),
+        ));
+    }
     let handler = nix::sys::signal::SigAction::new(
         nix::sys::signal::SigHandler::Handler(on_sigint),
         nix::sys::signal::SaFlags::SA_RESTART,
