@@ -170,6 +170,15 @@ fn an_unprivileged_user_runs_live_in_a_user_namespace() {
 }
 
 #[test]
+fn the_linger_zero_ceiling_run_leaves_no_time_wait_and_no_failure() {
+    let Some(r) = live("ceiling-linger-zero.toml") else {
+        return;
+    };
+    assert_eq!(n(&r["measured"]["time_wait_peak_sampled"]), 0);
+    assert!(r["measured"]["failed"].as_object().unwrap().is_empty());
+}
+
+#[test]
 fn the_hosts_own_sysctls_are_never_written() {
     let names = [
         "ip_local_port_range",
