@@ -297,6 +297,8 @@ pub struct Host {
     blocked: PortBits,
     pub pools: Vec<Pool>,
     pool_index: Table<(u32, u32, u16), PoolId>,
+    /// The single pool under host-wide scope, once registered.
+    wide_pool: Option<PoolId>,
     /// The connect() port-selection algorithm of the profile.
     selector: Box<dyn PortSelector>,
     /// Linux `inet_csk_find_open_port` for bind(0).
@@ -356,6 +358,7 @@ impl Host {
             owners: track_binds.then(Table::default),
             pools: Vec::new(),
             pool_index: Table::default(),
+            wide_pool: None,
             selector,
             binder,
             tw_alive: 0,
@@ -419,6 +422,9 @@ impl Host {
             established: 0,
         });
         self.pool_index.insert(key, id);
+        if host_wide {
+            self.wide_pool = Some(id);
+        }
         id
     }
 
@@ -631,16 +637,15 @@ impl Host {
             o.all += 1;
             o.strict += u32::from(strict);
         }
-        if first && let Some(pool) = self.host_wide_pool() {
+        if first && let Some(pool) = self.wide_pool {
             self.pool_take(pool, port);
         }
     }
 
-    fn host_wide_pool(&self) -> Option<PoolId> {
-        match self.profile.scope {
-            Scope::HostWide => self.pool_index.get(&(0, 0, 0)).copied(),
-            Scope::FourTuple => None,
-        }
+    /// The connect pool a socket drew its port from, if any.
+    pub fn pool_of_socket(&self, id: SockId) -> Option<PoolId> {
+        let p = self.socks[id as usize].pool;
+        if p != NONE { Some(p) } else { self.wide_pool }
     }
 
     /// Removes an owner; the bucket dies with its last owner (`inet_put_port`,
@@ -669,7 +674,7 @@ impl Host {
         }
         if emptied {
             self.refresh_taint(port);
-            if let Some(pool) = self.host_wide_pool() {
+            if let Some(pool) = self.wide_pool {
                 self.pool_release(pool, port);
             }
         }

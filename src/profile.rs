@@ -802,6 +802,11 @@ impl Profile {
         out
     }
 
+    /// A knob's value as the kernel prints it (`/proc/sys` text, no TOML quotes).
+    pub fn sysctl_text(&self, key: &str) -> String {
+        self.knob_value(key).trim_matches('"').to_string()
+    }
+
     fn knob_value(&self, key: &str) -> String {
         let (lo, hi) = self.port_range;
         let q = |s: String| format!("\"{s}\"");

@@ -59,13 +59,18 @@ impl Hist {
         let k = if self.bucketed { bucket_of(v) } else { v };
         *self.map.entry(k).or_insert(0) += 1;
         if !self.bucketed && self.map.len() > EXACT_LIMIT {
-            let old = std::mem::take(&mut self.map);
-            for (v, n) in old {
-                *self.map.entry(bucket_of(v)).or_insert(0) += n;
-            }
-            self.bucketed = true;
+            self.rebucket();
         }
     }
+    /// Switches from exact values to log-linear buckets.
+    fn rebucket(&mut self) {
+        let old = std::mem::take(&mut self.map);
+        for (v, n) in old {
+            *self.map.entry(bucket_of(v)).or_insert(0) += n;
+        }
+        self.bucketed = true;
+    }
+
     /// Adds every value of `other`.
     pub fn merge(&mut self, other: &Hist) {
         if other.count == 0 {
@@ -78,11 +83,7 @@ impl Hist {
         self.count += other.count;
         self.sum += other.sum;
         if other.bucketed && !self.bucketed {
-            let old = std::mem::take(&mut self.map);
-            for (v, n) in old {
-                *self.map.entry(bucket_of(v)).or_insert(0) += n;
-            }
-            self.bucketed = true;
+            self.rebucket();
         }
         for (&k, &n) in &other.map {
             let k = if self.bucketed && !other.bucketed {
@@ -93,11 +94,7 @@ impl Hist {
             *self.map.entry(k).or_insert(0) += n;
         }
         if !self.bucketed && self.map.len() > EXACT_LIMIT {
-            let old = std::mem::take(&mut self.map);
-            for (v, n) in old {
-                *self.map.entry(bucket_of(v)).or_insert(0) += n;
-            }
-            self.bucketed = true;
+            self.rebucket();
         }
     }
     pub fn count(&self) -> u64 {

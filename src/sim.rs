@@ -26,7 +26,7 @@ use crate::report::{
 use crate::rng::stream;
 use crate::scenario::Scenario;
 use crate::time::{Duration, Instant};
-use crate::workload::{Arrival, Closer, Mode, OnError, Runner, Workload};
+use crate::workload::{AfterFailure, Arrival, Closer, Mode, Runner, Workload};
 use std::collections::{HashMap, VecDeque};
 use std::net::Ipv4Addr;
 
@@ -587,48 +587,21 @@ impl Simulation {
     /// A connect attempt failed with `errno`: count it and apply the workload's policy.
     fn fail(&mut self, wl: u32, slot: u32, retry: u32, errno: Errno) {
         self.rec.failed(self.now, wl as usize, errno);
-        let closed_loop = slot != NONE;
-        match self.workloads[wl as usize].on_error {
-            OnError::Count { delay } => {
-                if closed_loop {
-                    self.queue.push(
-                        self.now + delay,
-                        Class::App,
-                        Event::Start { wl, slot, retry: 0 },
-                    );
-                }
+        let policy = self.workloads[wl as usize].on_error;
+        let (next, gave_up) = policy.after_failure(retry, slot != NONE);
+        if gave_up {
+            self.rec.request_failed(wl as usize);
+        }
+        match next {
+            AfterFailure::Start { wait, retry } => {
+                self.queue.push(
+                    self.now + wait,
+                    Class::App,
+                    Event::Start { wl, slot, retry },
+                );
             }
-            OnError::Retry {
-                delay,
-                backoff,
-                max_delay,
-                max_retries,
-            } => {
-                if retry < max_retries {
-                    let wait =
-                        (delay.0 as f64 * backoff.powi(retry as i32)).min(max_delay.0 as f64);
-                    let at = self.now + Duration(wait.round() as u64);
-                    self.queue.push(
-                        at,
-                        Class::App,
-                        Event::Start {
-                            wl,
-                            slot,
-                            retry: retry + 1,
-                        },
-                    );
-                } else {
-                    self.rec.request_failed(wl as usize);
-                    if closed_loop {
-                        self.queue.push(
-                            self.now + delay,
-                            Class::App,
-                            Event::Start { wl, slot, retry: 0 },
-                        );
-                    }
-                }
-            }
-            OnError::Stop => {
+            AfterFailure::Idle => {}
+            AfterFailure::Stop => {
                 self.runners[wl as usize].stopped = true;
                 self.rec.workloads[wl as usize]
                     .stopped_at
@@ -769,8 +742,7 @@ impl Simulation {
         let c = self.conns[conn as usize];
         let client = &mut self.hosts[c.client as usize];
         client.set_state(c.csock, State::Established);
-        let t = c.tuple;
-        if let Some(pool) = client.pool_of(t.local_ip, t.remote_ip, t.remote_port) {
+        if let Some(pool) = client.pool_of_socket(c.csock) {
             client.pools[pool as usize].established += 1;
         }
         self.rec.established(c.wl as usize, self.now - c.started);

@@ -147,6 +147,56 @@ pub enum OnError {
     Stop,
 }
 
+/// What the application does next after a failed connect attempt.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum AfterFailure {
+    /// Start again after `wait`, as attempt `retry` (0: a new request).
+    Start { wait: Duration, retry: u32 },
+    /// Nothing: an open-loop arrival is simply over.
+    Idle,
+    /// Stop the whole workload.
+    Stop,
+}
+
+impl OnError {
+    /// The policy applied to a failure of attempt `retry` (0 = first) by a closed-loop slot
+    /// or an open-loop arrival. The flag is true when the request is given up for good.
+    pub fn after_failure(&self, retry: u32, closed_loop: bool) -> (AfterFailure, bool) {
+        let next_request = |delay| {
+            if closed_loop {
+                AfterFailure::Start {
+                    wait: delay,
+                    retry: 0,
+                }
+            } else {
+                AfterFailure::Idle
+            }
+        };
+        match *self {
+            OnError::Count { delay } => (next_request(delay), false),
+            OnError::Retry {
+                delay,
+                backoff,
+                max_delay,
+                max_retries,
+            } => {
+                if retry < max_retries {
+                    let wait =
+                        (delay.0 as f64 * backoff.powi(retry as i32)).min(max_delay.0 as f64);
+                    let again = AfterFailure::Start {
+                        wait: Duration(wait.round() as u64),
+                        retry: retry + 1,
+                    };
+                    (again, false)
+                } else {
+                    (next_request(delay), true)
+                }
+            }
+            OnError::Stop => (AfterFailure::Stop, false),
+        }
+    }
+}
+
 /// How connections are spread over sources and destinations.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Spread {

@@ -9,7 +9,7 @@
 
 use crate::report::Hist;
 use crate::rng::stream;
-use crate::workload::{Arrival, Closer, Dist, Mode, OnError, Runner, Workload};
+use crate::workload::{AfterFailure, Arrival, Closer, Dist, Mode, OnError, Runner, Workload};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
 use rand_chacha::ChaCha8Rng;
@@ -157,12 +157,7 @@ pub struct ClientResult {
     pub first_ports: Vec<(u64, u16)>,
     /// Connections that failed after the handshake (reset, early close), by errno.
     pub broken: BTreeMap<String, u64>,
-    /// CPU time the busiest client thread used during the run, in seconds.
-    pub cpu_s: f64,
-    /// The connection cap stopped the workload early.
-    pub capped: bool,
-    /// Arrivals started more than 5 ms after their time (the generator fell behind; epoll
-    /// waits in whole milliseconds, so smaller delays are the timer, not the load).
+    /// Open-loop arrivals started more than 5 ms after their time: the generator fell behind.
     pub late_arrivals: u64,
 }
 
@@ -243,7 +238,7 @@ pub fn serve(
                 if spec.linger_zero {
                     let _ = SockRef::from(&c.sock).set_linger(Some(StdDuration::ZERO));
                 }
-                close(&mut poll, &mut conns, &mut free, i);
+                close(&mut conns, &mut free, i);
             }
         }
         let timeout = alarm.timeout_for(now, timers.peek().map(|Reverse((at, ..))| *at));
@@ -364,16 +359,15 @@ pub fn serve(
             }
             if eof || closed {
                 // The client closed first (or reset), or the server is done: close.
-                close(&mut poll, &mut conns, &mut free, i);
+                close(&mut conns, &mut free, i);
             }
         }
     }
     Ok(accept_errors)
 }
 
-fn close(poll: &mut Poll, conns: &mut [Option<SConn>], free: &mut Vec<usize>, i: usize) {
+fn close(conns: &mut [Option<SConn>], free: &mut Vec<usize>, i: usize) {
     // Closing the descriptor removes it from the epoll set: no EPOLL_CTL_DEL needed.
-    let _ = poll;
     if conns[i].take().is_some() {
         free.push(i);
     }
@@ -449,8 +443,6 @@ impl ClientResult {
         self.first_ports.extend(o.first_ports);
         self.first_ports.sort_unstable();
         self.first_ports.truncate(4096);
-        self.capped |= o.capped;
-        self.cpu_s = self.cpu_s.max(o.cpu_s);
         for (k, v) in o.broken {
             *self.broken.entry(k).or_default() += v;
         }
@@ -624,7 +616,6 @@ impl<'a> Clients<'a> {
             }
         }
         self.r.in_flight = self.conns.iter().filter(|c| c.is_some()).count() as u64;
-        self.r.cpu_s = thread_cpu_s();
         while !release.load(Ordering::Relaxed) {
             std::thread::sleep(StdDuration::from_millis(1));
         }
@@ -636,7 +627,6 @@ impl<'a> Clients<'a> {
             return;
         }
         if self.started.fetch_add(1, Ordering::Relaxed) >= self.max_connections {
-            self.r.capped = true;
             self.stopped.iter_mut().for_each(|s| *s = true);
             return;
         }
@@ -761,41 +751,14 @@ impl<'a> Clients<'a> {
     fn fail(&mut self, wl: u32, slot: u32, retry: u32, errno: String, now: StdInstant) {
         *self.r.failed.entry(errno.clone()).or_default() += 1;
         *self.bin(now).failed.entry(errno).or_default() += 1;
-        let closed_loop = slot != NONE;
-        match self.workloads[wl as usize].on_error {
-            OnError::Count { delay } => {
-                if closed_loop {
-                    self.push(
-                        now + StdDuration::from_nanos(delay.0),
-                        Due::Start { wl, slot, retry: 0 },
-                    );
-                }
-            }
-            OnError::Retry {
-                delay,
-                backoff,
-                max_delay,
-                max_retries,
-            } => {
-                if retry < max_retries {
-                    let wait =
-                        (delay.0 as f64 * backoff.powi(retry as i32)).min(max_delay.0 as f64);
-                    self.push(
-                        now + StdDuration::from_nanos(wait.round() as u64),
-                        Due::Start {
-                            wl,
-                            slot,
-                            retry: retry + 1,
-                        },
-                    );
-                } else if closed_loop {
-                    self.push(
-                        now + StdDuration::from_nanos(delay.0),
-                        Due::Start { wl, slot, retry: 0 },
-                    );
-                }
-            }
-            OnError::Stop => self.stopped[wl as usize] = true,
+        let policy = self.workloads[wl as usize].on_error;
+        match policy.after_failure(retry, slot != NONE).0 {
+            AfterFailure::Start { wait, retry } => self.push(
+                now + StdDuration::from_nanos(wait.0),
+                Due::Start { wl, slot, retry },
+            ),
+            AfterFailure::Idle => {}
+            AfterFailure::Stop => self.stopped[wl as usize] = true,
         }
     }
 
@@ -974,17 +937,6 @@ pub fn setsockopt_u32(s: &Socket, level: i32, name: i32, v: u32) -> std::io::Res
     } else {
         Err(std::io::Error::last_os_error())
     }
-}
-
-/// CPU time (user + system) the calling thread has used, in seconds.
-fn thread_cpu_s() -> f64 {
-    // SAFETY: getrusage fills a zeroed local struct.
-    let mut u: nix::libc::rusage = unsafe { std::mem::zeroed() };
-    if unsafe { nix::libc::getrusage(nix::libc::RUSAGE_THREAD, &mut u) } != 0 {
-        return 0.0;
-    }
-    let t = |v: nix::libc::timeval| v.tv_sec as f64 + v.tv_usec as f64 / 1e6;
-    t(u.ru_utime) + t(u.ru_stime)
 }
 
 /// Whether this kernel has IP_LOCAL_PORT_RANGE (Linux 6.3+).

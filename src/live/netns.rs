@@ -144,66 +144,19 @@ pub fn add_addresses(ips: &[u32]) -> Result<(), LiveError> {
     Ok(())
 }
 
-/// A Linux sysctl portsim sets for a live run, and how to write a profile's value into it.
-struct Sysctl {
-    name: &'static str,
-    value: fn(&Profile) -> String,
-}
-
-const SYSCTLS: &[Sysctl] = &[
-    // Before the range: the kernel refuses a range that starts below it.
-    Sysctl {
-        name: "net.ipv4.ip_unprivileged_port_start",
-        value: |p| p.unprivileged_port_start.to_string(),
-    },
-    Sysctl {
-        name: "net.ipv4.ip_local_port_range",
-        value: |p| format!("{} {}", p.port_range.0, p.port_range.1),
-    },
-    Sysctl {
-        name: "net.ipv4.ip_local_reserved_ports",
-        value: |p| {
-            p.reserved_ports
-                .iter()
-                .map(|&(a, b)| {
-                    if a == b {
-                        a.to_string()
-                    } else {
-                        format!("{a}-{b}")
-                    }
-                })
-                .collect::<Vec<_>>()
-                .join(",")
-        },
-    },
-    Sysctl {
-        name: "net.ipv4.tcp_tw_reuse",
-        value: |p| p.tw_reuse.to_string(),
-    },
-    Sysctl {
-        name: "net.ipv4.tcp_tw_reuse_delay",
-        value: |p| p.tw_reuse_delay_ms.to_string(),
-    },
-    Sysctl {
-        name: "net.ipv4.tcp_timestamps",
-        value: |p| p.timestamps.to_string(),
-    },
-    Sysctl {
-        name: "net.ipv4.tcp_max_tw_buckets",
-        value: |p| p.max_tw_buckets.to_string(),
-    },
-    Sysctl {
-        name: "net.ipv4.ip_autobind_reuse",
-        value: |p| u8::from(p.autobind_reuse).to_string(),
-    },
-    Sysctl {
-        name: "net.ipv4.tcp_rfc1337",
-        value: |p| u8::from(!p.tw_rst_kills).to_string(),
-    },
-    Sysctl {
-        name: "net.ipv4.tcp_syn_retries",
-        value: |p| p.syn_retries.to_string(),
-    },
+/// The Linux sysctls a live run sets, in the order they must be written: the kernel refuses
+/// a port range that starts below `ip_unprivileged_port_start`.
+const SYSCTLS: &[&str] = &[
+    "net.ipv4.ip_unprivileged_port_start",
+    "net.ipv4.ip_local_port_range",
+    "net.ipv4.ip_local_reserved_ports",
+    "net.ipv4.tcp_tw_reuse",
+    "net.ipv4.tcp_tw_reuse_delay",
+    "net.ipv4.tcp_timestamps",
+    "net.ipv4.tcp_max_tw_buckets",
+    "net.ipv4.ip_autobind_reuse",
+    "net.ipv4.tcp_rfc1337",
+    "net.ipv4.tcp_syn_retries",
 ];
 
 fn path(name: &str) -> String {
@@ -228,39 +181,39 @@ pub fn apply(profile: &Profile) -> Result<(Profile, Vec<String>), LiveError> {
     }
     let mut effective = profile.clone();
     let mut notes = Vec::new();
-    for s in SYSCTLS {
-        let want = (s.value)(profile);
-        let Some(current) = read(s.name) else {
-            let default = (s.value)(&Profile::linux());
+    for &name in SYSCTLS {
+        let want = profile.sysctl_text(name);
+        let Some(current) = read(name) else {
+            let default = Profile::linux().sysctl_text(name);
             if want == default {
                 notes.push(format!(
                     "{}: not in this kernel; its default {want} is what the kernel does",
-                    s.name
+                    name
                 ));
                 continue;
             }
             return Err(LiveError::Refused(format!(
                 "{} = {want}: this kernel has no such sysctl (tcp_tw_reuse_delay arrived in Linux 6.14), so the live run cannot apply it",
-                s.name
+                name
             )));
         };
         if current != want {
-            std::fs::write(path(s.name), &want).map_err(|e| {
+            std::fs::write(path(name), &want).map_err(|e| {
                 if e.raw_os_error() == Some(nix::libc::EINVAL) {
-                    LiveError::Refused(format!("the kernel refuses {} = {want} (EINVAL)", s.name))
+                    LiveError::Refused(format!("the kernel refuses {} = {want} (EINVAL)", name))
                 } else {
                     LiveError::Namespace(format!(
                         "cannot set {} = {want} in the namespace: {e}",
-                        s.name
+                        name
                     ))
                 }
             })?;
         }
-        let got = read(s.name).unwrap_or_default();
+        let got = read(name).unwrap_or_default();
         let value = toml::Value::String(got.clone());
         effective
-            .set_knob(s.name, &value)
-            .map_err(|e| LiveError::Namespace(format!("{} reads back as {got:?}: {e}", s.name)))?;
+            .set_knob(name, &value)
+            .map_err(|e| LiveError::Namespace(format!("{} reads back as {got:?}: {e}", name)))?;
     }
     Ok((effective, notes))
 }
