@@ -125,6 +125,17 @@ fn the_generator_ceiling_run_agrees_on_what_ports_decide() {
 }
 
 #[test]
+fn the_open_loop_ceiling_run_agrees_on_what_ports_decide() {
+    let Some(r) = live("ceiling-open-loop.toml") else {
+        return;
+    };
+    // As in the closed loop: no failure, and the server's TIME-WAITs cover the even ports.
+    assert!(r["measured"]["failed"].as_object().unwrap().is_empty());
+    let tw = n(&r["measured"]["time_wait_peak_sampled"]);
+    assert!((13_500..=14_116).contains(&tw), "{tw}");
+}
+
+#[test]
 fn an_unprivileged_user_runs_live_in_a_user_namespace() {
     // As root, drop to uid/gid 65534 with util-linux setpriv and run a copy of the binary
     // that user can read; the run must make a user + network namespace and still agree.

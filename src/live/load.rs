@@ -159,6 +159,8 @@ pub struct ClientResult {
     pub broken: BTreeMap<String, u64>,
     /// Open-loop arrivals started more than 5 ms after their time: the generator fell behind.
     pub late_arrivals: u64,
+    /// How long after its time each open-loop arrival started, ns.
+    pub arrival_lag: Hist,
 }
 
 /// Binds a listener (SO_REUSEADDR, backlog 4096) in the calling thread's namespace.
@@ -190,8 +192,85 @@ struct SConn {
     generation: u32,
 }
 
+/// What reading a server connection left to do.
+enum Served {
+    /// Wait for more bytes or a timer.
+    Open,
+    /// The client closed, reset, or the server is done: close it.
+    Close,
+}
+
+/// Reads what `c` has, answers each complete request (at once for a zero service time, else
+/// by a timer) and says whether the connection is done. `fresh`: just accepted, not yet in
+/// the epoll set.
+#[allow(clippy::too_many_arguments)]
+fn serve_reads(
+    fresh: bool,
+    c: &mut SConn,
+    i: usize,
+    spec: &ServerSpec,
+    rng: &mut ChaCha8Rng,
+    buf: &mut [u8],
+    timers: &mut BinaryHeap<Reverse<(StdInstant, u64, usize, u32)>>,
+    seq: &mut u64,
+) -> Served {
+    loop {
+        match c.sock.read(buf) {
+            Ok(0) => return Served::Close,
+            Ok(k) => {
+                c.got += k as u64;
+                while c.got >= u64::from(spec.request_bytes) {
+                    c.got -= u64::from(spec.request_bytes);
+                    let wait = StdDuration::from_nanos(spec.service.sample(rng).0);
+                    if !wait.is_zero() {
+                        *seq += 1;
+                        timers.push(Reverse((StdInstant::now() + wait, *seq, i, c.generation)));
+                    } else if respond(c, spec) {
+                        // Zero service time: answered at once, no timer round trip.
+                        return Served::Close;
+                    }
+                }
+                if fresh && k < buf.len() {
+                    // A short read emptied the queue. The socket is not in the epoll set
+                    // yet, and registering it polls its state, so a FIN or reset already
+                    // queued is still reported: the read that would say EAGAIN is skipped.
+                    return Served::Open;
+                }
+            }
+            Err(e) if e.kind() == ErrorKind::WouldBlock => return Served::Open,
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            Err(_) => return Served::Close,
+        }
+    }
+}
+
+/// Writes one response; true when the server closes now (SO_LINGER 0 set first if asked).
+///
+/// A last response before the server's close is sent with MSG_MORE, so it stays queued
+/// until close() sets FIN on the same segment, as servers that write and close at once get
+/// from the kernel: one segment fewer per connection, and nothing the ports see changes. Not
+/// with SO_LINGER 0, whose close() discards queued data and sends RST.
+fn respond(c: &mut SConn, spec: &ServerSpec) -> bool {
+    c.served += 1;
+    let closes = c.served >= spec.requests_per_connection && spec.closer == Closer::Server;
+    let response = [b'r'; RESPONSE_BYTES];
+    if closes && !spec.linger_zero {
+        let _ = SockRef::from(&c.sock).send_with_flags(&response, nix::libc::MSG_MORE);
+    } else {
+        let _ = c.sock.write(&response);
+    }
+    if closes && spec.linger_zero {
+        let _ = SockRef::from(&c.sock).set_linger(Some(StdDuration::ZERO));
+    }
+    closes
+}
+
 /// Runs every listener until `stop`.
 /// Returns how many accept() calls failed for lack of descriptors or memory.
+///
+/// An accepted connection is read at once: on loopback the request is usually queued
+/// before accept() returns, and with a zero service time and the server closing, the
+/// connection is answered and closed without ever entering the epoll set.
 pub fn serve(
     listeners: Vec<(std::net::TcpListener, ServerSpec)>,
     seed: u64,
@@ -216,7 +295,6 @@ pub fn serve(
     let mut timers: BinaryHeap<Reverse<(StdInstant, u64, usize, u32)>> = BinaryHeap::new();
     let mut seq = 0u64;
     let mut buf = vec![0u8; 64 * 1024];
-    let response = [b'r'; RESPONSE_BYTES];
     let mut pending_accept = vec![false; n];
     let mut alarm = Alarm::new(&poll)?;
     let mut tokens: Vec<usize> = Vec::with_capacity(1024);
@@ -231,13 +309,7 @@ pub fn serve(
             let Some(c) = conns[i].as_mut().filter(|c| c.generation == generation) else {
                 continue;
             };
-            let spec = &specs[c.spec];
-            let _ = c.sock.write(&response);
-            c.served += 1;
-            if c.served >= spec.requests_per_connection && spec.closer == Closer::Server {
-                if spec.linger_zero {
-                    let _ = SockRef::from(&c.sock).set_linger(Some(StdDuration::ZERO));
-                }
+            if respond(c, &specs[c.spec]) {
                 close(&mut conns, &mut free, i);
             }
         }
@@ -260,25 +332,42 @@ pub fn serve(
                 pending_accept[t] = false;
                 loop {
                     match ls[t].accept() {
-                        Ok((mut sock, _)) => {
+                        Ok((sock, _)) => {
                             let i = free.pop().unwrap_or_else(|| {
                                 conns.push(None);
                                 generations.push(0);
                                 conns.len() - 1
                             });
                             generations[i] = generations[i].wrapping_add(1);
-                            poll.registry().register(
-                                &mut sock,
-                                Token(n + i),
-                                Interest::READABLE,
-                            )?;
-                            conns[i] = Some(SConn {
+                            let mut c = SConn {
                                 sock,
                                 spec: t,
                                 got: 0,
                                 served: 0,
                                 generation: generations[i],
-                            });
+                            };
+                            let served = serve_reads(
+                                true,
+                                &mut c,
+                                i,
+                                &specs[t],
+                                &mut rng,
+                                &mut buf,
+                                &mut timers,
+                                &mut seq,
+                            );
+                            if let Served::Close = served {
+                                free.push(i);
+                                continue;
+                            }
+                            // Registering with edge triggering reports bytes that are
+                            // already queued, so none is missed between the read and here.
+                            poll.registry().register(
+                                &mut c.sock,
+                                Token(n + i),
+                                Interest::READABLE,
+                            )?;
+                            conns[i] = Some(c);
                         }
                         Err(e) if e.kind() == ErrorKind::WouldBlock => break,
                         Err(e)
@@ -305,60 +394,13 @@ pub fn serve(
                 continue;
             }
             let i = t - n;
-            let mut eof = false;
-            let mut closed = false;
-            if let Some(c) = conns[i].as_mut() {
-                loop {
-                    match c.sock.read(&mut buf) {
-                        Ok(0) => {
-                            eof = true;
-                            break;
-                        }
-                        Ok(k) => {
-                            c.got += k as u64;
-                            let spec = &specs[c.spec];
-                            while c.got >= u64::from(spec.request_bytes) {
-                                c.got -= u64::from(spec.request_bytes);
-                                let wait = StdDuration::from_nanos(spec.service.sample(&mut rng).0);
-                                if wait.is_zero() {
-                                    // Zero service time: answer at once, no timer round trip.
-                                    let _ = c.sock.write(&response);
-                                    c.served += 1;
-                                    if c.served >= spec.requests_per_connection
-                                        && spec.closer == Closer::Server
-                                    {
-                                        if spec.linger_zero {
-                                            let _ = SockRef::from(&c.sock)
-                                                .set_linger(Some(StdDuration::ZERO));
-                                        }
-                                        closed = true;
-                                        break;
-                                    }
-                                } else {
-                                    seq += 1;
-                                    timers.push(Reverse((
-                                        StdInstant::now() + wait,
-                                        seq,
-                                        i,
-                                        c.generation,
-                                    )));
-                                }
-                            }
-                            if closed {
-                                break;
-                            }
-                        }
-                        Err(e) if e.kind() == ErrorKind::WouldBlock => break,
-                        Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-                        Err(_) => {
-                            eof = true;
-                            break;
-                        }
-                    }
-                }
-            }
-            if eof || closed {
-                // The client closed first (or reset), or the server is done: close.
+            let Some(c) = conns[i].as_mut() else {
+                continue;
+            };
+            let spec = &specs[c.spec];
+            if let Served::Close =
+                serve_reads(false, c, i, spec, &mut rng, &mut buf, &mut timers, &mut seq)
+            {
                 close(&mut conns, &mut free, i);
             }
         }
@@ -416,6 +458,8 @@ pub struct Clients<'a> {
     started: Arc<std::sync::atomic::AtomicU64>,
     /// Source address routing picks per destination.
     routes: BTreeMap<u32, Option<u32>>,
+    /// Request bytes, written from here.
+    request: Vec<u8>,
     r: ClientResult,
 }
 
@@ -447,12 +491,13 @@ impl ClientResult {
             *self.broken.entry(k).or_default() += v;
         }
         self.late_arrivals += o.late_arrivals;
+        self.arrival_lag.merge(&o.arrival_lag);
     }
 }
 
 /// Client threads a run uses: three, to keep both cores busy (the kernel's loopback work
-/// runs in the sender's context, so one client thread saturates a core; with two the CPUs sat
-/// about 10 % idle, measured 17,600–20,400 lifecycles/s against 18,400–22,700 with three),
+/// runs in the sender's context, so one client thread saturates a core; two client threads
+/// measured 23,400–25,000 lifecycles/s on `ceiling.toml` against 25,800–28,800 with three),
 /// or one where the order of the application's own actions matters (explicit port cursors,
 /// stop on error).
 pub fn client_threads(workloads: &[Workload]) -> u64 {
@@ -510,6 +555,7 @@ impl<'a> Clients<'a> {
             arrivals: vec![0; workloads.len()],
             started,
             routes: BTreeMap::new(),
+            request: vec![b'q'; 64 * 1024],
             r: ClientResult {
                 bins: vec![ClientBin::default(); bins.max(1)],
                 ..ClientResult::default()
@@ -555,7 +601,7 @@ impl<'a> Clients<'a> {
                 }
             }
         }
-        let mut events = Events::with_capacity(4096);
+        let mut events = Events::with_capacity(256);
         let mut buf = vec![0u8; 64 * 1024];
         let mut alarm = Alarm::new(&self.poll)?;
         loop {
@@ -583,7 +629,9 @@ impl<'a> Clients<'a> {
                         let j = self.arrivals[wl as usize];
                         self.arrivals[wl as usize] += 1;
                         if j % self.part.1 == self.part.0 {
-                            if now.saturating_duration_since(at) > StdDuration::from_millis(5) {
+                            let lag = now.saturating_duration_since(at);
+                            self.r.arrival_lag.record(lag.as_nanos() as u64);
+                            if lag > StdDuration::from_millis(5) {
                                 self.r.late_arrivals += 1;
                             }
                             self.start(wl, NONE, 0, now);
@@ -612,7 +660,14 @@ impl<'a> Clients<'a> {
                     alarm.clear();
                     continue;
                 }
-                self.on_event(ev.token().0, ev.is_writable() || ev.is_error(), &mut buf);
+                // The peer's FIN is queued behind the bytes (EPOLLRDHUP without an error).
+                let fin = ev.is_read_closed() && !ev.is_error();
+                self.on_event(
+                    ev.token().0,
+                    ev.is_writable() || ev.is_error(),
+                    fin,
+                    &mut buf,
+                );
             }
         }
         self.r.in_flight = self.conns.iter().filter(|c| c.is_some()).count() as u64;
@@ -634,39 +689,62 @@ impl<'a> Clients<'a> {
         let (src, dst) = self.runners[wl as usize].pick(w);
         self.r.attempted += 1;
         self.bin(now).attempts += 1;
-        match self.open(wl, src.ip, dst.ip, dst.port) {
-            Ok(sock) => {
-                let i = self.free.pop().unwrap_or_else(|| {
-                    self.conns.push(None);
-                    self.conns.len() - 1
-                });
-                let mut sock = TcpStream::from_std(sock.into());
-                if self
-                    .poll
-                    .registry()
-                    .register(&mut sock, Token(i), Interest::READABLE | Interest::WRITABLE)
-                    .is_err()
-                {
-                    self.free.push(i);
-                    self.fail(wl, slot, retry, "EPOLL".into(), now);
-                    return;
-                }
-                let left = w.requests_per_connection;
-                self.conns[i] = Some(CConn {
-                    sock,
-                    wl,
-                    slot,
-                    retry,
-                    start: now,
-                    req_start: now,
-                    left,
-                    to_write: 0,
-                    got: 0,
-                    established: false,
-                    awaiting_eof: false,
-                });
+        let sock = match self.open(wl, src.ip, dst.ip, dst.port) {
+            Ok(sock) => sock,
+            Err(errno) => return self.fail(wl, slot, retry, errno, now),
+        };
+        // On loopback the handshake is over when connect() returns (the SYN-ACK is processed
+        // as the socket lock is released), so the request goes out at once; in SYN-SENT the
+        // write says EAGAIN and the socket's first writable event sends it instead. A refused
+        // connect() reports its error here, as SO_ERROR would.
+        let n = w.request_bytes.max(1) as usize;
+        let left = w.requests_per_connection;
+        let mut early = None;
+        if left > 0 {
+            match (&sock).write(&self.request[..n.min(self.request.len())]) {
+                Ok(k) => early = Some(n - k),
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+                Err(e) => return self.fail(wl, slot, retry, io_errno(&e), now),
             }
-            Err(errno) => self.fail(wl, slot, retry, errno, now),
+        }
+        let i = self.free.pop().unwrap_or_else(|| {
+            self.conns.push(None);
+            self.conns.len() - 1
+        });
+        let mut sock = TcpStream::from_std(sock.into());
+        // Edge-triggered registration polls the socket's state, so nothing that happened
+        // since the write is missed.
+        let interest = if early == Some(0) {
+            Interest::READABLE
+        } else {
+            Interest::READABLE | Interest::WRITABLE
+        };
+        if self
+            .poll
+            .registry()
+            .register(&mut sock, Token(i), interest)
+            .is_err()
+        {
+            self.free.push(i);
+            self.fail(wl, slot, retry, "EPOLL".into(), now);
+            return;
+        }
+        self.conns[i] = Some(CConn {
+            sock,
+            wl,
+            slot,
+            retry,
+            start: now,
+            req_start: now,
+            left,
+            to_write: early.unwrap_or(0) as u32,
+            got: 0,
+            established: false,
+            awaiting_eof: false,
+        });
+        if early.is_some() {
+            // Connect latency ends when connect() and the write have returned.
+            self.established(i, StdInstant::now());
         }
     }
 
@@ -781,7 +859,7 @@ impl<'a> Clients<'a> {
         }
     }
 
-    fn on_event(&mut self, i: usize, writable: bool, buf: &mut [u8]) {
+    fn on_event(&mut self, i: usize, writable: bool, fin: bool, buf: &mut [u8]) {
         let now = StdInstant::now();
         let Some(c) = self.conns[i].as_mut() else {
             return;
@@ -818,25 +896,7 @@ impl<'a> Clients<'a> {
                 self.fail(wl, slot, retry, io_errno(&e), now);
                 return;
             }
-            c.established = true;
-            let port = if self.r.first_ports.len() < 4096 {
-                c.sock.local_addr().map_or(0, |a| a.port())
-            } else {
-                0
-            };
-            let started = c.start.saturating_duration_since(self.t0).as_nanos() as u64;
-            let latency = now.saturating_duration_since(c.start).as_nanos() as u64;
-            let left = c.left;
-            self.r.established += 1;
-            self.r.connect_latency.record(latency);
-            if port != 0 {
-                self.r.first_ports.push((started, port));
-            }
-            let b = self.bin(now);
-            b.established += 1;
-            b.connect_latency.record(latency);
-            if left == 0 {
-                self.finish(i, now);
+            if !self.established(i, now) {
                 return;
             }
         }
@@ -865,7 +925,15 @@ impl<'a> Clients<'a> {
                     eof = true;
                     break;
                 }
-                Ok(k) => c.got += k,
+                Ok(k) => {
+                    c.got += k;
+                    if fin && k < buf.len() {
+                        // A short read drained the queue and the FIN is next: the read
+                        // that would return 0 is skipped.
+                        eof = true;
+                        break;
+                    }
+                }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
                 Err(e) => {
@@ -908,6 +976,33 @@ impl<'a> Clients<'a> {
         } else if c.left == 0 && !c.awaiting_eof {
             self.finish(i, now);
         }
+    }
+
+    /// Records connection `i` as established; false when it is finished with (no requests).
+    fn established(&mut self, i: usize, now: StdInstant) -> bool {
+        let c = self.conns[i].as_mut().expect("present");
+        c.established = true;
+        let port = if self.r.first_ports.len() < 4096 {
+            c.sock.local_addr().map_or(0, |a| a.port())
+        } else {
+            0
+        };
+        let started = c.start.saturating_duration_since(self.t0).as_nanos() as u64;
+        let latency = now.saturating_duration_since(c.start).as_nanos() as u64;
+        let left = c.left;
+        self.r.established += 1;
+        self.r.connect_latency.record(latency);
+        if port != 0 {
+            self.r.first_ports.push((started, port));
+        }
+        let b = self.bin(now);
+        b.established += 1;
+        b.connect_latency.record(latency);
+        if left == 0 {
+            self.finish(i, now);
+            return false;
+        }
+        true
     }
 
     /// The last response is in: the client closes now, or waits for the server's FIN.

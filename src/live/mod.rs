@@ -108,6 +108,8 @@ pub struct Measured {
     pub interrupted: bool,
     /// Open-loop arrivals started more than 5 ms late: the generator's ceiling was reached.
     pub late_arrivals: u64,
+    /// How late open-loop arrivals started (all zero for closed loops).
+    pub arrival_lag_ms: Lat,
     pub wall_s: f64,
     pub series: Vec<MeasuredBin>,
 }
@@ -434,6 +436,7 @@ pub fn run(sc: &Scenario, opts: Options) -> Result<LiveReport, LiveError> {
                 * std::thread::available_parallelism().map_or(1, |n| n.get()) as f64),
         interrupted,
         late_arrivals: r.late_arrivals,
+        arrival_lag_ms: Lat::of(&r.arrival_lag),
         wall_s,
         series,
     };
@@ -674,8 +677,8 @@ impl LiveReport {
         if m.late_arrivals > 0 {
             let _ = writeln!(
                 o,
-                "generator fell behind: {} arrivals started more than 5 ms late",
-                m.late_arrivals
+                "generator fell behind: {} arrivals started more than 5 ms late (lag p50 {:.3} ms · p99 {:.3} ms · max {:.3} ms)",
+                m.late_arrivals, m.arrival_lag_ms.p50, m.arrival_lag_ms.p99, m.arrival_lag_ms.max
             );
         }
         if m.capped {
