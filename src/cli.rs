@@ -1,13 +1,14 @@
 //! The command line: parsing and printing only.
 
 use crate::live;
+use crate::plot;
 use crate::profile::{PROFILES, Profile, Scope};
 use crate::scenario::{self, ScenarioError};
 use crate::sim::Simulation;
 use crate::time::Duration;
 use clap::{Parser, Subcommand, ValueEnum};
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser)]
@@ -39,6 +40,34 @@ enum Command {
         /// Override the bin width of the time series, e.g. "1s".
         #[arg(long)]
         bin: Option<String>,
+        /// Also draw the scenario chart to this file (.svg or .png).
+        #[arg(long)]
+        plot: Option<PathBuf>,
+    },
+    /// Draw a chart: one scenario (.toml, run first) or report (.json from run or live), or
+    /// several of them compared on one time axis.
+    Plot {
+        /// Scenario files or JSON reports.
+        #[arg(required = true)]
+        inputs: Vec<PathBuf>,
+        /// The chart file: .svg or .png.
+        #[arg(short, long)]
+        output: PathBuf,
+        /// Title of a comparison chart.
+        #[arg(long)]
+        title: Option<String>,
+    },
+    /// Make every chart plots/plots.toml lists (the charts in plots/).
+    Plots {
+        /// The manifest.
+        #[arg(default_value = "plots/plots.toml")]
+        manifest: PathBuf,
+        /// Write nothing; fail if a committed chart is out of date, missing or unlisted.
+        #[arg(long)]
+        check: bool,
+        /// Also write each chart as PNG into this directory, to look at them.
+        #[arg(long)]
+        png_dir: Option<PathBuf>,
     },
     /// Validate a scenario without running it.
     Check { scenario: PathBuf },
@@ -57,6 +86,9 @@ enum Command {
         /// [live] max_connections, else 2,000,000).
         #[arg(long)]
         max_connections: Option<u64>,
+        /// Also draw predicted against measured to this file (.svg or .png).
+        #[arg(long)]
+        plot: Option<PathBuf>,
     },
     /// List the kernel profiles.
     Profiles,
@@ -98,6 +130,7 @@ pub fn main() -> ExitCode {
             output,
             seed,
             bin,
+            plot,
         } => {
             let mut sc = match scenario::load(&scenario) {
                 Ok(sc) => sc,
@@ -122,9 +155,21 @@ pub fn main() -> ExitCode {
             for w in &sc.warnings {
                 eprintln!("warning: {w}");
             }
+            if let Some(p) = &plot
+                && let Err(e) = plot::check_extension(p)
+            {
+                eprintln!("error: --plot {e}");
+                return ExitCode::from(BAD_INPUT);
+            }
             let wall = std::time::Instant::now();
             let report = Simulation::new(&sc).run();
             let wall = wall.elapsed().as_secs_f64();
+            if let Some(p) = &plot
+                && let Err(e) = plot::save(&plot::scenario_chart(&plot::ReportView::of(&report)), p)
+            {
+                eprintln!("error: {e}");
+                return ExitCode::FAILURE;
+            }
             let text = match format {
                 Format::Text => {
                     let mut t = report.to_text();
@@ -170,11 +215,18 @@ pub fn main() -> ExitCode {
             format,
             output,
             max_connections,
+            plot,
         } => {
             let sc = match scenario::load(&scenario) {
                 Ok(sc) => sc,
                 Err(e) => return refuse(&e),
             };
+            if let Some(p) = &plot
+                && let Err(e) = plot::check_extension(p)
+            {
+                eprintln!("error: --plot {e}");
+                return ExitCode::from(BAD_INPUT);
+            }
             let opts = live::Options {
                 max_connections: max_connections
                     .or(sc.live.max_connections)
@@ -208,11 +260,110 @@ pub fn main() -> ExitCode {
             if !written {
                 return ExitCode::FAILURE;
             }
+            if let Some(p) = &plot
+                && let Err(e) = plot::save(&plot::live_chart(&plot::LiveView::of(&report)), p)
+            {
+                eprintln!("error: {e}");
+                return ExitCode::FAILURE;
+            }
             if report.verdict == "agree" {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::from(1)
             }
+        }
+        Command::Plot {
+            inputs,
+            output,
+            title,
+        } => {
+            if let Err(e) = plot::check_extension(&output) {
+                eprintln!("error: {e}");
+                return ExitCode::from(BAD_INPUT);
+            }
+            let mut loaded = vec![];
+            for i in &inputs {
+                match plot::input::load(i) {
+                    Ok(x) => loaded.push(x),
+                    Err(e) => {
+                        eprintln!("error: {e}");
+                        return ExitCode::from(BAD_INPUT);
+                    }
+                }
+            }
+            let saved = match loaded.as_slice() {
+                [plot::Input::Report(r)] => plot::save(&plot::scenario_chart(r), &output),
+                [plot::Input::Live(l)] => plot::save(&plot::live_chart(l), &output),
+                many => {
+                    let mut runs = vec![];
+                    for (x, path) in many.iter().zip(&inputs) {
+                        match x {
+                            plot::Input::Report(r) => {
+                                runs.push((r.scenario.name.clone(), (**r).clone()))
+                            }
+                            plot::Input::Live(_) => {
+                                eprintln!(
+                                    "error: {}: a live report is charted on its own, not compared",
+                                    path.display()
+                                );
+                                return ExitCode::from(BAD_INPUT);
+                            }
+                        }
+                    }
+                    let title = title.unwrap_or_else(|| "comparison".into());
+                    plot::save(&plot::comparison_chart(&title, &runs), &output)
+                }
+            };
+            match saved {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Plots {
+            manifest,
+            check,
+            png_dir,
+        } => {
+            let made = match plot::manifest::make(&manifest) {
+                Ok(m) => m,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(BAD_INPUT);
+                }
+            };
+            let dir = manifest.parent().unwrap_or(std::path::Path::new("."));
+            if check {
+                let stale = plot::manifest::stale(&made, dir);
+                for s in &stale {
+                    eprintln!("{s}");
+                }
+                if stale.is_empty() {
+                    println!("{} charts in {} are current", made.len(), dir.display());
+                    return ExitCode::SUCCESS;
+                }
+                eprintln!("regenerate with: portsim plots {}", manifest.display());
+                return ExitCode::FAILURE;
+            }
+            for m in &made {
+                if let Err(e) = write_atomically(&m.path, m.svg.as_bytes()) {
+                    eprintln!("error: cannot write {}: {e}", m.path.display());
+                    return ExitCode::FAILURE;
+                }
+            }
+            if let Some(d) = &png_dir {
+                for m in &made {
+                    let png = d.join(m.path.with_extension("png").file_name().unwrap_or_default());
+                    if let Err(e) = m.save_png(&png) {
+                        eprintln!("error: {e}");
+                        return ExitCode::FAILURE;
+                    }
+                }
+            }
+            println!("{} charts written to {}", made.len(), dir.display());
+            ExitCode::SUCCESS
         }
         Command::Profiles => {
             for (name, title) in PROFILES {
@@ -255,26 +406,4 @@ fn refuse(e: &ScenarioError) -> ExitCode {
     ExitCode::from(BAD_INPUT)
 }
 
-/// Writes `bytes` to a temporary file beside `path`, then renames it over `path`, so a reader
-/// never sees a half-written report and an interrupted run leaves the old file intact.
-pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.portsim-{}.tmp", std::process::id()));
-    let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
-}
+pub use crate::write_atomically;

@@ -16,6 +16,7 @@
 //! - [`report`]: counters, binned series, JSON / CSV / terminal output.
 //! - [`rng`]: per-component ChaCha streams and SipHash.
 //! - [`time`]: integer-nanosecond time.
+//! - [`plot`]: charts (SVG/PNG) of a run, a comparison, a live run, sweeps; `plots/`.
 //! - [`live`]: the same scenario on the real Linux stack in a private network namespace.
 //! - [`cli`]: the command line (parsing and printing only).
 //!
@@ -27,6 +28,7 @@ pub mod cli;
 pub mod engine;
 pub mod host;
 pub mod live;
+pub mod plot;
 pub mod profile;
 pub mod report;
 pub mod rng;
@@ -39,4 +41,29 @@ pub mod workload;
 pub fn run_file(path: &std::path::Path) -> Result<report::Report, scenario::ScenarioError> {
     let sc = scenario::load(path)?;
     Ok(sim::Simulation::new(&sc).run())
+}
+
+/// Writes `bytes` to a temporary file beside `path`, then renames it over `path`, so a reader
+/// never sees a half-written report and an interrupted run leaves the old file intact.
+pub fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.portsim-{}.tmp", std::process::id()));
+    let result = (|| {
+        use std::io::Write;
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
 }

@@ -233,6 +233,8 @@ pub struct Recorder {
     pub tw_peak_client: u32,
     pub tw_peak_server: u32,
     pub unprotected_reuse: u64,
+    /// When the first TIME-WAIT ran its full length and ended.
+    pub first_tw_expiry: Option<Instant>,
 }
 
 impl Recorder {
@@ -251,6 +253,7 @@ impl Recorder {
             tw_peak_client: 0,
             tw_peak_server: 0,
             unprotected_reuse: 0,
+            first_tw_expiry: None,
         }
     }
     pub fn attempt(&mut self, wl: usize, retry: bool) {
@@ -457,6 +460,8 @@ pub struct TimeWaitSummary {
     pub at_end: u32,
     pub peak_client: u32,
     pub peak_server: u32,
+    /// When the first TIME-WAIT expired: from then on, ports come back.
+    pub first_expiry_s: Option<f64>,
 }
 
 #[derive(Serialize, Debug)]

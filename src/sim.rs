@@ -421,6 +421,7 @@ impl Simulation {
                 if self.time_wait_alive(host, sock, generation) {
                     self.hosts[host as usize].destroy(sock);
                     self.rec.count(Counter::TwExpired);
+                    self.rec.first_tw_expiry.get_or_insert(self.now);
                 }
             }
             Event::TwReusable {
@@ -1095,6 +1096,7 @@ impl Simulation {
                 at_end: g.time_wait_client + g.time_wait_server,
                 peak_client: rec.tw_peak_client,
                 peak_server: rec.tw_peak_server,
+                first_expiry_s: rec.first_tw_expiry.map(Instant::as_secs_f64),
             },
             connect_latency_ms: LatencySummary {
                 p50: lat(0.5),

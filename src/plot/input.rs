@@ -1,0 +1,231 @@
+//! What a chart is drawn from: a run's report (`portsim.report/1`), a live report
+//! (`portsim.live/1`), read from JSON or made by running a scenario file. Only the fields the
+//! charts use are read, so a report from a newer version with more fields still plots.
+
+use crate::report::Report;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+#[derive(Deserialize, Clone, Debug)]
+pub struct ReportView {
+    pub schema: String,
+    pub scenario: ScenarioView,
+    pub seed: u64,
+    pub duration_s: f64,
+    pub bin_s: f64,
+    pub hosts: Vec<HostView>,
+    pub pools: Vec<PoolView>,
+    pub summary: SummaryView,
+    pub series: Vec<BinView>,
+}
+
+#[derive(Deserialize, Clone, Debug)]
+pub struct ScenarioView {
+    pub name: String,
+}
+
+#[derive(Deserialize, Clone, Debug)]
+pub struct HostView {
+    pub name: String,
+    pub profile: String,
+    #[serde(default)]
+    pub knobs: BTreeMap<String, String>,
+}
+
+#[derive(Deserialize, Clone, Debug)]
+pub struct PoolView {
+    pub host: String,
+    pub destination: Option<String>,
+    pub ports: u32,
+    pub time_wait_s: f64,
+    pub formula_limit_per_s: f64,
+}
+
+#[derive(Deserialize, Clone, Debug)]
+pub struct SummaryView {
+    pub connections: ConnectionsView,
+    pub first_failure_s: Option<f64>,
+    pub time_wait: TimeWaitView,
+}
+
+#[derive(Deserialize, Clone, Debug)]
+pub struct ConnectionsView {
+    pub attempted: u64,
+    pub established: u64,
+}
+
+#[derive(Deserialize, Clone, Debug)]
+pub struct TimeWaitView {
+    pub peak: u32,
+    /// Absent from reports written before it existed.
+    #[serde(default)]
+    pub first_expiry_s: Option<f64>,
+}
+
+#[derive(Deserialize, Clone, Debug)]
+pub struct BinView {
+    pub t_s: f64,
+    pub attempts: u64,
+    pub established: u64,
+    pub failed: BTreeMap<String, u64>,
+    pub requests_completed: u64,
+    pub time_wait_client: u32,
+    pub time_wait_server: u32,
+    pub established_sockets_client: u32,
+    pub established_sockets_server: u32,
+    pub free_ports_min: Option<u32>,
+    pub connect_latency_ms: Option<PercentilesView>,
+}
+
+#[derive(Deserialize, Clone, Debug)]
+pub struct PercentilesView {
+    pub p50: f64,
+    pub p99: f64,
+}
+
+#[derive(Deserialize, Clone, Debug)]
+pub struct LiveView {
+    pub schema: String,
+    pub scenario: String,
+    pub kernel: String,
+    pub verdict: String,
+    pub measured: MeasuredView,
+    pub predicted: ReportView,
+}
+
+#[derive(Deserialize, Clone, Debug)]
+pub struct MeasuredView {
+    pub series: Vec<MeasuredBinView>,
+}
+
+#[derive(Deserialize, Clone, Debug)]
+pub struct MeasuredBinView {
+    pub t_s: f64,
+    pub established: u64,
+    pub failed: BTreeMap<String, u64>,
+    pub time_wait_client: u32,
+    pub time_wait_server: u32,
+    pub established_sockets_client: u32,
+    pub established_sockets_server: u32,
+    pub connect_latency_p50_ms: Option<f64>,
+    pub connect_latency_max_ms: Option<f64>,
+}
+
+impl ReportView {
+    /// The view of a report made in this process.
+    pub fn of(r: &Report) -> ReportView {
+        let v = serde_json::to_value(r).expect("a report serializes");
+        serde_json::from_value(v).expect("a report has every field a chart reads")
+    }
+}
+
+impl LiveView {
+    pub fn of(r: &crate::live::LiveReport) -> LiveView {
+        let v = serde_json::to_value(r).expect("a live report serializes");
+        serde_json::from_value(v).expect("a live report has every field a chart reads")
+    }
+}
+
+/// A chart's input.
+#[derive(Clone, Debug)]
+pub enum Input {
+    Report(Box<ReportView>),
+    Live(Box<LiveView>),
+}
+
+/// Why an input could not be read.
+#[derive(Debug)]
+pub enum InputError {
+    Read {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    Json {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+    /// JSON, but not a report this version plots.
+    Schema {
+        path: PathBuf,
+        found: String,
+    },
+    Scenario(crate::scenario::ScenarioError),
+    Extension(PathBuf),
+}
+
+impl fmt::Display for InputError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            InputError::Read { path, error } => write!(f, "{}: {error}", path.display()),
+            InputError::Json {
+                path,
+                line,
+                column,
+                message,
+            } => write!(f, "{}:{line}:{column}: {message}", path.display()),
+            InputError::Schema { path, found } => write!(
+                f,
+                "{}: schema {found:?}; plot reads \"portsim.report/1\" (portsim run --format json) \
+                 and \"portsim.live/1\" (portsim live --format json)",
+                path.display()
+            ),
+            InputError::Scenario(e) => write!(f, "{e}"),
+            InputError::Extension(p) => write!(
+                f,
+                "{}: plot reads a scenario (.toml) or a report (.json)",
+                p.display()
+            ),
+        }
+    }
+}
+
+impl std::error::Error for InputError {}
+
+/// Reads a report (`.json`) or runs a scenario (`.toml`).
+pub fn load(path: &Path) -> Result<Input, InputError> {
+    match path.extension().and_then(|e| e.to_str()) {
+        Some("toml") => {
+            let r = crate::run_file(path).map_err(InputError::Scenario)?;
+            Ok(Input::Report(Box::new(ReportView::of(&r))))
+        }
+        Some("json") => {
+            let text = std::fs::read_to_string(path).map_err(|error| InputError::Read {
+                path: path.to_path_buf(),
+                error,
+            })?;
+            parse_json(path, &text)
+        }
+        _ => Err(InputError::Extension(path.to_path_buf())),
+    }
+}
+
+/// Parses report JSON, naming the line and column of what is wrong.
+pub fn parse_json(path: &Path, text: &str) -> Result<Input, InputError> {
+    let json_err = |e: serde_json::Error| InputError::Json {
+        path: path.to_path_buf(),
+        line: e.line(),
+        column: e.column(),
+        message: e.to_string(),
+    };
+    #[derive(Deserialize)]
+    struct Head {
+        schema: Option<String>,
+    }
+    let head: Head = serde_json::from_str(text).map_err(json_err)?;
+    match head.schema.as_deref() {
+        Some("portsim.report/1") => Ok(Input::Report(Box::new(
+            serde_json::from_str(text).map_err(json_err)?,
+        ))),
+        Some("portsim.live/1") => Ok(Input::Live(Box::new(
+            serde_json::from_str(text).map_err(json_err)?,
+        ))),
+        other => Err(InputError::Schema {
+            path: path.to_path_buf(),
+            found: other.unwrap_or("(none)").to_string(),
+        }),
+    }
+}

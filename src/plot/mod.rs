@@ -1,0 +1,1257 @@
+//! Charts for docs and for people, drawn with plotters: SVG, or PNG when the file name ends
+//! in `.png`.
+//!
+//! Text is measured and rasterised with DejaVu Sans, embedded from `assets/fonts` (Bitstream
+//! Vera license, beside the file), so a machine without fonts renders the same bytes as any
+//! other. Every chart is a pure function of its input: the same report gives the same file.
+//!
+//! Chart kinds: [`scenario_chart`] (three panels over time: sockets by state, connections
+//! per second against `ports / TIME_WAIT`, connect latency), [`comparison_chart`] (several
+//! scenarios on one time axis), [`live_chart`] (predicted against measured), [`line_chart`]
+//! (a metric over one swept parameter) and [`HeatMap`] (over two).
+
+pub mod input;
+pub mod manifest;
+
+pub use input::{Input, LiveView, ReportView};
+
+use plotters::coord::Shift;
+use plotters::prelude::*;
+use plotters::style::{FontStyle, text_anchor};
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+const FONT: &[u8] = include_bytes!("../../assets/fonts/DejaVuSans.ttf");
+
+/// What drawing a chart can fail with.
+#[derive(Debug)]
+pub enum PlotError {
+    /// The output name ends in neither `.svg` nor `.png`.
+    Extension(PathBuf),
+    /// The chart has no data (no bins, no points).
+    Empty(String),
+    /// plotters refused to draw.
+    Draw(String),
+    Write {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+}
+
+impl fmt::Display for PlotError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PlotError::Extension(p) => write!(
+                f,
+                "{}: a chart is written as .svg or .png; name the file with one of them",
+                p.display()
+            ),
+            PlotError::Empty(what) => write!(f, "nothing to plot: {what}"),
+            PlotError::Draw(e) => write!(f, "drawing failed: {e}"),
+            PlotError::Write { path, error } => {
+                write!(f, "cannot write {}: {error}", path.display())
+            }
+        }
+    }
+}
+
+impl std::error::Error for PlotError {}
+
+// Okabe–Ito: told apart with every common colour-vision deficiency.
+pub const BLUE_: RGBColor = RGBColor(0, 114, 178);
+pub const VERMILLION: RGBColor = RGBColor(213, 94, 0);
+pub const ORANGE: RGBColor = RGBColor(230, 159, 0);
+pub const GREEN_: RGBColor = RGBColor(0, 158, 115);
+pub const SKY: RGBColor = RGBColor(86, 180, 233);
+pub const PURPLE: RGBColor = RGBColor(204, 121, 167);
+pub const OCHRE: RGBColor = RGBColor(160, 140, 0);
+pub const GREY: RGBColor = RGBColor(120, 120, 120);
+pub const INK: RGBColor = RGBColor(30, 30, 30);
+/// Colours for lines that are told apart by name only (scenarios, sweep series).
+pub const PALETTE: [RGBColor; 8] = [INK, VERMILLION, BLUE_, GREEN_, ORANGE, PURPLE, SKY, OCHRE];
+
+const WIDTH: u32 = 1200;
+const LEGEND_W: u32 = 300;
+const HEADER_H: u32 = 78;
+
+/// One line of a panel; `None` points break it (a bin with no value).
+#[derive(Clone, Debug)]
+pub struct Line {
+    pub name: String,
+    pub colour: RGBColor,
+    pub dashed: bool,
+    /// Circles at the points (sweeps, where each point is a run).
+    pub dots: bool,
+    /// Stroke width in pixels.
+    pub width: u32,
+    pub points: Vec<Option<(f64, f64)>>,
+}
+
+impl Line {
+    pub fn new(name: impl Into<String>, colour: RGBColor, points: Vec<Option<(f64, f64)>>) -> Line {
+        Line {
+            name: name.into(),
+            colour,
+            dashed: false,
+            dots: false,
+            width: 2,
+            points,
+        }
+    }
+
+    pub fn dashed(mut self) -> Line {
+        self.dashed = true;
+        self
+    }
+
+    fn has_data(&self) -> bool {
+        self.points.iter().any(Option::is_some)
+    }
+}
+
+/// A horizontal reference line, named in the legend with its value.
+#[derive(Clone, Debug)]
+pub struct Reference {
+    pub y: f64,
+    pub label: String,
+    pub colour: RGBColor,
+}
+
+/// One panel: a y axis and its lines.
+#[derive(Clone, Debug)]
+pub struct Panel {
+    /// The y axis title, with its unit.
+    pub y_label: String,
+    pub log_y: bool,
+    pub lines: Vec<Line>,
+    pub references: Vec<Reference>,
+}
+
+/// A vertical line through every panel, labelled at the top of the first.
+#[derive(Clone, Debug)]
+pub struct Marker {
+    pub x: f64,
+    pub label: String,
+    pub colour: RGBColor,
+}
+
+/// Panels stacked on one shared x axis, each with its legend to the right of the data.
+#[derive(Clone, Debug)]
+pub struct Figure {
+    pub title: String,
+    pub subtitle: String,
+    pub x_label: String,
+    pub x_range: (f64, f64),
+    pub panels: Vec<Panel>,
+    pub markers: Vec<Marker>,
+}
+
+fn register_font() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // The embedded file is a valid TrueType font; a failure would show as missing text.
+        let _ = plotters::style::register_font("sans-serif", FontStyle::Normal, FONT);
+    });
+}
+
+/// A chart that can be drawn on any plotters backend.
+pub trait Chart {
+    fn size(&self) -> (u32, u32);
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<(), String>;
+}
+
+/// Draws `chart` to `path` (SVG or PNG by extension). The file appears whole or not at all:
+/// it is drawn beside `path` and renamed over it.
+pub fn save<C: Chart>(chart: &C, path: &Path) -> Result<(), PlotError> {
+    match extension(path)? {
+        Ext::Svg => {
+            let svg = render_svg(chart)?;
+            crate::write_atomically(path, svg.as_bytes()).map_err(|error| PlotError::Write {
+                path: path.to_path_buf(),
+                error,
+            })
+        }
+        Ext::Png => {
+            register_font();
+            let dir = path
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(Path::new("."));
+            let stem = path
+                .file_stem()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            // The encoder picks the format from the extension, so the temporary ends in .png.
+            let tmp = dir.join(format!(".{stem}.portsim-{}.tmp.png", std::process::id()));
+            let drawn = (|| {
+                let root = BitMapBackend::new(&tmp, chart.size()).into_drawing_area();
+                chart.draw(&root)?;
+                root.present().map_err(|e| format!("{e:?}"))
+            })();
+            let result = drawn.map_err(PlotError::Draw).and_then(|()| {
+                std::fs::rename(&tmp, path).map_err(|error| PlotError::Write {
+                    path: path.to_path_buf(),
+                    error,
+                })
+            });
+            if result.is_err() {
+                let _ = std::fs::remove_file(&tmp);
+            }
+            result
+        }
+    }
+}
+
+/// The chart as SVG text.
+pub fn render_svg<C: Chart>(chart: &C) -> Result<String, PlotError> {
+    register_font();
+    let mut s = String::new();
+    {
+        let root = SVGBackend::with_string(&mut s, chart.size()).into_drawing_area();
+        chart.draw(&root).map_err(PlotError::Draw)?;
+        root.present()
+            .map_err(|e| PlotError::Draw(format!("{e:?}")))?;
+    }
+    s.push('\n');
+    Ok(s)
+}
+
+/// Refuses an output name that is neither .svg nor .png, before any work is done.
+pub fn check_extension(path: &Path) -> Result<(), PlotError> {
+    extension(path).map(|_| ())
+}
+
+enum Ext {
+    Svg,
+    Png,
+}
+
+fn extension(path: &Path) -> Result<Ext, PlotError> {
+    match path
+        .extension()
+        .map(|e| e.to_string_lossy().to_ascii_lowercase())
+        .as_deref()
+    {
+        Some("svg") => Ok(Ext::Svg),
+        Some("png") => Ok(Ext::Png),
+        _ => Err(PlotError::Extension(path.to_path_buf())),
+    }
+}
+
+/// A number as an axis or legend shows it: grouped thousands, decimals only where small.
+pub fn fmt_num(v: f64) -> String {
+    let a = v.abs();
+    if a == 0.0 {
+        "0".into()
+    } else if a >= 999.5 {
+        let s = crate::report::group(a.round() as u64);
+        if v < 0.0 { format!("-{s}") } else { s }
+    } else if a >= 10.0 || (a - a.round()).abs() < 1e-9 {
+        format!("{v:.0}")
+    } else if a >= 1.0 {
+        trim(format!("{v:.1}"))
+    } else if a >= 0.01 {
+        trim(format!("{v:.2}"))
+    } else {
+        trim(format!("{v:.3}"))
+    }
+}
+
+/// Seconds to the millisecond, trailing zeros dropped: 32.768, 60.001, 7.5.
+pub fn fmt_time(t: f64) -> String {
+    trim(format!("{t:.3}"))
+}
+
+fn trim(s: String) -> String {
+    if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        s
+    }
+}
+
+/// Width in pixels of `text` in the embedded font at `size`.
+fn text_width(text: &str, size: f64) -> i32 {
+    register_font();
+    ("sans-serif", size)
+        .into_font()
+        .box_size(text)
+        .map_or(7 * text.chars().count() as i32, |(w, _)| w as i32)
+}
+
+fn err<E: fmt::Debug>(e: E) -> String {
+    format!("{e:?}")
+}
+
+fn font(size: f64) -> TextStyle<'static> {
+    ("sans-serif", size).into_font().color(&INK)
+}
+
+/// The y range a panel needs: from zero (or, on a log axis, a decade below the smallest
+/// value) to 18 % above the largest, so marker labels sit above the data.
+fn y_range(p: &Panel) -> (f64, f64) {
+    let ys = p
+        .lines
+        .iter()
+        .flat_map(|l| l.points.iter().flatten().map(|&(_, y)| y))
+        .chain(p.references.iter().map(|r| r.y));
+    if p.log_y {
+        let pos: Vec<f64> = ys.filter(|y| *y > 0.0 && y.is_finite()).collect();
+        if pos.is_empty() {
+            return (0.01, 10.0);
+        }
+        let lo = pos.iter().copied().fold(f64::INFINITY, f64::min);
+        let hi = pos.iter().copied().fold(0.0, f64::max);
+        (
+            10f64.powf(lo.log10().floor()),
+            10f64.powf((hi * 3.0).log10().ceil()),
+        )
+    } else {
+        let hi = ys.filter(|y| y.is_finite()).fold(0.0, f64::max);
+        (0.0, if hi > 0.0 { hi * 1.18 } else { 1.0 })
+    }
+}
+
+/// A log axis only pays when the values span more than a factor of 20; otherwise the panel
+/// is drawn linear from zero, where a handful of powers of ten would leave it unlabelled.
+fn wide_or_linear(p: &Panel) -> Panel {
+    let mut p = p.clone();
+    if p.log_y {
+        let pos = p
+            .lines
+            .iter()
+            .flat_map(|l| l.points.iter().flatten().map(|&(_, y)| y))
+            .filter(|y| *y > 0.0);
+        let (lo, hi) = pos.fold((f64::INFINITY, 0.0f64), |(a, b), y| (a.min(y), b.max(y)));
+        if hi <= 20.0 * lo || lo.is_infinite() {
+            p.log_y = false;
+            p.y_label = p.y_label.replace(", log scale", "");
+        }
+    }
+    p
+}
+
+/// Contiguous runs of present points.
+fn segments(points: &[Option<(f64, f64)>], log_y: bool) -> Vec<Vec<(f64, f64)>> {
+    let mut out = vec![];
+    let mut cur = vec![];
+    for p in points {
+        match p {
+            Some((x, y)) if !log_y || *y > 0.0 => cur.push((*x, *y)),
+            _ => {
+                if !cur.is_empty() {
+                    out.push(std::mem::take(&mut cur));
+                }
+            }
+        }
+    }
+    if !cur.is_empty() {
+        out.push(cur);
+    }
+    out
+}
+
+impl Chart for Figure {
+    fn size(&self) -> (u32, u32) {
+        (WIDTH, HEADER_H + 300 * self.panels.len().max(1) as u32 + 20)
+    }
+
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<(), String> {
+        if self
+            .panels
+            .iter()
+            .all(|p| p.lines.iter().all(|l| !l.has_data()))
+        {
+            return Err(format!("{}: no data in any panel", self.title));
+        }
+        root.fill(&WHITE).map_err(err)?;
+        let (head, body) = root.split_vertically(HEADER_H);
+        head.draw_text(&self.title, &font(24.0), (24, 14))
+            .map_err(err)?;
+        head.draw_text(&self.subtitle, &font(15.0).color(&GREY), (24, 48))
+            .map_err(err)?;
+        let body = body.margin(0, 20, 0, 0);
+        let areas = body.split_evenly((self.panels.len(), 1));
+        let (x0, x1) = if self.x_range.1 > self.x_range.0 {
+            self.x_range
+        } else {
+            (self.x_range.0, self.x_range.0 + 1.0)
+        };
+        for (i, (area, panel)) in areas.iter().zip(&self.panels).enumerate() {
+            let last = i + 1 == self.panels.len();
+            let (plot, legend) = area.split_horizontally(WIDTH - LEGEND_W);
+            let panel = &wide_or_linear(panel);
+            let (lo, hi) = y_range(panel);
+            let mut b = ChartBuilder::on(&plot);
+            b.margin_top(10)
+                .margin_left(12)
+                .margin_right(16)
+                .x_label_area_size(if last { 52 } else { 26 })
+                .y_label_area_size(92);
+            let x_label = if last { self.x_label.as_str() } else { "" };
+            let x_fmt = |x: &f64| fmt_num(*x);
+            let y_fmt = |y: &f64| fmt_num(*y);
+            // Marker x positions, drawn through the panel; labels in the first panel.
+            let mark = |chart_top: f64| -> Vec<(f64, f64, f64)> {
+                self.markers
+                    .iter()
+                    .filter(|m| m.x >= x0 && m.x <= x1)
+                    .map(|m| (m.x, lo, chart_top))
+                    .collect()
+            };
+            macro_rules! body {
+                ($chart:expr) => {{
+                    let mut chart = $chart;
+                    chart
+                        .configure_mesh()
+                        .x_desc(x_label)
+                        .y_desc(panel.y_label.as_str())
+                        .axis_desc_style(font(15.0))
+                        .label_style(font(13.0))
+                        .x_label_formatter(&x_fmt)
+                        .y_label_formatter(&y_fmt)
+                        .x_labels(12)
+                        .y_labels(6)
+                        .light_line_style(RGBColor(238, 238, 238))
+                        .bold_line_style(RGBColor(215, 215, 215))
+                        .draw()
+                        .map_err(err)?;
+                    for r in &panel.references {
+                        chart
+                            .draw_series(DashedLineSeries::new(
+                                [(x0, r.y), (x1, r.y)],
+                                8,
+                                5,
+                                r.colour.stroke_width(2),
+                            ))
+                            .map_err(err)?;
+                    }
+                    for (k, m) in mark(hi).iter().enumerate() {
+                        let colour = self.markers[k].colour;
+                        chart
+                            .draw_series(DashedLineSeries::new(
+                                [(m.0, m.1), (m.0, m.2)],
+                                4,
+                                4,
+                                colour.stroke_width(1),
+                            ))
+                            .map_err(err)?;
+                    }
+                    for l in &panel.lines {
+                        let style = l.colour.stroke_width(l.width);
+                        for seg in segments(&l.points, panel.log_y) {
+                            if l.dashed {
+                                chart
+                                    .draw_series(DashedLineSeries::new(seg.clone(), 7, 4, style))
+                                    .map_err(err)?;
+                            } else {
+                                chart
+                                    .draw_series(LineSeries::new(seg.clone(), style))
+                                    .map_err(err)?;
+                            }
+                            if l.dots || seg.len() == 1 {
+                                chart
+                                    .draw_series(
+                                        seg.iter().map(|&p| Circle::new(p, 4, l.colour.filled())),
+                                    )
+                                    .map_err(err)?;
+                            }
+                        }
+                    }
+                    if i == 0 {
+                        // Marker labels in the head-room above the data, a row lower where
+                        // one would run into the previous.
+                        let base = chart.plotting_area().get_base_pixel();
+                        let right = chart.plotting_area().get_pixel_range().0.end;
+                        let mut rows: Vec<i32> = vec![];
+                        for m in self.markers.iter().filter(|m| m.x >= x0 && m.x <= x1) {
+                            let (px, py) = chart.backend_coord(&(m.x, hi));
+                            let w = text_width(&m.label, 13.0);
+                            let x = if px + 6 + w < right {
+                                px + 6
+                            } else {
+                                px - 6 - w
+                            };
+                            let row =
+                                rows.iter().position(|end| x > *end + 8).unwrap_or_else(|| {
+                                    rows.push(i32::MIN);
+                                    rows.len() - 1
+                                });
+                            rows[row] = x + w;
+                            chart
+                                .plotting_area()
+                                .strip_coord_spec()
+                                .draw_text(
+                                    &m.label,
+                                    &font(13.0).color(&m.colour),
+                                    (x - base.0, py + 4 + 16 * row as i32 - base.1),
+                                )
+                                .map_err(err)?;
+                        }
+                    }
+                }};
+            }
+            if panel.log_y {
+                body!(
+                    b.build_cartesian_2d(x0..x1, (lo..hi).log_scale())
+                        .map_err(err)?
+                );
+            } else {
+                body!(b.build_cartesian_2d(x0..x1, lo..hi).map_err(err)?);
+            }
+            draw_legend(&legend, panel, if i == 0 { &self.markers } else { &[] })?;
+        }
+        Ok(())
+    }
+}
+
+fn draw_legend<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    panel: &Panel,
+    markers: &[Marker],
+) -> Result<(), String> {
+    let mut y = 14;
+    let entry = |y: i32, colour: RGBColor, dashed: bool, text: &str| -> Result<(), String> {
+        if dashed {
+            for k in 0..3 {
+                area.draw(&PathElement::new(
+                    [(6 + k * 10, y + 8), (12 + k * 10, y + 8)],
+                    colour.stroke_width(2),
+                ))
+                .map_err(err)?;
+            }
+        } else {
+            area.draw(&PathElement::new(
+                [(6, y + 8), (32, y + 8)],
+                colour.stroke_width(3),
+            ))
+            .map_err(err)?;
+        }
+        let max = 36;
+        let text: String = if text.chars().count() > max {
+            text.chars().take(max - 1).chain(['…']).collect()
+        } else {
+            text.to_string()
+        };
+        area.draw_text(&text, &font(13.0), (40, y)).map_err(err)
+    };
+    for l in panel.lines.iter().filter(|l| l.has_data()) {
+        entry(y, l.colour, l.dashed, &l.name)?;
+        y += 21;
+    }
+    for r in &panel.references {
+        entry(y, r.colour, true, &r.label)?;
+        y += 21;
+    }
+    for m in markers {
+        area.draw(&PathElement::new(
+            [(19, y + 1), (19, y + 15)],
+            m.colour.stroke_width(2),
+        ))
+        .map_err(err)?;
+        area.draw_text(&m.label, &font(13.0), (40, y))
+            .map_err(err)?;
+        y += 21;
+    }
+    Ok(())
+}
+
+/// A knob's value as the report holds it (TOML), without string quotes.
+fn knob<'a>(h: &'a input::HostView, name: &str) -> Option<&'a str> {
+    h.knobs.get(name).map(|v| v.trim_matches('"'))
+}
+
+/// "ports 49152–65535, TIME_WAIT 60 s, tcp_tw_reuse 2": the client host's knobs that decide
+/// port exhaustion, under its own kernel's names.
+fn knob_summary(r: &ReportView) -> String {
+    let Some(pool) = r.pools.iter().min_by_key(|p| p.ports) else {
+        return String::new();
+    };
+    let Some(h) = r.hosts.iter().find(|h| h.name == pool.host) else {
+        return String::new();
+    };
+    let mut parts = vec![format!("{} ({})", h.name, h.profile)];
+    let range = knob(h, "net.ipv4.ip_local_port_range")
+        .map(|v| v.replace(' ', "–"))
+        .or_else(|| {
+            Some(format!(
+                "{}–{}",
+                knob(h, "net.inet.ip.portrange.first")?,
+                knob(h, "net.inet.ip.portrange.last")?
+            ))
+        })
+        .or_else(|| {
+            let start: u32 = knob(h, "dynamicport.tcp.start")?.parse().ok()?;
+            let num: u32 = knob(h, "dynamicport.tcp.num")?.parse().ok()?;
+            Some(format!("{start}–{}", start + num - 1))
+        });
+    let per = if pool.destination.is_some() {
+        " per destination"
+    } else {
+        ""
+    };
+    match range {
+        Some(r) => parts.push(format!(
+            "ports {r} ({}{per})",
+            crate::report::group(u64::from(pool.ports))
+        )),
+        None => parts.push(format!(
+            "{} ports{per}",
+            crate::report::group(u64::from(pool.ports))
+        )),
+    }
+    parts.push(format!("TIME_WAIT {} s", fmt_num(pool.time_wait_s)));
+    if let Some(v) = knob(h, "net.ipv4.tcp_tw_reuse") {
+        parts.push(format!("tcp_tw_reuse {v}"));
+    }
+    parts.push(format!("seed {}", r.seed));
+    parts.push(format!("bins {} s", fmt_num(r.bin_s)));
+    parts.join(" · ")
+}
+
+/// `ports / TIME_WAIT` summed over the run's pools: the connections per second they carry
+/// when the client closes first (the seed's formula).
+pub fn sustainable_limit(r: &ReportView) -> Option<f64> {
+    let s: f64 = r.pools.iter().map(|p| p.formula_limit_per_s).sum();
+    (s > 0.0 && s.is_finite()).then_some(s)
+}
+
+fn markers(r: &ReportView) -> Vec<Marker> {
+    let mut m = vec![];
+    if let Some(t) = r.summary.first_failure_s {
+        m.push(Marker {
+            x: t,
+            label: format!("first failure {} s", fmt_time(t)),
+            colour: VERMILLION,
+        });
+    }
+    if let Some(t) = r.summary.time_wait.first_expiry_s {
+        m.push(Marker {
+            x: t,
+            label: format!("first TIME_WAIT expiry {} s", fmt_time(t)),
+            colour: GREY,
+        });
+    }
+    m
+}
+
+/// Failure colours by error name, stable across charts.
+fn errno_colour(k: usize) -> RGBColor {
+    [VERMILLION, PURPLE, OCHRE, SKY][k % 4]
+}
+
+/// The scenario chart: sockets by state, connections per second against the sustainable
+/// limit, and connect latency, on one time axis, with the first failure and the first
+/// TIME_WAIT expiry marked.
+pub fn scenario_chart(r: &ReportView) -> Figure {
+    let bin = r.bin_s;
+    // Gauges are read at the end of a bin; rates belong to the bin's middle.
+    let at_end = |b: &input::BinView| b.t_s + bin;
+    let mid = |b: &input::BinView| b.t_s + bin / 2.0;
+    let s = &r.series;
+    let gauge = |f: &dyn Fn(&input::BinView) -> f64| -> Vec<Option<(f64, f64)>> {
+        s.iter().map(|b| Some((at_end(b), f(b)))).collect()
+    };
+    let mut sockets = vec![];
+    let any = |f: &dyn Fn(&input::BinView) -> u32| s.iter().any(|b| f(b) > 0);
+    if any(&|b| b.established_sockets_client + b.established_sockets_server) {
+        sockets.push(Line::new(
+            "ESTABLISHED",
+            BLUE_,
+            gauge(&|b| f64::from(b.established_sockets_client + b.established_sockets_server)),
+        ));
+    }
+    if any(&|b| b.time_wait_client) {
+        sockets.push(Line::new(
+            "TIME-WAIT, client",
+            VERMILLION,
+            gauge(&|b| f64::from(b.time_wait_client)),
+        ));
+    }
+    if any(&|b| b.time_wait_server) {
+        sockets.push(Line::new(
+            "TIME-WAIT, server",
+            ORANGE,
+            gauge(&|b| f64::from(b.time_wait_server)),
+        ));
+    }
+    if s.iter().any(|b| b.free_ports_min.is_some()) {
+        let tight = r.pools.iter().map(|p| p.ports).min().unwrap_or(0);
+        sockets.push(
+            Line::new(
+                format!(
+                    "free ports (pool of {})",
+                    crate::report::group(u64::from(tight))
+                ),
+                GREEN_,
+                s.iter()
+                    .map(|b| b.free_ports_min.map(|f| (at_end(b), f64::from(f))))
+                    .collect(),
+            )
+            .dashed(),
+        );
+    }
+    let mut rates = vec![
+        Line::new(
+            "attempted / s",
+            GREY,
+            s.iter()
+                .map(|b| Some((mid(b), b.attempts as f64 / bin)))
+                .collect(),
+        )
+        .dashed(),
+        Line::new(
+            "established / s",
+            BLUE_,
+            s.iter()
+                .map(|b| Some((mid(b), b.established as f64 / bin)))
+                .collect(),
+        ),
+    ];
+    let errnos: std::collections::BTreeSet<&str> = s
+        .iter()
+        .flat_map(|b| {
+            b.failed
+                .iter()
+                .filter(|(_, n)| **n > 0)
+                .map(|(k, _)| k.as_str())
+        })
+        .collect();
+    for (k, e) in errnos.iter().enumerate() {
+        rates.push(Line::new(
+            format!("failed / s, {e}"),
+            errno_colour(k),
+            s.iter()
+                .map(|b| Some((mid(b), *b.failed.get(*e).unwrap_or(&0) as f64 / bin)))
+                .collect(),
+        ));
+    }
+    let references = sustainable_limit(r)
+        .map(|l| Reference {
+            y: l,
+            label: format!("ports / TIME_WAIT = {} / s", fmt_num(l)),
+            colour: INK,
+        })
+        .into_iter()
+        .collect();
+    let latency = vec![
+        Line::new(
+            "p50",
+            BLUE_,
+            s.iter()
+                .map(|b| b.connect_latency_ms.as_ref().map(|l| (mid(b), l.p50)))
+                .collect(),
+        ),
+        Line::new(
+            "p99",
+            VERMILLION,
+            s.iter()
+                .map(|b| b.connect_latency_ms.as_ref().map(|l| (mid(b), l.p99)))
+                .collect(),
+        )
+        .dashed(),
+    ];
+    Figure {
+        title: r.scenario.name.clone(),
+        subtitle: knob_summary(r),
+        x_label: "time (s)".into(),
+        x_range: (0.0, r.duration_s),
+        panels: vec![
+            Panel {
+                y_label: "sockets".into(),
+                log_y: false,
+                lines: sockets,
+                references: vec![],
+            },
+            Panel {
+                y_label: "connections / s".into(),
+                log_y: false,
+                lines: rates,
+                references,
+            },
+            Panel {
+                y_label: "connect latency (ms, log scale)".into(),
+                log_y: true,
+                lines: latency,
+                references: vec![],
+            },
+        ],
+        markers: markers(r),
+    }
+}
+
+/// Several scenarios on one time axis: requests completed per second (what the workload was
+/// for), failed connects per second, and TIME-WAIT sockets. `labels` name the lines.
+pub fn comparison_chart(title: &str, runs: &[(String, ReportView)]) -> Figure {
+    let mut done = vec![];
+    let mut failed = vec![];
+    let mut tw = vec![];
+    let mut x1: f64 = 0.0;
+    let n = runs.len();
+    for (k, (label, r)) in runs.iter().enumerate() {
+        let colour = PALETTE[k % PALETTE.len()];
+        let bin = r.bin_s;
+        x1 = x1.max(r.duration_s);
+        let mid = |b: &input::BinView| b.t_s + bin / 2.0;
+        // Earlier lines wider, so scenarios that coincide show as nested bands.
+        let width = 2 + (n - 1 - k).min(5) as u32;
+        let line = |points| Line {
+            name: label.clone(),
+            colour,
+            dashed: false,
+            dots: false,
+            width,
+            points,
+        };
+        let requests: u64 = r.series.iter().map(|b| b.requests_completed).sum();
+        let fails: u64 = r
+            .series
+            .iter()
+            .map(|b| b.failed.values().sum::<u64>())
+            .sum();
+        let tw_peak = r.summary.time_wait.peak;
+        let mut l = line(
+            r.series
+                .iter()
+                .map(|b| Some((mid(b), b.requests_completed as f64 / bin)))
+                .collect(),
+        );
+        l.name = format!("{label} · {}", crate::report::group(requests));
+        done.push(l);
+        let mut l = line(
+            r.series
+                .iter()
+                .map(|b| Some((mid(b), b.failed.values().sum::<u64>() as f64 / bin)))
+                .collect(),
+        );
+        l.name = format!("{label} · {}", crate::report::group(fails));
+        failed.push(l);
+        let mut l = line(
+            r.series
+                .iter()
+                .map(|b| {
+                    Some((
+                        b.t_s + bin,
+                        f64::from(b.time_wait_client + b.time_wait_server),
+                    ))
+                })
+                .collect(),
+        );
+        l.name = format!("{label} · {}", crate::report::group(u64::from(tw_peak)));
+        tw.push(l);
+    }
+    let names: Vec<&str> = runs.iter().map(|(l, _)| l.as_str()).collect();
+    Figure {
+        title: title.into(),
+        subtitle: format!(
+            "{} scenarios; each legend gives the run's total (requests, failures) or its TIME-WAIT peak",
+            names.len()
+        ),
+        x_label: "time (s)".into(),
+        x_range: (0.0, x1),
+        panels: vec![
+            Panel {
+                y_label: "requests completed / s".into(),
+                log_y: false,
+                lines: done,
+                references: vec![],
+            },
+            Panel {
+                y_label: "failed connects / s".into(),
+                log_y: false,
+                lines: failed,
+                references: vec![],
+            },
+            Panel {
+                y_label: "TIME-WAIT sockets".into(),
+                log_y: false,
+                lines: tw,
+                references: vec![],
+            },
+        ],
+        markers: vec![],
+    }
+}
+
+/// A measured line: a wide band in a light tint of `colour`, so the prediction's dashes in
+/// full colour stay visible on top of it where the two agree.
+fn measured(name: &str, colour: RGBColor, points: Vec<Option<(f64, f64)>>) -> Line {
+    let tint = |c: u8| ((u16::from(c) + 2 * 255) / 3) as u8;
+    let mut l = Line::new(
+        name,
+        RGBColor(tint(colour.0), tint(colour.1), tint(colour.2)),
+        points,
+    );
+    l.width = 6;
+    l
+}
+
+/// Predicted (dashed) against measured (a light band) for a `portsim live` report.
+pub fn live_chart(l: &LiveView) -> Figure {
+    let p = &l.predicted;
+    let bin = p.bin_s;
+    let ps = &p.series;
+    let ms = &l.measured.series;
+    let pl = |f: &dyn Fn(&input::BinView) -> f64, end: bool| -> Vec<Option<(f64, f64)>> {
+        ps.iter()
+            .map(|b| Some((b.t_s + if end { bin } else { bin / 2.0 }, f(b))))
+            .collect()
+    };
+    let ml = |f: &dyn Fn(&input::MeasuredBinView) -> f64, end: bool| -> Vec<Option<(f64, f64)>> {
+        ms.iter()
+            .map(|b| Some((b.t_s + if end { bin } else { bin / 2.0 }, f(b))))
+            .collect()
+    };
+    let sockets = vec![
+        measured(
+            "TIME-WAIT, measured",
+            VERMILLION,
+            ml(
+                &|b| f64::from(b.time_wait_client + b.time_wait_server),
+                true,
+            ),
+        ),
+        Line::new(
+            "TIME-WAIT, predicted",
+            VERMILLION,
+            pl(
+                &|b| f64::from(b.time_wait_client + b.time_wait_server),
+                true,
+            ),
+        )
+        .dashed(),
+        measured(
+            "ESTABLISHED, measured",
+            BLUE_,
+            ml(
+                &|b| f64::from(b.established_sockets_client + b.established_sockets_server),
+                true,
+            ),
+        ),
+        Line::new(
+            "ESTABLISHED, predicted",
+            BLUE_,
+            pl(
+                &|b| f64::from(b.established_sockets_client + b.established_sockets_server),
+                true,
+            ),
+        )
+        .dashed(),
+    ];
+    let rates = vec![
+        measured(
+            "established / s, measured",
+            BLUE_,
+            ml(&|b| b.established as f64 / bin, false),
+        ),
+        Line::new(
+            "established / s, predicted",
+            BLUE_,
+            pl(&|b| b.established as f64 / bin, false),
+        )
+        .dashed(),
+        measured(
+            "failed / s, measured",
+            VERMILLION,
+            ml(&|b| b.failed.values().sum::<u64>() as f64 / bin, false),
+        ),
+        Line::new(
+            "failed / s, predicted",
+            VERMILLION,
+            pl(&|b| b.failed.values().sum::<u64>() as f64 / bin, false),
+        )
+        .dashed(),
+    ];
+    let latency = vec![
+        measured(
+            "p50, measured",
+            BLUE_,
+            ms.iter()
+                .map(|b| b.connect_latency_p50_ms.map(|v| (b.t_s + bin / 2.0, v)))
+                .collect(),
+        ),
+        Line::new(
+            "p50, predicted",
+            BLUE_,
+            ps.iter()
+                .map(|b| {
+                    b.connect_latency_ms
+                        .as_ref()
+                        .map(|v| (b.t_s + bin / 2.0, v.p50))
+                })
+                .collect(),
+        )
+        .dashed(),
+        measured(
+            "max, measured",
+            VERMILLION,
+            ms.iter()
+                .map(|b| b.connect_latency_max_ms.map(|v| (b.t_s + bin / 2.0, v)))
+                .collect(),
+        ),
+    ];
+    let x1 = p.duration_s.max(ms.last().map_or(0.0, |b| b.t_s + bin));
+    Figure {
+        title: format!("{}: predicted vs measured ({})", l.scenario, l.verdict),
+        subtitle: format!("{} · {}", l.kernel, knob_summary(p)),
+        x_label: "time (s)".into(),
+        x_range: (0.0, x1),
+        panels: vec![
+            Panel {
+                y_label: "sockets".into(),
+                log_y: false,
+                lines: sockets,
+                references: vec![],
+            },
+            Panel {
+                y_label: "connections / s".into(),
+                log_y: false,
+                lines: rates,
+                references: sustainable_limit(p)
+                    .map(|v| Reference {
+                        y: v,
+                        label: format!("ports / TIME_WAIT = {} / s", fmt_num(v)),
+                        colour: INK,
+                    })
+                    .into_iter()
+                    .collect(),
+            },
+            Panel {
+                y_label: "connect latency (ms, log scale)".into(),
+                log_y: true,
+                lines: latency,
+                references: vec![],
+            },
+        ],
+        markers: vec![],
+    }
+}
+
+/// A metric over one swept parameter, one line per series (a kernel, a setting).
+pub fn line_chart(
+    title: &str,
+    subtitle: &str,
+    x_label: &str,
+    y_label: &str,
+    series: Vec<(String, Vec<(f64, f64)>)>,
+    references: Vec<Reference>,
+) -> Figure {
+    let xs = series.iter().flat_map(|(_, p)| p.iter().map(|&(x, _)| x));
+    let (lo, hi) = xs.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), x| {
+        (a.min(x), b.max(x))
+    });
+    let pad = if hi > lo { (hi - lo) * 0.03 } else { 1.0 };
+    let lines = series
+        .into_iter()
+        .enumerate()
+        .map(|(k, (name, pts))| Line {
+            name,
+            colour: PALETTE[k % PALETTE.len()],
+            dashed: false,
+            dots: true,
+            width: 2,
+            points: pts.into_iter().map(Some).collect(),
+        })
+        .collect();
+    Figure {
+        title: title.into(),
+        subtitle: subtitle.into(),
+        x_label: x_label.into(),
+        x_range: if lo.is_finite() {
+            ((lo - pad).max(0.0), hi + pad)
+        } else {
+            (0.0, 1.0)
+        },
+        panels: vec![Panel {
+            y_label: y_label.into(),
+            log_y: false,
+            lines,
+            references,
+        }],
+        markers: vec![],
+    }
+}
+
+/// A metric over two swept parameters: one cell per pair, its value written in it.
+#[derive(Clone, Debug)]
+pub struct HeatMap {
+    pub title: String,
+    pub subtitle: String,
+    pub x_label: String,
+    pub y_label: String,
+    /// What the colour means, with its unit.
+    pub value_label: String,
+    pub xs: Vec<String>,
+    /// Bottom to top.
+    pub ys: Vec<String>,
+    /// `cells[y][x]`; `None` is drawn grey and written "–".
+    pub cells: Vec<Vec<Option<f64>>>,
+}
+
+/// Viridis at five stops, interpolated: perceptually even, legible in grey.
+fn viridis(t: f64) -> RGBColor {
+    const STOPS: [(f64, f64, f64); 5] = [
+        (68.0, 1.0, 84.0),
+        (59.0, 82.0, 139.0),
+        (33.0, 145.0, 140.0),
+        (94.0, 201.0, 98.0),
+        (253.0, 231.0, 37.0),
+    ];
+    let t = t.clamp(0.0, 1.0) * 4.0;
+    let i = (t.floor() as usize).min(3);
+    let f = t - i as f64;
+    let (a, b) = (STOPS[i], STOPS[i + 1]);
+    let mix = |x: f64, y: f64| (x + (y - x) * f).round() as u8;
+    RGBColor(mix(a.0, b.0), mix(a.1, b.1), mix(a.2, b.2))
+}
+
+impl Chart for HeatMap {
+    fn size(&self) -> (u32, u32) {
+        (WIDTH, 760)
+    }
+
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<(), String> {
+        let (nx, ny) = (self.xs.len(), self.ys.len());
+        if nx == 0 || ny == 0 || self.cells.len() != ny || self.cells.iter().any(|r| r.len() != nx)
+        {
+            return Err(format!("{}: the cells do not match the axes", self.title));
+        }
+        root.fill(&WHITE).map_err(err)?;
+        root.draw_text(&self.title, &font(24.0), (24, 14))
+            .map_err(err)?;
+        root.draw_text(&self.subtitle, &font(15.0).color(&GREY), (24, 48))
+            .map_err(err)?;
+        let vals: Vec<f64> = self.cells.iter().flatten().flatten().copied().collect();
+        let lo = vals.iter().copied().fold(f64::INFINITY, f64::min);
+        let hi = vals.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let span = if hi > lo { hi - lo } else { 1.0 };
+        // Grid geometry in pixels.
+        let (left, top, right, bottom) = (150i32, 96i32, WIDTH as i32 - 200, 760 - 90);
+        let cw = (right - left) as f64 / nx as f64;
+        let ch = (bottom - top) as f64 / ny as f64;
+        for (yi, row) in self.cells.iter().enumerate() {
+            for (xi, v) in row.iter().enumerate() {
+                let x0 = left + (xi as f64 * cw).round() as i32;
+                let x1 = left + ((xi + 1) as f64 * cw).round() as i32;
+                let y1 = bottom - (yi as f64 * ch).round() as i32;
+                let y0 = bottom - ((yi + 1) as f64 * ch).round() as i32;
+                let (fill, text, ink) = match v {
+                    Some(v) => {
+                        let t = (v - lo) / span;
+                        (viridis(t), fmt_num(*v), if t > 0.6 { INK } else { WHITE })
+                    }
+                    None => (RGBColor(200, 200, 200), "–".to_string(), INK),
+                };
+                root.draw(&Rectangle::new([(x0, y0), (x1, y1)], fill.filled()))
+                    .map_err(err)?;
+                root.draw(&Rectangle::new([(x0, y0), (x1, y1)], WHITE.stroke_width(1)))
+                    .map_err(err)?;
+                let style = font(14.0).color(&ink).pos(text_anchor::Pos::new(
+                    text_anchor::HPos::Center,
+                    text_anchor::VPos::Center,
+                ));
+                root.draw_text(&text, &style, ((x0 + x1) / 2, (y0 + y1) / 2))
+                    .map_err(err)?;
+            }
+        }
+        let centre = |h| text_anchor::Pos::new(h, text_anchor::VPos::Center);
+        for (xi, label) in self.xs.iter().enumerate() {
+            let x = left + ((xi as f64 + 0.5) * cw).round() as i32;
+            root.draw_text(
+                label,
+                &font(13.0).pos(centre(text_anchor::HPos::Center)),
+                (x, bottom + 16),
+            )
+            .map_err(err)?;
+        }
+        for (yi, label) in self.ys.iter().enumerate() {
+            let y = bottom - ((yi as f64 + 0.5) * ch).round() as i32;
+            root.draw_text(
+                label,
+                &font(13.0).pos(centre(text_anchor::HPos::Right)),
+                (left - 10, y),
+            )
+            .map_err(err)?;
+        }
+        root.draw_text(
+            &self.x_label,
+            &font(15.0).pos(centre(text_anchor::HPos::Center)),
+            ((left + right) / 2, bottom + 50),
+        )
+        .map_err(err)?;
+        root.draw_text(
+            &self.y_label,
+            &font(15.0)
+                .pos(centre(text_anchor::HPos::Center))
+                .transform(FontTransform::Rotate270),
+            (40, (top + bottom) / 2),
+        )
+        .map_err(err)?;
+        // Colour bar.
+        let (bx0, bx1) = (right + 40, right + 64);
+        let steps = 64;
+        for k in 0..steps {
+            let y1 = bottom - ((bottom - top) * k / steps);
+            let y0 = bottom - ((bottom - top) * (k + 1) / steps);
+            root.draw(&Rectangle::new(
+                [(bx0, y0), (bx1, y1)],
+                viridis((f64::from(k) + 0.5) / f64::from(steps)).filled(),
+            ))
+            .map_err(err)?;
+        }
+        for (v, y) in [(hi, top), (lo, bottom)] {
+            let t = if vals.is_empty() {
+                "–".into()
+            } else {
+                fmt_num(v)
+            };
+            root.draw_text(
+                &t,
+                &font(13.0).pos(centre(text_anchor::HPos::Left)),
+                (bx1 + 8, y),
+            )
+            .map_err(err)?;
+        }
+        root.draw_text(
+            &self.value_label,
+            &font(14.0)
+                .pos(centre(text_anchor::HPos::Center))
+                .transform(FontTransform::Rotate270),
+            (bx1 + 70, (top + bottom) / 2),
+        )
+        .map_err(err)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_read_as_people_write_them() {
+        assert_eq!(fmt_num(0.0), "0");
+        assert_eq!(fmt_num(16384.0), "16,384");
+        assert_eq!(fmt_num(273.0666), "273");
+        assert_eq!(fmt_num(32.768), "33");
+        assert_eq!(fmt_num(2.5), "2.5");
+        assert_eq!(fmt_num(0.05), "0.05");
+        assert_eq!(fmt_num(0.0012), "0.001");
+    }
+
+    #[test]
+    fn viridis_runs_dark_to_light() {
+        let lum = |c: RGBColor| 0.3 * f64::from(c.0) + 0.6 * f64::from(c.1) + 0.1 * f64::from(c.2);
+        let ls: Vec<f64> = (0..=10)
+            .map(|k| lum(viridis(f64::from(k) / 10.0)))
+            .collect();
+        assert!(ls.windows(2).all(|w| w[1] > w[0]), "{ls:?}");
+    }
+
+    #[test]
+    fn a_gap_breaks_a_line_and_a_log_axis_drops_zeros() {
+        let p = [Some((0.0, 1.0)), Some((1.0, 0.0)), None, Some((3.0, 2.0))];
+        assert_eq!(segments(&p, false).len(), 2);
+        assert_eq!(segments(&p, true), vec![vec![(0.0, 1.0)], vec![(3.0, 2.0)]]);
+    }
+}
