@@ -521,7 +521,8 @@ pub struct Bin {
     pub established_sockets_client: u32,
     pub established_sockets_server: u32,
     pub free_ports_min: Option<u32>,
-    /// Free ports per pool, in the order of `pools`.
+    /// Free ports per connect pool, in the order of `pools` (bind pools, listed after them,
+    /// have no free-port series).
     pub free_ports: Vec<u32>,
     pub connect_latency_ms: Option<Percentiles>,
     pub probes_per_connect: Option<ProbeStats>,

@@ -1328,6 +1328,7 @@ name = "w"
 client = "client"
 destinations = ["10.0.0.2:80"]
 arrival = { kind = "constant", rate = 100 }
+rtt = "1ms"
 "#;
 
     #[test]

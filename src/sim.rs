@@ -187,6 +187,18 @@ pub struct Simulation {
     info: (ScenarioInfo, u64, Duration),
     host_info: Vec<HostInfo>,
     pools: Vec<(u16, u32)>,
+    /// Exclusive-port pools of bind() workloads: (host, source IP, ports, kind), with the
+    /// connections each established, counted at establishment by the socket's local IP.
+    bind_pools: Vec<BindPool>,
+}
+
+/// A source IP's exclusive ports, as bind(ip, 0) or an explicit port range uses them (§1.6).
+struct BindPool {
+    host: u16,
+    ip: u32,
+    ports: u32,
+    kind: &'static str,
+    established: u64,
 }
 
 impl Simulation {
@@ -232,6 +244,29 @@ impl Simulation {
                             pools.push((s.host, id));
                         }
                     }
+                }
+            }
+        }
+        let mut bind_pools: Vec<BindPool> = Vec::new();
+        for w in &sc.workloads {
+            let (kind, ports) = match w.mode {
+                Mode::Bind => ("bind", None),
+                Mode::Explicit { low, high } => ("explicit", Some(u32::from(high - low) + 1)),
+                Mode::Connect | Mode::BindNoPort => continue,
+            };
+            for src in &w.sources {
+                if !bind_pools
+                    .iter()
+                    .any(|b| b.host == src.host && b.ip == src.ip)
+                {
+                    bind_pools.push(BindPool {
+                        host: src.host,
+                        ip: src.ip,
+                        ports: ports
+                            .unwrap_or_else(|| hosts[src.host as usize].profile.usable_ports()),
+                        kind,
+                        established: 0,
+                    });
                 }
             }
         }
@@ -313,6 +348,7 @@ impl Simulation {
                 })
                 .collect(),
             pools,
+            bind_pools,
         }
     }
 
@@ -745,6 +781,15 @@ impl Simulation {
         client.set_state(c.csock, State::Established);
         if let Some(pool) = client.pool_of_socket(c.csock) {
             client.pools[pool as usize].established += 1;
+        } else if !self.bind_pools.is_empty() {
+            let ip = client.sock(c.csock).tuple.local_ip;
+            if let Some(b) = self
+                .bind_pools
+                .iter_mut()
+                .find(|b| b.host == c.client && b.ip == ip)
+            {
+                b.established += 1;
+            }
         }
         self.rec.established(c.wl as usize, self.now - c.started);
         self.send(self.now + c.up, conn, |conn, generation| Event::Ack {
@@ -1017,7 +1062,7 @@ impl Simulation {
         let lat = |q| rec.latency.percentile(q) as f64 / 1e6;
         let req = |q| rec.request_latency.percentile(q) as f64 / 1e6;
         let duration_s = duration.as_secs_f64();
-        let pools = self
+        let mut pools: Vec<PoolInfo> = self
             .pools
             .iter()
             .map(|&(h, p)| {
@@ -1048,6 +1093,21 @@ impl Simulation {
                 }
             })
             .collect();
+        pools.extend(self.bind_pools.iter().map(|b| {
+            let host = &self.hosts[b.host as usize];
+            let tw = host.profile.time_wait.as_secs_f64();
+            PoolInfo {
+                kind: b.kind,
+                host: host.name.clone(),
+                source: Ipv4Addr::from(b.ip).to_string(),
+                destination: None,
+                ports: b.ports,
+                time_wait_s: tw,
+                formula_limit_per_s: f64::from(b.ports) / tw,
+                established: b.established,
+                achieved_per_s: b.established as f64 / duration_s,
+            }
+        }));
         let hosts = self.host_info;
         let mut all_errors = std::collections::BTreeMap::new();
         let mut error_numbers = std::collections::BTreeMap::new();

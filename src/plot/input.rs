@@ -36,6 +36,8 @@ pub struct HostView {
 
 #[derive(Deserialize, Clone, Debug)]
 pub struct PoolView {
+    /// `connect`, `connect (host-wide)`, `bind` or `explicit`.
+    pub kind: String,
     pub host: String,
     pub destination: Option<String>,
     pub ports: u32,

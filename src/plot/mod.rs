@@ -676,7 +676,13 @@ pub fn scenario_chart(r: &ReportView) -> Figure {
         ));
     }
     if s.iter().any(|b| b.free_ports_min.is_some()) {
-        let tight = r.pools.iter().map(|p| p.ports).min().unwrap_or(0);
+        let tight = r
+            .pools
+            .iter()
+            .filter(|p| p.kind.starts_with("connect"))
+            .map(|p| p.ports)
+            .min()
+            .unwrap_or(0);
         sockets.push(
             Line::new(
                 format!(
