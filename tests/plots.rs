@@ -161,7 +161,7 @@ fn png_renders_with_the_embedded_font_and_bad_names_leave_files_alone() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains(".svg or .png"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains(".svg (the default) or .png"));
     assert_eq!(std::fs::read_to_string(&keep).unwrap(), "old");
     let _ = std::fs::remove_dir_all(&dir);
 }

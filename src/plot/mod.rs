@@ -1,5 +1,5 @@
-//! Charts for docs and for people, drawn with plotters: SVG, or PNG when the file name ends
-//! in `.png`.
+//! Charts for docs and for people, drawn with plotters: SVG (a name without an extension
+//! too), or PNG when the file name ends in `.png`.
 //!
 //! Text is measured and rasterised with DejaVu Sans, embedded from `assets/fonts` (Bitstream
 //! Vera license, beside the file), so a machine without fonts renders the same bytes as any
@@ -43,7 +43,7 @@ impl fmt::Display for PlotError {
         match self {
             PlotError::Extension(p) => write!(
                 f,
-                "{}: a chart is written as .svg or .png; name the file with one of them",
+                "{}: a chart is written as .svg (the default) or .png; name the file with one of them",
                 p.display()
             ),
             PlotError::Empty(what) => write!(f, "nothing to plot: {what}"),
@@ -232,7 +232,7 @@ fn extension(path: &Path) -> Result<Ext, PlotError> {
         .map(|e| e.to_string_lossy().to_ascii_lowercase())
         .as_deref()
     {
-        Some("svg") => Ok(Ext::Svg),
+        Some("svg") | None => Ok(Ext::Svg),
         Some("png") => Ok(Ext::Png),
         _ => Err(PlotError::Extension(path.to_path_buf())),
     }
