@@ -164,12 +164,6 @@ pub fn main() -> ExitCode {
             let wall = std::time::Instant::now();
             let report = Simulation::new(&sc).run();
             let wall = wall.elapsed().as_secs_f64();
-            if let Some(p) = &plot
-                && let Err(e) = plot::save(&plot::scenario_chart(&plot::ReportView::of(&report)), p)
-            {
-                eprintln!("error: {e}");
-                return ExitCode::FAILURE;
-            }
             let text = match format {
                 Format::Text => {
                     let mut t = report.to_text();
@@ -192,6 +186,13 @@ pub fn main() -> ExitCode {
                         return ExitCode::FAILURE;
                     }
                 }
+            }
+            // The report first: a chart that cannot be written does not cost the run.
+            if let Some(p) = &plot
+                && let Err(e) = plot::save(&plot::scenario_chart(&plot::ReportView::of(&report)), p)
+            {
+                eprintln!("error: {e}");
+                return ExitCode::FAILURE;
             }
             ExitCode::SUCCESS
         }

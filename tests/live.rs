@@ -260,3 +260,52 @@ fn what_the_kernel_cannot_do_is_refused_before_anything_runs() {
     }
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn a_live_run_draws_predicted_over_measured() {
+    let dir = std::env::temp_dir().join(format!("portsim-liveplot-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (json, svg) = (dir.join("l.json"), dir.join("l.svg"));
+    let out = portsim()
+        .args(["live", "--format", "json", "-o"])
+        .arg(&json)
+        .arg("--plot")
+        .arg(&svg)
+        .arg(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("scenarios/live/ten-ports-server-closes.toml"),
+        )
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if stderr.contains("namespace:") {
+        eprintln!("SKIPPED: {}", stderr.trim());
+        return;
+    }
+    assert!(out.status.success(), "{stderr}");
+    let text = std::fs::read_to_string(&svg).unwrap();
+    assert!(text.starts_with("<svg"));
+    assert!(text.contains("predicted vs measured (agree)"));
+    assert!(text.contains("TIME-WAIT, measured") && text.contains("TIME-WAIT, predicted"));
+    // The saved JSON draws the same chart; a live report is not compared with others.
+    let again = dir.join("again.svg");
+    let out = portsim()
+        .arg("plot")
+        .arg(&json)
+        .arg("-o")
+        .arg(&again)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert_eq!(std::fs::read_to_string(&again).unwrap(), text);
+    let out = portsim()
+        .arg("plot")
+        .arg(&json)
+        .arg(&json)
+        .arg("-o")
+        .arg(dir.join("cmp.svg"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let _ = std::fs::remove_dir_all(&dir);
+}

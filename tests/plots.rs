@@ -218,7 +218,7 @@ fn a_comparison_and_the_sweep_charts_have_what_they_promise() {
         "s",
         "offered / s",
         "sustained / s",
-        vec![("a".into(), vec![(1.0, 2.0), (2.0, 3.0)])],
+        vec![("a".into(), vec![Some((1.0, 2.0)), None, Some((2.0, 3.0))])],
         vec![],
     );
     let t = texts(&plot::render_svg(&line).unwrap(), (1200, 398));
@@ -252,4 +252,154 @@ fn the_sustained_metric_reads_the_seed_formula() {
     let v = plot::manifest::Metric::SustainedPerS.of(&r).unwrap();
     assert!((v - 28_232.0 / 60.0).abs() < 0.01, "{v}");
     assert_eq!(plot::manifest::sustained_window(&r), Some((180.0, 300.0)));
+}
+
+fn inline(text: &str) -> ReportView {
+    let sc = portsim::scenario::parse("inline.toml", text).unwrap();
+    ReportView::of(&portsim::sim::Simulation::new(&sc).run())
+}
+
+const STEADY: &str = r#"
+[scenario]
+name = "steady"
+duration = "DURATION"
+bin = "BIN"
+
+[[host]]
+name = "c"
+profile = "linux"
+ips = ["10.0.0.1"]
+
+[[host]]
+name = "s"
+profile = "linux"
+ips = ["10.0.0.2"]
+listen = ["10.0.0.2:80"]
+
+[[workload]]
+name = "w"
+client = "c"
+destinations = ["10.0.0.2:80"]
+arrival = { kind = "constant", rate = 500 }
+rtt = "100us"
+closer = "client"
+"#;
+
+/// Every rate point of the "established / s" line.
+fn established_rate(r: &ReportView) -> Vec<(f64, f64)> {
+    let fig = plot::scenario_chart(r);
+    let l = fig.panels[1]
+        .lines
+        .iter()
+        .find(|l| l.name == "established / s")
+        .unwrap();
+    l.points.iter().flatten().copied().collect()
+}
+
+#[test]
+fn a_short_last_bin_is_a_rate_over_its_own_length() {
+    // 500/s for 10 s in 3 s bins: the last bin covers 1 s and still reads 500/s, at 9.5 s.
+    let r = inline(&STEADY.replace("DURATION", "10s").replace("BIN", "3s"));
+    let pts = established_rate(&r);
+    assert_eq!(pts.len(), 4);
+    assert!(pts.iter().all(|&(_, y)| (y - 500.0).abs() < 1.0), "{pts:?}");
+    assert_eq!(pts[3].0, 9.5);
+    // A run shorter than its bin: one point, inside the run, at the run's own rate.
+    let r = inline(&STEADY.replace("DURATION", "300ms").replace("BIN", "1s"));
+    let pts = established_rate(&r);
+    assert_eq!(pts.len(), 1);
+    assert!(
+        (pts[0].0 - 0.15).abs() < 1e-9 && (pts[0].1 - 500.0).abs() < 5.0,
+        "{pts:?}"
+    );
+    plot::render_svg(&plot::scenario_chart(&r)).unwrap();
+}
+
+#[test]
+fn values_no_run_produces_are_refused_not_drawn() {
+    let good = portsim::run_file(&root().join("scenarios/httperf-error-99-tw240.toml")).unwrap();
+    let json = good.to_json();
+    let p = Path::new("edited.json");
+    // A limit line at 1.7e308 would make plotters loop for ever; a zero bin divides by zero.
+    for (from, to, field) in [
+        (
+            "\"formula_limit_per_s\": 68.",
+            "\"formula_limit_per_s\": 1.7e308, \"x\": 68.",
+            "formula_limit_per_s",
+        ),
+        ("\"bin_s\": 1.0", "\"bin_s\": 0.0", "bin_s"),
+    ] {
+        assert!(json.contains(from), "{from}");
+        let e = plot::input::parse_json(p, &json.replacen(from, to, 1))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("edited.json") && e.contains(field), "{e}");
+    }
+    // A chart built in code with an infinite value is an error, not a hang.
+    let fig = plot::line_chart(
+        "l",
+        "",
+        "x",
+        "y",
+        vec![("a".into(), vec![Some((1.0, f64::INFINITY))])],
+        vec![],
+    );
+    assert!(plot::render_svg(&fig).is_err());
+}
+
+#[test]
+fn narrow_axes_label_each_tick_differently_and_off_range_markers_are_left_out() {
+    let line = plot::line_chart(
+        "narrow",
+        "",
+        "x",
+        "y",
+        vec![(
+            "a".into(),
+            vec![Some((10.0, 1.0)), Some((12.0, 2.0)), Some((14.0, 3.0))],
+        )],
+        vec![],
+    );
+    let svg = plot::render_svg(&line).unwrap();
+    let doc = roxmltree::Document::parse(&svg).unwrap();
+    let ticks: Vec<String> = doc
+        .descendants()
+        .filter(|n| n.tag_name().name() == "text")
+        .filter_map(|n| n.text().map(|t| t.trim().to_string()))
+        .filter(|t| t.parse::<f64>().is_ok_and(|v| (9.0..=15.0).contains(&v)))
+        .collect();
+    let mut unique = ticks.clone();
+    unique.dedup();
+    assert!(ticks.len() >= 3 && unique == ticks, "{ticks:?}");
+    let mut fig = plot::scenario_chart(&report("httperf-error-99-tw240.toml"));
+    fig.markers.push(plot::Marker {
+        x: 1e6,
+        label: "beyond the run".into(),
+        colour: plot::GREY,
+    });
+    let svg = plot::render_svg(&fig).unwrap();
+    assert!(!svg.contains("beyond the run"));
+}
+
+#[test]
+fn a_manifest_that_makes_one_file_twice_or_labels_a_sweep_axis_is_refused() {
+    let dir = std::env::temp_dir().join(format!("portsim-manifest-{}", std::process::id()));
+    std::fs::create_dir_all(dir.join("sc")).unwrap();
+    std::fs::copy(
+        root().join("scenarios/httperf-error-99-tw240.toml"),
+        dir.join("sc/a.toml"),
+    )
+    .unwrap();
+    let m = dir.join("plots.toml");
+    let cmp = "[[comparison]]\nfile = \"a.svg\"\ntitle = \"t\"\nscenarios = [\"sc/a.toml\"]\n";
+    std::fs::write(&m, format!("scenarios = \"sc\"\n{cmp}")).unwrap();
+    let e = plot::manifest::make(&m).err().unwrap().to_string();
+    assert!(e.contains("\"a.svg\" is already made by scenario"), "{e}");
+    let sweep = "[[sweep]]\nfile = \"s.svg\"\ntitle = \"t\"\nscenario = \"sc/a.toml\"\n\
+                 metric = \"success_percent\"\n\
+                 x = { set = \"workload.httperf.arrival.rate\", values = [100, 200], labels = [\"a\", \"b\"] }\n";
+    std::fs::write(&m, format!("scenarios = \"sc\"\n{sweep}")).unwrap();
+    let e = plot::manifest::make(&m).err().unwrap().to_string();
+    assert!(e.contains("`labels` is for heat maps"), "{e}");
+    let _ = std::fs::remove_dir_all(&dir);
 }

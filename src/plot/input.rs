@@ -157,6 +157,12 @@ pub enum InputError {
     },
     Scenario(crate::scenario::ScenarioError),
     Extension(PathBuf),
+    /// Parsed, but a value no run produces (a bin of zero seconds, an infinite latency).
+    Value {
+        path: PathBuf,
+        field: String,
+        message: String,
+    },
 }
 
 impl fmt::Display for InputError {
@@ -176,6 +182,11 @@ impl fmt::Display for InputError {
                 path.display()
             ),
             InputError::Scenario(e) => write!(f, "{e}"),
+            InputError::Value {
+                path,
+                field,
+                message,
+            } => write!(f, "{}: `{field}`: {message}", path.display()),
             InputError::Extension(p) => write!(
                 f,
                 "{}: plot reads a scenario (.toml) or a report (.json)",
@@ -205,6 +216,54 @@ pub fn load(path: &Path) -> Result<Input, InputError> {
     }
 }
 
+/// A value a chart can place: finite, non-negative and below [`super::MAX_VALUE`].
+fn finite(field: &str, v: f64) -> Result<(), (String, String)> {
+    if v.is_finite() && (0.0..super::MAX_VALUE).contains(&v) {
+        Ok(())
+    } else {
+        Err((
+            field.to_string(),
+            format!("{v} is not a time, rate or latency a run reports"),
+        ))
+    }
+}
+
+/// The values of a report a chart divides by or places on an axis.
+fn check_report(r: &ReportView, prefix: &str) -> Result<(), (String, String)> {
+    let f = |k: &str| format!("{prefix}{k}");
+    finite(&f("duration_s"), r.duration_s)?;
+    finite(&f("bin_s"), r.bin_s)?;
+    if r.bin_s <= 0.0 {
+        return Err((f("bin_s"), "must be greater than zero".into()));
+    }
+    for (i, p) in r.pools.iter().enumerate() {
+        finite(&f(&format!("pools[{i}].time_wait_s")), p.time_wait_s)?;
+        finite(
+            &f(&format!("pools[{i}].formula_limit_per_s")),
+            p.formula_limit_per_s,
+        )?;
+    }
+    for (k, v) in [
+        ("summary.first_failure_s", r.summary.first_failure_s),
+        (
+            "summary.time_wait.first_expiry_s",
+            r.summary.time_wait.first_expiry_s,
+        ),
+    ] {
+        if let Some(v) = v {
+            finite(&f(k), v)?;
+        }
+    }
+    for (i, b) in r.series.iter().enumerate() {
+        finite(&f(&format!("series[{i}].t_s")), b.t_s)?;
+        if let Some(l) = &b.connect_latency_ms {
+            finite(&f(&format!("series[{i}].connect_latency_ms.p50")), l.p50)?;
+            finite(&f(&format!("series[{i}].connect_latency_ms.p99")), l.p99)?;
+        }
+    }
+    Ok(())
+}
+
 /// Parses report JSON, naming the line and column of what is wrong.
 pub fn parse_json(path: &Path, text: &str) -> Result<Input, InputError> {
     let json_err = |e: serde_json::Error| InputError::Json {
@@ -218,13 +277,34 @@ pub fn parse_json(path: &Path, text: &str) -> Result<Input, InputError> {
         schema: Option<String>,
     }
     let head: Head = serde_json::from_str(text).map_err(json_err)?;
+    let bad = |field: String, message: String| InputError::Value {
+        path: path.to_path_buf(),
+        field,
+        message,
+    };
     match head.schema.as_deref() {
-        Some("portsim.report/1") => Ok(Input::Report(Box::new(
-            serde_json::from_str(text).map_err(json_err)?,
-        ))),
-        Some("portsim.live/1") => Ok(Input::Live(Box::new(
-            serde_json::from_str(text).map_err(json_err)?,
-        ))),
+        Some("portsim.report/1") => {
+            let r: ReportView = serde_json::from_str(text).map_err(json_err)?;
+            check_report(&r, "").map_err(|(f, m)| bad(f, m))?;
+            Ok(Input::Report(Box::new(r)))
+        }
+        Some("portsim.live/1") => {
+            let l: LiveView = serde_json::from_str(text).map_err(json_err)?;
+            check_report(&l.predicted, "predicted.").map_err(|(f, m)| bad(f, m))?;
+            for (i, b) in l.measured.series.iter().enumerate() {
+                let at = |k: &str| format!("measured.series[{i}].{k}");
+                finite(&at("t_s"), b.t_s).map_err(|(f, m)| bad(f, m))?;
+                for (k, v) in [
+                    ("connect_latency_p50_ms", b.connect_latency_p50_ms),
+                    ("connect_latency_max_ms", b.connect_latency_max_ms),
+                ] {
+                    if let Some(v) = v {
+                        finite(&at(k), v).map_err(|(f, m)| bad(f, m))?;
+                    }
+                }
+            }
+            Ok(Input::Live(Box::new(l)))
+        }
         other => Err(InputError::Schema {
             path: path.to_path_buf(),
             found: other.unwrap_or("(none)").to_string(),

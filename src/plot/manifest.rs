@@ -208,12 +208,16 @@ pub fn make(manifest: &Path) -> Result<Vec<Made>, ManifestError> {
     })?;
     let dir = manifest.parent().unwrap_or(Path::new("."));
     let mut out = vec![];
+    let mut written: std::collections::BTreeMap<String, String> = Default::default();
     let mut push = |entry: &str, file: &str, chart: Drawn| {
         if !file.ends_with(".svg") || file.contains('/') {
             return Err(err(
                 entry,
                 format!("{file:?}: name a .svg file in {}", dir.display()),
             ));
+        }
+        if let Some(first) = written.insert(file.to_string(), entry.to_string()) {
+            return Err(err(entry, format!("{file:?} is already made by {first}")));
         }
         let svg = match &chart {
             Drawn::Figure(f) => render_svg(f),
@@ -329,7 +333,14 @@ fn run_with(
     }
     let what: Vec<String> = sets.iter().map(|(k, v)| format!("{k} = {v}")).collect();
     let file = format!("{} with {}", path.display(), what.join(", "));
-    let sc = crate::scenario::parse(&file, &text).map_err(|e| e.to_string())?;
+    // Positions would point into the re-written text, not the user's file: name the file and
+    // what was set, and the message.
+    let sc = crate::scenario::parse(&file, &text).map_err(|mut e| {
+        e.line = 0;
+        e.column = 0;
+        e.key.clear();
+        e.to_string()
+    })?;
     Ok(ReportView::of(&crate::sim::Simulation::new(&sc).run()))
 }
 
@@ -343,7 +354,12 @@ fn sweep(dir: &Path, s: &Sweep) -> Result<Figure, String> {
                 other => Err(format!("{}: {other} is not a number", s.x.set)),
             })
             .collect::<Result<_, _>>()?;
-    labels(&s.x)?;
+    if !s.x.labels.is_empty() {
+        return Err(format!(
+            "{}: a sweep's x axis is numeric and labels itself; `labels` is for heat maps and `lines`",
+            s.x.set
+        ));
+    }
     let (line_names, line_values): (Vec<String>, Vec<Option<&toml::Value>>) = match &s.lines {
         Some(a) => (labels(a)?, a.values.iter().map(Some).collect()),
         None => (vec![s.metric.label().to_string()], vec![None]),
@@ -352,22 +368,24 @@ fn sweep(dir: &Path, s: &Sweep) -> Result<Figure, String> {
     let mut references = vec![];
     for (k, (name, lv)) in line_names.iter().zip(&line_values).enumerate() {
         let mut pts = vec![];
-        let mut limit = None;
+        let mut limits = vec![];
         for (x, xv) in xs.iter().zip(&s.x.values) {
             let mut sets = vec![(s.x.set.as_str(), xv)];
             if let (Some(a), Some(v)) = (&s.lines, lv) {
                 sets.push((a.set.as_str(), v));
             }
             let r = run_with(dir, &s.scenario, &sets)?;
-            limit = super::sustainable_limit(&r);
-            if let Some(y) = s.metric.of(&r) {
-                pts.push((*x, y));
-            }
+            limits.push(super::sustainable_limit(&r));
+            // A run without a value (no failure, nothing attempted) breaks the line.
+            pts.push(s.metric.of(&r).map(|y| (*x, y)));
         }
-        if let (Metric::SustainedPerS, Some(l)) = (s.metric, limit) {
+        // The limit line only where every run of the line shares it.
+        if let (Metric::SustainedPerS, Some(Some(l))) = (s.metric, limits.first())
+            && limits.iter().all(|m| *m == Some(*l))
+        {
             references.push(Reference {
-                y: l,
-                label: format!("{name}: ports / TIME_WAIT {}", fmt_num(l)),
+                y: *l,
+                label: format!("{name}: ports / TIME_WAIT {}", fmt_num(*l)),
                 colour: super::PALETTE[k % super::PALETTE.len()],
             });
         }

@@ -15,6 +15,7 @@ pub mod manifest;
 
 pub use input::{Input, LiveView, ReportView};
 
+use image::ImageEncoder;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::{FontStyle, text_anchor};
@@ -73,6 +74,9 @@ pub const PALETTE: [RGBColor; 8] = [INK, VERMILLION, BLUE_, GREEN_, ORANGE, PURP
 const WIDTH: u32 = 1200;
 const LEGEND_W: u32 = 300;
 const HEADER_H: u32 = 78;
+
+/// A line's points; `None` breaks it.
+pub type Points = Vec<Option<(f64, f64)>>;
 
 /// One line of a panel; `None` points break it (a bin with no value).
 #[derive(Clone, Debug)]
@@ -172,34 +176,31 @@ pub fn save<C: Chart>(chart: &C, path: &Path) -> Result<(), PlotError> {
             })
         }
         Ext::Png => {
-            register_font();
-            let dir = path
-                .parent()
-                .filter(|p| !p.as_os_str().is_empty())
-                .unwrap_or(Path::new("."));
-            let stem = path
-                .file_stem()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            // The encoder picks the format from the extension, so the temporary ends in .png.
-            let tmp = dir.join(format!(".{stem}.portsim-{}.tmp.png", std::process::id()));
-            let drawn = (|| {
-                let root = BitMapBackend::new(&tmp, chart.size()).into_drawing_area();
-                chart.draw(&root)?;
-                root.present().map_err(|e| format!("{e:?}"))
-            })();
-            let result = drawn.map_err(PlotError::Draw).and_then(|()| {
-                std::fs::rename(&tmp, path).map_err(|error| PlotError::Write {
-                    path: path.to_path_buf(),
-                    error,
-                })
-            });
-            if result.is_err() {
-                let _ = std::fs::remove_file(&tmp);
-            }
-            result
+            let png = render_png(chart)?;
+            crate::write_atomically(path, &png).map_err(|error| PlotError::Write {
+                path: path.to_path_buf(),
+                error,
+            })
         }
     }
+}
+
+/// The chart as PNG bytes (RGB, 8 bits per channel).
+pub fn render_png<C: Chart>(chart: &C) -> Result<Vec<u8>, PlotError> {
+    register_font();
+    let (w, h) = chart.size();
+    let mut rgb = vec![0u8; w as usize * h as usize * 3];
+    {
+        let root = BitMapBackend::with_buffer(&mut rgb, (w, h)).into_drawing_area();
+        chart.draw(&root).map_err(PlotError::Draw)?;
+        root.present()
+            .map_err(|e| PlotError::Draw(format!("{e:?}")))?;
+    }
+    let mut out = Vec::new();
+    image::codecs::png::PngEncoder::new(&mut out)
+        .write_image(&rgb, w, h, image::ColorType::Rgb8)
+        .map_err(|e| PlotError::Draw(e.to_string()))?;
+    Ok(out)
 }
 
 /// The chart as SVG text.
@@ -289,16 +290,16 @@ fn font(size: f64) -> TextStyle<'static> {
 
 /// The y range a panel needs: from zero (or, on a log axis, a decade below the smallest
 /// value) to 18 % above the largest, so marker labels sit above the data.
-fn y_range(p: &Panel) -> (f64, f64) {
+fn y_range(p: &Panel) -> Result<(f64, f64), String> {
     let ys = p
         .lines
         .iter()
         .flat_map(|l| l.points.iter().flatten().map(|&(_, y)| y))
         .chain(p.references.iter().map(|r| r.y));
-    if p.log_y {
-        let pos: Vec<f64> = ys.filter(|y| *y > 0.0 && y.is_finite()).collect();
+    let (lo, hi) = if p.log_y {
+        let pos: Vec<f64> = ys.filter(|y| *y > 0.0).collect();
         if pos.is_empty() {
-            return (0.01, 10.0);
+            return Ok((0.01, 10.0));
         }
         let lo = pos.iter().copied().fold(f64::INFINITY, f64::min);
         let hi = pos.iter().copied().fold(0.0, f64::max);
@@ -307,8 +308,32 @@ fn y_range(p: &Panel) -> (f64, f64) {
             10f64.powf((hi * 3.0).log10().ceil()),
         )
     } else {
-        let hi = ys.filter(|y| y.is_finite()).fold(0.0, f64::max);
+        let hi = ys.fold(0.0, f64::max);
         (0.0, if hi > 0.0 { hi * 1.18 } else { 1.0 })
+    };
+    // plotters never returns on an infinite or empty range: refuse it here.
+    if lo.is_finite() && hi.is_finite() && hi > lo && hi < MAX_VALUE {
+        Ok((lo, hi))
+    } else {
+        Err(format!("{}: values out of range ({lo} to {hi})", p.y_label))
+    }
+}
+
+/// The largest value a chart draws; reports hold nothing near it.
+pub const MAX_VALUE: f64 = 1e15;
+
+/// Axis labels with as many decimals as the tick spacing needs (plotters puts about ten
+/// ticks on an axis), so ticks 0.5 apart do not print the same integer twice.
+fn axis_format(lo: f64, hi: f64, log: bool) -> impl Fn(&f64) -> String {
+    let step = (hi - lo) / 10.0;
+    let decimals = if log || step >= 1.0 || step <= 0.0 {
+        None
+    } else {
+        Some((-step.log10().floor()).clamp(0.0, 6.0) as usize)
+    };
+    move |v: &f64| match decimals {
+        None => fmt_num(*v),
+        Some(d) => trim(format!("{v:.d$}")),
     }
 }
 
@@ -377,11 +402,17 @@ impl Chart for Figure {
         } else {
             (self.x_range.0, self.x_range.0 + 1.0)
         };
+        if !(x0.is_finite() && x1.is_finite() && x1 - x0 < MAX_VALUE) {
+            return Err(format!(
+                "{}: x axis out of range ({x0} to {x1})",
+                self.x_label
+            ));
+        }
         for (i, (area, panel)) in areas.iter().zip(&self.panels).enumerate() {
             let last = i + 1 == self.panels.len();
             let (plot, legend) = area.split_horizontally(WIDTH - LEGEND_W);
             let panel = &wide_or_linear(panel);
-            let (lo, hi) = y_range(panel);
+            let (lo, hi) = y_range(panel)?;
             let mut b = ChartBuilder::on(&plot);
             b.margin_top(10)
                 .margin_left(12)
@@ -389,16 +420,15 @@ impl Chart for Figure {
                 .x_label_area_size(if last { 52 } else { 26 })
                 .y_label_area_size(92);
             let x_label = if last { self.x_label.as_str() } else { "" };
-            let x_fmt = |x: &f64| fmt_num(*x);
-            let y_fmt = |y: &f64| fmt_num(*y);
+            let x_fmt = axis_format(x0, x1, false);
+            let y_fmt = axis_format(lo, hi, panel.log_y);
             // Marker x positions, drawn through the panel; labels in the first panel.
-            let mark = |chart_top: f64| -> Vec<(f64, f64, f64)> {
-                self.markers
-                    .iter()
-                    .filter(|m| m.x >= x0 && m.x <= x1)
-                    .map(|m| (m.x, lo, chart_top))
-                    .collect()
-            };
+            let shown: Vec<Marker> = self
+                .markers
+                .iter()
+                .filter(|m| m.x >= x0 && m.x <= x1)
+                .cloned()
+                .collect();
             macro_rules! body {
                 ($chart:expr) => {{
                     let mut chart = $chart;
@@ -426,14 +456,13 @@ impl Chart for Figure {
                             ))
                             .map_err(err)?;
                     }
-                    for (k, m) in mark(hi).iter().enumerate() {
-                        let colour = self.markers[k].colour;
+                    for m in &shown {
                         chart
                             .draw_series(DashedLineSeries::new(
-                                [(m.0, m.1), (m.0, m.2)],
+                                [(m.x, lo), (m.x, hi)],
                                 4,
                                 4,
-                                colour.stroke_width(1),
+                                m.colour.stroke_width(1),
                             ))
                             .map_err(err)?;
                     }
@@ -464,7 +493,7 @@ impl Chart for Figure {
                         let base = chart.plotting_area().get_base_pixel();
                         let right = chart.plotting_area().get_pixel_range().0.end;
                         let mut rows: Vec<i32> = vec![];
-                        for m in self.markers.iter().filter(|m| m.x >= x0 && m.x <= x1) {
+                        for m in &shown {
                             let (px, py) = chart.backend_coord(&(m.x, hi));
                             let w = text_width(&m.label, 13.0);
                             let x = if px + 6 + w < right {
@@ -499,7 +528,7 @@ impl Chart for Figure {
             } else {
                 body!(b.build_cartesian_2d(x0..x1, lo..hi).map_err(err)?);
             }
-            draw_legend(&legend, panel, if i == 0 { &self.markers } else { &[] })?;
+            draw_legend(&legend, panel, if i == 0 { &shown } else { &[] })?;
         }
         Ok(())
     }
@@ -564,7 +593,11 @@ fn knob<'a>(h: &'a input::HostView, name: &str) -> Option<&'a str> {
 /// "ports 49152–65535, TIME_WAIT 60 s, tcp_tw_reuse 2": the client host's knobs that decide
 /// port exhaustion, under its own kernel's names.
 fn knob_summary(r: &ReportView) -> String {
-    let Some(pool) = r.pools.iter().min_by_key(|p| p.ports) else {
+    let connect = r.pools.iter().filter(|p| p.kind.starts_with("connect"));
+    let Some(pool) = connect
+        .min_by_key(|p| p.ports)
+        .or_else(|| r.pools.iter().min_by_key(|p| p.ports))
+    else {
         return String::new();
     };
     let Some(h) = r.hosts.iter().find(|h| h.name == pool.host) else {
@@ -583,7 +616,10 @@ fn knob_summary(r: &ReportView) -> String {
         .or_else(|| {
             let start: u32 = knob(h, "dynamicport.tcp.start")?.parse().ok()?;
             let num: u32 = knob(h, "dynamicport.tcp.num")?.parse().ok()?;
-            Some(format!("{start}–{}", start + num - 1))
+            Some(format!(
+                "{start}–{}",
+                start.checked_add(num)?.checked_sub(1)?
+            ))
         });
     let per = if pool.destination.is_some() {
         " per destination"
@@ -635,6 +671,43 @@ fn markers(r: &ReportView) -> Vec<Marker> {
     m
 }
 
+/// Where a bin's values go on the time axis: rates at the middle of the part of the bin the
+/// run covered, gauges at its end; `width`, that part's length, divides a rate (a run that
+/// ends mid-bin has a short last bin).
+#[derive(Clone, Copy)]
+struct Span {
+    mid: f64,
+    end: f64,
+    width: f64,
+}
+
+fn span(t_s: f64, bin: f64, duration: f64) -> Span {
+    let end = (t_s + bin).min(duration);
+    let (end, width) = if end > t_s {
+        (end, end - t_s)
+    } else {
+        (t_s + bin, bin)
+    };
+    Span {
+        mid: t_s + width / 2.0,
+        end,
+        width,
+    }
+}
+
+/// A count map's total, as a float (no overflow on any input).
+fn total(m: &std::collections::BTreeMap<String, u64>) -> f64 {
+    m.values().map(|v| *v as f64).sum()
+}
+
+fn add(a: u32, b: u32) -> f64 {
+    f64::from(a) + f64::from(b)
+}
+
+fn saturating_sum(v: impl Iterator<Item = u64>) -> u64 {
+    v.fold(0, u64::saturating_add)
+}
+
 /// Failure colours by error name, stable across charts.
 fn errno_colour(k: usize) -> RGBColor {
     [VERMILLION, PURPLE, OCHRE, SKY][k % 4]
@@ -644,31 +717,37 @@ fn errno_colour(k: usize) -> RGBColor {
 /// limit, and connect latency, on one time axis, with the first failure and the first
 /// TIME_WAIT expiry marked.
 pub fn scenario_chart(r: &ReportView) -> Figure {
-    let bin = r.bin_s;
-    // Gauges are read at the end of a bin; rates belong to the bin's middle.
-    let at_end = |b: &input::BinView| b.t_s + bin;
-    let mid = |b: &input::BinView| b.t_s + bin / 2.0;
     let s = &r.series;
+    let sp = |b: &input::BinView| span(b.t_s, r.bin_s, r.duration_s);
+    // Gauges are read at the end of a bin; rates belong to its middle.
     let gauge = |f: &dyn Fn(&input::BinView) -> f64| -> Vec<Option<(f64, f64)>> {
-        s.iter().map(|b| Some((at_end(b), f(b)))).collect()
+        s.iter().map(|b| Some((sp(b).end, f(b)))).collect()
+    };
+    let rate = |f: &dyn Fn(&input::BinView) -> f64| -> Vec<Option<(f64, f64)>> {
+        s.iter()
+            .map(|b| {
+                let w = sp(b);
+                Some((w.mid, f(b) / w.width))
+            })
+            .collect()
     };
     let mut sockets = vec![];
-    let any = |f: &dyn Fn(&input::BinView) -> u32| s.iter().any(|b| f(b) > 0);
-    if any(&|b| b.established_sockets_client + b.established_sockets_server) {
+    let any = |f: &dyn Fn(&input::BinView) -> f64| s.iter().any(|b| f(b) > 0.0);
+    if any(&|b| add(b.established_sockets_client, b.established_sockets_server)) {
         sockets.push(Line::new(
             "ESTABLISHED",
             BLUE_,
-            gauge(&|b| f64::from(b.established_sockets_client + b.established_sockets_server)),
+            gauge(&|b| add(b.established_sockets_client, b.established_sockets_server)),
         ));
     }
-    if any(&|b| b.time_wait_client) {
+    if any(&|b| f64::from(b.time_wait_client)) {
         sockets.push(Line::new(
             "TIME-WAIT, client",
             VERMILLION,
             gauge(&|b| f64::from(b.time_wait_client)),
         ));
     }
-    if any(&|b| b.time_wait_server) {
+    if any(&|b| f64::from(b.time_wait_server)) {
         sockets.push(Line::new(
             "TIME-WAIT, server",
             ORANGE,
@@ -691,28 +770,15 @@ pub fn scenario_chart(r: &ReportView) -> Figure {
                 ),
                 GREEN_,
                 s.iter()
-                    .map(|b| b.free_ports_min.map(|f| (at_end(b), f64::from(f))))
+                    .map(|b| b.free_ports_min.map(|f| (sp(b).end, f64::from(f))))
                     .collect(),
             )
             .dashed(),
         );
     }
     let mut rates = vec![
-        Line::new(
-            "attempted / s",
-            GREY,
-            s.iter()
-                .map(|b| Some((mid(b), b.attempts as f64 / bin)))
-                .collect(),
-        )
-        .dashed(),
-        Line::new(
-            "established / s",
-            BLUE_,
-            s.iter()
-                .map(|b| Some((mid(b), b.established as f64 / bin)))
-                .collect(),
-        ),
+        Line::new("attempted / s", GREY, rate(&|b| b.attempts as f64)).dashed(),
+        Line::new("established / s", BLUE_, rate(&|b| b.established as f64)),
     ];
     let errnos: std::collections::BTreeSet<&str> = s
         .iter()
@@ -727,9 +793,7 @@ pub fn scenario_chart(r: &ReportView) -> Figure {
         rates.push(Line::new(
             format!("failed / s, {e}"),
             errno_colour(k),
-            s.iter()
-                .map(|b| Some((mid(b), *b.failed.get(*e).unwrap_or(&0) as f64 / bin)))
-                .collect(),
+            rate(&|b| *b.failed.get(*e).unwrap_or(&0) as f64),
         ));
     }
     let references = sustainable_limit(r)
@@ -745,14 +809,14 @@ pub fn scenario_chart(r: &ReportView) -> Figure {
             "p50",
             BLUE_,
             s.iter()
-                .map(|b| b.connect_latency_ms.as_ref().map(|l| (mid(b), l.p50)))
+                .map(|b| b.connect_latency_ms.as_ref().map(|l| (sp(b).mid, l.p50)))
                 .collect(),
         ),
         Line::new(
             "p99",
             VERMILLION,
             s.iter()
-                .map(|b| b.connect_latency_ms.as_ref().map(|l| (mid(b), l.p99)))
+                .map(|b| b.connect_latency_ms.as_ref().map(|l| (sp(b).mid, l.p99)))
                 .collect(),
         )
         .dashed(),
@@ -796,9 +860,8 @@ pub fn comparison_chart(title: &str, runs: &[(String, ReportView)]) -> Figure {
     let n = runs.len();
     for (k, (label, r)) in runs.iter().enumerate() {
         let colour = PALETTE[k % PALETTE.len()];
-        let bin = r.bin_s;
         x1 = x1.max(r.duration_s);
-        let mid = |b: &input::BinView| b.t_s + bin / 2.0;
+        let sp = |b: &input::BinView| span(b.t_s, r.bin_s, r.duration_s);
         // Earlier lines wider, so scenarios that coincide show as nested bands.
         let width = 2 + (n - 1 - k).min(5) as u32;
         let line = |points| Line {
@@ -809,17 +872,13 @@ pub fn comparison_chart(title: &str, runs: &[(String, ReportView)]) -> Figure {
             width,
             points,
         };
-        let requests: u64 = r.series.iter().map(|b| b.requests_completed).sum();
-        let fails: u64 = r
-            .series
-            .iter()
-            .map(|b| b.failed.values().sum::<u64>())
-            .sum();
+        let requests = saturating_sum(r.series.iter().map(|b| b.requests_completed));
+        let fails = saturating_sum(r.series.iter().flat_map(|b| b.failed.values().copied()));
         let tw_peak = r.summary.time_wait.peak;
         let mut l = line(
             r.series
                 .iter()
-                .map(|b| Some((mid(b), b.requests_completed as f64 / bin)))
+                .map(|b| Some((sp(b).mid, b.requests_completed as f64 / sp(b).width)))
                 .collect(),
         );
         l.name = format!("{label} · {}", crate::report::group(requests));
@@ -827,7 +886,7 @@ pub fn comparison_chart(title: &str, runs: &[(String, ReportView)]) -> Figure {
         let mut l = line(
             r.series
                 .iter()
-                .map(|b| Some((mid(b), b.failed.values().sum::<u64>() as f64 / bin)))
+                .map(|b| Some((sp(b).mid, total(&b.failed) / sp(b).width)))
                 .collect(),
         );
         l.name = format!("{label} · {}", crate::report::group(fails));
@@ -835,12 +894,7 @@ pub fn comparison_chart(title: &str, runs: &[(String, ReportView)]) -> Figure {
         let mut l = line(
             r.series
                 .iter()
-                .map(|b| {
-                    Some((
-                        b.t_s + bin,
-                        f64::from(b.time_wait_client + b.time_wait_server),
-                    ))
-                })
+                .map(|b| Some((sp(b).end, add(b.time_wait_client, b.time_wait_server))))
                 .collect(),
         );
         l.name = format!("{label} · {}", crate::report::group(u64::from(tw_peak)));
@@ -898,39 +952,50 @@ pub fn live_chart(l: &LiveView) -> Figure {
     let bin = p.bin_s;
     let ps = &p.series;
     let ms = &l.measured.series;
+    let d = p.duration_s;
+    let sp = |t: f64| span(t, bin, d);
+    // `end`: a gauge, at the bin's end; else a rate (f is divided by the bin's width).
     let pl = |f: &dyn Fn(&input::BinView) -> f64, end: bool| -> Vec<Option<(f64, f64)>> {
         ps.iter()
-            .map(|b| Some((b.t_s + if end { bin } else { bin / 2.0 }, f(b))))
+            .map(|b| {
+                let w = sp(b.t_s);
+                Some(if end {
+                    (w.end, f(b))
+                } else {
+                    (w.mid, f(b) / w.width)
+                })
+            })
             .collect()
     };
     let ml = |f: &dyn Fn(&input::MeasuredBinView) -> f64, end: bool| -> Vec<Option<(f64, f64)>> {
         ms.iter()
-            .map(|b| Some((b.t_s + if end { bin } else { bin / 2.0 }, f(b))))
+            .map(|b| {
+                let w = sp(b.t_s);
+                Some(if end {
+                    (w.end, f(b))
+                } else {
+                    (w.mid, f(b) / w.width)
+                })
+            })
             .collect()
     };
     let sockets = vec![
         measured(
             "TIME-WAIT, measured",
             VERMILLION,
-            ml(
-                &|b| f64::from(b.time_wait_client + b.time_wait_server),
-                true,
-            ),
+            ml(&|b| add(b.time_wait_client, b.time_wait_server), true),
         ),
         Line::new(
             "TIME-WAIT, predicted",
             VERMILLION,
-            pl(
-                &|b| f64::from(b.time_wait_client + b.time_wait_server),
-                true,
-            ),
+            pl(&|b| add(b.time_wait_client, b.time_wait_server), true),
         )
         .dashed(),
         measured(
             "ESTABLISHED, measured",
             BLUE_,
             ml(
-                &|b| f64::from(b.established_sockets_client + b.established_sockets_server),
+                &|b| add(b.established_sockets_client, b.established_sockets_server),
                 true,
             ),
         ),
@@ -938,7 +1003,7 @@ pub fn live_chart(l: &LiveView) -> Figure {
             "ESTABLISHED, predicted",
             BLUE_,
             pl(
-                &|b| f64::from(b.established_sockets_client + b.established_sockets_server),
+                &|b| add(b.established_sockets_client, b.established_sockets_server),
                 true,
             ),
         )
@@ -948,23 +1013,23 @@ pub fn live_chart(l: &LiveView) -> Figure {
         measured(
             "established / s, measured",
             BLUE_,
-            ml(&|b| b.established as f64 / bin, false),
+            ml(&|b| b.established as f64, false),
         ),
         Line::new(
             "established / s, predicted",
             BLUE_,
-            pl(&|b| b.established as f64 / bin, false),
+            pl(&|b| b.established as f64, false),
         )
         .dashed(),
         measured(
             "failed / s, measured",
             VERMILLION,
-            ml(&|b| b.failed.values().sum::<u64>() as f64 / bin, false),
+            ml(&|b| total(&b.failed), false),
         ),
         Line::new(
             "failed / s, predicted",
             VERMILLION,
-            pl(&|b| b.failed.values().sum::<u64>() as f64 / bin, false),
+            pl(&|b| total(&b.failed), false),
         )
         .dashed(),
     ];
@@ -973,7 +1038,7 @@ pub fn live_chart(l: &LiveView) -> Figure {
             "p50, measured",
             BLUE_,
             ms.iter()
-                .map(|b| b.connect_latency_p50_ms.map(|v| (b.t_s + bin / 2.0, v)))
+                .map(|b| b.connect_latency_p50_ms.map(|v| (sp(b.t_s).mid, v)))
                 .collect(),
         ),
         Line::new(
@@ -983,7 +1048,7 @@ pub fn live_chart(l: &LiveView) -> Figure {
                 .map(|b| {
                     b.connect_latency_ms
                         .as_ref()
-                        .map(|v| (b.t_s + bin / 2.0, v.p50))
+                        .map(|v| (sp(b.t_s).mid, v.p50))
                 })
                 .collect(),
         )
@@ -992,11 +1057,11 @@ pub fn live_chart(l: &LiveView) -> Figure {
             "max, measured",
             VERMILLION,
             ms.iter()
-                .map(|b| b.connect_latency_max_ms.map(|v| (b.t_s + bin / 2.0, v)))
+                .map(|b| b.connect_latency_max_ms.map(|v| (sp(b.t_s).mid, v)))
                 .collect(),
         ),
     ];
-    let x1 = p.duration_s.max(ms.last().map_or(0.0, |b| b.t_s + bin));
+    let x1 = d.max(ms.last().map_or(0.0, |b| sp(b.t_s).end));
     Figure {
         title: format!("{}: predicted vs measured ({})", l.scenario, l.verdict),
         subtitle: format!("{} · {}", l.kernel, knob_summary(p)),
@@ -1039,10 +1104,12 @@ pub fn line_chart(
     subtitle: &str,
     x_label: &str,
     y_label: &str,
-    series: Vec<(String, Vec<(f64, f64)>)>,
+    series: Vec<(String, Points)>,
     references: Vec<Reference>,
 ) -> Figure {
-    let xs = series.iter().flat_map(|(_, p)| p.iter().map(|&(x, _)| x));
+    let xs = series
+        .iter()
+        .flat_map(|(_, p)| p.iter().flatten().map(|&(x, _)| x));
     let (lo, hi) = xs.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), x| {
         (a.min(x), b.max(x))
     });
@@ -1056,7 +1123,7 @@ pub fn line_chart(
             dashed: false,
             dots: true,
             width: 2,
-            points: pts.into_iter().map(Some).collect(),
+            points: pts,
         })
         .collect();
     Figure {
@@ -1127,7 +1194,14 @@ impl Chart for HeatMap {
             .map_err(err)?;
         root.draw_text(&self.subtitle, &font(15.0).color(&GREY), (24, 48))
             .map_err(err)?;
-        let vals: Vec<f64> = self.cells.iter().flatten().flatten().copied().collect();
+        let vals: Vec<f64> = self
+            .cells
+            .iter()
+            .flatten()
+            .flatten()
+            .copied()
+            .filter(|v| v.is_finite())
+            .collect();
         let lo = vals.iter().copied().fold(f64::INFINITY, f64::min);
         let hi = vals.iter().copied().fold(f64::NEG_INFINITY, f64::max);
         let span = if hi > lo { hi - lo } else { 1.0 };
@@ -1141,10 +1215,10 @@ impl Chart for HeatMap {
                 let x1 = left + ((xi + 1) as f64 * cw).round() as i32;
                 let y1 = bottom - (yi as f64 * ch).round() as i32;
                 let y0 = bottom - ((yi + 1) as f64 * ch).round() as i32;
-                let (fill, text, ink) = match v {
+                let (fill, text, ink) = match v.filter(|v| v.is_finite()) {
                     Some(v) => {
                         let t = (v - lo) / span;
-                        (viridis(t), fmt_num(*v), if t > 0.6 { INK } else { WHITE })
+                        (viridis(t), fmt_num(v), if t > 0.6 { INK } else { WHITE })
                     }
                     None => (RGBColor(200, 200, 200), "–".to_string(), INK),
                 };
