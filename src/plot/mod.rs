@@ -621,20 +621,16 @@ fn knob_summary(r: &ReportView) -> String {
                 start.checked_add(num)?.checked_sub(1)?
             ))
         });
-    let per = if pool.destination.is_some() {
-        " per destination"
-    } else {
-        ""
-    };
-    match range {
-        Some(r) => parts.push(format!(
-            "ports {r} ({}{per})",
-            crate::report::group(u64::from(pool.ports))
-        )),
-        None => parts.push(format!(
-            "{} ports{per}",
-            crate::report::group(u64::from(pool.ports))
-        )),
+    let n = crate::report::group(u64::from(pool.ports));
+    match (pool.kind.as_str(), range) {
+        // The application's own range, not the kernel's.
+        ("explicit", _) => parts.push(format!("{n} ports bound explicitly per source IP")),
+        ("bind", Some(r)) => parts.push(format!("ports {r} ({n} per source IP, bind)")),
+        (_, Some(r)) if pool.destination.is_some() => {
+            parts.push(format!("ports {r} ({n} per destination)"))
+        }
+        (_, Some(r)) => parts.push(format!("ports {r} ({n})")),
+        (_, None) => parts.push(format!("{n} ports")),
     }
     parts.push(format!("TIME_WAIT {} s", fmt_num(pool.time_wait_s)));
     if let Some(v) = knob(h, "net.ipv4.tcp_tw_reuse") {
