@@ -43,6 +43,10 @@ enum Command {
         /// Also draw the scenario chart to this file (.svg or .png).
         #[arg(long)]
         plot: Option<PathBuf>,
+        /// Print events, attempts, wall time and attempts per second (to standard error, and
+        /// as `stats` in the JSON report).
+        #[arg(long)]
+        stats: bool,
     },
     /// Draw a chart: one scenario (.toml, run first) or report (.json from run or live), or
     /// several of them compared on one time axis.
@@ -131,6 +135,7 @@ pub fn main() -> ExitCode {
             seed,
             bin,
             plot,
+            stats,
         } => {
             let mut sc = match scenario::load(&scenario) {
                 Ok(sc) => sc,
@@ -162,8 +167,19 @@ pub fn main() -> ExitCode {
                 return ExitCode::from(BAD_INPUT);
             }
             let wall = std::time::Instant::now();
-            let report = Simulation::new(&sc).run();
+            let (mut report, events) = Simulation::new(&sc).run_counted();
             let wall = wall.elapsed().as_secs_f64();
+            if stats {
+                let attempts = report.summary.connections.attempted;
+                let s = crate::report::Stats {
+                    events,
+                    attempts,
+                    wall_s: wall,
+                    attempts_per_s: attempts as f64 / wall.max(1e-9),
+                };
+                eprintln!("{}", s.text());
+                report.stats = Some(s);
+            }
             let text = match format {
                 Format::Text => {
                     let mut t = report.to_text();

@@ -353,17 +353,18 @@ impl Simulation {
     }
 
     /// Runs to the end of the scenario and returns the report.
-    pub fn run(mut self) -> Report {
-        while let Some(at) = self.queue.peek_time() {
-            if at >= self.end {
-                break;
-            }
+    pub fn run(self) -> Report {
+        self.run_counted().0
+    }
+
+    /// Runs to the end and returns the report with the number of events processed.
+    pub fn run_counted(mut self) -> (Report, u64) {
+        while let Some((at, ev)) = self.queue.pop_before(self.end) {
             while at >= self.rec.bin_end {
                 let end = self.rec.bin_end;
                 let g = self.gauges();
                 self.rec.close_bin(end, g);
             }
-            let (at, ev) = self.queue.pop().expect("peeked");
             debug_assert!(at >= self.now, "time went backwards");
             self.now = at;
             self.events += 1;
@@ -379,7 +380,8 @@ impl Simulation {
             self.rec.close_bin(self.end, g);
         }
         self.now = self.end;
-        self.report()
+        let events = self.events;
+        (self.report(), events)
     }
 
     /// Events processed so far.
@@ -485,7 +487,11 @@ impl Simulation {
 
     fn send(&mut self, at: Instant, conn: u32, make: fn(u32, u32) -> Event) {
         let generation = self.conns[conn as usize].generation;
-        self.queue.push(at, Class::Packet, make(conn, generation));
+        debug_assert!(at >= self.now, "a packet sent into the past");
+        // A fixed one-way latency recurs: the queue gives it a FIFO lane.
+        let delay = at.0.saturating_sub(self.now.0);
+        self.queue
+            .push_after(self.now, delay, Class::Packet, make(conn, generation));
     }
 
     fn new_conn(&mut self, c: Conn) -> u32 {
@@ -1197,6 +1203,7 @@ impl Simulation {
             summary,
             workloads,
             series,
+            stats: None,
         }
     }
 }
