@@ -248,7 +248,9 @@ impl Hasher for TableHasher {
     }
 }
 
-type Table<K, V> = HashMap<K, V, BuildHasherDefault<TableHasher>>;
+/// A hash map with a fixed, fast hasher: no per-process seed, and no iteration anywhere its
+/// order could reach a result.
+pub type Table<K, V> = HashMap<K, V, BuildHasherDefault<TableHasher>>;
 
 /// A successful port search.
 #[derive(Clone, Copy, Debug)]

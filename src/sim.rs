@@ -27,7 +27,7 @@ use crate::rng::stream;
 use crate::scenario::Scenario;
 use crate::time::{Duration, Instant};
 use crate::workload::{AfterFailure, Arrival, Closer, Mode, Runner, Workload};
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::net::Ipv4Addr;
 
 /// What happens; see the module docs for the segments.
@@ -141,7 +141,7 @@ struct Conn {
 /// Four-tuples closed without any TIME-WAIT, remembered for one TIME-WAIT length.
 #[derive(Default)]
 struct ReuseWatch {
-    closed: HashMap<Tuple, Instant>,
+    closed: crate::host::Table<Tuple, Instant>,
     expiry: VecDeque<(Instant, Tuple)>,
 }
 
