@@ -395,3 +395,29 @@ fn the_accounting_adds_up() {
         );
     }
 }
+
+#[test]
+fn stats_are_in_the_report_only_when_asked_for() {
+    // Wall time differs between runs: without --stats the JSON stays byte-identical.
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/httperf-error-99-tw240.toml");
+    let run = |stats: bool| {
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_portsim"));
+        c.args(["run", "--format", "json"]).arg(&path);
+        if stats {
+            c.arg("--stats");
+        }
+        c.output().unwrap()
+    };
+    let (a, b) = (run(false), run(false));
+    assert_eq!(a.stdout, b.stdout);
+    assert!(!String::from_utf8_lossy(&a.stdout).contains("\"stats\""));
+    let s = run(true);
+    let v: serde_json::Value = serde_json::from_slice(&s.stdout).unwrap();
+    let st = &v["stats"];
+    // 500/s for 300 s: 150,000 attempts, each at least one event.
+    assert_eq!(st["attempts"], 150_000);
+    assert!(st["events"].as_u64().unwrap() >= 150_000);
+    let (w, r) = (st["wall_s"].as_f64().unwrap(), st["attempts_per_s"].as_f64().unwrap());
+    assert!(w > 0.0 && (r * w - 150_000.0).abs() < 1.0, "{st}");
+    assert!(String::from_utf8_lossy(&s.stderr).contains("attempts/s"));
+}
