@@ -417,7 +417,10 @@ fn stats_are_in_the_report_only_when_asked_for() {
     // 500/s for 300 s: 150,000 attempts, each at least one event.
     assert_eq!(st["attempts"], 150_000);
     assert!(st["events"].as_u64().unwrap() >= 150_000);
-    let (w, r) = (st["wall_s"].as_f64().unwrap(), st["attempts_per_s"].as_f64().unwrap());
+    let (w, r) = (
+        st["wall_s"].as_f64().unwrap(),
+        st["attempts_per_s"].as_f64().unwrap(),
+    );
     assert!(w > 0.0 && (r * w - 150_000.0).abs() < 1.0, "{st}");
     assert!(String::from_utf8_lossy(&s.stderr).contains("attempts/s"));
 }
