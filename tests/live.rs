@@ -7,6 +7,13 @@ use serde_json::Value;
 use std::path::Path;
 use std::process::Command;
 
+/// Live runs one at a time: run side by side, the CPU-bound ceiling runs starve the small
+/// exact ones, whose counts then depend on the scheduler rather than on the kernel's rules.
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn portsim() -> Command {
     Command::new(env!("CARGO_BIN_EXE_portsim"))
 }
@@ -41,6 +48,7 @@ fn n(v: &Value) -> u64 {
 
 #[test]
 fn ten_ports_client_closes_ten_succeed_even_ports_first_then_eaddrnotavail() {
+    let _serial = serial();
     let Some(r) = live("ten-ports-client-closes.toml") else {
         return;
     };
@@ -60,6 +68,7 @@ fn ten_ports_client_closes_ten_succeed_even_ports_first_then_eaddrnotavail() {
 
 #[test]
 fn ten_ports_server_closes_every_connect_succeeds() {
+    let _serial = serial();
     let Some(r) = live("ten-ports-server-closes.toml") else {
         return;
     };
@@ -69,6 +78,7 @@ fn ten_ports_server_closes_every_connect_succeeds() {
 
 #[test]
 fn two_destination_ports_share_the_range_and_bind_does_not() {
+    let _serial = serial();
     if let Some(r) = live("two-destination-ports.toml") {
         // Ports are shared per four-tuple: 10 per destination port.
         assert_eq!(n(&r["measured"]["established"]), 20);
@@ -83,6 +93,7 @@ fn two_destination_ports_share_the_range_and_bind_does_not() {
 
 #[test]
 fn two_client_ips_each_get_the_whole_range() {
+    let _serial = serial();
     let Some(r) = live("two-client-ips.toml") else {
         return;
     };
@@ -94,6 +105,7 @@ fn two_client_ips_each_get_the_whole_range() {
 
 #[test]
 fn linger_zero_leaves_no_time_wait_so_explicit_ports_never_run_out() {
+    let _serial = serial();
     let Some(r) = live("linger-zero-explicit.toml") else {
         return;
     };
@@ -103,6 +115,7 @@ fn linger_zero_leaves_no_time_wait_so_explicit_ports_never_run_out() {
 
 #[test]
 fn tw_reuse_with_a_short_delay_sustains_ports_over_delay() {
+    let _serial = serial();
     let Some(r) = live("tw-reuse-delay.toml") else {
         return;
     };
@@ -115,6 +128,7 @@ fn tw_reuse_with_a_short_delay_sustains_ports_over_delay() {
 
 #[test]
 fn the_generator_ceiling_run_agrees_on_what_ports_decide() {
+    let _serial = serial();
     let Some(r) = live("ceiling.toml") else {
         return;
     };
@@ -126,6 +140,7 @@ fn the_generator_ceiling_run_agrees_on_what_ports_decide() {
 
 #[test]
 fn the_open_loop_ceiling_run_agrees_on_what_ports_decide() {
+    let _serial = serial();
     let Some(r) = live("ceiling-open-loop.toml") else {
         return;
     };
@@ -137,6 +152,7 @@ fn the_open_loop_ceiling_run_agrees_on_what_ports_decide() {
 
 #[test]
 fn an_unprivileged_user_runs_live_in_a_user_namespace() {
+    let _serial = serial();
     // As root, drop to uid/gid 65534 with util-linux setpriv and run a copy of the binary
     // that user can read; the run must make a user + network namespace and still agree.
     let root = std::fs::read_to_string("/proc/self/status")
@@ -182,6 +198,7 @@ fn an_unprivileged_user_runs_live_in_a_user_namespace() {
 
 #[test]
 fn the_linger_zero_ceiling_run_leaves_no_time_wait_and_no_failure() {
+    let _serial = serial();
     let Some(r) = live("ceiling-linger-zero.toml") else {
         return;
     };
@@ -191,6 +208,7 @@ fn the_linger_zero_ceiling_run_leaves_no_time_wait_and_no_failure() {
 
 #[test]
 fn the_hosts_own_sysctls_are_never_written() {
+    let _serial = serial();
     let names = [
         "ip_local_port_range",
         "tcp_tw_reuse",
@@ -218,6 +236,7 @@ fn the_hosts_own_sysctls_are_never_written() {
 
 #[test]
 fn what_the_kernel_cannot_do_is_refused_before_anything_runs() {
+    let _serial = serial();
     let dir = std::env::temp_dir().join(format!("portsim-live-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let base = std::fs::read_to_string(
@@ -263,6 +282,7 @@ fn what_the_kernel_cannot_do_is_refused_before_anything_runs() {
 
 #[test]
 fn a_live_run_draws_predicted_over_measured() {
+    let _serial = serial();
     let dir = std::env::temp_dir().join(format!("portsim-liveplot-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let (json, svg) = (dir.join("l.json"), dir.join("l.svg"));
