@@ -63,6 +63,10 @@ impl<E> Ord for Entry<E> {
     }
 }
 
+/// Low bits of a key below the sequence number, for events placed between two scheduled
+/// ones ([`Queue::push_between`]).
+const SUB_BITS: u32 = 16;
+
 /// Most lanes made for recurring delays.
 pub const DELAY_LANES: usize = 8;
 /// Uses of a delay before it gets a lane.
@@ -96,7 +100,43 @@ impl<E> Default for Queue<E> {
 impl<E> Queue<E> {
     fn key(&mut self, class: Class) -> u64 {
         self.seq += 1;
-        ((class as u64) << 56) | self.seq
+        ((class as u64) << 56) | (self.seq << SUB_BITS)
+    }
+
+    /// The sequence number of the latest event scheduled.
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+
+    /// Schedules `ev` in the heap as if it had been scheduled right after the event numbered
+    /// `after` (and before the next one), `sub` ordering several such events (1 ..).
+    pub fn push_between(&mut self, at: Instant, class: Class, after: u64, sub: u16, ev: E) {
+        debug_assert!(sub > 0 && after <= self.seq);
+        let key = ((class as u64) << 56) | (after << SUB_BITS) | u64::from(sub);
+        self.heap.push(Entry { at: at.0, key, ev });
+    }
+
+    /// Time, class and sequence number of the next event.
+    pub fn peek(&self) -> Option<(Instant, Class, u64)> {
+        let (at, key) = self.next_key()?;
+        let class = match key >> 56 {
+            0 => Class::Timer,
+            1 => Class::Packet,
+            _ => Class::App,
+        };
+        Some((Instant(at), class, (key & ((1 << 56) - 1)) >> SUB_BITS))
+    }
+
+    fn next_key(&self) -> Option<(u64, u64)> {
+        let mut best: Option<(u64, u64)> = self.heap.peek().map(|e| (e.at, e.key));
+        for l in &self.lanes {
+            if let Some(e) = l.front()
+                && best.is_none_or(|b| (e.at, e.key) < b)
+            {
+                best = Some((e.at, e.key));
+            }
+        }
+        best
     }
 
     /// Schedules `ev` at `at`.

@@ -70,6 +70,27 @@ impl Hist {
         self.pending = (k, 1);
     }
 
+    /// Records `v` `n` times, exactly as `n` calls of [`Hist::record`] would.
+    pub fn record_n(&mut self, v: u64, n: u64) {
+        if n == 0 {
+            return;
+        }
+        if self.count == 0 || v < self.min {
+            self.min = v;
+        }
+        self.max = self.max.max(v);
+        self.count += n;
+        self.sum += u128::from(v) * u128::from(n);
+        let k = if self.bucketed { bucket_of(v) } else { v };
+        if self.pending.1 > 0 && self.pending.0 == k {
+            self.pending.1 += n;
+            return;
+        }
+        self.settle();
+        let k = if self.bucketed { bucket_of(v) } else { v };
+        self.pending = (k, n);
+    }
+
     /// Moves the pending run into the map, switching to buckets past the exact limit.
     fn settle(&mut self) {
         let (k, n) = std::mem::take(&mut self.pending);
@@ -313,6 +334,18 @@ impl Recorder {
     pub fn probes(&mut self, n: u32) {
         self.acc.probes.record(u64::from(n));
         self.probes.record(u64::from(n));
+    }
+    /// `n` failed attempts of workload `wl` at once, each probing `probes` ports: what `n`
+    /// calls of `attempt`, `probes` and `failed` record (the first failure is already set).
+    pub fn failed_attempts(&mut self, wl: usize, retry: bool, errno: Errno, probes: u32, n: u64) {
+        self.acc.attempts += n;
+        self.acc.failed[errno.index()] += n;
+        self.acc.probes.record_n(u64::from(probes), n);
+        self.probes.record_n(u64::from(probes), n);
+        let w = &mut self.workloads[wl];
+        w.attempted += n;
+        w.retries += if retry { n } else { 0 };
+        w.failed[errno.index()] += n;
     }
     pub fn established(&mut self, wl: usize, latency: Duration) {
         self.acc.established += 1;

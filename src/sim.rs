@@ -187,9 +187,45 @@ pub struct Simulation {
     info: (ScenarioInfo, u64, Duration),
     host_info: Vec<HostInfo>,
     pools: Vec<(u16, u32)>,
+    /// Closed-loop workers waiting out an exhausted pool (see [`Parked`]), in park order.
+    parked: Vec<Parked>,
+    /// Park order of the next worker parked.
+    park_seq: u64,
+    /// Count parked retries in bulk (off only to test that it changes nothing).
+    bulk: bool,
     /// Exclusive-port pools of bind() workloads: (host, source IP, ports, kind), with the
     /// connections each established, counted at establishment by the socket's local IP.
     bind_pools: Vec<BindPool>,
+}
+
+/// A closed-loop worker waiting out an exhausted pool, its retries not queued.
+///
+/// Its connect() failed on the `pool.free == 0` path, which changes no state and costs the
+/// same probes each time, and its policy retries after a fixed `wait`. While its pool stays
+/// exhausted every retry fails the same way, so the retries are counted in bulk, bin by bin,
+/// as the run reaches them (O(1) per bin and worker, not per retry). Each virtual retry has
+/// the place in the event order it would have had if queued: `(next, App, after, order)`,
+/// `after` being the last sequence number scheduled before it was (virtually) queued. A real
+/// event runs before it if it sorts before that key. When an event leaves the pool with a
+/// free port, the worker's next retry is queued for real at that same place
+/// ([`Queue::push_between`]), so the report is the one stepping through every retry gives.
+#[derive(Clone, Copy, Debug)]
+struct Parked {
+    wl: u32,
+    slot: u32,
+    host: u16,
+    pool: u32,
+    /// The retry number of the next attempt.
+    retry: u32,
+    /// Whether the retry number counts up (`retry` policy) or stays 0 (`count`).
+    counting: bool,
+    next: Instant,
+    wait: Duration,
+    after: u64,
+    /// Park order: among retries queued after the same event, queue order.
+    order: u64,
+    errno: Errno,
+    probes: u32,
 }
 
 /// A source IP's exclusive ports, as bind(ip, 0) or an explicit port range uses them (§1.6).
@@ -348,8 +384,18 @@ impl Simulation {
                 })
                 .collect(),
             pools,
+            parked: Vec::new(),
+            park_seq: 0,
+            bulk: true,
             bind_pools,
         }
+    }
+
+    /// Steps through every retry instead of counting parked retries in bulk: the same
+    /// report, slower. For tests.
+    pub fn stepping(mut self) -> Self {
+        self.bulk = false;
+        self
     }
 
     /// Runs to the end of the scenario and returns the report.
@@ -359,7 +405,15 @@ impl Simulation {
 
     /// Runs to the end and returns the report with the number of events processed.
     pub fn run_counted(mut self) -> (Report, u64) {
-        while let Some((at, ev)) = self.queue.pop_before(self.end) {
+        loop {
+            if !self.parked.is_empty() {
+                let next = self.queue.peek().filter(|(at, ..)| *at < self.end);
+                let until = next.map_or((self.end, Class::Timer, 0), |n| n);
+                self.run_parked(until);
+            }
+            let Some((at, ev)) = self.queue.pop_before(self.end) else {
+                break;
+            };
             while at >= self.rec.bin_end {
                 let end = self.rec.bin_end;
                 let g = self.gauges();
@@ -369,6 +423,9 @@ impl Simulation {
             self.now = at;
             self.events += 1;
             self.dispatch(ev);
+            if !self.parked.is_empty() {
+                self.release_parked();
+            }
         }
         while self.rec.bin_end <= self.end {
             let end = self.rec.bin_end;
@@ -602,6 +659,18 @@ impl Simulation {
             Err((errno, probes)) => {
                 self.rec.probes(probes);
                 self.free_conn(conn);
+                let host = &self.hosts[src.host as usize];
+                let pool = host
+                    .pool_of(src.ip, dst.ip, dst.port)
+                    .filter(|p| host.pools[*p as usize].free == 0);
+                if let Some(pool) = pool
+                    && self.bulk
+                    && slot != NONE
+                    && matches!(mode, Mode::Connect | Mode::BindNoPort)
+                    && self.park(wl, slot, retry, errno, probes, (src.host, pool))
+                {
+                    return;
+                }
                 self.fail(wl, slot, retry, errno);
             }
             Ok((sock, probes, recycled)) => {
@@ -623,6 +692,152 @@ impl Simulation {
                 c.ts_off = ts_off;
                 let at = self.now + up;
                 self.send(at, conn, |conn, generation| Event::Syn { conn, generation });
+            }
+        }
+    }
+
+    /// Parks a closed-loop worker whose connect() found its pool exhausted, if its next
+    /// attempts are certain to repeat this one: one source and destination (the pick does
+    /// not vary), a fixed RTT (no random draw per attempt), and a retry period that stays
+    /// fixed (`count`, or `retry` with no backoff and no retry limit), the same period as
+    /// the workers already parked (equal periods keep their order from round to round).
+    /// Counts this failure as `fail` would. False when the worker must step.
+    fn park(
+        &mut self,
+        wl: u32,
+        slot: u32,
+        retry: u32,
+        errno: Errno,
+        probes: u32,
+        (host, pool): (u16, u32),
+    ) -> bool {
+        let w = &self.workloads[wl as usize];
+        if w.sources.len() != 1
+            || w.destinations.len() != 1
+            || w.spread != crate::workload::Spread::RoundRobin
+            || !matches!(w.rtt, crate::workload::Dist::Fixed(_))
+            || self.parked.len() >= usize::from(u16::MAX - 1)
+        {
+            return false;
+        }
+        let counting = match w.on_error {
+            crate::workload::OnError::Count { .. } => false,
+            crate::workload::OnError::Retry {
+                backoff,
+                max_retries,
+                ..
+            } if backoff == 1.0 && max_retries == u32::MAX => true,
+            _ => return false,
+        };
+        let (next, gave_up) = w.on_error.after_failure(retry, true);
+        let AfterFailure::Start { wait, retry: again } = next else {
+            return false;
+        };
+        if gave_up || wait.0 == 0 || self.parked.first().is_some_and(|p| p.wait != wait) {
+            return false;
+        }
+        self.rec.failed(self.now, wl as usize, errno);
+        self.park_seq += 1;
+        self.parked.push(Parked {
+            wl,
+            slot,
+            host,
+            pool,
+            retry: again,
+            counting,
+            next: self.now + wait,
+            wait,
+            after: self.queue.seq(),
+            order: self.park_seq,
+            errno,
+            probes,
+        });
+        true
+    }
+
+    /// Runs, as failures counted in bulk, the parked retries that come before the next event
+    /// `(at, class, seq)`, closing the bins they cross (nothing else ran, so the gauges are
+    /// as they were).
+    fn run_parked(&mut self, (at, class, seq): (Instant, Class, u64)) {
+        let now_seq = self.queue.seq();
+        let mut parked = std::mem::take(&mut self.parked);
+        // Retries strictly before `at`, bin by bin.
+        loop {
+            let seg_end = Instant(self.rec.bin_end.0.min(at.0));
+            for p in parked.iter_mut() {
+                if p.next >= seg_end {
+                    continue;
+                }
+                let n = (seg_end.0 - p.next.0).div_ceil(p.wait.0);
+                self.count_parked(p, n);
+                p.after = now_seq;
+            }
+            if seg_end >= at {
+                break;
+            }
+            let end = self.rec.bin_end;
+            let g = self.gauges();
+            self.rec.close_bin(end, g);
+        }
+        // A retry at `at` itself runs first if the next event sorts after it: an App event
+        // scheduled after the retry was (virtually) queued.
+        if class == Class::App {
+            for p in parked.iter_mut() {
+                if p.next == at && seq > p.after {
+                    while at >= self.rec.bin_end {
+                        let end = self.rec.bin_end;
+                        let g = self.gauges();
+                        self.rec.close_bin(end, g);
+                    }
+                    self.count_parked(p, 1);
+                    p.after = now_seq;
+                }
+            }
+        }
+        self.parked = parked;
+    }
+
+    /// Counts `n` failed retries of a parked worker, from its next one on.
+    fn count_parked(&mut self, p: &mut Parked, n: u64) {
+        self.rec
+            .failed_attempts(p.wl as usize, p.retry > 0, p.errno, p.probes, n);
+        self.runners[p.wl as usize].started += n;
+        // Each attempt took the free conn slot on top and gave it back, one generation on.
+        if let Some(&id) = self.free_conns.last() {
+            let c = &mut self.conns[id as usize];
+            c.generation = c.generation.wrapping_add(n as u32);
+        }
+        p.next = p.next + Duration(n * p.wait.0);
+        if p.counting {
+            p.retry = p.retry.saturating_add(n.min(u64::from(u32::MAX)) as u32);
+        }
+    }
+
+    /// Queues for real the next retry of each parked worker whose pool has a free port now,
+    /// at the place in the order it had.
+    fn release_parked(&mut self) {
+        let freed = |s: &Self, p: &Parked| s.hosts[p.host as usize].pools[p.pool as usize].free > 0;
+        if !self.parked.iter().any(|p| freed(self, p)) {
+            return;
+        }
+        let mut parked = std::mem::take(&mut self.parked);
+        // Among retries queued after the same event, park order is queue order.
+        parked.sort_by_key(|p| p.order);
+        for (rank, p) in parked.iter().enumerate() {
+            if freed(self, p) {
+                self.queue.push_between(
+                    p.next,
+                    Class::App,
+                    p.after,
+                    rank as u16 + 1,
+                    Event::Start {
+                        wl: p.wl,
+                        slot: p.slot,
+                        retry: p.retry,
+                    },
+                );
+            } else {
+                self.parked.push(*p);
             }
         }
     }
