@@ -65,7 +65,10 @@ impl<E> Ord for Entry<E> {
 
 /// Low bits of a key below the sequence number, for events placed between two scheduled
 /// ones ([`Queue::push_between`]).
-const SUB_BITS: u32 = 16;
+const SUB_BITS: u32 = 24;
+/// A key: the class in the top 2 bits, then the sequence number (38 bits, 2.7 × 10¹¹
+/// events), then [`SUB_BITS`].
+const CLASS_SHIFT: u32 = 62;
 
 /// Most lanes made for recurring delays.
 pub const DELAY_LANES: usize = 8;
@@ -100,7 +103,7 @@ impl<E> Default for Queue<E> {
 impl<E> Queue<E> {
     fn key(&mut self, class: Class) -> u64 {
         self.seq += 1;
-        ((class as u64) << 56) | (self.seq << SUB_BITS)
+        ((class as u64) << CLASS_SHIFT) | (self.seq << SUB_BITS)
     }
 
     /// The sequence number of the latest event scheduled.
@@ -110,21 +113,26 @@ impl<E> Queue<E> {
 
     /// Schedules `ev` in the heap as if it had been scheduled right after the event numbered
     /// `after` (and before the next one), `sub` ordering several such events (1 ..).
-    pub fn push_between(&mut self, at: Instant, class: Class, after: u64, sub: u16, ev: E) {
-        debug_assert!(sub > 0 && after <= self.seq);
-        let key = ((class as u64) << 56) | (after << SUB_BITS) | u64::from(sub);
+    pub fn push_between(&mut self, at: Instant, class: Class, after: u64, sub: u32, ev: E) {
+        debug_assert!(sub > 0 && sub < 1 << SUB_BITS && after <= self.seq);
+        let key = ((class as u64) << CLASS_SHIFT) | (after << SUB_BITS) | u64::from(sub);
         self.heap.push(Entry { at: at.0, key, ev });
     }
 
-    /// Time, class and sequence number of the next event.
-    pub fn peek(&self) -> Option<(Instant, Class, u64)> {
+    /// Time, class and place `(sequence number, sub)` of the next event.
+    pub fn peek(&self) -> Option<(Instant, Class, (u64, u32))> {
         let (at, key) = self.next_key()?;
-        let class = match key >> 56 {
+        let class = match key >> CLASS_SHIFT {
             0 => Class::Timer,
             1 => Class::Packet,
             _ => Class::App,
         };
-        Some((Instant(at), class, (key & ((1 << 56) - 1)) >> SUB_BITS))
+        let place = key & ((1 << CLASS_SHIFT) - 1);
+        Some((
+            Instant(at),
+            class,
+            (place >> SUB_BITS, (place & ((1 << SUB_BITS) - 1)) as u32),
+        ))
     }
 
     fn next_key(&self) -> Option<(u64, u64)> {

@@ -191,6 +191,9 @@ pub struct Simulation {
     parked: Vec<Parked>,
     /// Park order of the next worker parked.
     park_seq: u64,
+    /// The sequence number the last virtual retry was queued after, and how many were
+    /// queued after it: a virtual retry's place is `(after, sub)`.
+    sub_for: (u64, u32),
     /// Count parked retries in bulk (off only to test that it changes nothing).
     bulk: bool,
     /// Exclusive-port pools of bind() workloads: (host, source IP, ports, kind), with the
@@ -222,7 +225,9 @@ struct Parked {
     next: Instant,
     wait: Duration,
     after: u64,
-    /// Park order: among retries queued after the same event, queue order.
+    /// Among retries queued after the same event, queue order.
+    sub: u32,
+    /// Park order.
     order: u64,
     errno: Errno,
     probes: u32,
@@ -386,6 +391,7 @@ impl Simulation {
             pools,
             parked: Vec::new(),
             park_seq: 0,
+            sub_for: (u64::MAX, 0),
             bulk: true,
             bind_pools,
         }
@@ -408,7 +414,7 @@ impl Simulation {
         loop {
             if !self.parked.is_empty() {
                 let next = self.queue.peek().filter(|(at, ..)| *at < self.end);
-                let until = next.map_or((self.end, Class::Timer, 0), |n| n);
+                let until = next.map_or((self.end, Class::Timer, (0, 0)), |n| n);
                 self.run_parked(until);
             }
             let Some((at, ev)) = self.queue.pop_before(self.end) else {
@@ -716,7 +722,7 @@ impl Simulation {
             || w.destinations.len() != 1
             || w.spread != crate::workload::Spread::RoundRobin
             || !matches!(w.rtt, crate::workload::Dist::Fixed(_))
-            || self.parked.len() >= usize::from(u16::MAX - 1)
+            || self.parked.len() >= 1 << 16
         {
             return false;
         }
@@ -738,6 +744,7 @@ impl Simulation {
         }
         self.rec.failed(self.now, wl as usize, errno);
         self.park_seq += 1;
+        let (after, sub) = self.next_place();
         self.parked.push(Parked {
             wl,
             slot,
@@ -747,7 +754,8 @@ impl Simulation {
             counting,
             next: self.now + wait,
             wait,
-            after: self.queue.seq(),
+            after,
+            sub,
             order: self.park_seq,
             errno,
             probes,
@@ -755,22 +763,35 @@ impl Simulation {
         true
     }
 
+    /// The place in the event order of a retry queued now: after the latest scheduled event
+    /// and after the virtual retries already queued since.
+    fn next_place(&mut self) -> (u64, u32) {
+        let after = self.queue.seq();
+        if self.sub_for.0 != after {
+            self.sub_for = (after, 0);
+        }
+        self.sub_for.1 = self.sub_for.1.saturating_add(1);
+        self.sub_for
+    }
+
     /// Runs, as failures counted in bulk, the parked retries that come before the next event
-    /// `(at, class, seq)`, closing the bins they cross (nothing else ran, so the gauges are
+    /// `(at, class, place)`, closing the bins they cross (nothing else ran, so the gauges are
     /// as they were).
-    fn run_parked(&mut self, (at, class, seq): (Instant, Class, u64)) {
-        let now_seq = self.queue.seq();
+    fn run_parked(&mut self, (at, class, place): (Instant, Class, (u64, u32))) {
         let mut parked = std::mem::take(&mut self.parked);
+        // Stepping order: by the place each worker's pending retry was queued at.
+        parked.sort_by_key(|p| (p.after, p.sub, p.order));
+        let mut ran = vec![false; parked.len()];
         // Retries strictly before `at`, bin by bin.
         loop {
             let seg_end = Instant(self.rec.bin_end.0.min(at.0));
-            for p in parked.iter_mut() {
+            for (i, p) in parked.iter_mut().enumerate() {
                 if p.next >= seg_end {
                     continue;
                 }
                 let n = (seg_end.0 - p.next.0).div_ceil(p.wait.0);
                 self.count_parked(p, n);
-                p.after = now_seq;
+                ran[i] = true;
             }
             if seg_end >= at {
                 break;
@@ -779,21 +800,30 @@ impl Simulation {
             let g = self.gauges();
             self.rec.close_bin(end, g);
         }
+        // Each queued its next retry as it ran; workers of one period that ran in this gap
+        // keep the order they ran in.
+        for (i, p) in parked.iter_mut().enumerate() {
+            if ran[i] {
+                (p.after, p.sub) = self.next_place();
+            }
+        }
         // A retry at `at` itself runs first if the next event sorts after it: an App event
         // scheduled after the retry was (virtually) queued.
         if class == Class::App {
+            parked.sort_by_key(|p| (p.after, p.sub, p.order));
             for p in parked.iter_mut() {
-                if p.next == at && seq > p.after {
+                if p.next == at && place > (p.after, p.sub) {
                     while at >= self.rec.bin_end {
                         let end = self.rec.bin_end;
                         let g = self.gauges();
                         self.rec.close_bin(end, g);
                     }
                     self.count_parked(p, 1);
-                    p.after = now_seq;
+                    (p.after, p.sub) = self.next_place();
                 }
             }
         }
+        parked.sort_by_key(|p| p.order);
         self.parked = parked;
     }
 
@@ -820,16 +850,14 @@ impl Simulation {
         if !self.parked.iter().any(|p| freed(self, p)) {
             return;
         }
-        let mut parked = std::mem::take(&mut self.parked);
-        // Among retries queued after the same event, park order is queue order.
-        parked.sort_by_key(|p| p.order);
-        for (rank, p) in parked.iter().enumerate() {
+        let parked = std::mem::take(&mut self.parked);
+        for p in &parked {
             if freed(self, p) {
                 self.queue.push_between(
                     p.next,
                     Class::App,
                     p.after,
-                    rank as u16 + 1,
+                    p.sub,
                     Event::Start {
                         wl: p.wl,
                         slot: p.slot,
