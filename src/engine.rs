@@ -119,34 +119,6 @@ impl<E> Queue<E> {
         self.heap.push(Entry { at: at.0, key, ev });
     }
 
-    /// Time, class and place `(sequence number, sub)` of the next event.
-    pub fn peek(&self) -> Option<(Instant, Class, (u64, u32))> {
-        let (at, key) = self.next_key()?;
-        let class = match key >> CLASS_SHIFT {
-            0 => Class::Timer,
-            1 => Class::Packet,
-            _ => Class::App,
-        };
-        let place = key & ((1 << CLASS_SHIFT) - 1);
-        Some((
-            Instant(at),
-            class,
-            (place >> SUB_BITS, (place & ((1 << SUB_BITS) - 1)) as u32),
-        ))
-    }
-
-    fn next_key(&self) -> Option<(u64, u64)> {
-        let mut best: Option<(u64, u64)> = self.heap.peek().map(|e| (e.at, e.key));
-        for l in &self.lanes {
-            if let Some(e) = l.front()
-                && best.is_none_or(|b| (e.at, e.key) < b)
-            {
-                best = Some((e.at, e.key));
-            }
-        }
-        best
-    }
-
     /// Schedules `ev` at `at`.
     pub fn push(&mut self, at: Instant, class: Class, ev: E) {
         let key = self.key(class);
@@ -204,7 +176,13 @@ impl<E> Queue<E> {
 
     /// Removes and returns the earliest event if it is due before `end`.
     pub fn pop_before(&mut self, end: Instant) -> Option<(Instant, E)> {
-        let (at, src) = self.next_source()?;
+        self.pop_placed(end).map(|(at, _, _, ev)| (at, ev))
+    }
+
+    /// Like [`Queue::pop_before`], also giving the event's class and place
+    /// `(sequence number, sub)`, which order it among events of its instant.
+    pub fn pop_placed(&mut self, end: Instant) -> Option<(Instant, Class, (u64, u32), E)> {
+        let (at, _, src) = self.next_source()?;
         if at >= end.0 {
             return None;
         }
@@ -212,15 +190,18 @@ impl<E> Queue<E> {
             None => self.heap.pop()?,
             Some(i) => self.lanes[i].pop_front()?,
         };
-        Some((Instant(e.at), e.ev))
+        let class = match e.key >> CLASS_SHIFT {
+            0 => Class::Timer,
+            1 => Class::Packet,
+            _ => Class::App,
+        };
+        let place = e.key & ((1 << CLASS_SHIFT) - 1);
+        let sub = (place & ((1 << SUB_BITS) - 1)) as u32;
+        Some((Instant(e.at), class, (place >> SUB_BITS, sub), e.ev))
     }
 
-    /// Time of the next event.
-    pub fn peek_time(&self) -> Option<Instant> {
-        self.next_source().map(|(at, _)| Instant(at))
-    }
-
-    fn next_source(&self) -> Option<(u64, Option<usize>)> {
+    /// Time, key and source (heap, or lane `i`) of the earliest event.
+    fn next_source(&self) -> Option<(u64, u64, Option<usize>)> {
         let mut best: Option<(u64, u64, Option<usize>)> =
             self.heap.peek().map(|e| (e.at, e.key, None));
         for (i, l) in self.lanes.iter().enumerate() {
@@ -230,17 +211,12 @@ impl<E> Queue<E> {
                 best = Some((e.at, e.key, Some(i)));
             }
         }
-        best.map(|(at, _, src)| (at, src))
+        best
     }
 
     /// Removes and returns the earliest event.
     pub fn pop(&mut self) -> Option<(Instant, E)> {
-        let (_, src) = self.next_source()?;
-        let e = match src {
-            None => self.heap.pop()?,
-            Some(i) => self.lanes[i].pop_front()?,
-        };
-        Some((Instant(e.at), e.ev))
+        self.pop_before(Instant(u64::MAX))
     }
 
     /// Events pending.

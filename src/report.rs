@@ -53,21 +53,7 @@ fn bucket_mid(b: u64) -> u64 {
 
 impl Hist {
     pub fn record(&mut self, v: u64) {
-        if self.count == 0 || v < self.min {
-            self.min = v;
-        }
-        self.max = self.max.max(v);
-        self.count += 1;
-        self.sum += u128::from(v);
-        let k = if self.bucketed { bucket_of(v) } else { v };
-        if self.pending.1 > 0 && self.pending.0 == k {
-            self.pending.1 += 1;
-            return;
-        }
-        self.settle();
-        // Settling may have switched to buckets.
-        let k = if self.bucketed { bucket_of(v) } else { v };
-        self.pending = (k, 1);
+        self.record_n(v, 1);
     }
 
     /// Records `v` `n` times, exactly as `n` calls of [`Hist::record`] would.

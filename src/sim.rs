@@ -187,10 +187,8 @@ pub struct Simulation {
     info: (ScenarioInfo, u64, Duration),
     host_info: Vec<HostInfo>,
     pools: Vec<(u16, u32)>,
-    /// Closed-loop workers waiting out an exhausted pool (see [`Parked`]), in park order.
+    /// Closed-loop workers waiting out an exhausted pool (see [`Parked`]).
     parked: Vec<Parked>,
-    /// Park order of the next worker parked.
-    park_seq: u64,
     /// The sequence number the last virtual retry was queued after, and how many were
     /// queued after it: a virtual retry's place is `(after, sub)`.
     sub_for: (u64, u32),
@@ -207,7 +205,7 @@ pub struct Simulation {
 /// same probes each time, and its policy retries after a fixed `wait`. While its pool stays
 /// exhausted every retry fails the same way, so the retries are counted in bulk, bin by bin,
 /// as the run reaches them (O(1) per bin and worker, not per retry). Each virtual retry has
-/// the place in the event order it would have had if queued: `(next, App, after, order)`,
+/// the place in the event order it would have had if queued: `(next, App, after, sub)`,
 /// `after` being the last sequence number scheduled before it was (virtually) queued. A real
 /// event runs before it if it sorts before that key. When an event leaves the pool with a
 /// free port, the worker's next retry is queued for real at that same place
@@ -227,8 +225,6 @@ struct Parked {
     after: u64,
     /// Among retries queued after the same event, queue order.
     sub: u32,
-    /// Park order.
-    order: u64,
     errno: Errno,
     probes: u32,
 }
@@ -390,7 +386,6 @@ impl Simulation {
                 .collect(),
             pools,
             parked: Vec::new(),
-            park_seq: 0,
             sub_for: (u64::MAX, 0),
             bulk: true,
             bind_pools,
@@ -412,19 +407,18 @@ impl Simulation {
     /// Runs to the end and returns the report with the number of events processed.
     pub fn run_counted(mut self) -> (Report, u64) {
         loop {
+            let next = self.queue.pop_placed(self.end);
             if !self.parked.is_empty() {
-                let next = self.queue.peek().filter(|(at, ..)| *at < self.end);
-                let until = next.map_or((self.end, Class::Timer, (0, 0)), |n| n);
+                let until = next.as_ref().map_or(
+                    (self.end, Class::Timer, (0, 0)),
+                    |&(at, class, place, _)| (at, class, place),
+                );
                 self.run_parked(until);
             }
-            let Some((at, ev)) = self.queue.pop_before(self.end) else {
+            let Some((at, _, _, ev)) = next else {
                 break;
             };
-            while at >= self.rec.bin_end {
-                let end = self.rec.bin_end;
-                let g = self.gauges();
-                self.rec.close_bin(end, g);
-            }
+            self.close_bins_to(at);
             debug_assert!(at >= self.now, "time went backwards");
             self.now = at;
             self.events += 1;
@@ -445,6 +439,15 @@ impl Simulation {
         self.now = self.end;
         let events = self.events;
         (self.report(), events)
+    }
+
+    /// Closes every bin that ends at or before `at`.
+    fn close_bins_to(&mut self, at: Instant) {
+        while at >= self.rec.bin_end {
+            let end = self.rec.bin_end;
+            let g = self.gauges();
+            self.rec.close_bin(end, g);
+        }
     }
 
     /// Events processed so far.
@@ -665,17 +668,16 @@ impl Simulation {
             Err((errno, probes)) => {
                 self.rec.probes(probes);
                 self.free_conn(conn);
-                let host = &self.hosts[src.host as usize];
-                let pool = host
-                    .pool_of(src.ip, dst.ip, dst.port)
-                    .filter(|p| host.pools[*p as usize].free == 0);
-                if let Some(pool) = pool
-                    && self.bulk
-                    && slot != NONE
-                    && matches!(mode, Mode::Connect | Mode::BindNoPort)
-                    && self.park(wl, slot, retry, errno, probes, (src.host, pool))
-                {
-                    return;
+                if self.bulk && slot != NONE && matches!(mode, Mode::Connect | Mode::BindNoPort) {
+                    let host = &self.hosts[src.host as usize];
+                    let exhausted = host
+                        .pool_of(src.ip, dst.ip, dst.port)
+                        .filter(|p| host.pools[*p as usize].free == 0);
+                    if let Some(pool) = exhausted
+                        && self.park(wl, slot, retry, errno, probes, (src.host, pool))
+                    {
+                        return;
+                    }
                 }
                 self.fail(wl, slot, retry, errno);
             }
@@ -743,7 +745,6 @@ impl Simulation {
             return false;
         }
         self.rec.failed(self.now, wl as usize, errno);
-        self.park_seq += 1;
         let (after, sub) = self.next_place();
         self.parked.push(Parked {
             wl,
@@ -756,7 +757,6 @@ impl Simulation {
             wait,
             after,
             sub,
-            order: self.park_seq,
             errno,
             probes,
         });
@@ -780,7 +780,7 @@ impl Simulation {
     fn run_parked(&mut self, (at, class, place): (Instant, Class, (u64, u32))) {
         let mut parked = std::mem::take(&mut self.parked);
         // Stepping order: by the place each worker's pending retry was queued at.
-        parked.sort_by_key(|p| (p.after, p.sub, p.order));
+        parked.sort_by_key(|p| (p.after, p.sub));
         let mut ran = vec![false; parked.len()];
         // Retries strictly before `at`, bin by bin.
         loop {
@@ -810,20 +810,15 @@ impl Simulation {
         // A retry at `at` itself runs first if the next event sorts after it: an App event
         // scheduled after the retry was (virtually) queued.
         if class == Class::App {
-            parked.sort_by_key(|p| (p.after, p.sub, p.order));
+            parked.sort_by_key(|p| (p.after, p.sub));
             for p in parked.iter_mut() {
                 if p.next == at && place > (p.after, p.sub) {
-                    while at >= self.rec.bin_end {
-                        let end = self.rec.bin_end;
-                        let g = self.gauges();
-                        self.rec.close_bin(end, g);
-                    }
+                    self.close_bins_to(at);
                     self.count_parked(p, 1);
                     (p.after, p.sub) = self.next_place();
                 }
             }
         }
-        parked.sort_by_key(|p| p.order);
         self.parked = parked;
     }
 

@@ -875,9 +875,7 @@ impl<'a> Clients<'a> {
                 // The first write tells success from failure (it reports a refused or timed
                 // out connect as SO_ERROR would): one syscall fewer than getsockopt.
                 let n = self.workloads[c.wl as usize].request_bytes.max(1) as usize;
-                let m = n.min(buf.len());
-                buf[..m].fill(b'q');
-                match c.sock.write(&buf[..m]) {
+                match c.sock.write(&self.request[..n.min(self.request.len())]) {
                     Ok(k) => {
                         c.to_write = (n - k) as u32;
                         None
@@ -904,9 +902,8 @@ impl<'a> Clients<'a> {
             return;
         };
         while c.to_write > 0 {
-            let n = (c.to_write as usize).min(buf.len());
-            buf[..n].fill(b'q');
-            match c.sock.write(&buf[..n]) {
+            let n = (c.to_write as usize).min(self.request.len());
+            match c.sock.write(&self.request[..n]) {
                 Ok(k) => c.to_write -= k as u32,
                 Err(e) if e.kind() == ErrorKind::WouldBlock => break,
                 Err(e) => {

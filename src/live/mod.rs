@@ -66,8 +66,8 @@ pub struct Options {
 /// Default connection cap.
 pub const MAX_CONNECTIONS: u64 = 2_000_000;
 
-/// One bin as measured.
-#[derive(Serialize, Debug, Clone)]
+/// One bin as measured (read back by `portsim plot` from a saved live report).
+#[derive(Serialize, serde::Deserialize, Debug, Clone)]
 pub struct MeasuredBin {
     pub t_s: f64,
     pub attempts: u64,

@@ -99,20 +99,7 @@ pub struct LiveView {
 
 #[derive(Deserialize, Clone, Debug)]
 pub struct MeasuredView {
-    pub series: Vec<MeasuredBinView>,
-}
-
-#[derive(Deserialize, Clone, Debug)]
-pub struct MeasuredBinView {
-    pub t_s: f64,
-    pub established: u64,
-    pub failed: BTreeMap<String, u64>,
-    pub time_wait_client: u32,
-    pub time_wait_server: u32,
-    pub established_sockets_client: u32,
-    pub established_sockets_server: u32,
-    pub connect_latency_p50_ms: Option<f64>,
-    pub connect_latency_max_ms: Option<f64>,
+    pub series: Vec<crate::live::MeasuredBin>,
 }
 
 impl ReportView {

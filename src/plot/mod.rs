@@ -704,6 +704,97 @@ fn saturating_sum(v: impl Iterator<Item = u64>) -> u64 {
     v.fold(0, u64::saturating_add)
 }
 
+/// A value read from a bin of a run.
+type BinValue = fn(&input::BinView) -> f64;
+
+/// A bin of a series, by its start.
+trait Timed {
+    fn t_s(&self) -> f64;
+}
+
+impl Timed for input::BinView {
+    fn t_s(&self) -> f64 {
+        self.t_s
+    }
+}
+
+impl Timed for crate::live::MeasuredBin {
+    fn t_s(&self) -> f64 {
+        self.t_s
+    }
+}
+
+/// What a value of a bin is: a gauge read at the bin's end, or a count over the bin, drawn
+/// as a rate at its middle.
+#[derive(Clone, Copy, PartialEq)]
+enum Kind {
+    Gauge,
+    Rate,
+}
+
+/// `f` of each bin of a run of `duration` seconds in bins of `bin`, placed as `kind` says.
+fn along<B: Timed>(
+    bins: &[B],
+    (bin, duration): (f64, f64),
+    kind: Kind,
+    f: impl Fn(&B) -> f64,
+) -> Points {
+    bins.iter()
+        .map(|b| {
+            let w = span(b.t_s(), bin, duration);
+            Some(match kind {
+                Kind::Gauge => (w.end, f(b)),
+                Kind::Rate => (w.mid, f(b) / w.width),
+            })
+        })
+        .collect()
+}
+
+/// The `ports / TIME_WAIT` reference line of a run, if it has pools.
+fn limit_reference(r: &ReportView) -> Vec<Reference> {
+    sustainable_limit(r)
+        .map(|l| Reference {
+            y: l,
+            label: format!("ports / TIME_WAIT = {} / s", fmt_num(l)),
+            colour: INK,
+        })
+        .into_iter()
+        .collect()
+}
+
+impl Panel {
+    /// A linear panel without reference lines.
+    fn new(y_label: &str, lines: Vec<Line>) -> Panel {
+        Panel {
+            y_label: y_label.into(),
+            log_y: false,
+            lines,
+            references: vec![],
+        }
+    }
+}
+
+/// The three panels of a run over time: sockets by state, connections per second with
+/// `references`, connect latency.
+fn run_panels(
+    sockets: Vec<Line>,
+    rates: Vec<Line>,
+    references: Vec<Reference>,
+    latency: Vec<Line>,
+) -> Vec<Panel> {
+    vec![
+        Panel::new("sockets", sockets),
+        Panel {
+            references,
+            ..Panel::new("connections / s", rates)
+        },
+        Panel {
+            log_y: true,
+            ..Panel::new("connect latency (ms, log scale)", latency)
+        },
+    ]
+}
+
 /// Failure colours by error name, stable across charts.
 fn errno_colour(k: usize) -> RGBColor {
     [VERMILLION, PURPLE, OCHRE, SKY][k % 4]
@@ -714,41 +805,24 @@ fn errno_colour(k: usize) -> RGBColor {
 /// TIME_WAIT expiry marked.
 pub fn scenario_chart(r: &ReportView) -> Figure {
     let s = &r.series;
-    let sp = |b: &input::BinView| span(b.t_s, r.bin_s, r.duration_s);
-    // Gauges are read at the end of a bin; rates belong to its middle.
-    let gauge = |f: &dyn Fn(&input::BinView) -> f64| -> Vec<Option<(f64, f64)>> {
-        s.iter().map(|b| Some((sp(b).end, f(b)))).collect()
-    };
-    let rate = |f: &dyn Fn(&input::BinView) -> f64| -> Vec<Option<(f64, f64)>> {
-        s.iter()
-            .map(|b| {
-                let w = sp(b);
-                Some((w.mid, f(b) / w.width))
-            })
-            .collect()
-    };
+    let run = (r.bin_s, r.duration_s);
     let mut sockets = vec![];
-    let any = |f: &dyn Fn(&input::BinView) -> f64| s.iter().any(|b| f(b) > 0.0);
-    if any(&|b| add(b.established_sockets_client, b.established_sockets_server)) {
-        sockets.push(Line::new(
-            "ESTABLISHED",
-            BLUE_,
-            gauge(&|b| add(b.established_sockets_client, b.established_sockets_server)),
-        ));
-    }
-    if any(&|b| f64::from(b.time_wait_client)) {
-        sockets.push(Line::new(
-            "TIME-WAIT, client",
-            VERMILLION,
-            gauge(&|b| f64::from(b.time_wait_client)),
-        ));
-    }
-    if any(&|b| f64::from(b.time_wait_server)) {
-        sockets.push(Line::new(
-            "TIME-WAIT, server",
-            ORANGE,
-            gauge(&|b| f64::from(b.time_wait_server)),
-        ));
+    let gauges: [(&str, RGBColor, BinValue); 3] = [
+        ("ESTABLISHED", BLUE_, |b| {
+            add(b.established_sockets_client, b.established_sockets_server)
+        }),
+        ("TIME-WAIT, client", VERMILLION, |b| {
+            f64::from(b.time_wait_client)
+        }),
+        ("TIME-WAIT, server", ORANGE, |b| {
+            f64::from(b.time_wait_server)
+        }),
+    ];
+    for (name, colour, f) in gauges {
+        // A state no socket was ever in stays out of the chart.
+        if s.iter().any(|b| f(b) > 0.0) {
+            sockets.push(Line::new(name, colour, along(s, run, Kind::Gauge, f)));
+        }
     }
     if s.iter().any(|b| b.free_ports_min.is_some()) {
         let tight = r
@@ -758,6 +832,14 @@ pub fn scenario_chart(r: &ReportView) -> Figure {
             .map(|p| p.ports)
             .min()
             .unwrap_or(0);
+        // Bins without the count (no connect pool yet) break the line.
+        let free = s
+            .iter()
+            .map(|b| {
+                let end = span(b.t_s, r.bin_s, r.duration_s).end;
+                b.free_ports_min.map(|f| (end, f64::from(f)))
+            })
+            .collect();
         sockets.push(
             Line::new(
                 format!(
@@ -765,16 +847,23 @@ pub fn scenario_chart(r: &ReportView) -> Figure {
                     crate::report::group(u64::from(tight))
                 ),
                 GREEN_,
-                s.iter()
-                    .map(|b| b.free_ports_min.map(|f| (sp(b).end, f64::from(f))))
-                    .collect(),
+                free,
             )
             .dashed(),
         );
     }
     let mut rates = vec![
-        Line::new("attempted / s", GREY, rate(&|b| b.attempts as f64)).dashed(),
-        Line::new("established / s", BLUE_, rate(&|b| b.established as f64)),
+        Line::new(
+            "attempted / s",
+            GREY,
+            along(s, run, Kind::Rate, |b| b.attempts as f64),
+        )
+        .dashed(),
+        Line::new(
+            "established / s",
+            BLUE_,
+            along(s, run, Kind::Rate, |b| b.established as f64),
+        ),
     ];
     let errnos: std::collections::BTreeSet<&str> = s
         .iter()
@@ -789,59 +878,29 @@ pub fn scenario_chart(r: &ReportView) -> Figure {
         rates.push(Line::new(
             format!("failed / s, {e}"),
             errno_colour(k),
-            rate(&|b| *b.failed.get(*e).unwrap_or(&0) as f64),
+            along(s, run, Kind::Rate, |b| {
+                *b.failed.get(*e).unwrap_or(&0) as f64
+            }),
         ));
     }
-    let references = sustainable_limit(r)
-        .map(|l| Reference {
-            y: l,
-            label: format!("ports / TIME_WAIT = {} / s", fmt_num(l)),
-            colour: INK,
-        })
-        .into_iter()
-        .collect();
+    let latency = |q: fn(&input::PercentilesView) -> f64| -> Points {
+        s.iter()
+            .map(|b| {
+                let mid = span(b.t_s, r.bin_s, r.duration_s).mid;
+                b.connect_latency_ms.as_ref().map(|l| (mid, q(l)))
+            })
+            .collect()
+    };
     let latency = vec![
-        Line::new(
-            "p50",
-            BLUE_,
-            s.iter()
-                .map(|b| b.connect_latency_ms.as_ref().map(|l| (sp(b).mid, l.p50)))
-                .collect(),
-        ),
-        Line::new(
-            "p99",
-            VERMILLION,
-            s.iter()
-                .map(|b| b.connect_latency_ms.as_ref().map(|l| (sp(b).mid, l.p99)))
-                .collect(),
-        )
-        .dashed(),
+        Line::new("p50", BLUE_, latency(|l| l.p50)),
+        Line::new("p99", VERMILLION, latency(|l| l.p99)).dashed(),
     ];
     Figure {
         title: r.scenario.name.clone(),
         subtitle: knob_summary(r),
         x_label: "time (s)".into(),
         x_range: (0.0, r.duration_s),
-        panels: vec![
-            Panel {
-                y_label: "sockets".into(),
-                log_y: false,
-                lines: sockets,
-                references: vec![],
-            },
-            Panel {
-                y_label: "connections / s".into(),
-                log_y: false,
-                lines: rates,
-                references,
-            },
-            Panel {
-                y_label: "connect latency (ms, log scale)".into(),
-                log_y: true,
-                lines: latency,
-                references: vec![],
-            },
-        ],
+        panels: run_panels(sockets, rates, limit_reference(r), latency),
         markers: markers(r),
     }
 }
@@ -857,44 +916,33 @@ pub fn comparison_chart(title: &str, runs: &[(String, ReportView)]) -> Figure {
     for (k, (label, r)) in runs.iter().enumerate() {
         let colour = PALETTE[k % PALETTE.len()];
         x1 = x1.max(r.duration_s);
-        let sp = |b: &input::BinView| span(b.t_s, r.bin_s, r.duration_s);
-        // Earlier lines wider, so scenarios that coincide show as nested bands.
+        let run = (r.bin_s, r.duration_s);
+        // Earlier lines wider, so scenarios that coincide show as nested bands; each legend
+        // entry carries the run's total or peak.
         let width = 2 + (n - 1 - k).min(5) as u32;
-        let line = |points| Line {
-            name: label.clone(),
-            colour,
-            dashed: false,
-            dots: false,
+        let line = |total: u64, points| Line {
             width,
-            points,
+            ..Line::new(
+                format!("{label} · {}", crate::report::group(total)),
+                colour,
+                points,
+            )
         };
         let requests = saturating_sum(r.series.iter().map(|b| b.requests_completed));
         let fails = saturating_sum(r.series.iter().flat_map(|b| b.failed.values().copied()));
-        let tw_peak = r.summary.time_wait.peak;
-        let mut l = line(
-            r.series
-                .iter()
-                .map(|b| Some((sp(b).mid, b.requests_completed as f64 / sp(b).width)))
-                .collect(),
-        );
-        l.name = format!("{label} · {}", crate::report::group(requests));
-        done.push(l);
-        let mut l = line(
-            r.series
-                .iter()
-                .map(|b| Some((sp(b).mid, total(&b.failed) / sp(b).width)))
-                .collect(),
-        );
-        l.name = format!("{label} · {}", crate::report::group(fails));
-        failed.push(l);
-        let mut l = line(
-            r.series
-                .iter()
-                .map(|b| Some((sp(b).end, add(b.time_wait_client, b.time_wait_server))))
-                .collect(),
-        );
-        l.name = format!("{label} · {}", crate::report::group(u64::from(tw_peak)));
-        tw.push(l);
+        let tw_peak = u64::from(r.summary.time_wait.peak);
+        let s = &r.series;
+        done.push(line(
+            requests,
+            along(s, run, Kind::Rate, |b| b.requests_completed as f64),
+        ));
+        failed.push(line(fails, along(s, run, Kind::Rate, |b| total(&b.failed))));
+        tw.push(line(
+            tw_peak,
+            along(s, run, Kind::Gauge, |b| {
+                add(b.time_wait_client, b.time_wait_server)
+            }),
+        ));
     }
     let names: Vec<&str> = runs.iter().map(|(l, _)| l.as_str()).collect();
     Figure {
@@ -906,24 +954,9 @@ pub fn comparison_chart(title: &str, runs: &[(String, ReportView)]) -> Figure {
         x_label: "time (s)".into(),
         x_range: (0.0, x1),
         panels: vec![
-            Panel {
-                y_label: "requests completed / s".into(),
-                log_y: false,
-                lines: done,
-                references: vec![],
-            },
-            Panel {
-                y_label: "failed connects / s".into(),
-                log_y: false,
-                lines: failed,
-                references: vec![],
-            },
-            Panel {
-                y_label: "TIME-WAIT sockets".into(),
-                log_y: false,
-                lines: tw,
-                references: vec![],
-            },
+            Panel::new("requests completed / s", done),
+            Panel::new("failed connects / s", failed),
+            Panel::new("TIME-WAIT sockets", tw),
         ],
         markers: vec![],
     }
@@ -950,41 +983,25 @@ pub fn live_chart(l: &LiveView) -> Figure {
     let ms = &l.measured.series;
     let d = p.duration_s;
     let sp = |t: f64| span(t, bin, d);
-    // `end`: a gauge, at the bin's end; else a rate (f is divided by the bin's width).
-    let pl = |f: &dyn Fn(&input::BinView) -> f64, end: bool| -> Vec<Option<(f64, f64)>> {
-        ps.iter()
-            .map(|b| {
-                let w = sp(b.t_s);
-                Some(if end {
-                    (w.end, f(b))
-                } else {
-                    (w.mid, f(b) / w.width)
-                })
-            })
-            .collect()
-    };
-    let ml = |f: &dyn Fn(&input::MeasuredBinView) -> f64, end: bool| -> Vec<Option<(f64, f64)>> {
-        ms.iter()
-            .map(|b| {
-                let w = sp(b.t_s);
-                Some(if end {
-                    (w.end, f(b))
-                } else {
-                    (w.mid, f(b) / w.width)
-                })
-            })
-            .collect()
-    };
+    let run = (bin, d);
+    let pl = |f: &dyn Fn(&input::BinView) -> f64, kind| along(ps, run, kind, f);
+    let ml = |f: &dyn Fn(&crate::live::MeasuredBin) -> f64, kind| along(ms, run, kind, f);
     let sockets = vec![
         measured(
             "TIME-WAIT, measured",
             VERMILLION,
-            ml(&|b| add(b.time_wait_client, b.time_wait_server), true),
+            ml(
+                &|b| add(b.time_wait_client, b.time_wait_server),
+                Kind::Gauge,
+            ),
         ),
         Line::new(
             "TIME-WAIT, predicted",
             VERMILLION,
-            pl(&|b| add(b.time_wait_client, b.time_wait_server), true),
+            pl(
+                &|b| add(b.time_wait_client, b.time_wait_server),
+                Kind::Gauge,
+            ),
         )
         .dashed(),
         measured(
@@ -992,7 +1009,7 @@ pub fn live_chart(l: &LiveView) -> Figure {
             BLUE_,
             ml(
                 &|b| add(b.established_sockets_client, b.established_sockets_server),
-                true,
+                Kind::Gauge,
             ),
         ),
         Line::new(
@@ -1000,7 +1017,7 @@ pub fn live_chart(l: &LiveView) -> Figure {
             BLUE_,
             pl(
                 &|b| add(b.established_sockets_client, b.established_sockets_server),
-                true,
+                Kind::Gauge,
             ),
         )
         .dashed(),
@@ -1009,23 +1026,23 @@ pub fn live_chart(l: &LiveView) -> Figure {
         measured(
             "established / s, measured",
             BLUE_,
-            ml(&|b| b.established as f64, false),
+            ml(&|b| b.established as f64, Kind::Rate),
         ),
         Line::new(
             "established / s, predicted",
             BLUE_,
-            pl(&|b| b.established as f64, false),
+            pl(&|b| b.established as f64, Kind::Rate),
         )
         .dashed(),
         measured(
             "failed / s, measured",
             VERMILLION,
-            ml(&|b| total(&b.failed), false),
+            ml(&|b| total(&b.failed), Kind::Rate),
         ),
         Line::new(
             "failed / s, predicted",
             VERMILLION,
-            pl(&|b| total(&b.failed), false),
+            pl(&|b| total(&b.failed), Kind::Rate),
         )
         .dashed(),
     ];
@@ -1063,33 +1080,7 @@ pub fn live_chart(l: &LiveView) -> Figure {
         subtitle: format!("{} · {}", l.kernel, knob_summary(p)),
         x_label: "time (s)".into(),
         x_range: (0.0, x1),
-        panels: vec![
-            Panel {
-                y_label: "sockets".into(),
-                log_y: false,
-                lines: sockets,
-                references: vec![],
-            },
-            Panel {
-                y_label: "connections / s".into(),
-                log_y: false,
-                lines: rates,
-                references: sustainable_limit(p)
-                    .map(|v| Reference {
-                        y: v,
-                        label: format!("ports / TIME_WAIT = {} / s", fmt_num(v)),
-                        colour: INK,
-                    })
-                    .into_iter()
-                    .collect(),
-            },
-            Panel {
-                y_label: "connect latency (ms, log scale)".into(),
-                log_y: true,
-                lines: latency,
-                references: vec![],
-            },
-        ],
+        panels: run_panels(sockets, rates, limit_reference(p), latency),
         markers: vec![],
     }
 }
@@ -1114,12 +1105,8 @@ pub fn line_chart(
         .into_iter()
         .enumerate()
         .map(|(k, (name, pts))| Line {
-            name,
-            colour: PALETTE[k % PALETTE.len()],
-            dashed: false,
             dots: true,
-            width: 2,
-            points: pts,
+            ..Line::new(name, PALETTE[k % PALETTE.len()], pts)
         })
         .collect();
     Figure {
@@ -1132,10 +1119,8 @@ pub fn line_chart(
             (0.0, 1.0)
         },
         panels: vec![Panel {
-            y_label: y_label.into(),
-            log_y: false,
-            lines,
             references,
+            ..Panel::new(y_label, lines)
         }],
         markers: vec![],
     }
