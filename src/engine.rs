@@ -176,12 +176,12 @@ impl<E> Queue<E> {
 
     /// Removes and returns the earliest event if it is due before `end`.
     pub fn pop_before(&mut self, end: Instant) -> Option<(Instant, E)> {
-        self.pop_placed(end).map(|(at, _, _, ev)| (at, ev))
+        self.pop_keyed(end).map(|(at, _, ev)| (at, ev))
     }
 
-    /// Like [`Queue::pop_before`], also giving the event's class and place
-    /// `(sequence number, sub)`, which order it among events of its instant.
-    pub fn pop_placed(&mut self, end: Instant) -> Option<(Instant, Class, (u64, u32), E)> {
+    /// Like [`Queue::pop_before`], also giving the event's key, which orders it among the
+    /// events of its instant ([`Queue::place`] reads it).
+    pub fn pop_keyed(&mut self, end: Instant) -> Option<(Instant, u64, E)> {
         let (at, _, src) = self.next_source()?;
         if at >= end.0 {
             return None;
@@ -190,14 +190,19 @@ impl<E> Queue<E> {
             None => self.heap.pop()?,
             Some(i) => self.lanes[i].pop_front()?,
         };
-        let class = match e.key >> CLASS_SHIFT {
+        Some((Instant(e.at), e.key, e.ev))
+    }
+
+    /// The class and place `(sequence number, sub)` a key stands for.
+    pub fn place(key: u64) -> (Class, (u64, u32)) {
+        let class = match key >> CLASS_SHIFT {
             0 => Class::Timer,
             1 => Class::Packet,
             _ => Class::App,
         };
-        let place = e.key & ((1 << CLASS_SHIFT) - 1);
+        let place = key & ((1 << CLASS_SHIFT) - 1);
         let sub = (place & ((1 << SUB_BITS) - 1)) as u32;
-        Some((Instant(e.at), class, (place >> SUB_BITS, sub), e.ev))
+        (class, (place >> SUB_BITS, sub))
     }
 
     /// Time, key and source (heap, or lane `i`) of the earliest event.

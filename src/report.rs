@@ -52,11 +52,13 @@ fn bucket_mid(b: u64) -> u64 {
 }
 
 impl Hist {
+    #[inline]
     pub fn record(&mut self, v: u64) {
         self.record_n(v, 1);
     }
 
     /// Records `v` `n` times, exactly as `n` calls of [`Hist::record`] would.
+    #[inline(always)]
     pub fn record_n(&mut self, v: u64, n: u64) {
         if n == 0 {
             return;

@@ -407,15 +407,15 @@ impl Simulation {
     /// Runs to the end and returns the report with the number of events processed.
     pub fn run_counted(mut self) -> (Report, u64) {
         loop {
-            let next = self.queue.pop_placed(self.end);
+            let next = self.queue.pop_keyed(self.end);
             if !self.parked.is_empty() {
-                let until = next.as_ref().map_or(
-                    (self.end, Class::Timer, (0, 0)),
-                    |&(at, class, place, _)| (at, class, place),
-                );
+                let until = next.as_ref().map_or((self.end, Class::Timer, (0, 0)), |e| {
+                    let (class, place) = Queue::<Event>::place(e.1);
+                    (e.0, class, place)
+                });
                 self.run_parked(until);
             }
-            let Some((at, _, _, ev)) = next else {
+            let Some((at, _, ev)) = next else {
                 break;
             };
             self.close_bins_to(at);
