@@ -1,7 +1,9 @@
 //! The command line: parsing and printing only.
 
 use crate::live;
+use crate::plan::{self, sweep, whatif};
 use crate::plot;
+use crate::plot::manifest::Metric;
 use crate::profile::{PROFILES, Profile, Scope};
 use crate::scenario::{self, ScenarioError};
 use crate::sim::Simulation;
@@ -47,6 +49,103 @@ enum Command {
         /// as `stats` in the JSON report).
         #[arg(long)]
         stats: bool,
+        /// What-if: KEY=VALUE, a knob (net.ipv4.tcp_tw_reuse=1, set on every host whose kernel
+        /// has it) or a path (workload.NAME.arrival.rate=800). Repeatable.
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+    },
+    /// Will this load run out of ports, when, and what fixes it: per pool limit, headroom,
+    /// TIME-WAIT and time to exhaustion, by formula and by simulation, and remedies ranked by
+    /// simulating each. From a scenario, or from the flags for the common case.
+    Plan {
+        /// The scenario file (TOML); without it, the flags below describe the load.
+        scenario: Option<PathBuf>,
+        /// Client kernel profile.
+        #[arg(long, default_value = "linux")]
+        profile: String,
+        /// Server kernel profile.
+        #[arg(long, default_value = "linux")]
+        server_profile: String,
+        /// New connections per second, e.g. 800/s (required without a scenario).
+        #[arg(long)]
+        rate: Option<String>,
+        /// Poisson arrivals instead of a constant rate.
+        #[arg(long)]
+        poisson: bool,
+        #[arg(long, default_value_t = 1)]
+        client_ips: u32,
+        #[arg(long, default_value_t = 1)]
+        destinations: u32,
+        /// Who closes first (and holds TIME-WAIT).
+        #[arg(long, value_enum, default_value_t = CloserArg::Client)]
+        closer: CloserArg,
+        #[arg(long, default_value_t = 1)]
+        requests_per_connection: u32,
+        /// Round-trip time.
+        #[arg(long, default_value = "200us")]
+        rtt: String,
+        /// connect, bind_no_port or bind (default: connect with one client IP, else
+        /// bind_no_port on Linux, bind elsewhere).
+        #[arg(long)]
+        connection: Option<String>,
+        /// What-if: KEY=VALUE on top of the scenario; the plan shows before and after.
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+        #[arg(long, value_enum, default_value_t = LiveFormat::Text)]
+        format: LiveFormat,
+        /// Write the plan to this file instead of standard output (atomically).
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+    },
+    /// Run a scenario over a grid of values, in parallel: CSV or JSON, and a chart.
+    Sweep {
+        /// The scenario file (TOML).
+        scenario: PathBuf,
+        /// KEY=V1,V2,… or KEY=LO..HI/STEPS; one per varied key, the last varying fastest.
+        #[arg(long, value_name = "KEY=VALUES", required = true)]
+        vary: Vec<String>,
+        /// What-if: KEY=VALUE under every point.
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+        /// Output format (default: from the output file's extension, else CSV).
+        #[arg(long, value_enum)]
+        format: Option<SweepFormat>,
+        /// Write the results to this file instead of standard output (atomically).
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+        /// Draw a line chart (one varied number) or a heat map (two varied keys).
+        #[arg(long)]
+        plot: Option<PathBuf>,
+        /// What the chart shows.
+        #[arg(long, value_enum, default_value_t = MetricArg::SustainedPerS)]
+        metric: MetricArg,
+        /// Threads (default: every CPU).
+        #[arg(long)]
+        threads: Option<usize>,
+        /// Run only shard I of N (points k with k mod N = I − 1); join with `portsim merge`.
+        #[arg(long, value_name = "I/N")]
+        shard: Option<String>,
+    },
+    /// Join the JSON files of a sharded sweep into one.
+    Merge {
+        /// `portsim sweep --format json --shard I/N` outputs.
+        #[arg(required = true)]
+        inputs: Vec<PathBuf>,
+        #[arg(long, value_enum)]
+        format: Option<SweepFormat>,
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+        #[arg(long)]
+        plot: Option<PathBuf>,
+        #[arg(long, value_enum, default_value_t = MetricArg::SustainedPerS)]
+        metric: MetricArg,
+    },
+    /// Print the JSON Schema of scenario files (for editors and TOML language servers).
+    Schema,
+    /// Print shell completions.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
     },
     /// Draw a chart: one scenario (.toml, run first) or report (.json from run or live), or
     /// several of them compared on one time axis.
@@ -110,6 +209,38 @@ enum ProfileAction {
 }
 
 #[derive(Clone, Copy, ValueEnum)]
+enum CloserArg {
+    Client,
+    Server,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq)]
+enum SweepFormat {
+    Csv,
+    Json,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+#[value(rename_all = "snake_case")]
+enum MetricArg {
+    SustainedPerS,
+    SuccessPercent,
+    FirstFailureS,
+    TimeWaitPeak,
+}
+
+impl MetricArg {
+    fn metric(self) -> Metric {
+        match self {
+            MetricArg::SustainedPerS => Metric::SustainedPerS,
+            MetricArg::SuccessPercent => Metric::SuccessPercent,
+            MetricArg::FirstFailureS => Metric::FirstFailureS,
+            MetricArg::TimeWaitPeak => Metric::TimeWaitPeak,
+        }
+    }
+}
+
+#[derive(Clone, Copy, ValueEnum)]
 enum LiveFormat {
     Text,
     Json,
@@ -136,10 +267,11 @@ pub fn main() -> ExitCode {
             bin,
             plot,
             stats,
+            set,
         } => {
-            let mut sc = match scenario::load(&scenario) {
+            let mut sc = match load_with(&scenario, &set) {
                 Ok(sc) => sc,
-                Err(e) => return refuse(&e),
+                Err(code) => return code,
             };
             if let Some(s) = seed {
                 sc.seed = s;
@@ -382,6 +514,191 @@ pub fn main() -> ExitCode {
             println!("{} charts written to {}", made.len(), dir.display());
             ExitCode::SUCCESS
         }
+        Command::Plan {
+            scenario,
+            profile,
+            server_profile,
+            rate,
+            poisson,
+            client_ips,
+            destinations,
+            closer,
+            requests_per_connection,
+            rtt,
+            connection,
+            set,
+            format,
+            output,
+        } => {
+            let (file, text) = match (&scenario, rate) {
+                (Some(path), None) => match read_text(path) {
+                    Ok(t) => (path.display().to_string(), t),
+                    Err(code) => return code,
+                },
+                (Some(_), Some(_)) => {
+                    eprintln!("error: give a scenario or --rate and the other flags, not both");
+                    return ExitCode::from(BAD_INPUT);
+                }
+                (None, None) => {
+                    eprintln!(
+                        "error: give a scenario file, or describe the load with flags, e.g. portsim plan --profile linux --rate 800/s"
+                    );
+                    return ExitCode::from(BAD_INPUT);
+                }
+                (None, Some(rate)) => {
+                    let q = plan::Quick {
+                        profile,
+                        server_profile,
+                        rate,
+                        poisson,
+                        client_ips,
+                        destinations,
+                        closer: match closer {
+                            CloserArg::Client => crate::workload::Closer::Client,
+                            CloserArg::Server => crate::workload::Closer::Server,
+                        },
+                        requests_per_connection,
+                        rtt,
+                        connection,
+                    };
+                    match plan::quick_scenario(&q) {
+                        Ok(t) => ("(flags)".to_string(), t),
+                        Err(e) => {
+                            eprintln!("error: {e}");
+                            return ExitCode::from(BAD_INPUT);
+                        }
+                    }
+                }
+            };
+            let changes = match parse_sets(&set) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            let p = match plan::plan(&file, &text, &changes) {
+                Ok(p) => p,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(BAD_INPUT);
+                }
+            };
+            let text = match format {
+                LiveFormat::Text => p.to_text(),
+                LiveFormat::Json => p.to_json(),
+            };
+            emit(output.as_deref(), &text)
+        }
+        Command::Sweep {
+            scenario,
+            vary,
+            set,
+            format,
+            output,
+            plot: chart,
+            metric,
+            threads,
+            shard,
+        } => {
+            let text = match read_text(&scenario) {
+                Ok(t) => t,
+                Err(code) => return code,
+            };
+            let changes = match parse_sets(&set) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            let bad = |e: sweep::SweepError| {
+                eprintln!("error: {e}");
+                ExitCode::from(BAD_INPUT)
+            };
+            let vary: Vec<sweep::Vary> = match vary.iter().map(|v| sweep::parse_vary(v)).collect() {
+                Ok(v) => v,
+                Err(e) => return bad(e),
+            };
+            let shard = match shard.as_deref().map(sweep::parse_shard).transpose() {
+                Ok(s) => s,
+                Err(e) => return bad(e),
+            };
+            if threads == Some(0) {
+                eprintln!("error: --threads: at least 1");
+                return ExitCode::from(BAD_INPUT);
+            }
+            let format = match sweep_format(format, output.as_deref()) {
+                Ok(f) => f,
+                Err(code) => return code,
+            };
+            if let Some(p) = &chart
+                && let Err(e) = plot::check_extension(p)
+            {
+                eprintln!("error: --plot {e}");
+                return ExitCode::from(BAD_INPUT);
+            }
+            let file = scenario.display().to_string();
+            let sw = match sweep::Sweep::new(&file, &text, &changes, &vary, shard) {
+                Ok(s) => s,
+                Err(e) => return bad(e),
+            };
+            let threads = threads.unwrap_or_else(|| {
+                std::thread::available_parallelism().map_or(1, std::num::NonZero::get)
+            });
+            let bar = indicatif::ProgressBar::with_draw_target(
+                Some(sw.len() as u64),
+                indicatif::ProgressDrawTarget::stderr(),
+            );
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{bar:40} {pos}/{len} runs · {elapsed_precise} · about {eta} left",
+                )
+                .expect("a valid template"),
+            );
+            let report = sw.run(threads, &|| bar.inc(1));
+            bar.finish_and_clear();
+            write_sweep(&report, format, output.as_deref(), chart.as_deref(), metric)
+        }
+        Command::Merge {
+            inputs,
+            format,
+            output,
+            plot: chart,
+            metric,
+        } => {
+            let format = match sweep_format(format, output.as_deref()) {
+                Ok(f) => f,
+                Err(code) => return code,
+            };
+            let mut parts = vec![];
+            for i in &inputs {
+                let text = match read_text(i) {
+                    Ok(t) => t,
+                    Err(code) => return code,
+                };
+                match serde_json::from_str::<sweep::SweepReport>(&text) {
+                    Ok(r) => parts.push((i.display().to_string(), r)),
+                    Err(e) => {
+                        eprintln!(
+                            "error: {}: not a `portsim sweep --format json` file: {e}",
+                            i.display()
+                        );
+                        return ExitCode::from(BAD_INPUT);
+                    }
+                }
+            }
+            match sweep::merge(&parts) {
+                Ok(r) => write_sweep(&r, format, output.as_deref(), chart.as_deref(), metric),
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::from(BAD_INPUT)
+                }
+            }
+        }
+        Command::Schema => {
+            print!("{}", scenario::json_schema());
+            ExitCode::SUCCESS
+        }
+        Command::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut cmd, "portsim", &mut std::io::stdout());
+            ExitCode::SUCCESS
+        }
         Command::Profiles => {
             for (name, title) in PROFILES {
                 let p = Profile::named(name).expect("shipped profile");
@@ -424,3 +741,105 @@ fn refuse(e: &ScenarioError) -> ExitCode {
 }
 
 pub use crate::write_atomically;
+
+fn read_text(path: &std::path::Path) -> Result<String, ExitCode> {
+    std::fs::read_to_string(path).map_err(|e| {
+        eprintln!("error: {}: {e}", path.display());
+        ExitCode::from(BAD_INPUT)
+    })
+}
+
+fn parse_sets(set: &[String]) -> Result<Vec<whatif::Change>, ExitCode> {
+    set.iter()
+        .map(|s| whatif::parse_set(s))
+        .collect::<Result<_, _>>()
+        .map_err(|e| {
+            eprintln!("error: --set {e}");
+            ExitCode::from(BAD_INPUT)
+        })
+}
+
+/// A scenario file with `--set` changes made.
+fn load_with(path: &std::path::Path, set: &[String]) -> Result<scenario::Scenario, ExitCode> {
+    if set.is_empty() {
+        return scenario::load(path).map_err(|e| refuse(&e));
+    }
+    let changes = parse_sets(set)?;
+    let text = read_text(path)?;
+    let file = path.display().to_string();
+    scenario::parse(&file, &text).map_err(|e| refuse(&e))?;
+    let text = whatif::apply(&file, &text, &changes).map_err(|e| {
+        eprintln!("error: --set {e}");
+        ExitCode::from(BAD_INPUT)
+    })?;
+    scenario::parse(&file, &text).map_err(|e| refuse(&e))
+}
+
+fn emit(output: Option<&std::path::Path>, text: &str) -> ExitCode {
+    match output {
+        None => {
+            if std::io::stdout().lock().write_all(text.as_bytes()).is_err() {
+                return ExitCode::FAILURE;
+            }
+        }
+        Some(path) => {
+            if let Err(e) = write_atomically(path, text.as_bytes()) {
+                eprintln!("error: cannot write {}: {e}", path.display());
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+fn sweep_format(
+    format: Option<SweepFormat>,
+    output: Option<&std::path::Path>,
+) -> Result<SweepFormat, ExitCode> {
+    if let Some(f) = format {
+        return Ok(f);
+    }
+    match output.and_then(|p| p.extension()).and_then(|e| e.to_str()) {
+        None | Some("csv") => Ok(SweepFormat::Csv),
+        Some("json") => Ok(SweepFormat::Json),
+        Some(other) => {
+            eprintln!(
+                "error: --output: .{other}: give --format csv or json, or name the file .csv or .json"
+            );
+            Err(ExitCode::from(BAD_INPUT))
+        }
+    }
+}
+
+fn write_sweep(
+    r: &sweep::SweepReport,
+    format: SweepFormat,
+    output: Option<&std::path::Path>,
+    chart: Option<&std::path::Path>,
+    metric: MetricArg,
+) -> ExitCode {
+    let text = match format {
+        SweepFormat::Csv => r.to_csv(),
+        SweepFormat::Json => r.to_json(),
+    };
+    let code = emit(output, &text);
+    if code != ExitCode::SUCCESS {
+        return code;
+    }
+    // The results first: a chart that cannot be drawn does not cost the runs.
+    if let Some(p) = chart {
+        match r.chart(metric.metric()) {
+            Ok(c) => {
+                if let Err(e) = c.save(p) {
+                    eprintln!("error: {e}");
+                    return ExitCode::FAILURE;
+                }
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    ExitCode::SUCCESS
+}

@@ -198,6 +198,8 @@ pub struct Pool {
     pub host_wide: bool,
     /// Handshakes completed from this pool.
     pub established: u64,
+    /// Handshakes completed in the run's sustained window.
+    pub established_late: u64,
 }
 
 impl Pool {
@@ -422,6 +424,7 @@ impl Host {
             tw_reuse: reuse && ts && !host_wide,
             host_wide,
             established: 0,
+            established_late: 0,
         });
         self.pool_index.insert(key, id);
         if host_wide {

@@ -28,6 +28,7 @@ pub mod cli;
 pub mod engine;
 pub mod host;
 pub mod live;
+pub mod plan;
 pub mod plot;
 pub mod profile;
 pub mod report;

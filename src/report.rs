@@ -508,6 +508,9 @@ pub struct PoolInfo {
     pub formula_limit_per_s: f64,
     pub established: u64,
     pub achieved_per_s: f64,
+    /// Established per second over the sustained window: the last whole TIME_WAIT periods
+    /// of the run's second half (none when the run is too short to have one).
+    pub sustained_per_s: Option<f64>,
 }
 
 #[derive(Serialize, Debug)]

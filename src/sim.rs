@@ -197,6 +197,24 @@ pub struct Simulation {
     /// Exclusive-port pools of bind() workloads: (host, source IP, ports, kind), with the
     /// connections each established, counted at establishment by the socket's local IP.
     bind_pools: Vec<BindPool>,
+    /// Start of the sustained window (see [`sustained_from`]).
+    late_from: Instant,
+}
+
+/// Where the sustained window starts: the most whole TIME_WAIT periods that fit in the second
+/// half of the run, ending with it, moved to the next bin edge; a run shorter than two periods
+/// uses its second half. Connections established from then on, per second, are the rate a
+/// pool sustains once the first burst and the returns of its ports have settled into their
+/// period. [`crate::plot::manifest::sustained_window`] gives the same window from a report.
+pub fn sustained_from(duration: Duration, tw: Duration, bin: Duration) -> Option<Instant> {
+    let half = duration.0 / 2;
+    let len = if tw.0 > 0 && tw.0 <= half {
+        half / tw.0 * tw.0
+    } else {
+        half
+    };
+    let from = (duration.0 - len).div_ceil(bin.0.max(1)) * bin.0;
+    (from < duration.0).then_some(Instant(from))
 }
 
 /// A closed-loop worker waiting out an exhausted pool, its retries not queued.
@@ -236,6 +254,7 @@ struct BindPool {
     ports: u32,
     kind: &'static str,
     established: u64,
+    established_late: u64,
 }
 
 impl Simulation {
@@ -303,6 +322,7 @@ impl Simulation {
                             .unwrap_or_else(|| hosts[src.host as usize].profile.usable_ports()),
                         kind,
                         established: 0,
+                        established_late: 0,
                     });
                 }
             }
@@ -337,9 +357,19 @@ impl Simulation {
                 }
             }
         }
+        let tw = pools
+            .iter()
+            .map(|&(h, _)| h)
+            .chain(bind_pools.iter().map(|b| b.host))
+            .map(|h| hosts[h as usize].profile.time_wait)
+            .max();
+        let late_from = tw
+            .and_then(|tw| sustained_from(sc.duration, tw, sc.bin))
+            .unwrap_or(Instant(u64::MAX));
         Simulation {
             now: Instant::ZERO,
             end: Instant::ZERO + sc.duration,
+            late_from,
             queue,
             hosts,
             lanes,
@@ -1024,7 +1054,9 @@ impl Simulation {
         let client = &mut self.hosts[c.client as usize];
         client.set_state(c.csock, State::Established);
         if let Some(pool) = client.pool_of_socket(c.csock) {
-            client.pools[pool as usize].established += 1;
+            let p = &mut client.pools[pool as usize];
+            p.established += 1;
+            p.established_late += u64::from(self.now >= self.late_from);
         } else if !self.bind_pools.is_empty() {
             let ip = client.sock(c.csock).tuple.local_ip;
             if let Some(b) = self
@@ -1033,6 +1065,7 @@ impl Simulation {
                 .find(|b| b.host == c.client && b.ip == ip)
             {
                 b.established += 1;
+                b.established_late += u64::from(self.now >= self.late_from);
             }
         }
         self.rec.established(c.wl as usize, self.now - c.started);
@@ -1306,6 +1339,9 @@ impl Simulation {
         let lat = |q| rec.latency.percentile(q) as f64 / 1e6;
         let req = |q| rec.request_latency.percentile(q) as f64 / 1e6;
         let duration_s = duration.as_secs_f64();
+        let late_s =
+            (self.late_from.0 < duration.0).then(|| (duration.0 - self.late_from.0) as f64 / 1e9);
+        let late = |n: u64| late_s.map(|s| n as f64 / s);
         let mut pools: Vec<PoolInfo> = self
             .pools
             .iter()
@@ -1334,6 +1370,7 @@ impl Simulation {
                     formula_limit_per_s: f64::from(ports) / tw,
                     established: est,
                     achieved_per_s: est as f64 / duration_s,
+                    sustained_per_s: late(pool.established_late),
                 }
             })
             .collect();
@@ -1350,6 +1387,7 @@ impl Simulation {
                 formula_limit_per_s: f64::from(b.ports) / tw,
                 established: b.established,
                 achieved_per_s: b.established as f64 / duration_s,
+                sustained_per_s: late(b.established_late),
             }
         }));
         let hosts = self.host_info;

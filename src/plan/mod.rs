@@ -1,0 +1,705 @@
+//! Capacity planning (`portsim plan`): for each port pool, the sustainable new-connection
+//! rate by the seed's formula `ports / TIME_WAIT` and by simulation, the offered rate, the
+//! headroom, the steady TIME-WAIT population, when the pool runs out and how many connects
+//! fail after; then remedies, each simulated, ranked.
+//!
+//! The formula holds for a pool whose client closes first (it holds the TIME-WAIT, §2.1,
+//! §3.2, §3.4, §4) and that is saturated: every port then carries one connection per
+//! TIME_WAIT. Where it does not hold, [`PoolPlan::formula_note`] says why.
+
+pub mod remedy;
+pub mod sweep;
+pub mod whatif;
+
+use crate::profile::Profile;
+use crate::report::{Report, group};
+use crate::scenario::{self, Scenario};
+use crate::sim::Simulation;
+use crate::workload::{Arrival, Closer, Mode};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::fmt::{self, Write as _};
+use std::net::Ipv4Addr;
+pub use whatif::{Change, WhatIfError};
+
+pub const SCHEMA: &str = "portsim.plan/1";
+
+/// Share of a pool's limit a remedy aims to leave in use: 20 % headroom.
+pub const TARGET_USE: f64 = 0.8;
+
+/// Why a plan could not be made.
+#[derive(Debug)]
+pub enum PlanError {
+    Scenario(scenario::ScenarioError),
+    WhatIf(WhatIfError),
+    /// A flag of the quick form (`--rate`, `--profile`, …).
+    Flag {
+        flag: String,
+        message: String,
+    },
+}
+
+impl fmt::Display for PlanError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PlanError::Scenario(e) => write!(f, "{e}"),
+            PlanError::WhatIf(e) => write!(f, "{e}"),
+            PlanError::Flag { flag, message } => write!(f, "{flag}: {message}"),
+        }
+    }
+}
+
+impl std::error::Error for PlanError {}
+
+/// The common case from flags, without a scenario file.
+#[derive(Clone, Debug)]
+pub struct Quick {
+    pub profile: String,
+    pub server_profile: String,
+    /// New connections per second, e.g. `800` or `800/s`.
+    pub rate: String,
+    pub poisson: bool,
+    pub client_ips: u32,
+    pub destinations: u32,
+    pub closer: Closer,
+    pub requests_per_connection: u32,
+    pub rtt: String,
+    /// `connect`, `bind_no_port` or `bind`; default: connect with one client IP, else
+    /// bind_no_port on Linux and bind elsewhere.
+    pub connection: Option<String>,
+}
+
+/// The scenario text the quick flags stand for.
+pub fn quick_scenario(q: &Quick) -> Result<String, PlanError> {
+    let flag = |flag: &str, message: String| PlanError::Flag {
+        flag: flag.into(),
+        message,
+    };
+    let profile = Profile::named(&q.profile).ok_or_else(|| {
+        flag(
+            "--profile",
+            format!("{:?}: unknown; see `portsim profiles`", q.profile),
+        )
+    })?;
+    if Profile::named(&q.server_profile).is_none() {
+        return Err(flag(
+            "--server-profile",
+            format!("{:?}: unknown; see `portsim profiles`", q.server_profile),
+        ));
+    }
+    let rate = q.rate.trim().trim_end_matches("/s").trim();
+    if crate::workload::Rate::parse_decimal(rate).is_none_or(|r| r.num == 0) {
+        return Err(flag(
+            "--rate",
+            format!(
+                "{:?}: new connections per second, a number > 0 (at most 9 decimals), e.g. 800/s",
+                q.rate
+            ),
+        ));
+    }
+    if !(1..=250).contains(&q.client_ips) {
+        return Err(flag("--client-ips", "1 to 250 addresses".into()));
+    }
+    if !(1..=250).contains(&q.destinations) {
+        return Err(flag("--destinations", "1 to 250 destinations".into()));
+    }
+    if q.requests_per_connection == 0 {
+        return Err(flag("--requests-per-connection", "at least 1".into()));
+    }
+    let linux = profile.kernel == crate::profile::Kernel::Linux;
+    if !linux && q.client_ips > 1 {
+        return Err(flag(
+            "--client-ips",
+            format!(
+                "portsim models a choice of source address (bind before connect) with Linux's rules only; for {} use one address per client host (a scenario with several [[host]] and `clients = [...]`)",
+                q.profile
+            ),
+        ));
+    }
+    let connection = match &q.connection {
+        Some(c) => c.clone(),
+        None if q.client_ips == 1 => "connect".into(),
+        None if linux => "bind_no_port".into(),
+        None => "bind".into(),
+    };
+    let list = |prefix: &str, n: u32, suffix: &str| {
+        (1..=n)
+            .map(|i| format!("\"{prefix}{i}{suffix}\""))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let tw = profile.time_wait.as_secs_f64();
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "[scenario]\nname = \"plan\"\ndescription = \"{} client, {} new connections/s, {} client IP(s) → {} destination(s), {} closes, {} request(s) per connection\"\nduration = \"{}s\"\nseed = 1\n",
+        q.profile,
+        rate,
+        q.client_ips,
+        q.destinations,
+        if q.closer == Closer::Client {
+            "client"
+        } else {
+            "server"
+        },
+        q.requests_per_connection,
+        (4.0 * tw).ceil().max(10.0)
+    );
+    let _ = writeln!(
+        s,
+        "[[host]]\nname = \"client\"\nprofile = \"{}\"\nips = [{}]\n",
+        q.profile,
+        list("10.0.0.", q.client_ips, "")
+    );
+    let _ = writeln!(
+        s,
+        "[[host]]\nname = \"server\"\nprofile = \"{}\"\nips = [{}]\nlisten = [{}]\n",
+        q.server_profile,
+        list("10.1.0.", q.destinations, ""),
+        list("10.1.0.", q.destinations, ":80")
+    );
+    let _ = writeln!(
+        s,
+        "[[workload]]\nname = \"load\"\nclient = \"client\"\nsource_ips = [{}]\nconnection = \"{connection}\"\ndestinations = [{}]\narrival = {{ kind = \"{}\", rate = {rate} }}\nrequests_per_connection = {}\nrtt = \"{}\"\nservice_time = \"1ms\"\ncloser = \"{}\"\non_error = {{ action = \"count\" }}",
+        list("10.0.0.", q.client_ips, ""),
+        list("10.1.0.", q.destinations, ":80"),
+        if q.poisson { "poisson" } else { "constant" },
+        q.requests_per_connection,
+        q.rtt,
+        if q.closer == Closer::Client {
+            "client"
+        } else {
+            "server"
+        },
+    );
+    scenario::parse("(plan flags)", &s).map_err(|e| flag("flags", e.message))?;
+    Ok(s)
+}
+
+/// One pool of ports, planned.
+#[derive(Serialize, Debug, Clone)]
+pub struct PoolPlan {
+    pub kind: String,
+    pub host: String,
+    pub source: String,
+    pub destination: Option<String>,
+    pub ports: u32,
+    pub time_wait_s: f64,
+    /// `ports / TIME_WAIT`.
+    pub formula_limit_per_s: f64,
+    /// The limit that holds: the formula, `ports / tcp_tw_reuse_delay` under `tcp_tw_reuse`
+    /// = 1, none where TIME-WAIT does not hold the client's ports (server closes, SO_LINGER 0).
+    pub limit_per_s: Option<f64>,
+    /// New connections per second offered to this pool.
+    pub offered_per_s: f64,
+    /// `arrival rate` (open loop) or `simulated` (closed loop: what the workers attempted).
+    pub offered_from: &'static str,
+    /// `(limit − offered) / limit`, in percent; negative when over the limit.
+    pub headroom_percent: Option<f64>,
+    /// TIME-WAIT sockets on this pool's ports once steady: `min(offered, limit) × TIME_WAIT`
+    /// when the client closes first.
+    pub time_wait_steady: f64,
+    /// When the pool runs out, by formula: the connect after `ports` at the offered rate.
+    pub exhausted_at_s: Option<f64>,
+    /// Connects failing per second after that, by formula: `offered − limit`.
+    pub failing_per_s: f64,
+    /// Established per second over the last whole TIME_WAIT periods, simulated.
+    pub simulated_per_s: Option<f64>,
+    /// Simulated against formula, in percent, where the formula applies and the pool is
+    /// saturated.
+    pub formula_error_percent: Option<f64>,
+    /// Why the formula does not give this pool's limit, when it does not.
+    pub formula_note: Option<String>,
+}
+
+/// What one simulated run gave.
+#[derive(Serialize, Debug, Clone)]
+pub struct Outcome {
+    pub attempted: u64,
+    pub established: u64,
+    pub failed: u64,
+    pub success_percent: f64,
+    pub first_failure_s: Option<f64>,
+    pub errors: BTreeMap<&'static str, u64>,
+    pub time_wait_peak: u32,
+    /// Four-tuples reused with no TIME-WAIT protecting them (SO_LINGER 0, bucket overflow).
+    pub unprotected_reuse: u64,
+    /// The tightest pool's headroom, percent.
+    pub headroom_percent: Option<f64>,
+}
+
+impl Outcome {
+    fn of(r: &Report, pools: &[PoolPlan]) -> Outcome {
+        let c = &r.summary.connections;
+        Outcome {
+            attempted: c.attempted,
+            established: c.established,
+            failed: c.failed,
+            success_percent: if c.attempted > 0 {
+                round(100.0 * c.established as f64 / c.attempted as f64, 3)
+            } else {
+                100.0
+            },
+            first_failure_s: r.summary.first_failure_s,
+            errors: r.summary.errors.clone(),
+            time_wait_peak: r.summary.time_wait.peak,
+            unprotected_reuse: r.summary.unprotected_reuse,
+            headroom_percent: pools
+                .iter()
+                .filter_map(|p| p.headroom_percent)
+                .min_by(f64::total_cmp),
+        }
+    }
+}
+
+/// The plan for one scenario (`--format json`: schema `portsim.plan/1`).
+#[derive(Serialize, Debug)]
+pub struct Plan {
+    pub schema: &'static str,
+    pub portsim_version: &'static str,
+    pub scenario: String,
+    pub file: String,
+    pub seed: u64,
+    /// How long each run was simulated: the scenario's duration, at least four TIME_WAITs.
+    pub horizon_s: f64,
+    pub verdict: String,
+    /// `--set` changes: the plan is for the changed scenario, `before` for the original.
+    pub set: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub before: Option<Assessment>,
+    #[serde(flatten)]
+    pub now: Assessment,
+    /// Changes that fix or relieve the shortage, best first.
+    pub remedies: Vec<remedy::Remedy>,
+    /// Changes that make ports come back sooner by giving up TIME-WAIT's protection.
+    pub not_recommended: Vec<remedy::Remedy>,
+}
+
+/// Pools and outcome of one version of the scenario.
+#[derive(Serialize, Debug, Clone)]
+pub struct Assessment {
+    pub pools: Vec<PoolPlan>,
+    pub outcome: Outcome,
+}
+
+fn round(x: f64, digits: i32) -> f64 {
+    let m = 10f64.powi(digits);
+    (x * m).round() / m
+}
+
+/// The scenario with its duration at least four of its longest TIME_WAIT, so that the
+/// sustained window holds two whole periods.
+pub fn with_horizon(file: &str, text: &str) -> Result<(String, Scenario), PlanError> {
+    let sc = scenario::parse(file, text).map_err(PlanError::Scenario)?;
+    let tw = sc
+        .hosts
+        .iter()
+        .map(|h| h.profile.time_wait.0)
+        .max()
+        .unwrap_or(0);
+    if sc.duration.0 >= 4 * tw {
+        return Ok((text.to_string(), sc));
+    }
+    let text = scenario::set(
+        text,
+        "scenario.duration",
+        toml::Value::String(format!("{}ms", (4 * tw).div_ceil(1_000_000))),
+    )
+    .map_err(|e| {
+        PlanError::WhatIf(WhatIfError {
+            key: e.path,
+            message: e.message,
+        })
+    })?;
+    let sc = scenario::parse(file, &text).map_err(PlanError::Scenario)?;
+    Ok((text, sc))
+}
+
+/// Runs a scenario and plans its pools.
+pub fn assess(sc: &Scenario) -> (Report, Assessment) {
+    let r = Simulation::new(sc).run();
+    let pools = pools(sc, &r);
+    let outcome = Outcome::of(&r, &pools);
+    (r, Assessment { pools, outcome })
+}
+
+/// The key a report's pool and a workload's (source, destination) share.
+fn pool_key(kind: &str, host: &str, source: &str, dest: Option<&str>) -> String {
+    match kind {
+        "connect (host-wide)" => format!("{host}|any"),
+        "connect" => format!("{host}|{source}|{}", dest.unwrap_or_default()),
+        _ => format!("{host}|{source}|bind"),
+    }
+}
+
+/// New connections per second each pool is offered, and where the figure comes from.
+fn offered(sc: &Scenario, r: &Report) -> BTreeMap<String, (f64, &'static str)> {
+    let mut out: BTreeMap<String, (f64, &'static str)> = BTreeMap::new();
+    for (w, ws) in sc.workloads.iter().zip(&r.workloads) {
+        let (rate, from) = match &w.arrival {
+            Arrival::Constant(r) | Arrival::Poisson(r) => (r.per_sec(), "arrival rate"),
+            Arrival::Steps { steps, .. } => (
+                steps.iter().map(|s| s.1.per_sec()).fold(0.0, f64::max),
+                "arrival rate (highest step)",
+            ),
+            Arrival::Closed { .. } => {
+                let active = (w.stop.min(crate::time::Instant(sc.duration.0)).0)
+                    .saturating_sub(w.start.0) as f64
+                    / 1e9;
+                (
+                    (ws.attempted - ws.retries) as f64 / active.max(1e-9),
+                    "simulated (closed loop)",
+                )
+            }
+        };
+        let share = rate / (w.sources.len() * w.destinations.len()) as f64;
+        for s in &w.sources {
+            let h = &sc.hosts[s.host as usize];
+            let src = Ipv4Addr::from(s.ip).to_string();
+            for d in &w.destinations {
+                let key = match w.mode {
+                    Mode::Connect | Mode::BindNoPort => {
+                        if h.profile.scope == crate::profile::Scope::HostWide {
+                            pool_key("connect (host-wide)", &h.name, "", None)
+                        } else {
+                            let dst = format!("{}:{}", Ipv4Addr::from(d.ip), d.port);
+                            pool_key("connect", &h.name, &src, Some(&dst))
+                        }
+                    }
+                    Mode::Bind | Mode::Explicit { .. } => pool_key("bind", &h.name, &src, None),
+                };
+                let e = out.entry(key).or_insert((0.0, from));
+                e.0 += share;
+                if from != "arrival rate" {
+                    e.1 = from;
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Why the formula is not this pool's limit, if it is not.
+/// Why the formula is not this pool's limit, if it is not, and the limit that holds instead
+/// (none when TIME-WAIT does not hold the client's ports at all).
+fn formula_note(sc: &Scenario, pool: &crate::report::PoolInfo) -> Option<(String, Option<f64>)> {
+    let host = sc.hosts.iter().find(|h| h.name == pool.host)?;
+    let uses: Vec<&crate::workload::Workload> = sc
+        .workloads
+        .iter()
+        .filter(|w| {
+            w.sources
+                .iter()
+                .any(|s| sc.hosts[s.host as usize].name == pool.host)
+        })
+        .collect();
+    if uses.iter().all(|w| w.closer == Closer::Server) {
+        return Some((
+            "the server closes first, so the TIME-WAIT is on the server (§2.1); the client's port comes back when the server's FIN is acknowledged, and a new SYN to a server TIME-WAIT is accepted when its sequence number or timestamp is newer (§2.4), so ports / TIME_WAIT is not this pool's limit".into(),
+            None,
+        ));
+    }
+    if uses.iter().all(|w| w.linger_zero) {
+        return Some((
+            "SO_LINGER 0 closes with RST and no TIME-WAIT: the port comes back at once (and the four-tuple is reused unprotected)".into(),
+            None,
+        ));
+    }
+    if host.profile.tw_reuse == 1 && host.profile.timestamps != 0 {
+        let delay = f64::from(host.profile.tw_reuse_delay_ms.max(1)) / 1e3;
+        return Some((
+            format!(
+                "tcp_tw_reuse = 1: connect() takes over a TIME-WAIT four-tuple {} ms after it began (§2.3), so the limit is ports / tcp_tw_reuse_delay, not ports / TIME_WAIT",
+                host.profile.tw_reuse_delay_ms
+            ),
+            Some(f64::from(pool.ports) / delay),
+        ));
+    }
+    None
+}
+
+/// The pools of a run, each with its formula figures and its simulated rate.
+pub fn pools(sc: &Scenario, r: &Report) -> Vec<PoolPlan> {
+    let offered = offered(sc, r);
+    let mut plans: Vec<PoolPlan> = r
+        .pools
+        .iter()
+        .map(|p| {
+            let key = pool_key(&p.kind, &p.host, &p.source, p.destination.as_deref());
+            let (offer, from) = offered.get(&key).copied().unwrap_or((0.0, "arrival rate"));
+            let limit = p.formula_limit_per_s;
+            let note = formula_note(sc, p);
+            let scope_note = match p.kind {
+                "connect (host-wide)" => Some("ports are host-wide on this kernel (§3.3, §4): one pool serves every source IP and destination, so ports / TIME_WAIT is the whole host's limit"),
+                "bind" => Some("bind(ip, 0) takes a port exclusively per source IP (§1.6): ports / TIME_WAIT is shared by every destination (IP_BIND_ADDRESS_NO_PORT shares ports by four-tuple instead)"),
+                _ => None,
+            };
+            let client_tw = note.is_none();
+            let effective = match &note {
+                None => Some(limit),
+                Some((_, l)) => *l,
+            };
+            let saturated = effective.is_some_and(|l| offer > l);
+            let error = (client_tw && saturated)
+                .then(|| p.sustained_per_s.map(|s| round(100.0 * (s - limit) / limit, 3)))
+                .flatten();
+            PoolPlan {
+                kind: p.kind.to_string(),
+                host: p.host.clone(),
+                source: p.source.clone(),
+                destination: p.destination.clone(),
+                ports: p.ports,
+                time_wait_s: p.time_wait_s,
+                formula_limit_per_s: round(limit, 3),
+                limit_per_s: effective.map(|l| round(l, 3)),
+                offered_per_s: round(offer, 3),
+                offered_from: from,
+                headroom_percent: effective.map(|l| round(100.0 * (l - offer) / l, 1)),
+                time_wait_steady: match (&note, effective) {
+                    (None, _) => (offer.min(limit) * p.time_wait_s).round(),
+                    (Some(_), Some(_)) => (offer * p.time_wait_s).min(f64::from(p.ports)).round(),
+                    (Some(_), None) => 0.0,
+                },
+                exhausted_at_s: saturated.then(|| round(f64::from(p.ports) / offer, 3)),
+                failing_per_s: match effective {
+                    Some(l) if saturated => round(offer - l, 3),
+                    _ => 0.0,
+                },
+                simulated_per_s: p.sustained_per_s.map(|s| round(s, 3)),
+                formula_error_percent: error,
+                formula_note: note.map(|n| n.0).or_else(|| scope_note.map(String::from)),
+            }
+        })
+        .collect();
+    // Beyond tcp_max_tw_buckets a closing socket gets no TIME-WAIT (§2.2): the host's ports
+    // come back sooner than the formula says, unprotected.
+    for h in &sc.hosts {
+        let steady: f64 = plans
+            .iter()
+            .filter(|p| p.host == h.name)
+            .map(|p| p.time_wait_steady)
+            .sum();
+        if steady > f64::from(h.profile.max_tw_buckets) {
+            for p in plans.iter_mut().filter(|p| p.host == h.name) {
+                p.formula_note = Some(format!(
+                    "the host would hold {} TIME-WAIT sockets, over tcp_max_tw_buckets = {}: beyond it sockets close with no TIME-WAIT (§2.2), so ports come back sooner than the formula says, and unprotected",
+                    group(steady as u64),
+                    group(u64::from(h.profile.max_tw_buckets))
+                ));
+                p.formula_error_percent = None;
+            }
+        }
+    }
+    plans
+}
+
+/// Plans `text` (from `file`), with `set` applied on top.
+pub fn plan(file: &str, text: &str, set: &[Change]) -> Result<Plan, PlanError> {
+    let changed = whatif::apply(file, text, set).map_err(PlanError::WhatIf)?;
+    let before = if set.is_empty() {
+        None
+    } else {
+        let (_, sc) = with_horizon(file, text)?;
+        Some(assess(&sc).1)
+    };
+    let (text, sc) = with_horizon(file, &changed)?;
+    let (report, now) = assess(&sc);
+    let (remedies, not_recommended) = remedy::evaluate(file, &text, &sc, &report, &now);
+    Ok(Plan {
+        schema: SCHEMA,
+        portsim_version: env!("CARGO_PKG_VERSION"),
+        scenario: sc.name.clone(),
+        file: file.to_string(),
+        seed: sc.seed,
+        horizon_s: sc.duration.as_secs_f64(),
+        verdict: verdict(&now),
+        set: set
+            .iter()
+            .map(|c| format!("{}={}", c.key, whatif::show(&c.value)))
+            .collect(),
+        before,
+        now,
+        remedies,
+        not_recommended,
+    })
+}
+
+fn verdict(a: &Assessment) -> String {
+    let o = &a.outcome;
+    let tight = a
+        .pools
+        .iter()
+        .filter_map(|p| Some((p, p.headroom_percent?)))
+        .min_by(|x, y| x.1.total_cmp(&y.1));
+    if o.failed > 0 {
+        let errs: Vec<String> = o
+            .errors
+            .iter()
+            .map(|(k, v)| format!("{} {k}", group(*v)))
+            .collect();
+        return format!(
+            "runs out: {} of {} connects fail ({}), the first at {} s",
+            group(o.failed),
+            group(o.attempted),
+            errs.join(", "),
+            o.first_failure_s.map_or("?".into(), |t| format!("{t}"))
+        );
+    }
+    match tight {
+        Some((p, h)) if h < 0.0 => format!(
+            "no failure within the run, but pool {} is offered {} /s, over its limit of {} /s",
+            label(p),
+            p.offered_per_s,
+            p.limit_per_s.unwrap_or(p.formula_limit_per_s)
+        ),
+        Some((p, h)) if h < 100.0 * (1.0 - TARGET_USE) => {
+            format!("fits, tightly: pool {} has {h} % headroom", label(p))
+        }
+        Some((p, h)) => format!("fits: the tightest pool, {}, has {h} % headroom", label(p)),
+        None if a.pools.is_empty() => "fits: no connection draws on an ephemeral port pool".into(),
+        None => "fits: no connect failed, and TIME-WAIT does not hold the client's ports".into(),
+    }
+}
+
+fn label(p: &PoolPlan) -> String {
+    match (&p.destination, p.kind.as_str()) {
+        (Some(d), _) => format!("{} {} → {d}", p.host, p.source),
+        (None, "connect (host-wide)") => format!("{} (every address and destination)", p.host),
+        (None, _) => format!("{} {} (every destination)", p.host, p.source),
+    }
+}
+
+fn opt_s(x: Option<f64>) -> String {
+    x.map_or("–".into(), |v| format!("{v} s"))
+}
+
+impl Plan {
+    pub fn to_json(&self) -> String {
+        let mut s = serde_json::to_string_pretty(self).expect("a plan serializes");
+        s.push('\n');
+        s
+    }
+
+    pub fn to_text(&self) -> String {
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            "plan          {} {}, seed {}, each run simulated for {} s",
+            self.scenario,
+            if self.file.starts_with('(') {
+                self.file.clone()
+            } else {
+                format!("({})", self.file)
+            },
+            self.seed,
+            self.horizon_s
+        );
+        if !self.set.is_empty() {
+            let _ = writeln!(s, "what-if       {}", self.set.join(" "));
+        }
+        let _ = writeln!(s, "verdict       {}\n", self.verdict);
+        if let Some(b) = &self.before {
+            let _ = writeln!(s, "BEFORE the what-if");
+            pools_text(&mut s, b);
+            let _ = writeln!(s, "\nAFTER the what-if");
+        }
+        pools_text(&mut s, &self.now);
+        if !self.remedies.is_empty() {
+            let _ = writeln!(
+                s,
+                "\nremedies, best first (each simulated; \"fixes\" = no failed connect in the run)"
+            );
+            for (i, r) in self.remedies.iter().enumerate() {
+                remedy_text(&mut s, &format!("{:>2}.", i + 1), r);
+            }
+        }
+        if !self.not_recommended.is_empty() {
+            let _ = writeln!(s, "\nnot recommended");
+            for r in &self.not_recommended {
+                remedy_text(&mut s, " –", r);
+            }
+        }
+        s
+    }
+}
+
+fn pools_text(s: &mut String, a: &Assessment) {
+    for p in &a.pools {
+        let _ = writeln!(s, "pool          {} [{}]", label(p), p.kind);
+        let _ = writeln!(
+            s,
+            "  limit       {} /s = {} ports / {} s TIME_WAIT (formula); simulated {}",
+            p.formula_limit_per_s,
+            group(u64::from(p.ports)),
+            p.time_wait_s,
+            p.simulated_per_s
+                .map_or("–".into(), |v| match p.formula_error_percent {
+                    Some(e) => format!("{v} /s ({e:+} % from the formula)"),
+                    None => format!("{v} /s"),
+                })
+        );
+        let _ = writeln!(
+            s,
+            "  offered     {} /s ({}); headroom {}",
+            p.offered_per_s,
+            p.offered_from,
+            match (p.headroom_percent, p.limit_per_s) {
+                (Some(h), Some(l)) if l != p.formula_limit_per_s =>
+                    format!("{h} % of the {l} /s that holds here"),
+                (Some(h), _) => format!("{h} %"),
+                _ => "– (no TIME-WAIT limit on these ports)".into(),
+            }
+        );
+        let _ = writeln!(
+            s,
+            "  steady      {} TIME-WAIT sockets; runs out at {}; then {} connects/s fail",
+            group(p.time_wait_steady as u64),
+            opt_s(p.exhausted_at_s),
+            p.failing_per_s
+        );
+        if let Some(n) = &p.formula_note {
+            let _ = writeln!(s, "  note        {n}");
+        }
+    }
+    let o = &a.outcome;
+    let _ = writeln!(
+        s,
+        "simulated     {} attempted, {} established, {} failed ({} % succeed); first failure {}; TIME-WAIT peak {}",
+        group(o.attempted),
+        group(o.established),
+        group(o.failed),
+        o.success_percent,
+        opt_s(o.first_failure_s),
+        group(u64::from(o.time_wait_peak))
+    );
+}
+
+fn remedy_text(s: &mut String, n: &str, r: &remedy::Remedy) {
+    let o = &r.outcome;
+    let _ = writeln!(
+        s,
+        "{n} {}{}",
+        r.title,
+        if r.fixes { "  [fixes]" } else { "" }
+    );
+    for line in &r.how {
+        let _ = writeln!(s, "      how       {line}");
+    }
+    let _ = writeln!(
+        s,
+        "      simulated {} % succeed, {} failed, first failure {}, tightest headroom {}{}",
+        o.success_percent,
+        group(o.failed),
+        opt_s(o.first_failure_s),
+        o.headroom_percent.map_or("–".into(), |h| format!("{h} %")),
+        if o.unprotected_reuse > 0 {
+            format!(
+                ", {} four-tuples reused unprotected",
+                group(o.unprotected_reuse)
+            )
+        } else {
+            String::new()
+        }
+    );
+    let _ = writeln!(s, "      caveat    {}", r.side_effects);
+}

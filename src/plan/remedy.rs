@@ -1,0 +1,668 @@
+//! Remedies from the httperf seed and the reference, each made as a change to the scenario
+//! and simulated. Fixes that keep TIME-WAIT's protection are ranked; SO_LINGER 0 and a
+//! shorter TIME-WAIT are simulated too but listed apart, never as fixes: they bring ports
+//! back by reusing four-tuples an old segment may still arrive for (the seed's silent data
+//! corruption).
+
+use super::{Assessment, Outcome, TARGET_USE, assess, round};
+use crate::profile::Kernel;
+use crate::report::Report;
+use crate::scenario::{self, Scenario};
+use crate::workload::{Arrival, Closer, Mode};
+use rayon::prelude::*;
+use serde::Serialize;
+use std::collections::BTreeSet;
+use std::net::Ipv4Addr;
+use toml::{Table, Value};
+
+/// One change, simulated.
+#[derive(Serialize, Debug, Clone)]
+pub struct Remedy {
+    pub title: String,
+    /// The exact knob or code change, per kernel.
+    pub how: Vec<String>,
+    /// The scenario changes that were simulated.
+    pub simulated_change: Vec<String>,
+    /// No connect failed in the simulated run.
+    pub fixes: bool,
+    pub outcome: Outcome,
+    pub side_effects: String,
+    /// How much the change asks of people (lower first among fixes).
+    #[serde(skip)]
+    effort: u8,
+}
+
+/// A remedy before it is simulated.
+struct Variant {
+    title: String,
+    how: Vec<String>,
+    simulated_change: Vec<String>,
+    side_effects: String,
+    effort: u8,
+    doc: Table,
+}
+
+fn hosts(doc: &mut Table) -> &mut Vec<Value> {
+    doc.get_mut("host")
+        .and_then(Value::as_array_mut)
+        .expect("a parsed scenario has hosts")
+}
+
+fn host_mut<'a>(doc: &'a mut Table, name: &str) -> &'a mut Table {
+    hosts(doc)
+        .iter_mut()
+        .filter_map(Value::as_table_mut)
+        .find(|h| h.get("name").and_then(Value::as_str) == Some(name))
+        .expect("the host exists")
+}
+
+fn workload_mut<'a>(doc: &'a mut Table, name: &str) -> &'a mut Table {
+    doc.get_mut("workload")
+        .and_then(Value::as_array_mut)
+        .expect("a parsed scenario has workloads")
+        .iter_mut()
+        .filter_map(Value::as_table_mut)
+        .find(|w| w.get("name").and_then(Value::as_str) == Some(name))
+        .expect("the workload exists")
+}
+
+fn sub<'a>(t: &'a mut Table, key: &str) -> &'a mut Table {
+    t.entry(key)
+        .or_insert_with(|| Value::Table(Table::new()))
+        .as_table_mut()
+        .expect("a table")
+}
+
+fn strings(v: Vec<String>) -> Value {
+    Value::Array(v.into_iter().map(Value::String).collect())
+}
+
+/// Addresses not used by any host, after `from`.
+struct FreshIps {
+    used: BTreeSet<u32>,
+    next: u32,
+}
+
+impl FreshIps {
+    fn new(sc: &Scenario, from: u32) -> FreshIps {
+        FreshIps {
+            used: sc
+                .hosts
+                .iter()
+                .flat_map(|h| h.ips.iter().copied())
+                .collect(),
+            next: from,
+        }
+    }
+    fn take(&mut self) -> String {
+        loop {
+            self.next = self.next.wrapping_add(1);
+            if self.used.insert(self.next) {
+                return Ipv4Addr::from(self.next).to_string();
+            }
+        }
+    }
+}
+
+/// The workloads a remedy changes: those that fail, or whose pools have less than 20 %
+/// headroom; and the factor of capacity they need for 20 % headroom.
+fn targets(sc: &Scenario, r: &Report, now: &Assessment) -> (Vec<usize>, u32) {
+    let tight: Vec<&super::PoolPlan> = now
+        .pools
+        .iter()
+        .filter(|p| {
+            p.headroom_percent
+                .is_some_and(|h| h < 100.0 * (1.0 - TARGET_USE))
+        })
+        .collect();
+    let mut out = vec![];
+    for (i, (w, ws)) in sc.workloads.iter().zip(&r.workloads).enumerate() {
+        let hosts: BTreeSet<&str> = w
+            .sources
+            .iter()
+            .map(|s| sc.hosts[s.host as usize].name.as_str())
+            .collect();
+        if ws.failed > 0 || tight.iter().any(|p| hosts.contains(p.host.as_str())) {
+            out.push(i);
+        }
+    }
+    let by_formula = tight
+        .iter()
+        .filter_map(|p| Some(p.offered_per_s / p.limit_per_s?))
+        .fold(0.0, f64::max);
+    let o = &now.outcome;
+    let by_sim = if o.established > 0 {
+        o.attempted as f64 / o.established as f64
+    } else {
+        64.0
+    };
+    let need = by_formula.max(by_sim) / TARGET_USE;
+    (out, (need.ceil() as u32).clamp(2, 64))
+}
+
+/// Builds every remedy that applies, simulates each (in parallel) and ranks them.
+pub fn evaluate(
+    file: &str,
+    text: &str,
+    sc: &Scenario,
+    r: &Report,
+    now: &Assessment,
+) -> (Vec<Remedy>, Vec<Remedy>) {
+    let (targets, m) = targets(sc, r, now);
+    if targets.is_empty() {
+        return (vec![], vec![]);
+    }
+    let doc: Table = toml::from_str(text).expect("a parsed scenario is TOML");
+    let variants: Vec<Variant> = [
+        port_range(sc, &targets, &doc),
+        tw_reuse(sc, &targets, &doc),
+        keep_alive(sc, &targets, &doc, m),
+        bind_no_port(sc, &targets, &doc),
+        client_ips(sc, &targets, &doc, m),
+        destinations(sc, &targets, &doc, m),
+        clients(sc, &targets, &doc, m),
+        linger_zero(sc, &targets, &doc),
+        short_time_wait(sc, &targets, &doc),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    let mut done: Vec<Remedy> = variants
+        .into_par_iter()
+        .filter_map(|v| {
+            let text = toml::to_string(&v.doc).ok()?;
+            let sc = scenario::parse(file, &text).ok()?;
+            let (_, a) = assess(&sc);
+            Some(Remedy {
+                title: v.title,
+                how: v.how,
+                simulated_change: v.simulated_change,
+                fixes: a.outcome.failed == 0,
+                outcome: a.outcome,
+                side_effects: v.side_effects,
+                effort: v.effort,
+            })
+        })
+        .collect();
+    done.sort_by(|a, b| {
+        b.fixes.cmp(&a.fixes).then_with(|| {
+            if a.fixes {
+                a.effort.cmp(&b.effort)
+            } else {
+                b.outcome
+                    .success_percent
+                    .total_cmp(&a.outcome.success_percent)
+                    .then(a.effort.cmp(&b.effort))
+            }
+        })
+    });
+    let (bad, good): (Vec<Remedy>, Vec<Remedy>) = done.into_iter().partition(|r| r.effort >= 100);
+    let bad = bad
+        .into_iter()
+        .map(|mut r| {
+            r.fixes = false;
+            r
+        })
+        .collect();
+    (good, bad)
+}
+
+/// Client hosts of the target workloads, by name, once each, in scenario order.
+fn client_hosts(sc: &Scenario, targets: &[usize]) -> Vec<usize> {
+    let set: BTreeSet<usize> = targets
+        .iter()
+        .flat_map(|&i| sc.workloads[i].sources.iter().map(|s| s.host as usize))
+        .collect();
+    set.into_iter().collect()
+}
+
+fn port_range(sc: &Scenario, targets: &[usize], doc: &Table) -> Option<Variant> {
+    let mut doc = doc.clone();
+    let mut how = vec![];
+    let mut changed = vec![];
+    for h in client_hosts(sc, targets) {
+        let host = &sc.hosts[h];
+        let p = &host.profile;
+        if p.range_len() >= 60_000 {
+            continue;
+        }
+        let knobs = sub(host_mut(&mut doc, &host.name), "knobs");
+        match p.kernel {
+            Kernel::Linux => {
+                let lo = p.unprivileged_port_start.max(1024);
+                knobs.insert(
+                    "net.ipv4.ip_local_port_range".into(),
+                    Value::String(format!("{lo} 65535")),
+                );
+                how.push(format!(
+                    "{} (Linux): sysctl -w net.ipv4.ip_local_port_range=\"{lo} 65535\", and in /etc/sysctl.d/ to keep it",
+                    host.name
+                ));
+                changed.push(format!(
+                    "host.{}.knobs.\"net.ipv4.ip_local_port_range\" = \"{lo} 65535\"",
+                    host.name
+                ));
+            }
+            Kernel::FreeBsd | Kernel::MacOs => {
+                knobs.insert("net.inet.ip.portrange.first".into(), Value::Integer(1024));
+                knobs.insert("net.inet.ip.portrange.last".into(), Value::Integer(65535));
+                how.push(format!(
+                    "{} ({}): sysctl net.inet.ip.portrange.first=1024 net.inet.ip.portrange.last=65535",
+                    host.name,
+                    if p.kernel == Kernel::MacOs {
+                        "macOS, with sudo; not kept across reboots"
+                    } else {
+                        "FreeBSD, and in /etc/sysctl.conf"
+                    }
+                ));
+                changed.push(format!(
+                    "host.{}.knobs net.inet.ip.portrange.first = 1024, last = 65535",
+                    host.name
+                ));
+            }
+            Kernel::Windows => {
+                knobs.insert("dynamicport.tcp.start".into(), Value::Integer(1025));
+                knobs.insert("dynamicport.tcp.num".into(), Value::Integer(64511));
+                how.push(format!(
+                    "{} (Windows): netsh int ipv4 set dynamicport tcp start=1025 num=64511",
+                    host.name
+                ));
+                changed.push(format!(
+                    "host.{}.knobs dynamicport.tcp.start = 1025, num = 64511",
+                    host.name
+                ));
+            }
+        }
+    }
+    (!how.is_empty()).then(|| Variant {
+        title: "Widen the ephemeral port range to 1024–65535".into(),
+        how,
+        simulated_change: changed,
+        side_effects: "ports from 1024 up become ephemeral: a service that binds one of them after a client took it gets EADDRINUSE, so list such ports in net.ipv4.ip_local_reserved_ports (Linux) or move the service; the gain is at most about 4× the Linux default range".into(),
+        effort: 1,
+        doc,
+    })
+}
+
+fn tw_reuse(sc: &Scenario, targets: &[usize], doc: &Table) -> Option<Variant> {
+    if targets
+        .iter()
+        .all(|&i| sc.workloads[i].closer != Closer::Client || sc.workloads[i].linger_zero)
+    {
+        return None;
+    }
+    let mut doc = doc.clone();
+    let mut how = vec![];
+    let mut changed = vec![];
+    for h in client_hosts(sc, targets) {
+        let host = &sc.hosts[h];
+        let p = &host.profile;
+        if p.kernel != Kernel::Linux || p.tw_reuse == 1 {
+            continue;
+        }
+        let knobs = sub(host_mut(&mut doc, &host.name), "knobs");
+        knobs.insert("net.ipv4.tcp_tw_reuse".into(), Value::Integer(1));
+        let mut line = format!("{}: sysctl -w net.ipv4.tcp_tw_reuse=1", host.name);
+        changed.push(format!(
+            "host.{}.knobs.\"net.ipv4.tcp_tw_reuse\" = 1",
+            host.name
+        ));
+        if p.timestamps == 0 {
+            knobs.insert("net.ipv4.tcp_timestamps".into(), Value::Integer(1));
+            line.push_str(" and net.ipv4.tcp_timestamps=1 (reuse needs timestamps)");
+            changed.push(format!(
+                "host.{}.knobs.\"net.ipv4.tcp_timestamps\" = 1",
+                host.name
+            ));
+        }
+        how.push(line);
+    }
+    (!how.is_empty()).then(|| Variant {
+        title: "Let connect() reuse TIME-WAIT four-tuples (Linux tcp_tw_reuse = 1)".into(),
+        how,
+        simulated_change: changed,
+        side_effects: "outgoing connections only; reuse needs TCP timestamps on both ends (the server's too): PAWS then tells the new connection's segments from the old one's (§2.3); a peer or middlebox that strips timestamps gets no reuse, one that rewrites them inconsistently can drop the new SYN; a TIME-WAIT younger than tcp_tw_reuse_delay (1 s) is not reused".into(),
+        effort: 2,
+        doc,
+    })
+}
+
+fn keep_alive(sc: &Scenario, targets: &[usize], doc: &Table, m: u32) -> Option<Variant> {
+    let mut doc = doc.clone();
+    let mut how = vec![];
+    let mut changed = vec![];
+    for &i in targets {
+        let w = &sc.workloads[i];
+        let k = w.requests_per_connection.saturating_mul(m);
+        let t = workload_mut(&mut doc, &w.name);
+        t.insert(
+            "requests_per_connection".into(),
+            Value::Integer(i64::from(k)),
+        );
+        let scale = |r: crate::workload::Rate| Value::Float(round(r.per_sec() / f64::from(m), 3));
+        let arrival = sub(t, "arrival");
+        match &w.arrival {
+            Arrival::Constant(r) | Arrival::Poisson(r) => {
+                arrival.insert("rate".into(), scale(*r));
+            }
+            Arrival::Steps { steps, .. } => {
+                if let Some(list) = arrival.get_mut("steps").and_then(Value::as_array_mut) {
+                    for (s, (_, r)) in list.iter_mut().zip(steps) {
+                        if let Some(s) = s.as_table_mut() {
+                            s.insert("rate".into(), scale(*r));
+                        }
+                    }
+                }
+            }
+            Arrival::Closed { .. } => {}
+        }
+        how.push(format!(
+            "{}: {k} requests per connection instead of {}: HTTP keep-alive or a connection pool in the client (httperf --num-calls={k}; wrk and oha keep connections alive unless told not to)",
+            w.name, w.requests_per_connection
+        ));
+        changed.push(format!(
+            "workload.{}.requests_per_connection = {k}{}",
+            w.name,
+            if matches!(w.arrival, Arrival::Closed { .. }) {
+                String::new()
+            } else {
+                format!(", new connections per second ÷ {m} (the same requests per second)")
+            }
+        ));
+    }
+    Some(Variant {
+        title: format!("Reuse connections: {m}× the requests per connection (keep-alive)"),
+        how,
+        simulated_change: changed,
+        side_effects: "none on ports: connections are fewer, not shorter; the server must keep idle connections open at least as long as the client does (its keep-alive timeout), and load balancers spread long connections less evenly".into(),
+        effort: 3,
+        doc,
+    })
+}
+
+fn bind_no_port(sc: &Scenario, targets: &[usize], doc: &Table) -> Option<Variant> {
+    let mut doc = doc.clone();
+    let mut changed = vec![];
+    for &i in targets {
+        let w = &sc.workloads[i];
+        let linux = w
+            .sources
+            .iter()
+            .all(|s| sc.hosts[s.host as usize].profile.kernel == Kernel::Linux);
+        if w.mode != Mode::Bind || !linux {
+            continue;
+        }
+        workload_mut(&mut doc, &w.name)
+            .insert("connection".into(), Value::String("bind_no_port".into()));
+        changed.push(format!("workload.{}.connection = \"bind_no_port\"", w.name));
+    }
+    (!changed.is_empty()).then(|| Variant {
+        title: "Set IP_BIND_ADDRESS_NO_PORT before bind(ip, 0)".into(),
+        how: vec![
+            "setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &1, sizeof(int)) before bind(): the port is chosen at connect() and shared by four-tuple, so each destination gets the whole range (Linux ≥ 4.2, §1.6)".into(),
+        ],
+        simulated_change: changed,
+        side_effects: "none known; it gains only where a source IP talks to more than one destination".into(),
+        effort: 4,
+        doc,
+    })
+}
+
+fn client_ips(sc: &Scenario, targets: &[usize], doc: &Table, m: u32) -> Option<Variant> {
+    let mut doc = doc.clone();
+    let mut how = vec![];
+    let mut changed = vec![];
+    let first = sc.hosts.iter().flat_map(|h| h.ips.first()).copied().max()?;
+    let mut fresh = FreshIps::new(sc, first);
+    for &i in targets {
+        let w = &sc.workloads[i];
+        let hosts: BTreeSet<u16> = w.sources.iter().map(|s| s.host).collect();
+        if hosts.len() != 1 {
+            continue;
+        }
+        let host = &sc.hosts[w.sources[0].host as usize];
+        let linux = host.profile.kernel == Kernel::Linux;
+        let have = w.sources.len() as u32;
+        let add = have * (m - 1);
+        let new: Vec<String> = (0..add).map(|_| fresh.take()).collect();
+        let h = host_mut(&mut doc, &host.name);
+        let mut ips: Vec<String> = host
+            .ips
+            .iter()
+            .map(|a| Ipv4Addr::from(*a).to_string())
+            .collect();
+        ips.extend(new.iter().cloned());
+        h.insert("ips".into(), strings(ips));
+        let t = workload_mut(&mut doc, &w.name);
+        let mut src: Vec<String> = w
+            .sources
+            .iter()
+            .map(|s| Ipv4Addr::from(s.ip).to_string())
+            .collect();
+        src.extend(new.iter().cloned());
+        t.insert("source_ips".into(), strings(src));
+        let mode = match w.mode {
+            Mode::Connect if linux => "bind_no_port",
+            Mode::Connect => "bind",
+            other => other.name(),
+        };
+        if !matches!(w.mode, Mode::Explicit { .. }) {
+            t.insert("connection".into(), Value::String(mode.into()));
+        }
+        how.push(format!(
+            "{}: {} more address(es) on {} ({} in all), and the client spreads connections over them with {}",
+            w.name,
+            add,
+            host.name,
+            have + add,
+            if mode == "bind_no_port" {
+                "IP_BIND_ADDRESS_NO_PORT then bind(ip, 0) (Linux, §1.6)".to_string()
+            } else {
+                format!("bind(ip, 0) before connect() ({mode})")
+            }
+        ));
+        changed.push(format!(
+            "host.{}.ips += {}; workload.{}.source_ips = all; connection = \"{mode}\"",
+            host.name,
+            new.join(", "),
+            w.name
+        ));
+    }
+    (!how.is_empty()).then(|| Variant {
+        title: format!("More client IP addresses ({m}× the sources)"),
+        how,
+        simulated_change: changed,
+        side_effects: "needs addresses routed back to the client and a client that binds its source address; where ports are host-wide (macOS, Windows without SO_REUSE_UNICASTPORT, §3.3, §4) more addresses share the same ports and gain nothing".into(),
+        effort: 5,
+        doc,
+    })
+}
+
+fn destinations(sc: &Scenario, targets: &[usize], doc: &Table, m: u32) -> Option<Variant> {
+    let mut doc = doc.clone();
+    let mut how = vec![];
+    let mut changed = vec![];
+    let mut listening: BTreeSet<(u32, u16)> = sc
+        .hosts
+        .iter()
+        .flat_map(|h| h.listen.iter().copied())
+        .collect();
+    for &i in targets {
+        let w = &sc.workloads[i];
+        let mut dests: Vec<String> = vec![];
+        let mut added = vec![];
+        for d in &w.destinations {
+            dests.push(format!("{}:{}", Ipv4Addr::from(d.ip), d.port));
+            let server = &sc.hosts[d.host as usize].name;
+            let mut port = d.port;
+            for _ in 1..m {
+                loop {
+                    port = port.checked_add(1)?;
+                    if listening.insert((d.ip, port)) {
+                        break;
+                    }
+                }
+                let ep = format!("{}:{port}", Ipv4Addr::from(d.ip));
+                let h = host_mut(&mut doc, server);
+                let list = h
+                    .entry("listen")
+                    .or_insert_with(|| Value::Array(vec![]))
+                    .as_array_mut()?;
+                let wildcard = list
+                    .iter()
+                    .any(|v| v.as_str().is_some_and(|s| s.starts_with("0.0.0.0:")));
+                if !wildcard
+                    || !list
+                        .iter()
+                        .any(|v| v.as_str() == Some(&format!("0.0.0.0:{port}")))
+                {
+                    list.push(Value::String(ep.clone()));
+                }
+                dests.push(ep.clone());
+                added.push(ep);
+            }
+        }
+        workload_mut(&mut doc, &w.name).insert("destinations".into(), strings(dests));
+        how.push(format!(
+            "{}: {m}× the destinations: the server listens on {} more port(s) or addresses (or a load balancer exposes more VIPs), and the client spreads connections over them",
+            w.name,
+            added.len()
+        ));
+        changed.push(format!(
+            "workload.{}.destinations += {}",
+            w.name,
+            added.join(", ")
+        ));
+    }
+    (!how.is_empty()).then(|| Variant {
+        title: format!("More server ports or addresses ({m}× the destinations)"),
+        how,
+        simulated_change: changed,
+        side_effects: "each destination is its own four-tuple space, so this multiplies capacity only where ports are shared by four-tuple (connect(), IP_BIND_ADDRESS_NO_PORT); bind(ip, 0) and host-wide kernels (macOS) gain nothing; the server side must be configured to listen".into(),
+        effort: 6,
+        doc,
+    })
+}
+
+fn clients(sc: &Scenario, targets: &[usize], doc: &Table, m: u32) -> Option<Variant> {
+    let mut doc = doc.clone();
+    let mut how = vec![];
+    let mut changed = vec![];
+    let first = sc.hosts.iter().flat_map(|h| h.ips.first()).copied().max()?;
+    let mut fresh = FreshIps::new(sc, first.wrapping_add(1 << 16));
+    let names: BTreeSet<String> = sc.hosts.iter().map(|h| h.name.clone()).collect();
+    let mut made: BTreeSet<String> = BTreeSet::new();
+    for &i in targets {
+        let w = &sc.workloads[i];
+        let own: Vec<&str> = w
+            .sources
+            .iter()
+            .map(|s| sc.hosts[s.host as usize].name.as_str())
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let per = w.sources.len() / own.len().max(1);
+        let mut all: Vec<String> = own.iter().map(|s| s.to_string()).collect();
+        let mut src: Vec<String> = w
+            .sources
+            .iter()
+            .map(|s| Ipv4Addr::from(s.ip).to_string())
+            .collect();
+        let template = host_mut(&mut doc, own[0]).clone();
+        for k in 2..=(m as usize * own.len()) {
+            let name = (k..)
+                .map(|n| format!("{}-{n}", own[0]))
+                .find(|n| !names.contains(n) && !made.contains(n))?;
+            made.insert(name.clone());
+            let ips: Vec<String> = (0..per.max(1)).map(|_| fresh.take()).collect();
+            let mut h = template.clone();
+            h.insert("name".into(), Value::String(name.clone()));
+            h.insert("ips".into(), strings(ips.clone()));
+            h.remove("listen");
+            hosts(&mut doc).push(Value::Table(h));
+            all.push(name);
+            src.extend(ips);
+        }
+        let t = workload_mut(&mut doc, &w.name);
+        t.remove("client");
+        t.insert("clients".into(), strings(all.clone()));
+        if t.contains_key("source_ips") {
+            t.insert("source_ips".into(), strings(src));
+        }
+        how.push(format!(
+            "{}: run the load from {} machines instead of {} (each with its own address and port range), the same total rate",
+            w.name,
+            all.len(),
+            own.len()
+        ));
+        changed.push(format!("workload.{}.clients = {}", w.name, all.join(", ")));
+    }
+    (!how.is_empty()).then(|| Variant {
+        title: format!("More client machines ({m}×)"),
+        how,
+        simulated_change: changed,
+        side_effects: "more machines to run and coordinate; the results of a benchmark must then be added up across them".into(),
+        effort: 7,
+        doc,
+    })
+}
+
+fn linger_zero(sc: &Scenario, targets: &[usize], doc: &Table) -> Option<Variant> {
+    let mut doc = doc.clone();
+    let mut changed = vec![];
+    for &i in targets {
+        let w = &sc.workloads[i];
+        if w.closer != Closer::Client || w.linger_zero {
+            continue;
+        }
+        workload_mut(&mut doc, &w.name).insert("linger_zero".into(), Value::Boolean(true));
+        changed.push(format!("workload.{}.linger_zero = true", w.name));
+    }
+    (!changed.is_empty()).then(|| Variant {
+        title: "SO_LINGER {on, 0}: close with RST, no TIME-WAIT".into(),
+        how: vec!["setsockopt(SO_LINGER, {l_onoff = 1, l_linger = 0}) before close()".into()],
+        simulated_change: changed,
+        side_effects: "NOT A FIX: the port comes back at once because TIME-WAIT is skipped, so a delayed segment of the old connection can be taken as data of the next one on the same four-tuple (the seed's silent data corruption); the peer also sees every close as a reset. The simulated count of four-tuples reused unprotected is above".into(),
+        effort: 100,
+        doc,
+    })
+}
+
+fn short_time_wait(sc: &Scenario, targets: &[usize], doc: &Table) -> Option<Variant> {
+    let mut doc = doc.clone();
+    let mut how = vec![];
+    let mut changed = vec![];
+    for h in client_hosts(sc, targets) {
+        let host = &sc.hosts[h];
+        let tw = host.profile.time_wait;
+        let short = crate::time::Duration(tw.0 / 4);
+        let ms = short.0 / 1_000_000;
+        sub(host_mut(&mut doc, &host.name), "model")
+            .insert("time_wait".into(), Value::String(format!("{ms}ms")));
+        changed.push(format!("host.{}.model.time_wait = \"{ms}ms\"", host.name));
+        how.push(match host.profile.kernel {
+            Kernel::Linux => format!(
+                "{}: Linux has no knob for it (TCP_TIMEWAIT_LEN is fixed at build time, §2.1); net.ipv4.tcp_fin_timeout is a different timer",
+                host.name
+            ),
+            Kernel::FreeBsd | Kernel::MacOs => format!(
+                "{}: sysctl net.inet.tcp.msl={} (TIME-WAIT is 2 × MSL)",
+                host.name,
+                ms / 2
+            ),
+            Kernel::Windows => format!(
+                "{}: TcpTimedWaitDelay = {} (registry, seconds, 30 at least)",
+                host.name,
+                (ms / 1000).max(30)
+            ),
+        });
+    }
+    (!how.is_empty()).then(|| Variant {
+        title: "Shorten TIME-WAIT to a quarter".into(),
+        how,
+        simulated_change: changed,
+        side_effects: "NOT A FIX: TIME-WAIT lasts 2 × MSL so that no segment of the old connection is still in the network when the four-tuple is used again; shortening it trades port exhaustion for the seed's silent data corruption on a network that delays segments".into(),
+        effort: 101,
+        doc,
+    })
+}
