@@ -195,10 +195,21 @@ enum Command {
     },
     /// List the kernel profiles.
     Profiles,
-    /// Show one profile.
+    /// Show a profile, or import one from a host: `profile show NAME`, `profile --from-host`,
+    /// `profile --from-sysctl FILE`, `profile --from-netsh FILE`.
+    #[command(args_conflicts_with_subcommands = true)]
     Profile {
         #[command(subcommand)]
-        action: ProfileAction,
+        action: Option<ProfileAction>,
+        /// Read this Linux host's knobs from /proc/sys.
+        #[arg(long, group = "from")]
+        from_host: bool,
+        /// Parse `sysctl -a` output (Linux, FreeBSD or macOS) saved to FILE ("-": stdin).
+        #[arg(long, group = "from", value_name = "FILE")]
+        from_sysctl: Option<PathBuf>,
+        /// Parse `netsh int ipv4 show dynamicport tcp` output saved to FILE ("-": stdin).
+        #[arg(long, group = "from", value_name = "FILE")]
+        from_netsh: Option<PathBuf>,
     },
 }
 
@@ -717,21 +728,70 @@ pub fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Profile {
-            action: ProfileAction::Show { name },
-        } => match Profile::named(&name) {
-            Some(p) => {
-                print!("{}", p.to_toml_block(&name));
-                ExitCode::SUCCESS
+            action,
+            from_host,
+            from_sysctl,
+            from_netsh,
+        } => {
+            use crate::plan::import;
+            let read = |p: &std::path::Path| -> Result<(String, String), ExitCode> {
+                if p == std::path::Path::new("-") {
+                    let mut t = String::new();
+                    std::io::Read::read_to_string(&mut std::io::stdin(), &mut t).map_err(|e| {
+                        eprintln!("error: standard input: {e}");
+                        ExitCode::from(BAD_INPUT)
+                    })?;
+                    Ok(("standard input".into(), t))
+                } else {
+                    Ok((p.display().to_string(), read_text(p)?))
+                }
+            };
+            let imported = if from_host {
+                Some(import::from_proc(std::path::Path::new("/proc/sys")))
+            } else if let Some(p) = &from_sysctl {
+                match read(p) {
+                    Ok((src, t)) => Some(import::from_sysctl(&src, &t)),
+                    Err(code) => return code,
+                }
+            } else if let Some(p) = &from_netsh {
+                match read(p) {
+                    Ok((src, t)) => Some(import::from_netsh(&src, &t)),
+                    Err(code) => return code,
+                }
+            } else {
+                None
+            };
+            match (imported, action) {
+                (Some(Ok(i)), _) => {
+                    print!("{}", i.to_toml());
+                    ExitCode::SUCCESS
+                }
+                (Some(Err(e)), _) => {
+                    eprintln!("error: {e}");
+                    ExitCode::from(BAD_INPUT)
+                }
+                (None, Some(ProfileAction::Show { name })) => match Profile::named(&name) {
+                    Some(p) => {
+                        print!("{}", p.to_toml_block(&name));
+                        ExitCode::SUCCESS
+                    }
+                    None => {
+                        let names: Vec<&str> = PROFILES.iter().map(|p| p.0).collect();
+                        eprintln!(
+                            "error: {name:?}: unknown profile; available: {}",
+                            names.join(", ")
+                        );
+                        ExitCode::from(BAD_INPUT)
+                    }
+                },
+                (None, None) => {
+                    eprintln!(
+                        "error: give `show NAME`, --from-host, --from-sysctl FILE or --from-netsh FILE"
+                    );
+                    ExitCode::from(BAD_INPUT)
+                }
             }
-            None => {
-                let names: Vec<&str> = PROFILES.iter().map(|p| p.0).collect();
-                eprintln!(
-                    "error: {name:?}: unknown profile; available: {}",
-                    names.join(", ")
-                );
-                ExitCode::from(BAD_INPUT)
-            }
-        },
+        }
     }
 }
 

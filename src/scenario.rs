@@ -516,7 +516,13 @@ fn build(ctx: &Ctx, raw: RawFile) -> Result<Scenario, ScenarioError> {
                 ),
             )
         })?;
-        for (k, v) in &h.knobs {
+        // In the kernel's table order, so that a knob read relative to another (Windows
+        // `num` after `start`) sees it set, whatever the file's key order.
+        let table = profile.knobs();
+        let rank = |k: &str| table.iter().position(|s| s.name == k).unwrap_or(usize::MAX);
+        let mut knobs: Vec<_> = h.knobs.iter().collect();
+        knobs.sort_by_key(|(k, _)| rank(k.get_ref()));
+        for (k, v) in knobs {
             profile.set_knob(k.get_ref(), v.get_ref()).map_err(|e| {
                 ctx.err(
                     v.span(),

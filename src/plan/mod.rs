@@ -7,6 +7,7 @@
 //! §3.2, §3.4, §4) and that is saturated: every port then carries one connection per
 //! TIME_WAIT. Where it does not hold, [`PoolPlan::formula_note`] says why.
 
+pub mod import;
 pub mod remedy;
 pub mod sweep;
 pub mod whatif;
@@ -425,7 +426,7 @@ pub fn pools(sc: &Scenario, r: &Report) -> Vec<PoolPlan> {
         .pools
         .iter()
         .map(|p| {
-            let key = pool_key(&p.kind, &p.host, &p.source, p.destination.as_deref());
+            let key = pool_key(p.kind, &p.host, &p.source, p.destination.as_deref());
             let (offer, from) = offered.get(&key).copied().unwrap_or((0.0, "arrival rate"));
             let limit = p.formula_limit_per_s;
             let note = formula_note(sc, p);

@@ -279,15 +279,26 @@ impl Sweep {
     /// thread). Rows come back in point order whatever the thread count.
     pub fn run(self, threads: usize, done: &(dyn Fn() + Sync)) -> SweepReport {
         let vary = &self.report.vary;
+        // Longest first, each thread taking the next point when it is free (greedy list
+        // scheduling): the grid ends with short runs, not with one thread on a long one.
+        let mut order: Vec<(u64, &(usize, String))> = self
+            .texts
+            .iter()
+            .map(|t| (cost(&self.report.file, &t.1), t))
+            .collect();
+        order.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.0.cmp(&b.1.0)));
         let go = || {
-            self.texts
-                .par_iter()
-                .map(|(k, text)| {
+            let mut rows: Vec<Row> = order
+                .into_iter()
+                .par_bridge()
+                .map(|(_, (k, text))| {
                     let row = run_point(&self.report.file, text, *k, vary);
                     done();
                     row
                 })
-                .collect::<Vec<Row>>()
+                .collect();
+            rows.sort_by_key(|r| r.point);
+            rows
         };
         let rows = match rayon::ThreadPoolBuilder::new()
             .num_threads(threads.max(1))
@@ -301,6 +312,30 @@ impl Sweep {
             ..self.report
         }
     }
+}
+
+/// A point's expected cost: the connection attempts its open-loop arrivals make, or for a
+/// closed loop its workers over the run, one per millisecond each.
+fn cost(file: &str, text: &str) -> u64 {
+    let Ok(sc) = crate::scenario::parse(file, text) else {
+        return 0;
+    };
+    sc.workloads
+        .iter()
+        .map(|w| {
+            let active = w.stop.0.min(sc.duration.0).saturating_sub(w.start.0) as f64 / 1e9;
+            let rate = match &w.arrival {
+                crate::workload::Arrival::Constant(r) | crate::workload::Arrival::Poisson(r) => {
+                    r.per_sec()
+                }
+                crate::workload::Arrival::Steps { steps, .. } => {
+                    steps.iter().map(|s| s.1.per_sec()).fold(0.0, f64::max)
+                }
+                crate::workload::Arrival::Closed { concurrency } => 1000.0 * f64::from(*concurrency),
+            };
+            (rate * active) as u64
+        })
+        .sum()
 }
 
 /// The grid's point `k`: each varied key with its value.

@@ -1,0 +1,438 @@
+//! The planner, sweeps, what-ifs, host import and the scenario schema.
+
+use portsim::plan::sweep::{self, Sweep, SweepReport};
+use portsim::plan::{self, Quick, import, whatif};
+use portsim::workload::Closer;
+use std::process::Command;
+
+fn portsim(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_portsim"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("portsim runs")
+}
+
+fn quick(profile: &str, rate: f64) -> Quick {
+    Quick {
+        profile: profile.into(),
+        server_profile: "linux".into(),
+        rate: format!("{rate}/s"),
+        poisson: false,
+        client_ips: 1,
+        destinations: 1,
+        closer: Closer::Client,
+        requests_per_connection: 1,
+        rtt: "200us".into(),
+        connection: None,
+    }
+}
+
+fn httperf() -> String {
+    std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/scenarios/httperf-error-99.toml"
+    ))
+    .unwrap()
+}
+
+/// Ports and TIME_WAIT of each kernel's defaults, from the reference (§1.1, §2.1, §3.1,
+/// §3.2, §3.3, §3.4, §4), not from the profiles.
+const KERNELS: [(&str, f64, f64); 4] = [
+    ("linux", 60999.0 - 32768.0 + 1.0, 60.0),
+    ("freebsd", 65535.0 - 10000.0 + 1.0, 60.0),
+    ("macos", 65535.0 - 49152.0 + 1.0, 30.0),
+    ("windows", 16384.0, 120.0),
+];
+
+#[test]
+fn the_simulated_limit_agrees_with_ports_over_time_wait_on_every_kernel() {
+    for (name, ports, tw) in KERNELS {
+        let limit = ports / tw;
+        let rate = (2.0 * limit).round();
+        let text = plan::quick_scenario(&quick(name, rate)).unwrap();
+        let p = plan::plan("(flags)", &text, &[]).unwrap();
+        assert_eq!(p.now.pools.len(), 1, "{name}");
+        let pool = &p.now.pools[0];
+        assert!((pool.formula_limit_per_s - limit).abs() < 1e-3, "{name}: {pool:?}");
+        let sim = pool.simulated_per_s.unwrap();
+        assert!(
+            (sim - limit).abs() / limit < 0.01,
+            "{name}: simulated {sim} against {limit}"
+        );
+        assert!(pool.formula_error_percent.unwrap().abs() < 1.0, "{name}");
+        assert_eq!(pool.offered_per_s, rate, "{name}");
+        let exhausted = ports / rate;
+        assert!((pool.exhausted_at_s.unwrap() - exhausted).abs() < 1e-3, "{name}");
+        // The (ports + 1)-th connect of a constant stream starts at ports / rate.
+        let first = p.now.outcome.first_failure_s.unwrap();
+        assert!((first - exhausted).abs() < 0.01, "{name}: {first} vs {exhausted}");
+        assert!((pool.failing_per_s - (rate - limit)).abs() < 1e-2, "{name}");
+        assert_eq!(pool.time_wait_steady, ports.round(), "{name}");
+        assert!(pool.headroom_percent.unwrap() < 0.0, "{name}");
+        assert!(p.verdict.starts_with("runs out"), "{name}: {}", p.verdict);
+    }
+}
+
+#[test]
+fn below_the_limit_the_plan_gives_headroom_and_no_exhaustion() {
+    let (ports, tw) = (28232.0, 60.0);
+    let rate = 300.0;
+    let text = plan::quick_scenario(&quick("linux", rate)).unwrap();
+    let p = plan::plan("(flags)", &text, &[]).unwrap();
+    let pool = &p.now.pools[0];
+    let headroom = 100.0 * (ports / tw - rate) / (ports / tw);
+    assert!((pool.headroom_percent.unwrap() - headroom).abs() < 0.05);
+    assert_eq!(pool.exhausted_at_s, None);
+    assert_eq!(pool.time_wait_steady, rate * tw);
+    assert!((pool.simulated_per_s.unwrap() - rate).abs() / rate < 0.01);
+    assert_eq!(p.now.outcome.failed, 0);
+    assert!(p.remedies.is_empty() && p.not_recommended.is_empty());
+    assert!(p.verdict.starts_with("fits"), "{}", p.verdict);
+}
+
+#[test]
+fn where_the_formula_does_not_hold_the_plan_says_why() {
+    // The server closes: its TIME-WAIT does not hold the client's ports.
+    let mut q = quick("linux", 800.0);
+    q.closer = Closer::Server;
+    let p = plan::plan("(flags)", &plan::quick_scenario(&q).unwrap(), &[]).unwrap();
+    let pool = &p.now.pools[0];
+    assert_eq!(pool.limit_per_s, None);
+    assert!(pool.formula_note.as_ref().unwrap().contains("server closes"));
+    assert_eq!(p.now.outcome.failed, 0);
+    assert!((pool.simulated_per_s.unwrap() - 800.0).abs() < 8.0);
+
+    // tcp_tw_reuse = 1: ports / tcp_tw_reuse_delay.
+    let text = plan::quick_scenario(&quick("linux", 800.0)).unwrap();
+    let p = plan::plan(
+        "(flags)",
+        &text,
+        &[whatif::parse_set("net.ipv4.tcp_tw_reuse=1").unwrap()],
+    )
+    .unwrap();
+    let pool = &p.now.pools[0];
+    assert_eq!(pool.limit_per_s, Some(28232.0));
+    assert!(pool.formula_note.as_ref().unwrap().contains("tcp_tw_reuse"));
+    assert_eq!(p.now.outcome.failed, 0);
+    // And the plan shows the run before the change: it ran out.
+    assert!(p.before.as_ref().unwrap().outcome.failed > 0);
+
+    // macOS: one host-wide pool.
+    let p = plan::plan(
+        "(flags)",
+        &plan::quick_scenario(&quick("macos", 100.0)).unwrap(),
+        &[],
+    )
+    .unwrap();
+    assert_eq!(p.now.pools[0].kind, "connect (host-wide)");
+    assert!(p.now.pools[0].formula_note.as_ref().unwrap().contains("host-wide"));
+
+    // bind(ip, 0): one exclusive pool per source IP, shared by the two destinations.
+    let mut q = quick("linux", 100.0);
+    q.destinations = 2;
+    q.connection = Some("bind".into());
+    let p = plan::plan("(flags)", &plan::quick_scenario(&q).unwrap(), &[]).unwrap();
+    let bind: Vec<_> = p.now.pools.iter().filter(|p| p.kind == "bind").collect();
+    assert_eq!(bind.len(), 1);
+    assert_eq!(bind[0].offered_per_s, 100.0);
+    assert!(bind[0].formula_note.as_ref().unwrap().contains("exclusively"));
+}
+
+#[test]
+fn each_remedy_gains_what_it_promises() {
+    // httperf: 500/s against 16,384 / 60 = 273.07/s. A remedy aims at 20 % headroom, so it
+    // multiplies capacity by ceil(500 / 273.07 / 0.8) = 3.
+    let p = plan::plan("scenarios/httperf-error-99.toml", &httperf(), &[]).unwrap();
+    let limit = 16384.0 / 60.0;
+    let m = (500.0 / limit / plan::TARGET_USE).ceil();
+    assert_eq!(m, 3.0);
+    let find = |t: &str| {
+        p.remedies
+            .iter()
+            .find(|r| r.title.contains(t))
+            .unwrap_or_else(|| panic!("no remedy {t:?} in {:#?}", p.remedies))
+    };
+    let headroom = |new_limit: f64, offered: f64| 100.0 * (new_limit - offered) / new_limit;
+    let close = |a: Option<f64>, b: f64| (a.unwrap() - b).abs() < 0.1;
+    // 1024–65535 on Linux: 64,512 ports for the one pool.
+    let r = find("port range");
+    assert!(r.fixes);
+    assert!(close(r.outcome.headroom_percent, headroom(64512.0 / 60.0, 500.0)));
+    assert!(r.how[0].contains("net.ipv4.ip_local_port_range=\"1024 65535\""));
+    // Keep-alive: a third of the connections, each pool's limit unchanged.
+    let r = find("keep-alive");
+    assert!(r.fixes);
+    assert!(close(r.outcome.headroom_percent, headroom(limit, 500.0 / m)));
+    assert!(r.how[0].contains("--num-calls=3"));
+    // Three source IPs, three destinations, three clients: a third of the rate per pool.
+    for t in ["client IP", "server ports", "client machines"] {
+        let r = find(t);
+        assert!(r.fixes, "{t}");
+        assert!(close(r.outcome.headroom_percent, headroom(limit, 500.0 / m)), "{t}");
+    }
+    assert!(find("client IP").how[0].contains("IP_BIND_ADDRESS_NO_PORT"));
+    let r = find("tcp_tw_reuse");
+    assert!(r.fixes);
+    assert!(r.side_effects.contains("timestamps"));
+    // Fixes come first, in order of effort: sysctls before code, code before machines.
+    assert!(p.remedies[0].title.contains("port range"));
+    let fixes: Vec<bool> = p.remedies.iter().map(|r| r.fixes).collect();
+    assert!(fixes.windows(2).all(|w| w[0] >= w[1]));
+    // SO_LINGER 0 and a shorter TIME-WAIT are never remedies; the first shows its cost.
+    for r in &p.remedies {
+        assert!(!r.title.contains("LINGER") && !r.title.contains("Shorten"));
+    }
+    let linger = p
+        .not_recommended
+        .iter()
+        .find(|r| r.title.contains("SO_LINGER"))
+        .unwrap();
+    assert!(!linger.fixes && linger.outcome.unprotected_reuse > 0);
+    assert!(linger.side_effects.starts_with("NOT A FIX"));
+    assert!(p.not_recommended.iter().any(|r| r.title.contains("Shorten")));
+}
+
+#[test]
+fn remedies_that_cannot_help_a_host_wide_kernel_do_not_fix_it() {
+    // macOS: ports are host-wide, so more destinations add nothing (§3.3).
+    let text = plan::quick_scenario(&quick("macos", 800.0)).unwrap();
+    let p = plan::plan("(flags)", &text, &[]).unwrap();
+    let dest = p
+        .remedies
+        .iter()
+        .find(|r| r.title.contains("server ports"))
+        .unwrap();
+    assert!(!dest.fixes);
+    assert_eq!(dest.outcome.failed, p.now.outcome.failed);
+    let range = p.remedies.iter().find(|r| r.title.contains("port range")).unwrap();
+    assert!(range.fixes && range.how[0].contains("net.inet.ip.portrange.first=1024"));
+}
+
+fn rate_sweep(shard: Option<(usize, usize)>) -> Sweep {
+    let vary = [
+        sweep::parse_vary("workload.httperf.arrival.rate=100..600/6").unwrap(),
+        sweep::parse_vary("net.ipv4.ip_local_port_range=49152 65535,40000 65535").unwrap(),
+    ];
+    Sweep::new(
+        "scenarios/httperf-error-99.toml",
+        &httperf(),
+        &[whatif::parse_set("scenario.duration=200s").unwrap()],
+        &vary,
+        shard,
+    )
+    .unwrap()
+}
+
+#[test]
+fn a_sweep_gives_min_of_offered_and_the_formula_at_every_point() {
+    let r = rate_sweep(None).run(2, &|| {});
+    assert_eq!(r.rows.len(), 12);
+    for row in &r.rows {
+        let rate = row.values[0].as_f64().unwrap();
+        let ports = match row.values[1].as_str().unwrap() {
+            "49152 65535" => 16384.0,
+            _ => 25536.0,
+        };
+        let expect = rate.min(ports / 60.0);
+        let got = row.sustained_per_s.unwrap();
+        assert!((got - expect).abs() / expect < 0.01, "{row:?}");
+        assert_eq!(row.failed == 0, rate <= ports / 60.0, "{row:?}");
+    }
+}
+
+#[test]
+fn sweep_results_do_not_depend_on_threads_and_shards_merge_into_the_whole() {
+    let one = rate_sweep(None).run(1, &|| {});
+    let two = rate_sweep(None).run(2, &|| {});
+    assert_eq!(one.to_json(), two.to_json());
+    assert_eq!(one.to_csv(), two.to_csv());
+    let parts: Vec<(String, SweepReport)> = (1..=3)
+        .map(|i| {
+            let r = rate_sweep(Some((i, 3))).run(1, &|| {});
+            assert_eq!(r.shard.as_deref(), Some(format!("{i}/3").as_str()));
+            assert_eq!(r.rows.len(), 4);
+            // Through JSON, as shards travel between machines.
+            let back: SweepReport = serde_json::from_str(&r.to_json()).unwrap();
+            (format!("shard{i}.json"), back)
+        })
+        .collect();
+    let merged = sweep::merge(&parts).unwrap();
+    assert_eq!(merged.to_json(), one.to_json());
+    let e = sweep::merge(&parts[..2]).unwrap_err().to_string();
+    assert!(e.contains("4 of 12 points are missing"), "{e}");
+    let twice = [parts[0].clone(), parts[0].clone()];
+    assert!(sweep::merge(&twice).unwrap_err().to_string().contains("more than one file"));
+}
+
+#[test]
+fn the_sweep_and_merge_commands_write_files_and_refuse_bad_arguments() {
+    let dir = std::env::temp_dir().join(format!("portsim-sweep-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = |n: &str| dir.join(n).display().to_string();
+    let base = [
+        "sweep",
+        "scenarios/httperf-error-99.toml",
+        "--set",
+        "scenario.duration=130s",
+        "--vary",
+        "workload.httperf.arrival.rate=200,400",
+    ];
+    for i in 1..=2 {
+        let mut a = base.to_vec();
+        let (out, shard) = (path(&format!("s{i}.json")), format!("{i}/2"));
+        a.extend(["--shard", &shard, "-o", &out]);
+        let o = portsim(&a);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    let (csv, svg) = (path("all.csv"), path("all.svg"));
+    let o = portsim(&["merge", &path("s1.json"), &path("s2.json"), "-o", &csv, "--plot", &svg]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let text = std::fs::read_to_string(&csv).unwrap();
+    assert!(text.starts_with("point,workload.httperf.arrival.rate,attempted"));
+    assert_eq!(text.lines().count(), 3);
+    assert!(std::fs::read_to_string(&svg).unwrap().starts_with("<svg"));
+    let mut a = base.to_vec();
+    a.extend(["--shard", "3/2"]);
+    let o = portsim(&a);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("1 ≤ I ≤ N"));
+    let o = portsim(&["sweep", "scenarios/httperf-error-99.toml", "--vary", "workload.nobody.rate=1,2"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no workload named"));
+    let o = portsim(&["sweep", "scenarios/httperf-error-99.toml", "--vary", "net.ipv4.tcp_tw_reuse=0,9"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("0, 1 or 2"));
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn run_and_plan_take_what_ifs_from_the_command_line() {
+    let o = portsim(&[
+        "run",
+        "scenarios/httperf-error-99.toml",
+        "--format",
+        "json",
+        "--set",
+        "net.ipv4.ip_local_port_range=1024 65535",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["summary"]["connections"]["failed"], 0);
+    assert_eq!(v["pools"][0]["ports"], 64512);
+    let o = portsim(&["plan", "--profile", "linux", "--rate", "800/s", "--set", "net.ipv4.tcp_tw_reuse=1"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(text.contains("BEFORE the what-if") && text.contains("AFTER the what-if"), "{text}");
+    let o = portsim(&["plan", "--profile", "solaris", "--rate", "800/s"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("unknown"));
+    let o = portsim(&["plan", "--rate", "fast"]);
+    assert_eq!(o.status.code(), Some(2));
+}
+
+#[test]
+fn host_imports_read_each_tools_output() {
+    let sample = |n: &str| {
+        std::fs::read_to_string(format!("{}/tests/samples/{n}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+    };
+    let l = import::from_sysctl("linux", &sample("linux-sysctl-a.txt")).unwrap();
+    assert_eq!(l.name, "linux");
+    assert_eq!(l.profile.port_range, (15000, 64999));
+    assert_eq!(l.profile.reserved_ports, vec![(30000, 30010), (40000, 40000)]);
+    assert_eq!(l.profile.tw_reuse, 1);
+    assert_eq!(l.profile.max_tw_buckets, 262144);
+    assert_eq!(l.profile.usable_ports(), 50000 - 12);
+    let f = import::from_sysctl("freebsd", &sample("freebsd-sysctl-a.txt")).unwrap();
+    assert_eq!(f.name, "freebsd");
+    assert_eq!(f.profile.port_range, (20000, 65535));
+    assert_eq!(f.profile.time_wait.as_secs_f64(), 60.0);
+    let m = import::from_sysctl("macos", &sample("macos-sysctl-a.txt")).unwrap();
+    assert_eq!(m.name, "macos");
+    assert_eq!(m.profile.time_wait.as_secs_f64(), 10.0);
+    let w = import::from_netsh("netsh", &sample("netsh-dynamicport-tcp.txt")).unwrap();
+    assert_eq!(w.profile.port_range, (10000, 65534));
+    // What they print is a host block a scenario takes as it is.
+    for i in [&l, &f, &m, &w] {
+        let block = i.to_toml();
+        let text = format!(
+            "[scenario]\nname = \"x\"\nduration = \"1s\"\n\n{block}\n[[host]]\nname = \"s\"\nips = [\"10.9.9.9\"]\nlisten = [\"10.9.9.9:80\"]\n\n[[workload]]\nname = \"w\"\nclient = \"client\"\ndestinations = [\"10.9.9.9:80\"]\narrival = {{ kind = \"constant\", rate = 1 }}\nrtt = \"1ms\"\n"
+        );
+        let sc = portsim::scenario::parse("import", &text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        assert_eq!(sc.hosts[0].profile, i.profile, "{}", i.name);
+    }
+    // A value the kernel would refuse names its line.
+    let bad = sample("linux-sysctl-a.txt").replace("tcp_tw_reuse = 1", "tcp_tw_reuse = 5");
+    let e = import::from_sysctl("bad", &bad).unwrap_err();
+    assert_eq!(e.line, 15);
+    assert!(e.to_string().contains("0, 1 or 2"), "{e}");
+    assert!(import::from_sysctl("x", "hello world\n").is_err());
+    assert!(import::from_netsh("x", "Start Port : 1\n").is_err());
+}
+
+#[test]
+fn the_schema_knows_every_key_of_every_shipped_scenario() {
+    let o = portsim(&["schema"]);
+    assert!(o.status.success());
+    let schema: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    fn walk(v: &serde_json::Value, s: &serde_json::Value, at: &str, bad: &mut Vec<String>) {
+        match v {
+            serde_json::Value::Object(m) => {
+                let props = &s["properties"];
+                for (k, x) in m {
+                    match props.get(k) {
+                        Some(sub) => walk(x, sub, &format!("{at}.{k}"), bad),
+                        None => {
+                            // A value that may also be a table (rtt, service_time).
+                            let alt = s["anyOf"]
+                                .as_array()
+                                .and_then(|a| a.iter().find(|x| x["properties"].get(k).is_some()));
+                            if alt.is_none() {
+                                bad.push(format!("{at}.{k}"));
+                            }
+                        }
+                    }
+                }
+            }
+            serde_json::Value::Array(a) => {
+                for x in a {
+                    walk(x, &s["items"], at, bad);
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut n = 0;
+    for dir in ["scenarios", "scenarios/live", "benches/scenarios"] {
+        for e in std::fs::read_dir(format!("{}/{dir}", env!("CARGO_MANIFEST_DIR"))).unwrap() {
+            let p = e.unwrap().path();
+            if p.extension().is_none_or(|x| x != "toml") {
+                continue;
+            }
+            let t: toml::Value = toml::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
+            let v = serde_json::to_value(&t).unwrap();
+            let mut bad = vec![];
+            walk(&v, &schema, "", &mut bad);
+            assert!(bad.is_empty(), "{}: {bad:?}", p.display());
+            n += 1;
+        }
+    }
+    assert!(n > 20);
+    // And it refuses what the parser refuses: an unknown key.
+    assert_eq!(schema["properties"]["workload"]["items"]["additionalProperties"], false);
+    assert!(schema["properties"]["host"]["items"]["properties"]["knobs"]["properties"]
+        ["net.inet.tcp.msl"]["description"]
+        .as_str()
+        .unwrap()
+        .contains("FreeBSD"));
+}
+
+#[test]
+fn completions_cover_the_commands() {
+    let o = portsim(&["completions", "bash"]);
+    assert!(o.status.success());
+    let s = String::from_utf8_lossy(&o.stdout);
+    for c in ["plan", "sweep", "merge", "--vary", "--shard"] {
+        assert!(s.contains(c), "{c}");
+    }
+}
