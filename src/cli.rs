@@ -53,6 +53,10 @@ enum Command {
         /// has it) or a path (workload.NAME.arrival.rate=800). Repeatable.
         #[arg(long = "set", value_name = "KEY=VALUE")]
         set: Vec<String>,
+        /// Check the engine's invariants after every event (always on in debug builds);
+        /// exit status 70 if one breaks.
+        #[arg(long)]
+        check: bool,
     },
     /// Will this load run out of ports, when, and what fixes it: per pool limit, headroom,
     /// TIME-WAIT and time to exhaustion, by formula and by simulation, and remedies ranked by
@@ -279,6 +283,7 @@ pub fn main() -> ExitCode {
             plot,
             stats,
             set,
+            check,
         } => {
             let mut sc = match load_with(&scenario, &set) {
                 Ok(sc) => sc,
@@ -310,7 +315,16 @@ pub fn main() -> ExitCode {
                 return ExitCode::from(BAD_INPUT);
             }
             let wall = std::time::Instant::now();
-            let (mut report, events) = Simulation::new(&sc).run_counted();
+            let run = Simulation::new(&sc)
+                .checking(check || cfg!(debug_assertions))
+                .run_checked();
+            let (mut report, events) = match run {
+                Ok(r) => r,
+                Err(v) => {
+                    eprintln!("error: {}: {v} (a bug in portsim: please report it with the scenario)", scenario.display());
+                    return ExitCode::from(70);
+                }
+            };
             let wall = wall.elapsed().as_secs_f64();
             if stats {
                 let attempts = report.summary.connections.attempted;

@@ -1070,6 +1070,74 @@ impl Host {
             .count() as u32
     }
 
+    /// Checks the host's tables against each other (checking mode; O(sockets + pools × range)):
+    /// every socket in the four-tuple table is there under its own tuple, so no two share one;
+    /// no socket that connect() placed holds a port of a bind()-created bucket (§1.3 step 2);
+    /// the per-state counts and pool free counts match a recount.
+    pub fn audit(&self) -> Result<(), String> {
+        let name = &self.name;
+        let mut hashed = 0usize;
+        let mut counts = [[0u32; State::COUNT]; 2];
+        let mut tw = 0u32;
+        let mut free = vec![false; self.socks.len()];
+        for &f in &self.free_socks {
+            free[f as usize] = true;
+        }
+        for (id, s) in self.socks.iter().enumerate() {
+            if free[id] {
+                continue;
+            }
+            counts[s.side as usize][s.state as usize] += 1;
+            tw += u32::from(s.state == State::TimeWait);
+            if s.hashed {
+                hashed += 1;
+                match self.ehash.get(&s.tuple.key()) {
+                    Some(&other) if other as usize == id => {}
+                    Some(&other) => {
+                        return Err(format!(
+                            "host {name}: sockets {id} and {other} share the four-tuple {}",
+                            s.tuple
+                        ));
+                    }
+                    None => {
+                        return Err(format!(
+                            "host {name}: socket {id} ({}) is hashed but not in the four-tuple table",
+                            s.tuple
+                        ));
+                    }
+                }
+                if s.pool != NONE && self.profile.skip == crate::profile::Skip::BindCreated {
+                    let b = &self.buckets[usize::from(s.tuple.local_port)];
+                    if b.fastreuse >= 0 || b.fastreuseport >= 0 {
+                        return Err(format!(
+                            "host {name}: connect() placed {} on port {}, whose bucket bind() created",
+                            s.tuple, s.tuple.local_port
+                        ));
+                    }
+                }
+            }
+        }
+        if hashed != self.ehash.len() {
+            return Err(format!(
+                "host {name}: {} four-tuple entries for {hashed} hashed sockets",
+                self.ehash.len()
+            ));
+        }
+        if counts != self.counts {
+            return Err(format!("host {name}: state counts {:?}, recount {counts:?}", self.counts));
+        }
+        if tw != self.tw_alive {
+            return Err(format!("host {name}: {} TIME-WAIT counted, {tw} found", self.tw_alive));
+        }
+        for i in 0..self.pools.len() {
+            let (fast, slow) = (self.pool_free(i as u32), self.pool_free_recount(i as u32));
+            if fast != slow {
+                return Err(format!("host {name} pool {i}: free {fast} but recount {slow}"));
+            }
+        }
+        Ok(())
+    }
+
     /// The TIME-WAIT delay after which `tcp_tw_reuse` applies.
     pub fn tw_reuse_delay(&self) -> Duration {
         Duration::from_millis(u64::from(self.profile.tw_reuse_delay_ms))

@@ -199,6 +199,30 @@ pub struct Simulation {
     bind_pools: Vec<BindPool>,
     /// Start of the sustained window (see [`sustained_from`]).
     late_from: Instant,
+    /// Checking mode: invariants asserted after every event (see [`Simulation::checking`]).
+    check: bool,
+    violation: Option<Violation>,
+}
+
+/// An invariant the engine broke, found in checking mode: a bug in portsim, not in the input.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Violation {
+    pub at: Instant,
+    /// Events processed when it was found.
+    pub event: u64,
+    pub message: String,
+}
+
+impl std::fmt::Display for Violation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "invariant broken at {:.9} s, event {}: {}",
+            self.at.as_secs_f64(),
+            self.event,
+            self.message
+        )
+    }
 }
 
 /// Where the sustained window starts: the most whole TIME_WAIT periods that fit in the second
@@ -370,6 +394,8 @@ impl Simulation {
             now: Instant::ZERO,
             end: Instant::ZERO + sc.duration,
             late_from,
+            check: cfg!(debug_assertions),
+            violation: None,
             queue,
             hosts,
             lanes,
@@ -435,7 +461,28 @@ impl Simulation {
     }
 
     /// Runs to the end and returns the report with the number of events processed.
-    pub fn run_counted(mut self) -> (Report, u64) {
+    pub fn run_counted(self) -> (Report, u64) {
+        match self.run_checked() {
+            Ok(r) => r,
+            Err(v) => panic!("{v}"),
+        }
+    }
+
+    /// Checking mode, on in debug builds and off in release unless asked for. After every
+    /// event: time has not gone backwards; attempted = established + failed + in flight (a
+    /// client socket in SYN-SENT); a TIME-WAIT that expired lasted exactly the profile's
+    /// TIME_WAIT, and one made reusable is at least `tcp_tw_reuse_delay` old (§2.3). At every
+    /// bin edge, each host's tables are recounted ([`Host::audit`]): no two sockets share a
+    /// four-tuple, no port of a bind()-created bucket was handed out by connect(), counts and
+    /// free ports match. The other ways a TIME-WAIT ends early are the reference's reuse rules:
+    /// `tcp_tw_reuse` (§2.3), a SYN it accepts or an RST (§2.4), `nolocaltimewait` (§3.2).
+    pub fn checking(mut self, on: bool) -> Self {
+        self.check = on;
+        self
+    }
+
+    /// Runs to the end, or to the first broken invariant in checking mode.
+    pub fn run_checked(mut self) -> Result<(Report, u64), Violation> {
         loop {
             let next = self.queue.pop_keyed(self.end);
             if !self.parked.is_empty() {
@@ -449,12 +496,24 @@ impl Simulation {
                 break;
             };
             self.close_bins_to(at);
-            debug_assert!(at >= self.now, "time went backwards");
+            if at < self.now {
+                self.violate(format!(
+                    "time went backwards from {:.9} s to {:.9} s",
+                    self.now.as_secs_f64(),
+                    at.as_secs_f64()
+                ));
+            }
             self.now = at;
             self.events += 1;
             self.dispatch(ev);
             if !self.parked.is_empty() {
                 self.release_parked();
+            }
+            if self.check {
+                self.audit_event();
+            }
+            if let Some(v) = self.violation.take() {
+                return Err(v);
             }
         }
         while self.rec.bin_end <= self.end {
@@ -467,8 +526,50 @@ impl Simulation {
             self.rec.close_bin(self.end, g);
         }
         self.now = self.end;
+        if self.check {
+            self.audit_tables();
+        }
+        if let Some(v) = self.violation.take() {
+            return Err(v);
+        }
         let events = self.events;
-        (self.report(), events)
+        Ok((self.report(), events))
+    }
+
+    fn violate(&mut self, message: String) {
+        if self.violation.is_none() {
+            self.violation = Some(Violation {
+                at: self.now,
+                event: self.events,
+                message,
+            });
+        }
+    }
+
+    /// The per-event checks of checking mode: O(hosts + workloads).
+    fn audit_event(&mut self) {
+        let (mut a, mut e, mut f) = (0u64, 0u64, 0u64);
+        for w in &self.rec.workloads {
+            a += w.attempted;
+            e += w.established;
+            f += w.failed.iter().sum::<u64>();
+        }
+        let syn_sent: u64 = self
+            .hosts
+            .iter()
+            .map(|h| u64::from(h.counts[0][State::SynSent as usize]))
+            .sum();
+        if a != e + f + syn_sent {
+            self.violate(format!(
+                "attempted {a} ≠ established {e} + failed {f} + in flight (SYN-SENT) {syn_sent}"
+            ));
+        }
+    }
+
+    fn audit_tables(&mut self) {
+        if let Some(m) = self.hosts.iter().find_map(|h| h.audit().err()) {
+            self.violate(m);
+        }
     }
 
     /// Closes every bin that ends at or before `at`.
@@ -477,28 +578,15 @@ impl Simulation {
             let end = self.rec.bin_end;
             let g = self.gauges();
             self.rec.close_bin(end, g);
+            if self.check {
+                self.audit_tables();
+            }
         }
     }
 
     /// Events processed so far.
     pub fn events(&self) -> u64 {
         self.events
-    }
-
-    /// Checks the host tables against their incremental bookkeeping (slow; for tests).
-    pub fn check_invariants(&self) -> Result<(), String> {
-        for h in &self.hosts {
-            for (i, _) in h.pools.iter().enumerate() {
-                let (fast, slow) = (h.pool_free(i as u32), h.pool_free_recount(i as u32));
-                if fast != slow {
-                    return Err(format!(
-                        "host {} pool {i}: free {fast} but recount {slow}",
-                        h.name
-                    ));
-                }
-            }
-        }
-        Ok(())
     }
 
     fn dispatch(&mut self, ev: Event) {
@@ -553,6 +641,18 @@ impl Simulation {
                 generation,
             } => {
                 if self.time_wait_alive(host, sock, generation) {
+                    let h = &self.hosts[host as usize];
+                    let lived = self.now - h.sock(sock).tw.entry;
+                    if self.check && lived != h.profile.time_wait {
+                        let msg = format!(
+                            "host {}: TIME-WAIT of {} expired after {:.9} s, not {:.9} s",
+                            h.name,
+                            h.sock(sock).tuple,
+                            lived.as_secs_f64(),
+                            h.profile.time_wait.as_secs_f64()
+                        );
+                        self.violate(msg);
+                    }
                     self.hosts[host as usize].destroy(sock);
                     self.rec.count(Counter::TwExpired);
                     self.rec.first_tw_expiry.get_or_insert(self.now);
@@ -564,6 +664,18 @@ impl Simulation {
                 generation,
             } => {
                 if self.time_wait_alive(host, sock, generation) {
+                    let h = &self.hosts[host as usize];
+                    let age = self.now - h.sock(sock).tw.entry;
+                    if self.check && age < h.tw_reuse_delay() {
+                        let msg = format!(
+                            "host {}: TIME-WAIT of {} reusable after {:.9} s, before tcp_tw_reuse_delay {:.9} s",
+                            h.name,
+                            h.sock(sock).tuple,
+                            age.as_secs_f64(),
+                            h.tw_reuse_delay().as_secs_f64()
+                        );
+                        self.violate(msg);
+                    }
                     self.hosts[host as usize].mark_reusable(sock);
                 }
             }

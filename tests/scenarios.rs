@@ -508,3 +508,25 @@ on_error = { action = "retry", delay = "1ms" }
     );
     bulk_equals_stepping(&linger);
 }
+
+#[test]
+fn every_shipped_scenario_keeps_the_invariants_after_every_event() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut n = 0;
+    for sub in ["scenarios", "scenarios/live"] {
+        let mut files: Vec<_> = std::fs::read_dir(dir.join(sub))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+            .collect();
+        files.sort();
+        for p in files {
+            let sc = portsim::scenario::load(&p).unwrap();
+            if let Err(v) = Simulation::new(&sc).checking(true).run_checked() {
+                panic!("{}: {v}", p.display());
+            }
+            n += 1;
+        }
+    }
+    assert!(n >= 20);
+}
