@@ -321,7 +321,10 @@ pub fn main() -> ExitCode {
             let (mut report, events) = match run {
                 Ok(r) => r,
                 Err(v) => {
-                    eprintln!("error: {}: {v} (a bug in portsim: please report it with the scenario)", scenario.display());
+                    eprintln!(
+                        "error: {}: {v} (a bug in portsim: please report it with the scenario)",
+                        scenario.display()
+                    );
                     return ExitCode::from(70);
                 }
             };

@@ -1124,15 +1124,23 @@ impl Host {
             ));
         }
         if counts != self.counts {
-            return Err(format!("host {name}: state counts {:?}, recount {counts:?}", self.counts));
+            return Err(format!(
+                "host {name}: state counts {:?}, recount {counts:?}",
+                self.counts
+            ));
         }
         if tw != self.tw_alive {
-            return Err(format!("host {name}: {} TIME-WAIT counted, {tw} found", self.tw_alive));
+            return Err(format!(
+                "host {name}: {} TIME-WAIT counted, {tw} found",
+                self.tw_alive
+            ));
         }
         for i in 0..self.pools.len() {
             let (fast, slow) = (self.pool_free(i as u32), self.pool_free_recount(i as u32));
             if fast != slow {
-                return Err(format!("host {name} pool {i}: free {fast} but recount {slow}"));
+                return Err(format!(
+                    "host {name} pool {i}: free {fast} but recount {slow}"
+                ));
             }
         }
         Ok(())

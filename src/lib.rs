@@ -68,3 +68,40 @@ pub fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> std::io::Result
     }
     result
 }
+
+/// What the fuzz target (`fuzz/fuzz_targets/scenario.rs`) and its corpus regression test do
+/// with one input: parse it as a scenario and, if it is one, simulate it in checking mode. A
+/// refused scenario must come with a message; the run must keep every invariant. Runs whose
+/// arrivals would exceed 20,000 connections, or that last over 10 minutes, are only parsed, to keep each input fast.
+#[doc(hidden)]
+pub fn fuzz_scenario(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let sc = match scenario::parse("fuzz.toml", text) {
+        Ok(sc) => sc,
+        Err(e) => {
+            assert!(!e.message.is_empty(), "a refusal without a reason");
+            let _ = e.to_string();
+            return;
+        }
+    };
+    let secs = sc.duration.as_secs_f64();
+    let work: f64 = sc
+        .workloads
+        .iter()
+        .map(|w| match &w.arrival {
+            workload::Arrival::Constant(r) | workload::Arrival::Poisson(r) => r.per_sec() * secs,
+            workload::Arrival::Steps { steps, .. } => {
+                steps.iter().map(|s| s.1.per_sec()).fold(0.0, f64::max) * secs
+            }
+            workload::Arrival::Closed { concurrency } => f64::from(*concurrency) * secs * 1e4,
+        })
+        .sum();
+    if work > 20_000.0 || sc.duration.0 > 600_000_000_000 {
+        return;
+    }
+    if let Err(v) = sim::Simulation::new(&sc).checking(true).run_checked() {
+        panic!("{v}");
+    }
+}

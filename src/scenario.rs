@@ -463,10 +463,57 @@ pub fn parse(file: &str, text: &str) -> Result<Scenario, ScenarioError> {
             line,
             column,
             key,
-            message: e.message().trim().replace('\n', " "),
+            message: with_suggestion(&e.message().trim().replace('\n', " ")),
         }
     })?;
     build(&ctx, raw)
+}
+
+/// Connection attempts the open-loop arrivals make, and the wall time they take at the
+/// engine's measured pace (about 2 M attempts/s on churn-open-loop, README "Speed"): a
+/// warning when that is over a minute.
+fn long_run(total: Duration, workloads: &[Workload]) -> Option<String> {
+    let attempts: f64 = workloads
+        .iter()
+        .map(|w| {
+            let active = w.stop.0.min(total.0).saturating_sub(w.start.0) as f64 / 1e9;
+            let rate = match &w.arrival {
+                Arrival::Constant(r) | Arrival::Poisson(r) => r.per_sec(),
+                Arrival::Steps { steps, .. } => {
+                    steps.iter().map(|s| s.1.per_sec()).fold(0.0, f64::max)
+                }
+                Arrival::Closed { .. } => 0.0,
+            };
+            rate * active
+        })
+        .sum();
+    let secs = attempts / 2e6;
+    (secs > 60.0).then(|| {
+        format!(
+            "about {:.3e} connection attempts: expect roughly {} of wall time",
+            attempts,
+            if secs < 3600.0 {
+                format!("{:.0} min", secs / 60.0)
+            } else {
+                format!("{:.1} h", secs / 3600.0)
+            }
+        )
+    })
+}
+
+/// serde's "unknown field `x`, expected one of `a`, `b`" with the nearest valid key named.
+fn with_suggestion(message: &str) -> String {
+    let Some(rest) = message.strip_prefix("unknown field `") else {
+        return message.to_string();
+    };
+    let Some((given, rest)) = rest.split_once('`') else {
+        return message.to_string();
+    };
+    let expected: Vec<&str> = rest.split('`').skip(1).step_by(2).collect();
+    match nearest(given, expected.iter().copied()) {
+        Some(n) => format!("{message}; did you mean `{n}`?"),
+        None => message.to_string(),
+    }
 }
 
 fn build(ctx: &Ctx, raw: RawFile) -> Result<Scenario, ScenarioError> {
@@ -540,9 +587,19 @@ fn build(ctx: &Ctx, raw: RawFile) -> Result<Scenario, ScenarioError> {
                 )
             })?;
         }
-        profile
-            .validate()
-            .map_err(|m| ctx.err(h.name.span(), key("knobs"), m))?;
+        profile.validate().map_err(|m| {
+            // At the range knob the message names, if the file sets it.
+            let at = h.knobs.iter().find(|(k, _)| {
+                let k = k.get_ref();
+                k.contains("port_range") || k.contains("portrange") || k.starts_with("dynamicport")
+            });
+            match at {
+                Some((k, v)) => {
+                    ctx.err(v.span(), format!("host[{i}].knobs.\"{}\"", k.get_ref()), m)
+                }
+                None => ctx.err(h.name.span(), key("knobs"), m),
+            }
+        })?;
         for w in profile.warnings() {
             warnings.push(format!("host {name}: {w}"));
         }
@@ -1084,6 +1141,9 @@ fn build(ctx: &Ctx, raw: RawFile) -> Result<Scenario, ScenarioError> {
             live.max_connections = Some(*m.get_ref());
         }
     }
+    if let Some(w) = long_run(total, &workloads) {
+        warnings.push(w);
+    }
     Ok(Scenario {
         live,
         name: sc.name.clone(),
@@ -1142,6 +1202,15 @@ arrival = { kind = "constant", rate = 100 }
         assert_eq!(e.line, 20);
         assert!(e.message.contains("unknown field `rat`"), "{e}");
         assert!(e.key.contains("rat"), "{e}");
+        let e = err(&OK.replace(
+            "rtt = \"100us\"",
+            "rtt = \"100us\"\nrequests_per_conection = 5",
+        ));
+        assert!(
+            e.message
+                .ends_with("did you mean `requests_per_connection`?"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -54,7 +54,10 @@ fn the_simulated_limit_agrees_with_ports_over_time_wait_on_every_kernel() {
         let p = plan::plan("(flags)", &text, &[]).unwrap();
         assert_eq!(p.now.pools.len(), 1, "{name}");
         let pool = &p.now.pools[0];
-        assert!((pool.formula_limit_per_s - limit).abs() < 1e-3, "{name}: {pool:?}");
+        assert!(
+            (pool.formula_limit_per_s - limit).abs() < 1e-3,
+            "{name}: {pool:?}"
+        );
         let sim = pool.simulated_per_s.unwrap();
         assert!(
             (sim - limit).abs() / limit < 0.01,
@@ -63,10 +66,16 @@ fn the_simulated_limit_agrees_with_ports_over_time_wait_on_every_kernel() {
         assert!(pool.formula_error_percent.unwrap().abs() < 1.0, "{name}");
         assert_eq!(pool.offered_per_s, rate, "{name}");
         let exhausted = ports / rate;
-        assert!((pool.exhausted_at_s.unwrap() - exhausted).abs() < 1e-3, "{name}");
+        assert!(
+            (pool.exhausted_at_s.unwrap() - exhausted).abs() < 1e-3,
+            "{name}"
+        );
         // The (ports + 1)-th connect of a constant stream starts at ports / rate.
         let first = p.now.outcome.first_failure_s.unwrap();
-        assert!((first - exhausted).abs() < 0.01, "{name}: {first} vs {exhausted}");
+        assert!(
+            (first - exhausted).abs() < 0.01,
+            "{name}: {first} vs {exhausted}"
+        );
         assert!((pool.failing_per_s - (rate - limit)).abs() < 1e-2, "{name}");
         assert_eq!(pool.time_wait_steady, ports.round(), "{name}");
         assert!(pool.headroom_percent.unwrap() < 0.0, "{name}");
@@ -99,7 +108,12 @@ fn where_the_formula_does_not_hold_the_plan_says_why() {
     let p = plan::plan("(flags)", &plan::quick_scenario(&q).unwrap(), &[]).unwrap();
     let pool = &p.now.pools[0];
     assert_eq!(pool.limit_per_s, None);
-    assert!(pool.formula_note.as_ref().unwrap().contains("server closes"));
+    assert!(
+        pool.formula_note
+            .as_ref()
+            .unwrap()
+            .contains("server closes")
+    );
     assert_eq!(p.now.outcome.failed, 0);
     assert!((pool.simulated_per_s.unwrap() - 800.0).abs() < 8.0);
 
@@ -126,7 +140,13 @@ fn where_the_formula_does_not_hold_the_plan_says_why() {
     )
     .unwrap();
     assert_eq!(p.now.pools[0].kind, "connect (host-wide)");
-    assert!(p.now.pools[0].formula_note.as_ref().unwrap().contains("host-wide"));
+    assert!(
+        p.now.pools[0]
+            .formula_note
+            .as_ref()
+            .unwrap()
+            .contains("host-wide")
+    );
 
     // bind(ip, 0): one exclusive pool per source IP, shared by the two destinations.
     let mut q = quick("linux", 100.0);
@@ -136,7 +156,13 @@ fn where_the_formula_does_not_hold_the_plan_says_why() {
     let bind: Vec<_> = p.now.pools.iter().filter(|p| p.kind == "bind").collect();
     assert_eq!(bind.len(), 1);
     assert_eq!(bind[0].offered_per_s, 100.0);
-    assert!(bind[0].formula_note.as_ref().unwrap().contains("exclusively"));
+    assert!(
+        bind[0]
+            .formula_note
+            .as_ref()
+            .unwrap()
+            .contains("exclusively")
+    );
 }
 
 #[test]
@@ -158,18 +184,27 @@ fn each_remedy_gains_what_it_promises() {
     // 1024–65535 on Linux: 64,512 ports for the one pool.
     let r = find("port range");
     assert!(r.fixes);
-    assert!(close(r.outcome.headroom_percent, headroom(64512.0 / 60.0, 500.0)));
+    assert!(close(
+        r.outcome.headroom_percent,
+        headroom(64512.0 / 60.0, 500.0)
+    ));
     assert!(r.how[0].contains("net.ipv4.ip_local_port_range=\"1024 65535\""));
     // Keep-alive: a third of the connections, each pool's limit unchanged.
     let r = find("keep-alive");
     assert!(r.fixes);
-    assert!(close(r.outcome.headroom_percent, headroom(limit, 500.0 / m)));
+    assert!(close(
+        r.outcome.headroom_percent,
+        headroom(limit, 500.0 / m)
+    ));
     assert!(r.how[0].contains("--num-calls=3"));
     // Three source IPs, three destinations, three clients: a third of the rate per pool.
     for t in ["client IP", "server ports", "client machines"] {
         let r = find(t);
         assert!(r.fixes, "{t}");
-        assert!(close(r.outcome.headroom_percent, headroom(limit, 500.0 / m)), "{t}");
+        assert!(
+            close(r.outcome.headroom_percent, headroom(limit, 500.0 / m)),
+            "{t}"
+        );
     }
     assert!(find("client IP").how[0].contains("IP_BIND_ADDRESS_NO_PORT"));
     let r = find("tcp_tw_reuse");
@@ -190,7 +225,11 @@ fn each_remedy_gains_what_it_promises() {
         .unwrap();
     assert!(!linger.fixes && linger.outcome.unprotected_reuse > 0);
     assert!(linger.side_effects.starts_with("NOT A FIX"));
-    assert!(p.not_recommended.iter().any(|r| r.title.contains("Shorten")));
+    assert!(
+        p.not_recommended
+            .iter()
+            .any(|r| r.title.contains("Shorten"))
+    );
 }
 
 #[test]
@@ -205,7 +244,11 @@ fn remedies_that_cannot_help_a_host_wide_kernel_do_not_fix_it() {
         .unwrap();
     assert!(!dest.fixes);
     assert_eq!(dest.outcome.failed, p.now.outcome.failed);
-    let range = p.remedies.iter().find(|r| r.title.contains("port range")).unwrap();
+    let range = p
+        .remedies
+        .iter()
+        .find(|r| r.title.contains("port range"))
+        .unwrap();
     assert!(range.fixes && range.how[0].contains("net.inet.ip.portrange.first=1024"));
 }
 
@@ -262,7 +305,12 @@ fn sweep_results_do_not_depend_on_threads_and_shards_merge_into_the_whole() {
     let e = sweep::merge(&parts[..2]).unwrap_err().to_string();
     assert!(e.contains("4 of 12 points are missing"), "{e}");
     let twice = [parts[0].clone(), parts[0].clone()];
-    assert!(sweep::merge(&twice).unwrap_err().to_string().contains("more than one file"));
+    assert!(
+        sweep::merge(&twice)
+            .unwrap_err()
+            .to_string()
+            .contains("more than one file")
+    );
 }
 
 #[test]
@@ -286,7 +334,15 @@ fn the_sweep_and_merge_commands_write_files_and_refuse_bad_arguments() {
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     }
     let (csv, svg) = (path("all.csv"), path("all.svg"));
-    let o = portsim(&["merge", &path("s1.json"), &path("s2.json"), "-o", &csv, "--plot", &svg]);
+    let o = portsim(&[
+        "merge",
+        &path("s1.json"),
+        &path("s2.json"),
+        "-o",
+        &csv,
+        "--plot",
+        &svg,
+    ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let text = std::fs::read_to_string(&csv).unwrap();
     assert!(text.starts_with("point,workload.httperf.arrival.rate,attempted"));
@@ -297,10 +353,20 @@ fn the_sweep_and_merge_commands_write_files_and_refuse_bad_arguments() {
     let o = portsim(&a);
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("1 ≤ I ≤ N"));
-    let o = portsim(&["sweep", "scenarios/httperf-error-99.toml", "--vary", "workload.nobody.rate=1,2"]);
+    let o = portsim(&[
+        "sweep",
+        "scenarios/httperf-error-99.toml",
+        "--vary",
+        "workload.nobody.rate=1,2",
+    ]);
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("no workload named"));
-    let o = portsim(&["sweep", "scenarios/httperf-error-99.toml", "--vary", "net.ipv4.tcp_tw_reuse=0,9"]);
+    let o = portsim(&[
+        "sweep",
+        "scenarios/httperf-error-99.toml",
+        "--vary",
+        "net.ipv4.tcp_tw_reuse=0,9",
+    ]);
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("0, 1 or 2"));
     std::fs::remove_dir_all(&dir).ok();
@@ -320,10 +386,21 @@ fn run_and_plan_take_what_ifs_from_the_command_line() {
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["summary"]["connections"]["failed"], 0);
     assert_eq!(v["pools"][0]["ports"], 64512);
-    let o = portsim(&["plan", "--profile", "linux", "--rate", "800/s", "--set", "net.ipv4.tcp_tw_reuse=1"]);
+    let o = portsim(&[
+        "plan",
+        "--profile",
+        "linux",
+        "--rate",
+        "800/s",
+        "--set",
+        "net.ipv4.tcp_tw_reuse=1",
+    ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let text = String::from_utf8_lossy(&o.stdout);
-    assert!(text.contains("BEFORE the what-if") && text.contains("AFTER the what-if"), "{text}");
+    assert!(
+        text.contains("BEFORE the what-if") && text.contains("AFTER the what-if"),
+        "{text}"
+    );
     let o = portsim(&["plan", "--profile", "solaris", "--rate", "800/s"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("unknown"));
@@ -334,12 +411,16 @@ fn run_and_plan_take_what_ifs_from_the_command_line() {
 #[test]
 fn host_imports_read_each_tools_output() {
     let sample = |n: &str| {
-        std::fs::read_to_string(format!("{}/tests/samples/{n}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+        std::fs::read_to_string(format!("{}/tests/samples/{n}", env!("CARGO_MANIFEST_DIR")))
+            .unwrap()
     };
     let l = import::from_sysctl("linux", &sample("linux-sysctl-a.txt")).unwrap();
     assert_eq!(l.name, "linux");
     assert_eq!(l.profile.port_range, (15000, 64999));
-    assert_eq!(l.profile.reserved_ports, vec![(30000, 30010), (40000, 40000)]);
+    assert_eq!(
+        l.profile.reserved_ports,
+        vec![(30000, 30010), (40000, 40000)]
+    );
     assert_eq!(l.profile.tw_reuse, 1);
     assert_eq!(l.profile.max_tw_buckets, 262144);
     assert_eq!(l.profile.usable_ports(), 50000 - 12);
@@ -358,7 +439,8 @@ fn host_imports_read_each_tools_output() {
         let text = format!(
             "[scenario]\nname = \"x\"\nduration = \"1s\"\n\n{block}\n[[host]]\nname = \"s\"\nips = [\"10.9.9.9\"]\nlisten = [\"10.9.9.9:80\"]\n\n[[workload]]\nname = \"w\"\nclient = \"client\"\ndestinations = [\"10.9.9.9:80\"]\narrival = {{ kind = \"constant\", rate = 1 }}\nrtt = \"1ms\"\n"
         );
-        let sc = portsim::scenario::parse("import", &text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        let sc =
+            portsim::scenario::parse("import", &text).unwrap_or_else(|e| panic!("{e}\n{text}"));
         assert_eq!(sc.hosts[0].profile, i.profile, "{}", i.name);
     }
     // A value the kernel would refuse names its line.
@@ -419,7 +501,10 @@ fn the_schema_knows_every_key_of_every_shipped_scenario() {
     }
     assert!(n > 20);
     // And it refuses what the parser refuses: an unknown key.
-    assert_eq!(schema["properties"]["workload"]["items"]["additionalProperties"], false);
+    assert_eq!(
+        schema["properties"]["workload"]["items"]["additionalProperties"],
+        false
+    );
     assert!(schema["properties"]["host"]["items"]["properties"]["knobs"]["properties"]
         ["net.inet.tcp.msl"]["description"]
         .as_str()

@@ -85,7 +85,12 @@ fn load(linux: bool) -> impl Strategy<Value = Load> {
 
 fn case() -> impl Strategy<Value = Case> {
     (
-        prop_oneof![Just("linux"), Just("freebsd"), Just("macos"), Just("windows")],
+        prop_oneof![
+            Just("linux"),
+            Just("freebsd"),
+            Just("macos"),
+            Just("windows")
+        ],
         prop_oneof![Just("linux"), Just("freebsd"), Just("macos")],
     )
         .prop_flat_map(|(profile, server_profile)| {
@@ -104,7 +109,18 @@ fn case() -> impl Strategy<Value = Case> {
             )
         })
         .prop_map(
-            |(seed, profile, server_profile, (lo, n), client_ips, listens, tw, tw_reuse, max_tw, loads)| Case {
+            |(
+                seed,
+                profile,
+                server_profile,
+                (lo, n),
+                client_ips,
+                listens,
+                tw,
+                tw_reuse,
+                max_tw,
+                loads,
+            )| Case {
                 seed,
                 profile,
                 server_profile,
@@ -124,7 +140,9 @@ fn text(c: &Case) -> String {
         "[scenario]\nname = \"random\"\nduration = \"4s\"\nseed = {}\nbin = \"250ms\"\n\n",
         c.seed
     );
-    let ips: Vec<String> = (1..=c.client_ips).map(|i| format!("\"10.0.0.{i}\"")).collect();
+    let ips: Vec<String> = (1..=c.client_ips)
+        .map(|i| format!("\"10.0.0.{i}\""))
+        .collect();
     let _ = writeln!(
         s,
         "[[host]]\nname = \"client\"\nprofile = \"{}\"\nips = [{}]\n",
@@ -148,7 +166,11 @@ fn text(c: &Case) -> String {
         }
         _ => {
             let _ = writeln!(knobs, "\"dynamicport.tcp.start\" = {}", lo.max(1025));
-            let _ = writeln!(knobs, "\"dynamicport.tcp.num\" = {}", 255 + u32::from(hi - lo));
+            let _ = writeln!(
+                knobs,
+                "\"dynamicport.tcp.num\" = {}",
+                255 + u32::from(hi - lo)
+            );
         }
     }
     let _ = writeln!(

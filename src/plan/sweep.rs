@@ -331,7 +331,9 @@ fn cost(file: &str, text: &str) -> u64 {
                 crate::workload::Arrival::Steps { steps, .. } => {
                     steps.iter().map(|s| s.1.per_sec()).fold(0.0, f64::max)
                 }
-                crate::workload::Arrival::Closed { concurrency } => 1000.0 * f64::from(*concurrency),
+                crate::workload::Arrival::Closed { concurrency } => {
+                    1000.0 * f64::from(*concurrency)
+                }
             };
             (rate * active) as u64
         })
