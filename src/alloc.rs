@@ -471,6 +471,7 @@ impl LinuxAllocator {
         autobind_reuse: bool,
         reserved: impl Fn(u32) -> bool,
         mut conflict: impl FnMut(u32, bool) -> Option<bool>,
+        fast: Option<(&PortBits, &PortBits)>,
     ) -> Search {
         let mut probes = 0;
         let mut relax = false;
@@ -496,10 +497,23 @@ impl LinuxAllocator {
                 }
                 let mut offset = self.rng.random_range(0..remaining) | 1;
                 loop {
-                    let found = pass_literal(lo, hi, remaining, offset, 2, |port| {
-                        probes += 1;
-                        !reserved(port) && !conflict(port, relax).unwrap_or(false)
-                    });
+                    // `fast`: the ports that conflict and the reserved ones, as bit sets, when
+                    // the conflict test is "any owner on this address" (not the relaxed
+                    // round): the same first port and probe count, a word at a time.
+                    let found = match fast {
+                        Some((taken, reserved)) if !relax => {
+                            let f = pass(lo, hi, remaining, offset, 2, taken, reserved, None);
+                            probes += match f {
+                                Some((_, i)) => i / 2 + 1,
+                                None => remaining.div_ceil(2),
+                            };
+                            f
+                        }
+                        _ => pass_literal(lo, hi, remaining, offset, 2, |port| {
+                            probes += 1;
+                            !reserved(port) && !conflict(port, relax).unwrap_or(false)
+                        }),
+                    };
                     if let Some((port, _)) = found {
                         return Search {
                             port: Some(port as u16),
@@ -809,6 +823,7 @@ mod tests {
                 false,
                 |_| false,
                 |p, _| held.contains(&p).then_some(true),
+                None,
             );
             let p = u32::from(s.port.expect("free"));
             assert_eq!(p % 2, if k < 5 { 1 } else { 0 }, "bind #{k} got {p}");
@@ -821,6 +836,7 @@ mod tests {
             false,
             |_| false,
             |p, _| held.contains(&p).then_some(true),
+            None,
         );
         assert_eq!(s.port, None);
         assert_eq!(s.probes, 10);
@@ -1094,6 +1110,42 @@ mod tests {
                 prop_assert_eq!(f, l);
                 if let Some(p) = f.port { a.insert(p); }
             }
+        }
+    }
+
+    #[test]
+    fn bind_search_by_words_finds_what_the_kernel_loop_finds() {
+        use rand::SeedableRng;
+        let mut fill = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+        for round in 0..200u64 {
+            let (lo, hi) = (30000u16, 30000 + (round as u16 % 97) * 3 + 3);
+            let (mut taken, mut reserved) = (PortBits::default(), PortBits::default());
+            let density = round % 10;
+            for p in lo..=hi {
+                if fill.random_range(0..10) < density {
+                    taken.insert(p);
+                }
+                if fill.random_range(0..40) == 0 {
+                    reserved.insert(p);
+                }
+            }
+            let search = |fast| {
+                let mut a = LinuxAllocator::new(crate::rng::stream(round, "b"));
+                a.bind_any(
+                    lo,
+                    hi,
+                    round % 2 == 0,
+                    false,
+                    |p| reserved.contains(p as u16),
+                    |p, _| taken.contains(p as u16).then_some(true),
+                    fast,
+                )
+            };
+            assert_eq!(
+                search(None),
+                search(Some((&taken, &reserved))),
+                "round {round}"
+            );
         }
     }
 }

@@ -564,6 +564,9 @@ impl Simulation {
                 "attempted {a} ≠ established {e} + failed {f} + in flight (SYN-SENT) {syn_sent}"
             ));
         }
+        if let Some(m) = self.hosts.iter_mut().find_map(|h| h.violation.take()) {
+            self.violate(m);
+        }
     }
 
     fn audit_tables(&mut self) {
