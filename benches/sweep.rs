@@ -8,7 +8,10 @@ use std::hint::black_box;
 use std::time::Duration;
 
 fn sweep(c: &mut Criterion) {
-    let file = concat!(env!("CARGO_MANIFEST_DIR"), "/scenarios/httperf-error-99.toml");
+    let file = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/scenarios/httperf-error-99.toml"
+    );
     let text = std::fs::read_to_string(file).expect("the httperf scenario");
     let vary = [
         parse_vary("workload.httperf.arrival.rate=100..1000/10").expect("a range"),

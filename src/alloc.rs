@@ -463,6 +463,7 @@ impl LinuxAllocator {
     /// is `inet_csk_bind_conflict` for a port whose bind bucket exists, `None` when no bucket
     /// exists (the port is free). `reuse` is SO_REUSEADDR (scan the lower half first);
     /// `autobind_reuse` is `net.ipv4.ip_autobind_reuse` (a relaxed second round).
+    #[allow(clippy::too_many_arguments)]
     pub fn bind_any(
         &mut self,
         low: u16,

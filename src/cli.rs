@@ -95,8 +95,9 @@ enum Command {
         /// What-if: KEY=VALUE on top of the scenario; the plan shows before and after.
         #[arg(long = "set", value_name = "KEY=VALUE")]
         set: Vec<String>,
-        #[arg(long, value_enum, default_value_t = LiveFormat::Text)]
-        format: LiveFormat,
+        /// Output format (default: json for an output file named .json, else text).
+        #[arg(long, value_enum)]
+        format: Option<LiveFormat>,
         /// Write the plan to this file instead of standard output (atomically).
         #[arg(short, long)]
         output: Option<PathBuf>,
@@ -602,17 +603,26 @@ pub fn main() -> ExitCode {
                 Ok(c) => c,
                 Err(code) => return code,
             };
-            let p = match plan::plan(&file, &text, &changes) {
+            let spin = indicatif::ProgressBar::with_draw_target(
+                None,
+                indicatif::ProgressDrawTarget::stderr(),
+            );
+            spin.set_message("simulating the scenario and each remedy");
+            spin.enable_steady_tick(std::time::Duration::from_millis(200));
+            let planned = plan::plan(&file, &text, &changes);
+            spin.finish_and_clear();
+            let p = match planned {
                 Ok(p) => p,
                 Err(e) => {
                     eprintln!("error: {e}");
                     return ExitCode::from(BAD_INPUT);
                 }
             };
-            let text = match format {
-                LiveFormat::Text => p.to_text(),
-                LiveFormat::Json => p.to_json(),
+            let json = match format {
+                Some(f) => matches!(f, LiveFormat::Json),
+                None => extension_is(output.as_deref(), "json"),
             };
+            let text = if json { p.to_json() } else { p.to_text() };
             emit(output.as_deref(), &text)
         }
         Command::Sweep {
@@ -642,6 +652,15 @@ pub fn main() -> ExitCode {
                 Ok(v) => v,
                 Err(e) => return bad(e),
             };
+            if let Some(v) = vary
+                .iter()
+                .enumerate()
+                .find(|(i, v)| vary[..*i].iter().any(|u| u.key == v.key))
+                .map(|(_, v)| v)
+            {
+                eprintln!("error: --vary {}: varied twice; give each key once", v.key);
+                return ExitCode::from(BAD_INPUT);
+            }
             let shard = match shard.as_deref().map(sweep::parse_shard).transpose() {
                 Ok(s) => s,
                 Err(e) => return bad(e),
@@ -753,8 +772,12 @@ pub fn main() -> ExitCode {
             use crate::plan::import;
             let read = |p: &std::path::Path| -> Result<(String, String), ExitCode> {
                 if p == std::path::Path::new("-") {
-                    let mut t = String::new();
-                    std::io::Read::read_to_string(&mut std::io::stdin(), &mut t).map_err(|e| {
+                    let mut b = vec![];
+                    std::io::Read::read_to_end(&mut std::io::stdin(), &mut b).map_err(|e| {
+                        eprintln!("error: standard input: {e}");
+                        ExitCode::from(BAD_INPUT)
+                    })?;
+                    let t = decode(&b).map_err(|e| {
                         eprintln!("error: standard input: {e}");
                         ExitCode::from(BAD_INPUT)
                     })?;
@@ -819,11 +842,44 @@ fn refuse(e: &ScenarioError) -> ExitCode {
 
 pub use crate::write_atomically;
 
+fn extension_is(path: Option<&std::path::Path>, ext: &str) -> bool {
+    path.and_then(|p| p.extension())
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| e.eq_ignore_ascii_case(ext))
+}
+
+/// A text file: UTF-8, or UTF-16 with its byte-order mark (what PowerShell 5.1's `>` writes).
 fn read_text(path: &std::path::Path) -> Result<String, ExitCode> {
-    std::fs::read_to_string(path).map_err(|e| {
+    let fail = |e: &dyn std::fmt::Display| {
         eprintln!("error: {}: {e}", path.display());
         ExitCode::from(BAD_INPUT)
-    })
+    };
+    let bytes = std::fs::read(path).map_err(|e| fail(&e))?;
+    decode(&bytes).map_err(|e| fail(&e))
+}
+
+fn decode(bytes: &[u8]) -> Result<String, String> {
+    let utf16 = |le: bool| {
+        let units: Vec<u16> = bytes[2..]
+            .chunks_exact(2)
+            .map(|c| {
+                if le {
+                    u16::from_le_bytes([c[0], c[1]])
+                } else {
+                    u16::from_be_bytes([c[0], c[1]])
+                }
+            })
+            .collect();
+        String::from_utf16(&units).map_err(|_| "not valid UTF-16 text".to_string())
+    };
+    match bytes {
+        [0xFF, 0xFE, ..] => utf16(true),
+        [0xFE, 0xFF, ..] => utf16(false),
+        [0xEF, 0xBB, 0xBF, rest @ ..] => {
+            String::from_utf8(rest.to_vec()).map_err(|_| "not valid UTF-8 text".to_string())
+        }
+        _ => String::from_utf8(bytes.to_vec()).map_err(|_| "not valid UTF-8 text".to_string()),
+    }
 }
 
 fn parse_sets(set: &[String]) -> Result<Vec<whatif::Change>, ExitCode> {
@@ -876,7 +932,11 @@ fn sweep_format(
     if let Some(f) = format {
         return Ok(f);
     }
-    match output.and_then(|p| p.extension()).and_then(|e| e.to_str()) {
+    let ext = output
+        .and_then(|p| p.extension())
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase);
+    match ext.as_deref() {
         None | Some("csv") => Ok(SweepFormat::Csv),
         Some("json") => Ok(SweepFormat::Json),
         Some(other) => {
@@ -904,6 +964,10 @@ fn write_sweep(
         return code;
     }
     // The results first: a chart that cannot be drawn does not cost the runs.
+    if chart.is_some() && r.rows.is_empty() {
+        eprintln!("warning: no points in this shard: no chart drawn");
+        return ExitCode::SUCCESS;
+    }
     if let Some(p) = chart {
         match r.chart(metric.metric()) {
             Ok(c) => {

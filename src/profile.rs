@@ -575,8 +575,11 @@ impl Profile {
                 self.port_range = (lo, hi);
             }
             "net.ipv4.ip_local_reserved_ports" => {
-                let text = value.as_str().ok_or_else(bad)?;
-                self.reserved_ports = parse_port_list(text).ok_or_else(bad)?;
+                let text = match value {
+                    toml::Value::Integer(i) => i.to_string(),
+                    v => v.as_str().ok_or_else(bad)?.to_string(),
+                };
+                self.reserved_ports = parse_port_list(&text).ok_or_else(bad)?;
             }
             "net.ipv4.ip_unprivileged_port_start" => {
                 self.unprivileged_port_start = int(0, 65535)? as u16

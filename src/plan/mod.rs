@@ -219,6 +219,8 @@ pub struct Outcome {
     pub attempted: u64,
     pub established: u64,
     pub failed: u64,
+    /// Connects still waiting (SYN-SENT) when the run ended.
+    pub in_flight: u64,
     pub success_percent: f64,
     pub first_failure_s: Option<f64>,
     pub errors: BTreeMap<&'static str, u64>,
@@ -236,6 +238,7 @@ impl Outcome {
             attempted: c.attempted,
             established: c.established,
             failed: c.failed,
+            in_flight: c.in_flight,
             success_percent: if c.attempted > 0 {
                 round(100.0 * c.established as f64 / c.attempted as f64, 3)
             } else {
@@ -343,13 +346,18 @@ fn offered(sc: &Scenario, r: &Report) -> BTreeMap<String, (f64, &'static str)> {
                 steps.iter().map(|s| s.1.per_sec()).fold(0.0, f64::max),
                 "arrival rate (highest step)",
             ),
-            Arrival::Closed { .. } => {
-                let active = (w.stop.min(crate::time::Instant(sc.duration.0)).0)
-                    .saturating_sub(w.start.0) as f64
-                    / 1e9;
+            Arrival::Closed { concurrency } => {
+                // What the workers would ask for if every connect succeeded at once: each
+                // connection lasts a handshake and its requests (one RTT and one service time
+                // each), then the worker starts the next.
+                let rtt = w.rtt.mean().as_secs_f64();
+                let service = w.service_time.mean().as_secs_f64();
+                let n = f64::from(w.requests_per_connection);
+                let cycle = (rtt + n * (rtt + service)).max(1e-6);
+                let _ = ws;
                 (
-                    (ws.attempted - ws.retries) as f64 / active.max(1e-9),
-                    "simulated (closed loop)",
+                    f64::from(*concurrency) / cycle,
+                    "closed loop: concurrency / connection time",
                 )
             }
         };
@@ -384,19 +392,46 @@ fn offered(sc: &Scenario, r: &Report) -> BTreeMap<String, (f64, &'static str)> {
 /// Why the formula is not this pool's limit, if it is not, and the limit that holds instead
 /// (none when TIME-WAIT does not hold the client's ports at all).
 fn formula_note(sc: &Scenario, pool: &crate::report::PoolInfo) -> Option<(String, Option<f64>)> {
-    let host = sc.hosts.iter().find(|h| h.name == pool.host)?;
+    use crate::profile::{Kernel, Scope};
+    let host_ix = sc.hosts.iter().position(|h| h.name == pool.host)?;
+    let host = &sc.hosts[host_ix];
     let uses: Vec<&crate::workload::Workload> = sc
         .workloads
         .iter()
-        .filter(|w| {
-            w.sources
-                .iter()
-                .any(|s| sc.hosts[s.host as usize].name == pool.host)
-        })
+        .filter(|w| w.sources.iter().any(|s| s.host as usize == host_ix))
         .collect();
+    let local = |w: &&crate::workload::Workload| {
+        w.destinations
+            .iter()
+            .any(|d| d.host as usize == host_ix || crate::host::is_loopback(d.ip))
+    };
     if uses.iter().all(|w| w.closer == Closer::Server) {
+        // XNU, and Windows without SO_REUSE_UNICASTPORT: any socket on the port blocks it,
+        // the server's TIME-WAIT on the same host included (§3.3, §4).
+        if host.profile.scope == Scope::HostWide && uses.iter().all(local) {
+            return None;
+        }
+        let rule = match sc.hosts[uses[0].destinations[0].host as usize]
+            .profile
+            .kernel
+        {
+            Kernel::Linux => {
+                "a SYN to a server TIME-WAIT is accepted when its sequence number or timestamp is newer (§2.4)"
+            }
+            Kernel::FreeBsd => {
+                "a FreeBSD server TIME-WAIT accepts a SYN whose sequence number is newer (§3.2)"
+            }
+            Kernel::MacOs => {
+                "an XNU server TIME-WAIT accepts a SYN that passes PAWS and lies beyond its window (§3.4)"
+            }
+            Kernel::Windows => {
+                "a Windows server TIME-WAIT is assumed to accept a newer sequence number (§4, UNVERIFIED)"
+            }
+        };
         return Some((
-            "the server closes first, so the TIME-WAIT is on the server (§2.1); the client's port comes back when the server's FIN is acknowledged, and a new SYN to a server TIME-WAIT is accepted when its sequence number or timestamp is newer (§2.4), so ports / TIME_WAIT is not this pool's limit".into(),
+            format!(
+                "the server closes first, so the TIME-WAIT is on the server (§2.1); the client's port comes back when the server's FIN is acknowledged, and {rule}, so ports / TIME_WAIT is not this pool's limit"
+            ),
             None,
         ));
     }
@@ -406,12 +441,37 @@ fn formula_note(sc: &Scenario, pool: &crate::report::PoolInfo) -> Option<(String
             None,
         ));
     }
-    if host.profile.tw_reuse == 1 && host.profile.timestamps != 0 {
-        let delay = f64::from(host.profile.tw_reuse_delay_ms.max(1)) / 1e3;
+    if !host.profile.local_time_wait && uses.iter().all(local) {
+        return Some((
+            "net.inet.tcp.nolocaltimewait = 1: an active close toward a local address skips TIME-WAIT (§3.2), so the port comes back at once".into(),
+            None,
+        ));
+    }
+    // `tcp_twsk_unique` (§2.3): 1, or 2 toward or from loopback, and timestamps on both ends.
+    let p = &host.profile;
+    let loopback = uses.iter().any(|w| {
+        w.sources.iter().any(|s| crate::host::is_loopback(s.ip))
+            || w.destinations
+                .iter()
+                .any(|d| crate::host::is_loopback(d.ip))
+    });
+    let peer_ts = uses.iter().all(|w| {
+        w.destinations
+            .iter()
+            .all(|d| sc.hosts[d.host as usize].profile.timestamps != 0)
+    });
+    let reuse = p.kernel == Kernel::Linux
+        && (p.tw_reuse == 1 || (p.tw_reuse == 2 && loopback))
+        && p.timestamps != 0
+        && peer_ts;
+    if reuse {
+        let delay = f64::from(p.tw_reuse_delay_ms.max(1)) / 1e3;
         return Some((
             format!(
-                "tcp_tw_reuse = 1: connect() takes over a TIME-WAIT four-tuple {} ms after it began (§2.3), so the limit is ports / tcp_tw_reuse_delay, not ports / TIME_WAIT",
-                host.profile.tw_reuse_delay_ms
+                "tcp_tw_reuse = {}{}: connect() takes over a TIME-WAIT four-tuple {} ms after it began (§2.3), so the limit is ports / tcp_tw_reuse_delay, not ports / TIME_WAIT",
+                p.tw_reuse,
+                if p.tw_reuse == 2 { " (loopback)" } else { "" },
+                p.tw_reuse_delay_ms
             ),
             Some(f64::from(pool.ports) / delay),
         ));
@@ -538,20 +598,32 @@ fn verdict(a: &Assessment) -> String {
             .iter()
             .map(|(k, v)| format!("{} {k}", group(*v)))
             .collect();
-        return format!(
+        let mut v = format!(
             "runs out: {} of {} connects fail ({}), the first at {} s",
             group(o.failed),
             group(o.attempted),
             errs.join(", "),
             o.first_failure_s.map_or("?".into(), |t| format!("{t}"))
         );
+        if o.unprotected_reuse > 0 {
+            v.push_str(&format!(
+                "; {} four-tuples reused unprotected",
+                group(o.unprotected_reuse)
+            ));
+        }
+        return v;
     }
-    match tight {
+    let mut v = match tight {
         Some((p, h)) if h < 0.0 => format!(
-            "no failure within the run, but pool {} is offered {} /s, over its limit of {} /s",
+            "no failure within the run, but pool {} is offered {} /s, over its limit of {} /s{}",
             label(p),
             p.offered_per_s,
-            p.limit_per_s.unwrap_or(p.formula_limit_per_s)
+            p.limit_per_s.unwrap_or(p.formula_limit_per_s),
+            if p.offered_from.starts_with("closed") {
+                " (a closed loop: its workers wait for ports instead of failing)"
+            } else {
+                ""
+            }
         ),
         Some((p, h)) if h < 100.0 * (1.0 - TARGET_USE) => {
             format!("fits, tightly: pool {} has {h} % headroom", label(p))
@@ -559,7 +631,20 @@ fn verdict(a: &Assessment) -> String {
         Some((p, h)) => format!("fits: the tightest pool, {}, has {h} % headroom", label(p)),
         None if a.pools.is_empty() => "fits: no connection draws on an ephemeral port pool".into(),
         None => "fits: no connect failed, and TIME-WAIT does not hold the client's ports".into(),
+    };
+    if o.in_flight > 0 && o.in_flight * 1000 >= o.attempted {
+        v.push_str(&format!(
+            "; {} connects were still waiting (SYN retransmissions) at the end",
+            group(o.in_flight)
+        ));
     }
+    if o.unprotected_reuse > 0 {
+        v.push_str(&format!(
+            "; {} four-tuples were reused with no TIME-WAIT protecting them (SO_LINGER 0 or tcp_max_tw_buckets overflow): the seed's silent data corruption exposure",
+            group(o.unprotected_reuse)
+        ));
+    }
+    v
 }
 
 fn label(p: &PoolPlan) -> String {
@@ -653,7 +738,7 @@ fn pools_text(s: &mut String, a: &Assessment) {
         );
         let _ = writeln!(
             s,
-            "  steady      {} TIME-WAIT sockets; runs out at {}; then {} connects/s fail",
+            "  steady      {} TIME-WAIT sockets; runs out at {}; then {} connects/s more than it carries fail or wait",
             group(p.time_wait_steady as u64),
             opt_s(p.exhausted_at_s),
             p.failing_per_s
@@ -665,18 +750,19 @@ fn pools_text(s: &mut String, a: &Assessment) {
     let o = &a.outcome;
     let _ = writeln!(
         s,
-        "simulated     {} attempted, {} established, {} failed ({} % succeed); first failure {}; TIME-WAIT peak {}",
+        "simulated     {} attempted, {} established, {} failed, {} waiting at the end ({} % succeed); first failure {}; TIME-WAIT peak {}; {} four-tuples reused unprotected",
         group(o.attempted),
         group(o.established),
         group(o.failed),
+        group(o.in_flight),
         o.success_percent,
         opt_s(o.first_failure_s),
-        group(u64::from(o.time_wait_peak))
+        group(u64::from(o.time_wait_peak)),
+        group(o.unprotected_reuse)
     );
 }
 
 fn remedy_text(s: &mut String, n: &str, r: &remedy::Remedy) {
-    let o = &r.outcome;
     let _ = writeln!(
         s,
         "{n} {}{}",
@@ -686,21 +772,29 @@ fn remedy_text(s: &mut String, n: &str, r: &remedy::Remedy) {
     for line in &r.how {
         let _ = writeln!(s, "      how       {line}");
     }
-    let _ = writeln!(
-        s,
-        "      simulated {} % succeed, {} failed, first failure {}, tightest headroom {}{}",
-        o.success_percent,
-        group(o.failed),
-        opt_s(o.first_failure_s),
-        o.headroom_percent.map_or("–".into(), |h| format!("{h} %")),
-        if o.unprotected_reuse > 0 {
-            format!(
-                ", {} four-tuples reused unprotected",
-                group(o.unprotected_reuse)
-            )
-        } else {
-            String::new()
+    match (&r.outcome, &r.not_simulated) {
+        (Some(o), _) => {
+            let _ = writeln!(
+                s,
+                "      simulated {} % succeed, {} failed, first failure {}, tightest headroom {}{}",
+                o.success_percent,
+                group(o.failed),
+                opt_s(o.first_failure_s),
+                o.headroom_percent.map_or("–".into(), |h| format!("{h} %")),
+                if o.unprotected_reuse > 0 {
+                    format!(
+                        ", {} four-tuples reused unprotected",
+                        group(o.unprotected_reuse)
+                    )
+                } else {
+                    String::new()
+                }
+            );
         }
-    );
+        (None, Some(why)) => {
+            let _ = writeln!(s, "      not simulated: {why}");
+        }
+        (None, None) => {}
+    }
     let _ = writeln!(s, "      caveat    {}", r.side_effects);
 }

@@ -23,9 +23,14 @@ pub struct Remedy {
     pub how: Vec<String>,
     /// The scenario changes that were simulated.
     pub simulated_change: Vec<String>,
-    /// No connect failed in the simulated run.
+    /// In the simulated run no connect failed, no more four-tuples were reused unprotected
+    /// than before, and the tightest pool kept 20 % headroom.
     pub fixes: bool,
-    pub outcome: Outcome,
+    /// The simulated run; none when the change could not be simulated.
+    pub outcome: Option<Outcome>,
+    /// Why the change was not simulated.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub not_simulated: Option<String>,
     pub side_effects: String,
     /// How much the change asks of people (lower first among fixes).
     #[serde(skip)]
@@ -167,31 +172,44 @@ pub fn evaluate(
     .into_iter()
     .flatten()
     .collect();
+    let base_unprotected = now.outcome.unprotected_reuse;
     let mut done: Vec<Remedy> = variants
         .into_par_iter()
-        .filter_map(|v| {
-            let text = toml::to_string(&v.doc).ok()?;
-            let sc = scenario::parse(file, &text).ok()?;
-            let (_, a) = assess(&sc);
-            Some(Remedy {
+        .map(|v| {
+            let run = toml::to_string(&v.doc)
+                .map_err(|e| e.to_string())
+                .and_then(|text| scenario::parse(file, &text).map_err(|e| e.message))
+                .map(|sc| assess(&sc).1.outcome);
+            let (outcome, not_simulated) = match run {
+                Ok(o) => (Some(o), None),
+                Err(why) => (None, Some(why)),
+            };
+            let fixes = outcome.as_ref().is_some_and(|o| {
+                o.failed == 0
+                    && o.unprotected_reuse <= base_unprotected
+                    && o.headroom_percent
+                        .is_none_or(|h| h >= 100.0 * (1.0 - TARGET_USE) - 1e-9)
+            });
+            Remedy {
                 title: v.title,
                 how: v.how,
                 simulated_change: v.simulated_change,
-                fixes: a.outcome.failed == 0,
-                outcome: a.outcome,
+                fixes,
+                outcome,
+                not_simulated,
                 side_effects: v.side_effects,
                 effort: v.effort,
-            })
+            }
         })
         .collect();
+    let success = |r: &Remedy| r.outcome.as_ref().map_or(-1.0, |o| o.success_percent);
     done.sort_by(|a, b| {
         b.fixes.cmp(&a.fixes).then_with(|| {
             if a.fixes {
                 a.effort.cmp(&b.effort)
             } else {
-                b.outcome
-                    .success_percent
-                    .total_cmp(&a.outcome.success_percent)
+                success(b)
+                    .total_cmp(&success(a))
                     .then(a.effort.cmp(&b.effort))
             }
         })
@@ -278,7 +296,7 @@ fn port_range(sc: &Scenario, targets: &[usize], doc: &Table) -> Option<Variant> 
         title: "Widen the ephemeral port range to 1024–65535".into(),
         how,
         simulated_change: changed,
-        side_effects: "ports from 1024 up become ephemeral: a service that binds one of them after a client took it gets EADDRINUSE, so list such ports in net.ipv4.ip_local_reserved_ports (Linux) or move the service; the gain is at most about 4× the Linux default range".into(),
+        side_effects: "ports from 1024 up become ephemeral: a service that binds one of them after a client took it gets EADDRINUSE, so reserve those ports (Linux net.ipv4.ip_local_reserved_ports; elsewhere keep services above the range or move them); the gain is bounded: 64,512 ports at most".into(),
         effort: 1,
         doc,
     })
@@ -297,7 +315,14 @@ fn tw_reuse(sc: &Scenario, targets: &[usize], doc: &Table) -> Option<Variant> {
     for h in client_hosts(sc, targets) {
         let host = &sc.hosts[h];
         let p = &host.profile;
-        if p.kernel != Kernel::Linux || p.tw_reuse == 1 {
+        let loopback = targets.iter().any(|&i| {
+            let w = &sc.workloads[i];
+            w.sources.iter().any(|s| crate::host::is_loopback(s.ip))
+                || w.destinations
+                    .iter()
+                    .any(|d| crate::host::is_loopback(d.ip))
+        });
+        if p.kernel != Kernel::Linux || p.tw_reuse == 1 || (p.tw_reuse == 2 && loopback) {
             continue;
         }
         let knobs = sub(host_mut(&mut doc, &host.name), "knobs");
@@ -569,7 +594,7 @@ fn clients(sc: &Scenario, targets: &[usize], doc: &Table, m: u32) -> Option<Vari
             .map(|s| Ipv4Addr::from(s.ip).to_string())
             .collect();
         let template = host_mut(&mut doc, own[0]).clone();
-        for k in 2..=(m as usize * own.len()) {
+        for k in own.len() + 1..=m as usize * own.len() {
             let name = (k..)
                 .map(|n| format!("{}-{n}", own[0]))
                 .find(|n| !names.contains(n) && !made.contains(n))?;

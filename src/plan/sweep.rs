@@ -176,6 +176,8 @@ pub struct SweepReport {
     pub file: String,
     /// `--set` changes under every point.
     pub set: Vec<String>,
+    /// FNV-1a of the scenario text with `--set` applied: shards of one sweep share it.
+    pub scenario_hash: String,
     pub vary: Vec<VaryInfo>,
     /// Points in the whole grid.
     pub points: usize,
@@ -251,6 +253,7 @@ impl Sweep {
                     .iter()
                     .map(|c| format!("{}={}", c.key, whatif::show(&c.value)))
                     .collect(),
+                scenario_hash: format!("{:016x}", fnv1a(base.as_bytes())),
                 vary: vary
                     .iter()
                     .map(|v| VaryInfo {
@@ -338,6 +341,12 @@ fn cost(file: &str, text: &str) -> u64 {
             (rate * active) as u64
         })
         .sum()
+}
+
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
 }
 
 /// The grid's point `k`: each varied key with its value.
@@ -569,6 +578,7 @@ pub fn merge(parts: &[(String, SweepReport)]) -> Result<SweepReport, SweepError>
         let same = p.scenario == first.scenario
             && p.file == first.file
             && p.set == first.set
+            && p.scenario_hash == first.scenario_hash
             && p.vary == first.vary
             && p.points == first.points
             && p.portsim_version == first.portsim_version;
