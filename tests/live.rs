@@ -329,3 +329,68 @@ fn a_live_run_draws_predicted_over_measured() {
     assert_eq!(out.status.code(), Some(2));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Sockets on `port` in the host's own namespace (IPv4 and IPv6 tables).
+fn host_sockets_on(port: u16) -> usize {
+    let hex = format!(":{port:04X} ");
+    ["/proc/net/tcp", "/proc/net/tcp6"]
+        .iter()
+        .filter_map(|f| std::fs::read_to_string(f).ok())
+        .flat_map(|t| t.lines().skip(1).map(String::from).collect::<Vec<_>>())
+        .filter(|l| {
+            l.split_whitespace()
+                .nth(1)
+                .is_some_and(|a| format!("{a} ").contains(&hex))
+        })
+        .count()
+}
+
+#[test]
+fn a_run_stopped_by_ctrl_c_or_the_cap_ends_cleanly_marked_partial() {
+    let _serial = serial();
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/live/ceiling.toml");
+    let range = || std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").unwrap();
+    let before = range();
+    // Ctrl-C after 1.5 s of a 5 s run.
+    let child = portsim()
+        .args(["live", "--format", "json"])
+        .arg(&path)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if stderr.contains("namespace:") {
+        eprintln!("SKIPPED: {}", stderr.trim());
+        return;
+    }
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {stderr}"));
+    assert_eq!(r["verdict"], "interrupted", "{stderr}");
+    assert_eq!(r["partial"], true);
+    assert_eq!(out.status.code(), Some(1));
+    let bins = r["measured"]["series"].as_array().unwrap().len();
+    assert!(
+        (1..5).contains(&bins),
+        "{bins} whole bins before the interrupt"
+    );
+    // The cap: 300 connections of a closed loop of 128.
+    let out = portsim()
+        .args(["live", "--format", "json", "--max-connections", "300"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["verdict"], "capped");
+    assert_eq!(r["partial"], true);
+    assert!(n(&r["measured"]["attempted"]) <= 300);
+    // Nothing is left on the host: its range as it was, no socket on the scenario's port.
+    assert_eq!(range(), before);
+    assert_eq!(host_sockets_on(8080), 0);
+}

@@ -154,6 +154,9 @@ pub struct LiveReport {
     pub notes: Vec<String>,
     pub checks: Vec<Check>,
     pub verdict: &'static str,
+    /// The run stopped early (Ctrl-C or the connection cap): only the whole bins it sampled
+    /// are compared.
+    pub partial: bool,
     pub measured: Measured,
     pub predicted: Report,
 }
@@ -499,6 +502,7 @@ pub fn run(sc: &Scenario, opts: Options) -> Result<LiveReport, LiveError> {
         notes,
         checks,
         verdict,
+        partial: measured.interrupted || measured.capped,
         measured,
         predicted,
     })
