@@ -693,7 +693,7 @@ impl Plan {
         if !self.remedies.is_empty() {
             let _ = writeln!(
                 s,
-                "\nremedies, best first (each simulated; \"fixes\" = no failed connect in the run)"
+                "\nremedies, best first (each simulated; \"fixes\" = no failed connect, no added unprotected reuse, 20 % headroom)"
             );
             for (i, r) in self.remedies.iter().enumerate() {
                 remedy_text(&mut s, &format!("{:>2}.", i + 1), r);
@@ -738,7 +738,7 @@ fn pools_text(s: &mut String, a: &Assessment) {
         );
         let _ = writeln!(
             s,
-            "  steady      {} TIME-WAIT sockets; runs out at {}; then {} connects/s more than it carries fail or wait",
+            "  steady      {} TIME-WAIT sockets; runs out at {}; then {} connects/s beyond the limit fail or wait",
             group(p.time_wait_steady as u64),
             opt_s(p.exhausted_at_s),
             p.failing_per_s
