@@ -197,6 +197,10 @@ enum Command {
         /// Also draw predicted against measured to this file (.svg or .png).
         #[arg(long)]
         plot: Option<PathBuf>,
+        /// Fault injection: the server waits this long before each accept(), e.g. "20ms"
+        /// (a listener slow to accept; the prediction does not model it).
+        #[arg(long, value_name = "DURATION")]
+        accept_delay: Option<String>,
     },
     /// List the kernel profiles.
     Profiles,
@@ -394,6 +398,7 @@ pub fn main() -> ExitCode {
             output,
             max_connections,
             plot,
+            accept_delay,
         } => {
             let sc = match scenario::load(&scenario) {
                 Ok(sc) => sc,
@@ -405,10 +410,18 @@ pub fn main() -> ExitCode {
                 eprintln!("error: --plot {e}");
                 return ExitCode::from(BAD_INPUT);
             }
+            let accept_delay = match accept_delay.as_deref().map(Duration::parse).transpose() {
+                Ok(d) => std::time::Duration::from_nanos(d.map_or(0, |d| d.0)),
+                Err(e) => {
+                    eprintln!("error: --accept-delay: {e}");
+                    return ExitCode::from(BAD_INPUT);
+                }
+            };
             let opts = live::Options {
                 max_connections: max_connections
                     .or(sc.live.max_connections)
                     .unwrap_or(live::MAX_CONNECTIONS),
+                accept_delay,
             };
             let report = match live::run(&sc, opts) {
                 Ok(r) => r,

@@ -394,3 +394,28 @@ fn a_run_stopped_by_ctrl_c_or_the_cap_ends_cleanly_marked_partial() {
     assert_eq!(range(), before);
     assert_eq!(host_sockets_on(8080), 0);
 }
+
+#[test]
+fn a_listener_slow_to_accept_ends_the_run_cleanly_on_time() {
+    let _serial = serial();
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/live/ceiling.toml");
+    let out = portsim()
+        .args(["live", "--format", "json", "--accept-delay", "20ms"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if stderr.contains("namespace:") {
+        eprintln!("SKIPPED: {}", stderr.trim());
+        return;
+    }
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {stderr}"));
+    // The prediction does not model accept(): the two differ, and the run still completes.
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(r["partial"], false);
+    assert_ne!(r["verdict"], "agree");
+    // One accept per 20 ms for 5 s: at most 251 connections served.
+    let served = n(&r["measured"]["requests_completed"]);
+    assert!(served > 0 && served <= 5000 / 20 + 1, "{served}");
+    assert_eq!(host_sockets_on(8080), 0);
+}

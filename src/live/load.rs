@@ -275,6 +275,7 @@ pub fn serve(
     listeners: Vec<(std::net::TcpListener, ServerSpec)>,
     seed: u64,
     stop: Arc<AtomicBool>,
+    accept_delay: StdDuration,
 ) -> std::io::Result<u64> {
     let mut poll = Poll::new()?;
     let mut events = Events::with_capacity(1024);
@@ -330,7 +331,20 @@ pub fn serve(
             }
             if t < n {
                 pending_accept[t] = false;
+                let mut first = true;
                 loop {
+                    if !accept_delay.is_zero() {
+                        // One accept per pass, after the delay; the rest wait their turn.
+                        if !first {
+                            pending_accept[t] = true;
+                            break;
+                        }
+                        if stop.load(Ordering::Relaxed) {
+                            break;
+                        }
+                        std::thread::sleep(accept_delay);
+                    }
+                    first = false;
                     match ls[t].accept() {
                         Ok((sock, _)) => {
                             let i = free.pop().unwrap_or_else(|| {

@@ -61,6 +61,9 @@ extern "C" fn on_sigint(_: nix::libc::c_int) {
 pub struct Options {
     /// Hard cap on connections started (the run also ends at the scenario's duration).
     pub max_connections: u64,
+    /// Fault injection: the server waits this long before each accept(), a listener that is
+    /// slow to accept (its backlog fills and the kernel drops SYNs beyond it).
+    pub accept_delay: StdDuration,
 }
 
 /// Default connection cap.
@@ -295,11 +298,12 @@ pub fn run(sc: &Scenario, opts: Options) -> Result<LiveReport, LiveError> {
     let server_stop = Arc::new(AtomicBool::new(false));
     let started = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let seed = sc.seed;
+    let accept_delay = opts.accept_delay;
     let server = {
         let stop = server_stop.clone();
         std::thread::Builder::new()
             .name("portsim-server".into())
-            .spawn(move || load::serve(listeners, seed, stop))
+            .spawn(move || load::serve(listeners, seed, stop, accept_delay))
             .map_err(|e| LiveError::Io(e.to_string()))?
     };
     let duration = StdDuration::from_nanos(sc.duration.0);
