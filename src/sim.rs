@@ -496,7 +496,7 @@ impl Simulation {
                 break;
             };
             self.close_bins_to(at);
-            if at < self.now {
+            if self.check && at < self.now {
                 self.violate(format!(
                     "time went backwards from {:.9} s to {:.9} s",
                     self.now.as_secs_f64(),
@@ -511,9 +511,9 @@ impl Simulation {
             }
             if self.check {
                 self.audit_event();
-            }
-            if let Some(v) = self.violation.take() {
-                return Err(v);
+                if let Some(v) = self.violation.take() {
+                    return Err(v);
+                }
             }
         }
         while self.rec.bin_end <= self.end {
