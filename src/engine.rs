@@ -219,6 +219,11 @@ impl<E> Queue<E> {
         best
     }
 
+    /// When the earliest event is due, if any.
+    pub fn next_time(&self) -> Option<Instant> {
+        self.next_source().map(|(at, ..)| Instant(at))
+    }
+
     /// Removes and returns the earliest event.
     pub fn pop(&mut self) -> Option<(Instant, E)> {
         self.pop_before(Instant(u64::MAX))

@@ -595,6 +595,13 @@ impl Simulation {
     fn dispatch(&mut self, ev: Event) {
         match ev {
             Event::Arrival { wl } => {
+                if self.bulk
+                    && self.parked.is_empty()
+                    && let Some((host, pool)) = self.exhausted_open_loop(wl)
+                {
+                    self.arrivals_in_bulk(wl, host, pool);
+                    return;
+                }
                 let w = &self.workloads[wl as usize];
                 if !self.runners[wl as usize].stopped
                     && let Some(t) = self.runners[wl as usize].next_arrival(w)
@@ -603,7 +610,9 @@ impl Simulation {
                 }
                 self.start(wl, NONE, 0);
             }
-            Event::Start { wl, slot, retry } => self.start(wl, slot, retry),
+            Event::Start { wl, slot, retry } => {
+                self.start(wl, slot, retry);
+            }
             Event::Syn { conn, generation } => self.on_live(conn, generation, Self::syn),
             Event::SynAck { conn, generation } => self.on_live(conn, generation, Self::syn_ack),
             Event::Ack { conn, generation } => self.on_live(conn, generation, Self::ack),
@@ -739,11 +748,12 @@ impl Simulation {
     // ---- the application side ------------------------------------------------------
 
     /// The application opens a connection: socket, optional bind, connect().
-    fn start(&mut self, wl: u32, slot: u32, retry: u32) {
+    /// Starts a connection; returns the error and probes when connect() failed at once.
+    fn start(&mut self, wl: u32, slot: u32, retry: u32) -> Option<(Errno, u32)> {
         let w = &self.workloads[wl as usize];
         let r = &mut self.runners[wl as usize];
         if r.stopped {
-            return;
+            return None;
         }
         let (src, dst) = r.pick(w);
         let rtt = w.rtt.sample(&mut r.latency);
@@ -821,10 +831,11 @@ impl Simulation {
                     if let Some(pool) = exhausted
                         && self.park(wl, slot, retry, errno, probes, (src.host, pool))
                     {
-                        return;
+                        return Some((errno, probes));
                     }
                 }
                 self.fail(wl, slot, retry, errno);
+                Some((errno, probes))
             }
             Ok((sock, probes, recycled)) => {
                 self.rec.probes(probes);
@@ -845,6 +856,7 @@ impl Simulation {
                 c.ts_off = ts_off;
                 let at = self.now + up;
                 self.send(at, conn, |conn, generation| Event::Syn { conn, generation });
+                None
             }
         }
     }
@@ -1007,6 +1019,82 @@ impl Simulation {
             } else {
                 self.parked.push(*p);
             }
+        }
+    }
+
+    /// The pool an open-loop arrival of `wl` will find with no free port, when its failures
+    /// change nothing but the counts: one source, one destination, a fixed RTT (no latency
+    /// draw), `count` on error, connect() or IP_BIND_ADDRESS_NO_PORT.
+    fn exhausted_open_loop(&self, wl: u32) -> Option<(u16, u32)> {
+        let w = &self.workloads[wl as usize];
+        if matches!(w.arrival, Arrival::Closed { .. })
+            || self.runners[wl as usize].stopped
+            || w.sources.len() != 1
+            || w.destinations.len() != 1
+            || w.spread != crate::workload::Spread::RoundRobin
+            || !matches!(w.rtt, crate::workload::Dist::Fixed(_))
+            || !matches!(w.on_error, crate::workload::OnError::Count { .. })
+            || !matches!(w.mode, Mode::Connect | Mode::BindNoPort)
+        {
+            return None;
+        }
+        let (src, dst) = (w.sources[0], w.destinations[0]);
+        let host = &self.hosts[src.host as usize];
+        let pool = host.pool_of(src.ip, dst.ip, dst.port)?;
+        (host.pools[pool as usize].free == 0).then_some((src.host, pool))
+    }
+
+    /// Open-loop arrivals into an exhausted pool, counted in bulk. This arrival runs as
+    /// stepping runs it; the arrivals after it that come strictly before the next queued
+    /// event (nothing else happens in between, so each fails the same way: `pool.free == 0`
+    /// returns the same probes and changes no state) are counted bin by bin without being
+    /// queued; the first one at or after it is queued. It sorts after every event queued now,
+    /// as it would have if queued by the arrival before it, and before every event queued
+    /// later.
+    fn arrivals_in_bulk(&mut self, wl: u32, host: u16, pool: u32) {
+        let w = &self.workloads[wl as usize];
+        let mut next = self.runners[wl as usize].next_arrival(w);
+        let Some((errno, probes)) = self.start(wl, NONE, 0) else {
+            debug_assert!(false, "a connect into an exhausted pool succeeded");
+            if let Some(t) = next {
+                self.queue.push(t, Class::App, Event::Arrival { wl });
+            }
+            return;
+        };
+        let horizon = self.queue.next_time().unwrap_or(self.end).min(self.end);
+        let mut pending = 0u64;
+        while let Some(t) = next
+            && t < horizon
+            && !self.runners[wl as usize].stopped
+            && self.hosts[host as usize].pools[pool as usize].free == 0
+        {
+            if t >= self.rec.bin_end {
+                self.count_arrivals(wl, errno, probes, pending);
+                pending = 0;
+                self.close_bins_to(t);
+            }
+            self.now = t;
+            pending += 1;
+            let w = &self.workloads[wl as usize];
+            next = self.runners[wl as usize].next_arrival(w);
+        }
+        self.count_arrivals(wl, errno, probes, pending);
+        if let Some(t) = next {
+            self.queue.push(t, Class::App, Event::Arrival { wl });
+        }
+    }
+
+    /// `n` failed open-loop arrivals, as `start` and `fail` record them.
+    fn count_arrivals(&mut self, wl: u32, errno: Errno, probes: u32, n: u64) {
+        if n == 0 {
+            return;
+        }
+        self.rec
+            .failed_attempts(wl as usize, false, errno, probes, n);
+        self.runners[wl as usize].started += n;
+        if let Some(&id) = self.free_conns.last() {
+            let c = &mut self.conns[id as usize];
+            c.generation = c.generation.wrapping_add(n as u32);
         }
     }
 
