@@ -137,7 +137,7 @@ fn case() -> impl Strategy<Value = Case> {
 
 fn text(c: &Case) -> String {
     let mut s = format!(
-        "[scenario]\nname = \"random\"\nduration = \"4s\"\nseed = {}\nbin = \"250ms\"\n\n",
+        "[scenario]\nname = \"random\"\nduration = \"3s\"\nseed = {}\nbin = \"250ms\"\n\n",
         c.seed
     );
     let ips: Vec<String> = (1..=c.client_ips)
@@ -216,7 +216,7 @@ fn text(c: &Case) -> String {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
 
     #[test]
     fn random_scenarios_keep_every_invariant_and_repeat_exactly(c in case()) {
