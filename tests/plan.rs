@@ -661,3 +661,25 @@ fn merge_refuses_shards_of_a_changed_scenario_and_imports_take_utf16() {
     let l = import::from_sysctl("x", "net.ipv4.ip_local_reserved_ports = 8080\n").unwrap();
     assert_eq!(l.profile.reserved_ports, vec![(8080, 8080)]);
 }
+
+#[test]
+fn a_key_varied_twice_is_refused_and_plan_writes_json_to_a_json_file() {
+    let o = portsim(&[
+        "sweep",
+        "scenarios/httperf-error-99.toml",
+        "--vary",
+        "workload.httperf.arrival.rate=1,2",
+        "--vary",
+        "workload.httperf.arrival.rate=3",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("varied twice"));
+    let out = std::env::temp_dir().join(format!("plan-{}.JSON", std::process::id()));
+    let o = portsim(&["plan", "--rate", "100/s", "-o", out.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    assert_eq!(v["schema"], "portsim.plan/1");
+    assert_eq!(v["pools"][0]["offered_per_s"], 100.0);
+    std::fs::remove_file(&out).ok();
+}
