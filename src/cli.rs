@@ -354,19 +354,9 @@ pub fn main() -> ExitCode {
                 Format::Json => report.to_json(),
                 Format::Csv => report.to_csv(),
             };
-            match output {
-                None => {
-                    let mut out = std::io::stdout().lock();
-                    if out.write_all(text.as_bytes()).is_err() {
-                        return ExitCode::FAILURE;
-                    }
-                }
-                Some(path) => {
-                    if let Err(e) = write_atomically(&path, text.as_bytes()) {
-                        eprintln!("error: cannot write {}: {e}", path.display());
-                        return ExitCode::FAILURE;
-                    }
-                }
+            let written = emit(output.as_deref(), &text);
+            if written != ExitCode::SUCCESS {
+                return written;
             }
             // The report first: a chart that cannot be written does not cost the run.
             if let Some(p) = &plot
@@ -438,18 +428,9 @@ pub fn main() -> ExitCode {
                 LiveFormat::Text => report.to_text(),
                 LiveFormat::Json => report.to_json(),
             };
-            let written = match output {
-                None => std::io::stdout().lock().write_all(text.as_bytes()).is_ok(),
-                Some(path) => match write_atomically(&path, text.as_bytes()) {
-                    Ok(()) => true,
-                    Err(e) => {
-                        eprintln!("error: cannot write {}: {e}", path.display());
-                        false
-                    }
-                },
-            };
-            if !written {
-                return ExitCode::FAILURE;
+            let written = emit(output.as_deref(), &text);
+            if written != ExitCode::SUCCESS {
+                return written;
             }
             if let Some(p) = &plot
                 && let Err(e) = plot::save(&plot::live_chart(&plot::LiveView::of(&report)), p)

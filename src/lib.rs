@@ -90,12 +90,9 @@ pub fn fuzz_scenario(data: &[u8]) {
     let work: f64 = sc
         .workloads
         .iter()
-        .map(|w| match &w.arrival {
-            workload::Arrival::Constant(r) | workload::Arrival::Poisson(r) => r.per_sec() * secs,
-            workload::Arrival::Steps { steps, .. } => {
-                steps.iter().map(|s| s.1.per_sec()).fold(0.0, f64::max) * secs
-            }
-            workload::Arrival::Closed { concurrency } => f64::from(*concurrency) * secs * 1e4,
+        .map(|w| match w.arrival {
+            workload::Arrival::Closed { concurrency } => f64::from(concurrency) * secs * 1e4,
+            ref a => a.peak_rate().unwrap_or(0.0) * secs,
         })
         .sum();
     if work > 20_000.0 || sc.duration.0 > 600_000_000_000 {

@@ -475,17 +475,7 @@ pub fn parse(file: &str, text: &str) -> Result<Scenario, ScenarioError> {
 fn long_run(total: Duration, workloads: &[Workload]) -> Option<String> {
     let attempts: f64 = workloads
         .iter()
-        .map(|w| {
-            let active = w.stop.0.min(total.0).saturating_sub(w.start.0) as f64 / 1e9;
-            let rate = match &w.arrival {
-                Arrival::Constant(r) | Arrival::Poisson(r) => r.per_sec(),
-                Arrival::Steps { steps, .. } => {
-                    steps.iter().map(|s| s.1.per_sec()).fold(0.0, f64::max)
-                }
-                Arrival::Closed { .. } => 0.0,
-            };
-            rate * active
-        })
+        .map(|w| w.arrival.peak_rate().unwrap_or(0.0) * w.active_secs(total))
         .sum();
     let secs = attempts / 2e6;
     (secs > 60.0).then(|| {

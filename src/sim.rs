@@ -199,6 +199,10 @@ pub struct Simulation {
     bind_pools: Vec<BindPool>,
     /// Start of the sustained window (see [`sustained_from`]).
     late_from: Instant,
+    /// Per workload, the pool whose exhaustion lets its open-loop arrivals be counted in bulk
+    /// ([`Simulation::arrivals_in_bulk`]): one source, one destination, a fixed RTT (no latency
+    /// draw), `count` on error (it never stops), connect() or IP_BIND_ADDRESS_NO_PORT.
+    open_loop_pools: Vec<Option<(u16, u32)>>,
     /// Checking mode: invariants asserted after every event (see [`Simulation::checking`]).
     check: bool,
     violation: Option<Violation>,
@@ -381,6 +385,24 @@ impl Simulation {
                 }
             }
         }
+        let open_loop_pools = sc
+            .workloads
+            .iter()
+            .map(|w| {
+                let eligible = !matches!(w.arrival, Arrival::Closed { .. })
+                    && w.sources.len() == 1
+                    && w.destinations.len() == 1
+                    && w.spread == crate::workload::Spread::RoundRobin
+                    && matches!(w.rtt, crate::workload::Dist::Fixed(_))
+                    && matches!(w.on_error, crate::workload::OnError::Count { .. })
+                    && matches!(w.mode, Mode::Connect | Mode::BindNoPort);
+                let (src, dst) = (w.sources[0], w.destinations[0]);
+                eligible
+                    .then(|| hosts[src.host as usize].pool_of(src.ip, dst.ip, dst.port))
+                    .flatten()
+                    .map(|pool| (src.host, pool))
+            })
+            .collect();
         let tw = pools
             .iter()
             .map(|&(h, _)| h)
@@ -394,6 +416,7 @@ impl Simulation {
             now: Instant::ZERO,
             end: Instant::ZERO + sc.duration,
             late_from,
+            open_loop_pools,
             check: cfg!(debug_assertions),
             violation: None,
             queue,
@@ -597,9 +620,10 @@ impl Simulation {
             Event::Arrival { wl } => {
                 if self.bulk
                     && self.parked.is_empty()
-                    && let Some((host, pool)) = self.exhausted_open_loop(wl)
+                    && let Some((host, pool)) = self.open_loop_pools[wl as usize]
+                    && self.hosts[host as usize].pools[pool as usize].free == 0
                 {
-                    self.arrivals_in_bulk(wl, host, pool);
+                    self.arrivals_in_bulk(wl);
                     return;
                 }
                 let w = &self.workloads[wl as usize];
@@ -981,14 +1005,7 @@ impl Simulation {
 
     /// Counts `n` failed retries of a parked worker, from its next one on.
     fn count_parked(&mut self, p: &mut Parked, n: u64) {
-        self.rec
-            .failed_attempts(p.wl as usize, p.retry > 0, p.errno, p.probes, n);
-        self.runners[p.wl as usize].started += n;
-        // Each attempt took the free conn slot on top and gave it back, one generation on.
-        if let Some(&id) = self.free_conns.last() {
-            let c = &mut self.conns[id as usize];
-            c.generation = c.generation.wrapping_add(n as u32);
-        }
+        self.count_failures(p.wl, p.retry > 0, p.errno, p.probes, n);
         p.next = p.next + Duration(n * p.wait.0);
         if p.counting {
             p.retry = p.retry.saturating_add(n.min(u64::from(u32::MAX)) as u32);
@@ -1022,28 +1039,6 @@ impl Simulation {
         }
     }
 
-    /// The pool an open-loop arrival of `wl` will find with no free port, when its failures
-    /// change nothing but the counts: one source, one destination, a fixed RTT (no latency
-    /// draw), `count` on error, connect() or IP_BIND_ADDRESS_NO_PORT.
-    fn exhausted_open_loop(&self, wl: u32) -> Option<(u16, u32)> {
-        let w = &self.workloads[wl as usize];
-        if matches!(w.arrival, Arrival::Closed { .. })
-            || self.runners[wl as usize].stopped
-            || w.sources.len() != 1
-            || w.destinations.len() != 1
-            || w.spread != crate::workload::Spread::RoundRobin
-            || !matches!(w.rtt, crate::workload::Dist::Fixed(_))
-            || !matches!(w.on_error, crate::workload::OnError::Count { .. })
-            || !matches!(w.mode, Mode::Connect | Mode::BindNoPort)
-        {
-            return None;
-        }
-        let (src, dst) = (w.sources[0], w.destinations[0]);
-        let host = &self.hosts[src.host as usize];
-        let pool = host.pool_of(src.ip, dst.ip, dst.port)?;
-        (host.pools[pool as usize].free == 0).then_some((src.host, pool))
-    }
-
     /// Open-loop arrivals into an exhausted pool, counted in bulk. This arrival runs as
     /// stepping runs it; the arrivals after it that come strictly before the next queued
     /// event (nothing else happens in between, so each fails the same way: `pool.free == 0`
@@ -1051,7 +1046,7 @@ impl Simulation {
     /// queued; the first one at or after it is queued. It sorts after every event queued now,
     /// as it would have if queued by the arrival before it, and before every event queued
     /// later.
-    fn arrivals_in_bulk(&mut self, wl: u32, host: u16, pool: u32) {
+    fn arrivals_in_bulk(&mut self, wl: u32) {
         let w = &self.workloads[wl as usize];
         let mut next = self.runners[wl as usize].next_arrival(w);
         let Some((errno, probes)) = self.start(wl, NONE, 0) else {
@@ -1065,11 +1060,9 @@ impl Simulation {
         let mut pending = 0u64;
         while let Some(t) = next
             && t < horizon
-            && !self.runners[wl as usize].stopped
-            && self.hosts[host as usize].pools[pool as usize].free == 0
         {
             if t >= self.rec.bin_end {
-                self.count_arrivals(wl, errno, probes, pending);
+                self.count_failures(wl, false, errno, probes, pending);
                 pending = 0;
                 self.close_bins_to(t);
             }
@@ -1078,19 +1071,21 @@ impl Simulation {
             let w = &self.workloads[wl as usize];
             next = self.runners[wl as usize].next_arrival(w);
         }
-        self.count_arrivals(wl, errno, probes, pending);
+        self.count_failures(wl, false, errno, probes, pending);
         if let Some(t) = next {
             self.queue.push(t, Class::App, Event::Arrival { wl });
         }
     }
 
-    /// `n` failed open-loop arrivals, as `start` and `fail` record them.
-    fn count_arrivals(&mut self, wl: u32, errno: Errno, probes: u32, n: u64) {
+    /// `n` connects of `wl` that failed at once on an exhausted pool, as `start` and `fail`
+    /// record them: counted, the round-robin position moved on, and the conn slot each took
+    /// from the top of the free list given back one generation on.
+    fn count_failures(&mut self, wl: u32, retry: bool, errno: Errno, probes: u32, n: u64) {
         if n == 0 {
             return;
         }
         self.rec
-            .failed_attempts(wl as usize, false, errno, probes, n);
+            .failed_attempts(wl as usize, retry, errno, probes, n);
         self.runners[wl as usize].started += n;
         if let Some(&id) = self.free_conns.last() {
             let c = &mut self.conns[id as usize];

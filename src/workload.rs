@@ -95,6 +95,20 @@ pub enum Arrival {
     Closed { concurrency: u32 },
 }
 
+impl Arrival {
+    /// New connections per second of an open loop, at its highest step; none for a closed
+    /// loop, whose rate depends on how long its connections last.
+    pub fn peak_rate(&self) -> Option<f64> {
+        match self {
+            Arrival::Constant(r) | Arrival::Poisson(r) => Some(r.per_sec()),
+            Arrival::Steps { steps, .. } => {
+                Some(steps.iter().map(|s| s.1.per_sec()).fold(0.0, f64::max))
+            }
+            Arrival::Closed { .. } => None,
+        }
+    }
+}
+
 /// How a socket gets its local port.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {
@@ -240,6 +254,13 @@ pub struct Workload {
     pub on_error: OnError,
     pub start: Instant,
     pub stop: Instant,
+}
+
+impl Workload {
+    /// Seconds the workload runs within a scenario of `total` length.
+    pub fn active_secs(&self, total: Duration) -> f64 {
+        self.stop.0.min(total.0).saturating_sub(self.start.0) as f64 / 1e9
+    }
 }
 
 /// A workload's state while the simulation runs.

@@ -337,16 +337,13 @@ fn pool_key(kind: &str, host: &str, source: &str, dest: Option<&str>) -> String 
 }
 
 /// New connections per second each pool is offered, and where the figure comes from.
-fn offered(sc: &Scenario, r: &Report) -> BTreeMap<String, (f64, &'static str)> {
+fn offered(sc: &Scenario) -> BTreeMap<String, (f64, &'static str)> {
     let mut out: BTreeMap<String, (f64, &'static str)> = BTreeMap::new();
-    for (w, ws) in sc.workloads.iter().zip(&r.workloads) {
-        let (rate, from) = match &w.arrival {
-            Arrival::Constant(r) | Arrival::Poisson(r) => (r.per_sec(), "arrival rate"),
-            Arrival::Steps { steps, .. } => (
-                steps.iter().map(|s| s.1.per_sec()).fold(0.0, f64::max),
-                "arrival rate (highest step)",
-            ),
-            Arrival::Closed { concurrency } => {
+    for w in &sc.workloads {
+        let (rate, from) = match (&w.arrival, w.arrival.peak_rate()) {
+            (Arrival::Steps { .. }, Some(r)) => (r, "arrival rate (highest step)"),
+            (_, Some(r)) => (r, "arrival rate"),
+            (Arrival::Closed { concurrency }, None) => {
                 // What the workers would ask for if every connect succeeded at once: each
                 // connection lasts a handshake and its requests (one RTT and one service time
                 // each), then the worker starts the next.
@@ -354,12 +351,12 @@ fn offered(sc: &Scenario, r: &Report) -> BTreeMap<String, (f64, &'static str)> {
                 let service = w.service_time.mean().as_secs_f64();
                 let n = f64::from(w.requests_per_connection);
                 let cycle = (rtt + n * (rtt + service)).max(1e-6);
-                let _ = ws;
                 (
                     f64::from(*concurrency) / cycle,
                     "closed loop: concurrency / connection time",
                 )
             }
+            (_, None) => unreachable!("only a closed loop has no rate"),
         };
         let share = rate / (w.sources.len() * w.destinations.len()) as f64;
         for s in &w.sources {
@@ -481,7 +478,7 @@ fn formula_note(sc: &Scenario, pool: &crate::report::PoolInfo) -> Option<(String
 
 /// The pools of a run, each with its formula figures and its simulated rate.
 pub fn pools(sc: &Scenario, r: &Report) -> Vec<PoolPlan> {
-    let offered = offered(sc, r);
+    let offered = offered(sc);
     let mut plans: Vec<PoolPlan> = r
         .pools
         .iter()

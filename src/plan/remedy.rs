@@ -47,6 +47,30 @@ struct Variant {
     doc: Table,
 }
 
+impl Variant {
+    /// An empty change to `doc`, filled in by one remedy.
+    fn draft(doc: &Table) -> Variant {
+        Variant {
+            title: String::new(),
+            how: vec![],
+            simulated_change: vec![],
+            side_effects: String::new(),
+            effort: 0,
+            doc: doc.clone(),
+        }
+    }
+
+    /// The remedy, if it changed anything.
+    fn done(self, title: impl Into<String>, side_effects: &str, effort: u8) -> Option<Variant> {
+        (!self.simulated_change.is_empty()).then(|| Variant {
+            title: title.into(),
+            side_effects: side_effects.into(),
+            effort,
+            ..self
+        })
+    }
+}
+
 fn hosts(doc: &mut Table) -> &mut Vec<Value> {
     doc.get_mut("host")
         .and_then(Value::as_array_mut)
@@ -235,16 +259,14 @@ fn client_hosts(sc: &Scenario, targets: &[usize]) -> Vec<usize> {
 }
 
 fn port_range(sc: &Scenario, targets: &[usize], doc: &Table) -> Option<Variant> {
-    let mut doc = doc.clone();
-    let mut how = vec![];
-    let mut changed = vec![];
+    let mut var = Variant::draft(doc);
     for h in client_hosts(sc, targets) {
         let host = &sc.hosts[h];
         let p = &host.profile;
         if p.range_len() >= 60_000 {
             continue;
         }
-        let knobs = sub(host_mut(&mut doc, &host.name), "knobs");
+        let knobs = sub(host_mut(&mut var.doc, &host.name), "knobs");
         match p.kernel {
             Kernel::Linux => {
                 let lo = p.unprivileged_port_start.max(1024);
@@ -252,11 +274,11 @@ fn port_range(sc: &Scenario, targets: &[usize], doc: &Table) -> Option<Variant> 
                     "net.ipv4.ip_local_port_range".into(),
                     Value::String(format!("{lo} 65535")),
                 );
-                how.push(format!(
+                var.how.push(format!(
                     "{} (Linux): sysctl -w net.ipv4.ip_local_port_range=\"{lo} 65535\", and in /etc/sysctl.d/ to keep it",
                     host.name
                 ));
-                changed.push(format!(
+                var.simulated_change.push(format!(
                     "host.{}.knobs.\"net.ipv4.ip_local_port_range\" = \"{lo} 65535\"",
                     host.name
                 ));
@@ -264,7 +286,7 @@ fn port_range(sc: &Scenario, targets: &[usize], doc: &Table) -> Option<Variant> 
             Kernel::FreeBsd | Kernel::MacOs => {
                 knobs.insert("net.inet.ip.portrange.first".into(), Value::Integer(1024));
                 knobs.insert("net.inet.ip.portrange.last".into(), Value::Integer(65535));
-                how.push(format!(
+                var.how.push(format!(
                     "{} ({}): sysctl net.inet.ip.portrange.first=1024 net.inet.ip.portrange.last=65535",
                     host.name,
                     if p.kernel == Kernel::MacOs {
@@ -273,7 +295,7 @@ fn port_range(sc: &Scenario, targets: &[usize], doc: &Table) -> Option<Variant> 
                         "FreeBSD, and in /etc/sysctl.conf"
                     }
                 ));
-                changed.push(format!(
+                var.simulated_change.push(format!(
                     "host.{}.knobs net.inet.ip.portrange.first = 1024, last = 65535",
                     host.name
                 ));
@@ -281,25 +303,18 @@ fn port_range(sc: &Scenario, targets: &[usize], doc: &Table) -> Option<Variant> 
             Kernel::Windows => {
                 knobs.insert("dynamicport.tcp.start".into(), Value::Integer(1025));
                 knobs.insert("dynamicport.tcp.num".into(), Value::Integer(64511));
-                how.push(format!(
+                var.how.push(format!(
                     "{} (Windows): netsh int ipv4 set dynamicport tcp start=1025 num=64511",
                     host.name
                 ));
-                changed.push(format!(
+                var.simulated_change.push(format!(
                     "host.{}.knobs dynamicport.tcp.start = 1025, num = 64511",
                     host.name
                 ));
             }
         }
     }
-    (!how.is_empty()).then(|| Variant {
-        title: "Widen the ephemeral port range to 1024–65535".into(),
-        how,
-        simulated_change: changed,
-        side_effects: "ports from 1024 up become ephemeral: a service that binds one of them after a client took it gets EADDRINUSE, so reserve those ports (Linux net.ipv4.ip_local_reserved_ports; elsewhere keep services above the range or move them); the gain is bounded: 64,512 ports at most".into(),
-        effort: 1,
-        doc,
-    })
+    var.done("Widen the ephemeral port range to 1024–65535", "ports from 1024 up become ephemeral: a service that binds one of them after a client took it gets EADDRINUSE, so reserve those ports (Linux net.ipv4.ip_local_reserved_ports; elsewhere keep services above the range or move them); the gain is bounded: 64,512 ports at most", 1)
 }
 
 fn tw_reuse(sc: &Scenario, targets: &[usize], doc: &Table) -> Option<Variant> {
@@ -309,9 +324,7 @@ fn tw_reuse(sc: &Scenario, targets: &[usize], doc: &Table) -> Option<Variant> {
     {
         return None;
     }
-    let mut doc = doc.clone();
-    let mut how = vec![];
-    let mut changed = vec![];
+    let mut var = Variant::draft(doc);
     for h in client_hosts(sc, targets) {
         let host = &sc.hosts[h];
         let p = &host.profile;
@@ -325,41 +338,32 @@ fn tw_reuse(sc: &Scenario, targets: &[usize], doc: &Table) -> Option<Variant> {
         if p.kernel != Kernel::Linux || p.tw_reuse == 1 || (p.tw_reuse == 2 && loopback) {
             continue;
         }
-        let knobs = sub(host_mut(&mut doc, &host.name), "knobs");
+        let knobs = sub(host_mut(&mut var.doc, &host.name), "knobs");
         knobs.insert("net.ipv4.tcp_tw_reuse".into(), Value::Integer(1));
         let mut line = format!("{}: sysctl -w net.ipv4.tcp_tw_reuse=1", host.name);
-        changed.push(format!(
+        var.simulated_change.push(format!(
             "host.{}.knobs.\"net.ipv4.tcp_tw_reuse\" = 1",
             host.name
         ));
         if p.timestamps == 0 {
             knobs.insert("net.ipv4.tcp_timestamps".into(), Value::Integer(1));
             line.push_str(" and net.ipv4.tcp_timestamps=1 (reuse needs timestamps)");
-            changed.push(format!(
+            var.simulated_change.push(format!(
                 "host.{}.knobs.\"net.ipv4.tcp_timestamps\" = 1",
                 host.name
             ));
         }
-        how.push(line);
+        var.how.push(line);
     }
-    (!how.is_empty()).then(|| Variant {
-        title: "Let connect() reuse TIME-WAIT four-tuples (Linux tcp_tw_reuse = 1)".into(),
-        how,
-        simulated_change: changed,
-        side_effects: "outgoing connections only; reuse needs TCP timestamps on both ends (the server's too): PAWS then tells the new connection's segments from the old one's (§2.3); a peer or middlebox that strips timestamps gets no reuse, one that rewrites them inconsistently can drop the new SYN; a TIME-WAIT younger than tcp_tw_reuse_delay (1 s) is not reused".into(),
-        effort: 2,
-        doc,
-    })
+    var.done("Let connect() reuse TIME-WAIT four-tuples (Linux tcp_tw_reuse = 1)", "outgoing connections only; reuse needs TCP timestamps on both ends (the server's too): PAWS then tells the new connection's segments from the old one's (§2.3); a peer or middlebox that strips timestamps gets no reuse, one that rewrites them inconsistently can drop the new SYN; a TIME-WAIT younger than tcp_tw_reuse_delay (1 s) is not reused", 2)
 }
 
 fn keep_alive(sc: &Scenario, targets: &[usize], doc: &Table, m: u32) -> Option<Variant> {
-    let mut doc = doc.clone();
-    let mut how = vec![];
-    let mut changed = vec![];
+    let mut var = Variant::draft(doc);
     for &i in targets {
         let w = &sc.workloads[i];
         let k = w.requests_per_connection.saturating_mul(m);
-        let t = workload_mut(&mut doc, &w.name);
+        let t = workload_mut(&mut var.doc, &w.name);
         t.insert(
             "requests_per_connection".into(),
             Value::Integer(i64::from(k)),
@@ -381,11 +385,11 @@ fn keep_alive(sc: &Scenario, targets: &[usize], doc: &Table, m: u32) -> Option<V
             }
             Arrival::Closed { .. } => {}
         }
-        how.push(format!(
+        var.how.push(format!(
             "{}: {k} requests per connection instead of {}: HTTP keep-alive or a connection pool in the client (httperf --num-calls={k}; wrk and oha keep connections alive unless told not to)",
             w.name, w.requests_per_connection
         ));
-        changed.push(format!(
+        var.simulated_change.push(format!(
             "workload.{}.requests_per_connection = {k}{}",
             w.name,
             if matches!(w.arrival, Arrival::Closed { .. }) {
@@ -395,19 +399,11 @@ fn keep_alive(sc: &Scenario, targets: &[usize], doc: &Table, m: u32) -> Option<V
             }
         ));
     }
-    Some(Variant {
-        title: format!("Reuse connections: {m}× the requests per connection (keep-alive)"),
-        how,
-        simulated_change: changed,
-        side_effects: "none on ports: connections are fewer, not shorter; the server must keep idle connections open at least as long as the client does (its keep-alive timeout), and load balancers spread long connections less evenly".into(),
-        effort: 3,
-        doc,
-    })
+    var.done(format!("Reuse connections: {m}× the requests per connection (keep-alive)"), "none on ports: connections are fewer, not shorter; the server must keep idle connections open at least as long as the client does (its keep-alive timeout), and load balancers spread long connections less evenly", 3)
 }
 
 fn bind_no_port(sc: &Scenario, targets: &[usize], doc: &Table) -> Option<Variant> {
-    let mut doc = doc.clone();
-    let mut changed = vec![];
+    let mut var = Variant::draft(doc);
     for &i in targets {
         let w = &sc.workloads[i];
         let linux = w
@@ -417,26 +413,23 @@ fn bind_no_port(sc: &Scenario, targets: &[usize], doc: &Table) -> Option<Variant
         if w.mode != Mode::Bind || !linux {
             continue;
         }
-        workload_mut(&mut doc, &w.name)
+        workload_mut(&mut var.doc, &w.name)
             .insert("connection".into(), Value::String("bind_no_port".into()));
-        changed.push(format!("workload.{}.connection = \"bind_no_port\"", w.name));
+        var.simulated_change
+            .push(format!("workload.{}.connection = \"bind_no_port\"", w.name));
     }
-    (!changed.is_empty()).then(|| Variant {
-        title: "Set IP_BIND_ADDRESS_NO_PORT before bind(ip, 0)".into(),
-        how: vec![
+    var.how = vec![
             "setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &1, sizeof(int)) before bind(): the port is chosen at connect() and shared by four-tuple, so each destination gets the whole range (Linux ≥ 4.2, §1.6)".into(),
-        ],
-        simulated_change: changed,
-        side_effects: "none known; it gains only where a source IP talks to more than one destination".into(),
-        effort: 4,
-        doc,
-    })
+        ];
+    var.done(
+        "Set IP_BIND_ADDRESS_NO_PORT before bind(ip, 0)",
+        "none known; it gains only where a source IP talks to more than one destination",
+        4,
+    )
 }
 
 fn client_ips(sc: &Scenario, targets: &[usize], doc: &Table, m: u32) -> Option<Variant> {
-    let mut doc = doc.clone();
-    let mut how = vec![];
-    let mut changed = vec![];
+    let mut var = Variant::draft(doc);
     let first = sc.hosts.iter().flat_map(|h| h.ips.first()).copied().max()?;
     let mut fresh = FreshIps::new(sc, first);
     for &i in targets {
@@ -450,7 +443,7 @@ fn client_ips(sc: &Scenario, targets: &[usize], doc: &Table, m: u32) -> Option<V
         let have = w.sources.len() as u32;
         let add = have * (m - 1);
         let new: Vec<String> = (0..add).map(|_| fresh.take()).collect();
-        let h = host_mut(&mut doc, &host.name);
+        let h = host_mut(&mut var.doc, &host.name);
         let mut ips: Vec<String> = host
             .ips
             .iter()
@@ -458,7 +451,7 @@ fn client_ips(sc: &Scenario, targets: &[usize], doc: &Table, m: u32) -> Option<V
             .collect();
         ips.extend(new.iter().cloned());
         h.insert("ips".into(), strings(ips));
-        let t = workload_mut(&mut doc, &w.name);
+        let t = workload_mut(&mut var.doc, &w.name);
         let mut src: Vec<String> = w
             .sources
             .iter()
@@ -474,7 +467,7 @@ fn client_ips(sc: &Scenario, targets: &[usize], doc: &Table, m: u32) -> Option<V
         if !matches!(w.mode, Mode::Explicit { .. }) {
             t.insert("connection".into(), Value::String(mode.into()));
         }
-        how.push(format!(
+        var.how.push(format!(
             "{}: {} more address(es) on {} ({} in all), and the client spreads connections over them with {}",
             w.name,
             add,
@@ -486,27 +479,18 @@ fn client_ips(sc: &Scenario, targets: &[usize], doc: &Table, m: u32) -> Option<V
                 format!("bind(ip, 0) before connect() ({mode})")
             }
         ));
-        changed.push(format!(
+        var.simulated_change.push(format!(
             "host.{}.ips += {}; workload.{}.source_ips = all; connection = \"{mode}\"",
             host.name,
             new.join(", "),
             w.name
         ));
     }
-    (!how.is_empty()).then(|| Variant {
-        title: format!("More client IP addresses ({m}× the sources)"),
-        how,
-        simulated_change: changed,
-        side_effects: "needs addresses routed back to the client and a client that binds its source address; where ports are host-wide (macOS, Windows without SO_REUSE_UNICASTPORT, §3.3, §4) more addresses share the same ports and gain nothing".into(),
-        effort: 5,
-        doc,
-    })
+    var.done(format!("More client IP addresses ({m}× the sources)"), "needs addresses routed back to the client and a client that binds its source address; where ports are host-wide (macOS, Windows without SO_REUSE_UNICASTPORT, §3.3, §4) more addresses share the same ports and gain nothing", 5)
 }
 
 fn destinations(sc: &Scenario, targets: &[usize], doc: &Table, m: u32) -> Option<Variant> {
-    let mut doc = doc.clone();
-    let mut how = vec![];
-    let mut changed = vec![];
+    let mut var = Variant::draft(doc);
     let mut listening: BTreeSet<(u32, u16)> = sc
         .hosts
         .iter()
@@ -528,51 +512,37 @@ fn destinations(sc: &Scenario, targets: &[usize], doc: &Table, m: u32) -> Option
                     }
                 }
                 let ep = format!("{}:{port}", Ipv4Addr::from(d.ip));
-                let h = host_mut(&mut doc, server);
+                let h = host_mut(&mut var.doc, server);
                 let list = h
                     .entry("listen")
                     .or_insert_with(|| Value::Array(vec![]))
                     .as_array_mut()?;
-                let wildcard = list
-                    .iter()
-                    .any(|v| v.as_str().is_some_and(|s| s.starts_with("0.0.0.0:")));
-                if !wildcard
-                    || !list
-                        .iter()
-                        .any(|v| v.as_str() == Some(&format!("0.0.0.0:{port}")))
-                {
+                // A wildcard listener on the port already serves the address.
+                let wildcard = format!("0.0.0.0:{port}");
+                if !list.iter().any(|v| v.as_str() == Some(&wildcard)) {
                     list.push(Value::String(ep.clone()));
                 }
                 dests.push(ep.clone());
                 added.push(ep);
             }
         }
-        workload_mut(&mut doc, &w.name).insert("destinations".into(), strings(dests));
-        how.push(format!(
+        workload_mut(&mut var.doc, &w.name).insert("destinations".into(), strings(dests));
+        var.how.push(format!(
             "{}: {m}× the destinations: the server listens on {} more port(s) or addresses (or a load balancer exposes more VIPs), and the client spreads connections over them",
             w.name,
             added.len()
         ));
-        changed.push(format!(
+        var.simulated_change.push(format!(
             "workload.{}.destinations += {}",
             w.name,
             added.join(", ")
         ));
     }
-    (!how.is_empty()).then(|| Variant {
-        title: format!("More server ports or addresses ({m}× the destinations)"),
-        how,
-        simulated_change: changed,
-        side_effects: "each destination is its own four-tuple space, so this multiplies capacity only where ports are shared by four-tuple (connect(), IP_BIND_ADDRESS_NO_PORT); bind(ip, 0) and host-wide kernels (macOS) gain nothing; the server side must be configured to listen".into(),
-        effort: 6,
-        doc,
-    })
+    var.done(format!("More server ports or addresses ({m}× the destinations)"), "each destination is its own four-tuple space, so this multiplies capacity only where ports are shared by four-tuple (connect(), IP_BIND_ADDRESS_NO_PORT); bind(ip, 0) and host-wide kernels (macOS) gain nothing; the server side must be configured to listen", 6)
 }
 
 fn clients(sc: &Scenario, targets: &[usize], doc: &Table, m: u32) -> Option<Variant> {
-    let mut doc = doc.clone();
-    let mut how = vec![];
-    let mut changed = vec![];
+    let mut var = Variant::draft(doc);
     let first = sc.hosts.iter().flat_map(|h| h.ips.first()).copied().max()?;
     let mut fresh = FreshIps::new(sc, first.wrapping_add(1 << 16));
     let names: BTreeSet<String> = sc.hosts.iter().map(|h| h.name.clone()).collect();
@@ -593,7 +563,7 @@ fn clients(sc: &Scenario, targets: &[usize], doc: &Table, m: u32) -> Option<Vari
             .iter()
             .map(|s| Ipv4Addr::from(s.ip).to_string())
             .collect();
-        let template = host_mut(&mut doc, own[0]).clone();
+        let template = host_mut(&mut var.doc, own[0]).clone();
         for k in own.len() + 1..=m as usize * own.len() {
             let name = (k..)
                 .map(|n| format!("{}-{n}", own[0]))
@@ -604,68 +574,55 @@ fn clients(sc: &Scenario, targets: &[usize], doc: &Table, m: u32) -> Option<Vari
             h.insert("name".into(), Value::String(name.clone()));
             h.insert("ips".into(), strings(ips.clone()));
             h.remove("listen");
-            hosts(&mut doc).push(Value::Table(h));
+            hosts(&mut var.doc).push(Value::Table(h));
             all.push(name);
             src.extend(ips);
         }
-        let t = workload_mut(&mut doc, &w.name);
+        let t = workload_mut(&mut var.doc, &w.name);
         t.remove("client");
         t.insert("clients".into(), strings(all.clone()));
         if t.contains_key("source_ips") {
             t.insert("source_ips".into(), strings(src));
         }
-        how.push(format!(
+        var.how.push(format!(
             "{}: run the load from {} machines instead of {} (each with its own address and port range), the same total rate",
             w.name,
             all.len(),
             own.len()
         ));
-        changed.push(format!("workload.{}.clients = {}", w.name, all.join(", ")));
+        var.simulated_change
+            .push(format!("workload.{}.clients = {}", w.name, all.join(", ")));
     }
-    (!how.is_empty()).then(|| Variant {
-        title: format!("More client machines ({m}×)"),
-        how,
-        simulated_change: changed,
-        side_effects: "more machines to run and coordinate; the results of a benchmark must then be added up across them".into(),
-        effort: 7,
-        doc,
-    })
+    var.done(format!("More client machines ({m}×)"), "more machines to run and coordinate; the results of a benchmark must then be added up across them", 7)
 }
 
 fn linger_zero(sc: &Scenario, targets: &[usize], doc: &Table) -> Option<Variant> {
-    let mut doc = doc.clone();
-    let mut changed = vec![];
+    let mut var = Variant::draft(doc);
     for &i in targets {
         let w = &sc.workloads[i];
         if w.closer != Closer::Client || w.linger_zero {
             continue;
         }
-        workload_mut(&mut doc, &w.name).insert("linger_zero".into(), Value::Boolean(true));
-        changed.push(format!("workload.{}.linger_zero = true", w.name));
+        workload_mut(&mut var.doc, &w.name).insert("linger_zero".into(), Value::Boolean(true));
+        var.simulated_change
+            .push(format!("workload.{}.linger_zero = true", w.name));
     }
-    (!changed.is_empty()).then(|| Variant {
-        title: "SO_LINGER {on, 0}: close with RST, no TIME-WAIT".into(),
-        how: vec!["setsockopt(SO_LINGER, {l_onoff = 1, l_linger = 0}) before close()".into()],
-        simulated_change: changed,
-        side_effects: "NOT A FIX: the port comes back at once because TIME-WAIT is skipped, so a delayed segment of the old connection can be taken as data of the next one on the same four-tuple (the seed's silent data corruption); the peer also sees every close as a reset. The simulated count of four-tuples reused unprotected is above".into(),
-        effort: 100,
-        doc,
-    })
+    var.how = vec!["setsockopt(SO_LINGER, {l_onoff = 1, l_linger = 0}) before close()".into()];
+    var.done("SO_LINGER {on, 0}: close with RST, no TIME-WAIT", "NOT A FIX: the port comes back at once because TIME-WAIT is skipped, so a delayed segment of the old connection can be taken as data of the next one on the same four-tuple (the seed's silent data corruption); the peer also sees every close as a reset. The simulated count of four-tuples reused unprotected is above", 100)
 }
 
 fn short_time_wait(sc: &Scenario, targets: &[usize], doc: &Table) -> Option<Variant> {
-    let mut doc = doc.clone();
-    let mut how = vec![];
-    let mut changed = vec![];
+    let mut var = Variant::draft(doc);
     for h in client_hosts(sc, targets) {
         let host = &sc.hosts[h];
         let tw = host.profile.time_wait;
         let short = crate::time::Duration(tw.0 / 4);
         let ms = short.0 / 1_000_000;
-        sub(host_mut(&mut doc, &host.name), "model")
+        sub(host_mut(&mut var.doc, &host.name), "model")
             .insert("time_wait".into(), Value::String(format!("{ms}ms")));
-        changed.push(format!("host.{}.model.time_wait = \"{ms}ms\"", host.name));
-        how.push(match host.profile.kernel {
+        var.simulated_change
+            .push(format!("host.{}.model.time_wait = \"{ms}ms\"", host.name));
+        var.how.push(match host.profile.kernel {
             Kernel::Linux => format!(
                 "{}: Linux has no knob for it (TCP_TIMEWAIT_LEN is fixed at build time, §2.1); net.ipv4.tcp_fin_timeout is a different timer",
                 host.name
@@ -682,12 +639,5 @@ fn short_time_wait(sc: &Scenario, targets: &[usize], doc: &Table) -> Option<Vari
             ),
         });
     }
-    (!how.is_empty()).then(|| Variant {
-        title: "Shorten TIME-WAIT to a quarter".into(),
-        how,
-        simulated_change: changed,
-        side_effects: "NOT A FIX: TIME-WAIT lasts 2 × MSL so that no segment of the old connection is still in the network when the four-tuple is used again; shortening it trades port exhaustion for the seed's silent data corruption on a network that delays segments".into(),
-        effort: 101,
-        doc,
-    })
+    var.done("Shorten TIME-WAIT to a quarter", "NOT A FIX: TIME-WAIT lasts 2 × MSL so that no segment of the old connection is still in the network when the four-tuple is used again; shortening it trades port exhaustion for the seed's silent data corruption on a network that delays segments", 101)
 }

@@ -191,6 +191,14 @@ fn round3(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
 }
 
+/// A varied value as a person reads it: strings without quotes.
+fn text(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
 fn json(v: &toml::Value) -> serde_json::Value {
     serde_json::to_value(v).unwrap_or_else(|_| serde_json::Value::String(whatif::show(v)))
 }
@@ -198,7 +206,14 @@ fn json(v: &toml::Value) -> serde_json::Value {
 /// A prepared sweep: every point's scenario text, checked before anything runs.
 pub struct Sweep {
     report: SweepReport,
-    texts: Vec<(usize, String)>,
+    points: Vec<Point>,
+}
+
+/// One point of the grid: its index, its varied values and the scenario they give.
+struct Point {
+    k: usize,
+    values: Vec<serde_json::Value>,
+    text: String,
 }
 
 impl Sweep {
@@ -224,7 +239,7 @@ impl Sweep {
             .try_fold(1usize, |n, v| n.checked_mul(v.values.len()))
             .filter(|n| *n <= 1_000_000)
             .ok_or_else(|| arg_err("--vary", "the grid has more than 1,000,000 points"))?;
-        let mut texts = vec![];
+        let mut grid: Vec<Point> = vec![];
         for k in 0..points {
             if let Some((i, n)) = shard
                 && k % n != i - 1
@@ -238,10 +253,11 @@ impl Sweep {
                     value: value.clone(),
                 })
                 .collect();
-            texts.push((
+            grid.push(Point {
                 k,
-                whatif::apply(file, &base, &changes).map_err(SweepError::Point)?,
-            ));
+                values: changes.iter().map(|c| json(&c.value)).collect(),
+                text: whatif::apply(file, &base, &changes).map_err(SweepError::Point)?,
+            });
         }
         Ok(Sweep {
             report: SweepReport {
@@ -253,7 +269,7 @@ impl Sweep {
                     .iter()
                     .map(|c| format!("{}={}", c.key, whatif::show(&c.value)))
                     .collect(),
-                scenario_hash: format!("{:016x}", fnv1a(base.as_bytes())),
+                scenario_hash: format!("{:016x}", crate::rng::fnv1a(base.as_bytes())),
                 vary: vary
                     .iter()
                     .map(|v| VaryInfo {
@@ -265,37 +281,36 @@ impl Sweep {
                 shard: shard.map(|(i, n)| format!("{i}/{n}")),
                 rows: vec![],
             },
-            texts,
+            points: grid,
         })
     }
 
     /// Points this sweep runs.
     pub fn len(&self) -> usize {
-        self.texts.len()
+        self.points.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.texts.is_empty()
+        self.points.is_empty()
     }
 
     /// Runs every point on `threads` threads, calling `done` after each run (from any
     /// thread). Rows come back in point order whatever the thread count.
     pub fn run(self, threads: usize, done: &(dyn Fn() + Sync)) -> SweepReport {
-        let vary = &self.report.vary;
         // Longest first, each thread taking the next point when it is free (greedy list
         // scheduling): the grid ends with short runs, not with one thread on a long one.
-        let mut order: Vec<(u64, &(usize, String))> = self
-            .texts
+        let mut order: Vec<(u64, &Point)> = self
+            .points
             .iter()
-            .map(|t| (cost(&self.report.file, &t.1), t))
+            .map(|p| (cost(&self.report.file, &p.text), p))
             .collect();
-        order.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.0.cmp(&b.1.0)));
+        order.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.k.cmp(&b.1.k)));
         let go = || {
             let mut rows: Vec<Row> = order
                 .into_iter()
                 .par_bridge()
-                .map(|(_, (k, text))| {
-                    let row = run_point(&self.report.file, text, *k, vary);
+                .map(|(_, p)| {
+                    let row = run_point(&self.report.file, p);
                     done();
                     row
                 })
@@ -326,27 +341,13 @@ fn cost(file: &str, text: &str) -> u64 {
     sc.workloads
         .iter()
         .map(|w| {
-            let active = w.stop.0.min(sc.duration.0).saturating_sub(w.start.0) as f64 / 1e9;
-            let rate = match &w.arrival {
-                crate::workload::Arrival::Constant(r) | crate::workload::Arrival::Poisson(r) => {
-                    r.per_sec()
-                }
-                crate::workload::Arrival::Steps { steps, .. } => {
-                    steps.iter().map(|s| s.1.per_sec()).fold(0.0, f64::max)
-                }
-                crate::workload::Arrival::Closed { concurrency } => {
-                    1000.0 * f64::from(*concurrency)
-                }
+            let rate = match w.arrival {
+                crate::workload::Arrival::Closed { concurrency } => 1000.0 * f64::from(concurrency),
+                ref a => a.peak_rate().unwrap_or(0.0),
             };
-            (rate * active) as u64
+            (rate * w.active_secs(sc.duration)) as u64
         })
         .sum()
-}
-
-fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
-    })
 }
 
 /// The grid's point `k`: each varied key with its value.
@@ -361,21 +362,14 @@ fn point(vary: &[Vary], mut k: usize) -> Vec<(&str, &toml::Value)> {
     out
 }
 
-fn run_point(file: &str, text: &str, k: usize, vary: &[VaryInfo]) -> Row {
-    let sc = crate::scenario::parse(file, text).expect("every point was checked");
+fn run_point(file: &str, p: &Point) -> Row {
+    let sc = crate::scenario::parse(file, &p.text).expect("every point was checked");
     let report = Simulation::new(&sc).run();
     let view = ReportView::of(&report);
     let c = &report.summary.connections;
-    let mut values = vec![];
-    let mut rest = k;
-    for v in vary.iter().rev() {
-        values.push(v.values[rest % v.values.len()].clone());
-        rest /= v.values.len();
-    }
-    values.reverse();
     Row {
-        point: k,
-        values,
+        point: p.k,
+        values: p.values.clone(),
         attempted: c.attempted,
         established: c.established,
         failed: c.failed,
@@ -419,10 +413,7 @@ impl SweepReport {
         let opt = |x: Option<f64>| x.map(|v| v.to_string()).unwrap_or_default();
         for r in &self.rows {
             let mut rec = vec![r.point.to_string()];
-            rec.extend(r.values.iter().map(|v| match v {
-                serde_json::Value::String(s) => s.clone(),
-                other => other.to_string(),
-            }));
+            rec.extend(r.values.iter().map(text));
             rec.extend([
                 r.attempted.to_string(),
                 r.established.to_string(),
@@ -446,10 +437,6 @@ impl SweepReport {
         let bad = |m: &str| SweepError::Argument {
             arg: "--plot".into(),
             message: m.into(),
-        };
-        let label = |v: &serde_json::Value| match v {
-            serde_json::Value::String(s) => s.clone(),
-            other => other.to_string(),
         };
         let subtitle = format!(
             "{} · {} runs{}",
@@ -491,7 +478,7 @@ impl SweepReport {
                 )))
             }
             [x] => Ok(SweepChart::Heat(
-                self.heat(&title, &subtitle, None, x, metric, label),
+                self.heat(&title, &subtitle, None, x, metric),
             )),
             [y, x] => Ok(SweepChart::Heat(self.heat(
                 &title,
@@ -499,7 +486,6 @@ impl SweepReport {
                 Some(y),
                 x,
                 metric,
-                label,
             ))),
             [] => Err(bad("nothing was varied")),
             _ => Err(bad(
@@ -515,7 +501,6 @@ impl SweepReport {
         y: Option<&VaryInfo>,
         x: &VaryInfo,
         metric: Metric,
-        label: impl Fn(&serde_json::Value) -> String,
     ) -> HeatMap {
         let nx = x.values.len();
         let ny = y.map_or(1, |y| y.values.len());
@@ -529,9 +514,9 @@ impl SweepReport {
             x_label: x.key.clone(),
             y_label: y.map(|y| y.key.clone()).unwrap_or_default(),
             value_label: metric.label().to_string(),
-            xs: x.values.iter().map(&label).collect(),
+            xs: x.values.iter().map(text).collect(),
             ys: y
-                .map(|y| y.values.iter().map(&label).collect())
+                .map(|y| y.values.iter().map(text).collect())
                 .unwrap_or_else(|| vec![String::new()]),
             cells,
         }

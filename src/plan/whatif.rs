@@ -4,7 +4,7 @@
 //! `host.client.knobs."net.ipv4.ip_local_port_range"`) or a bare knob or model-parameter name
 //! (`net.ipv4.tcp_tw_reuse`, `time_wait`), which is set on every host whose kernel has it.
 
-use crate::profile::{MODEL_PARAMS, Profile, nearest};
+use crate::profile::{MODEL_PARAMS, nearest};
 use crate::scenario;
 use std::fmt;
 
@@ -131,16 +131,10 @@ pub fn apply(file: &str, text: &str, changes: &[Change]) -> Result<String, WhatI
     Ok(text)
 }
 
-/// Whether any shipped profile knows `key` as a knob.
-pub fn is_knob(key: &str) -> bool {
-    crate::profile::PROFILES
-        .iter()
-        .any(|(n, _)| Profile::named(n).is_some_and(|p| p.knobs().iter().any(|k| k.name == key)))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::profile::Profile;
 
     const TEXT: &str = r#"
 [scenario]
