@@ -12,9 +12,17 @@
 //! 3. **Applications** (`Class::App`): connect(), close(), retries. They act on the state that
 //!    timers and packets left at that instant.
 //!
-//! Within a class, events run in the order they were scheduled (FIFO by a global sequence
-//! number). The rule makes runs reproducible and matches how a host sees one instant: a port
-//! whose TIME-WAIT ends exactly when connect() is called is free for that connect().
+//! Timers and applications at one instant run in the order they were scheduled (FIFO by a
+//! global sequence number). Packets at one instant run in the order their connections were
+//! opened, and a connection's own packets in the order it sent them: a packet's key is
+//! `(connection number, segment number)` ([`packet_key`]). The rule makes runs reproducible
+//! and matches how a host sees one instant: a port whose TIME-WAIT ends exactly when
+//! connect() is called is free for that connect(). Keying packets by their connection lets a
+//! segment be scheduled when its time is known, not when the segment before it is processed:
+//! the engine schedules a whole fixed-delay exchange at connect() (see `sim.rs`) and gets the
+//! order that stepping through every segment gives. Beyond 2²⁴ − 1 segments of one connection
+//! the segment number stays at its maximum; two of them due at one instant then run in heap
+//! order, which is still deterministic.
 //!
 //! # Cost
 //!
@@ -69,6 +77,18 @@ const SUB_BITS: u32 = 24;
 /// A key: the class in the top 2 bits, then the sequence number (38 bits, 2.7 × 10¹¹
 /// events), then [`SUB_BITS`].
 const CLASS_SHIFT: u32 = 62;
+
+/// Bits of a packet key's segment number.
+const STAGE_BITS: u32 = SUB_BITS;
+
+/// The key of segment `stage` (1, 2, …) of connection `origin`: packets at one instant run by
+/// connection, then by segment.
+pub fn packet_key(origin: u64, stage: u32) -> u64 {
+    let stage = u64::from(stage.min((1 << STAGE_BITS) - 1));
+    ((Class::Packet as u64) << CLASS_SHIFT)
+        | ((origin & ((1 << (CLASS_SHIFT - STAGE_BITS)) - 1)) << STAGE_BITS)
+        | stage
+}
 
 /// Most lanes made for recurring delays.
 pub const DELAY_LANES: usize = 8;
@@ -139,16 +159,41 @@ impl<E> Queue<E> {
         l.push_back(Entry { at: at.0, key, ev });
     }
 
-    /// Schedules `ev` at `now + delay`. `now` must never decrease between calls: then events
-    /// of one delay and class are in time order, and a recurring delay gets a FIFO lane.
-    pub fn push_after(&mut self, now: Instant, delay: u64, class: Class, ev: E) {
+    /// Schedules `ev` at `at` with a key made by [`packet_key`], in the heap.
+    pub fn push_keyed(&mut self, at: Instant, key: u64, ev: E) {
+        self.heap.push(Entry { at: at.0, key, ev });
+    }
+
+    /// Schedules `ev` at `at` with a given key in `lane`, or in the heap if the lane's last
+    /// entry sorts after it.
+    pub fn push_lane_keyed(&mut self, lane: usize, at: Instant, key: u64, ev: E) {
+        let l = &mut self.lanes[lane];
+        if l.back().is_none_or(|b| (b.at, b.key) <= (at.0, key)) {
+            l.push_back(Entry { at: at.0, key, ev });
+        } else {
+            self.heap.push(Entry { at: at.0, key, ev });
+        }
+    }
+
+    /// Schedules `ev` at `now + delay` with a given key (a packet's, [`packet_key`]): a
+    /// recurring delay gets a lane, as in [`Queue::push_after`].
+    pub fn push_after_keyed(&mut self, now: Instant, delay: u64, key: u64, ev: E) {
         let at = Instant(now.0 + delay);
+        match self.lane_for(delay, Class::Packet) {
+            Some(lane) => self.push_lane_keyed(lane, at, key, ev),
+            None => self.push_keyed(at, key, ev),
+        }
+    }
+
+    /// The lane of a recurring `(delay, class)`, made once the pair has recurred
+    /// [`LANE_AFTER`] times.
+    fn lane_for(&mut self, delay: u64, class: Class) -> Option<usize> {
         if let Some(&(_, _, lane)) = self
             .delay_lanes
             .iter()
             .find(|(d, c, _)| *d == delay && *c == class)
         {
-            return self.push_lane(lane, at, class, ev);
+            return Some(lane);
         }
         if self.delay_lanes.len() < DELAY_LANES {
             match self
@@ -162,7 +207,7 @@ impl<E> Queue<E> {
                         self.candidates.swap_remove(i);
                         let lane = self.add_lane();
                         self.delay_lanes.push((delay, class, lane));
-                        return self.push_lane(lane, at, class, ev);
+                        return Some(lane);
                     }
                 }
                 None if self.candidates.len() < CANDIDATES => {
@@ -171,7 +216,17 @@ impl<E> Queue<E> {
                 None => {}
             }
         }
-        self.push(at, class, ev);
+        None
+    }
+
+    /// Schedules `ev` at `now + delay`. `now` must never decrease between calls: then events
+    /// of one delay and class are in time order, and a recurring delay gets a FIFO lane.
+    pub fn push_after(&mut self, now: Instant, delay: u64, class: Class, ev: E) {
+        let at = Instant(now.0 + delay);
+        match self.lane_for(delay, class) {
+            Some(lane) => self.push_lane(lane, at, class, ev),
+            None => self.push(at, class, ev),
+        }
     }
 
     /// Removes and returns the earliest event if it is due before `end`.

@@ -523,6 +523,14 @@ impl Host {
         h.wrapping_add(self.isn_offset)
     }
 
+    /// Whether drawing an ISN and a TSval offset changes the host's state (a random draw, or
+    /// FreeBSD's stepping offset): when it does not, a connection that never needs them may
+    /// skip them and leave every later draw the same.
+    pub fn isn_draw_has_effects(&self) -> bool {
+        matches!(self.profile.isn, Isn::Random | Isn::Clock { step: 1.., .. })
+            || self.profile.ts_offset == TsOffset::PerConnection
+    }
+
     /// The TSval offset of a new connection on `t`: Linux `secure_tcp_ts_off` per address
     /// pair (§2.3), XNU per tuple or random per connection (notes/xnu-research.md §3). A
     /// TSval is `ts_clock(now) + offset`.

@@ -16,6 +16,17 @@
 //!
 //! When the server closes first the roles swap and TIME-WAIT sits on the server. SO_LINGER
 //! {on, 0} replaces the FIN exchange by one RST and no TIME-WAIT (§2.5).
+//!
+//! # Exchanges scheduled whole
+//!
+//! When nothing can disturb a connection between connect() and its TIME-WAIT, its segments
+//! are not queued one by one ([`Exchange`]): the client closes, delays are fixed, no other
+//! socket can hold the server's side of the tuple, and nothing reads the states in between
+//! except the gauges. Its TIME-WAIT entry is queued at connect() with the key stepping
+//! would give it ([`crate::engine::packet_key`]), and the states and counts in between
+//! (ESTABLISHED, the requests, FIN-WAIT-1, the server's socket) are applied in bulk at each
+//! bin edge and before the TIME-WAIT. The report is the same as stepping through every
+//! segment ([`Simulation::stepping_segments`], compared in `tests/scenarios.rs`).
 
 use crate::engine::{Class, Queue};
 use crate::host::{Errno, Host, NONE, SockId, State, SynOnTuple, TimeWait, Tuple};
@@ -26,7 +37,7 @@ use crate::report::{
 use crate::rng::stream;
 use crate::scenario::Scenario;
 use crate::time::{Duration, Instant};
-use crate::workload::{AfterFailure, Arrival, Closer, Mode, Runner, Workload};
+use crate::workload::{AfterFailure, Arrival, Closer, Dist, Mode, Runner, Workload};
 use std::collections::VecDeque;
 use std::net::Ipv4Addr;
 
@@ -113,6 +124,10 @@ enum Event {
 #[derive(Clone, Copy, Debug, Default)]
 struct Conn {
     generation: u32,
+    /// The connection's number, in the order connections were opened, and the segments it
+    /// has sent: its packets' keys ([`crate::engine::packet_key`]).
+    origin: u64,
+    stage: u32,
     wl: u32,
     slot: u32,
     retry: u32,
@@ -136,6 +151,53 @@ struct Conn {
     ts_off: u32,
     bytes: u32,
     client_fin_at: Instant,
+    /// Scheduled whole (see [`Exchange`]): only its TIME-WAIT entry is queued.
+    whole: bool,
+}
+
+/// Most requests per connection for an exchange scheduled whole (one step each).
+const WHOLE_MAX_REQUESTS: u32 = 8;
+
+/// What a step of a whole exchange does ([`Exchange`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum StepKind {
+    /// The SYN-ACK reaches the client: ESTABLISHED, the connect latency recorded.
+    Established,
+    /// The ACK reaches the server: its socket ESTABLISHED.
+    ServerEstablished,
+    /// Response `k` reaches the client (1 = the first, timed from connect()).
+    Response(u32),
+    /// The client closes after the last response: FIN-WAIT-1.
+    ClientFin,
+    /// The client's FIN reaches the server: its socket leaves ESTABLISHED for LAST-ACK.
+    ServerFin,
+}
+
+/// The connections of one workload whose exchanges are scheduled whole, in connect() order.
+///
+/// With fixed delays each step comes a fixed offset after connect(), so a step's pending
+/// connections are a suffix of the queue and each step keeps a cursor into it. The server's
+/// socket is not created: its only reader is the gauge of ESTABLISHED server sockets
+/// (`virtual_established`); the SYN finds no socket on the tuple, since the client holds
+/// the port until after the server's socket has gone (its LAST-ACK comes `up` after the
+/// client's TIME-WAIT entry, and a port leaves TIME-WAIT no earlier than that).
+struct Exchange {
+    lane: usize,
+    rtt: Duration,
+    /// Segments sent up to the TIME-WAIT entry's: the FIN-ACK's segment number.
+    fin_stage: u32,
+    /// From connect() to the TIME-WAIT entry.
+    to_time_wait: Duration,
+    /// (offset from connect(), step), in the order stepping applies them.
+    steps: Vec<(Duration, StepKind)>,
+    /// Connections by connect() time: (time, client host, client socket, server host).
+    flights: VecDeque<(Instant, u16, SockId, u16)>,
+    /// Between two responses: RTT plus service time.
+    gap: Duration,
+    /// Connections dropped from the front of `flights`.
+    popped: u64,
+    /// Per step, the number of the first connection it has not been applied to.
+    next: Vec<u64>,
 }
 
 /// Four-tuples closed without any TIME-WAIT, remembered for one TIME-WAIT length.
@@ -169,6 +231,63 @@ struct Lanes {
     tw_reusable: usize,
 }
 
+impl Exchange {
+    /// The whole-exchange schedule of `w`, if nothing can disturb its connections between
+    /// connect() and TIME-WAIT: an open loop (no closed-loop slot waits on a response), fixed
+    /// delays with both one-way halves non-zero, the client closing without SO_LINGER 0, at
+    /// most [`WHOLE_MAX_REQUESTS`] requests; and on every destination host, no workload whose
+    /// server closes first or resets (its TIME-WAITs could hold a tuple) and no bind() or
+    /// explicit-port workload (a socket on a listener's port).
+    fn new(sc: &Scenario, w: &Workload, queue: &mut Queue<Event>) -> Option<Exchange> {
+        let (Dist::Fixed(rtt), Dist::Fixed(service)) = (w.rtt, w.service_time) else {
+            return None;
+        };
+        let up = Duration(rtt.0 / 2);
+        let quiet = |host: u16| {
+            sc.workloads.iter().all(|o| {
+                let serves = o.destinations.iter().any(|d| d.host == host);
+                let binds = o.sources.iter().any(|s| s.host == host)
+                    && matches!(o.mode, Mode::Bind | Mode::Explicit { .. });
+                !binds && (!serves || (o.closer == Closer::Client && !o.linger_zero))
+            })
+        };
+        if matches!(w.arrival, Arrival::Closed { .. })
+            || up.0 == 0
+            || rtt.0 - up.0 == 0
+            || w.closer != Closer::Client
+            || w.linger_zero
+            || w.requests_per_connection > WHOLE_MAX_REQUESTS
+            || !w.destinations.iter().all(|d| quiet(d.host))
+        {
+            return None;
+        }
+        let n = w.requests_per_connection;
+        let gap = rtt + service;
+        let fin = Duration(rtt.0 + u64::from(n) * gap.0);
+        let mut steps = vec![
+            (rtt, StepKind::Established),
+            (rtt + up, StepKind::ServerEstablished),
+        ];
+        steps.extend((1..=n).map(|k| (Duration(rtt.0 + u64::from(k) * gap.0), StepKind::Response(k))));
+        steps.push((fin, StepKind::ClientFin));
+        steps.push((fin + up, StepKind::ServerFin));
+        // Stable: steps at one offset keep the order stepping applies them in.
+        steps.sort_by_key(|&(offset, _)| offset);
+        Some(Exchange {
+            lane: queue.add_lane(),
+            rtt,
+            gap,
+            // SYN, SYN-ACK, ACK, the responses, FIN, FIN-ACK.
+            fin_stage: 3 + n + 2,
+            to_time_wait: fin + rtt,
+            next: vec![0; steps.len()],
+            steps,
+            flights: VecDeque::new(),
+            popped: 0,
+        })
+    }
+}
+
 /// A runnable scenario.
 pub struct Simulation {
     now: Instant,
@@ -180,6 +299,8 @@ pub struct Simulation {
     runners: Vec<Runner>,
     conns: Vec<Conn>,
     free_conns: Vec<u32>,
+    /// Connections opened so far: the next one's number.
+    origins: u64,
     live_conns: u64,
     rec: Recorder,
     watch: ReuseWatch,
@@ -203,6 +324,10 @@ pub struct Simulation {
     /// ([`Simulation::arrivals_in_bulk`]): one source, one destination, a fixed RTT (no latency
     /// draw), `count` on error (it never stops), connect() or IP_BIND_ADDRESS_NO_PORT.
     open_loop_pools: Vec<Option<(u16, u32)>>,
+    /// Per workload, its exchanges scheduled whole, if it qualifies ([`Exchange`]).
+    exchanges: Vec<Option<Exchange>>,
+    /// Per host, server sockets of whole exchanges that are ESTABLISHED.
+    virtual_established: Vec<u32>,
     /// Checking mode: invariants asserted after every event (see [`Simulation::checking`]).
     check: bool,
     violation: Option<Violation>,
@@ -403,6 +528,11 @@ impl Simulation {
                     .map(|pool| (src.host, pool))
             })
             .collect();
+        let exchanges = sc
+            .workloads
+            .iter()
+            .map(|w| Exchange::new(sc, w, &mut queue))
+            .collect();
         let tw = pools
             .iter()
             .map(|&(h, _)| h)
@@ -417,6 +547,8 @@ impl Simulation {
             end: Instant::ZERO + sc.duration,
             late_from,
             open_loop_pools,
+            exchanges,
+            virtual_established: vec![0; sc.hosts.len()],
             check: cfg!(debug_assertions),
             violation: None,
             queue,
@@ -426,6 +558,7 @@ impl Simulation {
             runners,
             conns: Vec::new(),
             free_conns: Vec::new(),
+            origins: 0,
             live_conns: 0,
             rec: Recorder::new(sc.bin, sc.workloads.len()),
             watch: ReuseWatch::default(),
@@ -475,6 +608,15 @@ impl Simulation {
     /// report, slower. For tests.
     pub fn stepping(mut self) -> Self {
         self.bulk = false;
+        self
+    }
+
+    /// Queues every segment of every connection instead of scheduling exchanges whole: the
+    /// same report, slower. For tests.
+    pub fn stepping_segments(mut self) -> Self {
+        for x in self.exchanges.iter_mut() {
+            *x = None;
+        }
         self
     }
 
@@ -541,12 +683,10 @@ impl Simulation {
         }
         while self.rec.bin_end <= self.end {
             let end = self.rec.bin_end;
-            let g = self.gauges();
-            self.rec.close_bin(end, g);
+            self.close_bin(end);
         }
         if self.rec.bin_end.0 - self.rec.bin.0 < self.end.0 {
-            let g = self.gauges();
-            self.rec.close_bin(self.end, g);
+            self.close_bin(self.end);
         }
         self.now = self.end;
         if self.check {
@@ -598,12 +738,62 @@ impl Simulation {
         }
     }
 
+    /// Closes the bin ending at `end` with the gauges as they stand then.
+    fn close_bin(&mut self, end: Instant) {
+        for wl in 0..self.exchanges.len() {
+            self.catch_up(wl, end);
+        }
+        let g = self.gauges();
+        self.rec.close_bin(end, g);
+    }
+
+    /// Applies the steps of `wl`'s whole exchanges that come before `at`.
+    fn catch_up(&mut self, wl: usize, at: Instant) {
+        let Some(mut x) = self.exchanges[wl].take() else {
+            return;
+        };
+        let end = x.popped + x.flights.len() as u64;
+        for (i, &(offset, kind)) in x.steps.iter().enumerate() {
+            let mut n = x.next[i];
+            while n < end {
+                let (t0, client, csock, server) = x.flights[(n - x.popped) as usize];
+                let t = t0 + offset;
+                if t >= at {
+                    break;
+                }
+                match kind {
+                    StepKind::Established => {
+                        self.hosts[client as usize].set_state(csock, State::Established);
+                        self.count_established(client, csock, t);
+                        self.rec.established(wl, x.rtt);
+                    }
+                    StepKind::ServerEstablished => self.virtual_established[server as usize] += 1,
+                    StepKind::Response(k) => {
+                        let latency = if k == 1 { offset } else { x.gap };
+                        self.rec.request_done(wl, latency);
+                    }
+                    StepKind::ClientFin => {
+                        self.hosts[client as usize].set_state(csock, State::FinWait1);
+                    }
+                    StepKind::ServerFin => self.virtual_established[server as usize] -= 1,
+                }
+                n += 1;
+            }
+            x.next[i] = n;
+        }
+        let done = x.next.iter().copied().min().unwrap_or(end);
+        while x.popped < done {
+            x.flights.pop_front();
+            x.popped += 1;
+        }
+        self.exchanges[wl] = Some(x);
+    }
+
     /// Closes every bin that ends at or before `at`.
     fn close_bins_to(&mut self, at: Instant) {
         while at >= self.rec.bin_end {
             let end = self.rec.bin_end;
-            let g = self.gauges();
-            self.rec.close_bin(end, g);
+            self.close_bin(end);
             if self.check {
                 self.audit_tables();
             }
@@ -730,16 +920,30 @@ impl Simulation {
     }
 
     fn send(&mut self, at: Instant, conn: u32, make: fn(u32, u32) -> Event) {
+        let key = self.next_packet_key(conn);
         let generation = self.conns[conn as usize].generation;
         debug_assert!(at >= self.now, "a packet sent into the past");
         // A fixed one-way latency recurs: the queue gives it a FIFO lane.
         let delay = at.0.saturating_sub(self.now.0);
         self.queue
-            .push_after(self.now, delay, Class::Packet, make(conn, generation));
+            .push_after_keyed(self.now, delay, key, make(conn, generation));
+    }
+
+    /// The key of the next segment `conn` sends.
+    fn next_packet_key(&mut self, conn: u32) -> u64 {
+        let c = &mut self.conns[conn as usize];
+        c.stage = c.stage.saturating_add(1);
+        crate::engine::packet_key(c.origin, c.stage)
     }
 
     fn new_conn(&mut self, c: Conn) -> u32 {
         self.live_conns += 1;
+        let c = Conn {
+            origin: self.origins,
+            stage: 0,
+            ..c
+        };
+        self.origins += 1;
         match self.free_conns.pop() {
             Some(id) => {
                 let generation = self.conns[id as usize].generation;
@@ -868,8 +1072,12 @@ impl Simulation {
                 }
                 let host = &mut self.hosts[src.host as usize];
                 let tuple = host.sock(sock).tuple;
-                let isn = host.isn(&tuple, self.now);
-                let ts_off = host.ts_offset(&tuple);
+                let whole = self.exchanges[wl as usize].is_some();
+                let (isn, ts_off) = if !whole || host.isn_draw_has_effects() {
+                    (host.isn(&tuple, self.now), host.ts_offset(&tuple))
+                } else {
+                    (0, 0)
+                };
                 if self.watch.reused(&tuple, self.now) {
                     self.rec.unprotected_reuse += 1;
                 }
@@ -878,8 +1086,21 @@ impl Simulation {
                 c.tuple = tuple;
                 c.isn = isn;
                 c.ts_off = ts_off;
-                let at = self.now + up;
-                self.send(at, conn, |conn, generation| Event::Syn { conn, generation });
+                c.whole = whole;
+                if let Some(x) = &mut self.exchanges[wl as usize] {
+                    c.stage = x.fin_stage;
+                    let key = crate::engine::packet_key(c.origin, c.stage);
+                    let ev = Event::FinAtActive {
+                        conn,
+                        generation: c.generation,
+                    };
+                    self.queue
+                        .push_lane_keyed(x.lane, self.now + x.to_time_wait, key, ev);
+                    x.flights.push_back((self.now, src.host, sock, dst.host));
+                } else {
+                    let at = self.now + up;
+                    self.send(at, conn, |conn, generation| Event::Syn { conn, generation });
+                }
                 None
             }
         }
@@ -978,8 +1199,7 @@ impl Simulation {
                 break;
             }
             let end = self.rec.bin_end;
-            let g = self.gauges();
-            self.rec.close_bin(end, g);
+            self.close_bin(end);
         }
         // Each queued its next retry as it ran; workers of one period that ran in this gap
         // keep the order they ran in.
@@ -1170,7 +1390,8 @@ impl Simulation {
                                 sock: tw,
                                 generation,
                             };
-                            self.queue.push(ack_at_client + c.up, Class::Packet, ev);
+                            let key = self.next_packet_key(conn);
+                            self.queue.push_keyed(ack_at_client + c.up, key, ev);
                         }
                         self.arm_syn_retransmit(conn, Some(ack_at_client));
                     }
@@ -1251,21 +1472,7 @@ impl Simulation {
         let c = self.conns[conn as usize];
         let client = &mut self.hosts[c.client as usize];
         client.set_state(c.csock, State::Established);
-        if let Some(pool) = client.pool_of_socket(c.csock) {
-            let p = &mut client.pools[pool as usize];
-            p.established += 1;
-            p.established_late += u64::from(self.now >= self.late_from);
-        } else if !self.bind_pools.is_empty() {
-            let ip = client.sock(c.csock).tuple.local_ip;
-            if let Some(b) = self
-                .bind_pools
-                .iter_mut()
-                .find(|b| b.host == c.client && b.ip == ip)
-            {
-                b.established += 1;
-                b.established_late += u64::from(self.now >= self.late_from);
-            }
-        }
+        self.count_established(c.client, c.csock, self.now);
         self.rec.established(c.wl as usize, self.now - c.started);
         self.send(self.now + c.up, conn, |conn, generation| Event::Ack {
             conn,
@@ -1273,6 +1480,27 @@ impl Simulation {
         });
         if c.requests_left == 0 && self.workloads[c.wl as usize].closer == Closer::Client {
             self.client_close(conn);
+        }
+    }
+
+    /// A client socket established at `at`, counted for its pool.
+    fn count_established(&mut self, host: u16, sock: SockId, at: Instant) {
+        let late = u64::from(at >= self.late_from);
+        let client = &mut self.hosts[host as usize];
+        if let Some(pool) = client.pool_of_socket(sock) {
+            let p = &mut client.pools[pool as usize];
+            p.established += 1;
+            p.established_late += late;
+        } else if !self.bind_pools.is_empty() {
+            let ip = client.sock(sock).tuple.local_ip;
+            if let Some(b) = self
+                .bind_pools
+                .iter_mut()
+                .find(|b| b.host == host && b.ip == ip)
+            {
+                b.established += 1;
+                b.established_late += late;
+            }
         }
     }
 
@@ -1392,6 +1620,10 @@ impl Simulation {
 
     /// The active closer receives the peer's FIN (and the ACK of its own): TIME-WAIT.
     fn fin_at_active(&mut self, conn: u32) {
+        if self.conns[conn as usize].whole {
+            let wl = self.conns[conn as usize].wl as usize;
+            self.catch_up(wl, self.now);
+        }
         let c = self.conns[conn as usize];
         let ts_seen = self.timestamps_on(&c);
         let client_closes = self.workloads[c.wl as usize].closer == Closer::Client;
@@ -1468,6 +1700,11 @@ impl Simulation {
         } else {
             self.conns[conn as usize].ssock = NONE;
         }
+        if c.whole {
+            // The server's LAST-ACK ends `back` from now; its socket was never made.
+            self.free_conn(conn);
+            return;
+        }
         self.send(self.now + back, conn, |conn, generation| Event::LastAck {
             conn,
             generation,
@@ -1512,6 +1749,7 @@ impl Simulation {
             g.established_client += h.counts[0][State::Established as usize];
             g.established_server += h.counts[1][State::Established as usize];
         }
+        g.established_server += self.virtual_established.iter().sum::<u32>();
         g.free_ports = self
             .pools
             .iter()
