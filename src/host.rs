@@ -452,6 +452,15 @@ impl Host {
         }
     }
 
+    /// The per-destination pool a socket on this tuple belongs to (its `pool`), if any.
+    pub fn four_tuple_pool(&self, saddr: u32, daddr: u32, dport: u16) -> Option<PoolId> {
+        if self.profile.scope == Scope::FourTuple {
+            self.pool_of(saddr, daddr, dport)
+        } else {
+            None
+        }
+    }
+
     pub fn pool_of(&self, saddr: u32, daddr: u32, dport: u16) -> Option<PoolId> {
         self.pool_index
             .get(&self.pool_key(saddr, daddr, dport))

@@ -28,6 +28,7 @@
 //! bin edge and before the TIME-WAIT. The report is the same as stepping through every
 //! segment ([`Simulation::stepping_segments`], compared in `tests/scenarios.rs`).
 
+use crate::alloc::PortBits;
 use crate::engine::{Class, Queue};
 use crate::host::{Errno, Host, NONE, SockId, State, SynOnTuple, TimeWait, Tuple};
 use crate::report::{
@@ -200,29 +201,92 @@ struct Exchange {
     next: Vec<u64>,
 }
 
-/// Four-tuples closed without any TIME-WAIT, remembered for one TIME-WAIT length.
+/// Four-tuples closed without any TIME-WAIT, remembered for one TIME-WAIT length: a
+/// connect() that takes one of them again in that time is an unprotected reuse.
+///
+/// A tuple of a per-destination pool is kept as a bit of the pool's port set (a count in
+/// `repeats` when it is watched twice at once); a lookup at connect(), nearly always a miss,
+/// reads one bit. Other tuples are kept in a table with their end.
 #[derive(Default)]
 struct ReuseWatch {
     closed: crate::host::Table<Tuple, Instant>,
-    expiry: VecDeque<(Instant, Tuple)>,
+    /// Per watch length, the tuples in the order they were closed (so in order of end).
+    lanes: Vec<(Duration, VecDeque<(Instant, Tuple, Mark)>)>,
+    /// Per host, per pool: the ports of watched tuples.
+    marks: Vec<Vec<Option<PortBits>>>,
+    repeats: crate::host::Table<Tuple, u32>,
 }
 
+/// Where a watched tuple is kept: as a port of (host, pool), or in the table.
+type Mark = Option<(u16, u32)>;
+
 impl ReuseWatch {
-    fn closed_without_tw(&mut self, t: Tuple, until: Instant) {
-        self.closed.insert(t, until);
-        self.expiry.push_back((until, t));
-    }
-    fn reused(&mut self, t: &Tuple, now: Instant) -> bool {
-        while let Some(&(until, old)) = self.expiry.front() {
-            if until > now {
-                break;
+    fn closed_without_tw(&mut self, t: Tuple, mark: Mark, now: Instant, len: Duration) {
+        let until = now + len;
+        let lane = match self.lanes.iter().position(|(l, _)| *l == len) {
+            Some(i) => i,
+            None => {
+                self.lanes.push((len, VecDeque::new()));
+                self.lanes.len() - 1
             }
-            self.expiry.pop_front();
-            if self.closed.get(&old) == Some(&until) {
-                self.closed.remove(&old);
+        };
+        self.lanes[lane].1.push_back((until, t, mark));
+        let Some((h, p)) = mark else {
+            // The latest end: a tuple closed again by a host with a shorter TIME_WAIT is
+            // still watched for the longer one.
+            let end = self.closed.entry(t).or_insert(until);
+            *end = (*end).max(until);
+            return;
+        };
+        let (h, p) = (h as usize, p as usize);
+        if self.marks.len() <= h {
+            self.marks.resize_with(h + 1, Vec::new);
+        }
+        if self.marks[h].len() <= p {
+            self.marks[h].resize_with(p + 1, || None);
+        }
+        let bits = self.marks[h][p].get_or_insert_with(PortBits::default);
+        if !bits.insert(t.local_port) {
+            *self.repeats.entry(t).or_default() += 1;
+        }
+    }
+
+    fn reused(&mut self, t: &Tuple, mark: Mark, now: Instant) -> bool {
+        for (_, lane) in &mut self.lanes {
+            while let Some(&(until, old, old_mark)) = lane.front() {
+                if until > now {
+                    break;
+                }
+                lane.pop_front();
+                match old_mark {
+                    None => {
+                        if self.closed.get(&old) == Some(&until) {
+                            self.closed.remove(&old);
+                        }
+                    }
+                    Some((h, p)) => match self.repeats.get_mut(&old) {
+                        Some(n) if *n > 1 => *n -= 1,
+                        Some(_) => {
+                            self.repeats.remove(&old);
+                        }
+                        None => {
+                            if let Some(bits) = &mut self.marks[h as usize][p as usize] {
+                                bits.remove(old.local_port);
+                            }
+                        }
+                    },
+                }
             }
         }
-        self.closed.get(t).is_some_and(|&until| until > now)
+        match mark {
+            Some((h, p)) => self
+                .marks
+                .get(h as usize)
+                .and_then(|m| m.get(p as usize))
+                .and_then(Option::as_ref)
+                .is_some_and(|bits| bits.contains(t.local_port)),
+            None => self.closed.get(t).is_some_and(|&until| until > now),
+        }
     }
 }
 
@@ -964,6 +1028,18 @@ impl Simulation {
         self.free_conns.push(id);
     }
 
+    /// `c`'s four-tuple closed with no TIME-WAIT, to be watched for `len`.
+    fn watch_closed(&mut self, c: &Conn, len: Duration) {
+        let t = c.tuple;
+        let pool = self.hosts[c.client as usize].four_tuple_pool(
+            t.local_ip,
+            t.remote_ip,
+            t.remote_port,
+        );
+        let mark = pool.map(|p| (c.client, p));
+        self.watch.closed_without_tw(t, mark, self.now, len);
+    }
+
     fn note_time_wait(&mut self) {
         let (mut client, mut server) = (0, 0);
         for h in &self.hosts {
@@ -1078,7 +1154,9 @@ impl Simulation {
                 } else {
                     (0, 0)
                 };
-                if self.watch.reused(&tuple, self.now) {
+                let pool = host.sock(sock).pool;
+                let mark = (pool != NONE).then_some((src.host, pool));
+                if self.watch.reused(&tuple, mark, self.now) {
                     self.rec.unprotected_reuse += 1;
                 }
                 let c = &mut self.conns[conn as usize];
@@ -1576,8 +1654,8 @@ impl Simulation {
             self.hosts[c.client as usize].destroy(c.csock);
             self.conns[conn as usize].csock = NONE;
             self.rec.count(Counter::LingerResets);
-            let until = self.now + self.hosts[c.client as usize].profile.time_wait;
-            self.watch.closed_without_tw(c.tuple, until);
+            let len = self.hosts[c.client as usize].profile.time_wait;
+            self.watch_closed(&c, len);
             self.send(self.now + c.up, conn, |conn, generation| Event::Rst {
                 conn,
                 generation,
@@ -1598,8 +1676,8 @@ impl Simulation {
             self.hosts[c.server as usize].destroy(c.ssock);
             self.conns[conn as usize].ssock = NONE;
             self.rec.count(Counter::LingerResets);
-            let until = self.now + self.hosts[c.server as usize].profile.time_wait;
-            self.watch.closed_without_tw(c.tuple, until);
+            let len = self.hosts[c.server as usize].profile.time_wait;
+            self.watch_closed(&c, len);
             self.send(self.now + c.down, conn, |conn, generation| Event::Rst {
                 conn,
                 generation,
@@ -1660,8 +1738,8 @@ impl Simulation {
             // FreeBSD nolocaltimewait: the connection is closed at once (§3.2).
             host.destroy(sock);
             self.rec.count(Counter::TwSkippedLocal);
-            let until = self.now + self.hosts[h as usize].profile.time_wait;
-            self.watch.closed_without_tw(c.tuple, until);
+            let len = self.hosts[h as usize].profile.time_wait;
+            self.watch_closed(&c, len);
         } else if host.enter_time_wait(sock, tw) {
             let generation = host.sock(sock).generation;
             let expire = self.now + host.profile.time_wait;
@@ -1692,8 +1770,8 @@ impl Simulation {
             self.note_time_wait();
         } else {
             self.rec.count(Counter::TwOverflow);
-            let until = self.now + self.hosts[h as usize].profile.time_wait;
-            self.watch.closed_without_tw(c.tuple, until);
+            let len = self.hosts[h as usize].profile.time_wait;
+            self.watch_closed(&c, len);
         }
         if client_closes {
             self.conns[conn as usize].csock = NONE;
@@ -1917,5 +1995,50 @@ impl Simulation {
             series,
             stats: None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_reuse_watch_answers_as_a_list_of_every_closed_tuple_would() {
+        // Random closes of a few tuples (marked and not, two watch lengths, repeats), each
+        // lookup checked against the plain rule: closed at some c with c + len > now.
+        let mut w = ReuseWatch::default();
+        let mut log: Vec<(Tuple, Instant)> = Vec::new();
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let mut now = Instant::ZERO;
+        let (mut hits, mut misses) = (0, 0);
+        for _ in 0..20_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            now = now + Duration(x % 300);
+            let port = 1000 + (x >> 8) as u16 % 6;
+            let marked = (x >> 20) % 3 != 0;
+            let t = Tuple {
+                local_ip: 1,
+                local_port: port,
+                remote_ip: if marked { 2 } else { 3 },
+                remote_port: 80,
+            };
+            let mark = marked.then_some((0, 1));
+            if (x >> 30) % 2 == 0 {
+                let len = Duration([700, 2_000][((x >> 40) % 2) as usize]);
+                w.closed_without_tw(t, mark, now, len);
+                log.push((t, now + len));
+            } else {
+                let expected = log.iter().any(|&(o, until)| o == t && until > now);
+                assert_eq!(w.reused(&t, mark, now), expected, "{t} at {now:?}");
+                if expected {
+                    hits += 1;
+                } else {
+                    misses += 1;
+                }
+            }
+        }
+        assert!(hits > 1_000 && misses > 1_000, "{hits} {misses}");
     }
 }
