@@ -292,7 +292,7 @@ pub struct Host {
     listeners: Vec<(u32, u16)>,
     socks: Vec<Socket>,
     free_socks: Vec<SockId>,
-    ehash: Table<u128, SockId>,
+    ehash: crate::ehash::Ehash,
     buckets: Vec<Bucket>,
     /// Owners per (address, port), kept only when some socket on this host binds (bhash2).
     owners: Option<Table<(u32, u16), Owners>>,
@@ -364,7 +364,7 @@ impl Host {
             listeners: Vec::new(),
             socks: Vec::new(),
             free_socks: Vec::new(),
-            ehash: Table::default(),
+            ehash: crate::ehash::Ehash::default(),
             buckets: vec![Bucket::default(); 65536],
             owners: track_binds.then(Table::default),
             addr_ports: Table::default(),
@@ -746,7 +746,10 @@ impl Host {
         let s = &mut self.socks[id as usize];
         s.hashed = true;
         let t = s.tuple;
-        let prev = self.ehash.insert(t.key(), id);
+        let socks = &self.socks;
+        let prev = self
+            .ehash
+            .insert(t.key(), id, |i| socks[i as usize].tuple.key());
         debug_assert!(prev.is_none(), "two sockets share {t}");
         if self.profile.scope == Scope::FourTuple
             && let Some(pool) = self.pool_of(t.local_ip, t.remote_ip, t.remote_port)
@@ -763,7 +766,9 @@ impl Host {
         }
         s.hashed = false;
         let (t, pool, reusable) = (s.tuple, s.pool, s.reusable);
-        self.ehash.remove(&t.key());
+        let socks = &self.socks;
+        self.ehash
+            .remove(t.key(), |i| socks[i as usize].tuple.key());
         if pool != NONE && !reusable {
             self.pool_release(pool, t.local_port);
         }
@@ -784,8 +789,25 @@ impl Host {
         self.free_socks.push(id);
     }
 
+    /// Brings socket `id` into cache: it will be read soon.
+    pub fn prefetch_socket(&self, id: SockId) {
+        if let Some(s) = self.socks.get(id as usize) {
+            crate::engine::prefetch(s);
+        }
+    }
+
+    /// Brings the four-tuple table's slot of socket `id` into cache.
+    pub fn prefetch_slot(&self, id: SockId) {
+        if let Some(s) = self.socks.get(id as usize)
+            && s.hashed
+        {
+            self.ehash.prefetch(s.tuple.key());
+        }
+    }
+
     pub fn lookup(&self, t: &Tuple) -> Option<SockId> {
-        self.ehash.get(&t.key()).copied()
+        self.ehash
+            .get(t.key(), |i| self.socks[i as usize].tuple.key())
     }
 
     /// A listener on `ip:port` (`ip` 0 = any address). Listeners bind with SO_REUSEADDR.
@@ -1006,7 +1028,10 @@ impl Host {
             ));
         }
         let mut recycled = false;
-        if let Some(tw) = self.lookup(&t) {
+        // A port the pool counts as free holds no socket, or a TIME-WAIT made reusable.
+        if self.pools[pool_id as usize].tw_reuse
+            && let Some(tw) = self.lookup(&t)
+        {
             debug_assert!(
                 self.socks[tw as usize].reusable,
                 "only reusable TIME-WAIT is scanned as free"
@@ -1147,9 +1172,12 @@ impl Host {
             tw += u32::from(s.state == State::TimeWait);
             if s.hashed {
                 hashed += 1;
-                match self.ehash.get(&s.tuple.key()) {
-                    Some(&other) if other as usize == id => {}
-                    Some(&other) => {
+                match self
+                    .ehash
+                    .get(s.tuple.key(), |i| self.socks[i as usize].tuple.key())
+                {
+                    Some(other) if other as usize == id => {}
+                    Some(other) => {
                         return Err(format!(
                             "host {name}: sockets {id} and {other} share the four-tuple {}",
                             s.tuple

@@ -25,6 +25,7 @@
 
 pub mod alloc;
 pub mod cli;
+pub mod ehash;
 pub mod engine;
 pub mod host;
 pub mod live;

@@ -156,6 +156,10 @@ struct Conn {
     whole: bool,
 }
 
+/// How far ahead in a TIME-WAIT lane the socket, then its table slot, is prefetched.
+const PREFETCH_SOCKET: usize = 16;
+const PREFETCH_SLOT: usize = 8;
+
 /// Most requests per connection for an exchange scheduled whole (one step each).
 const WHOLE_MAX_REQUESTS: u32 = 8;
 
@@ -211,7 +215,7 @@ struct Exchange {
 struct ReuseWatch {
     closed: crate::host::Table<Tuple, Instant>,
     /// Per watch length, the tuples in the order they were closed (so in order of end).
-    lanes: Vec<(Duration, VecDeque<(Instant, Tuple, Mark)>)>,
+    lanes: Vec<(Duration, VecDeque<Watched>)>,
     /// Per host, per pool: the ports of watched tuples.
     marks: Vec<Vec<Option<PortBits>>>,
     repeats: crate::host::Table<Tuple, u32>,
@@ -219,6 +223,9 @@ struct ReuseWatch {
 
 /// Where a watched tuple is kept: as a port of (host, pool), or in the table.
 type Mark = Option<(u16, u32)>;
+
+/// A watched tuple: its end, itself, where it is kept.
+type Watched = (Instant, Tuple, Mark);
 
 impl ReuseWatch {
     fn closed_without_tw(&mut self, t: Tuple, mark: Mark, now: Instant, len: Duration) {
@@ -332,7 +339,12 @@ impl Exchange {
             (rtt, StepKind::Established),
             (rtt + up, StepKind::ServerEstablished),
         ];
-        steps.extend((1..=n).map(|k| (Duration(rtt.0 + u64::from(k) * gap.0), StepKind::Response(k))));
+        steps.extend((1..=n).map(|k| {
+            (
+                Duration(rtt.0 + u64::from(k) * gap.0),
+                StepKind::Response(k),
+            )
+        }));
         steps.push((fin, StepKind::ClientFin));
         steps.push((fin + up, StepKind::ServerFin));
         // Stable: steps at one offset keep the order stepping applies them in.
@@ -930,6 +942,20 @@ impl Simulation {
                 sock,
                 generation,
             } => {
+                // The lane is in expiry order: bring the next ones' sockets and table slots
+                // into cache.
+                let lane = self.lanes[host as usize].tw_expire;
+                for (k, slot) in [(PREFETCH_SOCKET, false), (PREFETCH_SLOT, true)] {
+                    if let Some(&Event::TwExpire { host, sock, .. }) = self.queue.lane_peek(lane, k)
+                    {
+                        let h = &self.hosts[host as usize];
+                        if slot {
+                            h.prefetch_slot(sock);
+                        } else {
+                            h.prefetch_socket(sock);
+                        }
+                    }
+                }
                 if self.time_wait_alive(host, sock, generation) {
                     let h = &self.hosts[host as usize];
                     let lived = self.now - h.sock(sock).tw.entry;
@@ -1031,11 +1057,8 @@ impl Simulation {
     /// `c`'s four-tuple closed with no TIME-WAIT, to be watched for `len`.
     fn watch_closed(&mut self, c: &Conn, len: Duration) {
         let t = c.tuple;
-        let pool = self.hosts[c.client as usize].four_tuple_pool(
-            t.local_ip,
-            t.remote_ip,
-            t.remote_port,
-        );
+        let pool =
+            self.hosts[c.client as usize].four_tuple_pool(t.local_ip, t.remote_ip, t.remote_port);
         let mark = pool.map(|p| (c.client, p));
         self.watch.closed_without_tw(t, mark, self.now, len);
     }
@@ -2017,7 +2040,7 @@ mod tests {
             x ^= x << 17;
             now = now + Duration(x % 300);
             let port = 1000 + (x >> 8) as u16 % 6;
-            let marked = (x >> 20) % 3 != 0;
+            let marked = !(x >> 20).is_multiple_of(3);
             let t = Tuple {
                 local_ip: 1,
                 local_port: port,
@@ -2025,7 +2048,7 @@ mod tests {
                 remote_port: 80,
             };
             let mark = marked.then_some((0, 1));
-            if (x >> 30) % 2 == 0 {
+            if (x >> 30).is_multiple_of(2) {
                 let len = Duration([700, 2_000][((x >> 40) % 2) as usize]);
                 w.closed_without_tw(t, mark, now, len);
                 log.push((t, now + len));

@@ -711,7 +711,10 @@ fn exchanges_scheduled_whole_give_the_report_every_segment_gives() {
             ),
         ));
     }
-    for f in ["scenarios/linux-default-churn.toml", "scenarios/httperf-error-99.toml"] {
+    for f in [
+        "scenarios/linux-default-churn.toml",
+        "scenarios/httperf-error-99.toml",
+    ] {
         texts.push((f.into(), std::fs::read_to_string(dir.join(f)).unwrap()));
     }
     let many = std::fs::read_to_string(dir.join("benches/scenarios/many-pools.toml"))
