@@ -419,9 +419,7 @@ impl Host {
                 taken.insert(s.tuple.local_port);
             }
         }
-        let free = (lo..=hi)
-            .filter(|p| !taken.contains(*p) && !self.blocked.contains(*p))
-            .count() as u32;
+        let free = u32::from(hi - lo) + 1 - PortBits::count_union_in(&taken, &self.blocked, lo, hi);
         let id = self.pools.len() as PoolId;
         let index = FreeWords::new(&taken, &self.blocked);
         self.pools.push(Pool {

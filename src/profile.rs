@@ -499,8 +499,24 @@ impl Profile {
 
     /// Ports of the range a connect() may use: the range minus reserved ports.
     pub fn usable_ports(&self) -> u32 {
-        let (lo, hi) = self.port_range;
-        (lo..=hi).filter(|&p| !self.is_reserved(p)).count() as u32
+        let (lo, hi) = (u32::from(self.port_range.0), u32::from(self.port_range.1));
+        let mut reserved: Vec<(u32, u32)> = self
+            .reserved_ports
+            .iter()
+            .map(|&(a, b)| (u32::from(a).max(lo), u32::from(b).min(hi)))
+            .filter(|(a, b)| a <= b)
+            .collect();
+        reserved.sort_unstable();
+        // The union of the (possibly overlapping) reserved ranges inside the range.
+        let (mut taken, mut next) = (0, lo);
+        for (a, b) in reserved {
+            let a = a.max(next);
+            if a <= b {
+                taken += b - a + 1;
+                next = b + 1;
+            }
+        }
+        (hi + 1).saturating_sub(lo) - taken
     }
 
     /// The name and number this kernel gives an error kind.
@@ -1359,6 +1375,34 @@ mod tests {
 
     fn s(v: &str) -> toml::Value {
         toml::Value::String(v.into())
+    }
+
+    #[test]
+    fn usable_ports_are_the_range_minus_the_union_of_reserved_ranges() {
+        let mut x = 7u64;
+        for _ in 0..500 {
+            let mut p = Profile::linux();
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let lo = 1024 + (x % 2000) as u16;
+            p.port_range = (lo, lo + (x >> 12) as u16 % 3000);
+            p.reserved_ports = (0..(x >> 30) % 5)
+                .map(|i| {
+                    let a = 900 + ((x >> (8 * i)) % 5000) as u16;
+                    (a, a + ((x >> (3 * i)) % 700) as u16)
+                })
+                .collect();
+            let (lo, hi) = p.port_range;
+            let slow = (lo..=hi).filter(|&q| !p.is_reserved(q)).count() as u32;
+            assert_eq!(
+                p.usable_ports(),
+                slow,
+                "{:?} {:?}",
+                p.port_range,
+                p.reserved_ports
+            );
+        }
     }
 
     #[test]

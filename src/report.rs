@@ -21,7 +21,10 @@ const SUB_BITS: u32 = 7;
 /// that, log-linear buckets under 0.8 % wide. Percentiles use the nearest-rank definition.
 #[derive(Clone, Debug, Default)]
 pub struct Hist {
+    /// Counts by value while exact.
     map: BTreeMap<u64, u64>,
+    /// Counts by bucket once bucketed (a bucket number is below 7,424).
+    dense: Vec<u64>,
     /// Records of the most recent key not yet added to `map`: a run of equal values (a fixed
     /// RTT gives millions) costs a compare and an add instead of a tree lookup each.
     pending: (u64, u64),
@@ -85,19 +88,53 @@ impl Hist {
         if n == 0 {
             return;
         }
+        self.add(k, n);
+    }
+
+    /// Adds `n` to key `k` (a value, or a bucket once bucketed), switching to buckets past
+    /// the exact limit.
+    fn add(&mut self, k: u64, n: u64) {
+        if self.bucketed {
+            let i = k as usize;
+            if self.dense.len() <= i {
+                self.dense.resize(i + 1, 0);
+            }
+            self.dense[i] += n;
+            return;
+        }
         *self.map.entry(k).or_insert(0) += n;
-        if !self.bucketed && self.map.len() > EXACT_LIMIT {
+        if self.map.len() > EXACT_LIMIT {
             self.rebucket();
+        }
+    }
+
+    /// The stored (key, count) pairs in key order.
+    fn stored(&self) -> Box<dyn Iterator<Item = (u64, u64)> + '_> {
+        if self.bucketed {
+            Box::new(
+                self.dense
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, n)| **n > 0)
+                    .map(|(k, n)| (k as u64, *n)),
+            )
+        } else {
+            Box::new(self.map.iter().map(|(k, n)| (*k, *n)))
         }
     }
 
     /// The (key, count) pairs in key order, the pending run included.
     fn entries(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
         let (pk, pn) = self.pending;
-        let mut extra = (pn > 0 && !self.map.contains_key(&pk)).then_some((pk, pn));
-        let mut it = self.map.iter().peekable();
+        let present = if self.bucketed {
+            self.dense.get(pk as usize).is_some_and(|n| *n > 0)
+        } else {
+            self.map.contains_key(&pk)
+        };
+        let mut extra = (pn > 0 && !present).then_some((pk, pn));
+        let mut it = self.stored().peekable();
         std::iter::from_fn(move || {
-            let next = it.peek().map(|(k, n)| (**k, **n));
+            let next = it.peek().copied();
             match (next, extra) {
                 (Some((k, _)), Some((ek, en))) if ek < k => {
                     extra = None;
@@ -118,13 +155,13 @@ impl Hist {
     /// Switches from exact values to log-linear buckets.
     fn rebucket(&mut self) {
         let old = std::mem::take(&mut self.map);
+        self.bucketed = true;
         for (v, n) in old {
-            *self.map.entry(bucket_of(v)).or_insert(0) += n;
+            self.add(bucket_of(v), n);
         }
         if self.pending.1 > 0 {
             self.pending.0 = bucket_of(self.pending.0);
         }
-        self.bucketed = true;
     }
 
     /// Adds every value of `other`.
@@ -148,10 +185,7 @@ impl Hist {
             } else {
                 k
             };
-            *self.map.entry(k).or_insert(0) += n;
-        }
-        if !self.bucketed && self.map.len() > EXACT_LIMIT {
-            self.rebucket();
+            self.add(k, n);
         }
     }
     pub fn count(&self) -> u64 {
