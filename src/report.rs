@@ -370,10 +370,14 @@ impl Recorder {
         w.failed[errno.index()] += n;
     }
     pub fn established(&mut self, wl: usize, latency: Duration) {
-        self.acc.established += 1;
-        self.acc.latency.record(latency.0);
-        self.latency.record(latency.0);
-        self.workloads[wl].established += 1;
+        self.established_n(wl, latency, 1);
+    }
+    /// `n` connections established, each after `latency`.
+    pub fn established_n(&mut self, wl: usize, latency: Duration, n: u64) {
+        self.acc.established += n;
+        self.acc.latency.record_n(latency.0, n);
+        self.latency.record_n(latency.0, n);
+        self.workloads[wl].established += n;
     }
     pub fn failed(&mut self, now: Instant, wl: usize, errno: Errno) {
         self.acc.failed[errno.index()] += 1;
@@ -382,9 +386,13 @@ impl Recorder {
         w.first_failure.get_or_insert(now);
     }
     pub fn request_done(&mut self, wl: usize, latency: Duration) {
-        self.request_latency.record(latency.0);
-        self.acc.requests += 1;
-        self.workloads[wl].requests_completed += 1;
+        self.requests_done_n(wl, latency, 1);
+    }
+    /// `n` requests completed, each after `latency`.
+    pub fn requests_done_n(&mut self, wl: usize, latency: Duration, n: u64) {
+        self.request_latency.record_n(latency.0, n);
+        self.acc.requests += n;
+        self.workloads[wl].requests_completed += n;
     }
     pub fn request_failed(&mut self, wl: usize) {
         self.workloads[wl].requests_failed += 1;

@@ -178,6 +178,28 @@ enum StepKind {
     ServerFin,
 }
 
+/// A connection of a whole exchange.
+#[derive(Clone, Copy, Debug)]
+struct Flight {
+    /// When connect() ran.
+    at: Instant,
+    sock: SockId,
+    /// The client socket's connect pool, or NONE (a bind() pool's).
+    pool: u32,
+    client: u16,
+    server: u16,
+}
+
+/// A connection established from a bind() or explicit-port socket, counted for its source
+/// address's pool.
+fn count_bind_pool(pools: &mut [BindPool], client: &Host, host: u16, sock: SockId, late: u64) {
+    let ip = client.sock(sock).tuple.local_ip;
+    if let Some(b) = pools.iter_mut().find(|b| b.host == host && b.ip == ip) {
+        b.established += 1;
+        b.established_late += late;
+    }
+}
+
 /// The connections of one workload whose exchanges are scheduled whole, in connect() order.
 ///
 /// With fixed delays each step comes a fixed offset after connect(), so a step's pending
@@ -195,8 +217,8 @@ struct Exchange {
     to_time_wait: Duration,
     /// (offset from connect(), step), in the order stepping applies them.
     steps: Vec<(Duration, StepKind)>,
-    /// Connections by connect() time: (time, client host, client socket, server host).
-    flights: VecDeque<(Instant, u16, SockId, u16)>,
+    /// Connections in connect() order.
+    flights: VecDeque<Flight>,
     /// Between two responses: RTT plus service time.
     gap: Duration,
     /// Connections dropped from the front of `flights`.
@@ -825,44 +847,69 @@ impl Simulation {
 
     /// Applies the steps of `wl`'s whole exchanges that come before `at`.
     fn catch_up(&mut self, wl: usize, at: Instant) {
-        let Some(mut x) = self.exchanges[wl].take() else {
+        let Simulation {
+            exchanges,
+            hosts,
+            rec,
+            bind_pools,
+            virtual_established,
+            late_from,
+            ..
+        } = self;
+        let Some(x) = &mut exchanges[wl] else {
             return;
         };
         let end = x.popped + x.flights.len() as u64;
         for (i, &(offset, kind)) in x.steps.iter().enumerate() {
-            let mut n = x.next[i];
-            while n < end {
-                let (t0, client, csock, server) = x.flights[(n - x.popped) as usize];
-                let t = t0 + offset;
-                if t >= at {
-                    break;
-                }
+            // Connections whose step comes before `at`: the next ones from the step's cursor.
+            let Some(before) = at.0.checked_sub(offset.0) else {
+                continue;
+            };
+            let first = x.next[i];
+            let mut n = first;
+            while let Some(f) = x.flights.get((n - x.popped) as usize)
+                && f.at.0 < before
+            {
                 match kind {
                     StepKind::Established => {
-                        self.hosts[client as usize].set_state(csock, State::Established);
-                        self.count_established(client, csock, t);
-                        self.rec.established(wl, x.rtt);
+                        let h = &mut hosts[f.client as usize];
+                        h.set_state(f.sock, State::Established);
+                        let late = u64::from(f.at + offset >= *late_from);
+                        if f.pool != NONE {
+                            let p = &mut h.pools[f.pool as usize];
+                            p.established += 1;
+                            p.established_late += late;
+                        } else {
+                            count_bind_pool(bind_pools, h, f.client, f.sock, late);
+                        }
                     }
-                    StepKind::ServerEstablished => self.virtual_established[server as usize] += 1,
-                    StepKind::Response(k) => {
-                        let latency = if k == 1 { offset } else { x.gap };
-                        self.rec.request_done(wl, latency);
-                    }
+                    StepKind::ServerEstablished => virtual_established[f.server as usize] += 1,
+                    StepKind::Response(_) => {}
                     StepKind::ClientFin => {
-                        self.hosts[client as usize].set_state(csock, State::FinWait1);
+                        hosts[f.client as usize].set_state(f.sock, State::FinWait1);
                     }
-                    StepKind::ServerFin => self.virtual_established[server as usize] -= 1,
+                    StepKind::ServerFin => virtual_established[f.server as usize] -= 1,
                 }
                 n += 1;
             }
+            if n == first {
+                continue;
+            }
             x.next[i] = n;
+            match kind {
+                StepKind::Established => rec.established_n(wl, x.rtt, n - first),
+                StepKind::Response(k) => {
+                    let latency = if k == 1 { offset } else { x.gap };
+                    rec.requests_done_n(wl, latency, n - first);
+                }
+                _ => {}
+            }
         }
         let done = x.next.iter().copied().min().unwrap_or(end);
         while x.popped < done {
             x.flights.pop_front();
             x.popped += 1;
         }
-        self.exchanges[wl] = Some(x);
     }
 
     /// Closes every bin that ends at or before `at`.
@@ -1197,7 +1244,14 @@ impl Simulation {
                     };
                     self.queue
                         .push_lane_keyed(x.lane, self.now + x.to_time_wait, key, ev);
-                    x.flights.push_back((self.now, src.host, sock, dst.host));
+                    let pool = self.hosts[src.host as usize].pool_of_socket(sock);
+                    x.flights.push_back(Flight {
+                        at: self.now,
+                        sock,
+                        pool: pool.unwrap_or(NONE),
+                        client: src.host,
+                        server: dst.host,
+                    });
                 } else {
                     let at = self.now + up;
                     self.send(at, conn, |conn, generation| Event::Syn { conn, generation });
@@ -1593,15 +1647,7 @@ impl Simulation {
             p.established += 1;
             p.established_late += late;
         } else if !self.bind_pools.is_empty() {
-            let ip = client.sock(sock).tuple.local_ip;
-            if let Some(b) = self
-                .bind_pools
-                .iter_mut()
-                .find(|b| b.host == host && b.ip == ip)
-            {
-                b.established += 1;
-                b.established_late += late;
-            }
+            count_bind_pool(&mut self.bind_pools, client, host, sock, late);
         }
     }
 
