@@ -21,8 +21,8 @@ const SUB_BITS: u32 = 7;
 /// that, log-linear buckets under 0.8 % wide. Percentiles use the nearest-rank definition.
 #[derive(Clone, Debug, Default)]
 pub struct Hist {
-    /// Counts by value while exact.
-    map: BTreeMap<u64, u64>,
+    /// Counts by value while exact (sorted when read).
+    map: crate::host::Table<u64, u64>,
     /// Counts by bucket once bucketed (a bucket number is below 7,424).
     dense: Vec<u64>,
     /// Records of the most recent key not yet added to `map`: a run of equal values (a fixed
@@ -119,7 +119,9 @@ impl Hist {
                     .map(|(k, n)| (k as u64, *n)),
             )
         } else {
-            Box::new(self.map.iter().map(|(k, n)| (*k, *n)))
+            let mut v: Vec<(u64, u64)> = self.map.iter().map(|(k, n)| (*k, *n)).collect();
+            v.sort_unstable();
+            Box::new(v.into_iter())
         }
     }
 
@@ -154,7 +156,8 @@ impl Hist {
 
     /// Switches from exact values to log-linear buckets.
     fn rebucket(&mut self) {
-        let old = std::mem::take(&mut self.map);
+        let mut old: Vec<(u64, u64)> = std::mem::take(&mut self.map).into_iter().collect();
+        old.sort_unstable();
         self.bucketed = true;
         for (v, n) in old {
             self.add(bucket_of(v), n);
