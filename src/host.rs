@@ -293,6 +293,10 @@ pub struct Host {
     socks: Vec<Socket>,
     free_socks: Vec<SockId>,
     ehash: crate::ehash::Ehash,
+    /// Whether `ehash` is kept: off when nothing looks a tuple of this host up (no SYN
+    /// arrives, no bind(), no `tcp_tw_reuse` pool), the pools' port sets then being the
+    /// only record connect() needs ([`Host::index_tuples`]).
+    indexed: bool,
     buckets: Vec<Bucket>,
     /// Owners per (address, port), kept only when some socket on this host binds (bhash2).
     owners: Option<Table<(u32, u16), Owners>>,
@@ -365,6 +369,7 @@ impl Host {
             socks: Vec::new(),
             free_socks: Vec::new(),
             ehash: crate::ehash::Ehash::default(),
+            indexed: true,
             buckets: vec![Bucket::default(); 65536],
             owners: track_binds.then(Table::default),
             addr_ports: Table::default(),
@@ -745,9 +750,12 @@ impl Host {
         s.hashed = true;
         let t = s.tuple;
         let socks = &self.socks;
-        let prev = self
-            .ehash
-            .insert(t.key(), id, |i| socks[i as usize].tuple.key());
+        let prev = if self.indexed {
+            self.ehash
+                .insert(t.key(), id, |i| socks[i as usize].tuple.key())
+        } else {
+            None
+        };
         debug_assert!(prev.is_none(), "two sockets share {t}");
         if self.profile.scope == Scope::FourTuple
             && let Some(pool) = self.pool_of(t.local_ip, t.remote_ip, t.remote_port)
@@ -764,9 +772,11 @@ impl Host {
         }
         s.hashed = false;
         let (t, pool, reusable) = (s.tuple, s.pool, s.reusable);
-        let socks = &self.socks;
-        self.ehash
-            .remove(t.key(), |i| socks[i as usize].tuple.key());
+        if self.indexed {
+            let socks = &self.socks;
+            self.ehash
+                .remove(t.key(), |i| socks[i as usize].tuple.key());
+        }
         if pool != NONE && !reusable {
             self.pool_release(pool, t.local_port);
         }
@@ -787,6 +797,19 @@ impl Host {
         self.free_socks.push(id);
     }
 
+    /// Keeps the four-tuple table, or not: a host no SYN reaches, with no bind() and no
+    /// `tcp_tw_reuse` pool, never looks a tuple up, and connect() keeps tuples unique through
+    /// the pools' port sets. Set before any socket is hashed.
+    pub fn index_tuples(&mut self, on: bool) {
+        debug_assert!(self.ehash.is_empty());
+        self.indexed = on;
+    }
+
+    /// Whether a connect() pool of this host takes over reusable TIME-WAITs.
+    pub fn reuses_time_wait(&self) -> bool {
+        self.pools.iter().any(|p| p.tw_reuse)
+    }
+
     /// Brings socket `id` into cache: it will be read soon.
     pub fn prefetch_socket(&self, id: SockId) {
         if let Some(s) = self.socks.get(id as usize) {
@@ -798,12 +821,18 @@ impl Host {
     pub fn prefetch_slot(&self, id: SockId) {
         if let Some(s) = self.socks.get(id as usize)
             && s.hashed
+            && self.indexed
         {
             self.ehash.prefetch(s.tuple.key());
         }
     }
 
     pub fn lookup(&self, t: &Tuple) -> Option<SockId> {
+        assert!(
+            self.indexed,
+            "host {}: a tuple looked up in no table",
+            self.name
+        );
         self.ehash
             .get(t.key(), |i| self.socks[i as usize].tuple.key())
     }
@@ -1158,6 +1187,7 @@ impl Host {
         let mut hashed = 0usize;
         let mut counts = [[0u32; State::COUNT]; 2];
         let mut tw = 0u32;
+        let mut unique: HashMap<u128, usize> = HashMap::new();
         let mut free = vec![false; self.socks.len()];
         for &f in &self.free_socks {
             free[f as usize] = true;
@@ -1168,7 +1198,15 @@ impl Host {
             }
             counts[s.side as usize][s.state as usize] += 1;
             tw += u32::from(s.state == State::TimeWait);
-            if s.hashed {
+            if s.hashed && !self.indexed {
+                hashed += 1;
+                if let Some(other) = unique.insert(s.tuple.key(), id) {
+                    return Err(format!(
+                        "host {name}: sockets {id} and {other} share the four-tuple {}",
+                        s.tuple
+                    ));
+                }
+            } else if s.hashed {
                 hashed += 1;
                 match self
                     .ehash
@@ -1190,7 +1228,7 @@ impl Host {
                 }
             }
         }
-        if hashed != self.ehash.len() {
+        if self.indexed && hashed != self.ehash.len() {
             return Err(format!(
                 "host {name}: {} four-tuple entries for {hashed} hashed sockets",
                 self.ehash.len()

@@ -554,6 +554,15 @@ impl Simulation {
                 }
             }
         }
+        for (i, h) in hosts.iter_mut().enumerate() {
+            let i = i as u16;
+            let looked_up = h.reuses_time_wait()
+                || sc.workloads.iter().any(|w| {
+                    w.destinations.iter().any(|d| d.host == i)
+                        || (w.mode.binds() && w.sources.iter().any(|s| s.host == i))
+                });
+            h.index_tuples(looked_up);
+        }
         let mut bind_pools: Vec<BindPool> = Vec::new();
         for w in &sc.workloads {
             let (kind, ports) = match w.mode {
