@@ -225,6 +225,8 @@ struct Exchange {
     popped: u64,
     /// Per step, the number of the first connection it has not been applied to.
     next: Vec<u64>,
+    /// Connections that have entered TIME-WAIT.
+    entered: u64,
 }
 
 /// Four-tuples closed without any TIME-WAIT, remembered for one TIME-WAIT length: a
@@ -382,6 +384,7 @@ impl Exchange {
             steps,
             flights: VecDeque::new(),
             popped: 0,
+            entered: 0,
         })
     }
 }
@@ -856,6 +859,13 @@ impl Simulation {
 
     /// Applies the steps of `wl`'s whole exchanges that come before `at`.
     fn catch_up(&mut self, wl: usize, at: Instant) {
+        self.apply_steps(wl, at, None);
+    }
+
+    /// The steps of `wl`'s whole exchanges that come before `at`; with `client_upto`, only
+    /// those of the client's socket (ESTABLISHED, FIN-WAIT-1), of connections up to that
+    /// number: what its TIME-WAIT entry needs, the rest waiting for the bin edge.
+    fn apply_steps(&mut self, wl: usize, at: Instant, client_upto: Option<u64>) {
         let Simulation {
             exchanges,
             hosts,
@@ -869,14 +879,20 @@ impl Simulation {
             return;
         };
         let end = x.popped + x.flights.len() as u64;
+        let limit = client_upto.map_or(u64::MAX, |n| n + 1);
         for (i, &(offset, kind)) in x.steps.iter().enumerate() {
+            if client_upto.is_some() && !matches!(kind, StepKind::Established | StepKind::ClientFin)
+            {
+                continue;
+            }
             // Connections whose step comes before `at`: the next ones from the step's cursor.
             let Some(before) = at.0.checked_sub(offset.0) else {
                 continue;
             };
             let first = x.next[i];
             let mut n = first;
-            while let Some(f) = x.flights.get((n - x.popped) as usize)
+            while n < limit
+                && let Some(f) = x.flights.get((n - x.popped) as usize)
                 && f.at.0 < before
             {
                 match kind {
@@ -913,6 +929,9 @@ impl Simulation {
                 }
                 _ => {}
             }
+        }
+        if client_upto.is_some() {
+            return;
         }
         let done = x.next.iter().copied().min().unwrap_or(end);
         while x.popped < done {
@@ -1778,7 +1797,12 @@ impl Simulation {
     fn fin_at_active(&mut self, conn: u32) {
         if self.conns[conn as usize].whole {
             let wl = self.conns[conn as usize].wl as usize;
-            self.catch_up(wl, self.now);
+            if let Some(x) = &mut self.exchanges[wl] {
+                // TIME-WAIT entries come in connect() order: this is connection `entered`.
+                let n = x.entered;
+                x.entered += 1;
+                self.apply_steps(wl, self.now, Some(n));
+            }
         }
         let c = self.conns[conn as usize];
         let ts_seen = self.timestamps_on(&c);
