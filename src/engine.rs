@@ -54,7 +54,7 @@ pub fn prefetch<T>(p: *const T) {
 
 /// Lane entries read ahead of the front: a lane of long timers is read once, in order, long
 /// after it was written.
-const LANE_PREFETCH: usize = 4;
+const LANE_PREFETCH: usize = 16;
 
 /// The class of an event, deciding order at equal times (see the module docs).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]

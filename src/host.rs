@@ -819,9 +819,9 @@ impl Host {
 
     /// Brings the four-tuple table's slot of socket `id` into cache.
     pub fn prefetch_slot(&self, id: SockId) {
-        if let Some(s) = self.socks.get(id as usize)
+        if self.indexed
+            && let Some(s) = self.socks.get(id as usize)
             && s.hashed
-            && self.indexed
         {
             self.ehash.prefetch(s.tuple.key());
         }
