@@ -293,6 +293,10 @@ pub struct Host {
     socks: Vec<Socket>,
     free_socks: Vec<SockId>,
     ehash: crate::ehash::Ehash,
+    /// Whether every socket's port bucket is kept. Off on a host where nothing binds and
+    /// ports are per destination: there a bucket changes nothing but its owner count (a
+    /// connect() bucket is never bind-created, §1.3 step 2), so only listeners own buckets.
+    buckets_kept: bool,
     /// Whether `ehash` is kept: off when nothing looks a tuple of this host up (no SYN
     /// arrives, no bind(), no `tcp_tw_reuse` pool), the pools' port sets then being the
     /// only record connect() needs ([`Host::index_tuples`]).
@@ -363,7 +367,6 @@ impl Host {
             name,
             blocked: reserved.clone(),
             reserved,
-            profile,
             ips,
             listeners: Vec::new(),
             socks: Vec::new(),
@@ -371,6 +374,7 @@ impl Host {
             ehash: crate::ehash::Ehash::default(),
             indexed: true,
             buckets: vec![Bucket::default(); 65536],
+            buckets_kept: track_binds || profile.scope == Scope::HostWide,
             owners: track_binds.then(Table::default),
             addr_ports: Table::default(),
             wildcard_ports: 0,
@@ -378,6 +382,7 @@ impl Host {
             pools: Vec::new(),
             pool_index: Table::default(),
             wide_pool: None,
+            profile,
             selector,
             binder,
             tw_alive: 0,
@@ -658,6 +663,9 @@ impl Host {
     /// Adds an owner to the port's bucket (`inet_bind_hash`).
     fn own_port(&mut self, id: SockId) {
         let s = &self.socks[id as usize];
+        if !self.buckets_kept && s.state != State::Listen {
+            return;
+        }
         let (port, addr, strict) = (
             s.tuple.local_port,
             s.tuple.local_ip,
@@ -691,6 +699,9 @@ impl Host {
     /// `inet_twsk_bind_unhash`).
     fn release_port(&mut self, id: SockId) {
         let s = &self.socks[id as usize];
+        if !self.buckets_kept && s.state != State::Listen {
+            return;
+        }
         let (port, addr, strict) = (
             s.tuple.local_port,
             s.tuple.local_ip,
@@ -1045,7 +1056,8 @@ impl Host {
             remote_ip: daddr,
             remote_port: dport,
         };
-        if self.profile.skip == crate::profile::Skip::BindCreated
+        if self.buckets_kept
+            && self.profile.skip == crate::profile::Skip::BindCreated
             && self.buckets[usize::from(port)].bind_created()
             && self.violation.is_none()
         {
@@ -1066,10 +1078,12 @@ impl Host {
             self.destroy(tw);
             recycled = true;
         }
-        let b = &mut self.buckets[usize::from(port)];
-        if b.owners == 0 {
-            b.fastreuse = -1;
-            b.fastreuseport = -1;
+        if self.buckets_kept {
+            let b = &mut self.buckets[usize::from(port)];
+            if b.owners == 0 {
+                b.fastreuse = -1;
+                b.fastreuseport = -1;
+            }
         }
         let id = self.new_socket(t, State::SynSent, Side::Client, conn, false);
         self.own_port(id);
