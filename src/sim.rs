@@ -160,6 +160,10 @@ struct Conn {
 const PREFETCH_SOCKET: usize = 16;
 const PREFETCH_SLOT: usize = 8;
 
+/// Connections of a whole exchange kept past their TIME-WAIT entry before all their steps
+/// are applied at once.
+const FLIGHTS_KEPT: usize = 1024;
+
 /// Most requests per connection for an exchange scheduled whole (one step each).
 const WHOLE_MAX_REQUESTS: u32 = 8;
 
@@ -1801,7 +1805,12 @@ impl Simulation {
                 // TIME-WAIT entries come in connect() order: this is connection `entered`.
                 let n = x.entered;
                 x.entered += 1;
+                let backlog = x.flights.len();
                 self.apply_steps(wl, self.now, Some(n));
+                // Keep memory to the connections alive, whatever the bin width.
+                if backlog >= FLIGHTS_KEPT {
+                    self.catch_up(wl, self.now);
+                }
             }
         }
         let c = self.conns[conn as usize];
