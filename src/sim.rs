@@ -209,7 +209,9 @@ fn count_bind_pool(pools: &mut [BindPool], client: &Host, host: u16, sock: SockI
 /// With fixed delays each step comes a fixed offset after connect(), so a step's pending
 /// connections are a suffix of the queue and each step keeps a cursor into it. The server's
 /// socket is not created: its only reader is the gauge of ESTABLISHED server sockets
-/// (`virtual_established`); the SYN finds no socket on the tuple, since the client holds
+/// (`virtual_established`). The client's socket stays SYN-SENT in the host's table until its
+/// TIME-WAIT entry (nothing reads its state in between), the gauge of ESTABLISHED client
+/// sockets counting it from the cursors ([`Exchange::client_established`]); the SYN finds no socket on the tuple, since the client holds
 /// the port until after the server's socket has gone (its LAST-ACK comes `up` after the
 /// client's TIME-WAIT entry, and a port leaves TIME-WAIT no earlier than that).
 struct Exchange {
@@ -331,6 +333,25 @@ struct Lanes {
 }
 
 impl Exchange {
+    /// The index of the step of `kind`.
+    fn step(&self, kind: StepKind) -> usize {
+        self.steps
+            .iter()
+            .position(|&(_, k)| k == kind)
+            .expect("every exchange has its steps")
+    }
+
+    /// Client sockets ESTABLISHED now (after a catch-up): established, FIN not yet sent.
+    fn client_established(&self) -> u64 {
+        self.next[self.step(StepKind::Established)] - self.next[self.step(StepKind::ClientFin)]
+    }
+
+    /// Client sockets counted as established (after a catch-up) that have not entered
+    /// TIME-WAIT: SYN-SENT in the table, not in flight.
+    fn established_not_entered(&self) -> u64 {
+        self.next[self.step(StepKind::Established)] - self.entered
+    }
+
     /// The whole-exchange schedule of `w`, if nothing can disturb its connections between
     /// connect() and TIME-WAIT: an open loop (no closed-loop slot waits on a response), fixed
     /// delays with both one-way halves non-zero, the client closing without SO_LINGER 0, at
@@ -825,6 +846,11 @@ impl Simulation {
 
     /// The per-event checks of checking mode: O(hosts + workloads).
     fn audit_event(&mut self) {
+        // A whole exchange's client socket stays SYN-SENT in the table until its TIME-WAIT
+        // entry; those established by now are not in flight.
+        for wl in 0..self.exchanges.len() {
+            self.catch_up(wl, self.now);
+        }
         let (mut a, mut e, mut f) = (0u64, 0u64, 0u64);
         for w in &self.rec.workloads {
             a += w.attempted;
@@ -835,7 +861,13 @@ impl Simulation {
             .hosts
             .iter()
             .map(|h| u64::from(h.counts[0][State::SynSent as usize]))
-            .sum();
+            .sum::<u64>()
+            - self
+                .exchanges
+                .iter()
+                .flatten()
+                .map(Exchange::established_not_entered)
+                .sum::<u64>();
         if a != e + f + syn_sent {
             self.violate(format!(
                 "attempted {a} ≠ established {e} + failed {f} + in flight (SYN-SENT) {syn_sent}"
@@ -863,13 +895,6 @@ impl Simulation {
 
     /// Applies the steps of `wl`'s whole exchanges that come before `at`.
     fn catch_up(&mut self, wl: usize, at: Instant) {
-        self.apply_steps(wl, at, None);
-    }
-
-    /// The steps of `wl`'s whole exchanges that come before `at`; with `client_upto`, only
-    /// those of the client's socket (ESTABLISHED, FIN-WAIT-1), of connections up to that
-    /// number: what its TIME-WAIT entry needs, the rest waiting for the bin edge.
-    fn apply_steps(&mut self, wl: usize, at: Instant, client_upto: Option<u64>) {
         let Simulation {
             exchanges,
             hosts,
@@ -883,26 +908,19 @@ impl Simulation {
             return;
         };
         let end = x.popped + x.flights.len() as u64;
-        let limit = client_upto.map_or(u64::MAX, |n| n + 1);
         for (i, &(offset, kind)) in x.steps.iter().enumerate() {
-            if client_upto.is_some() && !matches!(kind, StepKind::Established | StepKind::ClientFin)
-            {
-                continue;
-            }
             // Connections whose step comes before `at`: the next ones from the step's cursor.
             let Some(before) = at.0.checked_sub(offset.0) else {
                 continue;
             };
             let first = x.next[i];
             let mut n = first;
-            while n < limit
-                && let Some(f) = x.flights.get((n - x.popped) as usize)
+            while let Some(f) = x.flights.get((n - x.popped) as usize)
                 && f.at.0 < before
             {
                 match kind {
                     StepKind::Established => {
                         let h = &mut hosts[f.client as usize];
-                        h.set_state(f.sock, State::Established);
                         let late = u64::from(f.at + offset >= *late_from);
                         if f.pool != NONE {
                             let p = &mut h.pools[f.pool as usize];
@@ -914,9 +932,7 @@ impl Simulation {
                     }
                     StepKind::ServerEstablished => virtual_established[f.server as usize] += 1,
                     StepKind::Response(_) => {}
-                    StepKind::ClientFin => {
-                        hosts[f.client as usize].set_state(f.sock, State::FinWait1);
-                    }
+                    StepKind::ClientFin => {}
                     StepKind::ServerFin => virtual_established[f.server as usize] -= 1,
                 }
                 n += 1;
@@ -933,9 +949,6 @@ impl Simulation {
                 }
                 _ => {}
             }
-        }
-        if client_upto.is_some() {
-            return;
         }
         let done = x.next.iter().copied().min().unwrap_or(end);
         while x.popped < done {
@@ -1803,12 +1816,9 @@ impl Simulation {
             let wl = self.conns[conn as usize].wl as usize;
             if let Some(x) = &mut self.exchanges[wl] {
                 // TIME-WAIT entries come in connect() order: this is connection `entered`.
-                let n = x.entered;
                 x.entered += 1;
-                let backlog = x.flights.len();
-                self.apply_steps(wl, self.now, Some(n));
                 // Keep memory to the connections alive, whatever the bin width.
-                if backlog >= FLIGHTS_KEPT {
+                if x.flights.len() >= FLIGHTS_KEPT {
                     self.catch_up(wl, self.now);
                 }
             }
@@ -1939,6 +1949,12 @@ impl Simulation {
             g.established_server += h.counts[1][State::Established as usize];
         }
         g.established_server += self.virtual_established.iter().sum::<u32>();
+        g.established_client += self
+            .exchanges
+            .iter()
+            .flatten()
+            .map(|x| x.client_established() as u32)
+            .sum::<u32>();
         g.free_ports = self
             .pools
             .iter()
