@@ -23,10 +23,11 @@
 //! are not queued one by one ([`Exchange`]): the client closes, delays are fixed, no other
 //! socket can hold the server's side of the tuple, and nothing reads the states in between
 //! except the gauges. Its TIME-WAIT entry is queued at connect() with the key stepping
-//! would give it ([`crate::engine::packet_key`]), and the states and counts in between
-//! (ESTABLISHED, the requests, FIN-WAIT-1, the server's socket) are applied in bulk at each
-//! bin edge and before the TIME-WAIT. The report is the same as stepping through every
-//! segment ([`Simulation::stepping_segments`], compared in `tests/scenarios.rs`).
+//! would give it ([`crate::engine::packet_key`]), and the counts in between (ESTABLISHED
+//! sockets at both ends, the requests, the latencies) are applied in bulk at each bin edge.
+//! The report is the same as stepping through every segment
+//! ([`Simulation::stepping_segments`], compared in `tests/scenarios.rs`; design in
+//! `notes/whole-exchanges.md`).
 
 use crate::alloc::PortBits;
 use crate::engine::{Class, Queue};
