@@ -317,10 +317,12 @@ pub struct Recorder {
     acc: BinAcc,
     bins: Vec<Bin>,
     pub workloads: Vec<WorkloadTotals>,
+    /// Connect latency of the whole run, merged from each bin as it closes.
     pub latency: Hist,
     /// Request latency as a load generator measures it: from the application's connect() (or
     /// the previous response, on a kept-alive connection) to the response.
     pub request_latency: Hist,
+    /// Ports probed per connect(), merged from each bin as it closes.
     pub probes: Hist,
     pub counters: [u64; Counter::ALL.len()],
     pub tw_peak: u32,
@@ -358,7 +360,6 @@ impl Recorder {
     }
     pub fn probes(&mut self, n: u32) {
         self.acc.probes.record(u64::from(n));
-        self.probes.record(u64::from(n));
     }
     /// `n` failed attempts of workload `wl` at once, each probing `probes` ports: what `n`
     /// calls of `attempt`, `probes` and `failed` record (the first failure is already set).
@@ -366,7 +367,6 @@ impl Recorder {
         self.acc.attempts += n;
         self.acc.failed[errno.index()] += n;
         self.acc.probes.record_n(u64::from(probes), n);
-        self.probes.record_n(u64::from(probes), n);
         let w = &mut self.workloads[wl];
         w.attempted += n;
         w.retries += if retry { n } else { 0 };
@@ -379,7 +379,6 @@ impl Recorder {
     pub fn established_n(&mut self, wl: usize, latency: Duration, n: u64) {
         self.acc.established += n;
         self.acc.latency.record_n(latency.0, n);
-        self.latency.record_n(latency.0, n);
         self.workloads[wl].established += n;
     }
     pub fn failed(&mut self, now: Instant, wl: usize, errno: Errno) {
@@ -411,6 +410,10 @@ impl Recorder {
     /// Closes the current bin with the gauges as they stand at its end.
     pub fn close_bin(&mut self, end: Instant, g: Gauges) {
         let acc = std::mem::take(&mut self.acc);
+        // The run's distributions are the union of the bins' (a merge gives what recording
+        // each value twice gave).
+        self.latency.merge(&acc.latency);
+        self.probes.merge(&acc.probes);
         let start = Instant(self.bins.len() as u64 * self.bin.0);
         let width = (end.0 - start.0) as f64 / 1e9;
         let lat = |q| acc.latency.percentile(q) as f64 / 1e6;
