@@ -183,6 +183,16 @@ enum StepKind {
     ServerFin,
 }
 
+/// The least and greatest client → server delay (half the RTT) a workload can draw; no
+/// greatest for an exponential RTT.
+fn one_way_bounds(rtt: Dist) -> (u64, Option<u64>) {
+    match rtt {
+        Dist::Fixed(d) => (d.0 / 2, Some(d.0 / 2)),
+        Dist::Uniform(a, b) => (a.0 / 2, Some(b.0 / 2)),
+        Dist::Exponential(_) => (0, None),
+    }
+}
+
 /// A connection of a whole exchange.
 #[derive(Clone, Copy, Debug)]
 struct Flight {
@@ -356,9 +366,11 @@ impl Exchange {
     /// The whole-exchange schedule of `w`, if nothing can disturb its connections between
     /// connect() and TIME-WAIT: an open loop (no closed-loop slot waits on a response), fixed
     /// delays with both one-way halves non-zero, the client closing without SO_LINGER 0, at
-    /// most [`WHOLE_MAX_REQUESTS`] requests; and on every destination host, no workload whose
+    /// most [`WHOLE_MAX_REQUESTS`] requests; on every destination host, no workload whose
     /// server closes first or resets (its TIME-WAITs could hold a tuple) and no bind() or
-    /// explicit-port workload (a socket on a listener's port).
+    /// explicit-port workload (a socket on a listener's port); and for every workload of the
+    /// same client to those hosts, a port freed after a TIME-WAIT entry cannot carry a SYN to
+    /// the server before the previous connection's LAST-ACK has closed the server's socket.
     fn new(sc: &Scenario, w: &Workload, queue: &mut Queue<Event>) -> Option<Exchange> {
         let (Dist::Fixed(rtt), Dist::Fixed(service)) = (w.rtt, w.service_time) else {
             return None;
@@ -372,6 +384,30 @@ impl Exchange {
                 !binds && (!serves || (o.closer == Closer::Client && !o.linger_zero))
             })
         };
+        // The client's port can carry a new SYN this soon after a TIME-WAIT entry: at once
+        // if the entry can be skipped (tcp_max_tw_buckets, nolocaltimewait), else when the
+        // TIME-WAIT ends or becomes reusable.
+        let client = &sc.hosts[w.sources[0].host as usize].profile;
+        let free_after = if client.max_tw_buckets != u32::MAX || !client.local_time_wait {
+            0
+        } else if client.tw_reuse != 0 {
+            client
+                .time_wait
+                .0
+                .min(u64::from(client.tw_reuse_delay_ms) * 1_000_000)
+        } else {
+            client.time_wait.0
+        };
+        // A SYN on a port must reach the server no earlier than the LAST-ACK of the port's
+        // previous connection, whichever workload of this client each belongs to.
+        let apart = |o: &Workload| {
+            let (lo, hi) = one_way_bounds(o.rtt);
+            let shares = o.sources[0].host == w.sources[0].host
+                && o.destinations
+                    .iter()
+                    .any(|d| w.destinations.iter().any(|e| e.host == d.host));
+            !shares || (hi.is_some_and(|hi| free_after + up.0 >= hi) && free_after + lo >= up.0)
+        };
         if matches!(w.arrival, Arrival::Closed { .. })
             || up.0 == 0
             || rtt.0 - up.0 == 0
@@ -379,6 +415,7 @@ impl Exchange {
             || w.linger_zero
             || w.requests_per_connection > WHOLE_MAX_REQUESTS
             || !w.destinations.iter().all(|d| quiet(d.host))
+            || !sc.workloads.iter().all(apart)
         {
             return None;
         }

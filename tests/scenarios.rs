@@ -711,6 +711,48 @@ fn exchanges_scheduled_whole_give_the_report_every_segment_gives() {
             ),
         ));
     }
+    // A TIME-WAIT of 1 ms, shorter than a one-way delay of 30 ms: a neighbour with short
+    // random RTTs takes the port back while the server is still in LAST-ACK, so the long
+    // exchange must be stepped (found by a review's random hunt).
+    texts.push((
+        "short TIME-WAIT, long RTT beside short random RTTs".into(),
+        r#"
+[scenario]
+name = "r"
+duration = "1.37s"
+bin = "100ms"
+seed = 922
+
+[[host]]
+name = "h0"
+profile = "windows"
+ips = ["10.0.0.1"]
+listen = ["10.0.0.1:80"]
+[host.knobs]
+"dynamicport.tcp.start" = 41200
+"dynamicport.tcp.num" = 256
+[host.model]
+time_wait = "1ms"
+
+[[workload]]
+name = "short"
+client = "h0"
+destinations = ["10.0.0.1:80"]
+arrival = { kind = "steps", steps = [{ at = "0s", rate = 100 }, { at = "300ms", rate = 2000 }] }
+rtt = { dist = "uniform", min = "100us", max = "3ms" }
+service_time = "3ms"
+
+[[workload]]
+name = "long"
+client = "h0"
+destinations = ["10.0.0.1:80"]
+arrival = { kind = "steps", steps = [{ at = "0s", rate = 1000 }, { at = "300ms", rate = 30 }] }
+rtt = "60ms"
+requests_per_connection = 8
+on_error = { action = "retry", delay = "1ms", backoff = 2.0, max_delay = "20ms", max_retries = 4 }
+"#
+        .into(),
+    ));
     for f in [
         "scenarios/linux-default-churn.toml",
         "scenarios/httperf-error-99.toml",
