@@ -78,6 +78,11 @@ impl Hist {
             return;
         }
         self.settle();
+        // The pending key counts toward the exact limit, so that the switch to buckets
+        // depends on the values recorded, not on their order.
+        if !self.bucketed && self.map.len() >= EXACT_LIMIT && !self.map.contains_key(&v) {
+            self.rebucket();
+        }
         let k = if self.bucketed { bucket_of(v) } else { v };
         self.pending = (k, n);
     }

@@ -198,17 +198,17 @@ fn one_way_bounds(rtt: Dist) -> (u64, Option<u64>) {
 struct Flight {
     /// When connect() ran.
     at: Instant,
-    sock: SockId,
-    /// The client socket's connect pool, or NONE (a bind() pool's).
+    /// The client socket's connect pool, or NONE (a bind() pool's, by `ip`).
     pool: u32,
+    /// The client socket's address.
+    ip: u32,
     client: u16,
     server: u16,
 }
 
 /// A connection established from a bind() or explicit-port socket, counted for its source
 /// address's pool.
-fn count_bind_pool(pools: &mut [BindPool], client: &Host, host: u16, sock: SockId, late: u64) {
-    let ip = client.sock(sock).tuple.local_ip;
+fn count_bind_pool(pools: &mut [BindPool], host: u16, ip: u32, late: u64) {
     if let Some(b) = pools.iter_mut().find(|b| b.host == host && b.ip == ip) {
         b.established += 1;
         b.established_late += late;
@@ -402,7 +402,9 @@ impl Exchange {
         // previous connection, whichever workload of this client each belongs to.
         let apart = |o: &Workload| {
             let (lo, hi) = one_way_bounds(o.rtt);
-            let shares = o.sources[0].host == w.sources[0].host
+            // A loopback source is the same address on every host that has it.
+            let lo_src = |x: &Workload| x.sources.iter().any(|s| crate::host::is_loopback(s.ip));
+            let shares = (o.sources[0].host == w.sources[0].host || (lo_src(o) && lo_src(w)))
                 && o.destinations
                     .iter()
                     .any(|d| w.destinations.iter().any(|e| e.host == d.host));
@@ -965,7 +967,7 @@ impl Simulation {
                             p.established += 1;
                             p.established_late += late;
                         } else {
-                            count_bind_pool(bind_pools, h, f.client, f.sock, late);
+                            count_bind_pool(bind_pools, f.client, f.ip, late);
                         }
                     }
                     StepKind::ServerEstablished => virtual_established[f.server as usize] += 1,
@@ -1330,8 +1332,8 @@ impl Simulation {
                     let pool = self.hosts[src.host as usize].pool_of_socket(sock);
                     x.flights.push_back(Flight {
                         at: self.now,
-                        sock,
                         pool: pool.unwrap_or(NONE),
+                        ip: tuple.local_ip,
                         client: src.host,
                         server: dst.host,
                     });
@@ -1730,7 +1732,8 @@ impl Simulation {
             p.established += 1;
             p.established_late += late;
         } else if !self.bind_pools.is_empty() {
-            count_bind_pool(&mut self.bind_pools, client, host, sock, late);
+            let ip = client.sock(sock).tuple.local_ip;
+            count_bind_pool(&mut self.bind_pools, host, ip, late);
         }
     }
 

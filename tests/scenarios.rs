@@ -773,6 +773,9 @@ on_error = { action = "retry", delay = "1ms", backoff = 2.0, max_delay = "20ms",
         let (a, ea) = run(Simulation::new(&sc));
         let (b, eb) = run(Simulation::new(&sc).stepping_segments());
         assert_eq!(a.to_json(), b.to_json(), "{name}");
+        // Checking mode applies the pending steps after every event; unchecked, at bin edges.
+        let unchecked = Simulation::new(&sc).checking(false).run();
+        assert_eq!(unchecked.to_json(), b.to_json(), "{name}, unchecked");
         assert!(a.summary.connections.established > 100, "{name}");
         eprintln!("{name}: {ea} events whole, {eb} segment by segment");
         if name.starts_with("many-pools") || name.starts_with("linux-default") {
