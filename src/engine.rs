@@ -159,7 +159,7 @@ impl<E> Queue<E> {
     /// Schedules `ev` at `at`.
     pub fn push(&mut self, at: Instant, class: Class, ev: E) {
         let key = self.key(class);
-        self.heap.push(Entry { at: at.0, key, ev });
+        self.push_keyed(at, key, ev);
     }
 
     /// A new FIFO lane for events whose times never decrease (one class per lane).
@@ -171,9 +171,12 @@ impl<E> Queue<E> {
     /// Schedules `ev` at `at` in `lane`; `at` must not precede the lane's last entry.
     pub fn push_lane(&mut self, lane: usize, at: Instant, class: Class, ev: E) {
         let key = self.key(class);
-        let l = &mut self.lanes[lane];
-        debug_assert!(l.back().is_none_or(|b| (b.at, b.key) <= (at.0, key)));
-        l.push_back(Entry { at: at.0, key, ev });
+        debug_assert!(
+            self.lanes[lane]
+                .back()
+                .is_none_or(|b| (b.at, b.key) <= (at.0, key))
+        );
+        self.push_lane_keyed(lane, at, key, ev);
     }
 
     /// Schedules `ev` at `at` with a key made by [`packet_key`], in the heap.

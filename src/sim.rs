@@ -206,10 +206,21 @@ struct Flight {
     server: u16,
 }
 
-/// A connection established from a bind() or explicit-port socket, counted for its source
-/// address's pool.
-fn count_bind_pool(pools: &mut [BindPool], host: u16, ip: u32, late: u64) {
-    if let Some(b) = pools.iter_mut().find(|b| b.host == host && b.ip == ip) {
+/// A connection established on `host` from `ip`, counted for its connect pool, or else for
+/// the bind() or explicit-port pool of its source address.
+fn count_in_pool(
+    client: &mut Host,
+    bind_pools: &mut [BindPool],
+    host: u16,
+    pool: Option<u32>,
+    ip: u32,
+    late: u64,
+) {
+    if let Some(pool) = pool {
+        let p = &mut client.pools[pool as usize];
+        p.established += 1;
+        p.established_late += late;
+    } else if let Some(b) = bind_pools.iter_mut().find(|b| b.host == host && b.ip == ip) {
         b.established += 1;
         b.established_late += late;
     }
@@ -960,15 +971,10 @@ impl Simulation {
             {
                 match kind {
                     StepKind::Established => {
-                        let h = &mut hosts[f.client as usize];
                         let late = u64::from(f.at + offset >= *late_from);
-                        if f.pool != NONE {
-                            let p = &mut h.pools[f.pool as usize];
-                            p.established += 1;
-                            p.established_late += late;
-                        } else {
-                            count_bind_pool(bind_pools, f.client, f.ip, late);
-                        }
+                        let pool = (f.pool != NONE).then_some(f.pool);
+                        let h = &mut hosts[f.client as usize];
+                        count_in_pool(h, bind_pools, f.client, pool, f.ip, late);
                     }
                     StepKind::ServerEstablished => virtual_established[f.server as usize] += 1,
                     StepKind::Response(_) => {}
@@ -1727,14 +1733,9 @@ impl Simulation {
     fn count_established(&mut self, host: u16, sock: SockId, at: Instant) {
         let late = u64::from(at >= self.late_from);
         let client = &mut self.hosts[host as usize];
-        if let Some(pool) = client.pool_of_socket(sock) {
-            let p = &mut client.pools[pool as usize];
-            p.established += 1;
-            p.established_late += late;
-        } else if !self.bind_pools.is_empty() {
-            let ip = client.sock(sock).tuple.local_ip;
-            count_bind_pool(&mut self.bind_pools, host, ip, late);
-        }
+        let pool = client.pool_of_socket(sock);
+        let ip = client.sock(sock).tuple.local_ip;
+        count_in_pool(client, &mut self.bind_pools, host, pool, ip, late);
     }
 
     /// Schedules the response to a request that reaches the server at `at_server`.
