@@ -114,10 +114,18 @@ pub const LANE_AFTER: u32 = 64;
 /// Delays counted towards a lane at once.
 const CANDIDATES: usize = 16;
 
+/// `(at, key)` of an empty lane's head: sorts after every event.
+const NO_HEAD: (u64, u64) = (u64::MAX, u64::MAX);
+
 /// The pending events.
 pub struct Queue<E> {
     heap: BinaryHeap<Entry<E>>,
     lanes: Vec<VecDeque<Entry<E>>>,
+    /// `(at, key)` of each lane's front entry, [`NO_HEAD`] when the lane is empty: the lanes'
+    /// heads side by side, so that finding the least costs a short scan of one array.
+    heads: Vec<(u64, u64)>,
+    /// The lane with the least head (the lowest such index on a tie), 0 without lanes.
+    best: usize,
     /// (delay, class, lane) of the lanes made by `push_after`.
     delay_lanes: Vec<(u64, Class, usize)>,
     /// (delay, class, uses) of delays seen by `push_after` without a lane yet.
@@ -130,6 +138,8 @@ impl<E> Default for Queue<E> {
         Queue {
             heap: BinaryHeap::new(),
             lanes: Vec::new(),
+            heads: Vec::new(),
+            best: 0,
             delay_lanes: Vec::new(),
             candidates: Vec::new(),
             seq: 0,
@@ -165,6 +175,7 @@ impl<E> Queue<E> {
     /// A new FIFO lane for events whose times never decrease (one class per lane).
     pub fn add_lane(&mut self) -> usize {
         self.lanes.push(VecDeque::new());
+        self.heads.push(NO_HEAD);
         self.lanes.len() - 1
     }
 
@@ -188,10 +199,18 @@ impl<E> Queue<E> {
     /// entry sorts after it.
     pub fn push_lane_keyed(&mut self, lane: usize, at: Instant, key: u64, ev: E) {
         let l = &mut self.lanes[lane];
-        if l.back().is_none_or(|b| (b.at, b.key) <= (at.0, key)) {
-            l.push_back(Entry { at: at.0, key, ev });
-        } else {
-            self.heap.push(Entry { at: at.0, key, ev });
+        match l.back() {
+            None => {
+                l.push_back(Entry { at: at.0, key, ev });
+                let head = (at.0, key);
+                self.heads[lane] = head;
+                let best = self.heads[self.best];
+                if head < best || (head == best && lane < self.best) {
+                    self.best = lane;
+                }
+            }
+            Some(b) if (b.at, b.key) <= (at.0, key) => l.push_back(Entry { at: at.0, key, ev }),
+            Some(_) => self.heap.push(Entry { at: at.0, key, ev }),
         }
     }
 
@@ -257,20 +276,28 @@ impl<E> Queue<E> {
     /// Like [`Queue::pop_before`], also giving the event's key, which orders it among the
     /// events of its instant ([`Queue::place`] reads it).
     pub fn pop_keyed(&mut self, end: Instant) -> Option<(Instant, u64, E)> {
-        let (at, _, src) = self.next_source()?;
-        if at >= end.0 {
+        let lane = self.heads.get(self.best).copied().unwrap_or(NO_HEAD);
+        // The heap wins a tie with a lane, as a lower lane index wins among lanes.
+        if let Some(top) = self.heap.peek()
+            && (top.at, top.key) <= lane
+        {
+            if top.at >= end.0 {
+                return None;
+            }
+            let e = self.heap.pop()?;
+            return Some((Instant(e.at), e.key, e.ev));
+        }
+        if lane.0 >= end.0 {
             return None;
         }
-        let e = match src {
-            None => self.heap.pop()?,
-            Some(i) => {
-                let l = &mut self.lanes[i];
-                if let Some(ahead) = l.get(LANE_PREFETCH) {
-                    prefetch(ahead);
-                }
-                l.pop_front()?
-            }
-        };
+        let i = self.best;
+        let l = &mut self.lanes[i];
+        let e = l.pop_front()?;
+        if let Some(ahead) = l.get(LANE_PREFETCH) {
+            prefetch(ahead);
+        }
+        self.heads[i] = l.front().map_or(NO_HEAD, |f| (f.at, f.key));
+        self.best = least(&self.heads);
         Some((Instant(e.at), e.key, e.ev))
     }
 
@@ -286,23 +313,12 @@ impl<E> Queue<E> {
         (class, (place >> SUB_BITS, sub))
     }
 
-    /// Time, key and source (heap, or lane `i`) of the earliest event.
-    fn next_source(&self) -> Option<(u64, u64, Option<usize>)> {
-        let mut best: Option<(u64, u64, Option<usize>)> =
-            self.heap.peek().map(|e| (e.at, e.key, None));
-        for (i, l) in self.lanes.iter().enumerate() {
-            if let Some(e) = l.front()
-                && best.is_none_or(|(at, key, _)| (e.at, e.key) < (at, key))
-            {
-                best = Some((e.at, e.key, Some(i)));
-            }
-        }
-        best
-    }
-
     /// When the earliest event is due, if any.
     pub fn next_time(&self) -> Option<Instant> {
-        self.next_source().map(|(at, ..)| Instant(at))
+        let lane = self.heads.get(self.best).copied().unwrap_or(NO_HEAD);
+        let heap = self.heap.peek().map_or(NO_HEAD, |e| (e.at, e.key));
+        let first = heap.min(lane);
+        (first != NO_HEAD).then_some(Instant(first.0))
     }
 
     /// Removes and returns the earliest event.
@@ -323,6 +339,18 @@ impl<E> Queue<E> {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+}
+
+/// The index of the least of `heads`, the lowest on a tie; 0 when empty.
+#[inline]
+fn least(heads: &[(u64, u64)]) -> usize {
+    let mut best = 0;
+    for (i, h) in heads.iter().enumerate().skip(1) {
+        if *h < heads[best] {
+            best = i;
+        }
+    }
+    best
 }
 
 #[cfg(test)]
