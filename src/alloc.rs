@@ -277,6 +277,9 @@ pub struct ConnectQuery {
     pub high: u16,
     /// True when IP_LOCAL_PORT_RANGE narrowed the range: step 1, no parity (§1.2 step 6).
     pub per_socket_range: bool,
+    /// The host's pool this connect() draws from (`u32::MAX`: none), under which a selector
+    /// may cache what depends only on the addresses.
+    pub pool: u32,
 }
 
 /// Size of `table_perturb`: `1 << CONFIG_INET_TABLE_PERTURB_ORDER`, order 16 (§1.2 step 2).
@@ -354,9 +357,13 @@ pub struct LinuxAllocator {
     epoch_phase_ns: u64,
     rng: ChaCha8Rng,
     pre_5_12: bool,
-    /// The last (saddr, daddr, dport, epoch) hashed and its `port_offset`.
-    cache: Option<((u32, u32, u16, u32), u64)>,
+    /// The last (saddr, daddr, dport, epoch) hashed and its `port_offset`: for queries
+    /// without a pool at 0, per pool `i` at `i + 1`.
+    cache: Vec<Option<OffsetKey>>,
 }
+
+/// A `port_offset` and its inputs (saddr, daddr, dport, epoch).
+type OffsetKey = ((u32, u32, u16, u32), u64);
 
 impl LinuxAllocator {
     pub fn new(mut rng: ChaCha8Rng) -> Self {
@@ -369,7 +376,7 @@ impl LinuxAllocator {
             epoch_phase_ns,
             rng,
             pre_5_12: false,
-            cache: None,
+            cache: vec![None],
         }
     }
 
@@ -383,7 +390,7 @@ impl LinuxAllocator {
             epoch_phase_ns: 0,
             rng,
             pre_5_12: true,
-            cache: None,
+            cache: vec![None],
         }
     }
 
@@ -564,11 +571,16 @@ impl PortSelector for LinuxAllocator {
     fn connect(&mut self, now: Instant, q: &ConnectQuery, view: &PortView<'_>) -> Search {
         let epoch = self.epoch(now);
         let key = (q.saddr, q.daddr, q.dport, epoch);
-        let off = match self.cache {
+        // Slot 0 without a pool, pool `i` at `i + 1` (`u32::MAX` wraps to 0).
+        let slot = q.pool.wrapping_add(1) as usize;
+        if slot >= self.cache.len() {
+            self.cache.resize(slot + 1, None);
+        }
+        let off = match self.cache[slot] {
             Some((k, off)) if k == key => off,
             _ => {
                 let off = self.port_offset(q.saddr, q.daddr, q.dport, epoch);
-                self.cache = Some((key, off));
+                self.cache[slot] = Some((key, off));
                 off
             }
         };
@@ -802,6 +814,7 @@ mod tests {
             low,
             high,
             per_socket_range: false,
+            pool: u32::MAX,
         }
     }
 

@@ -757,6 +757,18 @@ impl Host {
     }
 
     fn hash_socket(&mut self, id: SockId) {
+        let t = self.socks[id as usize].tuple;
+        let pool = if self.profile.scope == Scope::FourTuple {
+            self.pool_of(t.local_ip, t.remote_ip, t.remote_port)
+        } else {
+            None
+        };
+        self.hash_socket_in(id, pool);
+    }
+
+    /// [`Host::hash_socket`] for a socket whose per-destination pool is known: `pool` is
+    /// `four_tuple_pool` of its tuple.
+    fn hash_socket_in(&mut self, id: SockId, pool: Option<PoolId>) {
         let s = &mut self.socks[id as usize];
         s.hashed = true;
         let t = s.tuple;
@@ -768,9 +780,7 @@ impl Host {
             None
         };
         debug_assert!(prev.is_none(), "two sockets share {t}");
-        if self.profile.scope == Scope::FourTuple
-            && let Some(pool) = self.pool_of(t.local_ip, t.remote_ip, t.remote_port)
-        {
+        if let Some(pool) = pool {
             self.socks[id as usize].pool = pool;
             self.pool_take(pool, t.local_port);
         }
@@ -1008,6 +1018,22 @@ impl Host {
         let pool_id = self
             .pool_of(saddr, daddr, dport)
             .expect("pool registered at build");
+        self.connect_in(pool_id, now, saddr, daddr, dport, range, conn)
+    }
+
+    /// [`Host::connect_any`] drawing from `pool_id`, the pool of `saddr → daddr:dport`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn connect_in(
+        &mut self,
+        pool_id: PoolId,
+        now: Instant,
+        saddr: u32,
+        daddr: u32,
+        dport: u16,
+        range: Option<(u16, u16)>,
+        conn: u32,
+    ) -> Result<Placed, Refused> {
+        debug_assert_eq!(self.pool_of(saddr, daddr, dport), Some(pool_id));
         let (lo, hi) = self.profile.port_range;
         // inet_sk_get_local_port_range: each per-socket bound counts only inside the netns range.
         let (low, high, per_socket) = match range {
@@ -1029,6 +1055,7 @@ impl Host {
             low,
             high,
             per_socket_range: per_socket,
+            pool: pool_id,
         };
         let pool = &self.pools[pool_id as usize];
         if pool.free == 0 {
@@ -1087,7 +1114,8 @@ impl Host {
         }
         let id = self.new_socket(t, State::SynSent, Side::Client, conn, false);
         self.own_port(id);
-        self.hash_socket(id);
+        let four_tuple = self.profile.scope == Scope::FourTuple;
+        self.hash_socket_in(id, four_tuple.then_some(pool_id));
         Ok(Placed {
             sock: id,
             probes: search.probes,

@@ -153,6 +153,8 @@ struct Conn {
     ts_off: u32,
     bytes: u32,
     client_fin_at: Instant,
+    /// The per-destination pool of the client socket (its `pool`), or NONE.
+    pool: u32,
     /// Scheduled whole (see [`Exchange`]): only its TIME-WAIT entry is queued.
     whole: bool,
 }
@@ -501,6 +503,9 @@ pub struct Simulation {
     /// ([`Simulation::arrivals_in_bulk`]): one source, one destination, a fixed RTT (no latency
     /// draw), `count` on error (it never stops), connect() or IP_BIND_ADDRESS_NO_PORT.
     open_loop_pools: Vec<Option<(u16, u32)>>,
+    /// Per workload of connect() or IP_BIND_ADDRESS_NO_PORT, its client host's pool of each
+    /// (source, destination): `[source * destinations + destination]`.
+    conn_pools: Vec<Vec<u32>>,
     /// Per workload, its exchanges scheduled whole, if it qualifies ([`Exchange`]).
     exchanges: Vec<Option<Exchange>>,
     /// Per host, server sockets of whole exchanges that are ESTABLISHED.
@@ -719,6 +724,24 @@ impl Simulation {
             .iter()
             .map(|w| Exchange::new(sc, w, &mut queue))
             .collect();
+        let conn_pools = sc
+            .workloads
+            .iter()
+            .map(|w| match w.mode {
+                Mode::Connect | Mode::BindNoPort => w
+                    .sources
+                    .iter()
+                    .flat_map(|s| {
+                        let h = &hosts[s.host as usize];
+                        w.destinations.iter().map(move |d| {
+                            h.pool_of(s.ip, d.ip, d.port)
+                                .expect("pool registered at build")
+                        })
+                    })
+                    .collect(),
+                _ => Vec::new(),
+            })
+            .collect();
         let tw = pools
             .iter()
             .map(|&(h, _)| h)
@@ -733,6 +756,7 @@ impl Simulation {
             end: Instant::ZERO + sc.duration,
             late_from,
             open_loop_pools,
+            conn_pools,
             exchanges,
             virtual_established: vec![0; sc.hosts.len()],
             check: cfg!(debug_assertions),
@@ -1194,11 +1218,16 @@ impl Simulation {
 
     /// `c`'s four-tuple closed with no TIME-WAIT, to be watched for `len`.
     fn watch_closed(&mut self, c: &Conn, len: Duration) {
-        let t = c.tuple;
-        let pool =
-            self.hosts[c.client as usize].four_tuple_pool(t.local_ip, t.remote_ip, t.remote_port);
-        let mark = pool.map(|p| (c.client, p));
-        self.watch.closed_without_tw(t, mark, self.now, len);
+        debug_assert_eq!(
+            (c.pool != NONE).then_some(c.pool),
+            self.hosts[c.client as usize].four_tuple_pool(
+                c.tuple.local_ip,
+                c.tuple.remote_ip,
+                c.tuple.remote_port
+            )
+        );
+        let mark = (c.pool != NONE).then_some((c.client, c.pool));
+        self.watch.closed_without_tw(c.tuple, mark, self.now, len);
     }
 
     fn note_time_wait(&mut self) {
@@ -1220,7 +1249,11 @@ impl Simulation {
         if r.stopped {
             return None;
         }
-        let (src, dst) = r.pick(w);
+        let (si, di) = r.pick_index(w);
+        let (src, dst) = (w.sources[si], w.destinations[di]);
+        let conn_pool = self.conn_pools[wl as usize]
+            .get(si * w.destinations.len() + di)
+            .copied();
         let rtt = w.rtt.sample(&mut r.latency);
         let (mode, range, reuse) = (w.mode, w.local_port_range, w.reuseaddr);
         let requests = w.requests_per_connection;
@@ -1233,6 +1266,7 @@ impl Simulation {
             server: dst.host,
             csock: NONE,
             ssock: NONE,
+            pool: NONE,
             started: self.now,
             req_start: self.now,
             syn_sent: self.now,
@@ -1246,7 +1280,15 @@ impl Simulation {
         let r = &mut self.runners[wl as usize];
         let placed = match mode {
             Mode::Connect | Mode::BindNoPort => host
-                .connect_any(self.now, src.ip, dst.ip, dst.port, range, conn)
+                .connect_in(
+                    conn_pool.expect("pool registered at build"),
+                    self.now,
+                    src.ip,
+                    dst.ip,
+                    dst.port,
+                    range,
+                    conn,
+                )
                 .map(|p| (p.sock, p.probes, p.recycled))
                 .map_err(|e| (e.errno, e.probes)),
             Mode::Bind => match host.bind_any(src.ip, reuse, conn) {
@@ -1290,9 +1332,7 @@ impl Simulation {
                 self.free_conn(conn);
                 if self.bulk && slot != NONE && matches!(mode, Mode::Connect | Mode::BindNoPort) {
                     let host = &self.hosts[src.host as usize];
-                    let exhausted = host
-                        .pool_of(src.ip, dst.ip, dst.port)
-                        .filter(|p| host.pools[*p as usize].free == 0);
+                    let exhausted = conn_pool.filter(|p| host.pools[*p as usize].free == 0);
                     if let Some(pool) = exhausted
                         && self.park(wl, slot, retry, errno, probes, (src.host, pool))
                     {
@@ -1317,6 +1357,7 @@ impl Simulation {
                 };
                 let pool = host.sock(sock).pool;
                 let mark = (pool != NONE).then_some((src.host, pool));
+                let pool_or_wide = host.pool_of_socket(sock);
                 if self.watch.reused(&tuple, mark, self.now) {
                     self.rec.unprotected_reuse += 1;
                 }
@@ -1326,6 +1367,7 @@ impl Simulation {
                 c.isn = isn;
                 c.ts_off = ts_off;
                 c.whole = whole;
+                c.pool = pool;
                 if let Some(x) = &mut self.exchanges[wl as usize] {
                     c.stage = x.fin_stage;
                     let key = crate::engine::packet_key(c.origin, c.stage);
@@ -1335,10 +1377,9 @@ impl Simulation {
                     };
                     self.queue
                         .push_lane_keyed(x.lane, self.now + x.to_time_wait, key, ev);
-                    let pool = self.hosts[src.host as usize].pool_of_socket(sock);
                     x.flights.push_back(Flight {
                         at: self.now,
-                        pool: pool.unwrap_or(NONE),
+                        pool: pool_or_wide.unwrap_or(NONE),
                         ip: tuple.local_ip,
                         client: src.host,
                         server: dst.host,
@@ -1552,7 +1593,7 @@ impl Simulation {
         }
         self.rec
             .failed_attempts(wl as usize, retry, errno, probes, n);
-        self.runners[wl as usize].started += n;
+        self.runners[wl as usize].skip(&self.workloads[wl as usize], n);
         if let Some(&id) = self.free_conns.last() {
             let c = &mut self.conns[id as usize];
             c.generation = c.generation.wrapping_add(n as u32);
