@@ -299,7 +299,34 @@ struct BinAcc {
     failed: [u64; 3],
     requests: u64,
     latency: Hist,
-    probes: Hist,
+    probes: Tally,
+}
+
+/// Count, sum and largest of the values recorded: all a bin reports of its probe counts.
+#[derive(Clone, Copy, Debug, Default)]
+struct Tally {
+    count: u64,
+    sum: u128,
+    max: u64,
+}
+
+impl Tally {
+    #[inline]
+    fn record_n(&mut self, v: u64, n: u64) {
+        if n > 0 {
+            self.count += n;
+            self.sum += u128::from(v) * u128::from(n);
+            self.max = self.max.max(v);
+        }
+    }
+    /// The mean as [`Hist::mean`] computes it.
+    fn mean(&self) -> f64 {
+        if self.count == 0 {
+            0.0
+        } else {
+            self.sum as f64 / self.count as f64
+        }
+    }
 }
 
 /// Per-workload totals.
@@ -327,7 +354,7 @@ pub struct Recorder {
     /// Request latency as a load generator measures it: from the application's connect() (or
     /// the previous response, on a kept-alive connection) to the response.
     pub request_latency: Hist,
-    /// Ports probed per connect(), merged from each bin as it closes.
+    /// Ports probed per connect().
     pub probes: Hist,
     pub counters: [u64; Counter::ALL.len()],
     pub tw_peak: u32,
@@ -364,7 +391,8 @@ impl Recorder {
         w.retries += u64::from(retry);
     }
     pub fn probes(&mut self, n: u32) {
-        self.acc.probes.record(u64::from(n));
+        self.acc.probes.record_n(u64::from(n), 1);
+        self.probes.record(u64::from(n));
     }
     /// `n` failed attempts of workload `wl` at once, each probing `probes` ports: what `n`
     /// calls of `attempt`, `probes` and `failed` record (the first failure is already set).
@@ -372,6 +400,7 @@ impl Recorder {
         self.acc.attempts += n;
         self.acc.failed[errno.index()] += n;
         self.acc.probes.record_n(u64::from(probes), n);
+        self.probes.record_n(u64::from(probes), n);
         let w = &mut self.workloads[wl];
         w.attempted += n;
         w.retries += if retry { n } else { 0 };
@@ -415,10 +444,8 @@ impl Recorder {
     /// Closes the current bin with the gauges as they stand at its end.
     pub fn close_bin(&mut self, end: Instant, g: Gauges) {
         let acc = std::mem::take(&mut self.acc);
-        // The run's distributions are the union of the bins' (a merge gives what recording
-        // each value twice gave).
+        // The run's connect latencies are the union of the bins'.
         self.latency.merge(&acc.latency);
-        self.probes.merge(&acc.probes);
         let start = Instant(self.bins.len() as u64 * self.bin.0);
         let width = (end.0 - start.0) as f64 / 1e9;
         let lat = |q| acc.latency.percentile(q) as f64 / 1e6;
@@ -444,9 +471,9 @@ impl Recorder {
                 p99: lat(0.99),
                 max: acc.latency.max() as f64 / 1e6,
             }),
-            probes_per_connect: (acc.probes.count() > 0).then(|| ProbeStats {
+            probes_per_connect: (acc.probes.count > 0).then(|| ProbeStats {
                 mean: round3(acc.probes.mean()),
-                max: acc.probes.max(),
+                max: acc.probes.max,
             }),
         });
         self.bin_end = Instant(end.0 + self.bin.0);
