@@ -31,7 +31,7 @@
 
 use crate::alloc::PortBits;
 use crate::engine::{Class, Queue};
-use crate::host::{Errno, Host, NONE, SockId, State, SynOnTuple, TimeWait, Tuple};
+use crate::host::{Errno, Host, NONE, Refused, SockId, State, SynOnTuple, TimeWait, Tuple};
 use crate::report::{
     Connections, Counter, Gauges, HostInfo, LatencySummary, PoolInfo, ProbeSummary, Recorder,
     Report, Requests, ScenarioInfo, Summary, TimeWaitSummary, WorkloadSummary, add_named_errors,
@@ -1556,15 +1556,26 @@ impl Simulation {
     fn arrivals_in_bulk(&mut self, wl: u32) {
         let w = &self.workloads[wl as usize];
         let mut next = self.runners[wl as usize].next_arrival(w);
-        let Some((errno, probes)) = self.start(wl, NONE, 0) else {
-            debug_assert!(false, "a connect into an exhausted pool succeeded");
-            if let Some(t) = next {
-                self.queue.push(t, Class::App, Event::Arrival { wl });
-            }
-            return;
+        // This connect() fails as `start` would make it fail, changing nothing but counts.
+        let (src, dst) = (w.sources[0], w.destinations[0]);
+        let pool = self.conn_pools[wl as usize][0];
+        let refused = self.hosts[src.host as usize].connect_in(
+            pool,
+            self.now,
+            src.ip,
+            dst.ip,
+            dst.port,
+            w.local_port_range,
+            NONE,
+        );
+        let Err(Refused { errno, probes }) = refused else {
+            unreachable!("a connect into an exhausted pool succeeded");
         };
+        self.rec.workloads[wl as usize]
+            .first_failure
+            .get_or_insert(self.now);
         let horizon = self.queue.next_time().unwrap_or(self.end).min(self.end);
-        let mut pending = 0u64;
+        let mut pending = 1u64;
         while let Some(t) = next
             && t < horizon
         {
