@@ -257,6 +257,10 @@ struct Exchange {
     next: Vec<u64>,
     /// Connections that have entered TIME-WAIT.
     entered: u64,
+    /// The (host, pool) every connection draws from, when there is only one.
+    single_pool: Option<(u16, u32)>,
+    /// The server host of every connection, when there is only one.
+    single_server: Option<u16>,
 }
 
 /// Four-tuples closed without any TIME-WAIT, remembered for one TIME-WAIT length: a
@@ -463,6 +467,12 @@ impl Exchange {
             flights: VecDeque::new(),
             popped: 0,
             entered: 0,
+            single_pool: None,
+            single_server: w
+                .destinations
+                .iter()
+                .all(|d| d.host == w.destinations[0].host)
+                .then_some(w.destinations[0].host),
         })
     }
 }
@@ -719,7 +729,7 @@ impl Simulation {
                     .map(|pool| (src.host, pool))
             })
             .collect();
-        let exchanges = sc
+        let mut exchanges: Vec<Option<Exchange>> = sc
             .workloads
             .iter()
             .map(|w| Exchange::new(sc, w, &mut queue))
@@ -741,7 +751,12 @@ impl Simulation {
                     .collect(),
                 _ => Vec::new(),
             })
-            .collect();
+            .collect::<Vec<Vec<u32>>>();
+        for (x, (w, pools)) in exchanges.iter_mut().zip(sc.workloads.iter().zip(&conn_pools)) {
+            if let (Some(x), [pool]) = (x, pools.as_slice()) {
+                x.single_pool = Some((w.sources[0].host, *pool));
+            }
+        }
         let tw = pools
             .iter()
             .map(|&(h, _)| h)
@@ -984,38 +999,58 @@ impl Simulation {
         };
         let end = x.popped + x.flights.len() as u64;
         for (i, &(offset, kind)) in x.steps.iter().enumerate() {
-            // Connections whose step comes before `at`: the next ones from the step's cursor.
+            // Connections whose step comes before `at`: the next ones from the step's cursor
+            // (flights are in connect() order, so the step's pending ones are a suffix).
             let Some(before) = at.0.checked_sub(offset.0) else {
                 continue;
             };
             let first = x.next[i];
-            let mut n = first;
-            while let Some(f) = x.flights.get((n - x.popped) as usize)
-                && f.at.0 < before
-            {
-                match kind {
-                    StepKind::Established => {
-                        let late = u64::from(f.at + offset >= *late_from);
-                        let pool = (f.pool != NONE).then_some(f.pool);
-                        let h = &mut hosts[f.client as usize];
-                        count_in_pool(h, bind_pools, f.client, pool, f.ip, late);
-                    }
-                    StepKind::ServerEstablished => virtual_established[f.server as usize] += 1,
-                    StepKind::Response(_) => {}
-                    StepKind::ClientFin => {}
-                    StepKind::ServerFin => virtual_established[f.server as usize] -= 1,
-                }
-                n += 1;
-            }
-            if n == first {
+            let from = (first - x.popped) as usize;
+            if x.flights.get(from).is_none_or(|f| f.at.0 >= before) {
                 continue;
+            }
+            let n = x.popped + x.flights.partition_point(|f| f.at.0 < before) as u64;
+            let count = n - first;
+            let span = x.flights.range(from..(n - x.popped) as usize);
+            match kind {
+                StepKind::Established => match x.single_pool {
+                    Some((h, pool)) => {
+                        let early = late_from.0.saturating_sub(offset.0);
+                        let late = span.rev().take_while(|f| f.at.0 >= early).count() as u64;
+                        let p = &mut hosts[h as usize].pools[pool as usize];
+                        p.established += count;
+                        p.established_late += late;
+                    }
+                    None => {
+                        for f in span {
+                            let late = u64::from(f.at + offset >= *late_from);
+                            let pool = (f.pool != NONE).then_some(f.pool);
+                            let h = &mut hosts[f.client as usize];
+                            count_in_pool(h, bind_pools, f.client, pool, f.ip, late);
+                        }
+                    }
+                },
+                StepKind::ServerEstablished | StepKind::ServerFin => {
+                    let up = kind == StepKind::ServerEstablished;
+                    match x.single_server {
+                        Some(h) if up => virtual_established[h as usize] += count as u32,
+                        Some(h) => virtual_established[h as usize] -= count as u32,
+                        None => {
+                            for f in span {
+                                let v = &mut virtual_established[f.server as usize];
+                                *v = if up { *v + 1 } else { *v - 1 };
+                            }
+                        }
+                    }
+                }
+                StepKind::Response(_) | StepKind::ClientFin => {}
             }
             x.next[i] = n;
             match kind {
-                StepKind::Established => rec.established_n(wl, x.rtt, n - first),
+                StepKind::Established => rec.established_n(wl, x.rtt, count),
                 StepKind::Response(k) => {
                     let latency = if k == 1 { offset } else { x.gap };
-                    rec.requests_done_n(wl, latency, n - first);
+                    rec.requests_done_n(wl, latency, count);
                 }
                 _ => {}
             }
