@@ -73,6 +73,7 @@ impl Dist {
 }
 
 /// A unit exponential draw. `libm` keeps the logarithm bit-identical on every platform.
+#[inline]
 fn exp1(rng: &mut ChaCha8Rng) -> f64 {
     // 53 random bits, shifted into (0, 1].
     let u = ((rng.next_u64() >> 11) + 1) as f64 / (1u64 << 53) as f64;
@@ -289,6 +290,8 @@ pub struct Runner {
     arrivals: ChaCha8Rng,
     pub latency: ChaCha8Rng,
     spread: ChaCha8Rng,
+    /// Mean gap of an [`Arrival::Poisson`] stream in ns, as each draw scales it.
+    poisson_mean_ns: f64,
     /// Next port for [`Mode::Explicit`].
     pub cursor: u16,
     pub stopped: bool,
@@ -304,6 +307,10 @@ impl Runner {
         Runner {
             started: 0,
             turn: (0, 0),
+            poisson_mean_ns: match w.arrival {
+                Arrival::Poisson(r) => 1e9 * r.den as f64 / r.num as f64,
+                _ => 0.0,
+            },
             next_k: 0,
             step: 0,
             anchor: w.start,
@@ -319,7 +326,27 @@ impl Runner {
     }
 
     /// The next open-loop arrival after the previous one, or `None` past the stop time.
+    #[inline]
     pub fn next_arrival(&mut self, w: &Workload) -> Option<Instant> {
+        // A Poisson stream past its first arrival: the gap's mean is the stream's own.
+        if let Arrival::Poisson(r) = w.arrival
+            && self.next_k > 0
+            && r.num != 0
+        {
+            let gap = round_ns(exp1(&mut self.arrivals) * self.poisson_mean_ns);
+            self.next_k += 1;
+            let t = self.anchor + Duration(gap);
+            if t < w.stop {
+                self.anchor = t;
+                return Some(t);
+            }
+            return None;
+        }
+        self.next_arrival_stepped(w)
+    }
+
+    /// [`Runner::next_arrival`] for every stream: steps, a constant rate, a first arrival.
+    fn next_arrival_stepped(&mut self, w: &Workload) -> Option<Instant> {
         loop {
             let (rate, poisson, step_end) = match &w.arrival {
                 Arrival::Constant(r) => (*r, false, w.stop),
