@@ -4,8 +4,9 @@
 //! destinations, and is either open loop (constant rate, Poisson, or a step schedule of rates)
 //! or closed loop (a fixed number of concurrent connections, like `oha -c` or `wrk -c`).
 
+use crate::rng::exp1;
 use crate::time::{Duration, Instant};
-use rand::{Rng, RngExt};
+use rand::RngExt;
 use rand_chacha::ChaCha8Rng;
 
 /// An exact rate in events per second: `num / den`.
@@ -70,14 +71,6 @@ impl Dist {
     pub fn is_random(&self) -> bool {
         !matches!(self, Dist::Fixed(_))
     }
-}
-
-/// A unit exponential draw. `libm` keeps the logarithm bit-identical on every platform.
-#[inline]
-fn exp1(rng: &mut ChaCha8Rng) -> f64 {
-    // 53 random bits, shifted into (0, 1].
-    let u = ((rng.next_u64() >> 11) + 1) as f64 / (1u64 << 53) as f64;
-    -libm::log(u)
 }
 
 /// `x.round() as u64` (half away from zero, saturating, NaN to 0) without the library call
