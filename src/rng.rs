@@ -228,7 +228,7 @@ mod tests {
         assert!((var - 1.0).abs() < 0.01, "{var}");
         for t in [0.1, 0.5, 1.0, 2.0, 4.0, 7.0, 9.0] {
             let p = draws.iter().filter(|&&d| d > t).count() as f64 / n as f64;
-            let exact = (-t as f64).exp();
+            let exact = (-t).exp();
             let sd = (exact * (1.0 - exact) / n as f64).sqrt();
             assert!((p - exact).abs() < 5.0 * sd + 1e-6, "P(X > {t}) = {p}, not {exact}");
         }
