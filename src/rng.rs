@@ -143,7 +143,8 @@ static ZIGGURAT: LazyLock<Ziggurat> = LazyLock::new(|| {
 /// A uniform draw on `[0, 1)` from the top 52 bits of `bits`.
 #[inline]
 fn unit52(bits: u64) -> f64 {
-    (bits >> 12) as f64 * (1.0 / (1u64 << 52) as f64)
+    // Below 2^52: the signed conversion is exact and one instruction.
+    ((bits >> 12) as i64) as f64 * (1.0 / (1u64 << 52) as f64)
 }
 
 /// A unit exponential draw by the ziggurat: one 64-bit draw and a multiply nearly always

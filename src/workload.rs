@@ -77,6 +77,15 @@ impl Dist {
 /// that `round` costs on baseline x86-64: `x - trunc(x)` is exact for every finite `x`.
 #[inline]
 pub fn round_ns(x: f64) -> u64 {
+    if (0.0..9.0e18).contains(&x) {
+        // The signed conversions are single instructions, exact in this range.
+        let i = x as i64;
+        return if x - i as f64 >= 0.5 {
+            i as u64 + 1
+        } else {
+            i as u64
+        };
+    }
     let i = x as u64;
     if x - i as f64 >= 0.5 {
         i.saturating_add(1)
