@@ -190,6 +190,13 @@ impl<E> Queue<E> {
         self.push_lane_keyed(lane, at, key, ev);
     }
 
+    /// Schedules `ev` at `at` in `lane`, or in the heap if the lane's last entry sorts after
+    /// it: the order is the same either way.
+    pub fn push_lane_ordered(&mut self, lane: usize, at: Instant, class: Class, ev: E) {
+        let key = self.key(class);
+        self.push_lane_keyed(lane, at, key, ev);
+    }
+
     /// Schedules `ev` at `at` with a key made by [`packet_key`], in the heap.
     pub fn push_keyed(&mut self, at: Instant, key: u64, ev: E) {
         self.heap.push(Entry { at: at.0, key, ev });

@@ -231,7 +231,10 @@ mod tests {
             let p = draws.iter().filter(|&&d| d > t).count() as f64 / n as f64;
             let exact = (-t).exp();
             let sd = (exact * (1.0 - exact) / n as f64).sqrt();
-            assert!((p - exact).abs() < 5.0 * sd + 1e-6, "P(X > {t}) = {p}, not {exact}");
+            assert!(
+                (p - exact).abs() < 5.0 * sd + 1e-6,
+                "P(X > {t}) = {p}, not {exact}"
+            );
         }
         assert!(draws.iter().all(|d| d.is_finite() && *d >= 0.0));
     }

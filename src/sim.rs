@@ -183,6 +183,9 @@ enum StepKind {
     ClientFin,
     /// The client's FIN reaches the server: its socket leaves ESTABLISHED for LAST-ACK.
     ServerFin,
+    /// The FIN-ACK reaches the client: TIME-WAIT (only when entries are applied in bulk, see
+    /// [`Exchange::bulk_time_wait`]).
+    TimeWait,
 }
 
 /// The least and greatest client → server delay (half the RTT) a workload can draw; no
@@ -206,6 +209,9 @@ struct Flight {
     ip: u32,
     client: u16,
     server: u16,
+    /// The client socket, and whether both ends use timestamps (its TIME-WAIT's `ts_seen`).
+    sock: SockId,
+    ts_seen: bool,
 }
 
 /// A connection established on `host` from `ip`, counted for its connect pool, or else for
@@ -226,6 +232,45 @@ fn count_in_pool(
         b.established += 1;
         b.established_late += late;
     }
+}
+
+/// Whether no TIME-WAIT entry on host `h` can find `tcp_max_tw_buckets` reached (§2.2): every
+/// socket that can enter TIME-WAIT there holds a port of one of its connect() pools (nothing
+/// binds from it, no server on it closes first), and the pools hold no more ports than the
+/// limit, so at most limit − 1 others are in TIME-WAIT when one enters.
+fn time_wait_cannot_overflow(sc: &Scenario, h: u16) -> bool {
+    let host = &sc.hosts[h as usize];
+    let mut pools = std::collections::BTreeSet::new();
+    for w in &sc.workloads {
+        let sources: Vec<_> = w.sources.iter().filter(|s| s.host == h).collect();
+        let serves = w.destinations.iter().any(|d| d.host == h);
+        if (!sources.is_empty() && w.mode.binds())
+            || (serves && w.closer == Closer::Server && !w.linger_zero)
+        {
+            return false;
+        }
+        for s in sources {
+            for d in &w.destinations {
+                pools.insert((s.ip, d.ip, d.port));
+            }
+        }
+    }
+    let n = match host.profile.scope {
+        crate::profile::Scope::HostWide => pools.len().min(1),
+        crate::profile::Scope::FourTuple => pools.len(),
+    };
+    let (lo, hi) = host.profile.port_range;
+    n as u64 * (u64::from(hi - lo) + 1) <= u64::from(host.profile.max_tw_buckets)
+}
+
+/// Records the TIME-WAIT count of every host now, toward the run's peak.
+fn note_time_wait(hosts: &[Host], rec: &mut Recorder) {
+    let (mut client, mut server) = (0, 0);
+    for h in hosts {
+        client += h.counts[0][State::TimeWait as usize];
+        server += h.counts[1][State::TimeWait as usize];
+    }
+    rec.time_wait(client, server);
 }
 
 /// The connections of one workload whose exchanges are scheduled whole, in connect() order.
@@ -261,6 +306,9 @@ struct Exchange {
     single_pool: Option<(u16, u32)>,
     /// The server host of every connection, when there is only one.
     single_server: Option<u16>,
+    /// TIME-WAIT entries are a step applied in bulk, not an event: each connection's expiry
+    /// is queued at connect() and nothing else is (see [`Simulation::new`] for when).
+    bulk_time_wait: bool,
 }
 
 /// Four-tuples closed without any TIME-WAIT, remembered for one TIME-WAIT length: a
@@ -405,7 +453,14 @@ impl Exchange {
         // if the entry can be skipped (tcp_max_tw_buckets, nolocaltimewait), else when the
         // TIME-WAIT ends or becomes reusable.
         let client = &sc.hosts[w.sources[0].host as usize].profile;
-        let free_after = if client.max_tw_buckets != u32::MAX || !client.local_time_wait {
+        let client_host = &sc.hosts[w.sources[0].host as usize];
+        let may_overflow =
+            client.max_tw_buckets != u32::MAX && !time_wait_cannot_overflow(sc, w.sources[0].host);
+        let skips_local = !client.local_time_wait
+            && w.destinations
+                .iter()
+                .any(|d| crate::host::is_loopback(d.ip) || client_host.ips.contains(&d.ip));
+        let free_after = if may_overflow || skips_local {
             0
         } else if client.tw_reuse != 0 {
             client
@@ -468,6 +523,7 @@ impl Exchange {
             popped: 0,
             entered: 0,
             single_pool: None,
+            bulk_time_wait: false,
             single_server: w
                 .destinations
                 .iter()
@@ -518,6 +574,8 @@ pub struct Simulation {
     conn_pools: Vec<Vec<u32>>,
     /// Per workload, its exchanges scheduled whole, if it qualifies ([`Exchange`]).
     exchanges: Vec<Option<Exchange>>,
+    /// Every exchange enters TIME-WAIT in bulk ([`Exchange::bulk_time_wait`]).
+    bulk_time_wait: bool,
     /// Per host, server sockets of whole exchanges that are ESTABLISHED.
     virtual_established: Vec<u32>,
     /// Checking mode: invariants asserted after every event (see [`Simulation::checking`]).
@@ -752,9 +810,39 @@ impl Simulation {
                 _ => Vec::new(),
             })
             .collect::<Vec<Vec<u32>>>();
-        for (x, (w, pools)) in exchanges.iter_mut().zip(sc.workloads.iter().zip(&conn_pools)) {
+        for (x, (w, pools)) in exchanges
+            .iter_mut()
+            .zip(sc.workloads.iter().zip(&conn_pools))
+        {
             if let (Some(x), [pool]) = (x, pools.as_slice()) {
                 x.single_pool = Some((w.sources[0].host, *pool));
+            }
+        }
+        // TIME-WAIT entries in bulk: when every connection of the scenario is a whole exchange
+        // drawing its port from a connect() pool, no entry can overflow `tcp_max_tw_buckets`
+        // (a host's pools cannot hold that many ports), none is skipped (`nolocaltimewait`)
+        // and none becomes reusable (`tcp_tw_reuse`), the only other change to a TIME-WAIT
+        // count is an expiry: entries applied in bulk before each expiry and at each bin edge
+        // give the counts, the states and the peak that entering one by one gives.
+        let bulk_time_wait = exchanges.iter().all(Option::is_some)
+            && sc
+                .workloads
+                .iter()
+                .all(|w| matches!(w.mode, Mode::Connect | Mode::BindNoPort))
+            && hosts.iter().enumerate().all(|(i, h)| {
+                let local = sc.workloads.iter().any(|w| {
+                    w.sources.iter().any(|s| s.host as usize == i)
+                        && w.destinations.iter().any(|d| h.has_ip(d.ip))
+                });
+                !h.reuses_time_wait()
+                    && (h.profile.local_time_wait || !local)
+                    && time_wait_cannot_overflow(sc, i as u16)
+            });
+        if bulk_time_wait {
+            for x in exchanges.iter_mut().flatten() {
+                x.bulk_time_wait = true;
+                x.steps.push((x.to_time_wait, StepKind::TimeWait));
+                x.next.push(0);
             }
         }
         let tw = pools
@@ -772,6 +860,7 @@ impl Simulation {
             late_from,
             open_loop_pools,
             conn_pools,
+            bulk_time_wait,
             exchanges,
             virtual_established: vec![0; sc.hosts.len()],
             check: cfg!(debug_assertions),
@@ -842,7 +931,13 @@ impl Simulation {
         for x in self.exchanges.iter_mut() {
             *x = None;
         }
+        self.bulk_time_wait = false;
         self
+    }
+
+    /// Whether every TIME-WAIT entry is applied in bulk ([`Exchange::bulk_time_wait`]).
+    pub fn enters_time_wait_in_bulk(&self) -> bool {
+        self.bulk_time_wait
     }
 
     /// Runs to the end of the scenario and returns the report.
@@ -1043,6 +1138,21 @@ impl Simulation {
                         }
                     }
                 }
+                StepKind::TimeWait => {
+                    for f in span {
+                        let tw = TimeWait {
+                            entry: f.at + offset,
+                            rcv_nxt: 0,
+                            ts_recent: 0,
+                            ts_seen: f.ts_seen,
+                        };
+                        let ok = hosts[f.client as usize].enter_time_wait(f.sock, tw);
+                        debug_assert!(ok, "a bulk TIME-WAIT entry overflowed");
+                    }
+                    x.entered += count;
+                    // No TIME-WAIT ended since the previous entry: the count now is a peak.
+                    note_time_wait(hosts, rec);
+                }
                 StepKind::Response(_) | StepKind::ClientFin => {}
             }
             x.next[i] = n;
@@ -1059,6 +1169,48 @@ impl Simulation {
         while x.popped < done {
             x.flights.pop_front();
             x.popped += 1;
+        }
+    }
+
+    /// Applies the TIME-WAIT entries of whole exchanges that come before `at`
+    /// ([`Exchange::bulk_time_wait`]); their other steps change only what bin edges and
+    /// audits read, and those catch up first.
+    fn enter_time_wait_in_bulk(&mut self, at: Instant) {
+        let Simulation {
+            exchanges,
+            hosts,
+            rec,
+            ..
+        } = self;
+        let mut entered = false;
+        for x in exchanges.iter_mut().flatten() {
+            // The last step: its cursor walks the flights one entry at a time.
+            let i = x.steps.len() - 1;
+            debug_assert_eq!(x.steps[i].1, StepKind::TimeWait);
+            let Some(before) = at.0.checked_sub(x.to_time_wait.0) else {
+                continue;
+            };
+            let first = x.next[i];
+            let mut n = first;
+            while let Some(f) = x.flights.get((n - x.popped) as usize)
+                && f.at.0 < before
+            {
+                let tw = TimeWait {
+                    entry: f.at + x.to_time_wait,
+                    rcv_nxt: 0,
+                    ts_recent: 0,
+                    ts_seen: f.ts_seen,
+                };
+                let ok = hosts[f.client as usize].enter_time_wait(f.sock, tw);
+                debug_assert!(ok, "a bulk TIME-WAIT entry overflowed");
+                n += 1;
+            }
+            x.next[i] = n;
+            x.entered += n - first;
+            entered |= n > first;
+        }
+        if entered {
+            note_time_wait(hosts, rec);
         }
     }
 
@@ -1139,6 +1291,9 @@ impl Simulation {
                 sock,
                 generation,
             } => {
+                if self.bulk_time_wait {
+                    self.enter_time_wait_in_bulk(self.now);
+                }
                 // The lane is in expiry order: bring the next ones' sockets and table slots
                 // into cache.
                 let lane = self.lanes[host as usize].tw_expire;
@@ -1266,12 +1421,7 @@ impl Simulation {
     }
 
     fn note_time_wait(&mut self) {
-        let (mut client, mut server) = (0, 0);
-        for h in &self.hosts {
-            client += h.counts[0][State::TimeWait as usize];
-            server += h.counts[1][State::TimeWait as usize];
-        }
-        self.rec.time_wait(client, server);
+        note_time_wait(&self.hosts, &mut self.rec);
     }
 
     // ---- the application side ------------------------------------------------------
@@ -1404,6 +1554,36 @@ impl Simulation {
                 c.whole = whole;
                 c.pool = pool;
                 if let Some(x) = &mut self.exchanges[wl as usize] {
+                    let ts_seen = self.hosts[src.host as usize].profile.timestamps != 0
+                        && self.hosts[dst.host as usize].profile.timestamps != 0;
+                    x.flights.push_back(Flight {
+                        at: self.now,
+                        pool: pool_or_wide.unwrap_or(NONE),
+                        ip: tuple.local_ip,
+                        client: src.host,
+                        server: dst.host,
+                        sock,
+                        ts_seen,
+                    });
+                    if x.bulk_time_wait {
+                        // Its TIME-WAIT entry is a step; only the expiry is an event.
+                        let h = &self.hosts[src.host as usize];
+                        let ev = Event::TwExpire {
+                            host: src.host,
+                            sock,
+                            generation: h.sock(sock).generation,
+                        };
+                        let expire = self.now + x.to_time_wait + h.profile.time_wait;
+                        let lane = self.lanes[src.host as usize].tw_expire;
+                        let kept = x.flights.len() >= FLIGHTS_KEPT;
+                        self.queue.push_lane_ordered(lane, expire, Class::Timer, ev);
+                        self.free_conn(conn);
+                        if kept {
+                            // Keep memory to the connections alive, whatever the bin width.
+                            self.catch_up(wl as usize, self.now);
+                        }
+                        return None;
+                    }
                     c.stage = x.fin_stage;
                     let key = crate::engine::packet_key(c.origin, c.stage);
                     let ev = Event::FinAtActive {
@@ -1412,13 +1592,6 @@ impl Simulation {
                     };
                     self.queue
                         .push_lane_keyed(x.lane, self.now + x.to_time_wait, key, ev);
-                    x.flights.push_back(Flight {
-                        at: self.now,
-                        pool: pool_or_wide.unwrap_or(NONE),
-                        ip: tuple.local_ip,
-                        client: src.host,
-                        server: dst.host,
-                    });
                 } else {
                     let at = self.now + up;
                     self.send(at, conn, |conn, generation| Event::Syn { conn, generation });

@@ -490,7 +490,16 @@ mod tests {
     #[test]
     fn round_ns_is_round() {
         let mut x = 0x2545_f491_4f6c_dd1du64;
-        let mut cases = vec![0.0, 0.5, 1.5, 2.5, 0.49999999999999994, -0.3, -0.7, 4.5e15 + 0.5];
+        let mut cases = vec![
+            0.0,
+            0.5,
+            1.5,
+            2.5,
+            0.49999999999999994,
+            -0.3,
+            -0.7,
+            4.5e15 + 0.5,
+        ];
         cases.extend([f64::NAN, 1e300, 2f64.powi(53) - 0.5, 2f64.powi(64), -1e30]);
         for _ in 0..100_000 {
             x ^= x << 13;
