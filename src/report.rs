@@ -740,7 +740,13 @@ impl Report {
             ]
             .map(String::from),
         );
-        header.extend((0..self.pools.len()).map(|i| format!("free_ports_pool{i}")));
+        // Connect pools come first in `pools`; bind pools have no free-port series.
+        let connect_pools = self
+            .pools
+            .iter()
+            .take_while(|p| p.kind.starts_with("connect"))
+            .count();
+        header.extend((0..connect_pools).map(|i| format!("free_ports_pool{i}")));
         w.write_record(&header).expect("csv to memory");
         for b in &self.series {
             let mut row = vec![

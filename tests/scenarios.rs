@@ -516,6 +516,39 @@ on_error = { action = "retry", delay = "1ms" }
 }
 
 #[test]
+fn every_shipped_scenarios_csv_has_a_column_per_header_field_and_a_row_per_bin() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    for sub in ["scenarios", "scenarios/live"] {
+        for e in std::fs::read_dir(dir.join(sub)).unwrap() {
+            let p = e.unwrap().path();
+            if p.extension().is_none_or(|x| x != "toml") {
+                continue;
+            }
+            let r = Simulation::new(&portsim::scenario::load(&p).unwrap()).run();
+            let csv = r.to_csv();
+            let mut lines = csv.lines();
+            let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+            let connect_pools = r
+                .pools
+                .iter()
+                .filter(|p| !matches!(p.kind, "bind" | "explicit"))
+                .count();
+            let pool_columns = header
+                .iter()
+                .filter(|h| h.starts_with("free_ports_pool"))
+                .count();
+            assert_eq!(pool_columns, connect_pools, "{}", p.display());
+            let mut rows = 0;
+            for l in lines {
+                assert_eq!(l.split(',').count(), header.len(), "{}", p.display());
+                rows += 1;
+            }
+            assert_eq!(rows, r.series.len(), "{}", p.display());
+        }
+    }
+}
+
+#[test]
 fn every_shipped_scenario_keeps_the_invariants_after_every_event() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut n = 0;
