@@ -320,38 +320,66 @@ struct Exchange {
 #[derive(Default)]
 struct ReuseWatch {
     closed: crate::host::Table<Tuple, Instant>,
-    /// Per watch length, the tuples in the order they were closed (so in order of end).
-    lanes: Vec<(Duration, VecDeque<Watched>)>,
+    /// Per watch length, the tuples outside pools in the order they were closed (so in
+    /// order of end).
+    lanes: Vec<(Duration, VecDeque<(Instant, Tuple)>)>,
+    /// Per watch length, the pools' tuples in the order they were closed, 16 bytes each.
+    marked: Vec<(Duration, VecDeque<MarkedEnd>)>,
     /// Per host, per pool: the ports of watched tuples.
     marks: Vec<Vec<Option<PortBits>>>,
-    repeats: crate::host::Table<Tuple, u32>,
+    /// Watches of a (host, pool, port) beyond the first, by [`MarkedEnd::key`].
+    repeats: crate::host::Table<u64, u32>,
 }
 
 /// Where a watched tuple is kept: as a port of (host, pool), or in the table.
 type Mark = Option<(u16, u32)>;
 
-/// A watched tuple: its end, itself, where it is kept.
-type Watched = (Instant, Tuple, Mark);
+/// The end of a pool tuple's watch: the tuple is the pool's with this local port.
+#[derive(Clone, Copy)]
+struct MarkedEnd {
+    until: Instant,
+    pool: u32,
+    host: u16,
+    port: u16,
+}
+
+impl MarkedEnd {
+    fn key(host: u16, pool: u32, port: u16) -> u64 {
+        (u64::from(host) << 48) | (u64::from(pool) << 16) | u64::from(port)
+    }
+}
+
+/// The lane of watch length `len` in `lanes`, added when new.
+fn lane_of<T>(lanes: &mut Vec<(Duration, VecDeque<T>)>, len: Duration) -> &mut VecDeque<T> {
+    let i = match lanes.iter().position(|(l, _)| *l == len) {
+        Some(i) => i,
+        None => {
+            lanes.push((len, VecDeque::new()));
+            lanes.len() - 1
+        }
+    };
+    &mut lanes[i].1
+}
 
 impl ReuseWatch {
     fn closed_without_tw(&mut self, t: Tuple, mark: Mark, now: Instant, len: Duration) {
         let until = now + len;
-        let lane = match self.lanes.iter().position(|(l, _)| *l == len) {
-            Some(i) => i,
-            None => {
-                self.lanes.push((len, VecDeque::new()));
-                self.lanes.len() - 1
-            }
-        };
-        self.lanes[lane].1.push_back((until, t, mark));
-        let Some((h, p)) = mark else {
+        let Some((host, pool)) = mark else {
+            lane_of(&mut self.lanes, len).push_back((until, t));
             // The latest end: a tuple closed again by a host with a shorter TIME_WAIT is
             // still watched for the longer one.
             let end = self.closed.entry(t).or_insert(until);
             *end = (*end).max(until);
             return;
         };
-        let (h, p) = (h as usize, p as usize);
+        let port = t.local_port;
+        lane_of(&mut self.marked, len).push_back(MarkedEnd {
+            until,
+            pool,
+            host,
+            port,
+        });
+        let (h, p) = (host as usize, pool as usize);
         if self.marks.len() <= h {
             self.marks.resize_with(h + 1, Vec::new);
         }
@@ -359,35 +387,45 @@ impl ReuseWatch {
             self.marks[h].resize_with(p + 1, || None);
         }
         let bits = self.marks[h][p].get_or_insert_with(PortBits::default);
-        if !bits.insert(t.local_port) {
-            *self.repeats.entry(t).or_default() += 1;
+        if !bits.insert(port) {
+            *self
+                .repeats
+                .entry(MarkedEnd::key(host, pool, port))
+                .or_default() += 1;
         }
     }
 
     fn reused(&mut self, t: &Tuple, mark: Mark, now: Instant) -> bool {
         for (_, lane) in &mut self.lanes {
-            while let Some(&(until, old, old_mark)) = lane.front() {
+            while let Some(&(until, old)) = lane.front() {
                 if until > now {
                     break;
                 }
                 lane.pop_front();
-                match old_mark {
+                if self.closed.get(&old) == Some(&until) {
+                    self.closed.remove(&old);
+                }
+            }
+        }
+        // A (host, pool, port) watched n times holds its bit and n − 1 repeats: each end
+        // takes one, in any order.
+        for (_, lane) in &mut self.marked {
+            while let Some(&e) = lane.front() {
+                if e.until > now {
+                    break;
+                }
+                lane.pop_front();
+                let key = MarkedEnd::key(e.host, e.pool, e.port);
+                match self.repeats.get_mut(&key) {
+                    Some(n) if *n > 1 => *n -= 1,
+                    Some(_) => {
+                        self.repeats.remove(&key);
+                    }
                     None => {
-                        if self.closed.get(&old) == Some(&until) {
-                            self.closed.remove(&old);
+                        if let Some(bits) = &mut self.marks[e.host as usize][e.pool as usize] {
+                            bits.remove(e.port);
                         }
                     }
-                    Some((h, p)) => match self.repeats.get_mut(&old) {
-                        Some(n) if *n > 1 => *n -= 1,
-                        Some(_) => {
-                            self.repeats.remove(&old);
-                        }
-                        None => {
-                            if let Some(bits) = &mut self.marks[h as usize][p as usize] {
-                                bits.remove(old.local_port);
-                            }
-                        }
-                    },
                 }
             }
         }
@@ -2436,7 +2474,7 @@ mod tests {
         // Random closes of a few tuples (marked and not, two watch lengths, repeats), each
         // lookup checked against the plain rule: closed at some c with c + len > now.
         let mut w = ReuseWatch::default();
-        let mut log: Vec<(Tuple, Instant)> = Vec::new();
+        let mut log: Vec<(Tuple, Mark, Instant)> = Vec::new();
         let mut x = 0x9e37_79b9_7f4a_7c15u64;
         let mut now = Instant::ZERO;
         let (mut hits, mut misses) = (0, 0);
@@ -2453,13 +2491,16 @@ mod tests {
                 remote_ip: if marked { 2 } else { 3 },
                 remote_port: 80,
             };
-            let mark = marked.then_some((0, 1));
+            // Two hosts sharing a loopback address can watch the same tuple, apart.
+            let mark = marked.then_some(((x >> 50) as u16 % 2, 1));
             if (x >> 30).is_multiple_of(2) {
                 let len = Duration([700, 2_000][((x >> 40) % 2) as usize]);
                 w.closed_without_tw(t, mark, now, len);
-                log.push((t, now + len));
+                log.push((t, mark, now + len));
             } else {
-                let expected = log.iter().any(|&(o, until)| o == t && until > now);
+                let expected = log
+                    .iter()
+                    .any(|&(o, m, until)| o == t && m == mark && until > now);
                 assert_eq!(w.reused(&t, mark, now), expected, "{t} at {now:?}");
                 if expected {
                     hits += 1;
