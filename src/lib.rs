@@ -47,7 +47,32 @@ pub fn run_file(path: &std::path::Path) -> Result<report::Report, scenario::Scen
 
 /// Writes `bytes` to a temporary file beside `path`, then renames it over `path`, so a reader
 /// never sees a half-written report and an interrupted run leaves the old file intact.
+///
+/// A symbolic link is followed: its target is replaced and the link stays. A path that is
+/// not a regular file (`/dev/null`, `/dev/stdout`, a FIFO) is written in place: renaming over
+/// it would replace the device with a file.
 pub fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::path::Path;
+    if let Ok(m) = std::fs::metadata(path)
+        && !m.is_file()
+        && !m.is_dir()
+    {
+        let mut f = std::fs::OpenOptions::new().write(true).open(path)?;
+        return f.write_all(bytes).and_then(|()| f.flush());
+    }
+    let resolved;
+    let path = match std::fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_symlink() => {
+            // A dangling link: its target, one level down, is created.
+            resolved = std::fs::canonicalize(path).or_else(|_| {
+                let to = std::fs::read_link(path)?;
+                Ok::<_, std::io::Error>(path.parent().unwrap_or(Path::new("")).join(to))
+            })?;
+            resolved.as_path()
+        }
+        _ => path,
+    };
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -58,7 +83,6 @@ pub fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> std::io::Result
         .unwrap_or_default();
     let tmp = dir.join(format!(".{name}.portsim-{}.tmp", std::process::id()));
     let result = (|| {
-        use std::io::Write;
         let mut f = std::fs::File::create(&tmp)?;
         f.write_all(bytes)?;
         f.sync_all()?;

@@ -191,3 +191,60 @@ fn surprising_but_legal_settings_warn_and_run() {
         "{e}"
     );
 }
+
+#[test]
+fn output_to_a_fifo_or_through_a_symlink_keeps_what_the_path_is() {
+    use std::os::unix::fs::FileTypeExt;
+    let d = dir();
+    let scenario = d.join("out-kinds.toml");
+    std::fs::write(&scenario, BASE).unwrap();
+    let report = |out: &std::path::Path| {
+        Command::new(env!("CARGO_BIN_EXE_portsim"))
+            .args(["run", "--format", "json", "-o"])
+            .arg(out)
+            .arg(&scenario)
+            .status()
+            .unwrap()
+    };
+
+    // A FIFO (as /dev/null or /dev/stdout would be) is written in place, not replaced.
+    let fifo = d.join("report.fifo");
+    let _ = std::fs::remove_file(&fifo);
+    assert!(
+        Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let reader = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || std::fs::read_to_string(fifo).unwrap())
+    };
+    assert!(report(&fifo).success());
+    // Checked before joining: a FIFO renamed over would leave the reader waiting.
+    assert!(
+        std::fs::symlink_metadata(&fifo)
+            .unwrap()
+            .file_type()
+            .is_fifo()
+    );
+    let text = reader.join().unwrap();
+    assert!(text.contains("\"schema\": \"portsim.report/1\""), "{text}");
+
+    // A symlink stays a symlink; its target gets the report.
+    let target = d.join("target.json");
+    let link = d.join("link.json");
+    std::fs::write(&target, "old\n").unwrap();
+    let _ = std::fs::remove_file(&link);
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    assert!(report(&link).success());
+    assert!(
+        std::fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    let written = std::fs::read_to_string(&target).unwrap();
+    assert!(written.contains("portsim.report/1"), "{written}");
+}
