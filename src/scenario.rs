@@ -470,14 +470,14 @@ pub fn parse(file: &str, text: &str) -> Result<Scenario, ScenarioError> {
 }
 
 /// Connection attempts the open-loop arrivals make, and the wall time they take at the
-/// engine's measured pace (about 2 M attempts/s on churn-open-loop, README "Speed"): a
-/// warning when that is over a minute.
+/// engine's measured pace on the slower of its speed benches (about 3 M attempts/s on
+/// many-pools, README "Speed"): a warning when that is over a minute.
 fn long_run(total: Duration, workloads: &[Workload]) -> Option<String> {
     let attempts: f64 = workloads
         .iter()
         .map(|w| w.arrival.peak_rate().unwrap_or(0.0) * w.active_secs(total))
         .sum();
-    let secs = attempts / 2e6;
+    let secs = attempts / 3e6;
     (secs > 60.0).then(|| {
         format!(
             "about {:.3e} connection attempts: expect roughly {} of wall time",
