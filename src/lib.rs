@@ -48,31 +48,37 @@ pub fn run_file(path: &std::path::Path) -> Result<report::Report, scenario::Scen
 /// Writes `bytes` to a temporary file beside `path`, then renames it over `path`, so a reader
 /// never sees a half-written report and an interrupted run leaves the old file intact.
 ///
-/// A symbolic link is followed: its target is replaced and the link stays. A path that is
-/// not a regular file (`/dev/null`, `/dev/stdout`, a FIFO) is written in place: renaming over
-/// it would replace the device with a file.
+/// - Standard output or error named as a file (`/dev/stdout`, or the file either is
+///   redirected to) is written through the inherited descriptor, keeping its offset and
+///   append mode.
+/// - A path under `/dev` or `/proc`, or one that is not a regular file (a FIFO, a device), is
+///   written in place: renaming over it would replace the device with a file.
+/// - A chain of symbolic links is followed to its end, which is replaced (or created); the
+///   links stay.
 pub fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
-    use std::path::Path;
-    if let Ok(m) = std::fs::metadata(path)
-        && !m.is_file()
-        && !m.is_dir()
-    {
-        let mut f = std::fs::OpenOptions::new().write(true).open(path)?;
-        return f.write_all(bytes).and_then(|()| f.flush());
-    }
-    let resolved;
-    let path = match std::fs::symlink_metadata(path) {
-        Ok(m) if m.file_type().is_symlink() => {
-            // A dangling link: its target, one level down, is created.
-            resolved = std::fs::canonicalize(path).or_else(|_| {
-                let to = std::fs::read_link(path)?;
-                Ok::<_, std::io::Error>(path.parent().unwrap_or(Path::new("")).join(to))
-            })?;
-            resolved.as_path()
+    use std::os::fd::AsFd;
+    use std::os::unix::fs::MetadataExt;
+    if let Ok(m) = std::fs::metadata(path) {
+        let is = |fd: std::os::fd::BorrowedFd<'_>| {
+            fd.try_clone_to_owned()
+                .ok()
+                .and_then(|fd| std::fs::File::from(fd).metadata().ok())
+                .is_some_and(|f| (f.dev(), f.ino()) == (m.dev(), m.ino()))
+        };
+        if is(std::io::stdout().as_fd()) {
+            let mut out = std::io::stdout().lock();
+            return out.write_all(bytes).and_then(|()| out.flush());
         }
-        _ => path,
-    };
+        if is(std::io::stderr().as_fd()) {
+            return std::io::stderr().lock().write_all(bytes);
+        }
+        if (!m.is_file() && !m.is_dir()) || path.starts_with("/dev") || path.starts_with("/proc") {
+            let mut f = std::fs::OpenOptions::new().write(true).open(path)?;
+            return f.write_all(bytes).and_then(|()| f.flush());
+        }
+    }
+    let path = link_end(path)?;
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -86,12 +92,31 @@ pub fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> std::io::Result
         let mut f = std::fs::File::create(&tmp)?;
         f.write_all(bytes)?;
         f.sync_all()?;
-        std::fs::rename(&tmp, path)
+        std::fs::rename(&tmp, &path)
     })();
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);
     }
     result
+}
+
+/// The path a chain of symbolic links starting at `path` ends at (`path` itself when it is
+/// not a link); an error for a loop, as the kernel gives one past 40 links.
+fn link_end(path: &std::path::Path) -> std::io::Result<std::path::PathBuf> {
+    let mut p = path.to_path_buf();
+    for _ in 0..40 {
+        match std::fs::symlink_metadata(&p) {
+            Ok(m) if m.file_type().is_symlink() => {
+                let to = std::fs::read_link(&p)?;
+                p = match p.parent() {
+                    Some(dir) if to.is_relative() => dir.join(to),
+                    _ => to,
+                };
+            }
+            _ => return Ok(p),
+        }
+    }
+    Err(std::io::Error::other("too many levels of symbolic links"))
 }
 
 /// What the fuzz target (`fuzz/fuzz_targets/scenario.rs`) and its corpus regression test do

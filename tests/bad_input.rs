@@ -247,4 +247,63 @@ fn output_to_a_fifo_or_through_a_symlink_keeps_what_the_path_is() {
     );
     let written = std::fs::read_to_string(&target).unwrap();
     assert!(written.contains("portsim.report/1"), "{written}");
+
+    // A dangling chain: the links stay, the end is created.
+    let (first, second, end) = (d.join("chain1"), d.join("chain2"), d.join("chain-end.json"));
+    for p in [&first, &second, &end] {
+        let _ = std::fs::remove_file(p);
+    }
+    std::os::unix::fs::symlink("chain2", &first).unwrap();
+    std::os::unix::fs::symlink("chain-end.json", &second).unwrap();
+    assert!(report(&first).success());
+    for p in [&first, &second] {
+        assert!(
+            std::fs::symlink_metadata(p)
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+    }
+    assert!(
+        std::fs::read_to_string(&end)
+            .unwrap()
+            .contains("portsim.report/1")
+    );
+
+    // A loop is refused, the links kept.
+    let (a, b) = (d.join("loop-a"), d.join("loop-b"));
+    for p in [&a, &b] {
+        let _ = std::fs::remove_file(p);
+    }
+    std::os::unix::fs::symlink("loop-b", &a).unwrap();
+    std::os::unix::fs::symlink("loop-a", &b).unwrap();
+    assert!(!report(&a).success());
+    for p in [&a, &b] {
+        assert!(
+            std::fs::symlink_metadata(p)
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+    }
+}
+
+#[test]
+fn output_to_dev_stdout_appends_where_standard_output_goes() {
+    // `portsim run -o /dev/stdout S >> log`: what the log held stays, the report follows it.
+    let d = dir();
+    let scenario = d.join("stdout.toml");
+    std::fs::write(&scenario, BASE).unwrap();
+    let log = d.join("stdout.log");
+    std::fs::write(&log, "earlier line\n").unwrap();
+    let out = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
+    let status = Command::new(env!("CARGO_BIN_EXE_portsim"))
+        .args(["run", "--format", "csv", "-o", "/dev/stdout"])
+        .arg(&scenario)
+        .stdout(out)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.starts_with("earlier line\nt_s,attempts,"), "{text}");
 }
