@@ -209,7 +209,7 @@ fn output_to_a_fifo_or_through_a_symlink_keeps_what_the_path_is() {
 
     // A FIFO (as /dev/null or /dev/stdout would be) is written in place, not replaced.
     let fifo = d.join("report.fifo");
-    let _ = std::fs::remove_file(&fifo);
+    fresh(&[&fifo]);
     assert!(
         Command::new("mkfifo")
             .arg(&fifo)
@@ -236,7 +236,7 @@ fn output_to_a_fifo_or_through_a_symlink_keeps_what_the_path_is() {
     let target = d.join("target.json");
     let link = d.join("link.json");
     std::fs::write(&target, "old\n").unwrap();
-    let _ = std::fs::remove_file(&link);
+    fresh(&[&link]);
     std::os::unix::fs::symlink(&target, &link).unwrap();
     assert!(report(&link).success());
     assert!(is_link(&link));
@@ -245,9 +245,7 @@ fn output_to_a_fifo_or_through_a_symlink_keeps_what_the_path_is() {
 
     // A dangling chain: the links stay, the end is created.
     let (first, second, end) = (d.join("chain1"), d.join("chain2"), d.join("chain-end.json"));
-    for p in [&first, &second, &end] {
-        let _ = std::fs::remove_file(p);
-    }
+    fresh(&[&first, &second, &end]);
     std::os::unix::fs::symlink("chain2", &first).unwrap();
     std::os::unix::fs::symlink("chain-end.json", &second).unwrap();
     assert!(report(&first).success());
@@ -260,13 +258,18 @@ fn output_to_a_fifo_or_through_a_symlink_keeps_what_the_path_is() {
 
     // A loop is refused, the links kept.
     let (a, b) = (d.join("loop-a"), d.join("loop-b"));
-    for p in [&a, &b] {
-        let _ = std::fs::remove_file(p);
-    }
+    fresh(&[&a, &b]);
     std::os::unix::fs::symlink("loop-b", &a).unwrap();
     std::os::unix::fs::symlink("loop-a", &b).unwrap();
     assert!(!report(&a).success());
     assert!(is_link(&a) && is_link(&b));
+}
+
+/// Removes what an earlier run left at `paths`.
+fn fresh(paths: &[&std::path::Path]) {
+    for p in paths {
+        let _ = std::fs::remove_file(p);
+    }
 }
 
 fn is_link(p: &std::path::Path) -> bool {

@@ -515,57 +515,57 @@ on_error = { action = "retry", delay = "1ms" }
     bulk_equals_stepping(&linger);
 }
 
+/// The scenario files of the repository's `subs` folders, in name order.
+fn shipped(subs: &[&str]) -> Vec<std::path::PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files = Vec::new();
+    for sub in subs {
+        let mut in_sub: Vec<_> = std::fs::read_dir(dir.join(sub))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+            .collect();
+        in_sub.sort();
+        files.extend(in_sub);
+    }
+    files
+}
+
 #[test]
 fn every_shipped_scenarios_csv_has_a_column_per_header_field_and_a_row_per_bin() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    for sub in ["scenarios", "scenarios/live"] {
-        for e in std::fs::read_dir(dir.join(sub)).unwrap() {
-            let p = e.unwrap().path();
-            if p.extension().is_none_or(|x| x != "toml") {
-                continue;
-            }
-            let r = Simulation::new(&portsim::scenario::load(&p).unwrap()).run();
-            let csv = r.to_csv();
-            let mut lines = csv.lines();
-            let header: Vec<&str> = lines.next().unwrap().split(',').collect();
-            let connect_pools = r
-                .pools
-                .iter()
-                .filter(|p| !matches!(p.kind, "bind" | "explicit"))
-                .count();
-            let pool_columns = header
-                .iter()
-                .filter(|h| h.starts_with("free_ports_pool"))
-                .count();
-            assert_eq!(pool_columns, connect_pools, "{}", p.display());
-            let mut rows = 0;
-            for l in lines {
-                assert_eq!(l.split(',').count(), header.len(), "{}", p.display());
-                rows += 1;
-            }
-            assert_eq!(rows, r.series.len(), "{}", p.display());
+    for p in shipped(&["scenarios", "scenarios/live"]) {
+        let r = Simulation::new(&portsim::scenario::load(&p).unwrap()).run();
+        let csv = r.to_csv();
+        let mut lines = csv.lines();
+        let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+        let connect_pools = r
+            .pools
+            .iter()
+            .filter(|p| !matches!(p.kind, "bind" | "explicit"))
+            .count();
+        let pool_columns = header
+            .iter()
+            .filter(|h| h.starts_with("free_ports_pool"))
+            .count();
+        assert_eq!(pool_columns, connect_pools, "{}", p.display());
+        let mut rows = 0;
+        for l in lines {
+            assert_eq!(l.split(',').count(), header.len(), "{}", p.display());
+            rows += 1;
         }
+        assert_eq!(rows, r.series.len(), "{}", p.display());
     }
 }
 
 #[test]
 fn every_shipped_scenario_keeps_the_invariants_after_every_event() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut n = 0;
-    for sub in ["scenarios", "scenarios/live"] {
-        let mut files: Vec<_> = std::fs::read_dir(dir.join(sub))
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .filter(|p| p.extension().is_some_and(|x| x == "toml"))
-            .collect();
-        files.sort();
-        for p in files {
-            let sc = portsim::scenario::load(&p).unwrap();
-            if let Err(v) = Simulation::new(&sc).checking(true).run_checked() {
-                panic!("{}: {v}", p.display());
-            }
-            n += 1;
+    for p in shipped(&["scenarios", "scenarios/live"]) {
+        let sc = portsim::scenario::load(&p).unwrap();
+        if let Err(v) = Simulation::new(&sc).checking(true).run_checked() {
+            panic!("{}: {v}", p.display());
         }
+        n += 1;
     }
     assert!(n >= 20);
 }
@@ -573,12 +573,7 @@ fn every_shipped_scenario_keeps_the_invariants_after_every_event() {
 #[test]
 fn open_loop_arrivals_counted_in_bulk_give_the_report_stepping_gives() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    let mut files: Vec<_> = std::fs::read_dir(dir.join("scenarios"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
-        .collect();
-    files.sort();
+    let files = shipped(&["scenarios"]);
     // The churn bench at 300 s: Poisson arrivals, so ties with other events are rare but
     // arrivals cross bin edges mid-burst.
     let churn = std::fs::read_to_string(dir.join("benches/scenarios/churn-open-loop.toml"))
