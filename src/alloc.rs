@@ -85,23 +85,24 @@ impl PortBits {
     }
 }
 
-/// Which 64-port words of `a ∪ b` still have a free port of each parity: bit `w` of
-/// `even[w / 64]` (`odd[…]`) is set when word `w` has a free even (odd) port. Kept by the
+/// Which 64-port words of `a ∪ b` still have a free port of each parity: bit `w % 64` of
+/// `by_parity[p][w / 64]` is set when word `w` has a free port `≡ p (mod 2)`. Kept by the
 /// owner of `a` and `b` after every change, it lets a scan skip full words.
-#[derive(Clone)]
+#[derive(Clone, PartialEq, Eq, Debug)]
 pub struct FreeWords {
-    even: [u64; 16],
-    odd: [u64; 16],
+    by_parity: [[u64; 16]; 2],
 }
 
+/// The even ports of a word.
 const EVEN: u64 = 0x5555_5555_5555_5555;
+/// The ports of a word of each parity.
+const PARITY: [u64; 2] = [EVEN, !EVEN];
 
 impl FreeWords {
     /// The index of `a ∪ b`, computed from scratch.
     pub fn new(a: &PortBits, b: &PortBits) -> Self {
         let mut f = FreeWords {
-            even: [0; 16],
-            odd: [0; 16],
+            by_parity: [[0; 16]; 2],
         };
         for w in 0..1024 {
             f.refresh(a, b, w);
@@ -113,17 +114,44 @@ impl FreeWords {
     pub fn refresh(&mut self, a: &PortBits, b: &PortBits, w: usize) {
         let free = !(a.words[w] | b.words[w]);
         let bit = 1u64 << (w & 63);
-        let set = |x: &mut u64, on: bool| if on { *x |= bit } else { *x &= !bit };
-        set(&mut self.even[w >> 6], free & EVEN != 0);
-        set(&mut self.odd[w >> 6], free & !EVEN != 0);
+        for (p, mask) in PARITY.iter().enumerate() {
+            let x = &mut self.by_parity[p][w >> 6];
+            if free & mask != 0 {
+                *x |= bit;
+            } else {
+                *x &= !bit;
+            }
+        }
     }
-    /// First word index ≥ `w` that may hold a free port of the stride, up to `last`.
+    /// Updates the index after `port` joined `a ∪ b`: only a word whose last free port of
+    /// that parity went is written, so the common case reads no index word.
     #[inline]
-    fn next_word(&self, w: usize, last: usize, stride_mask: u64) -> Option<usize> {
-        let pick = |i: usize| match stride_mask {
-            EVEN => self.even[i],
-            u64::MAX => self.even[i] | self.odd[i],
-            _ => self.odd[i],
+    pub fn after_insert(&mut self, a: &PortBits, b: &PortBits, port: u16) {
+        let (w, p) = (usize::from(port >> 6), usize::from(port & 1));
+        if !(a.words[w] | b.words[w]) & PARITY[p] == 0 {
+            self.by_parity[p][w >> 6] &= !(1u64 << (w & 63));
+        }
+    }
+    /// Updates the index after `port` may have left `a ∪ b`: only a word that had no free
+    /// port of that parity is written.
+    #[inline]
+    pub fn after_remove(&mut self, a: &PortBits, b: &PortBits, port: u16) {
+        let (w, p) = (usize::from(port >> 6), usize::from(port & 1));
+        let bit = 1u64 << (port & 63);
+        let free = !(a.words[w] | b.words[w]) & PARITY[p];
+        if free == bit {
+            self.by_parity[p][w >> 6] |= 1u64 << (w & 63);
+        }
+    }
+    /// First word index in `w..=last` that may hold a free port of the stride, if any.
+    #[inline]
+    fn next_word<const STEP: u32>(&self, w: usize, last: usize, parity: usize) -> Option<usize> {
+        let pick = |i: usize| {
+            if STEP == 1 {
+                self.by_parity[0][i] | self.by_parity[1][i]
+            } else {
+                self.by_parity[parity][i]
+            }
         };
         let mut i = w >> 6;
         let mut bits = pick(i) & (u64::MAX << (w & 63));
@@ -133,7 +161,7 @@ impl FreeWords {
                 return (found <= last).then_some(found);
             }
             i += 1;
-            if i >= 16 || (i << 6) > last {
+            if (i << 6) > last {
                 return None;
             }
             bits = pick(i);
@@ -141,45 +169,48 @@ impl FreeWords {
     }
 }
 
-/// First port `p` of `from..=to` with `p ≡ from (mod step)` that is in neither `a` nor `b`.
-/// `step` is 1 or 2. `index`, when given, must describe `a ∪ b`.
-#[inline]
-fn first_free(
+/// First port `p` of `from..=to` with `p ≡ from (mod STEP)` that is in neither `a` nor `b`.
+/// `STEP` is 1 or 2. `index`, when given, must describe `a ∪ b`. The first word is tested
+/// before the index is read: a search usually ends there.
+#[inline(always)]
+fn first_free<const STEP: u32>(
     a: &PortBits,
     b: &PortBits,
     index: Option<&FreeWords>,
     from: u32,
     to: u32,
-    step: u32,
 ) -> Option<u32> {
-    debug_assert!(step == 1 || step == 2);
+    debug_assert!(STEP == 1 || STEP == 2);
     debug_assert!(to < 65536);
     if from > to {
         return None;
     }
-    let stride_mask = if step == 1 {
-        u64::MAX
-    } else if from & 1 == 0 {
-        0x5555_5555_5555_5555
-    } else {
-        0xaaaa_aaaa_aaaa_aaaa
-    };
+    let parity = (from & 1) as usize;
+    let stride_mask = if STEP == 1 { u64::MAX } else { PARITY[parity] };
     let (first_word, last_word) = ((from >> 6) as usize, (to >> 6) as usize);
-    let mut w = first_word;
+    let tail = |w: usize, free: u64| {
+        if w == last_word && (to & 63) != 63 {
+            free & ((1u64 << ((to & 63) + 1)) - 1)
+        } else {
+            free
+        }
+    };
+    let free = tail(
+        first_word,
+        !(a.words[first_word] | b.words[first_word]) & stride_mask & (u64::MAX << (from & 63)),
+    );
+    if free != 0 {
+        return Some(((first_word as u32) << 6) + free.trailing_zeros());
+    }
+    let mut w = first_word + 1;
     while w <= last_word {
         if let Some(ix) = index {
-            match ix.next_word(w, last_word, stride_mask) {
+            match ix.next_word::<STEP>(w, last_word, parity) {
                 Some(next) => w = next,
                 None => return None,
             }
         }
-        let mut free = !(a.words[w] | b.words[w]) & stride_mask;
-        if w == first_word {
-            free &= u64::MAX << (from & 63);
-        }
-        if w == last_word && (to & 63) != 63 {
-            free &= (1u64 << ((to & 63) + 1)) - 1;
-        }
+        let free = tail(w, !(a.words[w] | b.words[w]) & stride_mask);
         if free != 0 {
             return Some(((w as u32) << 6) + free.trailing_zeros());
         }
@@ -211,23 +242,41 @@ pub fn pass(
     host: &PortBits,
     index: Option<&FreeWords>,
 ) -> Option<(u32, u32)> {
-    let iters = remaining.div_ceil(step);
+    if step == 1 {
+        pass_by::<1>(low, high, remaining, offset, pool, host, index)
+    } else {
+        pass_by::<2>(low, high, remaining, offset, pool, host, index)
+    }
+}
+
+#[inline(always)]
+fn pass_by<const STEP: u32>(
+    low: u32,
+    high: u32,
+    remaining: u32,
+    offset: u32,
+    pool: &PortBits,
+    host: &PortBits,
+    index: Option<&FreeWords>,
+) -> Option<(u32, u32)> {
+    let ceil = |n: u32| if STEP == 1 { n } else { n.div_ceil(2) };
+    let iters = ceil(remaining);
     let start = low + offset;
     let n1 = if start < high {
-        iters.min((high - start).div_ceil(step))
+        iters.min(ceil(high - start))
     } else {
         0
     };
     if n1 > 0
-        && let Some(p) = first_free(pool, host, index, start, start + (n1 - 1) * step, step)
+        && let Some(p) = first_free::<STEP>(pool, host, index, start, start + (n1 - 1) * STEP)
     {
         return Some((p, p - start));
     }
     if n1 < iters {
-        let start2 = start + n1 * step - remaining;
-        let end2 = start2 + (iters - n1 - 1) * step;
-        if let Some(p) = first_free(pool, host, index, start2, end2, step) {
-            return Some((p, n1 * step + (p - start2)));
+        let start2 = start + n1 * STEP - remaining;
+        let end2 = start2 + (iters - n1 - 1) * STEP;
+        if let Some(p) = first_free::<STEP>(pool, host, index, start2, end2) {
+            return Some((p, n1 * STEP + (p - start2)));
         }
     }
     None
@@ -307,11 +356,11 @@ impl PortView<'_> {
     /// The first free port met walking up from `start` through `first..=last`, wrapping
     /// once, and how many candidates were tested to find it.
     fn walk(&self, first: u32, last: u32, start: u32) -> Option<(u32, u32)> {
-        if let Some(p) = first_free(self.pool, self.host, self.index, start, last, 1) {
+        if let Some(p) = first_free::<1>(self.pool, self.host, self.index, start, last) {
             return Some((p, p - start + 1));
         }
         if start > first
-            && let Some(p) = first_free(self.pool, self.host, self.index, first, start - 1, 1)
+            && let Some(p) = first_free::<1>(self.pool, self.host, self.index, first, start - 1)
         {
             return Some((p, last - start + 1 + p - first + 1));
         }
@@ -1116,6 +1165,27 @@ mod tests {
             let lit = pass_literal(low, high, remaining, offset, step,
                 |p| !a.contains(p as u16) && !b.contains(p as u16));
             prop_assert_eq!(fast, lit);
+        }
+
+        #[test]
+        fn the_free_word_index_kept_by_changes_equals_one_built_afresh(
+            blocked in proptest::collection::vec(any::<u16>(), 0..200),
+            changes in proptest::collection::vec((0u8..16, 0u16..192), 0..4000),
+        ) {
+            // Mostly takes over three words: words fill up and empty again.
+            let (mut a, mut b) = (PortBits::default(), PortBits::default());
+            for p in &blocked { b.insert(p % 192); }
+            let mut ix = FreeWords::new(&a, &b);
+            for &(die, port) in &changes {
+                if die < 15 {
+                    a.insert(port);
+                    ix.after_insert(&a, &b, port);
+                } else {
+                    a.remove(port);
+                    ix.after_remove(&a, &b, port);
+                }
+                prop_assert_eq!(&ix, &FreeWords::new(&a, &b));
+            }
         }
 
         #[test]

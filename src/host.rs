@@ -661,6 +661,7 @@ impl Host {
     }
 
     /// Adds an owner to the port's bucket (`inet_bind_hash`).
+    #[inline]
     fn own_port(&mut self, id: SockId) {
         let s = &self.socks[id as usize];
         if !self.buckets_kept && s.state != State::Listen {
@@ -697,6 +698,7 @@ impl Host {
 
     /// Removes an owner; the bucket dies with its last owner (`inet_put_port`,
     /// `inet_twsk_bind_unhash`).
+    #[inline]
     fn release_port(&mut self, id: SockId) {
         let s = &self.socks[id as usize];
         if !self.buckets_kept && s.state != State::Listen {
@@ -734,6 +736,7 @@ impl Host {
         }
     }
 
+    #[inline]
     fn pool_take(&mut self, pool: PoolId, port: u16) {
         let (lo, hi) = self.profile.port_range;
         let counted = (lo..=hi).contains(&port) && !self.blocked.contains(port);
@@ -741,10 +744,10 @@ impl Host {
         if p.taken.insert(port) && counted {
             p.free -= 1;
         }
-        p.index
-            .refresh(&p.taken, &self.blocked, usize::from(port >> 6));
+        p.index.after_insert(&p.taken, &self.blocked, port);
     }
 
+    #[inline]
     fn pool_release(&mut self, pool: PoolId, port: u16) {
         let (lo, hi) = self.profile.port_range;
         let counted = (lo..=hi).contains(&port) && !self.blocked.contains(port);
@@ -752,8 +755,7 @@ impl Host {
         if p.taken.remove(port) && counted {
             p.free += 1;
         }
-        p.index
-            .refresh(&p.taken, &self.blocked, usize::from(port >> 6));
+        p.index.after_remove(&p.taken, &self.blocked, port);
     }
 
     fn hash_socket(&mut self, id: SockId) {
@@ -768,6 +770,7 @@ impl Host {
 
     /// [`Host::hash_socket`] for a socket whose per-destination pool is known: `pool` is
     /// `four_tuple_pool` of its tuple.
+    #[inline]
     fn hash_socket_in(&mut self, id: SockId, pool: Option<PoolId>) {
         let s = &mut self.socks[id as usize];
         s.hashed = true;
@@ -786,6 +789,7 @@ impl Host {
         }
     }
 
+    #[inline]
     fn unhash_socket(&mut self, id: SockId) {
         let s = &mut self.socks[id as usize];
         if !s.hashed {
@@ -1288,7 +1292,10 @@ impl Host {
                 self.tw_alive
             ));
         }
-        for i in 0..self.pools.len() {
+        for (i, p) in self.pools.iter().enumerate() {
+            if p.index != FreeWords::new(&p.taken, &self.blocked) {
+                return Err(format!("host {name} pool {i}: free-word index is stale"));
+            }
             let (fast, slow) = (self.pool_free(i as u32), self.pool_free_recount(i as u32));
             if fast != slow {
                 return Err(format!(
