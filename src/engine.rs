@@ -282,6 +282,7 @@ impl<E> Queue<E> {
 
     /// Like [`Queue::pop_before`], also giving the event's key, which orders it among the
     /// events of its instant ([`Queue::place`] reads it).
+    #[inline(always)]
     pub fn pop_keyed(&mut self, end: Instant) -> Option<(Instant, u64, E)> {
         let lane = self.heads.get(self.best).copied().unwrap_or(NO_HEAD);
         // The heap wins a tie with a lane, as a lower lane index wins among lanes.

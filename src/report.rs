@@ -25,7 +25,7 @@ pub struct Hist {
     map: crate::host::Table<u64, u64>,
     /// Counts by bucket once bucketed (a bucket number is below 7,424).
     dense: Vec<u64>,
-    /// Records of the most recent key not yet added to `map`: a run of equal values (a fixed
+    /// Records of the most recent key not yet added to `map` (none once bucketed): a run of equal values (a fixed
     /// RTT gives millions) costs a compare and an add instead of a tree lookup each.
     pending: (u64, u64),
     bucketed: bool,
@@ -72,8 +72,16 @@ impl Hist {
         self.max = self.max.max(v);
         self.count += n;
         self.sum += u128::from(v) * u128::from(n);
-        let k = if self.bucketed { bucket_of(v) } else { v };
-        if self.pending.1 > 0 && self.pending.0 == k {
+        if self.bucketed {
+            // Nothing is pending once bucketed: an add costs an index.
+            let i = bucket_of(v) as usize;
+            match self.dense.get_mut(i) {
+                Some(c) => *c += n,
+                None => self.add(i as u64, n),
+            }
+            return;
+        }
+        if self.pending.1 > 0 && self.pending.0 == v {
             self.pending.1 += n;
             return;
         }
@@ -83,8 +91,11 @@ impl Hist {
         if !self.bucketed && self.map.len() >= EXACT_LIMIT && !self.map.contains_key(&v) {
             self.rebucket();
         }
-        let k = if self.bucketed { bucket_of(v) } else { v };
-        self.pending = (k, n);
+        if self.bucketed {
+            self.add(bucket_of(v), n);
+        } else {
+            self.pending = (v, n);
+        }
     }
 
     /// Moves the pending run into the map, switching to buckets past the exact limit.
@@ -167,8 +178,9 @@ impl Hist {
         for (v, n) in old {
             self.add(bucket_of(v), n);
         }
-        if self.pending.1 > 0 {
-            self.pending.0 = bucket_of(self.pending.0);
+        let (v, n) = std::mem::take(&mut self.pending);
+        if n > 0 {
+            self.add(bucket_of(v), n);
         }
     }
 
@@ -302,6 +314,48 @@ struct BinAcc {
     probes: Tally,
 }
 
+/// Counts by value, exact, for small values such as probe counts: a record costs an index
+/// where a [`Hist`] costs a table lookup. Read as the [`Hist`] of the same values, which
+/// depends only on the values recorded, not on their order.
+#[derive(Clone, Debug, Default)]
+pub struct ByValue {
+    counts: Vec<u64>,
+    /// Values from [`BY_VALUE_LIMIT`] up.
+    large: Hist,
+}
+
+/// Values below this are counted in [`ByValue::counts`] (at most 8 MiB of counts).
+const BY_VALUE_LIMIT: u64 = 1 << 20;
+
+impl ByValue {
+    #[inline]
+    pub fn record_n(&mut self, v: u64, n: u64) {
+        match self.counts.get_mut(v as usize) {
+            Some(c) => *c += n,
+            None => self.record_new(v, n),
+        }
+    }
+
+    #[cold]
+    fn record_new(&mut self, v: u64, n: u64) {
+        if v < BY_VALUE_LIMIT {
+            self.counts.resize(v as usize + 1, 0);
+            self.counts[v as usize] += n;
+        } else {
+            self.large.record_n(v, n);
+        }
+    }
+
+    /// The histogram of the values recorded.
+    pub fn hist(&self) -> Hist {
+        let mut h = self.large.clone();
+        for (v, &n) in self.counts.iter().enumerate() {
+            h.record_n(v as u64, n);
+        }
+        h
+    }
+}
+
 /// Count, sum and largest of the values recorded: all a bin reports of its probe counts.
 #[derive(Clone, Copy, Debug, Default)]
 struct Tally {
@@ -355,7 +409,7 @@ pub struct Recorder {
     /// the previous response, on a kept-alive connection) to the response.
     pub request_latency: Hist,
     /// Ports probed per connect().
-    pub probes: Hist,
+    pub probes: ByValue,
     pub counters: [u64; Counter::ALL.len()],
     pub tw_peak: u32,
     pub tw_peak_client: u32,
@@ -375,7 +429,7 @@ impl Recorder {
             workloads: vec![WorkloadTotals::default(); workloads],
             latency: Hist::default(),
             request_latency: Hist::default(),
-            probes: Hist::default(),
+            probes: ByValue::default(),
             counters: [0; Counter::ALL.len()],
             tw_peak: 0,
             tw_peak_client: 0,
@@ -392,7 +446,7 @@ impl Recorder {
     }
     pub fn probes(&mut self, n: u32) {
         self.acc.probes.record_n(u64::from(n), 1);
-        self.probes.record(u64::from(n));
+        self.probes.record_n(u64::from(n), 1);
     }
     /// `n` failed attempts of workload `wl` at once, each probing `probes` ports: what `n`
     /// calls of `attempt`, `probes` and `failed` record (the first failure is already set).
@@ -1033,6 +1087,36 @@ mod hist_tests {
             let mut merged = Hist::default();
             merged.merge(&h);
             assert_eq!(merged.percentile(0.5), h.percentile(0.5));
+        }
+    }
+
+    /// Counts by value read back as the histogram that recording the values in their own
+    /// order gives, exact or bucketed, huge values included.
+    #[test]
+    fn counts_by_value_read_as_the_histogram_of_the_same_values() {
+        let mut rng = 0x2545_f491_4f6c_dd1du64;
+        for distinct in [40u64, 30_000] {
+            let (mut h, mut by) = (Hist::default(), ByValue::default());
+            for _ in 0..50_000 {
+                rng ^= rng << 13;
+                rng ^= rng >> 7;
+                rng ^= rng << 17;
+                let v = if rng.is_multiple_of(1000) {
+                    u64::from(u32::MAX) + rng % 7
+                } else {
+                    rng % distinct
+                };
+                let n = 1 + rng % 3;
+                h.record_n(v, n);
+                by.record_n(v, n);
+            }
+            let read = by.hist();
+            assert_eq!(read.bucketed, distinct > 2048);
+            assert_eq!((read.count(), read.max()), (h.count(), h.max()));
+            assert_eq!(read.mean(), h.mean());
+            for q in [0.0, 0.01, 0.5, 0.9, 0.99, 0.999, 1.0] {
+                assert_eq!(read.percentile(q), h.percentile(q), "q {q}");
+            }
         }
     }
 }

@@ -117,7 +117,7 @@ pub fn siphash_3u32(a: u32, b: u32, c: u32, key: &SipKey) -> u64 {
 /// starting at `R`. `x[i]` is the right edge of layer `i` (`x[0] = V / f(R)`, `x[1] = R`,
 /// `x[256] = 0`), `f[i] = exp(-x[i])`. Computed once with `libm`, so the same on every
 /// platform.
-struct Ziggurat {
+pub struct Ziggurat {
     x: [f64; 257],
     f: [f64; 257],
 }
@@ -153,7 +153,17 @@ fn unit52(bits: u64) -> f64 {
 /// every platform.
 #[inline]
 pub fn exp1(rng: &mut ChaCha8Rng) -> f64 {
-    let z = &*ZIGGURAT;
+    exp1_in(ziggurat(), rng)
+}
+
+/// The ziggurat's tables, built on first use.
+pub fn ziggurat() -> &'static Ziggurat {
+    &ZIGGURAT
+}
+
+/// [`exp1`] with the tables already at hand: a hot loop skips the first-use check.
+#[inline]
+pub fn exp1_in(z: &Ziggurat, rng: &mut ChaCha8Rng) -> f64 {
     loop {
         let bits = rng.next_u64();
         let i = (bits & 0xff) as usize;

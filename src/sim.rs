@@ -1481,23 +1481,33 @@ impl Simulation {
         let (mode, range, reuse) = (w.mode, w.local_port_range, w.reuseaddr);
         let requests = w.requests_per_connection;
         let up = Duration(rtt.0 / 2);
-        let conn = self.new_conn(Conn {
-            wl,
-            slot,
-            retry,
-            client: src.host,
-            server: dst.host,
-            csock: NONE,
-            ssock: NONE,
-            pool: NONE,
-            started: self.now,
-            req_start: self.now,
-            syn_sent: self.now,
-            up,
-            down: Duration(rtt.0 - up.0),
-            requests_left: requests,
-            ..Conn::default()
-        });
+        // A whole exchange whose TIME-WAIT entry is a step needs no connection record: only
+        // its expiry is queued, and that names the socket.
+        let recordless = self.exchanges[wl as usize]
+            .as_ref()
+            .is_some_and(|x| x.bulk_time_wait);
+        let conn = if recordless {
+            self.origins += 1;
+            NONE
+        } else {
+            self.new_conn(Conn {
+                wl,
+                slot,
+                retry,
+                client: src.host,
+                server: dst.host,
+                csock: NONE,
+                ssock: NONE,
+                pool: NONE,
+                started: self.now,
+                req_start: self.now,
+                syn_sent: self.now,
+                up,
+                down: Duration(rtt.0 - up.0),
+                requests_left: requests,
+                ..Conn::default()
+            })
+        };
         self.rec.attempt(wl as usize, retry > 0);
         let host = &mut self.hosts[src.host as usize];
         let r = &mut self.runners[wl as usize];
@@ -1552,7 +1562,9 @@ impl Simulation {
         match placed {
             Err((errno, probes)) => {
                 self.rec.probes(probes);
-                self.free_conn(conn);
+                if conn != NONE {
+                    self.free_conn(conn);
+                }
                 if self.bulk && slot != NONE && matches!(mode, Mode::Connect | Mode::BindNoPort) {
                     let host = &self.hosts[src.host as usize];
                     let exhausted = conn_pool.filter(|p| host.pools[*p as usize].free == 0);
@@ -1584,13 +1596,6 @@ impl Simulation {
                 if self.watch.reused(&tuple, mark, self.now) {
                     self.rec.unprotected_reuse += 1;
                 }
-                let c = &mut self.conns[conn as usize];
-                c.csock = sock;
-                c.tuple = tuple;
-                c.isn = isn;
-                c.ts_off = ts_off;
-                c.whole = whole;
-                c.pool = pool;
                 if let Some(x) = &mut self.exchanges[wl as usize] {
                     let ts_seen = self.hosts[src.host as usize].profile.timestamps != 0
                         && self.hosts[dst.host as usize].profile.timestamps != 0;
@@ -1615,13 +1620,15 @@ impl Simulation {
                         let lane = self.lanes[src.host as usize].tw_expire;
                         let kept = x.flights.len() >= FLIGHTS_KEPT;
                         self.queue.push_lane_ordered(lane, expire, Class::Timer, ev);
-                        self.free_conn(conn);
                         if kept {
                             // Keep memory to the connections alive, whatever the bin width.
                             self.catch_up(wl as usize, self.now);
                         }
                         return None;
                     }
+                    let c = &mut self.conns[conn as usize];
+                    (c.csock, c.tuple, c.isn, c.ts_off, c.whole, c.pool) =
+                        (sock, tuple, isn, ts_off, whole, pool);
                     c.stage = x.fin_stage;
                     let key = crate::engine::packet_key(c.origin, c.stage);
                     let ev = Event::FinAtActive {
@@ -1631,6 +1638,9 @@ impl Simulation {
                     self.queue
                         .push_lane_keyed(x.lane, self.now + x.to_time_wait, key, ev);
                 } else {
+                    let c = &mut self.conns[conn as usize];
+                    (c.csock, c.tuple, c.isn, c.ts_off, c.whole, c.pool) =
+                        (sock, tuple, isn, ts_off, whole, pool);
                     let at = self.now + up;
                     self.send(at, conn, |conn, generation| Event::Syn { conn, generation });
                 }
@@ -1822,18 +1832,24 @@ impl Simulation {
             .get_or_insert(self.now);
         let horizon = self.queue.next_time().unwrap_or(self.end).min(self.end);
         let mut pending = 1u64;
-        while let Some(t) = next
-            && t < horizon
-        {
-            if t >= self.rec.bin_end {
-                self.count_failures(wl, false, errno, probes, pending);
-                pending = 0;
-                self.close_bins_to(t);
-            }
-            self.now = t;
-            pending += 1;
+        loop {
+            // The arrivals of this bin before the horizon, then a bin edge or the horizon.
             let w = &self.workloads[wl as usize];
-            next = self.runners[wl as usize].next_arrival(w);
+            let bound = horizon.min(self.rec.bin_end);
+            let (n, last, after) = self.runners[wl as usize].arrivals_before(w, next, bound);
+            pending += n;
+            if let Some(t) = last {
+                self.now = t;
+            }
+            next = after;
+            match next {
+                Some(t) if t < horizon => {
+                    self.count_failures(wl, false, errno, probes, pending);
+                    pending = 0;
+                    self.close_bins_to(t);
+                }
+                _ => break,
+            }
         }
         self.count_failures(wl, false, errno, probes, pending);
         if let Some(t) = next {
@@ -2435,10 +2451,13 @@ impl Simulation {
                 max: rec.request_latency.max() as f64 / 1e6,
                 mean: (rec.request_latency.mean() / 1e3).round() / 1e3,
             },
-            probes_per_connect: ProbeSummary {
-                mean: (rec.probes.mean() * 1000.0).round() / 1000.0,
-                p99: rec.probes.percentile(0.99),
-                max: rec.probes.max(),
+            probes_per_connect: {
+                let probes = rec.probes.hist();
+                ProbeSummary {
+                    mean: (probes.mean() * 1000.0).round() / 1000.0,
+                    p99: probes.percentile(0.99),
+                    max: probes.max(),
+                }
             },
             kernel_counters: Counter::ALL
                 .iter()

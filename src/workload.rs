@@ -4,7 +4,7 @@
 //! destinations, and is either open loop (constant rate, Poisson, or a step schedule of rates)
 //! or closed loop (a fixed number of concurrent connections, like `oha -c` or `wrk -c`).
 
-use crate::rng::exp1;
+use crate::rng::{Ziggurat, exp1, exp1_in, ziggurat};
 use crate::time::{Duration, Instant};
 use rand::RngExt;
 use rand_chacha::ChaCha8Rng;
@@ -290,6 +290,7 @@ pub struct Runner {
     /// Start of the current step (and, for Poisson, the last arrival).
     anchor: Instant,
     arrivals: ChaCha8Rng,
+    zig: &'static Ziggurat,
     pub latency: ChaCha8Rng,
     spread: ChaCha8Rng,
     /// Mean gap of an [`Arrival::Poisson`] stream in ns, as each draw scales it.
@@ -317,6 +318,7 @@ impl Runner {
             step: 0,
             anchor: w.start,
             arrivals,
+            zig: ziggurat(),
             latency,
             spread,
             cursor: match w.mode {
@@ -335,7 +337,7 @@ impl Runner {
             && self.next_k > 0
             && r.num != 0
         {
-            let gap = round_ns(exp1(&mut self.arrivals) * self.poisson_mean_ns);
+            let gap = round_ns(exp1_in(self.zig, &mut self.arrivals) * self.poisson_mean_ns);
             self.next_k += 1;
             let t = self.anchor + Duration(gap);
             if t < w.stop {
@@ -345,6 +347,25 @@ impl Runner {
             return None;
         }
         self.next_arrival_stepped(w)
+    }
+
+    /// Takes the arrivals from `next` on while they come before `bound`: how many, the last
+    /// of them, and the first one at or after `bound` (what `next_arrival` gives next).
+    pub fn arrivals_before(
+        &mut self,
+        w: &Workload,
+        mut next: Option<Instant>,
+        bound: Instant,
+    ) -> (u64, Option<Instant>, Option<Instant>) {
+        let (mut n, mut last) = (0, None);
+        while let Some(t) = next
+            && t < bound
+        {
+            n += 1;
+            last = Some(t);
+            next = self.next_arrival(w);
+        }
+        (n, last, next)
     }
 
     /// [`Runner::next_arrival`] for every stream: steps, a constant rate, a first arrival.
@@ -366,7 +387,7 @@ impl Runner {
                 step_end
             } else if poisson {
                 let mean_ns = 1e9 * rate.den as f64 / rate.num as f64;
-                let gap = round_ns(exp1(&mut self.arrivals) * mean_ns);
+                let gap = round_ns(exp1_in(self.zig, &mut self.arrivals) * mean_ns);
                 let first = self.next_k == 0;
                 self.next_k += 1;
                 if first && self.step == 0 {
