@@ -25,8 +25,9 @@ pub struct Hist {
     map: crate::host::Table<u64, u64>,
     /// Counts by bucket once bucketed (a bucket number is below 7,424).
     dense: Vec<u64>,
-    /// Records of the most recent key not yet added to `map` (none once bucketed): a run of equal values (a fixed
-    /// RTT gives millions) costs a compare and an add instead of a tree lookup each.
+    /// Records of the most recent key not yet added to `map` (none once bucketed): a run of
+    /// equal values (a fixed RTT gives millions) costs a compare and an add instead of a
+    /// tree lookup each.
     pending: (u64, u64),
     bucketed: bool,
     count: u64,
@@ -74,11 +75,7 @@ impl Hist {
         self.sum += u128::from(v) * u128::from(n);
         if self.bucketed {
             // Nothing is pending once bucketed: an add costs an index.
-            let i = bucket_of(v) as usize;
-            match self.dense.get_mut(i) {
-                Some(c) => *c += n,
-                None => self.add(i as u64, n),
-            }
+            self.add_bucket(bucket_of(v), n);
             return;
         }
         if self.pending.1 > 0 && self.pending.0 == v {
@@ -111,17 +108,23 @@ impl Hist {
     /// the exact limit.
     fn add(&mut self, k: u64, n: u64) {
         if self.bucketed {
-            let i = k as usize;
-            if self.dense.len() <= i {
-                self.dense.resize(i + 1, 0);
-            }
-            self.dense[i] += n;
+            self.add_bucket(k, n);
             return;
         }
         *self.map.entry(k).or_insert(0) += n;
         if self.map.len() > EXACT_LIMIT {
             self.rebucket();
         }
+    }
+
+    /// Adds `n` to bucket `b`.
+    #[inline]
+    fn add_bucket(&mut self, b: u64, n: u64) {
+        let i = b as usize;
+        if self.dense.len() <= i {
+            self.dense.resize(i + 1, 0);
+        }
+        self.dense[i] += n;
     }
 
     /// The stored (key, count) pairs in key order.

@@ -159,6 +159,22 @@ struct Conn {
     whole: bool,
 }
 
+impl Conn {
+    /// What connect() decided: the client socket, its tuple and pool, the ISN and TSval
+    /// offset, and whether the exchange is scheduled whole.
+    #[inline]
+    fn attach(&mut self, sock: SockId, t: Tuple, isn: u32, ts_off: u32, whole: bool, pool: u32) {
+        (
+            self.csock,
+            self.tuple,
+            self.isn,
+            self.ts_off,
+            self.whole,
+            self.pool,
+        ) = (sock, t, isn, ts_off, whole, pool);
+    }
+}
+
 /// How far ahead in a TIME-WAIT lane the socket, then its table slot, is prefetched.
 const PREFETCH_SOCKET: usize = 16;
 const PREFETCH_SLOT: usize = 8;
@@ -1627,8 +1643,7 @@ impl Simulation {
                         return None;
                     }
                     let c = &mut self.conns[conn as usize];
-                    (c.csock, c.tuple, c.isn, c.ts_off, c.whole, c.pool) =
-                        (sock, tuple, isn, ts_off, whole, pool);
+                    c.attach(sock, tuple, isn, ts_off, whole, pool);
                     c.stage = x.fin_stage;
                     let key = crate::engine::packet_key(c.origin, c.stage);
                     let ev = Event::FinAtActive {
@@ -1638,9 +1653,7 @@ impl Simulation {
                     self.queue
                         .push_lane_keyed(x.lane, self.now + x.to_time_wait, key, ev);
                 } else {
-                    let c = &mut self.conns[conn as usize];
-                    (c.csock, c.tuple, c.isn, c.ts_off, c.whole, c.pool) =
-                        (sock, tuple, isn, ts_off, whole, pool);
+                    self.conns[conn as usize].attach(sock, tuple, isn, ts_off, whole, pool);
                     let at = self.now + up;
                     self.send(at, conn, |conn, generation| Event::Syn { conn, generation });
                 }
