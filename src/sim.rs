@@ -29,7 +29,6 @@
 //! ([`Simulation::stepping_segments`], compared in `tests/scenarios.rs`; design in
 //! `notes/whole-exchanges.md`).
 
-use crate::alloc::PortBits;
 use crate::engine::{Class, Queue};
 use crate::host::{Errno, Host, NONE, Refused, SockId, State, SynOnTuple, TimeWait, Tuple};
 use crate::report::{
@@ -88,6 +87,11 @@ enum Event {
     FinAtActive {
         conn: u32,
         generation: u32,
+    },
+    /// [`Event::FinAtActive`] of the next connection of workload `wl`'s whole exchanges to
+    /// enter TIME-WAIT ([`Exchange::entered`]).
+    ExchangeFin {
+        wl: u32,
     },
     /// The last ACK reaches the passive side: CLOSED.
     LastAck {
@@ -155,23 +159,14 @@ struct Conn {
     client_fin_at: Instant,
     /// The per-destination pool of the client socket (its `pool`), or NONE.
     pool: u32,
-    /// Scheduled whole (see [`Exchange`]): only its TIME-WAIT entry is queued.
-    whole: bool,
 }
 
 impl Conn {
     /// What connect() decided: the client socket, its tuple and pool, the ISN and TSval
-    /// offset, and whether the exchange is scheduled whole.
+    /// offset.
     #[inline]
-    fn attach(&mut self, sock: SockId, t: Tuple, isn: u32, ts_off: u32, whole: bool, pool: u32) {
-        (
-            self.csock,
-            self.tuple,
-            self.isn,
-            self.ts_off,
-            self.whole,
-            self.pool,
-        ) = (sock, t, isn, ts_off, whole, pool);
+    fn attach(&mut self, sock: SockId, t: Tuple, isn: u32, ts_off: u32, pool: u32) {
+        (self.csock, self.tuple, self.isn, self.ts_off, self.pool) = (sock, t, isn, ts_off, pool);
     }
 }
 
@@ -330,9 +325,9 @@ struct Exchange {
 /// Four-tuples closed without any TIME-WAIT, remembered for one TIME-WAIT length: a
 /// connect() that takes one of them again in that time is an unprotected reuse.
 ///
-/// A tuple of a per-destination pool is kept as a bit of the pool's port set (a count in
-/// `repeats` when it is watched twice at once); a lookup at connect(), nearly always a miss,
-/// reads one bit. Other tuples are kept in a table with their end.
+/// A tuple of a per-destination pool is kept as a count of the pool's ports ([`Counts`]: up
+/// to 3 in two bits, the excess in `repeats`); a lookup at connect(), nearly always a miss,
+/// reads one cache line. Other tuples are kept in a table with their end.
 #[derive(Default)]
 struct ReuseWatch {
     closed: crate::host::Table<Tuple, Instant>,
@@ -341,10 +336,47 @@ struct ReuseWatch {
     lanes: Vec<(Duration, VecDeque<(Instant, Tuple)>)>,
     /// Per watch length, the pools' tuples in the order they were closed, 16 bytes each.
     marked: Vec<(Duration, VecDeque<MarkedEnd>)>,
-    /// Per host, per pool: the ports of watched tuples.
-    marks: Vec<Vec<Option<PortBits>>>,
-    /// Watches of a (host, pool, port) beyond the first, by [`MarkedEnd::key`].
+    /// Per host, per pool: how many times each port's tuple is watched.
+    marks: Vec<Vec<Option<Counts>>>,
+    /// Watches of a (host, pool, port) beyond [`Counts::MAX`], by [`MarkedEnd::key`].
     repeats: crate::host::Table<u64, u32>,
+}
+
+/// A count of 0 to [`Counts::MAX`] per port, in two bits: for each 64 ports, the low bits
+/// and the high bits side by side, so that reading or changing a count touches one line.
+struct Counts {
+    words: Box<[[u64; 2]; 1024]>,
+}
+
+impl Counts {
+    const MAX: u32 = 3;
+
+    fn new() -> Self {
+        Counts {
+            words: Box::new([[0; 2]; 1024]),
+        }
+    }
+
+    #[inline]
+    fn get(&self, port: u16) -> u32 {
+        let [lo, hi] = self.words[usize::from(port >> 6)];
+        let s = port & 63;
+        (((lo >> s) & 1) | (((hi >> s) & 1) << 1)) as u32
+    }
+
+    #[inline]
+    fn set(&mut self, port: u16, n: u32) {
+        let w = &mut self.words[usize::from(port >> 6)];
+        let s = port & 63;
+        w[0] = (w[0] & !(1 << s)) | (u64::from(n & 1) << s);
+        w[1] = (w[1] & !(1 << s)) | (u64::from(n >> 1) << s);
+    }
+
+    #[inline]
+    fn any(&self, port: u16) -> bool {
+        let [lo, hi] = self.words[usize::from(port >> 6)];
+        (lo | hi) & (1 << (port & 63)) != 0
+    }
 }
 
 /// Where a watched tuple is kept: as a port of (host, pool), or in the table.
@@ -402,8 +434,11 @@ impl ReuseWatch {
         if self.marks[h].len() <= p {
             self.marks[h].resize_with(p + 1, || None);
         }
-        let bits = self.marks[h][p].get_or_insert_with(PortBits::default);
-        if !bits.insert(port) {
+        let counts = self.marks[h][p].get_or_insert_with(Counts::new);
+        let n = counts.get(port);
+        if n < Counts::MAX {
+            counts.set(port, n + 1);
+        } else {
             *self
                 .repeats
                 .entry(MarkedEnd::key(host, pool, port))
@@ -423,26 +458,30 @@ impl ReuseWatch {
                 }
             }
         }
-        // A (host, pool, port) watched n times holds its bit and n − 1 repeats: each end
-        // takes one, in any order.
+        // A (host, pool, port) watched n times counts min(n, MAX) and holds n − MAX repeats
+        // beyond: each end takes one, in any order.
         for (_, lane) in &mut self.marked {
             while let Some(&e) = lane.front() {
                 if e.until > now {
                     break;
                 }
                 lane.pop_front();
-                let key = MarkedEnd::key(e.host, e.pool, e.port);
-                match self.repeats.get_mut(&key) {
-                    Some(n) if *n > 1 => *n -= 1,
-                    Some(_) => {
-                        self.repeats.remove(&key);
-                    }
-                    None => {
-                        if let Some(bits) = &mut self.marks[e.host as usize][e.pool as usize] {
-                            bits.remove(e.port);
+                let Some(counts) = &mut self.marks[e.host as usize][e.pool as usize] else {
+                    continue;
+                };
+                let n = counts.get(e.port);
+                debug_assert!(n > 0, "a watch ended that was not counted");
+                if n == Counts::MAX {
+                    let key = MarkedEnd::key(e.host, e.pool, e.port);
+                    if let Some(r) = self.repeats.get_mut(&key) {
+                        *r -= 1;
+                        if *r == 0 {
+                            self.repeats.remove(&key);
                         }
+                        continue;
                     }
                 }
+                counts.set(e.port, n - 1);
             }
         }
         match mark {
@@ -451,7 +490,7 @@ impl ReuseWatch {
                 .get(h as usize)
                 .and_then(|m| m.get(p as usize))
                 .and_then(Option::as_ref)
-                .is_some_and(|bits| bits.contains(t.local_port)),
+                .is_some_and(|counts| counts.any(t.local_port)),
             None => self.closed.get(t).is_some_and(|&until| until > now),
         }
     }
@@ -1219,7 +1258,8 @@ impl Simulation {
                 _ => {}
             }
         }
-        let done = x.next.iter().copied().min().unwrap_or(end);
+        // A connection's flight is kept until its TIME-WAIT entry, which reads it.
+        let done = x.next.iter().copied().min().unwrap_or(end).min(x.entered);
         while x.popped < done {
             x.flights.pop_front();
             x.popped += 1;
@@ -1319,6 +1359,7 @@ impl Simulation {
             Event::FinAtActive { conn, generation } => {
                 self.on_live(conn, generation, Self::fin_at_active)
             }
+            Event::ExchangeFin { wl } => self.exchange_fin(wl as usize),
             Event::LastAck { conn, generation } => self.on_live(conn, generation, Self::last_ack),
             Event::Rst { conn, generation } => self.on_live(conn, generation, Self::rst),
             Event::SynRetransmit {
@@ -1460,18 +1501,16 @@ impl Simulation {
         self.free_conns.push(id);
     }
 
-    /// `c`'s four-tuple closed with no TIME-WAIT, to be watched for `len`.
-    fn watch_closed(&mut self, c: &Conn, len: Duration) {
+    /// A four-tuple closed with no TIME-WAIT, to be watched for `len`: `(client, pool, t)`
+    /// is the client host, the client socket's per-destination pool (or NONE) and the tuple
+    /// as the client sees it.
+    fn watch_closed(&mut self, (client, pool, t): (u16, u32, Tuple), len: Duration) {
         debug_assert_eq!(
-            (c.pool != NONE).then_some(c.pool),
-            self.hosts[c.client as usize].four_tuple_pool(
-                c.tuple.local_ip,
-                c.tuple.remote_ip,
-                c.tuple.remote_port
-            )
+            (pool != NONE).then_some(pool),
+            self.hosts[client as usize].four_tuple_pool(t.local_ip, t.remote_ip, t.remote_port)
         );
-        let mark = (c.pool != NONE).then_some((c.client, c.pool));
-        self.watch.closed_without_tw(c.tuple, mark, self.now, len);
+        let mark = (pool != NONE).then_some((client, pool));
+        self.watch.closed_without_tw(t, mark, self.now, len);
     }
 
     fn note_time_wait(&mut self) {
@@ -1497,12 +1536,10 @@ impl Simulation {
         let (mode, range, reuse) = (w.mode, w.local_port_range, w.reuseaddr);
         let requests = w.requests_per_connection;
         let up = Duration(rtt.0 / 2);
-        // A whole exchange whose TIME-WAIT entry is a step needs no connection record: only
-        // its expiry is queued, and that names the socket.
-        let recordless = self.exchanges[wl as usize]
-            .as_ref()
-            .is_some_and(|x| x.bulk_time_wait);
-        let conn = if recordless {
+        // A whole exchange needs no connection record: the one event queued for it, its
+        // TIME-WAIT entry or expiry, finds the connection in `flights` or names the socket.
+        let origin = self.origins;
+        let conn = if self.exchanges[wl as usize].is_some() {
             self.origins += 1;
             NONE
         } else {
@@ -1642,18 +1679,12 @@ impl Simulation {
                         }
                         return None;
                     }
-                    let c = &mut self.conns[conn as usize];
-                    c.attach(sock, tuple, isn, ts_off, whole, pool);
-                    c.stage = x.fin_stage;
-                    let key = crate::engine::packet_key(c.origin, c.stage);
-                    let ev = Event::FinAtActive {
-                        conn,
-                        generation: c.generation,
-                    };
+                    let key = crate::engine::packet_key(origin, x.fin_stage);
+                    let ev = Event::ExchangeFin { wl };
                     self.queue
                         .push_lane_keyed(x.lane, self.now + x.to_time_wait, key, ev);
                 } else {
-                    self.conns[conn as usize].attach(sock, tuple, isn, ts_off, whole, pool);
+                    self.conns[conn as usize].attach(sock, tuple, isn, ts_off, pool);
                     let at = self.now + up;
                     self.send(at, conn, |conn, generation| Event::Syn { conn, generation });
                 }
@@ -2138,7 +2169,7 @@ impl Simulation {
             self.conns[conn as usize].csock = NONE;
             self.rec.count(Counter::LingerResets);
             let len = self.hosts[c.client as usize].profile.time_wait;
-            self.watch_closed(&c, len);
+            self.watch_closed((c.client, c.pool, c.tuple), len);
             self.send(self.now + c.up, conn, |conn, generation| Event::Rst {
                 conn,
                 generation,
@@ -2160,7 +2191,7 @@ impl Simulation {
             self.conns[conn as usize].ssock = NONE;
             self.rec.count(Counter::LingerResets);
             let len = self.hosts[c.server as usize].profile.time_wait;
-            self.watch_closed(&c, len);
+            self.watch_closed((c.client, c.pool, c.tuple), len);
             self.send(self.now + c.down, conn, |conn, generation| Event::Rst {
                 conn,
                 generation,
@@ -2181,24 +2212,13 @@ impl Simulation {
 
     /// The active closer receives the peer's FIN (and the ACK of its own): TIME-WAIT.
     fn fin_at_active(&mut self, conn: u32) {
-        if self.conns[conn as usize].whole {
-            let wl = self.conns[conn as usize].wl as usize;
-            if let Some(x) = &mut self.exchanges[wl] {
-                // TIME-WAIT entries come in connect() order: this is connection `entered`.
-                x.entered += 1;
-                // Keep memory to the connections alive, whatever the bin width.
-                if x.flights.len() >= FLIGHTS_KEPT {
-                    self.catch_up(wl, self.now);
-                }
-            }
-        }
         let c = self.conns[conn as usize];
         let ts_seen = self.timestamps_on(&c);
         let client_closes = self.workloads[c.wl as usize].closer == Closer::Client;
-        let (h, sock, back) = if client_closes {
-            (c.client, c.csock, c.up)
+        let (h, sock, back, peer) = if client_closes {
+            (c.client, c.csock, c.up, c.tuple.remote_ip)
         } else {
-            (c.server, c.ssock, c.down)
+            (c.server, c.ssock, c.down, c.tuple.local_ip)
         };
         let tw = if client_closes {
             TimeWait {
@@ -2217,19 +2237,67 @@ impl Simulation {
                 ts_seen,
             }
         };
+        self.active_close(h, sock, tw, peer, (c.client, c.pool, c.tuple));
+        if client_closes {
+            self.conns[conn as usize].csock = NONE;
+        } else {
+            self.conns[conn as usize].ssock = NONE;
+        }
+        self.send(self.now + back, conn, |conn, generation| Event::LastAck {
+            conn,
+            generation,
+        });
+    }
+
+    /// [`Self::fin_at_active`] for the next connection of `wl`'s whole exchanges to enter
+    /// TIME-WAIT: entries come in connect() order, so it is flight `entered`. The client
+    /// closes; the server's LAST-ACK ends `down` from now, and its socket was never made.
+    fn exchange_fin(&mut self, wl: usize) {
+        let Some(x) = &mut self.exchanges[wl] else {
+            unreachable!("a whole exchange's FIN without its exchange");
+        };
+        let f = x.flights[(x.entered - x.popped) as usize];
+        x.entered += 1;
+        // Keep memory to the connections alive, whatever the bin width.
+        if x.entered - x.popped >= FLIGHTS_KEPT as u64 {
+            self.catch_up(wl, self.now);
+        }
+        let s = self.hosts[f.client as usize].sock(f.sock);
+        let (tuple, pool) = (s.tuple, s.pool);
+        let tw = TimeWait {
+            entry: self.now,
+            rcv_nxt: 0,
+            ts_recent: 0,
+            ts_seen: f.ts_seen,
+        };
+        self.active_close(
+            f.client,
+            f.sock,
+            tw,
+            tuple.remote_ip,
+            (f.client, pool, tuple),
+        );
+    }
+
+    /// Socket `sock` of host `h` closes actively with `peer`: TIME-WAIT `tw`, or closed at
+    /// once (`nolocaltimewait`, `tcp_max_tw_buckets`) with its four-tuple `watch` (client
+    /// host, client pool, tuple) watched for reuse.
+    fn active_close(
+        &mut self,
+        h: u16,
+        sock: SockId,
+        tw: TimeWait,
+        peer: u32,
+        watch: (u16, u32, Tuple),
+    ) {
         let host = &mut self.hosts[h as usize];
         let pool = host.sock(sock).pool;
-        let peer = if client_closes {
-            c.tuple.remote_ip
-        } else {
-            c.tuple.local_ip
-        };
+        let len = host.profile.time_wait;
         if !host.profile.local_time_wait && host.has_ip(peer) {
             // FreeBSD nolocaltimewait: the connection is closed at once (§3.2).
             host.destroy(sock);
             self.rec.count(Counter::TwSkippedLocal);
-            let len = self.hosts[h as usize].profile.time_wait;
-            self.watch_closed(&c, len);
+            self.watch_closed(watch, len);
         } else if host.enter_time_wait(sock, tw) {
             let generation = host.sock(sock).generation;
             let expire = self.now + host.profile.time_wait;
@@ -2260,23 +2328,8 @@ impl Simulation {
             self.note_time_wait();
         } else {
             self.rec.count(Counter::TwOverflow);
-            let len = self.hosts[h as usize].profile.time_wait;
-            self.watch_closed(&c, len);
+            self.watch_closed(watch, len);
         }
-        if client_closes {
-            self.conns[conn as usize].csock = NONE;
-        } else {
-            self.conns[conn as usize].ssock = NONE;
-        }
-        if c.whole {
-            // The server's LAST-ACK ends `back` from now; its socket was never made.
-            self.free_conn(conn);
-            return;
-        }
-        self.send(self.now + back, conn, |conn, generation| Event::LastAck {
-            conn,
-            generation,
-        });
     }
 
     /// The passive closer gets the last ACK: CLOSED, the connection is over.
