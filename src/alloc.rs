@@ -232,6 +232,7 @@ fn first_free<const STEP: u32>(
 /// Returns the first port not blocked in `pool` or `host` and its `i`. The arguments are the
 /// kernel loop's own variables.
 #[allow(clippy::too_many_arguments)]
+#[inline(always)]
 pub fn pass(
     low: u32,
     high: u32,
@@ -464,6 +465,7 @@ impl LinuxAllocator {
     }
 
     /// `__inet_hash_connect` for an unbound socket (§1.2–§1.4) with a given `port_offset`.
+    #[inline(always)]
     pub fn connect_at(
         &mut self,
         q: &ConnectQuery,

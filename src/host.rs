@@ -661,7 +661,7 @@ impl Host {
     }
 
     /// Adds an owner to the port's bucket (`inet_bind_hash`).
-    #[inline]
+    #[inline(always)]
     fn own_port(&mut self, id: SockId) {
         let s = &self.socks[id as usize];
         if !self.buckets_kept && s.state != State::Listen {
@@ -698,7 +698,7 @@ impl Host {
 
     /// Removes an owner; the bucket dies with its last owner (`inet_put_port`,
     /// `inet_twsk_bind_unhash`).
-    #[inline]
+    #[inline(always)]
     fn release_port(&mut self, id: SockId) {
         let s = &self.socks[id as usize];
         if !self.buckets_kept && s.state != State::Listen {
@@ -770,7 +770,7 @@ impl Host {
 
     /// [`Host::hash_socket`] for a socket whose per-destination pool is known: `pool` is
     /// `four_tuple_pool` of its tuple.
-    #[inline]
+    #[inline(always)]
     fn hash_socket_in(&mut self, id: SockId, pool: Option<PoolId>) {
         let s = &mut self.socks[id as usize];
         s.hashed = true;
@@ -789,7 +789,7 @@ impl Host {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     fn unhash_socket(&mut self, id: SockId) {
         let s = &mut self.socks[id as usize];
         if !s.hashed {
@@ -1027,6 +1027,7 @@ impl Host {
 
     /// [`Host::connect_any`] drawing from `pool_id`, the pool of `saddr → daddr:dport`.
     #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
     pub fn connect_in(
         &mut self,
         pool_id: PoolId,
