@@ -55,7 +55,15 @@ pub enum Dist {
 }
 
 impl Dist {
+    /// A draw; a fixed value takes none.
+    #[inline]
     pub fn sample(&self, rng: &mut ChaCha8Rng) -> Duration {
+        match *self {
+            Dist::Fixed(d) => d,
+            _ => self.draw(rng),
+        }
+    }
+    fn draw(&self, rng: &mut ChaCha8Rng) -> Duration {
         match *self {
             Dist::Fixed(d) => d,
             Dist::Uniform(a, b) => Duration(rng.random_range(a.0..=b.0)),
