@@ -114,16 +114,24 @@ pub const LANE_AFTER: u32 = 64;
 /// Delays counted towards a lane at once.
 const CANDIDATES: usize = 16;
 
-/// `(at, key)` of an empty lane's head: sorts after every event.
-const NO_HEAD: (u64, u64) = (u64::MAX, u64::MAX);
+/// `(at, key)` packed as `at << 64 | key`: one integer comparison orders two events.
+#[inline(always)]
+fn packed(at: u64, key: u64) -> u128 {
+    (u128::from(at) << 64) | u128::from(key)
+}
+
+/// The packed `(at, key)` of an empty lane's head: sorts after every event.
+const NO_HEAD: u128 = u128::MAX;
 
 /// The pending events.
 pub struct Queue<E> {
     heap: BinaryHeap<Entry<E>>,
     lanes: Vec<VecDeque<Entry<E>>>,
-    /// `(at, key)` of each lane's front entry, [`NO_HEAD`] when the lane is empty: the lanes'
-    /// heads side by side, so that finding the least costs a short scan of one array.
-    heads: Vec<(u64, u64)>,
+    /// Packed `(at, key)` of each lane's front entry, [`NO_HEAD`] when the lane is empty: the
+    /// lanes' heads side by side, so that finding the least costs a short scan of one array.
+    heads: Vec<u128>,
+    /// The lanes that hold events, in no order: the only heads `least` reads.
+    active: Vec<usize>,
     /// The lane with the least head (the lowest such index on a tie), 0 without lanes.
     best: usize,
     /// (delay, class, lane) of the lanes made by `push_after`.
@@ -139,6 +147,7 @@ impl<E> Default for Queue<E> {
             heap: BinaryHeap::new(),
             lanes: Vec::new(),
             heads: Vec::new(),
+            active: Vec::new(),
             best: 0,
             delay_lanes: Vec::new(),
             candidates: Vec::new(),
@@ -209,8 +218,9 @@ impl<E> Queue<E> {
         match l.back() {
             None => {
                 l.push_back(Entry { at: at.0, key, ev });
-                let head = (at.0, key);
+                let head = packed(at.0, key);
                 self.heads[lane] = head;
+                self.active.push(lane);
                 let best = self.heads[self.best];
                 if head < best || (head == best && lane < self.best) {
                     self.best = lane;
@@ -287,7 +297,7 @@ impl<E> Queue<E> {
         let lane = self.heads.get(self.best).copied().unwrap_or(NO_HEAD);
         // The heap wins a tie with a lane, as a lower lane index wins among lanes.
         if let Some(top) = self.heap.peek()
-            && (top.at, top.key) <= lane
+            && packed(top.at, top.key) <= lane
         {
             if top.at >= end.0 {
                 return None;
@@ -295,7 +305,7 @@ impl<E> Queue<E> {
             let e = self.heap.pop()?;
             return Some((Instant(e.at), e.key, e.ev));
         }
-        if lane.0 >= end.0 {
+        if (lane >> 64) as u64 >= end.0 {
             return None;
         }
         let i = self.best;
@@ -304,8 +314,16 @@ impl<E> Queue<E> {
         if let Some(ahead) = l.get(LANE_PREFETCH) {
             prefetch(ahead);
         }
-        self.heads[i] = l.front().map_or(NO_HEAD, |f| (f.at, f.key));
-        self.best = least(&self.heads);
+        match l.front() {
+            Some(f) => self.heads[i] = packed(f.at, f.key),
+            None => {
+                self.heads[i] = NO_HEAD;
+                if let Some(k) = self.active.iter().position(|&a| a == i) {
+                    self.active.swap_remove(k);
+                }
+            }
+        }
+        self.best = least(&self.heads, &self.active);
         Some((Instant(e.at), e.key, e.ev))
     }
 
@@ -324,9 +342,9 @@ impl<E> Queue<E> {
     /// When the earliest event is due, if any.
     pub fn next_time(&self) -> Option<Instant> {
         let lane = self.heads.get(self.best).copied().unwrap_or(NO_HEAD);
-        let heap = self.heap.peek().map_or(NO_HEAD, |e| (e.at, e.key));
+        let heap = self.heap.peek().map_or(NO_HEAD, |e| packed(e.at, e.key));
         let first = heap.min(lane);
-        (first != NO_HEAD).then_some(Instant(first.0))
+        (first != NO_HEAD).then_some(Instant((first >> 64) as u64))
     }
 
     /// Removes and returns the earliest event.
@@ -349,16 +367,17 @@ impl<E> Queue<E> {
     }
 }
 
-/// The index of the least of `heads`, the lowest on a tie; 0 when empty.
+/// The lane of `active` with the least head, the lowest on a tie; 0 when none is active.
 #[inline]
-fn least(heads: &[(u64, u64)]) -> usize {
-    let mut best = 0;
-    for (i, h) in heads.iter().enumerate().skip(1) {
-        if *h < heads[best] {
-            best = i;
+fn least(heads: &[u128], active: &[usize]) -> usize {
+    let (mut best, mut min) = (usize::MAX, NO_HEAD);
+    for &i in active {
+        let h = heads[i];
+        if h < min || (h == min && i < best) {
+            (best, min) = (i, h);
         }
     }
-    best
+    if best == usize::MAX { 0 } else { best }
 }
 
 #[cfg(test)]
