@@ -29,10 +29,13 @@
 //! Timers of fixed length (TIME-WAIT, the reuse delay) are scheduled in FIFO *lanes*, which
 //! are sorted by construction. Events scheduled a fixed delay ahead ([`Queue::push_after`]:
 //! packets crossing a link of fixed one-way latency) get a lane of their own once that delay
-//! has recurred [`LANE_AFTER`] times, up to [`DELAY_LANES`] lanes; everything else goes to a
-//! binary heap. `pop` takes the least of the heap top and the lane heads, so each event costs
-//! O(log n) with n the events in the heap, O(1) for lane events, and memory is bounded by
-//! live state.
+//! has recurred [`LANE_AFTER`] times, up to [`DELAY_LANES`] lanes. A *source*
+//! ([`Queue::add_source`]) is a lane of one pending event whose owner keeps what it stands
+//! for, such as the next TIME-WAIT entry of a stream of connections: setting it stores no
+//! event. Everything else goes to a binary heap. The lanes holding events are kept sorted
+//! by head; `pop` takes the least of the heap top and the first of them, so each event
+//! costs O(log n) with n the events in the heap, O(1) for lane events when few lanes are in
+//! use, and memory is bounded by live state.
 
 use std::cmp::Ordering;
 use std::collections::{BinaryHeap, VecDeque};
@@ -127,13 +130,13 @@ const NO_HEAD: u128 = u128::MAX;
 pub struct Queue<E> {
     heap: BinaryHeap<Entry<E>>,
     lanes: Vec<VecDeque<Entry<E>>>,
-    /// Packed `(at, key)` of each lane's front entry, [`NO_HEAD`] when the lane is empty: the
-    /// lanes' heads side by side, so that finding the least costs a short scan of one array.
-    heads: Vec<u128>,
-    /// The lanes that hold events, in no order: the only heads `least` reads.
-    active: Vec<usize>,
-    /// The lane with the least head (the lowest such index on a tie), 0 without lanes.
-    best: usize,
+    /// Per lane, the event a *source* lane stands for ([`Queue::add_source`]); `None` for a
+    /// FIFO lane.
+    sources: Vec<Option<E>>,
+    /// The packed `(at, key)` of each lane's front entry and the lane, for the lanes that
+    /// hold events, the least last. Few lanes hold events at once, and a pop moves the
+    /// popped lane's new head a step or two up.
+    order: Vec<(u128, usize)>,
     /// (delay, class, lane) of the lanes made by `push_after`.
     delay_lanes: Vec<(u64, Class, usize)>,
     /// (delay, class, uses) of delays seen by `push_after` without a lane yet.
@@ -146,9 +149,8 @@ impl<E> Default for Queue<E> {
         Queue {
             heap: BinaryHeap::new(),
             lanes: Vec::new(),
-            heads: Vec::new(),
-            active: Vec::new(),
-            best: 0,
+            sources: Vec::new(),
+            order: Vec::new(),
             delay_lanes: Vec::new(),
             candidates: Vec::new(),
             seq: 0,
@@ -156,10 +158,15 @@ impl<E> Default for Queue<E> {
     }
 }
 
-impl<E> Queue<E> {
+impl<E: Copy> Queue<E> {
     fn key(&mut self, class: Class) -> u64 {
         self.seq += 1;
         ((class as u64) << CLASS_SHIFT) | (self.seq << SUB_BITS)
+    }
+
+    /// A fresh key of `class`, as scheduling an event now would give it.
+    pub fn next_key(&mut self, class: Class) -> u64 {
+        self.key(class)
     }
 
     /// The sequence number of the latest event scheduled.
@@ -184,8 +191,54 @@ impl<E> Queue<E> {
     /// A new FIFO lane for events whose times never decrease (one class per lane).
     pub fn add_lane(&mut self) -> usize {
         self.lanes.push(VecDeque::new());
-        self.heads.push(NO_HEAD);
+        self.sources.push(None);
         self.lanes.len() - 1
+    }
+
+    /// A new *source*: a lane of at most one pending event, `ev`, whose time and key its
+    /// owner sets ([`Queue::set_source`]) from state it keeps itself, such as the next
+    /// arrival of a stream. Popping it clears it.
+    pub fn add_source(&mut self, ev: E) -> usize {
+        let lane = self.add_lane();
+        self.sources[lane] = Some(ev);
+        lane
+    }
+
+    /// Schedules a source's event at `at` with `key`; the source must be clear.
+    #[inline]
+    pub fn set_source(&mut self, lane: usize, at: Instant, key: u64) {
+        debug_assert!(self.sources[lane].is_some());
+        debug_assert!(
+            self.order.iter().all(|&(_, l)| l != lane),
+            "source set twice"
+        );
+        self.enter(packed(at.0, key), lane);
+    }
+
+    /// Puts `lane`, whose head is now `head`, in `order`.
+    #[inline]
+    fn enter(&mut self, head: u128, lane: usize) {
+        let o = &mut self.order;
+        o.push((head, lane));
+        let mut i = o.len() - 1;
+        while i > 0 && o[i - 1].0 < head {
+            o[i] = o[i - 1];
+            i -= 1;
+        }
+        o[i] = (head, lane);
+    }
+
+    /// The least lane's head has grown to `head`: moves it up to its place.
+    #[inline]
+    fn last_moved(&mut self, head: u128) {
+        let o = &mut self.order;
+        let mut i = o.len() - 1;
+        let lane = o[i].1;
+        while i > 0 && o[i - 1].0 < head {
+            o[i] = o[i - 1];
+            i -= 1;
+        }
+        o[i] = (head, lane);
     }
 
     /// Schedules `ev` at `at` in `lane`; `at` must not precede the lane's last entry.
@@ -214,17 +267,12 @@ impl<E> Queue<E> {
     /// Schedules `ev` at `at` with a given key in `lane`, or in the heap if the lane's last
     /// entry sorts after it.
     pub fn push_lane_keyed(&mut self, lane: usize, at: Instant, key: u64, ev: E) {
+        debug_assert!(self.sources[lane].is_none());
         let l = &mut self.lanes[lane];
         match l.back() {
             None => {
                 l.push_back(Entry { at: at.0, key, ev });
-                let head = packed(at.0, key);
-                self.heads[lane] = head;
-                self.active.push(lane);
-                let best = self.heads[self.best];
-                if head < best || (head == best && lane < self.best) {
-                    self.best = lane;
-                }
+                self.enter(packed(at.0, key), lane);
             }
             Some(b) if (b.at, b.key) <= (at.0, key) => l.push_back(Entry { at: at.0, key, ev }),
             Some(_) => self.heap.push(Entry { at: at.0, key, ev }),
@@ -294,8 +342,8 @@ impl<E> Queue<E> {
     /// events of its instant ([`Queue::place`] reads it).
     #[inline(always)]
     pub fn pop_keyed(&mut self, end: Instant) -> Option<(Instant, u64, E)> {
-        let lane = self.heads.get(self.best).copied().unwrap_or(NO_HEAD);
-        // The heap wins a tie with a lane, as a lower lane index wins among lanes.
+        let &(lane, i) = self.order.last().unwrap_or(&(NO_HEAD, 0));
+        // The heap wins a tie with a lane.
         if let Some(top) = self.heap.peek()
             && packed(top.at, top.key) <= lane
         {
@@ -305,25 +353,28 @@ impl<E> Queue<E> {
             let e = self.heap.pop()?;
             return Some((Instant(e.at), e.key, e.ev));
         }
-        if (lane >> 64) as u64 >= end.0 {
+        let (at, key) = ((lane >> 64) as u64, lane as u64);
+        if at >= end.0 {
             return None;
         }
-        let i = self.best;
+        if let Some(ev) = self.sources[i] {
+            self.order.pop();
+            return Some((Instant(at), key, ev));
+        }
         let l = &mut self.lanes[i];
         let e = l.pop_front()?;
         if let Some(ahead) = l.get(LANE_PREFETCH) {
             prefetch(ahead);
         }
         match l.front() {
-            Some(f) => self.heads[i] = packed(f.at, f.key),
+            Some(f) => {
+                let head = packed(f.at, f.key);
+                self.last_moved(head);
+            }
             None => {
-                self.heads[i] = NO_HEAD;
-                if let Some(k) = self.active.iter().position(|&a| a == i) {
-                    self.active.swap_remove(k);
-                }
+                self.order.pop();
             }
         }
-        self.best = least(&self.heads, &self.active);
         Some((Instant(e.at), e.key, e.ev))
     }
 
@@ -341,7 +392,7 @@ impl<E> Queue<E> {
 
     /// When the earliest event is due, if any.
     pub fn next_time(&self) -> Option<Instant> {
-        let lane = self.heads.get(self.best).copied().unwrap_or(NO_HEAD);
+        let lane = self.order.last().map_or(NO_HEAD, |&(h, _)| h);
         let heap = self.heap.peek().map_or(NO_HEAD, |e| packed(e.at, e.key));
         let first = heap.min(lane);
         (first != NO_HEAD).then_some(Instant((first >> 64) as u64))
@@ -359,25 +410,16 @@ impl<E> Queue<E> {
 
     /// Events pending.
     pub fn len(&self) -> usize {
-        self.heap.len() + self.lanes.iter().map(VecDeque::len).sum::<usize>()
+        let sources = self
+            .order
+            .iter()
+            .filter(|&&(_, l)| self.sources[l].is_some());
+        self.heap.len() + self.lanes.iter().map(VecDeque::len).sum::<usize>() + sources.count()
     }
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
-}
-
-/// The lane of `active` with the least head, the lowest on a tie; 0 when none is active.
-#[inline]
-fn least(heads: &[u128], active: &[usize]) -> usize {
-    let (mut best, mut min) = (usize::MAX, NO_HEAD);
-    for &i in active {
-        let h = heads[i];
-        if h < min || (h == min && i < best) {
-            (best, min) = (i, h);
-        }
-    }
-    if best == usize::MAX { 0 } else { best }
 }
 
 #[cfg(test)]

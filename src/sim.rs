@@ -214,6 +214,8 @@ fn one_way_bounds(rtt: Dist) -> (u64, Option<u64>) {
 struct Flight {
     /// When connect() ran.
     at: Instant,
+    /// The connection's number: its packets' keys ([`crate::engine::packet_key`]).
+    origin: u64,
     /// The client socket's connect pool, or NONE (a bind() pool's, by `ip`).
     pool: u32,
     /// The client socket's address.
@@ -295,7 +297,9 @@ fn note_time_wait(hosts: &[Host], rec: &mut Recorder) {
 /// the port until after the server's socket has gone (its LAST-ACK comes `up` after the
 /// client's TIME-WAIT entry, and a port leaves TIME-WAIT no earlier than that).
 struct Exchange {
-    lane: usize,
+    /// The queue source of its next TIME-WAIT entry ([`Event::ExchangeFin`]): flight
+    /// `entered`'s, due `to_time_wait` after its connect().
+    fin: usize,
     rtt: Duration,
     /// Segments sent up to the TIME-WAIT entry's: the FIN-ACK's segment number.
     fin_stage: u32,
@@ -529,7 +533,8 @@ impl Exchange {
     /// explicit-port workload (a socket on a listener's port); and for every workload of the
     /// same client to those hosts, a port freed after a TIME-WAIT entry cannot carry a SYN to
     /// the server before the previous connection's LAST-ACK has closed the server's socket.
-    fn new(sc: &Scenario, w: &Workload, queue: &mut Queue<Event>) -> Option<Exchange> {
+    fn new(sc: &Scenario, wl: u32, queue: &mut Queue<Event>) -> Option<Exchange> {
+        let w = &sc.workloads[wl as usize];
         let (Dist::Fixed(rtt), Dist::Fixed(service)) = (w.rtt, w.service_time) else {
             return None;
         };
@@ -604,7 +609,7 @@ impl Exchange {
         // Stable: steps at one offset keep the order stepping applies them in.
         steps.sort_by_key(|&(offset, _)| offset);
         Some(Exchange {
-            lane: queue.add_lane(),
+            fin: queue.add_source(Event::ExchangeFin { wl }),
             rtt,
             gap,
             // SYN, SYN-ACK, ACK, the responses, FIN, FIN-ACK.
@@ -883,7 +888,8 @@ impl Simulation {
         let mut exchanges: Vec<Option<Exchange>> = sc
             .workloads
             .iter()
-            .map(|w| Exchange::new(sc, w, &mut queue))
+            .enumerate()
+            .map(|(i, _)| Exchange::new(sc, i as u32, &mut queue))
             .collect();
         let conn_pools = sc
             .workloads
@@ -1654,6 +1660,7 @@ impl Simulation {
                         && self.hosts[dst.host as usize].profile.timestamps != 0;
                     x.flights.push_back(Flight {
                         at: self.now,
+                        origin,
                         pool: pool_or_wide.unwrap_or(NONE),
                         ip: tuple.local_ip,
                         client: src.host,
@@ -1679,10 +1686,11 @@ impl Simulation {
                         }
                         return None;
                     }
-                    let key = crate::engine::packet_key(origin, x.fin_stage);
-                    let ev = Event::ExchangeFin { wl };
-                    self.queue
-                        .push_lane_keyed(x.lane, self.now + x.to_time_wait, key, ev);
+                    if x.entered + 1 == x.popped + x.flights.len() as u64 {
+                        // The only connection waiting for its entry.
+                        let key = crate::engine::packet_key(origin, x.fin_stage);
+                        self.queue.set_source(x.fin, self.now + x.to_time_wait, key);
+                    }
                 } else {
                     self.conns[conn as usize].attach(sock, tuple, isn, ts_off, pool);
                     let at = self.now + up;
@@ -2258,6 +2266,10 @@ impl Simulation {
         };
         let f = x.flights[(x.entered - x.popped) as usize];
         x.entered += 1;
+        if let Some(next) = x.flights.get((x.entered - x.popped) as usize) {
+            let key = crate::engine::packet_key(next.origin, x.fin_stage);
+            self.queue.set_source(x.fin, next.at + x.to_time_wait, key);
+        }
         // Keep memory to the connections alive, whatever the bin width.
         if x.entered - x.popped >= FLIGHTS_KEPT as u64 {
             self.catch_up(wl, self.now);
