@@ -307,6 +307,48 @@ pub fn pass_literal(
     None
 }
 
+/// One pass of the kernel's scan loop ([`pass`], its arguments but the sets): a word of
+/// candidates at a time over port sets, or one candidate at a time.
+trait Scan {
+    fn pass<const STEP: u32>(
+        &mut self,
+        low: u32,
+        high: u32,
+        remaining: u32,
+        offset: u32,
+    ) -> Option<(u32, u32)>;
+}
+
+impl Scan for PortView<'_> {
+    #[inline(always)]
+    fn pass<const STEP: u32>(
+        &mut self,
+        low: u32,
+        high: u32,
+        remaining: u32,
+        offset: u32,
+    ) -> Option<(u32, u32)> {
+        pass_by::<STEP>(
+            low, high, remaining, offset, self.pool, self.host, self.index,
+        )
+    }
+}
+
+/// A candidate test applied one port at a time ([`pass_literal`]).
+struct Literal<F>(F);
+
+impl<F: FnMut(u32) -> bool> Scan for Literal<F> {
+    fn pass<const STEP: u32>(
+        &mut self,
+        low: u32,
+        high: u32,
+        remaining: u32,
+        offset: u32,
+    ) -> Option<(u32, u32)> {
+        pass_literal(low, high, remaining, offset, STEP, &mut self.0)
+    }
+}
+
 /// The outcome of one port search.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Search {
@@ -407,13 +449,10 @@ pub struct LinuxAllocator {
     epoch_phase_ns: u64,
     rng: ChaCha8Rng,
     pre_5_12: bool,
-    /// The last (saddr, daddr, dport, epoch) hashed and its `port_offset`: for queries
-    /// without a pool at 0, per pool `i` at `i + 1`.
-    cache: Vec<Option<OffsetKey>>,
+    /// Per pool `i`, at `i + 1`, the epoch its `port_offset` was last hashed in (`u64::MAX`:
+    /// never) and that offset.
+    cache: Vec<(u64, u64)>,
 }
-
-/// A `port_offset` and its inputs (saddr, daddr, dport, epoch).
-type OffsetKey = ((u32, u32, u16, u32), u64);
 
 impl LinuxAllocator {
     pub fn new(mut rng: ChaCha8Rng) -> Self {
@@ -426,7 +465,7 @@ impl LinuxAllocator {
             epoch_phase_ns,
             rng,
             pre_5_12: false,
-            cache: vec![None],
+            cache: Vec::new(),
         }
     }
 
@@ -440,7 +479,7 @@ impl LinuxAllocator {
             epoch_phase_ns: 0,
             rng,
             pre_5_12: true,
-            cache: vec![None],
+            cache: Vec::new(),
         }
     }
 
@@ -464,6 +503,17 @@ impl LinuxAllocator {
         )
     }
 
+    /// [`Self::port_offset`] of `q` in `epoch`, kept in `cache[slot]`.
+    #[cold]
+    fn hash_offset(&mut self, q: &ConnectQuery, epoch: u32, slot: usize) -> u64 {
+        let off = self.port_offset(q.saddr, q.daddr, q.dport, epoch);
+        if slot >= self.cache.len() {
+            self.cache.resize(slot + 1, (u64::MAX, 0));
+        }
+        self.cache[slot] = (u64::from(epoch), off);
+        off
+    }
+
     /// `__inet_hash_connect` for an unbound socket (§1.2–§1.4) with a given `port_offset`.
     #[inline(always)]
     pub fn connect_at(
@@ -472,9 +522,7 @@ impl LinuxAllocator {
         port_offset: u64,
         view: &PortView<'_>,
     ) -> Search {
-        self.connect_with(q, port_offset, |low, high, rem, off, step| {
-            pass(low, high, rem, off, step, view.pool, view.host, view.index)
-        })
+        self.connect_with(q, port_offset, *view)
     }
 
     /// [`Self::connect_at`] with the candidate test supplied probe by probe.
@@ -482,50 +530,57 @@ impl LinuxAllocator {
         &mut self,
         q: &ConnectQuery,
         port_offset: u64,
-        mut usable: impl FnMut(u32) -> bool,
+        usable: impl FnMut(u32) -> bool,
     ) -> Search {
-        self.connect_with(q, port_offset, |low, high, rem, off, step| {
-            pass_literal(low, high, rem, off, step, &mut usable)
-        })
+        self.connect_with(q, port_offset, Literal(usable))
     }
 
-    fn connect_with(
+    #[inline(always)]
+    fn connect_with(&mut self, q: &ConnectQuery, port_offset: u64, scan: impl Scan) -> Search {
+        // IP_LOCAL_PORT_RANGE: every port in turn; else even ports, then odd (§1.2 step 6).
+        if q.per_socket_range {
+            self.connect_by::<1>(q, port_offset, scan)
+        } else {
+            self.connect_by::<2>(q, port_offset, scan)
+        }
+    }
+
+    /// [`Self::connect_with`] with the scan's stride.
+    #[inline(always)]
+    fn connect_by<const STEP: u32>(
         &mut self,
         q: &ConnectQuery,
         port_offset: u64,
-        mut scan: impl FnMut(u32, u32, u32, u32, u32) -> Option<(u32, u32)>,
+        mut scan: impl Scan,
     ) -> Search {
-        let local_ports = q.per_socket_range;
-        let step: u32 = if local_ports { 1 } else { 2 };
         let low = u32::from(q.low);
         let high = u32::from(q.high) + 1;
         let mut remaining = high - low;
-        if !local_ports && remaining > 1 {
+        if STEP == 2 && remaining > 1 {
             remaining &= !1;
         }
         let index = (port_offset as usize) & (self.table.len() - 1);
         let mut offset = self.table[index].wrapping_add((port_offset >> 32) as u32) % remaining;
-        if !local_ports {
+        if STEP == 2 {
             offset &= !1;
         }
-        let per_pass = remaining.div_ceil(step);
         let mut probes = 0;
         loop {
-            if let Some((port, i)) = scan(low, high, remaining, offset, step) {
-                probes += i / step + 1;
+            if let Some((port, i)) = scan.pass::<STEP>(low, high, remaining, offset) {
+                probes += i / STEP + 1;
                 let i = if self.pre_5_12 {
                     i
                 } else {
-                    i.max(self.rng.random_range(0..8u32) * step)
+                    i.max(self.rng.random_range(0..8u32) * STEP)
                 };
-                self.table[index] = self.table[index].wrapping_add(i + step);
+                self.table[index] = self.table[index].wrapping_add(i + STEP);
                 return Search {
                     port: Some(port as u16),
                     probes,
                 };
             }
-            probes += per_pass;
-            if local_ports {
+            probes += remaining.div_ceil(STEP);
+            if STEP == 1 {
                 break;
             }
             offset += 1;
@@ -619,21 +674,15 @@ impl LinuxAllocator {
 }
 
 impl PortSelector for LinuxAllocator {
+    #[inline]
     fn connect(&mut self, now: Instant, q: &ConnectQuery, view: &PortView<'_>) -> Search {
         let epoch = self.epoch(now);
-        let key = (q.saddr, q.daddr, q.dport, epoch);
-        // Slot 0 without a pool, pool `i` at `i + 1` (`u32::MAX` wraps to 0).
+        // The offset of pool `i` is kept at `i + 1` for the epoch it was hashed in; a query
+        // without a pool (`u32::MAX`, slot 0) is hashed each time.
         let slot = q.pool.wrapping_add(1) as usize;
-        if slot >= self.cache.len() {
-            self.cache.resize(slot + 1, None);
-        }
-        let off = match self.cache[slot] {
-            Some((k, off)) if k == key => off,
-            _ => {
-                let off = self.port_offset(q.saddr, q.daddr, q.dport, epoch);
-                self.cache[slot] = Some((key, off));
-                off
-            }
+        let off = match self.cache.get(slot) {
+            Some(&(e, off)) if e == u64::from(epoch) && slot != 0 => off,
+            _ => self.hash_offset(q, epoch, slot),
         };
         self.connect_at(q, off, view)
     }

@@ -1038,50 +1038,7 @@ impl Host {
         range: Option<(u16, u16)>,
         conn: u32,
     ) -> Result<Placed, Refused> {
-        debug_assert_eq!(self.pool_of(saddr, daddr, dport), Some(pool_id));
-        let (lo, hi) = self.profile.port_range;
-        // inet_sk_get_local_port_range: each per-socket bound counts only inside the netns range.
-        let (low, high, per_socket) = match range {
-            Some((a, b)) => {
-                let low = if a >= lo && a <= hi { a } else { lo };
-                let high = if b >= lo && b <= hi { b } else { hi };
-                if low <= high {
-                    (low, high, true)
-                } else {
-                    (lo, hi, false)
-                }
-            }
-            None => (lo, hi, false),
-        };
-        let q = ConnectQuery {
-            saddr,
-            daddr,
-            dport,
-            low,
-            high,
-            per_socket_range: per_socket,
-            pool: pool_id,
-        };
-        let pool = &self.pools[pool_id as usize];
-        if pool.free == 0 {
-            // Every candidate is taken: the scan fails after testing all of them.
-            return Err(Refused {
-                errno: Errno::AddrNotAvail,
-                probes: self.selector.exhausted_probes(&q),
-            });
-        }
-        let view = PortView {
-            pool: &pool.taken,
-            host: &self.blocked,
-            index: Some(&pool.index),
-        };
-        let search = self.selector.connect(now, &q, &view);
-        let Some(port) = search.port else {
-            return Err(Refused {
-                errno: Errno::AddrNotAvail,
-                probes: search.probes,
-            });
-        };
+        let (port, probes) = self.choose_port(pool_id, now, saddr, daddr, dport, range)?;
         let t = Tuple {
             local_ip: saddr,
             local_port: port,
@@ -1123,9 +1080,120 @@ impl Host {
         self.hash_socket_in(id, four_tuple.then_some(pool_id));
         Ok(Placed {
             sock: id,
-            probes: search.probes,
+            probes,
             recycled,
         })
+    }
+
+    /// The port search of connect() from `saddr` to `daddr:dport` in `pool_id` (§1.2–§1.4):
+    /// the port and the candidates tested, or the error and the candidates tested. Takes
+    /// nothing.
+    #[inline(always)]
+    fn choose_port(
+        &mut self,
+        pool_id: PoolId,
+        now: Instant,
+        saddr: u32,
+        daddr: u32,
+        dport: u16,
+        range: Option<(u16, u16)>,
+    ) -> Result<(u16, u32), Refused> {
+        debug_assert_eq!(self.pool_of(saddr, daddr, dport), Some(pool_id));
+        let (lo, hi) = self.profile.port_range;
+        // inet_sk_get_local_port_range: each per-socket bound counts only inside the netns range.
+        let (low, high, per_socket) = match range {
+            Some((a, b)) => {
+                let low = if a >= lo && a <= hi { a } else { lo };
+                let high = if b >= lo && b <= hi { b } else { hi };
+                if low <= high {
+                    (low, high, true)
+                } else {
+                    (lo, hi, false)
+                }
+            }
+            None => (lo, hi, false),
+        };
+        let q = ConnectQuery {
+            saddr,
+            daddr,
+            dport,
+            low,
+            high,
+            per_socket_range: per_socket,
+            pool: pool_id,
+        };
+        let pool = &self.pools[pool_id as usize];
+        if pool.free == 0 {
+            // Every candidate is taken: the scan fails after testing all of them.
+            return Err(Refused {
+                errno: Errno::AddrNotAvail,
+                probes: self.selector.exhausted_probes(&q),
+            });
+        }
+        let view = PortView {
+            pool: &pool.taken,
+            host: &self.blocked,
+            index: Some(&pool.index),
+        };
+        let search = self.selector.connect(now, &q, &view);
+        match search.port {
+            Some(port) => Ok((port, search.probes)),
+            None => Err(Refused {
+                errno: Errno::AddrNotAvail,
+                probes: search.probes,
+            }),
+        }
+    }
+
+    /// Whether nothing reads a client socket of this host between connect() and its
+    /// TIME-WAIT entry but its pool's port set: no table is kept in which a lookup could find
+    /// it ([`Host::index_tuples`]), no bind bucket counts it, and ports are per destination.
+    /// Such a socket can be made at its TIME-WAIT entry ([`Host::connect_port`]).
+    pub fn sockets_unseen(&self) -> bool {
+        !self.indexed && !self.buckets_kept && self.profile.scope == Scope::FourTuple
+    }
+
+    /// connect() on a host whose sockets are unseen until TIME-WAIT ([`Host::sockets_unseen`]):
+    /// the port is chosen and taken in the pool, and no socket is made (the caller keeps
+    /// the connection); [`Host::time_wait_port`] or [`Host::release_pool_port`] ends it.
+    #[inline(always)]
+    pub fn connect_port(
+        &mut self,
+        pool_id: PoolId,
+        now: Instant,
+        saddr: u32,
+        daddr: u32,
+        dport: u16,
+        range: Option<(u16, u16)>,
+    ) -> Result<(u16, u32), Refused> {
+        debug_assert!(self.sockets_unseen());
+        let (port, probes) = self.choose_port(pool_id, now, saddr, daddr, dport, range)?;
+        self.pool_take(pool_id, port);
+        Ok((port, probes))
+    }
+
+    /// The connection of `t`, whose port [`Host::connect_port`] took in `pool`, closes with
+    /// no TIME-WAIT: the port is free again.
+    #[inline]
+    pub fn release_pool_port(&mut self, pool: PoolId, port: u16) {
+        self.pool_release(pool, port);
+    }
+
+    /// [`Host::enter_time_wait`] for the connection of `t`, whose port
+    /// [`Host::connect_port`] took in `pool`: its socket is made in TIME-WAIT. None when
+    /// `tcp_max_tw_buckets` is reached: no socket, the port is free again.
+    pub fn time_wait_port(&mut self, pool: PoolId, t: Tuple, tw: TimeWait) -> Option<SockId> {
+        if self.tw_alive >= self.profile.max_tw_buckets {
+            self.pool_release(pool, t.local_port);
+            return None;
+        }
+        let id = self.new_socket(t, State::TimeWait, Side::Client, NONE, false);
+        self.tw_alive += 1;
+        let s = &mut self.socks[id as usize];
+        s.tw = tw;
+        s.hashed = true;
+        s.pool = pool;
+        Some(id)
     }
 
     /// The passive open: a SYN for `t` (seen from this host) found a listener.

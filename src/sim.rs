@@ -209,6 +209,14 @@ fn one_way_bounds(rtt: Dist) -> (u64, Option<u64>) {
     }
 }
 
+/// What closes actively: a socket, or the connection of a tuple whose port a pool holds and
+/// whose socket is made only at its TIME-WAIT entry ([`Exchange::lazy`]).
+#[derive(Clone, Copy, Debug)]
+enum Closing {
+    Socket(SockId),
+    Port(u32, Tuple),
+}
+
 /// A connection of a whole exchange.
 #[derive(Clone, Copy, Debug)]
 struct Flight {
@@ -222,8 +230,11 @@ struct Flight {
     ip: u32,
     client: u16,
     server: u16,
-    /// The client socket, and whether both ends use timestamps (its TIME-WAIT's `ts_seen`).
+    /// The client socket (NONE until its TIME-WAIT entry where sockets are made then,
+    /// [`Exchange::lazy`]), its port, and whether both ends use timestamps (its TIME-WAIT's
+    /// `ts_seen`).
     sock: SockId,
+    port: u16,
     ts_seen: bool,
 }
 
@@ -324,6 +335,12 @@ struct Exchange {
     /// TIME-WAIT entries are a step applied in bulk, not an event: each connection's expiry
     /// is queued at connect() and nothing else is (see [`Simulation::new`] for when).
     bulk_time_wait: bool,
+    /// Connections draw their ports from connect() pools (connect() or
+    /// IP_BIND_ADDRESS_NO_PORT): [`Simulation::start_whole`] starts them.
+    pooled: bool,
+    /// The client socket is made at the TIME-WAIT entry, not at connect(): nothing on the
+    /// client host can see it before ([`Host::sockets_unseen`]); the flight holds the port.
+    lazy: bool,
 }
 
 /// Four-tuples closed without any TIME-WAIT, remembered for one TIME-WAIT length: a
@@ -344,6 +361,8 @@ struct ReuseWatch {
     marks: Vec<Vec<Option<Counts>>>,
     /// Watches of a (host, pool, port) beyond [`Counts::MAX`], by [`MarkedEnd::key`].
     repeats: crate::host::Table<u64, u32>,
+    /// No watch ends before this: the lanes need no look until then.
+    next_end: Option<Instant>,
 }
 
 /// A count of 0 to [`Counts::MAX`] per port, in two bits: for each 64 ports, the low bits
@@ -416,6 +435,7 @@ fn lane_of<T>(lanes: &mut Vec<(Duration, VecDeque<T>)>, len: Duration) -> &mut V
 impl ReuseWatch {
     fn closed_without_tw(&mut self, t: Tuple, mark: Mark, now: Instant, len: Duration) {
         let until = now + len;
+        self.next_end = Some(self.next_end.map_or(until, |e| e.min(until)));
         let Some((host, pool)) = mark else {
             lane_of(&mut self.lanes, len).push_back((until, t));
             // The latest end: a tuple closed again by a host with a shorter TIME_WAIT is
@@ -451,6 +471,22 @@ impl ReuseWatch {
     }
 
     fn reused(&mut self, t: &Tuple, mark: Mark, now: Instant) -> bool {
+        if self.next_end.is_some_and(|e| e <= now) {
+            self.end_watches(now);
+        }
+        match mark {
+            Some((h, p)) => self
+                .marks
+                .get(h as usize)
+                .and_then(|m| m.get(p as usize))
+                .and_then(Option::as_ref)
+                .is_some_and(|counts| counts.any(t.local_port)),
+            None => self.closed.get(t).is_some_and(|&until| until > now),
+        }
+    }
+
+    /// Ends the watches that end at or before `now`.
+    fn end_watches(&mut self, now: Instant) {
         for (_, lane) in &mut self.lanes {
             while let Some(&(until, old)) = lane.front() {
                 if until > now {
@@ -488,15 +524,15 @@ impl ReuseWatch {
                 counts.set(e.port, n - 1);
             }
         }
-        match mark {
-            Some((h, p)) => self
-                .marks
-                .get(h as usize)
-                .and_then(|m| m.get(p as usize))
-                .and_then(Option::as_ref)
-                .is_some_and(|counts| counts.any(t.local_port)),
-            None => self.closed.get(t).is_some_and(|&until| until > now),
-        }
+        let fronts = self
+            .lanes
+            .iter()
+            .filter_map(|(_, l)| l.front().map(|f| f.0));
+        let marked = self
+            .marked
+            .iter()
+            .filter_map(|(_, l)| l.front().map(|f| f.until));
+        self.next_end = fronts.chain(marked).min();
     }
 }
 
@@ -519,10 +555,19 @@ impl Exchange {
         self.next[self.step(StepKind::Established)] - self.next[self.step(StepKind::ClientFin)]
     }
 
-    /// Client sockets counted as established (after a catch-up) that have not entered
-    /// TIME-WAIT: SYN-SENT in the table, not in flight.
-    fn established_not_entered(&self) -> u64 {
-        self.next[self.step(StepKind::Established)] - self.entered
+    /// Connections connected and not yet established (after a catch-up): in flight.
+    fn in_flight(&self) -> u64 {
+        self.popped + self.flights.len() as u64 - self.next[self.step(StepKind::Established)]
+    }
+
+    /// Client sockets of these connections counted SYN-SENT by their host: made at connect()
+    /// and left SYN-SENT until the TIME-WAIT entry, unless made at the entry ([`Self::lazy`]).
+    fn syn_sent_sockets(&self) -> u64 {
+        if self.lazy {
+            0
+        } else {
+            self.popped + self.flights.len() as u64 - self.entered
+        }
     }
 
     /// The whole-exchange schedule of `w`, if nothing can disturb its connections between
@@ -622,6 +667,8 @@ impl Exchange {
             entered: 0,
             single_pool: None,
             bulk_time_wait: false,
+            pooled: matches!(w.mode, Mode::Connect | Mode::BindNoPort),
+            lazy: false,
             single_server: w
                 .destinations
                 .iter()
@@ -944,6 +991,17 @@ impl Simulation {
                 x.next.push(0);
             }
         }
+        // Where TIME-WAIT entries are events, a client host that cannot see its sockets
+        // before then gets each at its entry.
+        for (x, w) in exchanges.iter_mut().zip(&sc.workloads) {
+            if let Some(x) = x {
+                x.lazy = x.pooled
+                    && !x.bulk_time_wait
+                    && w.sources
+                        .iter()
+                        .all(|s| hosts[s.host as usize].sockets_unseen());
+            }
+        }
         let tw = pools
             .iter()
             .map(|&(h, _)| h)
@@ -1131,7 +1189,7 @@ impl Simulation {
     /// The per-event checks of checking mode: O(hosts + workloads).
     fn audit_event(&mut self) {
         // A whole exchange's client socket stays SYN-SENT in the table until its TIME-WAIT
-        // entry; those established by now are not in flight.
+        // entry, or is not made until then: its in-flight count is its own.
         for wl in 0..self.exchanges.len() {
             self.catch_up(wl, self.now);
         }
@@ -1141,17 +1199,17 @@ impl Simulation {
             e += w.established;
             f += w.failed.iter().sum::<u64>();
         }
+        let exchanges = self.exchanges.iter().flatten();
         let syn_sent: u64 = self
             .hosts
             .iter()
             .map(|h| u64::from(h.counts[0][State::SynSent as usize]))
             .sum::<u64>()
-            - self
-                .exchanges
-                .iter()
-                .flatten()
-                .map(Exchange::established_not_entered)
-                .sum::<u64>();
+            - exchanges
+                .clone()
+                .map(Exchange::syn_sent_sockets)
+                .sum::<u64>()
+            + exchanges.map(Exchange::in_flight).sum::<u64>();
         if a != e + f + syn_sent {
             self.violate(format!(
                 "attempted {a} ≠ established {e} + failed {f} + in flight (SYN-SENT) {syn_sent}"
@@ -1347,8 +1405,9 @@ impl Simulation {
                 {
                     self.queue.push(t, Class::App, Event::Arrival { wl });
                 }
-                self.start(wl, NONE, 0);
+                self.start_open(wl, 0);
             }
+            Event::Start { wl, slot, retry } if slot == NONE => self.start_open(wl, retry),
             Event::Start { wl, slot, retry } => {
                 self.start(wl, slot, retry);
             }
@@ -1666,6 +1725,7 @@ impl Simulation {
                         client: src.host,
                         server: dst.host,
                         sock,
+                        port: tuple.local_port,
                         ts_seen,
                     });
                     if x.bulk_time_wait {
@@ -1698,6 +1758,116 @@ impl Simulation {
                 }
                 None
             }
+        }
+    }
+
+    /// An open-loop arrival, or its retry number `retry`, starts a connection.
+    fn start_open(&mut self, wl: u32, retry: u32) {
+        if self.exchanges[wl as usize]
+            .as_ref()
+            .is_some_and(|x| x.pooled)
+        {
+            self.start_whole(wl, retry);
+        } else {
+            self.start(wl, NONE, retry);
+        }
+    }
+
+    /// [`Simulation::start`] for an open-loop connection of a whole exchange drawing its port
+    /// from a connect() pool: connect(), the reuse watch, and the connection kept as a
+    /// flight whose next event is its TIME-WAIT entry (or, in bulk, its expiry).
+    fn start_whole(&mut self, wl: u32, retry: u32) {
+        let w = &self.workloads[wl as usize];
+        let r = &mut self.runners[wl as usize];
+        if r.stopped {
+            return;
+        }
+        let (si, di) = r.pick_index(w);
+        let (src, dst) = (w.sources[si], w.destinations[di]);
+        let pool = self.conn_pools[wl as usize][si * w.destinations.len() + di];
+        let range = w.local_port_range;
+        let origin = self.origins;
+        self.origins += 1;
+        self.rec.attempt(wl as usize, retry > 0);
+        let Some(x) = &mut self.exchanges[wl as usize] else {
+            unreachable!("a whole exchange without its exchange");
+        };
+        let host = &mut self.hosts[src.host as usize];
+        let now = self.now;
+        let placed = if x.lazy {
+            host.connect_port(pool, now, src.ip, dst.ip, dst.port, range)
+                .map(|(port, probes)| (NONE, port, probes, false))
+        } else {
+            host.connect_in(pool, now, src.ip, dst.ip, dst.port, range, NONE)
+                .map(|p| {
+                    (
+                        p.sock,
+                        host.sock(p.sock).tuple.local_port,
+                        p.probes,
+                        p.recycled,
+                    )
+                })
+        };
+        let (sock, port, probes, recycled) = match placed {
+            Ok(p) => p,
+            Err(Refused { errno, probes }) => {
+                self.rec.probes(probes);
+                self.fail(wl, NONE, retry, errno);
+                return;
+            }
+        };
+        self.rec.probes(probes);
+        if recycled {
+            self.rec.count(Counter::TwRecycled);
+        }
+        let tuple = Tuple {
+            local_ip: src.ip,
+            local_port: port,
+            remote_ip: dst.ip,
+            remote_port: dst.port,
+        };
+        if host.isn_draw_has_effects() {
+            host.isn(&tuple, now);
+            host.ts_offset(&tuple);
+        }
+        let four_tuple = host.profile.scope == crate::profile::Scope::FourTuple;
+        let ts_seen =
+            host.profile.timestamps != 0 && self.hosts[dst.host as usize].profile.timestamps != 0;
+        let mark = four_tuple.then_some((src.host, pool));
+        if self.watch.reused(&tuple, mark, now) {
+            self.rec.unprotected_reuse += 1;
+        }
+        x.flights.push_back(Flight {
+            at: now,
+            origin,
+            pool,
+            ip: src.ip,
+            client: src.host,
+            server: dst.host,
+            sock,
+            port,
+            ts_seen,
+        });
+        if x.bulk_time_wait {
+            // Its TIME-WAIT entry is a step; only the expiry is an event.
+            let h = &self.hosts[src.host as usize];
+            let ev = Event::TwExpire {
+                host: src.host,
+                sock,
+                generation: h.sock(sock).generation,
+            };
+            let expire = now + x.to_time_wait + h.profile.time_wait;
+            let lane = self.lanes[src.host as usize].tw_expire;
+            let kept = x.flights.len() >= FLIGHTS_KEPT;
+            self.queue.push_lane_ordered(lane, expire, Class::Timer, ev);
+            if kept {
+                // Keep memory to the connections alive, whatever the bin width.
+                self.catch_up(wl as usize, now);
+            }
+        } else if x.entered + 1 == x.popped + x.flights.len() as u64 {
+            // The only connection waiting for its entry.
+            let key = crate::engine::packet_key(origin, x.fin_stage);
+            self.queue.set_source(x.fin, now + x.to_time_wait, key);
         }
     }
 
@@ -2245,7 +2415,8 @@ impl Simulation {
                 ts_seen,
             }
         };
-        self.active_close(h, sock, tw, peer, (c.client, c.pool, c.tuple));
+        let watch = (c.client, c.pool, c.tuple);
+        self.active_close(h, Closing::Socket(sock), tw, peer, watch);
         if client_closes {
             self.conns[conn as usize].csock = NONE;
         } else {
@@ -2274,43 +2445,59 @@ impl Simulation {
         if x.entered - x.popped >= FLIGHTS_KEPT as u64 {
             self.catch_up(wl, self.now);
         }
-        let s = self.hosts[f.client as usize].sock(f.sock);
-        let (tuple, pool) = (s.tuple, s.pool);
         let tw = TimeWait {
             entry: self.now,
             rcv_nxt: 0,
             ts_recent: 0,
             ts_seen: f.ts_seen,
         };
-        self.active_close(
-            f.client,
-            f.sock,
-            tw,
-            tuple.remote_ip,
-            (f.client, pool, tuple),
-        );
+        let (closing, tuple, pool) = if f.sock == NONE {
+            let p = &self.hosts[f.client as usize].pools[f.pool as usize];
+            let tuple = Tuple {
+                local_ip: f.ip,
+                local_port: f.port,
+                remote_ip: p.daddr,
+                remote_port: p.dport,
+            };
+            (Closing::Port(f.pool, tuple), tuple, f.pool)
+        } else {
+            let s = self.hosts[f.client as usize].sock(f.sock);
+            (Closing::Socket(f.sock), s.tuple, s.pool)
+        };
+        let watch = (f.client, pool, tuple);
+        self.active_close(f.client, closing, tw, tuple.remote_ip, watch);
     }
 
-    /// Socket `sock` of host `h` closes actively with `peer`: TIME-WAIT `tw`, or closed at
+    /// A connection of host `h` closes actively with `peer`: TIME-WAIT `tw`, or closed at
     /// once (`nolocaltimewait`, `tcp_max_tw_buckets`) with its four-tuple `watch` (client
     /// host, client pool, tuple) watched for reuse.
     fn active_close(
         &mut self,
         h: u16,
-        sock: SockId,
+        closing: Closing,
         tw: TimeWait,
         peer: u32,
         watch: (u16, u32, Tuple),
     ) {
         let host = &mut self.hosts[h as usize];
-        let pool = host.sock(sock).pool;
         let len = host.profile.time_wait;
-        if !host.profile.local_time_wait && host.has_ip(peer) {
+        let entered = if !host.profile.local_time_wait && host.has_ip(peer) {
             // FreeBSD nolocaltimewait: the connection is closed at once (§3.2).
-            host.destroy(sock);
+            match closing {
+                Closing::Socket(sock) => host.destroy(sock),
+                Closing::Port(pool, t) => host.release_pool_port(pool, t.local_port),
+            }
             self.rec.count(Counter::TwSkippedLocal);
             self.watch_closed(watch, len);
-        } else if host.enter_time_wait(sock, tw) {
+            return;
+        } else {
+            match closing {
+                Closing::Socket(sock) => host.enter_time_wait(sock, tw).then_some(sock),
+                Closing::Port(pool, t) => host.time_wait_port(pool, t, tw),
+            }
+        };
+        if let Some(sock) = entered {
+            let pool = host.sock(sock).pool;
             let generation = host.sock(sock).generation;
             let expire = self.now + host.profile.time_wait;
             let lanes = &self.lanes[h as usize];

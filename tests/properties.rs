@@ -218,7 +218,11 @@ fn text(c: &Case) -> String {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+    // PORTSIM_CASES=N runs N cases instead of 24.
+    #![proptest_config(ProptestConfig {
+        cases: std::env::var("PORTSIM_CASES").ok().and_then(|n| n.parse().ok()).unwrap_or(24),
+        ..ProptestConfig::default()
+    })]
 
     #[test]
     fn random_scenarios_keep_every_invariant_and_repeat_exactly(c in case()) {
