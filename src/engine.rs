@@ -119,7 +119,7 @@ const CANDIDATES: usize = 16;
 
 /// `(at, key)` packed as `at << 64 | key`: one integer comparison orders two events.
 #[inline(always)]
-fn packed(at: u64, key: u64) -> u128 {
+pub fn packed(at: u64, key: u64) -> u128 {
     (u128::from(at) << 64) | u128::from(key)
 }
 
@@ -213,6 +213,23 @@ impl<E: Copy> Queue<E> {
             "source set twice"
         );
         self.enter(packed(at.0, key), lane);
+    }
+
+    /// Unschedules a source's event, if set.
+    pub fn clear_source(&mut self, lane: usize) {
+        debug_assert!(self.sources[lane].is_some());
+        if let Some(i) = self.order.iter().position(|&(_, l)| l == lane) {
+            self.order.remove(i);
+        }
+    }
+
+    /// The packed `(at, key)` of the earliest event (`at << 64 | key`), `u128::MAX` when
+    /// none is pending: an event that sorts before it would be popped next.
+    #[inline]
+    pub fn peek_packed(&self) -> u128 {
+        let lane = self.order.last().map_or(NO_HEAD, |&(h, _)| h);
+        let heap = self.heap.peek().map_or(NO_HEAD, |e| packed(e.at, e.key));
+        lane.min(heap)
     }
 
     /// Puts `lane`, whose head is now `head`, in `order`.

@@ -29,7 +29,7 @@
 //! ([`Simulation::stepping_segments`], compared in `tests/scenarios.rs`; design in
 //! `notes/whole-exchanges.md`).
 
-use crate::engine::{Class, Queue};
+use crate::engine::{Class, Queue, packed};
 use crate::host::{Errno, Host, NONE, Refused, SockId, State, SynOnTuple, TimeWait, Tuple};
 use crate::report::{
     Connections, Counter, Gauges, HostInfo, LatencySummary, PoolInfo, ProbeSummary, Recorder,
@@ -45,8 +45,9 @@ use std::net::Ipv4Addr;
 /// What happens; see the module docs for the segments.
 #[derive(Clone, Copy, Debug)]
 enum Event {
-    /// An open-loop arrival of workload `wl`.
-    Arrival {
+    /// The next event of open-loop workload `wl`'s [`Stream`]: an arrival, or the TIME-WAIT
+    /// entry of its next whole exchange.
+    Stream {
         wl: u32,
     },
     /// A closed-loop slot (or a retry) starts a connection.
@@ -87,11 +88,6 @@ enum Event {
     FinAtActive {
         conn: u32,
         generation: u32,
-    },
-    /// [`Event::FinAtActive`] of the next connection of workload `wl`'s whole exchanges to
-    /// enter TIME-WAIT ([`Exchange::entered`]).
-    ExchangeFin {
-        wl: u32,
     },
     /// The last ACK reaches the passive side: CLOSED.
     LastAck {
@@ -308,9 +304,6 @@ fn note_time_wait(hosts: &[Host], rec: &mut Recorder) {
 /// the port until after the server's socket has gone (its LAST-ACK comes `up` after the
 /// client's TIME-WAIT entry, and a port leaves TIME-WAIT no earlier than that).
 struct Exchange {
-    /// The queue source of its next TIME-WAIT entry ([`Event::ExchangeFin`]): flight
-    /// `entered`'s, due `to_time_wait` after its connect().
-    fin: usize,
     rtt: Duration,
     /// Segments sent up to the TIME-WAIT entry's: the FIN-ACK's segment number.
     fin_stage: u32,
@@ -335,6 +328,7 @@ struct Exchange {
     /// TIME-WAIT entries are a step applied in bulk, not an event: each connection's expiry
     /// is queued at connect() and nothing else is (see [`Simulation::new`] for when).
     bulk_time_wait: bool,
+
     /// Connections draw their ports from connect() pools (connect() or
     /// IP_BIND_ADDRESS_NO_PORT): [`Simulation::start_whole`] starts them.
     pooled: bool,
@@ -555,6 +549,23 @@ impl Exchange {
         self.next[self.step(StepKind::Established)] - self.next[self.step(StepKind::ClientFin)]
     }
 
+    /// The packed `(at, key)` of the TIME-WAIT entry of `f`: `to_time_wait` after its
+    /// connect(), keyed as its FIN-ACK.
+    fn fin_of(&self, f: &Flight) -> u128 {
+        let key = crate::engine::packet_key(f.origin, self.fin_stage);
+        packed((f.at + self.to_time_wait).0, key)
+    }
+
+    /// The packed `(at, key)` of the next TIME-WAIT entry when entries are events (flight
+    /// `entered`'s), else [`NO_EVENT`].
+    #[inline]
+    fn next_fin(&self) -> u128 {
+        match self.flights.get((self.entered - self.popped) as usize) {
+            Some(f) if !self.bulk_time_wait => self.fin_of(f),
+            _ => NO_EVENT,
+        }
+    }
+
     /// Connections connected and not yet established (after a catch-up): in flight.
     fn in_flight(&self) -> u64 {
         self.popped + self.flights.len() as u64 - self.next[self.step(StepKind::Established)]
@@ -578,8 +589,7 @@ impl Exchange {
     /// explicit-port workload (a socket on a listener's port); and for every workload of the
     /// same client to those hosts, a port freed after a TIME-WAIT entry cannot carry a SYN to
     /// the server before the previous connection's LAST-ACK has closed the server's socket.
-    fn new(sc: &Scenario, wl: u32, queue: &mut Queue<Event>) -> Option<Exchange> {
-        let w = &sc.workloads[wl as usize];
+    fn new(sc: &Scenario, w: &Workload) -> Option<Exchange> {
         let (Dist::Fixed(rtt), Dist::Fixed(service)) = (w.rtt, w.service_time) else {
             return None;
         };
@@ -654,7 +664,6 @@ impl Exchange {
         // Stable: steps at one offset keep the order stepping applies them in.
         steps.sort_by_key(|&(offset, _)| offset);
         Some(Exchange {
-            fin: queue.add_source(Event::ExchangeFin { wl }),
             rtt,
             gap,
             // SYN, SYN-ACK, ACK, the responses, FIN, FIN-ACK.
@@ -678,6 +687,34 @@ impl Exchange {
     }
 }
 
+/// The packed `(at, key)` of no event: it sorts after every event.
+const NO_EVENT: u128 = u128::MAX;
+
+/// An open-loop workload's events as one queue source: its next arrival and, for whole
+/// exchanges whose TIME-WAIT entries are events, its next entry ([`Exchange::next_fin`]).
+/// The source's event is the earlier; when it runs, the one after it runs at once if nothing
+/// else comes first ([`Simulation::stream`]).
+struct Stream {
+    /// The queue source; `usize::MAX` for a closed loop, which has no stream.
+    source: usize,
+    /// The packed `(at, key)` of the next arrival (its key given when the arrival before it
+    /// ran, as queueing it then would have), [`NO_EVENT`] once arrivals stop.
+    arrival: u128,
+    /// The packed `(at, key)` of the next TIME-WAIT entry of its whole exchanges when
+    /// entries are events ([`Exchange::next_fin`]), else [`NO_EVENT`].
+    fin: u128,
+    /// The packed `(at, key)` the source is set to, [`NO_EVENT`] when not set.
+    scheduled: u128,
+}
+
+impl Stream {
+    /// The earliest pending event, packed; [`NO_EVENT`] for none.
+    #[inline]
+    fn head(&self) -> u128 {
+        self.arrival.min(self.fin)
+    }
+}
+
 /// A runnable scenario.
 pub struct Simulation {
     now: Instant,
@@ -687,6 +724,8 @@ pub struct Simulation {
     lanes: Vec<Lanes>,
     workloads: Vec<Workload>,
     runners: Vec<Runner>,
+    /// Per workload, its events' source (open loops only).
+    streams: Vec<Stream>,
     conns: Vec<Conn>,
     free_conns: Vec<u32>,
     /// Connections opened so far: the next one's number.
@@ -885,6 +924,7 @@ impl Simulation {
             }
         }
         let mut runners = Vec::new();
+        let mut streams = Vec::new();
         for (i, w) in sc.workloads.iter().enumerate() {
             let name = &w.name;
             runners.push(Runner::new(
@@ -906,11 +946,23 @@ impl Simulation {
                             },
                         );
                     }
+                    streams.push(Stream {
+                        source: usize::MAX,
+                        arrival: NO_EVENT,
+                        fin: NO_EVENT,
+                        scheduled: NO_EVENT,
+                    });
                 }
                 _ => {
-                    if let Some(t) = runners[i].next_arrival(w) {
-                        queue.push(t, Class::App, Event::Arrival { wl: i as u32 });
-                    }
+                    let arrival = runners[i]
+                        .next_arrival(w)
+                        .map_or(NO_EVENT, |t| packed(t.0, queue.next_key(Class::App)));
+                    streams.push(Stream {
+                        source: queue.add_source(Event::Stream { wl: i as u32 }),
+                        arrival,
+                        fin: NO_EVENT,
+                        scheduled: NO_EVENT,
+                    });
                 }
             }
         }
@@ -932,12 +984,8 @@ impl Simulation {
                     .map(|pool| (src.host, pool))
             })
             .collect();
-        let mut exchanges: Vec<Option<Exchange>> = sc
-            .workloads
-            .iter()
-            .enumerate()
-            .map(|(i, _)| Exchange::new(sc, i as u32, &mut queue))
-            .collect();
+        let mut exchanges: Vec<Option<Exchange>> =
+            sc.workloads.iter().map(|w| Exchange::new(sc, w)).collect();
         let conn_pools = sc
             .workloads
             .iter()
@@ -1011,7 +1059,7 @@ impl Simulation {
         let late_from = tw
             .and_then(|tw| sustained_from(sc.duration, tw, sc.bin))
             .unwrap_or(Instant(u64::MAX));
-        Simulation {
+        let mut sim = Simulation {
             now: Instant::ZERO,
             end: Instant::ZERO + sc.duration,
             late_from,
@@ -1027,6 +1075,7 @@ impl Simulation {
             lanes,
             workloads: sc.workloads.clone(),
             runners,
+            streams,
             conns: Vec::new(),
             free_conns: Vec::new(),
             origins: 0,
@@ -1072,7 +1121,11 @@ impl Simulation {
             sub_for: (u64::MAX, 0),
             bulk: true,
             bind_pools,
+        };
+        for wl in 0..sim.workloads.len() {
+            sim.stream_changed(wl as u32);
         }
+        sim
     }
 
     /// Steps through every retry instead of counting parked retries in bulk: the same
@@ -1137,16 +1190,7 @@ impl Simulation {
             let Some((at, _, ev)) = next else {
                 break;
             };
-            self.close_bins_to(at);
-            if self.check && at < self.now {
-                self.violate(format!(
-                    "time went backwards from {:.9} s to {:.9} s",
-                    self.now.as_secs_f64(),
-                    at.as_secs_f64()
-                ));
-            }
-            self.now = at;
-            self.events += 1;
+            self.begin_event(at);
             self.dispatch(ev);
             if !self.parked.is_empty() {
                 self.release_parked();
@@ -1174,6 +1218,21 @@ impl Simulation {
         }
         let events = self.events;
         Ok((self.report(), events))
+    }
+
+    /// The run reaches the next event, due at `at`: the bins before it close.
+    #[inline(always)]
+    fn begin_event(&mut self, at: Instant) {
+        self.close_bins_to(at);
+        if self.check && at < self.now {
+            self.violate(format!(
+                "time went backwards from {:.9} s to {:.9} s",
+                self.now.as_secs_f64(),
+                at.as_secs_f64()
+            ));
+        }
+        self.now = at;
+        self.events += 1;
     }
 
     fn violate(&mut self, message: String) {
@@ -1373,6 +1432,7 @@ impl Simulation {
     }
 
     /// Closes every bin that ends at or before `at`.
+    #[inline(always)]
     fn close_bins_to(&mut self, at: Instant) {
         while at >= self.rec.bin_end {
             let end = self.rec.bin_end;
@@ -1388,26 +1448,14 @@ impl Simulation {
         self.events
     }
 
+    #[inline(always)]
     fn dispatch(&mut self, ev: Event) {
         match ev {
-            Event::Arrival { wl } => {
-                if self.bulk
-                    && self.parked.is_empty()
-                    && let Some((host, pool)) = self.open_loop_pools[wl as usize]
-                    && self.hosts[host as usize].pools[pool as usize].free == 0
-                {
-                    self.arrivals_in_bulk(wl);
-                    return;
-                }
-                let w = &self.workloads[wl as usize];
-                if !self.runners[wl as usize].stopped
-                    && let Some(t) = self.runners[wl as usize].next_arrival(w)
-                {
-                    self.queue.push(t, Class::App, Event::Arrival { wl });
-                }
-                self.start_open(wl, 0);
+            Event::Stream { wl } => self.stream(wl),
+            Event::Start { wl, slot, retry } if slot == NONE => {
+                self.start_open(wl, retry);
+                self.stream_changed(wl);
             }
-            Event::Start { wl, slot, retry } if slot == NONE => self.start_open(wl, retry),
             Event::Start { wl, slot, retry } => {
                 self.start(wl, slot, retry);
             }
@@ -1424,7 +1472,6 @@ impl Simulation {
             Event::FinAtActive { conn, generation } => {
                 self.on_live(conn, generation, Self::fin_at_active)
             }
-            Event::ExchangeFin { wl } => self.exchange_fin(wl as usize),
             Event::LastAck { conn, generation } => self.on_live(conn, generation, Self::last_ack),
             Event::Rst { conn, generation } => self.on_live(conn, generation, Self::rst),
             Event::SynRetransmit {
@@ -1508,6 +1555,77 @@ impl Simulation {
                 }
             }
         }
+    }
+
+    /// Sets `wl`'s source to its stream's earliest event, after a change made outside the
+    /// stream's own events (at build, by a retry).
+    fn stream_changed(&mut self, wl: u32) {
+        let s = &mut self.streams[wl as usize];
+        let head = s.head();
+        if s.scheduled == head {
+            return;
+        }
+        if s.scheduled != NO_EVENT {
+            self.queue.clear_source(s.source);
+        }
+        if head != NO_EVENT {
+            self.queue
+                .set_source(s.source, Instant((head >> 64) as u64), head as u64);
+        }
+        s.scheduled = head;
+    }
+
+    /// Runs the event of `wl`'s stream that its source stood for, then, while its next event
+    /// would be the next the queue gives (and nothing is parked), that one too, as the run
+    /// loop would run it; then sets the source to the next.
+    fn stream(&mut self, wl: u32) {
+        let w = wl as usize;
+        loop {
+            let s = &self.streams[w];
+            if s.fin < s.arrival {
+                self.exchange_fin(w);
+            } else {
+                self.arrival(wl);
+            }
+            let head = self.streams[w].head();
+            let at = Instant((head >> 64) as u64);
+            let next = head < self.queue.peek_packed()
+                && at < self.end
+                && self.parked.is_empty()
+                && self.violation.is_none();
+            if next && self.check {
+                self.audit_event();
+            }
+            if !next || self.violation.is_some() {
+                let s = &mut self.streams[w];
+                s.scheduled = head;
+                if head != NO_EVENT {
+                    self.queue.set_source(s.source, at, head as u64);
+                }
+                return;
+            }
+            self.begin_event(at);
+        }
+    }
+
+    /// An open-loop arrival of `wl`: the next one drawn, this one's connection started.
+    fn arrival(&mut self, wl: u32) {
+        if self.bulk
+            && self.parked.is_empty()
+            && let Some((host, pool)) = self.open_loop_pools[wl as usize]
+            && self.hosts[host as usize].pools[pool as usize].free == 0
+        {
+            self.arrivals_in_bulk(wl);
+            return;
+        }
+        let w = &self.workloads[wl as usize];
+        let next = match self.runners[wl as usize].stopped {
+            false => self.runners[wl as usize].next_arrival(w),
+            true => None,
+        };
+        let next = next.map_or(NO_EVENT, |t| packed(t.0, self.queue.next_key(Class::App)));
+        self.streams[wl as usize].arrival = next;
+        self.start_open(wl, 0);
     }
 
     fn on_live(&mut self, conn: u32, generation: u32, f: fn(&mut Self, u32)) {
@@ -1728,6 +1846,9 @@ impl Simulation {
                         port: tuple.local_port,
                         ts_seen,
                     });
+                    if self.streams[wl as usize].fin == NO_EVENT {
+                        self.streams[wl as usize].fin = x.next_fin();
+                    }
                     if x.bulk_time_wait {
                         // Its TIME-WAIT entry is a step; only the expiry is an event.
                         let h = &self.hosts[src.host as usize];
@@ -1746,11 +1867,6 @@ impl Simulation {
                         }
                         return None;
                     }
-                    if x.entered + 1 == x.popped + x.flights.len() as u64 {
-                        // The only connection waiting for its entry.
-                        let key = crate::engine::packet_key(origin, x.fin_stage);
-                        self.queue.set_source(x.fin, self.now + x.to_time_wait, key);
-                    }
                 } else {
                     self.conns[conn as usize].attach(sock, tuple, isn, ts_off, pool);
                     let at = self.now + up;
@@ -1762,6 +1878,7 @@ impl Simulation {
     }
 
     /// An open-loop arrival, or its retry number `retry`, starts a connection.
+    #[inline(always)]
     fn start_open(&mut self, wl: u32, retry: u32) {
         if self.exchanges[wl as usize]
             .as_ref()
@@ -1776,6 +1893,7 @@ impl Simulation {
     /// [`Simulation::start`] for an open-loop connection of a whole exchange drawing its port
     /// from a connect() pool: connect(), the reuse watch, and the connection kept as a
     /// flight whose next event is its TIME-WAIT entry (or, in bulk, its expiry).
+    #[inline(always)]
     fn start_whole(&mut self, wl: u32, retry: u32) {
         let w = &self.workloads[wl as usize];
         let r = &mut self.runners[wl as usize];
@@ -1848,6 +1966,9 @@ impl Simulation {
             port,
             ts_seen,
         });
+        if self.streams[wl as usize].fin == NO_EVENT {
+            self.streams[wl as usize].fin = x.next_fin();
+        }
         if x.bulk_time_wait {
             // Its TIME-WAIT entry is a step; only the expiry is an event.
             let h = &self.hosts[src.host as usize];
@@ -1864,10 +1985,6 @@ impl Simulation {
                 // Keep memory to the connections alive, whatever the bin width.
                 self.catch_up(wl as usize, now);
             }
-        } else if x.entered + 1 == x.popped + x.flights.len() as u64 {
-            // The only connection waiting for its entry.
-            let key = crate::engine::packet_key(origin, x.fin_stage);
-            self.queue.set_source(x.fin, now + x.to_time_wait, key);
         }
     }
 
@@ -2052,7 +2169,10 @@ impl Simulation {
         self.rec.workloads[wl as usize]
             .first_failure
             .get_or_insert(self.now);
-        let horizon = self.queue.next_time().unwrap_or(self.end).min(self.end);
+        // The next event: the queue's, or this stream's next TIME-WAIT entry.
+        let fin = self.streams[wl as usize].fin;
+        let fin = Instant((fin >> 64).min(u128::from(self.end.0)) as u64);
+        let horizon = self.queue.next_time().unwrap_or(self.end).min(fin);
         let mut pending = 1u64;
         loop {
             // The arrivals of this bin before the horizon, then a bin edge or the horizon.
@@ -2074,9 +2194,8 @@ impl Simulation {
             }
         }
         self.count_failures(wl, false, errno, probes, pending);
-        if let Some(t) = next {
-            self.queue.push(t, Class::App, Event::Arrival { wl });
-        }
+        let next = next.map_or(NO_EVENT, |t| packed(t.0, self.queue.next_key(Class::App)));
+        self.streams[wl as usize].arrival = next;
     }
 
     /// `n` connects of `wl` that failed at once on an exhausted pool, as `start` and `fail`
@@ -2437,10 +2556,7 @@ impl Simulation {
         };
         let f = x.flights[(x.entered - x.popped) as usize];
         x.entered += 1;
-        if let Some(next) = x.flights.get((x.entered - x.popped) as usize) {
-            let key = crate::engine::packet_key(next.origin, x.fin_stage);
-            self.queue.set_source(x.fin, next.at + x.to_time_wait, key);
-        }
+        self.streams[wl].fin = x.next_fin();
         // Keep memory to the connections alive, whatever the bin width.
         if x.entered - x.popped >= FLIGHTS_KEPT as u64 {
             self.catch_up(wl, self.now);
