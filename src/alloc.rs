@@ -369,9 +369,6 @@ pub struct ConnectQuery {
     pub high: u16,
     /// True when IP_LOCAL_PORT_RANGE narrowed the range: step 1, no parity (§1.2 step 6).
     pub per_socket_range: bool,
-    /// The host's pool this connect() draws from (`u32::MAX`: none), under which a selector
-    /// may cache what depends only on the addresses.
-    pub pool: u32,
 }
 
 /// Size of `table_perturb`: `1 << CONFIG_INET_TABLE_PERTURB_ORDER`, order 16 (§1.2 step 2).
@@ -388,6 +385,9 @@ pub struct PortView<'a> {
     pub pool: &'a PortBits,
     pub host: &'a PortBits,
     pub index: Option<&'a FreeWords>,
+    /// A place the pool keeps for its allocator, beside what connect() reads of it anyway:
+    /// Linux keeps its `port_offset` there with the epoch it was hashed in.
+    pub memo: Option<&'a std::cell::Cell<(u64, u64)>>,
 }
 
 impl PortView<'_> {
@@ -449,9 +449,6 @@ pub struct LinuxAllocator {
     epoch_phase_ns: u64,
     rng: ChaCha8Rng,
     pre_5_12: bool,
-    /// Per pool `i`, at `i + 1`, the epoch its `port_offset` was last hashed in (`u64::MAX`:
-    /// never) and that offset.
-    cache: Vec<(u64, u64)>,
 }
 
 impl LinuxAllocator {
@@ -465,7 +462,6 @@ impl LinuxAllocator {
             epoch_phase_ns,
             rng,
             pre_5_12: false,
-            cache: Vec::new(),
         }
     }
 
@@ -479,7 +475,6 @@ impl LinuxAllocator {
             epoch_phase_ns: 0,
             rng,
             pre_5_12: true,
-            cache: Vec::new(),
         }
     }
 
@@ -501,17 +496,6 @@ impl LinuxAllocator {
             epoch,
             &self.secret,
         )
-    }
-
-    /// [`Self::port_offset`] of `q` in `epoch`, kept in `cache[slot]`.
-    #[cold]
-    fn hash_offset(&mut self, q: &ConnectQuery, epoch: u32, slot: usize) -> u64 {
-        let off = self.port_offset(q.saddr, q.daddr, q.dport, epoch);
-        if slot >= self.cache.len() {
-            self.cache.resize(slot + 1, (u64::MAX, 0));
-        }
-        self.cache[slot] = (u64::from(epoch), off);
-        off
     }
 
     /// `__inet_hash_connect` for an unbound socket (§1.2–§1.4) with a given `port_offset`.
@@ -676,13 +660,19 @@ impl LinuxAllocator {
 impl PortSelector for LinuxAllocator {
     #[inline]
     fn connect(&mut self, now: Instant, q: &ConnectQuery, view: &PortView<'_>) -> Search {
-        let epoch = self.epoch(now);
-        // The offset of pool `i` is kept at `i + 1` for the epoch it was hashed in; a query
-        // without a pool (`u32::MAX`, slot 0) is hashed each time.
-        let slot = q.pool.wrapping_add(1) as usize;
-        let off = match self.cache.get(slot) {
-            Some(&(e, off)) if e == u64::from(epoch) && slot != 0 => off,
-            _ => self.hash_offset(q, epoch, slot),
+        let epoch = u64::from(self.epoch(now));
+        // The pool's memo keeps its offset with the epoch it was hashed in; a query without
+        // one is hashed each time.
+        let off = match view.memo {
+            Some(memo) => match memo.get() {
+                (e, off) if e == epoch => off,
+                _ => {
+                    let off = self.port_offset(q.saddr, q.daddr, q.dport, epoch as u32);
+                    memo.set((epoch, off));
+                    off
+                }
+            },
+            None => self.port_offset(q.saddr, q.daddr, q.dport, epoch as u32),
         };
         self.connect_at(q, off, view)
     }
@@ -903,6 +893,7 @@ mod tests {
             pool,
             host,
             index: None,
+            memo: None,
         }
     }
 
@@ -914,7 +905,6 @@ mod tests {
             low,
             high,
             per_socket_range: false,
-            pool: u32::MAX,
         }
     }
 
@@ -1251,7 +1241,7 @@ mod tests {
             let mut a = PortBits::default();
             for p in &busy { a.insert((first + u32::from(*p) % len).min(last) as u16); }
             let b = PortBits::default();
-            let v = PortView { pool: &a, host: &b, index: Some(&FreeWords::new(&a, &b)) };
+            let v = PortView { pool: &a, host: &b, index: Some(&FreeWords::new(&a, &b)), memo: None };
             let mut lit = None;
             let mut port = start;
             for probe in 1..=last - first + 1 {
@@ -1277,7 +1267,7 @@ mod tests {
             let mut y = alloc();
             for _ in 0..5 {
                 let ix = FreeWords::new(&a, &b);
-                let f = x.connect_at(&q, off, &PortView { pool: &a, host: &b, index: Some(&ix) });
+                let f = x.connect_at(&q, off, &PortView { pool: &a, host: &b, index: Some(&ix), memo: None });
                 let l = y.connect_literal(&q, off, |p| !a.contains(p as u16));
                 prop_assert_eq!(f, l);
                 if let Some(p) = f.port { a.insert(p); }

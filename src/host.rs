@@ -23,6 +23,7 @@ use crate::rng::{SipKey, siphash_3u32};
 use crate::time::{Duration, Instant};
 use rand::{Rng, RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::fmt;
 use std::hash::{BuildHasherDefault, Hasher};
@@ -180,6 +181,10 @@ struct Owners {
 }
 
 /// A (source IP, destination IP, destination port) toward which connect() autoselects ports.
+///
+/// What connect() and a close read of it sits in one cache line: a run with many pools
+/// visits each rarely, and finds it evicted.
+#[repr(align(64))]
 pub struct Pool {
     pub saddr: u32,
     pub daddr: u32,
@@ -187,7 +192,9 @@ pub struct Pool {
     /// Ports whose four-tuple toward the destination is taken and not reusable.
     taken: PortBits,
     /// Words of `taken ∪ blocked` with a free port, to skip full words when scanning.
-    index: FreeWords,
+    index: Box<FreeWords>,
+    /// The allocator's memo for this pool ([`PortView::memo`]).
+    memo: Cell<(u64, u64)>,
     /// Ports of the host range usable by the next connect(): neither taken, reserved nor held
     /// by a bind()-created bucket.
     pub free: u32,
@@ -431,12 +438,13 @@ impl Host {
         }
         let free = u32::from(hi - lo) + 1 - PortBits::count_union_in(&taken, &self.blocked, lo, hi);
         let id = self.pools.len() as PoolId;
-        let index = FreeWords::new(&taken, &self.blocked);
+        let index = Box::new(FreeWords::new(&taken, &self.blocked));
         self.pools.push(Pool {
             saddr,
             daddr,
             dport,
             index,
+            memo: Cell::new((u64::MAX, 0)),
             taken,
             free,
             tw_reuse: reuse && ts && !host_wide,
@@ -1120,7 +1128,6 @@ impl Host {
             low,
             high,
             per_socket_range: per_socket,
-            pool: pool_id,
         };
         let pool = &self.pools[pool_id as usize];
         if pool.free == 0 {
@@ -1134,6 +1141,7 @@ impl Host {
             pool: &pool.taken,
             host: &self.blocked,
             index: Some(&pool.index),
+            memo: Some(&pool.memo),
         };
         let search = self.selector.connect(now, &q, &view);
         match search.port {
@@ -1362,7 +1370,7 @@ impl Host {
             ));
         }
         for (i, p) in self.pools.iter().enumerate() {
-            if p.index != FreeWords::new(&p.taken, &self.blocked) {
+            if *p.index != FreeWords::new(&p.taken, &self.blocked) {
                 return Err(format!("host {name} pool {i}: free-word index is stale"));
             }
             let (fast, slow) = (self.pool_free(i as u32), self.pool_free_recount(i as u32));

@@ -754,7 +754,8 @@ pub struct Simulation {
     /// draw), `count` on error (it never stops), connect() or IP_BIND_ADDRESS_NO_PORT.
     open_loop_pools: Vec<Option<(u16, u32)>>,
     /// Per workload of connect() or IP_BIND_ADDRESS_NO_PORT, its client host's pool of each
-    /// (source, destination): `[source * destinations + destination]`.
+    /// (source, destination): `[destination * sources + source]`, the order round robin
+    /// takes them in.
     conn_pools: Vec<Vec<u32>>,
     /// Per workload, its exchanges scheduled whole, if it qualifies ([`Exchange`]).
     exchanges: Vec<Option<Exchange>>,
@@ -991,12 +992,12 @@ impl Simulation {
             .iter()
             .map(|w| match w.mode {
                 Mode::Connect | Mode::BindNoPort => w
-                    .sources
+                    .destinations
                     .iter()
-                    .flat_map(|s| {
-                        let h = &hosts[s.host as usize];
-                        w.destinations.iter().map(move |d| {
-                            h.pool_of(s.ip, d.ip, d.port)
+                    .flat_map(|d| {
+                        w.sources.iter().map(|s| {
+                            hosts[s.host as usize]
+                                .pool_of(s.ip, d.ip, d.port)
                                 .expect("pool registered at build")
                         })
                     })
@@ -1713,7 +1714,7 @@ impl Simulation {
         let (si, di) = r.pick_index(w);
         let (src, dst) = (w.sources[si], w.destinations[di]);
         let conn_pool = self.conn_pools[wl as usize]
-            .get(si * w.destinations.len() + di)
+            .get(di * w.sources.len() + si)
             .copied();
         let rtt = w.rtt.sample(&mut r.latency);
         let (mode, range, reuse) = (w.mode, w.local_port_range, w.reuseaddr);
@@ -1902,7 +1903,7 @@ impl Simulation {
         }
         let (si, di) = r.pick_index(w);
         let (src, dst) = (w.sources[si], w.destinations[di]);
-        let pool = self.conn_pools[wl as usize][si * w.destinations.len() + di];
+        let pool = self.conn_pools[wl as usize][di * w.sources.len() + si];
         let range = w.local_port_range;
         let origin = self.origins;
         self.origins += 1;
