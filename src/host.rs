@@ -331,6 +331,9 @@ pub struct Host {
     binder: LinuxAllocator,
     /// TIME-WAIT minisocks alive, both sides (`tcp_death_row.tw_refcount`, §2.2).
     pub tw_alive: u32,
+    /// Client TIME-WAITs of connections that never had a socket ([`Host::time_wait_unseen`]),
+    /// counted in `tw_alive` and `counts` as sockets in TIME-WAIT would be.
+    unseen_time_wait: u32,
     /// Sockets per side and state.
     pub counts: [[u32; State::COUNT]; 2],
     isn_secret: SipKey,
@@ -393,6 +396,7 @@ impl Host {
             selector,
             binder,
             tw_alive: 0,
+            unseen_time_wait: 0,
             counts: [[0; State::COUNT]; 2],
             isn_secret,
             ts_secret,
@@ -1180,6 +1184,27 @@ impl Host {
         Ok((port, probes))
     }
 
+    /// The connection whose port [`Host::connect_port`] took enters TIME-WAIT where nothing
+    /// can see it (no SYN reaches this host, nothing kills a TIME-WAIT early) and it cannot
+    /// overflow `tcp_max_tw_buckets`: it is counted, its port stays taken, and it ends by
+    /// [`Host::expire_unseen`] after the TIME-WAIT.
+    #[inline]
+    pub fn time_wait_unseen(&mut self) {
+        debug_assert!(self.sockets_unseen() && self.tw_alive < self.profile.max_tw_buckets);
+        self.counts[Side::Client as usize][State::TimeWait as usize] += 1;
+        self.tw_alive += 1;
+        self.unseen_time_wait += 1;
+    }
+
+    /// A TIME-WAIT of [`Host::time_wait_unseen`] on `port` of `pool` ends: the port is free.
+    #[inline]
+    pub fn expire_unseen(&mut self, pool: PoolId, port: u16) {
+        self.pool_release(pool, port);
+        self.counts[Side::Client as usize][State::TimeWait as usize] -= 1;
+        self.tw_alive -= 1;
+        self.unseen_time_wait -= 1;
+    }
+
     /// The connection of `t`, whose port [`Host::connect_port`] took in `pool`, closes with
     /// no TIME-WAIT: the port is free again.
     #[inline]
@@ -1351,6 +1376,8 @@ impl Host {
                 }
             }
         }
+        counts[Side::Client as usize][State::TimeWait as usize] += self.unseen_time_wait;
+        tw += self.unseen_time_wait;
         if self.indexed && hashed != self.ehash.len() {
             return Err(format!(
                 "host {name}: {} four-tuple entries for {hashed} hashed sockets",

@@ -115,6 +115,13 @@ enum Event {
         sock: SockId,
         generation: u32,
     },
+    /// A TIME-WAIT entered without a socket ([`Host::time_wait_unseen`]) ends: `port` of
+    /// `pool` on `host` is free.
+    UnseenExpire {
+        host: u16,
+        pool: u32,
+        port: u16,
+    },
     TwReusable {
         host: u16,
         sock: SockId,
@@ -1040,12 +1047,12 @@ impl Simulation {
                 x.next.push(0);
             }
         }
-        // Where TIME-WAIT entries are events, a client host that cannot see its sockets
-        // before then gets each at its entry.
+        // A client host that cannot see its sockets before their TIME-WAIT entry makes each
+        // at its entry; where entries are applied in bulk, never (nothing can see or end a
+        // TIME-WAIT early there: the host is not reached by SYNs and reuses none).
         for (x, w) in exchanges.iter_mut().zip(&sc.workloads) {
             if let Some(x) = x {
                 x.lazy = x.pooled
-                    && !x.bulk_time_wait
                     && w.sources
                         .iter()
                         .all(|s| hosts[s.host as usize].sockets_unseen());
@@ -1363,8 +1370,13 @@ impl Simulation {
                             ts_recent: 0,
                             ts_seen: f.ts_seen,
                         };
-                        let ok = hosts[f.client as usize].enter_time_wait(f.sock, tw);
-                        debug_assert!(ok, "a bulk TIME-WAIT entry overflowed");
+                        let host = &mut hosts[f.client as usize];
+                        if f.sock == NONE {
+                            host.time_wait_unseen();
+                        } else {
+                            let ok = host.enter_time_wait(f.sock, tw);
+                            debug_assert!(ok, "a bulk TIME-WAIT entry overflowed");
+                        }
                     }
                     x.entered += count;
                     // No TIME-WAIT ended since the previous entry: the count now is a peak.
@@ -1419,8 +1431,13 @@ impl Simulation {
                     ts_recent: 0,
                     ts_seen: f.ts_seen,
                 };
-                let ok = hosts[f.client as usize].enter_time_wait(f.sock, tw);
-                debug_assert!(ok, "a bulk TIME-WAIT entry overflowed");
+                let host = &mut hosts[f.client as usize];
+                if f.sock == NONE {
+                    host.time_wait_unseen();
+                } else {
+                    let ok = host.enter_time_wait(f.sock, tw);
+                    debug_assert!(ok, "a bulk TIME-WAIT entry overflowed");
+                }
                 n += 1;
             }
             x.next[i] = n;
@@ -1533,6 +1550,12 @@ impl Simulation {
                     self.rec.count(Counter::TwExpired);
                     self.rec.first_tw_expiry.get_or_insert(self.now);
                 }
+            }
+            Event::UnseenExpire { host, pool, port } => {
+                self.enter_time_wait_in_bulk(self.now);
+                self.hosts[host as usize].expire_unseen(pool, port);
+                self.rec.count(Counter::TwExpired);
+                self.rec.first_tw_expiry.get_or_insert(self.now);
             }
             Event::TwReusable {
                 host,
@@ -1973,10 +1996,17 @@ impl Simulation {
         if x.bulk_time_wait {
             // Its TIME-WAIT entry is a step; only the expiry is an event.
             let h = &self.hosts[src.host as usize];
-            let ev = Event::TwExpire {
-                host: src.host,
-                sock,
-                generation: h.sock(sock).generation,
+            let ev = match sock {
+                NONE => Event::UnseenExpire {
+                    host: src.host,
+                    pool,
+                    port,
+                },
+                _ => Event::TwExpire {
+                    host: src.host,
+                    sock,
+                    generation: h.sock(sock).generation,
+                },
             };
             let expire = now + x.to_time_wait + h.profile.time_wait;
             let lane = self.lanes[src.host as usize].tw_expire;
