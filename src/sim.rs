@@ -360,40 +360,56 @@ struct ReuseWatch {
     marked: Vec<(Duration, VecDeque<MarkedEnd>)>,
     /// Per host, per pool: how many times each port's tuple is watched.
     marks: Vec<Vec<Option<Counts>>>,
-    /// Watches of a (host, pool, port) beyond [`Counts::MAX`], by [`MarkedEnd::key`].
+    /// Watches of a (host, pool, port) beyond the 3 its [`Counts`] hold, by [`MarkedEnd::key`].
     repeats: crate::host::Table<u64, u32>,
     /// No watch ends before this: the lanes need no look until then.
     next_end: Option<Instant>,
+    /// The index in `marked` of the last watch length used.
+    last_marked: usize,
 }
 
-/// A count of 0 to [`Counts::MAX`] per port, in two bits: for each 64 ports, the low bits
+/// A count of 0 to 3 per port, in two bits: for each 64 ports, the low bits
 /// and the high bits side by side, so that reading or changing a count touches one line.
 struct Counts {
     words: Box<[[u64; 2]; 1024]>,
 }
 
 impl Counts {
-    const MAX: u32 = 3;
-
     fn new() -> Self {
         Counts {
             words: Box::new([[0; 2]; 1024]),
         }
     }
 
+    /// Adds one to `port`'s count; false, changing nothing, when it is at 3 already.
     #[inline]
-    fn get(&self, port: u16) -> u32 {
-        let [lo, hi] = self.words[usize::from(port >> 6)];
-        let s = port & 63;
-        (((lo >> s) & 1) | (((hi >> s) & 1) << 1)) as u32
+    fn increment(&mut self, port: u16) -> bool {
+        let [lo, hi] = &mut self.words[usize::from(port >> 6)];
+        let bit = 1u64 << (port & 63);
+        if *lo & *hi & bit != 0 {
+            return false;
+        }
+        // Two-bit binary addition: the low bit flips, the high bit takes its carry.
+        *hi |= *lo & bit;
+        *lo ^= bit;
+        true
     }
 
+    /// Takes one from `port`'s count, which is not 0.
     #[inline]
-    fn set(&mut self, port: u16, n: u32) {
-        let w = &mut self.words[usize::from(port >> 6)];
-        let s = port & 63;
-        w[0] = (w[0] & !(1 << s)) | (u64::from(n & 1) << s);
-        w[1] = (w[1] & !(1 << s)) | (u64::from(n >> 1) << s);
+    fn decrement(&mut self, port: u16) {
+        let [lo, hi] = &mut self.words[usize::from(port >> 6)];
+        let bit = 1u64 << (port & 63);
+        // The low bit flips; the high bit clears where the low bit was 0 (a borrow).
+        *hi &= !(!*lo & bit);
+        *lo ^= bit;
+    }
+
+    /// Whether `port`'s count is 3, the most it holds.
+    #[inline]
+    fn saturated(&self, port: u16) -> bool {
+        let [lo, hi] = self.words[usize::from(port >> 6)];
+        lo & hi & (1u64 << (port & 63)) != 0
     }
 
     #[inline]
@@ -446,12 +462,30 @@ impl ReuseWatch {
             return;
         };
         let port = t.local_port;
-        lane_of(&mut self.marked, len).push_back(MarkedEnd {
+        let end = MarkedEnd {
             until,
             pool,
             host,
             port,
-        });
+        };
+        match self.marked.get_mut(self.last_marked) {
+            Some((l, lane)) if *l == len => lane.push_back(end),
+            _ => {
+                lane_of(&mut self.marked, len).push_back(end);
+                self.last_marked = self.marked.iter().position(|(l, _)| *l == len).unwrap_or(0);
+            }
+        }
+        if !self.counts(host, pool).increment(port) {
+            *self
+                .repeats
+                .entry(MarkedEnd::key(host, pool, port))
+                .or_default() += 1;
+        }
+    }
+
+    /// The counts of (host, pool), made on first use.
+    #[inline]
+    fn counts(&mut self, host: u16, pool: u32) -> &mut Counts {
         let (h, p) = (host as usize, pool as usize);
         if self.marks.len() <= h {
             self.marks.resize_with(h + 1, Vec::new);
@@ -459,16 +493,7 @@ impl ReuseWatch {
         if self.marks[h].len() <= p {
             self.marks[h].resize_with(p + 1, || None);
         }
-        let counts = self.marks[h][p].get_or_insert_with(Counts::new);
-        let n = counts.get(port);
-        if n < Counts::MAX {
-            counts.set(port, n + 1);
-        } else {
-            *self
-                .repeats
-                .entry(MarkedEnd::key(host, pool, port))
-                .or_default() += 1;
-        }
+        self.marks[h][p].get_or_insert_with(Counts::new)
     }
 
     fn reused(&mut self, t: &Tuple, mark: Mark, now: Instant) -> bool {
@@ -499,7 +524,7 @@ impl ReuseWatch {
                 }
             }
         }
-        // A (host, pool, port) watched n times counts min(n, MAX) and holds n − MAX repeats
+        // A (host, pool, port) watched n times counts min(n, 3) and holds n − 3 repeats
         // beyond: each end takes one, in any order.
         for (_, lane) in &mut self.marked {
             while let Some(&e) = lane.front() {
@@ -510,9 +535,8 @@ impl ReuseWatch {
                 let Some(counts) = &mut self.marks[e.host as usize][e.pool as usize] else {
                     continue;
                 };
-                let n = counts.get(e.port);
-                debug_assert!(n > 0, "a watch ended that was not counted");
-                if n == Counts::MAX {
+                debug_assert!(counts.any(e.port), "a watch ended that was not counted");
+                if counts.saturated(e.port) {
                     let key = MarkedEnd::key(e.host, e.pool, e.port);
                     if let Some(r) = self.repeats.get_mut(&key) {
                         *r -= 1;
@@ -522,7 +546,7 @@ impl ReuseWatch {
                         continue;
                     }
                 }
-                counts.set(e.port, n - 1);
+                counts.decrement(e.port);
             }
         }
         let fronts = self

@@ -86,13 +86,10 @@ impl Dist {
 #[inline]
 pub fn round_ns(x: f64) -> u64 {
     if (0.0..9.0e18).contains(&x) {
-        // The signed conversions are single instructions, exact in this range.
+        // The signed conversions are single instructions, exact in this range; the half is
+        // added without a branch (which way it goes is a coin toss for random draws).
         let i = x as i64;
-        return if x - i as f64 >= 0.5 {
-            i as u64 + 1
-        } else {
-            i as u64
-        };
+        return i as u64 + u64::from(x - i as f64 >= 0.5);
     }
     let i = x as u64;
     if x - i as f64 >= 0.5 {
