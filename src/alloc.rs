@@ -23,17 +23,16 @@ use crate::time::Instant;
 use rand::{Rng, RngExt};
 use rand_chacha::ChaCha8Rng;
 
-/// A set of TCP ports, one bit per port.
+/// A set of TCP ports, one bit per port: 8 KiB, held in place (a pool keeps its own inside
+/// itself, so that many pools lie in one array).
 #[derive(Clone)]
 pub struct PortBits {
-    words: Box<[u64; 1024]>,
+    words: [u64; 1024],
 }
 
 impl Default for PortBits {
     fn default() -> Self {
-        PortBits {
-            words: Box::new([0; 1024]),
-        }
+        PortBits { words: [0; 1024] }
     }
 }
 

@@ -182,15 +182,14 @@ struct Owners {
 
 /// A (source IP, destination IP, destination port) toward which connect() autoselects ports.
 ///
-/// What connect() and a close read of it sits in one cache line: a run with many pools
-/// visits each rarely, and finds it evicted.
-#[repr(align(64))]
+/// What connect() and a close read of it but the port set sits in its first cache line: a
+/// run with many pools visits each rarely, and finds it evicted. The port set follows, in
+/// place: a host's pools are one array ([`Host::reserve_pools`]).
+#[repr(C, align(64))]
 pub struct Pool {
     pub saddr: u32,
     pub daddr: u32,
     pub dport: u16,
-    /// Ports whose four-tuple toward the destination is taken and not reusable.
-    taken: PortBits,
     /// Words of `taken ∪ blocked` with a free port, to skip full words when scanning.
     index: Box<FreeWords>,
     /// The allocator's memo for this pool ([`PortView::memo`]).
@@ -207,6 +206,8 @@ pub struct Pool {
     pub established: u64,
     /// Handshakes completed in the run's sustained window.
     pub established_late: u64,
+    /// Ports whose four-tuple toward the destination is taken and not reusable.
+    taken: PortBits,
 }
 
 impl Pool {
@@ -313,7 +314,7 @@ pub struct Host {
     owners: Option<Table<(u32, u16), Owners>>,
     /// Per address, the ports it owns (`owners` with `all > 0`), for a word-at-a-time
     /// bind(0) search; kept with `owners`.
-    addr_ports: Table<u32, PortBits>,
+    addr_ports: Table<u32, Box<PortBits>>,
     /// Ports owned on the wildcard address 0.0.0.0.
     wildcard_ports: u32,
     /// A broken invariant found on the way (checked by the simulation in checking mode).
@@ -409,6 +410,16 @@ impl Host {
 
     pub fn has_ip(&self, ip: u32) -> bool {
         is_loopback(ip) || self.ips.contains(&ip)
+    }
+
+    /// Makes room for `n` more pools in one array, backed by huge pages where the kernel
+    /// allows ([`crate::engine::advise_huge_pages`]): a run over many pools reads their port
+    /// sets at scattered places.
+    pub fn reserve_pools(&mut self, n: usize) {
+        if self.pools.is_empty() {
+            self.pools.reserve_exact(n);
+            crate::engine::advise_huge_pages(&self.pools);
+        }
     }
 
     /// Registers an autoselect pool (source IP → destination). `peer_timestamps` is the
@@ -955,7 +966,7 @@ impl Host {
         // Word at a time when only this address's own ports conflict: a specific address
         // and no socket bound to the wildcard address.
         let fast = match addr_ports.get(&addr) {
-            Some(bits) if addr != 0 && *wildcard_ports == 0 => Some((bits, &*reserved)),
+            Some(bits) if addr != 0 && *wildcard_ports == 0 => Some((&**bits, &*reserved)),
             _ => None,
         };
         let search: Search = binder.bind_any(

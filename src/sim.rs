@@ -359,7 +359,9 @@ struct ReuseWatch {
     /// Per watch length, the pools' tuples in the order they were closed, 16 bytes each.
     marked: Vec<(Duration, VecDeque<MarkedEnd>)>,
     /// Per host, per pool: how many times each port's tuple is watched.
-    marks: Vec<Vec<Option<Counts>>>,
+    marks: Vec<Counts>,
+    /// Per host, its pools: what its counts are made for at their first use.
+    pools: Vec<usize>,
     /// Watches of a (host, pool, port) beyond the 3 its [`Counts`] hold, by [`MarkedEnd::key`].
     repeats: crate::host::Table<u64, u32>,
     /// No watch ends before this: the lanes need no look until then.
@@ -368,24 +370,44 @@ struct ReuseWatch {
     last_marked: usize,
 }
 
-/// A count of 0 to 3 per port, in two bits: for each 64 ports, the low bits
-/// and the high bits side by side, so that reading or changing a count touches one line.
+/// A count of 0 to 3 per port of each pool of a host, in two bits: for each 64 ports, the
+/// low bits and the high bits side by side, so that reading or changing a count touches one
+/// line; pool `p`'s word `w` at `p * 1024 + w`, all pools in one array.
+#[derive(Default)]
 struct Counts {
-    words: Box<[[u64; 2]; 1024]>,
+    words: Vec<[u64; 2]>,
 }
 
 impl Counts {
-    fn new() -> Self {
-        Counts {
-            words: Box::new([[0; 2]; 1024]),
+    /// Makes room for the counts of pools `0..pools`.
+    fn cover(&mut self, pools: usize) {
+        let n = pools * 1024;
+        if self.words.len() >= n {
+            return;
+        }
+        if self.words.is_empty() {
+            // Zeroed by the allocator, so untouched until used.
+            self.words = vec![[0; 2]; n];
+            crate::engine::advise_huge_pages(&self.words);
+        } else {
+            self.words.resize(n, [0; 2]);
         }
     }
 
-    /// Adds one to `port`'s count; false, changing nothing, when it is at 3 already.
     #[inline]
-    fn increment(&mut self, port: u16) -> bool {
-        let [lo, hi] = &mut self.words[usize::from(port >> 6)];
-        let bit = 1u64 << (port & 63);
+    fn at(pool: u32, port: u16) -> (usize, u64) {
+        (
+            pool as usize * 1024 + usize::from(port >> 6),
+            1u64 << (port & 63),
+        )
+    }
+
+    /// Adds one to the count of `port` of `pool`; false, changing nothing, when it is at 3
+    /// already.
+    #[inline]
+    fn increment(&mut self, pool: u32, port: u16) -> bool {
+        let (i, bit) = Counts::at(pool, port);
+        let [lo, hi] = &mut self.words[i];
         if *lo & *hi & bit != 0 {
             return false;
         }
@@ -395,27 +417,31 @@ impl Counts {
         true
     }
 
-    /// Takes one from `port`'s count, which is not 0.
+    /// Takes one from the count of `port` of `pool`, which is not 0.
     #[inline]
-    fn decrement(&mut self, port: u16) {
-        let [lo, hi] = &mut self.words[usize::from(port >> 6)];
-        let bit = 1u64 << (port & 63);
+    fn decrement(&mut self, pool: u32, port: u16) {
+        let (i, bit) = Counts::at(pool, port);
+        let [lo, hi] = &mut self.words[i];
         // The low bit flips; the high bit clears where the low bit was 0 (a borrow).
         *hi &= !(!*lo & bit);
         *lo ^= bit;
     }
 
-    /// Whether `port`'s count is 3, the most it holds.
+    /// Whether the count of `port` of `pool` is 3, the most it holds.
     #[inline]
-    fn saturated(&self, port: u16) -> bool {
-        let [lo, hi] = self.words[usize::from(port >> 6)];
-        lo & hi & (1u64 << (port & 63)) != 0
+    fn saturated(&self, pool: u32, port: u16) -> bool {
+        let (i, bit) = Counts::at(pool, port);
+        let [lo, hi] = self.words[i];
+        lo & hi & bit != 0
     }
 
+    /// Whether the count of `port` of `pool` is above 0.
     #[inline]
-    fn any(&self, port: u16) -> bool {
-        let [lo, hi] = self.words[usize::from(port >> 6)];
-        (lo | hi) & (1 << (port & 63)) != 0
+    fn any(&self, pool: u32, port: u16) -> bool {
+        let (i, bit) = Counts::at(pool, port);
+        self.words
+            .get(i)
+            .is_some_and(|[lo, hi]| (lo | hi) & bit != 0)
     }
 }
 
@@ -475,7 +501,7 @@ impl ReuseWatch {
                 self.last_marked = self.marked.iter().position(|(l, _)| *l == len).unwrap_or(0);
             }
         }
-        if !self.counts(host, pool).increment(port) {
+        if !self.counts(host, pool).increment(pool, port) {
             *self
                 .repeats
                 .entry(MarkedEnd::key(host, pool, port))
@@ -483,17 +509,17 @@ impl ReuseWatch {
         }
     }
 
-    /// The counts of (host, pool), made on first use.
+    /// The counts of `host`, made on first use for its pools and `pool`.
     #[inline]
     fn counts(&mut self, host: u16, pool: u32) -> &mut Counts {
-        let (h, p) = (host as usize, pool as usize);
+        let h = host as usize;
         if self.marks.len() <= h {
-            self.marks.resize_with(h + 1, Vec::new);
+            self.marks.resize_with(h + 1, Counts::default);
         }
-        if self.marks[h].len() <= p {
-            self.marks[h].resize_with(p + 1, || None);
-        }
-        self.marks[h][p].get_or_insert_with(Counts::new)
+        let pools = self.pools.get(h).copied().unwrap_or(0);
+        let c = &mut self.marks[h];
+        c.cover(pools.max(pool as usize + 1));
+        c
     }
 
     fn reused(&mut self, t: &Tuple, mark: Mark, now: Instant) -> bool {
@@ -504,9 +530,7 @@ impl ReuseWatch {
             Some((h, p)) => self
                 .marks
                 .get(h as usize)
-                .and_then(|m| m.get(p as usize))
-                .and_then(Option::as_ref)
-                .is_some_and(|counts| counts.any(t.local_port)),
+                .is_some_and(|counts| counts.any(p, t.local_port)),
             None => self.closed.get(t).is_some_and(|&until| until > now),
         }
     }
@@ -532,11 +556,12 @@ impl ReuseWatch {
                     break;
                 }
                 lane.pop_front();
-                let Some(counts) = &mut self.marks[e.host as usize][e.pool as usize] else {
-                    continue;
-                };
-                debug_assert!(counts.any(e.port), "a watch ended that was not counted");
-                if counts.saturated(e.port) {
+                let counts = &mut self.marks[e.host as usize];
+                debug_assert!(
+                    counts.any(e.pool, e.port),
+                    "a watch ended that was not counted"
+                );
+                if counts.saturated(e.pool, e.port) {
                     let key = MarkedEnd::key(e.host, e.pool, e.port);
                     if let Some(r) = self.repeats.get_mut(&key) {
                         *r -= 1;
@@ -546,7 +571,7 @@ impl ReuseWatch {
                         continue;
                     }
                 }
-                counts.decrement(e.port);
+                counts.decrement(e.pool, e.port);
             }
         }
         let fronts = self
@@ -907,6 +932,17 @@ impl Simulation {
             });
         }
         let mut pools = Vec::new();
+        let mut per_host = vec![0; hosts.len()];
+        for w in &sc.workloads {
+            if matches!(w.mode, Mode::Connect | Mode::BindNoPort) {
+                for s in &w.sources {
+                    per_host[s.host as usize] += w.destinations.len();
+                }
+            }
+        }
+        for (h, n) in hosts.iter_mut().zip(&per_host) {
+            h.reserve_pools(*n);
+        }
         for w in &sc.workloads {
             if matches!(w.mode, Mode::Connect | Mode::BindNoPort) {
                 for s in &w.sources {
@@ -1091,6 +1127,7 @@ impl Simulation {
         let late_from = tw
             .and_then(|tw| sustained_from(sc.duration, tw, sc.bin))
             .unwrap_or(Instant(u64::MAX));
+        let hosts_pools = hosts.iter().map(|h| h.pools.len()).collect();
         let mut sim = Simulation {
             now: Instant::ZERO,
             end: Instant::ZERO + sc.duration,
@@ -1113,7 +1150,10 @@ impl Simulation {
             origins: 0,
             live_conns: 0,
             rec: Recorder::new(sc.bin, sc.workloads.len()),
-            watch: ReuseWatch::default(),
+            watch: ReuseWatch {
+                pools: hosts_pools,
+                ..ReuseWatch::default()
+            },
             events: 0,
             info: (
                 ScenarioInfo {
