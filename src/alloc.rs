@@ -59,6 +59,11 @@ impl PortBits {
         *w &= !bit;
         was
     }
+    /// Brings the word holding `port` into cache.
+    #[inline]
+    pub fn prefetch(&self, port: u16) {
+        crate::engine::prefetch(&self.words[usize::from(port >> 6)]);
+    }
     /// Number of ports of `lo..=hi` in the set.
     pub fn count_in(&self, lo: u16, hi: u16) -> u32 {
         PortBits::count_union_in(self, self, lo, hi)
@@ -420,6 +425,9 @@ pub trait PortSelector {
     fn exhausted_probes(&self, q: &ConnectQuery) -> u32 {
         u32::from(q.high) - u32::from(q.low) + 1
     }
+    /// Brings into cache what a connect() whose pool memo holds `memo` will read of this
+    /// selector's state. A hint: a stale memo costs nothing but the wasted fetch.
+    fn prefetch(&self, _memo: (u64, u64)) {}
 }
 
 /// Builds the allocator a profile names, drawing its secrets from `rng`.
@@ -657,6 +665,13 @@ impl LinuxAllocator {
 }
 
 impl PortSelector for LinuxAllocator {
+    #[inline]
+    fn prefetch(&self, (_, off): (u64, u64)) {
+        if let Some(e) = self.table.get((off as usize) & (self.table.len() - 1)) {
+            crate::engine::prefetch(e);
+        }
+    }
+
     #[inline]
     fn connect(&mut self, now: Instant, q: &ConnectQuery, view: &PortView<'_>) -> Search {
         let epoch = u64::from(self.epoch(now));

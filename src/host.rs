@@ -194,6 +194,8 @@ pub struct Pool {
     index: Box<FreeWords>,
     /// The allocator's memo for this pool ([`PortView::memo`]).
     memo: Cell<(u64, u64)>,
+    /// The port the last connect() from this pool took: the next search starts near it.
+    last: u16,
     /// Ports of the host range usable by the next connect(): neither taken, reserved nor held
     /// by a bind()-created bucket.
     pub free: u32,
@@ -460,6 +462,7 @@ impl Host {
             dport,
             index,
             memo: Cell::new((u64::MAX, 0)),
+            last: lo,
             taken,
             free,
             tw_reuse: reuse && ts && !host_wide,
@@ -865,6 +868,26 @@ impl Host {
         }
     }
 
+    /// Brings pool `pool` into cache: a connect() from it comes soon.
+    #[inline]
+    pub fn prefetch_pool(&self, pool: PoolId) {
+        if let Some(p) = self.pools.get(pool as usize) {
+            crate::engine::prefetch(p);
+        }
+    }
+
+    /// Brings into cache what the next connect() from `pool` will read beyond the pool
+    /// itself, which should be in cache by now ([`Host::prefetch_pool`]): the selector's state
+    /// for the pool's memo and the port-set word near the port it took last. Returns that
+    /// port, near which the reuse watch will look too.
+    #[inline]
+    pub fn prefetch_connect(&self, pool: PoolId) -> Option<u16> {
+        let p = self.pools.get(pool as usize)?;
+        self.selector.prefetch(p.memo.get());
+        p.taken.prefetch(p.last);
+        Some(p.last)
+    }
+
     /// Brings the four-tuple table's slot of socket `id` into cache.
     pub fn prefetch_slot(&self, id: SockId) {
         if self.indexed
@@ -1192,6 +1215,7 @@ impl Host {
         debug_assert!(self.sockets_unseen());
         let (port, probes) = self.choose_port(pool_id, now, saddr, daddr, dport, range)?;
         self.pool_take(pool_id, port);
+        self.pools[pool_id as usize].last = port;
         Ok((port, probes))
     }
 

@@ -522,6 +522,17 @@ impl ReuseWatch {
         c
     }
 
+    /// Brings the count of `port` of (host, pool) into cache.
+    #[inline]
+    fn prefetch(&self, host: u16, pool: u32, port: u16) {
+        if let Some(c) = self.marks.get(host as usize) {
+            let (i, _) = Counts::at(pool, port);
+            if let Some(w) = c.words.get(i) {
+                crate::engine::prefetch(w);
+            }
+        }
+    }
+
     fn reused(&mut self, t: &Tuple, mark: Mark, now: Instant) -> bool {
         if self.next_end.is_some_and(|e| e <= now) {
             self.end_watches(now);
@@ -1991,6 +2002,19 @@ impl Simulation {
         let (si, di) = r.pick_index(w);
         let (src, dst) = (w.sources[si], w.destinations[di]);
         let pool = self.conn_pools[wl as usize][di * w.sources.len() + si];
+        // Round robin names the next pools: bring the one after next into cache, and what
+        // the next will read beyond itself (a pipeline across arrivals; hints only).
+        if w.sources.len() * w.destinations.len() > 1
+            && let Some([(s1, d1), (s2, d2)]) = r.peek_round_robin(w)
+        {
+            let pools = &self.conn_pools[wl as usize];
+            let (h1, h2) = (w.sources[s1].host, w.sources[s2].host);
+            let p1 = pools[d1 * w.sources.len() + s1];
+            self.hosts[h2 as usize].prefetch_pool(pools[d2 * w.sources.len() + s2]);
+            if let Some(port) = self.hosts[h1 as usize].prefetch_connect(p1) {
+                self.watch.prefetch(h1, p1, port);
+            }
+        }
         let range = w.local_port_range;
         let origin = self.origins;
         self.origins += 1;

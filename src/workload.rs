@@ -465,6 +465,24 @@ impl Runner {
         }
     }
 
+    /// Under round robin, the indices [`Runner::pick_index`] gives next and the ones after,
+    /// without taking them.
+    #[inline]
+    pub fn peek_round_robin(&self, w: &Workload) -> Option<[(usize, usize); 2]> {
+        if w.spread != Spread::RoundRobin {
+            return None;
+        }
+        let (s, d) = self.turn;
+        let after = if s + 1 < w.sources.len() {
+            (s + 1, d)
+        } else if d + 1 < w.destinations.len() {
+            (0, d + 1)
+        } else {
+            (0, 0)
+        };
+        Some([(s, d), after])
+    }
+
     /// Moves the round-robin position on by `n` connections that were never picked one by one.
     pub fn skip(&mut self, w: &Workload, n: u64) {
         self.started += n;
