@@ -22,12 +22,29 @@
 //! When nothing can disturb a connection between connect() and its TIME-WAIT, its segments
 //! are not queued one by one ([`Exchange`]): the client closes, delays are fixed, no other
 //! socket can hold the server's side of the tuple, and nothing reads the states in between
-//! except the gauges. Its TIME-WAIT entry is queued at connect() with the key stepping
-//! would give it ([`crate::engine::packet_key`]), and the counts in between (ESTABLISHED
-//! sockets at both ends, the requests, the latencies) are applied in bulk at each bin edge.
-//! The report is the same as stepping through every segment
-//! ([`Simulation::stepping_segments`], compared in `tests/scenarios.rs`; design in
-//! `notes/whole-exchanges.md`).
+//! except the gauges. Its TIME-WAIT entry is an event with the key stepping would give it
+//! ([`crate::engine::packet_key`]), and the counts in between (ESTABLISHED sockets at both
+//! ends, the requests, the latencies) are applied in bulk at each bin edge. The report is the
+//! same as stepping through every segment ([`Simulation::stepping_segments`], compared in
+//! `tests/scenarios.rs`; design in `notes/whole-exchanges.md`).
+//!
+//! # Streams
+//!
+//! An open-loop workload's arrivals and its whole exchanges' TIME-WAIT entries are one queue
+//! source ([`Stream`]) whose event is the earlier of the two: both are known ahead (the next
+//! arrival is drawn when one runs; entries come in connect() order). After one runs, the
+//! next runs at once while it sorts before everything queued, as the run loop would have run
+//! it; most events of a busy stream never touch the queue.
+//!
+//! # Sockets nobody sees
+//!
+//! On a client host that keeps no four-tuple table and no bind buckets and draws ports per
+//! destination ([`Host::sockets_unseen`]), a whole exchange's socket could only be seen
+//! through its pool's port set: connect() takes the port alone ([`Host::connect_port`]), and
+//! the socket is made at the TIME-WAIT entry ([`Host::time_wait_port`]), or never when
+//! `tcp_max_tw_buckets` is full. Where entries are applied in bulk, a TIME-WAIT is only
+//! counted ([`Host::time_wait_unseen`]) and its expiry frees the port
+//! ([`Event::UnseenExpire`]).
 
 use crate::engine::{Class, Queue, packed};
 use crate::host::{Errno, Host, NONE, Refused, SockId, State, SynOnTuple, TimeWait, Tuple};
@@ -306,9 +323,10 @@ fn note_time_wait(hosts: &[Host], rec: &mut Recorder) {
 /// connections are a suffix of the queue and each step keeps a cursor into it. The server's
 /// socket is not created: its only reader is the gauge of ESTABLISHED server sockets
 /// (`virtual_established`). The client's socket stays SYN-SENT in the host's table until its
-/// TIME-WAIT entry (nothing reads its state in between), the gauge of ESTABLISHED client
-/// sockets counting it from the cursors ([`Exchange::client_established`]); the SYN finds no socket on the tuple, since the client holds
-/// the port until after the server's socket has gone (its LAST-ACK comes `up` after the
+/// TIME-WAIT entry (nothing reads its state in between), or is made only then
+/// ([`Exchange::lazy`]), the gauge of ESTABLISHED client sockets counting it from the cursors
+/// ([`Exchange::client_established`]); the SYN finds no socket on the tuple, since the client
+/// holds the port until after the server's socket has gone (its LAST-ACK comes `up` after the
 /// client's TIME-WAIT entry, and a port leaves TIME-WAIT no earlier than that).
 struct Exchange {
     rtt: Duration,
