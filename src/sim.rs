@@ -307,6 +307,24 @@ fn time_wait_cannot_overflow(sc: &Scenario, h: u16) -> bool {
     n as u64 * (u64::from(hi - lo) + 1) <= u64::from(host.profile.max_tw_buckets)
 }
 
+/// Flight `f` of a whole exchange enters TIME-WAIT on its client `host` at `entry`, applied
+/// in bulk ([`Exchange::bulk_time_wait`]: it cannot overflow): its socket, or only the count
+/// where it has none ([`Host::time_wait_unseen`]).
+fn enter_in_bulk(host: &mut Host, f: &Flight, entry: Instant) {
+    if f.sock == NONE {
+        host.time_wait_unseen();
+    } else {
+        let tw = TimeWait {
+            entry,
+            rcv_nxt: 0,
+            ts_recent: 0,
+            ts_seen: f.ts_seen,
+        };
+        let ok = host.enter_time_wait(f.sock, tw);
+        debug_assert!(ok, "a bulk TIME-WAIT entry overflowed");
+    }
+}
+
 /// Records the TIME-WAIT count of every host now, toward the run's peak.
 fn note_time_wait(hosts: &[Host], rec: &mut Recorder) {
     let (mut client, mut server) = (0, 0);
@@ -1457,19 +1475,7 @@ impl Simulation {
                 }
                 StepKind::TimeWait => {
                     for f in span {
-                        let tw = TimeWait {
-                            entry: f.at + offset,
-                            rcv_nxt: 0,
-                            ts_recent: 0,
-                            ts_seen: f.ts_seen,
-                        };
-                        let host = &mut hosts[f.client as usize];
-                        if f.sock == NONE {
-                            host.time_wait_unseen();
-                        } else {
-                            let ok = host.enter_time_wait(f.sock, tw);
-                            debug_assert!(ok, "a bulk TIME-WAIT entry overflowed");
-                        }
+                        enter_in_bulk(&mut hosts[f.client as usize], f, f.at + offset);
                     }
                     x.entered += count;
                     // No TIME-WAIT ended since the previous entry: the count now is a peak.
@@ -1518,19 +1524,7 @@ impl Simulation {
             while let Some(f) = x.flights.get((n - x.popped) as usize)
                 && f.at.0 < before
             {
-                let tw = TimeWait {
-                    entry: f.at + x.to_time_wait,
-                    rcv_nxt: 0,
-                    ts_recent: 0,
-                    ts_seen: f.ts_seen,
-                };
-                let host = &mut hosts[f.client as usize];
-                if f.sock == NONE {
-                    host.time_wait_unseen();
-                } else {
-                    let ok = host.enter_time_wait(f.sock, tw);
-                    debug_assert!(ok, "a bulk TIME-WAIT entry overflowed");
-                }
+                enter_in_bulk(&mut hosts[f.client as usize], f, f.at + x.to_time_wait);
                 n += 1;
             }
             x.next[i] = n;
