@@ -389,8 +389,9 @@ pub struct PortView<'a> {
     pub pool: &'a PortBits,
     pub host: &'a PortBits,
     pub index: Option<&'a FreeWords>,
-    /// A place the pool keeps for its allocator, beside what connect() reads of it anyway:
-    /// Linux keeps its `port_offset` there with the epoch it was hashed in.
+    /// A place the pool keeps for its allocator, beside what connect() reads of it anyway,
+    /// given only when every query through it has the same (saddr, daddr, dport): Linux
+    /// keeps its `port_offset` there with the epoch it was hashed in.
     pub memo: Option<&'a std::cell::Cell<(u64, u64)>>,
 }
 

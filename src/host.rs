@@ -192,7 +192,8 @@ pub struct Pool {
     pub dport: u16,
     /// Words of `taken ∪ blocked` with a free port, to skip full words when scanning.
     index: Box<FreeWords>,
-    /// The allocator's memo for this pool ([`PortView::memo`]).
+    /// The allocator's memo for this pool's address triple ([`PortView::memo`]); unused by
+    /// the host-wide pool, whose connects go to every destination.
     memo: Cell<(u64, u64)>,
     /// The port the last connect() from this pool took: the next search starts near it.
     last: u16,
@@ -1179,7 +1180,9 @@ impl Host {
             pool: &pool.taken,
             host: &self.blocked,
             index: Some(&pool.index),
-            memo: Some(&pool.memo),
+            // A memo holds what depends on the addresses: one triple per pool, except the
+            // host-wide pool, which serves every destination.
+            memo: (!pool.host_wide).then_some(&pool.memo),
         };
         let search = self.selector.connect(now, &q, &view);
         match search.port {
@@ -1563,6 +1566,64 @@ mod tests {
     }
 
     const XNU_WINDOW: u32 = crate::profile::XNU_TW_WINDOW;
+
+    #[test]
+    fn linux_connect_on_a_host_wide_pool_takes_each_destinations_own_port_offset() {
+        // §1.2 step 1: port_offset hashes (saddr, daddr, dport). A host-wide pool serves every
+        // destination, so no destination may reuse another's offset.
+        use rand::Rng;
+        let mut p = Profile::linux();
+        p.scope = Scope::HostWide;
+        p.port_range = (40000, 40101);
+        let saddr = 0x0a00_0001;
+        let mut h = Host::new(
+            "c".into(),
+            p,
+            vec![saddr],
+            stream(3, "h"),
+            stream(3, "b"),
+            false,
+        );
+        // The allocator Host::new makes, made again from the same stream after the host's
+        // own six draws (its secrets and clock offsets); it hashes every query afresh.
+        let mut rng = stream(3, "h");
+        for _ in 0..6 {
+            rng.next_u64();
+        }
+        let mut reference = LinuxAllocator::new(rng);
+        let mut owned = PortBits::default();
+        let now = Instant(0);
+        let destinations = [
+            (2, 80),
+            (2, 81),
+            (3, 80),
+            (2, 80),
+            (3, 80),
+            (2, 81),
+            (2, 81),
+        ];
+        for (i, &(d, dport)) in destinations.iter().enumerate() {
+            let daddr = 0x0a00_0000 | d;
+            h.add_pool(saddr, daddr, dport, 1);
+            let placed = h
+                .connect_any(now, saddr, daddr, dport, None, i as u32)
+                .unwrap();
+            let port = h.sock(placed.sock).tuple.local_port;
+            let q = ConnectQuery {
+                saddr,
+                daddr,
+                dport,
+                low: 40000,
+                high: 40101,
+                per_socket_range: false,
+            };
+            let off = reference.port_offset(saddr, daddr, dport, reference.epoch(now));
+            let want = reference.connect_literal(&q, off, |p| !owned.contains(p as u16));
+            assert_eq!(Some(port), want.port, "connect {i} to {daddr:x}:{dport}");
+            assert_eq!(placed.probes, want.probes);
+            owned.insert(port);
+        }
+    }
 
     #[test]
     fn a_macos_host_refuses_a_port_any_socket_holds_whatever_the_destination() {
