@@ -394,8 +394,9 @@ struct ReuseWatch {
     /// Per watch length, the tuples outside pools in the order they were closed (so in
     /// order of end).
     lanes: Vec<(Duration, VecDeque<(Instant, Tuple)>)>,
-    /// Per watch length, the pools' tuples in the order they were closed, 16 bytes each.
-    marked: Vec<(Duration, VecDeque<MarkedEnd>)>,
+    /// The pools' tuples in the order they were closed, per watch length, host and high
+    /// half of the pool index: 8 bytes each.
+    marked: Vec<MarkedLane>,
     /// Per host, per pool: how many times each port's tuple is watched.
     marks: Vec<Counts>,
     /// Per host, its pools: what its counts are made for at their first use.
@@ -407,7 +408,7 @@ struct ReuseWatch {
     repeats: crate::host::Table<u64, u32>,
     /// No watch ends before this: the lanes need no look until then.
     next_end: Option<Instant>,
-    /// The index in `marked` of the last watch length used.
+    /// The index in `marked` of the last lane used.
     last_marked: usize,
 }
 
@@ -505,18 +506,60 @@ impl Counts {
 /// Where a watched tuple is kept: as a port of (host, pool), or in the table.
 type Mark = Option<(u16, u32)>;
 
-/// The end of a pool tuple's watch: the tuple is the pool's with this local port.
-#[derive(Clone, Copy)]
-struct MarkedEnd {
-    until: Instant,
-    pool: u32,
-    host: u16,
-    port: u16,
-}
+/// A (host, pool, port) as one key.
+struct MarkedEnd;
 
 impl MarkedEnd {
     fn key(host: u16, pool: u32, port: u16) -> u64 {
         (u64::from(host) << 48) | (u64::from(pool) << 16) | u64::from(port)
+    }
+}
+
+/// The ends of pool tuples' watches of one length, host and high half of the pool index, in
+/// order. An end is one word: the nanoseconds since the end before it (32 bits), the pool
+/// index's low half and the local port. A gap beyond 32 bits is bridged by filler ends with
+/// port 0, which no connected socket has.
+struct MarkedLane {
+    len: Duration,
+    host: u16,
+    pool_high: u16,
+    /// The end of the front entry.
+    front: Instant,
+    /// The end of the back entry.
+    back: Instant,
+    ends: VecDeque<u64>,
+}
+
+impl MarkedLane {
+    fn push(&mut self, until: Instant, pool: u32, port: u16) {
+        debug_assert!(port != 0, "port 0 marks a filler");
+        let word = (u64::from(pool & 0xffff) << 16) | u64::from(port);
+        if self.ends.is_empty() {
+            (self.front, self.back) = (until, until);
+            self.ends.push_back(word);
+            return;
+        }
+        let mut gap = until.0 - self.back.0;
+        while gap > u64::from(u32::MAX) {
+            self.ends.push_back(u64::from(u32::MAX) << 32);
+            gap -= u64::from(u32::MAX);
+        }
+        self.ends.push_back((gap << 32) | word);
+        self.back = until;
+    }
+
+    /// Takes the front end if it comes at or before `now`: (pool, port), port 0 for a filler.
+    #[inline]
+    fn pop_until(&mut self, now: Instant) -> Option<(u32, u16)> {
+        if self.front > now {
+            return None;
+        }
+        let word = self.ends.pop_front()?;
+        if let Some(&next) = self.ends.front() {
+            self.front = self.front + Duration(next >> 32);
+        }
+        let pool = (u32::from(self.pool_high) << 16) | ((word >> 16) & 0xffff) as u32;
+        Some((pool, word as u16))
     }
 }
 
@@ -553,19 +596,25 @@ impl ReuseWatch {
             return;
         };
         let port = t.local_port;
-        let end = MarkedEnd {
-            until,
-            pool,
-            host,
-            port,
-        };
-        match self.marked.get_mut(self.last_marked) {
-            Some((l, lane)) if *l == len => lane.push_back(end),
-            _ => {
-                lane_of(&mut self.marked, len).push_back(end);
-                self.last_marked = self.marked.iter().position(|(l, _)| *l == len).unwrap_or(0);
-            }
+        let pool_high = (pool >> 16) as u16;
+        let ours = |l: &MarkedLane| l.len == len && l.host == host && l.pool_high == pool_high;
+        if !self.marked.get(self.last_marked).is_some_and(ours) {
+            self.last_marked = match self.marked.iter().position(ours) {
+                Some(i) => i,
+                None => {
+                    self.marked.push(MarkedLane {
+                        len,
+                        host,
+                        pool_high,
+                        front: until,
+                        back: until,
+                        ends: VecDeque::new(),
+                    });
+                    self.marked.len() - 1
+                }
+            };
         }
+        self.marked[self.last_marked].push(until, pool, port);
         if !self.in_window(host, port) || !self.counts(host, pool).increment(pool, port) {
             *self
                 .repeats
@@ -636,18 +685,18 @@ impl ReuseWatch {
         }
         // A (host, pool, port) watched n times counts min(n, 3) and holds n − 3 repeats
         // beyond: each end takes one, in any order.
-        for (_, lane) in &mut self.marked {
-            while let Some(&e) = lane.front() {
-                if e.until > now {
-                    break;
+        for lane in &mut self.marked {
+            let host = lane.host;
+            while let Some((pool, port)) = lane.pop_until(now) {
+                if port == 0 {
+                    continue;
                 }
-                lane.pop_front();
-                let key = MarkedEnd::key(e.host, e.pool, e.port);
+                let key = MarkedEnd::key(host, pool, port);
                 let in_window = self
                     .windows
-                    .get(e.host as usize)
-                    .is_some_and(|&(lo, hi)| (lo..=hi).contains(&e.port));
-                if (!in_window || self.marks[e.host as usize].saturated(e.pool, e.port))
+                    .get(host as usize)
+                    .is_some_and(|&(lo, hi)| (lo..=hi).contains(&port));
+                if (!in_window || self.marks[host as usize].saturated(pool, port))
                     && let Some(r) = self.repeats.get_mut(&key)
                 {
                     *r -= 1;
@@ -657,12 +706,9 @@ impl ReuseWatch {
                     continue;
                 }
                 debug_assert!(in_window, "a watch ended that was not counted");
-                let counts = &mut self.marks[e.host as usize];
-                debug_assert!(
-                    counts.any(e.pool, e.port),
-                    "a watch ended that was not counted"
-                );
-                counts.decrement(e.pool, e.port);
+                let counts = &mut self.marks[host as usize];
+                debug_assert!(counts.any(pool, port), "a watch ended that was not counted");
+                counts.decrement(pool, port);
             }
         }
         let fronts = self
@@ -672,7 +718,8 @@ impl ReuseWatch {
         let marked = self
             .marked
             .iter()
-            .filter_map(|(_, l)| l.front().map(|f| f.until));
+            .filter(|l| !l.ends.is_empty())
+            .map(|l| l.front);
         self.next_end = fronts.chain(marked).min();
     }
 }
@@ -3053,6 +3100,43 @@ impl Simulation {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_marked_lane_gives_each_end_at_its_time_across_gaps_beyond_32_bits() {
+        let mut lane = MarkedLane {
+            len: Duration(0),
+            host: 0,
+            pool_high: 1,
+            front: Instant::ZERO,
+            back: Instant::ZERO,
+            ends: VecDeque::new(),
+        };
+        let ends = [
+            (5, 7),
+            (5, 8),
+            (9_000_000_000, 9),
+            (9_000_000_001, 10),
+            (30_000_000_000, 11),
+        ];
+        for &(at, port) in &ends {
+            lane.push(Instant(at), 0x1_0002, port);
+        }
+        let mut seen = Vec::new();
+        // Every nanosecond around each end: an end comes out at its time, not before.
+        for &(at, _) in &ends {
+            for now in [at - 1, at, at + 1] {
+                while let Some((pool, port)) = lane.pop_until(Instant(now)) {
+                    if port != 0 {
+                        assert_eq!(pool, 0x1_0002);
+                        seen.push((now, port));
+                    }
+                }
+            }
+        }
+        let expected: Vec<(u64, u16)> = ends.iter().map(|&(at, port)| (at, port)).collect();
+        assert_eq!(seen, expected);
+        assert!(lane.ends.is_empty());
+    }
 
     #[test]
     fn the_reuse_watch_answers_as_a_list_of_every_closed_tuple_would() {
