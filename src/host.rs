@@ -205,12 +205,16 @@ pub struct Pool {
     pub tw_reuse: bool,
     /// The host's single pool under host-wide scope: `taken` holds every owned port.
     pub host_wide: bool,
-    /// Handshakes completed from this pool.
-    pub established: u64,
-    /// Handshakes completed in the run's sustained window.
-    pub established_late: u64,
     /// Ports whose four-tuple toward the destination is taken and not reusable.
     taken: PortBits,
+}
+
+/// Handshakes completed from a pool.
+#[derive(Clone, Copy, Default)]
+pub struct Established {
+    pub all: u64,
+    /// In the run's sustained window.
+    pub late: u64,
 }
 
 impl Pool {
@@ -326,6 +330,9 @@ pub struct Host {
     /// Reserved ports and ports of bind()-created buckets.
     blocked: PortBits,
     pub pools: Vec<Pool>,
+    /// Per pool, its handshakes: apart from the pools, whose lines a count would otherwise
+    /// bring into cache one per connection when a flight's steps are applied in bulk.
+    pub established: Vec<Established>,
     pool_index: Table<(u32, u32, u16), PoolId>,
     /// The single pool under host-wide scope, once registered.
     wide_pool: Option<PoolId>,
@@ -394,6 +401,7 @@ impl Host {
             wildcard_ports: 0,
             violation: None,
             pools: Vec::new(),
+            established: Vec::new(),
             pool_index: Table::default(),
             wide_pool: None,
             profile,
@@ -468,9 +476,8 @@ impl Host {
             free,
             tw_reuse: reuse && ts && !host_wide,
             host_wide,
-            established: 0,
-            established_late: 0,
         });
+        self.established.push(Established::default());
         self.pool_index.insert(key, id);
         if host_wide {
             self.wide_pool = Some(id);

@@ -269,9 +269,9 @@ fn count_in_pool(
     late: u64,
 ) {
     if let Some(pool) = pool {
-        let p = &mut client.pools[pool as usize];
-        p.established += 1;
-        p.established_late += late;
+        let e = &mut client.established[pool as usize];
+        e.all += 1;
+        e.late += late;
     } else if let Some(b) = bind_pools.iter_mut().find(|b| b.host == host && b.ip == ip) {
         b.established += 1;
         b.established_late += late;
@@ -1548,9 +1548,9 @@ impl Simulation {
                     Some((h, pool)) => {
                         let early = late_from.0.saturating_sub(offset.0);
                         let late = span.rev().take_while(|f| f.at.0 >= early).count() as u64;
-                        let p = &mut hosts[h as usize].pools[pool as usize];
-                        p.established += count;
-                        p.established_late += late;
+                        let e = &mut hosts[h as usize].established[pool as usize];
+                        e.all += count;
+                        e.late += late;
                     }
                     None => {
                         for f in span {
@@ -2960,7 +2960,7 @@ impl Simulation {
                 let pool = &host.pools[p as usize];
                 let ports = host.profile.usable_ports();
                 let tw = host.profile.time_wait.as_secs_f64();
-                let est = pool.established;
+                let est = host.established[p as usize].all;
                 PoolInfo {
                     kind: if pool.host_wide {
                         "connect (host-wide)"
@@ -2980,7 +2980,7 @@ impl Simulation {
                     formula_limit_per_s: f64::from(ports) / tw,
                     established: est,
                     achieved_per_s: est as f64 / duration_s,
-                    sustained_per_s: late(pool.established_late),
+                    sustained_per_s: late(host.established[p as usize].late),
                 }
             })
             .collect();
