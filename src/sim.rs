@@ -404,7 +404,7 @@ struct ReuseWatch {
     /// Per host, the ports its counts cover ([`Counts::window`]).
     windows: Vec<(u16, u16)>,
     /// Watches of a (host, pool, port) beyond the 3 its [`Counts`] hold, or all of them for
-    /// a port outside the host's window; by [`MarkedEnd::key`].
+    /// a port outside the host's window; by [`watch_key`].
     repeats: crate::host::Table<u64, u32>,
     /// No watch ends before this: the lanes need no look until then.
     next_end: Option<Instant>,
@@ -415,8 +415,8 @@ struct ReuseWatch {
 /// A count of 0 to 3 per port of a window of each pool of a host, in two bits: for each 64
 /// ports, the low bits and the high bits side by side, so that reading or changing a count
 /// touches one line; pool `p`'s word `w` (of ports `64 w ..`) at `p * span + w - first`, all
-/// pools in one array. The window keeps the array to the ports connect() draws: a run over
-/// many pools reads it at scattered places, and fewer pages are fewer TLB misses.
+/// pools in one array. The window keeps out the words of ports connect() never draws: a run
+/// over many pools reads the array at scattered places.
 #[derive(Default)]
 struct Counts {
     words: Vec<[u64; 2]>,
@@ -506,13 +506,9 @@ impl Counts {
 /// Where a watched tuple is kept: as a port of (host, pool), or in the table.
 type Mark = Option<(u16, u32)>;
 
-/// A (host, pool, port) as one key.
-struct MarkedEnd;
-
-impl MarkedEnd {
-    fn key(host: u16, pool: u32, port: u16) -> u64 {
-        (u64::from(host) << 48) | (u64::from(pool) << 16) | u64::from(port)
-    }
+/// A watched pool tuple, (host, pool, port), as one key.
+fn watch_key(host: u16, pool: u32, port: u16) -> u64 {
+    (u64::from(host) << 48) | (u64::from(pool) << 16) | u64::from(port)
 }
 
 /// The ends of pool tuples' watches of one length, host and high half of the pool index, in
@@ -539,6 +535,7 @@ impl MarkedLane {
             self.ends.push_back(word);
             return;
         }
+        debug_assert!(until >= self.back, "a lane's ends come in order");
         let mut gap = until.0 - self.back.0;
         while gap > u64::from(u32::MAX) {
             self.ends.push_back(u64::from(u32::MAX) << 32);
@@ -616,10 +613,7 @@ impl ReuseWatch {
         }
         self.marked[self.last_marked].push(until, pool, port);
         if !self.in_window(host, port) || !self.counts(host, pool).increment(pool, port) {
-            *self
-                .repeats
-                .entry(MarkedEnd::key(host, pool, port))
-                .or_default() += 1;
+            *self.repeats.entry(watch_key(host, pool, port)).or_default() += 1;
         }
     }
 
@@ -663,9 +657,7 @@ impl ReuseWatch {
                 .marks
                 .get(h as usize)
                 .is_some_and(|counts| counts.any(p, t.local_port)),
-            Some((h, p)) => self
-                .repeats
-                .contains_key(&MarkedEnd::key(h, p, t.local_port)),
+            Some((h, p)) => self.repeats.contains_key(&watch_key(h, p, t.local_port)),
             None => self.closed.get(t).is_some_and(|&until| until > now),
         }
     }
@@ -691,7 +683,7 @@ impl ReuseWatch {
                 if port == 0 {
                     continue;
                 }
-                let key = MarkedEnd::key(host, pool, port);
+                let key = watch_key(host, pool, port);
                 let in_window = self
                     .windows
                     .get(host as usize)
