@@ -1141,7 +1141,7 @@ impl Host {
 
     /// The port search of connect() from `saddr` to `daddr:dport` in `pool_id` (§1.2–§1.4):
     /// the port and the candidates tested, or the error and the candidates tested. Takes
-    /// nothing.
+    /// nothing; the port found is the pool's `last`.
     #[inline(always)]
     fn choose_port(
         &mut self,
@@ -1193,7 +1193,10 @@ impl Host {
         };
         let search = self.selector.connect(now, &q, &view);
         match search.port {
-            Some(port) => Ok((port, search.probes)),
+            Some(port) => {
+                self.pools[pool_id as usize].last = port;
+                Ok((port, search.probes))
+            }
             None => Err(Refused {
                 errno: Errno::AddrNotAvail,
                 probes: search.probes,
@@ -1225,7 +1228,6 @@ impl Host {
         debug_assert!(self.sockets_unseen());
         let (port, probes) = self.choose_port(pool_id, now, saddr, daddr, dport, range)?;
         self.pool_take(pool_id, port);
-        self.pools[pool_id as usize].last = port;
         Ok((port, probes))
     }
 

@@ -399,10 +399,6 @@ struct ReuseWatch {
     marked: Vec<MarkedLane>,
     /// Per host, per pool: how many times each port's tuple is watched.
     marks: Vec<Counts>,
-    /// Per host, its pools: what its counts are made for at their first use.
-    pools: Vec<usize>,
-    /// Per host, the ports its counts cover ([`Counts::window`]).
-    windows: Vec<(u16, u16)>,
     /// Watches of a (host, pool, port) beyond the 3 its [`Counts`] hold, or all of them for
     /// a port outside the host's window; by [`watch_key`].
     repeats: crate::host::Table<u64, u32>,
@@ -412,34 +408,47 @@ struct ReuseWatch {
     last_marked: usize,
 }
 
-/// A count of 0 to 3 per port of a window of each pool of a host, in two bits: for each 64
-/// ports, the low bits and the high bits side by side, so that reading or changing a count
-/// touches one line; pool `p`'s word `w` (of ports `64 w ..`) at `p * span + w - first`, all
-/// pools in one array. The window keeps out the words of ports connect() never draws: a run
-/// over many pools reads the array at scattered places.
-#[derive(Default)]
+/// A count of 0 to 3 per port of the host's ephemeral range (its window: connect() draws no
+/// other port, §1.2) of each pool of a host, in two bits: for each 64 ports, the low bits
+/// and the high bits side by side, so that reading or changing a count touches one line;
+/// pool `p`'s word `w` (of ports `64 w ..`) at `p * span + w - first`, all pools in one
+/// array, made at the first count. The window keeps out the words of ports connect() never
+/// draws: a run over many pools reads the array at scattered places.
 struct Counts {
     words: Vec<[u64; 2]>,
+    /// The ports counted here; a pool's other ports go to [`ReuseWatch::repeats`].
+    window: (u16, u16),
     /// The first word of the window.
     first: usize,
     /// Words per pool.
     span: usize,
+    /// The host's pools when the run starts: what the array is made for.
+    pools: usize,
 }
 
 impl Counts {
-    /// Counts over the words holding ports `lo..=hi`.
-    fn window((lo, hi): (u16, u16)) -> Counts {
+    /// Counts of the ports `lo..=hi` of a host's `pools` pools.
+    fn new((lo, hi): (u16, u16), pools: usize) -> Counts {
         let first = usize::from(lo >> 6);
         Counts {
             words: Vec::new(),
+            window: (lo, hi),
             first,
             span: usize::from(hi >> 6) + 1 - first,
+            pools,
         }
     }
 
-    /// Makes room for the counts of pools `0..pools`.
-    fn cover(&mut self, pools: usize) {
-        let n = pools * self.span;
+    /// Whether `port` is counted here.
+    #[inline]
+    fn covers(&self, port: u16) -> bool {
+        (self.window.0..=self.window.1).contains(&port)
+    }
+
+    /// Makes room for the counts of `pool` and, at the first use, of the host's pools.
+    #[inline]
+    fn cover(&mut self, pool: u32) {
+        let n = self.pools.max(pool as usize + 1) * self.span;
         if self.words.len() >= n {
             return;
         }
@@ -496,6 +505,10 @@ impl Counts {
     /// Whether the count of `port` of `pool` is above 0.
     #[inline]
     fn any(&self, pool: u32, port: u16) -> bool {
+        if self.words.is_empty() {
+            // Nothing counted yet: no lookup needs the arithmetic.
+            return false;
+        }
         let (i, bit) = self.at(pool, port);
         self.words
             .get(i)
@@ -573,12 +586,15 @@ fn lane_of<T>(lanes: &mut Vec<(Duration, VecDeque<T>)>, len: Duration) -> &mut V
 }
 
 impl ReuseWatch {
-    /// Whether `port` of `host` has its counts in two bits.
-    #[inline]
-    fn in_window(&self, host: u16, port: u16) -> bool {
-        self.windows
-            .get(host as usize)
-            .is_some_and(|&(lo, hi)| (lo..=hi).contains(&port))
+    /// A watch over `hosts`, the counts of each made for its pools and ephemeral range.
+    fn new(hosts: &[Host]) -> ReuseWatch {
+        ReuseWatch {
+            marks: hosts
+                .iter()
+                .map(|h| Counts::new(h.profile.port_range, h.pools.len()))
+                .collect(),
+            ..ReuseWatch::default()
+        }
     }
 
     fn closed_without_tw(&mut self, t: Tuple, mark: Mark, now: Instant, len: Duration) {
@@ -612,34 +628,23 @@ impl ReuseWatch {
             };
         }
         self.marked[self.last_marked].push(until, pool, port);
-        if !self.in_window(host, port) || !self.counts(host, pool).increment(pool, port) {
+        let counted = match self.marks.get_mut(host as usize) {
+            Some(c) if c.covers(port) => {
+                c.cover(pool);
+                c.increment(pool, port)
+            }
+            _ => false,
+        };
+        if !counted {
             *self.repeats.entry(watch_key(host, pool, port)).or_default() += 1;
         }
-    }
-
-    /// The counts of `host`, made on first use for its pools and `pool`.
-    #[inline]
-    fn counts(&mut self, host: u16, pool: u32) -> &mut Counts {
-        let h = host as usize;
-        if self.marks.len() <= h {
-            let windows = &self.windows;
-            let mut i = self.marks.len();
-            self.marks.resize_with(h + 1, || {
-                i += 1;
-                Counts::window(windows[i - 1])
-            });
-        }
-        let pools = self.pools.get(h).copied().unwrap_or(0);
-        let c = &mut self.marks[h];
-        c.cover(pools.max(pool as usize + 1));
-        c
     }
 
     /// Brings the count of `port` of (host, pool) into cache.
     #[inline]
     fn prefetch(&self, host: u16, pool: u32, port: u16) {
         if let Some(c) = self.marks.get(host as usize)
-            && self.in_window(host, port)
+            && c.covers(port)
         {
             let (i, _) = c.at(pool, port);
             if let Some(w) = c.words.get(i) {
@@ -652,12 +657,12 @@ impl ReuseWatch {
         if self.next_end.is_some_and(|e| e <= now) {
             self.end_watches(now);
         }
+        let port = t.local_port;
         match mark {
-            Some((h, p)) if self.in_window(h, t.local_port) => self
-                .marks
-                .get(h as usize)
-                .is_some_and(|counts| counts.any(p, t.local_port)),
-            Some((h, p)) => self.repeats.contains_key(&watch_key(h, p, t.local_port)),
+            Some((h, p)) => match self.marks.get(h as usize) {
+                Some(c) if c.covers(port) => c.any(p, port),
+                _ => self.repeats.contains_key(&watch_key(h, p, port)),
+            },
             None => self.closed.get(t).is_some_and(|&until| until > now),
         }
     }
@@ -684,10 +689,7 @@ impl ReuseWatch {
                     continue;
                 }
                 let key = watch_key(host, pool, port);
-                let in_window = self
-                    .windows
-                    .get(host as usize)
-                    .is_some_and(|&(lo, hi)| (lo..=hi).contains(&port));
+                let in_window = self.marks[host as usize].covers(port);
                 if (!in_window || self.marks[host as usize].saturated(pool, port))
                     && let Some(r) = self.repeats.get_mut(&key)
                 {
@@ -750,6 +752,47 @@ impl Exchange {
             Some(f) if !self.bulk_time_wait => self.fin_of(f),
             _ => NO_EVENT,
         }
+    }
+
+    /// Keeps connection `f`, just connected, until its TIME-WAIT entry: `fin`, the stream's
+    /// next entry, if it is the only one waiting, or, where entries are applied in bulk, its
+    /// expiry queued now. True when the connections kept call for a catch-up
+    /// ([`Simulation::catch_up`]).
+    #[inline(always)]
+    fn keep(
+        &mut self,
+        f: Flight,
+        fin: &mut u128,
+        hosts: &[Host],
+        lanes: &[Lanes],
+        queue: &mut Queue<Event>,
+    ) -> bool {
+        self.flights.push_back(f);
+        if *fin == NO_EVENT {
+            *fin = self.next_fin();
+        }
+        if !self.bulk_time_wait {
+            return false;
+        }
+        // Its TIME-WAIT entry is a step; only the expiry is an event.
+        let h = &hosts[f.client as usize];
+        let ev = match f.sock {
+            NONE => Event::UnseenExpire {
+                host: f.client,
+                pool: f.pool,
+                port: f.port,
+            },
+            sock => Event::TwExpire {
+                host: f.client,
+                sock,
+                generation: h.sock(sock).generation,
+            },
+        };
+        let expire = f.at + self.to_time_wait + h.profile.time_wait;
+        let lane = lanes[f.client as usize].tw_expire;
+        queue.push_lane_ordered(lane, expire, Class::Timer, ev);
+        // Keep memory to the connections alive, whatever the bin width.
+        self.flights.len() >= FLIGHTS_KEPT
     }
 
     /// Connections connected and not yet established (after a catch-up): in flight.
@@ -1257,16 +1300,7 @@ impl Simulation {
         let late_from = tw
             .and_then(|tw| sustained_from(sc.duration, tw, sc.bin))
             .unwrap_or(Instant(u64::MAX));
-        let hosts_pools = hosts.iter().map(|h| h.pools.len()).collect();
-        let mut windows: Vec<(u16, u16)> = hosts.iter().map(|h| h.profile.port_range).collect();
-        for w in &sc.workloads {
-            if let Some((lo, hi)) = w.local_port_range {
-                for s in &w.sources {
-                    let (a, b) = &mut windows[s.host as usize];
-                    (*a, *b) = ((*a).min(lo), (*b).max(hi));
-                }
-            }
-        }
+        let watch = ReuseWatch::new(&hosts);
         let mut sim = Simulation {
             now: Instant::ZERO,
             end: Instant::ZERO + sc.duration,
@@ -1289,11 +1323,7 @@ impl Simulation {
             origins: 0,
             live_conns: 0,
             rec: Recorder::new(sc.bin, sc.workloads.len()),
-            watch: ReuseWatch {
-                pools: hosts_pools,
-                windows,
-                ..ReuseWatch::default()
-            },
+            watch,
             events: 0,
             info: (
                 ScenarioInfo {
@@ -2039,37 +2069,25 @@ impl Simulation {
                 if let Some(x) = &mut self.exchanges[wl as usize] {
                     let ts_seen = self.hosts[src.host as usize].profile.timestamps != 0
                         && self.hosts[dst.host as usize].profile.timestamps != 0;
-                    x.flights.push_back(Flight {
-                        at: self.now,
-                        origin,
-                        pool: pool_or_wide.unwrap_or(NONE),
-                        ip: tuple.local_ip,
-                        client: src.host,
-                        server: dst.host,
-                        sock,
-                        port: tuple.local_port,
-                        ts_seen,
-                    });
-                    if self.streams[wl as usize].fin == NO_EVENT {
-                        self.streams[wl as usize].fin = x.next_fin();
-                    }
-                    if x.bulk_time_wait {
-                        // Its TIME-WAIT entry is a step; only the expiry is an event.
-                        let h = &self.hosts[src.host as usize];
-                        let ev = Event::TwExpire {
-                            host: src.host,
+                    let catch_up = x.keep(
+                        Flight {
+                            at: self.now,
+                            origin,
+                            pool: pool_or_wide.unwrap_or(NONE),
+                            ip: tuple.local_ip,
+                            client: src.host,
+                            server: dst.host,
                             sock,
-                            generation: h.sock(sock).generation,
-                        };
-                        let expire = self.now + x.to_time_wait + h.profile.time_wait;
-                        let lane = self.lanes[src.host as usize].tw_expire;
-                        let kept = x.flights.len() >= FLIGHTS_KEPT;
-                        self.queue.push_lane_ordered(lane, expire, Class::Timer, ev);
-                        if kept {
-                            // Keep memory to the connections alive, whatever the bin width.
-                            self.catch_up(wl as usize, self.now);
-                        }
-                        return None;
+                            port: tuple.local_port,
+                            ts_seen,
+                        },
+                        &mut self.streams[wl as usize].fin,
+                        &self.hosts,
+                        &self.lanes,
+                        &mut self.queue,
+                    );
+                    if catch_up {
+                        self.catch_up(wl as usize, self.now);
                     }
                 } else {
                     self.conns[conn as usize].attach(sock, tuple, isn, ts_off, pool);
@@ -2172,7 +2190,7 @@ impl Simulation {
         if self.watch.reused(&tuple, mark, now) {
             self.rec.unprotected_reuse += 1;
         }
-        x.flights.push_back(Flight {
+        let flight = Flight {
             at: now,
             origin,
             pool,
@@ -2182,33 +2200,10 @@ impl Simulation {
             sock,
             port,
             ts_seen,
-        });
-        if self.streams[wl as usize].fin == NO_EVENT {
-            self.streams[wl as usize].fin = x.next_fin();
-        }
-        if x.bulk_time_wait {
-            // Its TIME-WAIT entry is a step; only the expiry is an event.
-            let h = &self.hosts[src.host as usize];
-            let ev = match sock {
-                NONE => Event::UnseenExpire {
-                    host: src.host,
-                    pool,
-                    port,
-                },
-                _ => Event::TwExpire {
-                    host: src.host,
-                    sock,
-                    generation: h.sock(sock).generation,
-                },
-            };
-            let expire = now + x.to_time_wait + h.profile.time_wait;
-            let lane = self.lanes[src.host as usize].tw_expire;
-            let kept = x.flights.len() >= FLIGHTS_KEPT;
-            self.queue.push_lane_ordered(lane, expire, Class::Timer, ev);
-            if kept {
-                // Keep memory to the connections alive, whatever the bin width.
-                self.catch_up(wl as usize, now);
-            }
+        };
+        let fin = &mut self.streams[wl as usize].fin;
+        if x.keep(flight, fin, &self.hosts, &self.lanes, &mut self.queue) {
+            self.catch_up(wl as usize, now);
         }
     }
 
@@ -3136,7 +3131,7 @@ mod tests {
         // lookup checked against the plain rule: closed at some c with c + len > now.
         // Ports 1000..=1003 are counted in two bits, 1004 and 1005 lie outside the window.
         let mut w = ReuseWatch {
-            windows: vec![(1000, 1003); 2],
+            marks: (0..2).map(|_| Counts::new((1000, 1003), 2)).collect(),
             ..ReuseWatch::default()
         };
         let mut log: Vec<(Tuple, Mark, Instant)> = Vec::new();

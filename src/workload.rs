@@ -305,6 +305,20 @@ pub struct Runner {
     pub stopped: bool,
 }
 
+/// The (source, destination) round robin takes after `(s, d)`: sources turn fastest.
+#[inline]
+fn round_robin_after(w: &Workload, (mut s, mut d): (usize, usize)) -> (usize, usize) {
+    s += 1;
+    if s == w.sources.len() {
+        s = 0;
+        d += 1;
+        if d == w.destinations.len() {
+            d = 0;
+        }
+    }
+    (s, d)
+}
+
 impl Runner {
     pub fn new(
         w: &Workload,
@@ -445,14 +459,7 @@ impl Runner {
         match w.spread {
             Spread::RoundRobin => {
                 let at = self.turn;
-                self.turn.0 += 1;
-                if self.turn.0 == w.sources.len() {
-                    self.turn.0 = 0;
-                    self.turn.1 += 1;
-                    if self.turn.1 == w.destinations.len() {
-                        self.turn.1 = 0;
-                    }
-                }
+                self.turn = round_robin_after(w, at);
                 at
             }
             Spread::Random => {
@@ -472,15 +479,7 @@ impl Runner {
         if w.spread != Spread::RoundRobin {
             return None;
         }
-        let (s, d) = self.turn;
-        let after = if s + 1 < w.sources.len() {
-            (s + 1, d)
-        } else if d + 1 < w.destinations.len() {
-            (0, d + 1)
-        } else {
-            (0, 0)
-        };
-        Some([(s, d), after])
+        Some([self.turn, round_robin_after(w, self.turn)])
     }
 
     /// Moves the round-robin position on by `n` connections that were never picked one by one.
