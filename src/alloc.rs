@@ -431,13 +431,45 @@ pub trait PortSelector {
     fn prefetch(&self, _memo: (u64, u64)) {}
 }
 
+/// The allocator of a host: Linux's held in place, so that a connect() runs it inline; the
+/// others behind the trait.
+pub enum Selector {
+    Linux(LinuxAllocator),
+    Other(Box<dyn PortSelector>),
+}
+
+impl PortSelector for Selector {
+    #[inline(always)]
+    fn connect(&mut self, now: Instant, q: &ConnectQuery, view: &PortView<'_>) -> Search {
+        match self {
+            Selector::Linux(l) => l.connect(now, q, view),
+            Selector::Other(o) => o.connect(now, q, view),
+        }
+    }
+    fn exhausted_probes(&self, q: &ConnectQuery) -> u32 {
+        match self {
+            Selector::Linux(l) => l.exhausted_probes(q),
+            Selector::Other(o) => o.exhausted_probes(q),
+        }
+    }
+    #[inline(always)]
+    fn prefetch(&self, memo: (u64, u64)) {
+        match self {
+            Selector::Linux(l) => l.prefetch(memo),
+            Selector::Other(o) => o.prefetch(memo),
+        }
+    }
+}
+
 /// Builds the allocator a profile names, drawing its secrets from `rng`.
-pub fn selector(sel: Selection, range: (u16, u16), rng: ChaCha8Rng) -> Box<dyn PortSelector> {
+pub fn selector(sel: Selection, range: (u16, u16), rng: ChaCha8Rng) -> Selector {
     match sel {
-        Selection::Linux => Box::new(LinuxAllocator::new(rng)),
-        Selection::LinuxPre512 => Box::new(LinuxAllocator::pre_5_12(rng)),
-        Selection::BsdCursor { random_start } => Box::new(BsdCursor::new(random_start, range, rng)),
-        Selection::Rfc6056(alg) => Box::new(Rfc6056::new(alg, rng)),
+        Selection::Linux => Selector::Linux(LinuxAllocator::new(rng)),
+        Selection::LinuxPre512 => Selector::Linux(LinuxAllocator::pre_5_12(rng)),
+        Selection::BsdCursor { random_start } => {
+            Selector::Other(Box::new(BsdCursor::new(random_start, range, rng)))
+        }
+        Selection::Rfc6056(alg) => Selector::Other(Box::new(Rfc6056::new(alg, rng))),
     }
 }
 
@@ -666,14 +698,14 @@ impl LinuxAllocator {
 }
 
 impl PortSelector for LinuxAllocator {
-    #[inline]
+    #[inline(always)]
     fn prefetch(&self, (_, off): (u64, u64)) {
         if let Some(e) = self.table.get((off as usize) & (self.table.len() - 1)) {
             crate::engine::prefetch(e);
         }
     }
 
-    #[inline]
+    #[inline(never)]
     fn connect(&mut self, now: Instant, q: &ConnectQuery, view: &PortView<'_>) -> Search {
         let epoch = u64::from(self.epoch(now));
         // The pool's memo keeps its offset with the epoch it was hashed in; a query without

@@ -165,6 +165,9 @@ pub struct Queue<E> {
     /// (delay, class, uses) of delays seen by `push_after` without a lane yet.
     candidates: Vec<(u64, Class, u32)>,
     seq: u64,
+    /// The packed `(at, key)` of the earliest event, [`NO_HEAD`] for none: lowered by every
+    /// push, recomputed by every removal.
+    head: u128,
 }
 
 impl<E> Default for Queue<E> {
@@ -177,6 +180,7 @@ impl<E> Default for Queue<E> {
             delay_lanes: Vec::new(),
             candidates: Vec::new(),
             seq: 0,
+            head: NO_HEAD,
         }
     }
 }
@@ -202,7 +206,7 @@ impl<E: Copy> Queue<E> {
     pub fn push_between(&mut self, at: Instant, class: Class, after: u64, sub: u32, ev: E) {
         debug_assert!(sub > 0 && sub < 1 << SUB_BITS && after <= self.seq);
         let key = ((class as u64) << CLASS_SHIFT) | (after << SUB_BITS) | u64::from(sub);
-        self.heap.push(Entry { at: at.0, key, ev });
+        self.heap_push(Entry { at: at.0, key, ev });
     }
 
     /// Schedules `ev` at `at`.
@@ -243,6 +247,7 @@ impl<E: Copy> Queue<E> {
         debug_assert!(self.sources[lane].is_some());
         if let Some(i) = self.order.iter().position(|&(_, l)| l == lane) {
             self.order.remove(i);
+            self.reset_head();
         }
     }
 
@@ -250,14 +255,17 @@ impl<E: Copy> Queue<E> {
     /// none is pending: an event that sorts before it would be popped next.
     #[inline]
     pub fn peek_packed(&self) -> u128 {
-        let lane = self.order.last().map_or(NO_HEAD, |&(h, _)| h);
-        let heap = self.heap.peek().map_or(NO_HEAD, |e| packed(e.at, e.key));
-        lane.min(heap)
+        debug_assert_eq!(self.head, {
+            let lane = self.order.last().map_or(NO_HEAD, |&(h, _)| h);
+            lane.min(self.heap.peek().map_or(NO_HEAD, |e| packed(e.at, e.key)))
+        });
+        self.head
     }
 
     /// Puts `lane`, whose head is now `head`, in `order`.
     #[inline]
     fn enter(&mut self, head: u128, lane: usize) {
+        self.head = self.head.min(head);
         let o = &mut self.order;
         o.push((head, lane));
         let mut i = o.len() - 1;
@@ -301,7 +309,21 @@ impl<E: Copy> Queue<E> {
 
     /// Schedules `ev` at `at` with a key made by [`packet_key`], in the heap.
     pub fn push_keyed(&mut self, at: Instant, key: u64, ev: E) {
-        self.heap.push(Entry { at: at.0, key, ev });
+        self.heap_push(Entry { at: at.0, key, ev });
+    }
+
+    #[inline]
+    fn heap_push(&mut self, e: Entry<E>) {
+        self.head = self.head.min(packed(e.at, e.key));
+        self.heap.push(e);
+    }
+
+    /// Recomputes [`Queue::head`] after a removal.
+    #[inline]
+    fn reset_head(&mut self) {
+        let lane = self.order.last().map_or(NO_HEAD, |&(h, _)| h);
+        let heap = self.heap.peek().map_or(NO_HEAD, |e| packed(e.at, e.key));
+        self.head = lane.min(heap);
     }
 
     /// Schedules `ev` at `at` with a given key in `lane`, or in the heap if the lane's last
@@ -315,7 +337,7 @@ impl<E: Copy> Queue<E> {
                 self.enter(packed(at.0, key), lane);
             }
             Some(b) if (b.at, b.key) <= (at.0, key) => l.push_back(Entry { at: at.0, key, ev }),
-            Some(_) => self.heap.push(Entry { at: at.0, key, ev }),
+            Some(_) => self.heap_push(Entry { at: at.0, key, ev }),
         }
     }
 
@@ -391,6 +413,7 @@ impl<E: Copy> Queue<E> {
                 return None;
             }
             let e = self.heap.pop()?;
+            self.reset_head();
             return Some((Instant(e.at), e.key, e.ev));
         }
         let (at, key) = ((lane >> 64) as u64, lane as u64);
@@ -399,6 +422,7 @@ impl<E: Copy> Queue<E> {
         }
         if let Some(ev) = self.sources[i] {
             self.order.pop();
+            self.reset_head();
             return Some((Instant(at), key, ev));
         }
         let l = &mut self.lanes[i];
@@ -415,6 +439,7 @@ impl<E: Copy> Queue<E> {
                 self.order.pop();
             }
         }
+        self.reset_head();
         Some((Instant(e.at), e.key, e.ev))
     }
 
@@ -432,9 +457,7 @@ impl<E: Copy> Queue<E> {
 
     /// When the earliest event is due, if any.
     pub fn next_time(&self) -> Option<Instant> {
-        let lane = self.order.last().map_or(NO_HEAD, |&(h, _)| h);
-        let heap = self.heap.peek().map_or(NO_HEAD, |e| packed(e.at, e.key));
-        let first = heap.min(lane);
+        let first = self.peek_packed();
         (first != NO_HEAD).then_some(Instant((first >> 64) as u64))
     }
 

@@ -15,7 +15,8 @@
 //! Linux hosts only.
 
 use crate::alloc::{
-    ConnectQuery, FreeWords, LinuxAllocator, PortBits, PortSelector, PortView, Search, selector,
+    ConnectQuery, FreeWords, LinuxAllocator, PortBits, PortSelector, PortView, Search, Selector,
+    selector,
 };
 pub use crate::profile::Errno;
 use crate::profile::{Isn, Profile, Scope, Skip, TsOffset, TwAccept, TwReject};
@@ -337,7 +338,7 @@ pub struct Host {
     /// The single pool under host-wide scope, once registered.
     wide_pool: Option<PoolId>,
     /// The connect() port-selection algorithm of the profile.
-    selector: Box<dyn PortSelector>,
+    selector: Selector,
     /// Linux `inet_csk_find_open_port` for bind(0).
     binder: LinuxAllocator,
     /// TIME-WAIT minisocks alive, both sides (`tcp_death_row.tw_refcount`, §2.2).
@@ -1259,21 +1260,41 @@ impl Host {
         self.pool_release(pool, port);
     }
 
-    /// [`Host::enter_time_wait`] for the connection of `t`, whose port
+    /// [`Host::enter_time_wait`] for the connection from `ip`:`port`, whose port
     /// [`Host::connect_port`] took in `pool`: its socket is made in TIME-WAIT. None when
     /// `tcp_max_tw_buckets` is reached: no socket, the port is free again.
-    pub fn time_wait_port(&mut self, pool: PoolId, t: Tuple, tw: TimeWait) -> Option<SockId> {
+    #[inline(always)]
+    pub fn time_wait_port(
+        &mut self,
+        pool: PoolId,
+        ip: u32,
+        port: u16,
+        tw: TimeWait,
+    ) -> Option<SockId> {
         if self.tw_alive >= self.profile.max_tw_buckets {
-            self.pool_release(pool, t.local_port);
+            self.pool_release(pool, port);
             return None;
         }
+        Some(self.time_wait_socket(pool, ip, port, tw))
+    }
+
+    /// [`Host::time_wait_port`] with room in `tcp_max_tw_buckets`: the socket made.
+    #[inline(never)]
+    fn time_wait_socket(&mut self, pool: PoolId, ip: u32, port: u16, tw: TimeWait) -> SockId {
+        let p = &self.pools[pool as usize];
+        let t = Tuple {
+            local_ip: ip,
+            local_port: port,
+            remote_ip: p.daddr,
+            remote_port: p.dport,
+        };
         let id = self.new_socket(t, State::TimeWait, Side::Client, NONE, false);
         self.tw_alive += 1;
         let s = &mut self.socks[id as usize];
         s.tw = tw;
         s.hashed = true;
         s.pool = pool;
-        Some(id)
+        id
     }
 
     /// The passive open: a SYN for `t` (seen from this host) found a listener.

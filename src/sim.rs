@@ -233,8 +233,10 @@ fn one_way_bounds(rtt: Dist) -> (u64, Option<u64>) {
 /// whose socket is made only at its TIME-WAIT entry ([`Exchange::lazy`]).
 #[derive(Clone, Copy, Debug)]
 enum Closing {
-    Socket(SockId),
-    Port(u32, Tuple),
+    /// A socket, and the address of its peer.
+    Socket(SockId, u32),
+    /// The connection from `ip`:`port` toward the destination of `pool`.
+    Port { pool: u32, ip: u32, port: u16 },
 }
 
 /// A connection of a whole exchange.
@@ -446,7 +448,7 @@ impl Counts {
     }
 
     /// Makes room for the counts of `pool` and, at the first use, of the host's pools.
-    #[inline]
+    #[cold]
     fn cover(&mut self, pool: u32) {
         let n = self.pools.max(pool as usize + 1) * self.span;
         if self.words.len() >= n {
@@ -474,6 +476,9 @@ impl Counts {
     #[inline]
     fn increment(&mut self, pool: u32, port: u16) -> bool {
         let (i, bit) = self.at(pool, port);
+        if i >= self.words.len() {
+            self.cover(pool);
+        }
         let [lo, hi] = &mut self.words[i];
         if *lo & *hi & bit != 0 {
             return false;
@@ -503,7 +508,7 @@ impl Counts {
     }
 
     /// Whether the count of `port` of `pool` is above 0.
-    #[inline]
+    #[inline(always)]
     fn any(&self, pool: u32, port: u16) -> bool {
         if self.words.is_empty() {
             // Nothing counted yet: no lookup needs the arithmetic.
@@ -516,8 +521,13 @@ impl Counts {
     }
 }
 
-/// Where a watched tuple is kept: as a port of (host, pool), or in the table.
-type Mark = Option<(u16, u32)>;
+/// A four-tuple the watch keeps: a port of a host's per-destination pool, counted there, or
+/// any other tuple, kept in the table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Watched {
+    Pooled { host: u16, pool: u32, port: u16 },
+    Tuple(Tuple),
+}
 
 /// A watched pool tuple, (host, pool, port), as one key.
 fn watch_key(host: u16, pool: u32, port: u16) -> u64 {
@@ -540,6 +550,7 @@ struct MarkedLane {
 }
 
 impl MarkedLane {
+    #[inline(always)]
     fn push(&mut self, until: Instant, pool: u32, port: u16) {
         debug_assert!(port != 0, "port 0 marks a filler");
         let word = (u64::from(pool & 0xffff) << 16) | u64::from(port);
@@ -597,46 +608,56 @@ impl ReuseWatch {
         }
     }
 
-    fn closed_without_tw(&mut self, t: Tuple, mark: Mark, now: Instant, len: Duration) {
+    #[inline(always)]
+    fn closed_without_tw(&mut self, watched: Watched, now: Instant, len: Duration) {
         let until = now + len;
         self.next_end = Some(self.next_end.map_or(until, |e| e.min(until)));
-        let Some((host, pool)) = mark else {
-            lane_of(&mut self.lanes, len).push_back((until, t));
-            // The latest end: a tuple closed again by a host with a shorter TIME_WAIT is
-            // still watched for the longer one.
-            let end = self.closed.entry(t).or_insert(until);
-            *end = (*end).max(until);
-            return;
+        let (host, pool, port) = match watched {
+            Watched::Pooled { host, pool, port } => (host, pool, port),
+            Watched::Tuple(t) => return self.closed_unpooled(t, until, len),
         };
-        let port = t.local_port;
         let pool_high = (pool >> 16) as u16;
         let ours = |l: &MarkedLane| l.len == len && l.host == host && l.pool_high == pool_high;
         if !self.marked.get(self.last_marked).is_some_and(ours) {
-            self.last_marked = match self.marked.iter().position(ours) {
-                Some(i) => i,
-                None => {
-                    self.marked.push(MarkedLane {
-                        len,
-                        host,
-                        pool_high,
-                        front: until,
-                        back: until,
-                        ends: VecDeque::new(),
-                    });
-                    self.marked.len() - 1
-                }
-            };
+            self.last_marked = self.marked_lane(len, host, pool_high, until);
         }
         self.marked[self.last_marked].push(until, pool, port);
         let counted = match self.marks.get_mut(host as usize) {
-            Some(c) if c.covers(port) => {
-                c.cover(pool);
-                c.increment(pool, port)
-            }
+            Some(c) if c.covers(port) => c.increment(pool, port),
             _ => false,
         };
         if !counted {
             *self.repeats.entry(watch_key(host, pool, port)).or_default() += 1;
+        }
+    }
+
+    /// [`Self::closed_without_tw`] for a tuple outside pools, watched until `until`.
+    #[cold]
+    fn closed_unpooled(&mut self, t: Tuple, until: Instant, len: Duration) {
+        lane_of(&mut self.lanes, len).push_back((until, t));
+        // The latest end: a tuple closed again by a host with a shorter TIME_WAIT is
+        // still watched for the longer one.
+        let end = self.closed.entry(t).or_insert(until);
+        *end = (*end).max(until);
+    }
+
+    /// The index in `marked` of the lane of (len, host, pool_high), added when new.
+    #[cold]
+    fn marked_lane(&mut self, len: Duration, host: u16, pool_high: u16, until: Instant) -> usize {
+        let ours = |l: &MarkedLane| l.len == len && l.host == host && l.pool_high == pool_high;
+        match self.marked.iter().position(ours) {
+            Some(i) => i,
+            None => {
+                self.marked.push(MarkedLane {
+                    len,
+                    host,
+                    pool_high,
+                    front: until,
+                    back: until,
+                    ends: VecDeque::new(),
+                });
+                self.marked.len() - 1
+            }
         }
     }
 
@@ -653,17 +674,17 @@ impl ReuseWatch {
         }
     }
 
-    fn reused(&mut self, t: &Tuple, mark: Mark, now: Instant) -> bool {
+    #[inline(always)]
+    fn reused(&mut self, watched: Watched, now: Instant) -> bool {
         if self.next_end.is_some_and(|e| e <= now) {
             self.end_watches(now);
         }
-        let port = t.local_port;
-        match mark {
-            Some((h, p)) => match self.marks.get(h as usize) {
-                Some(c) if c.covers(port) => c.any(p, port),
-                _ => self.repeats.contains_key(&watch_key(h, p, port)),
+        match watched {
+            Watched::Pooled { host, pool, port } => match self.marks.get(host as usize) {
+                Some(c) if c.covers(port) => c.any(pool, port),
+                _ => self.repeats.contains_key(&watch_key(host, pool, port)),
             },
-            None => self.closed.get(t).is_some_and(|&until| until > now),
+            Watched::Tuple(t) => self.closed.get(&t).is_some_and(|&until| until > now),
         }
     }
 
@@ -1921,13 +1942,26 @@ impl Simulation {
     /// A four-tuple closed with no TIME-WAIT, to be watched for `len`: `(client, pool, t)`
     /// is the client host, the client socket's per-destination pool (or NONE) and the tuple
     /// as the client sees it.
-    fn watch_closed(&mut self, (client, pool, t): (u16, u32, Tuple), len: Duration) {
+    /// How the watch keeps the tuple `t` of a connection from `client`, whose pool is `pool`
+    /// (its per-destination pool, or NONE).
+    fn watched(&self, client: u16, pool: u32, t: Tuple) -> Watched {
         debug_assert_eq!(
             (pool != NONE).then_some(pool),
             self.hosts[client as usize].four_tuple_pool(t.local_ip, t.remote_ip, t.remote_port)
         );
-        let mark = (pool != NONE).then_some((client, pool));
-        self.watch.closed_without_tw(t, mark, self.now, len);
+        match pool {
+            NONE => Watched::Tuple(t),
+            pool => Watched::Pooled {
+                host: client,
+                pool,
+                port: t.local_port,
+            },
+        }
+    }
+
+    #[inline(always)]
+    fn watch_closed(&mut self, watched: Watched, len: Duration) {
+        self.watch.closed_without_tw(watched, self.now, len);
     }
 
     fn note_time_wait(&mut self) {
@@ -2061,9 +2095,9 @@ impl Simulation {
                     (0, 0)
                 };
                 let pool = host.sock(sock).pool;
-                let mark = (pool != NONE).then_some((src.host, pool));
                 let pool_or_wide = host.pool_of_socket(sock);
-                if self.watch.reused(&tuple, mark, self.now) {
+                let watched = self.watched(src.host, pool, tuple);
+                if self.watch.reused(watched, self.now) {
                     self.rec.unprotected_reuse += 1;
                 }
                 if let Some(x) = &mut self.exchanges[wl as usize] {
@@ -2186,8 +2220,15 @@ impl Simulation {
         let four_tuple = host.profile.scope == crate::profile::Scope::FourTuple;
         let ts_seen =
             host.profile.timestamps != 0 && self.hosts[dst.host as usize].profile.timestamps != 0;
-        let mark = four_tuple.then_some((src.host, pool));
-        if self.watch.reused(&tuple, mark, now) {
+        let watched = match four_tuple {
+            true => Watched::Pooled {
+                host: src.host,
+                pool,
+                port,
+            },
+            false => Watched::Tuple(tuple),
+        };
+        if self.watch.reused(watched, now) {
             self.rec.unprotected_reuse += 1;
         }
         let flight = Flight {
@@ -2685,7 +2726,7 @@ impl Simulation {
             self.conns[conn as usize].csock = NONE;
             self.rec.count(Counter::LingerResets);
             let len = self.hosts[c.client as usize].profile.time_wait;
-            self.watch_closed((c.client, c.pool, c.tuple), len);
+            self.watch_closed(self.watched(c.client, c.pool, c.tuple), len);
             self.send(self.now + c.up, conn, |conn, generation| Event::Rst {
                 conn,
                 generation,
@@ -2707,7 +2748,7 @@ impl Simulation {
             self.conns[conn as usize].ssock = NONE;
             self.rec.count(Counter::LingerResets);
             let len = self.hosts[c.server as usize].profile.time_wait;
-            self.watch_closed((c.client, c.pool, c.tuple), len);
+            self.watch_closed(self.watched(c.client, c.pool, c.tuple), len);
             self.send(self.now + c.down, conn, |conn, generation| Event::Rst {
                 conn,
                 generation,
@@ -2753,8 +2794,8 @@ impl Simulation {
                 ts_seen,
             }
         };
-        let watch = (c.client, c.pool, c.tuple);
-        self.active_close(h, Closing::Socket(sock), tw, peer, watch);
+        let watched = self.watched(c.client, c.pool, c.tuple);
+        self.active_close(h, Closing::Socket(sock, peer), tw, watched);
         if client_closes {
             self.conns[conn as usize].csock = NONE;
         } else {
@@ -2786,84 +2827,89 @@ impl Simulation {
             ts_recent: 0,
             ts_seen: f.ts_seen,
         };
-        let (closing, tuple, pool) = if f.sock == NONE {
-            let p = &self.hosts[f.client as usize].pools[f.pool as usize];
-            let tuple = Tuple {
-                local_ip: f.ip,
-                local_port: f.port,
-                remote_ip: p.daddr,
-                remote_port: p.dport,
+        let (closing, watched) = if f.sock == NONE {
+            let (pool, port) = (f.pool, f.port);
+            let host = f.client;
+            let closing = Closing::Port {
+                pool,
+                ip: f.ip,
+                port,
             };
-            (Closing::Port(f.pool, tuple), tuple, f.pool)
+            (closing, Watched::Pooled { host, pool, port })
         } else {
             let s = self.hosts[f.client as usize].sock(f.sock);
-            (Closing::Socket(f.sock), s.tuple, s.pool)
+            let watched = self.watched(f.client, s.pool, s.tuple);
+            (Closing::Socket(f.sock, s.tuple.remote_ip), watched)
         };
-        let watch = (f.client, pool, tuple);
-        self.active_close(f.client, closing, tw, tuple.remote_ip, watch);
+        self.active_close(f.client, closing, tw, watched);
     }
 
-    /// A connection of host `h` closes actively with `peer`: TIME-WAIT `tw`, or closed at
-    /// once (`nolocaltimewait`, `tcp_max_tw_buckets`) with its four-tuple `watch` (client
-    /// host, client pool, tuple) watched for reuse.
-    fn active_close(
-        &mut self,
-        h: u16,
-        closing: Closing,
-        tw: TimeWait,
-        peer: u32,
-        watch: (u16, u32, Tuple),
-    ) {
+    /// A connection of host `h` closes actively: TIME-WAIT `tw`, or closed at once
+    /// (`nolocaltimewait`, `tcp_max_tw_buckets`) with its four-tuple watched for reuse.
+    #[inline(always)]
+    fn active_close(&mut self, h: u16, closing: Closing, tw: TimeWait, watched: Watched) {
         let host = &mut self.hosts[h as usize];
         let len = host.profile.time_wait;
-        let entered = if !host.profile.local_time_wait && host.has_ip(peer) {
+        let peer = |host: &Host| match closing {
+            Closing::Socket(_, peer) => peer,
+            Closing::Port { pool, .. } => host.pools[pool as usize].daddr,
+        };
+        if !host.profile.local_time_wait && host.has_ip(peer(host)) {
             // FreeBSD nolocaltimewait: the connection is closed at once (§3.2).
             match closing {
-                Closing::Socket(sock) => host.destroy(sock),
-                Closing::Port(pool, t) => host.release_pool_port(pool, t.local_port),
+                Closing::Socket(sock, _) => host.destroy(sock),
+                Closing::Port { pool, port, .. } => host.release_pool_port(pool, port),
             }
             self.rec.count(Counter::TwSkippedLocal);
-            self.watch_closed(watch, len);
+            self.watch_closed(watched, len);
             return;
-        } else {
-            match closing {
-                Closing::Socket(sock) => host.enter_time_wait(sock, tw).then_some(sock),
-                Closing::Port(pool, t) => host.time_wait_port(pool, t, tw),
-            }
+        }
+        let entered = match closing {
+            Closing::Socket(sock, _) => host.enter_time_wait(sock, tw).then_some(sock),
+            Closing::Port { pool, ip, port } => host.time_wait_port(pool, ip, port, tw),
         };
-        if let Some(sock) = entered {
-            let pool = host.sock(sock).pool;
-            let generation = host.sock(sock).generation;
-            let expire = self.now + host.profile.time_wait;
-            let lanes = &self.lanes[h as usize];
+        match entered {
+            Some(sock) => self.time_wait_entered(h, sock),
+            None => {
+                self.rec.count(Counter::TwOverflow);
+                self.watch_closed(watched, len);
+            }
+        }
+    }
+
+    /// Socket `sock` of host `h` has entered TIME-WAIT: its expiry queued, and the moment
+    /// `tcp_tw_reuse` may take its tuple over.
+    #[inline(never)]
+    fn time_wait_entered(&mut self, h: u16, sock: SockId) {
+        let host = &self.hosts[h as usize];
+        let pool = host.sock(sock).pool;
+        let generation = host.sock(sock).generation;
+        let expire = self.now + host.profile.time_wait;
+        let lanes = &self.lanes[h as usize];
+        self.queue.push_lane(
+            lanes.tw_expire,
+            expire,
+            Class::Timer,
+            Event::TwExpire {
+                host: h,
+                sock,
+                generation,
+            },
+        );
+        if pool != NONE && host.pools[pool as usize].tw_reuse {
+            let at = host.ms_deadline(self.now, host.profile.tw_reuse_delay_ms);
             self.queue.push_lane(
-                lanes.tw_expire,
-                expire,
+                lanes.tw_reusable,
+                at,
                 Class::Timer,
-                Event::TwExpire {
+                Event::TwReusable {
                     host: h,
                     sock,
                     generation,
                 },
             );
-            if pool != NONE && host.pools[pool as usize].tw_reuse {
-                let at = host.ms_deadline(self.now, host.profile.tw_reuse_delay_ms);
-                self.queue.push_lane(
-                    lanes.tw_reusable,
-                    at,
-                    Class::Timer,
-                    Event::TwReusable {
-                        host: h,
-                        sock,
-                        generation,
-                    },
-                );
-            }
-            self.note_time_wait();
-        } else {
-            self.rec.count(Counter::TwOverflow);
-            self.watch_closed(watch, len);
         }
+        self.note_time_wait();
     }
 
     /// The passive closer gets the last ACK: CLOSED, the connection is over.
@@ -3134,7 +3180,7 @@ mod tests {
             marks: (0..2).map(|_| Counts::new((1000, 1003), 2)).collect(),
             ..ReuseWatch::default()
         };
-        let mut log: Vec<(Tuple, Mark, Instant)> = Vec::new();
+        let mut log: Vec<(Watched, Instant)> = Vec::new();
         let mut x = 0x9e37_79b9_7f4a_7c15u64;
         let mut now = Instant::ZERO;
         let (mut hits, mut misses) = (0, 0);
@@ -3152,16 +3198,21 @@ mod tests {
                 remote_port: 80,
             };
             // Two hosts sharing a loopback address can watch the same tuple, apart.
-            let mark = marked.then_some(((x >> 50) as u16 % 2, 1));
+            let watched = match marked {
+                true => Watched::Pooled {
+                    host: (x >> 50) as u16 % 2,
+                    pool: 1,
+                    port,
+                },
+                false => Watched::Tuple(t),
+            };
             if (x >> 30).is_multiple_of(2) {
                 let len = Duration([700, 2_000][((x >> 40) % 2) as usize]);
-                w.closed_without_tw(t, mark, now, len);
-                log.push((t, mark, now + len));
+                w.closed_without_tw(watched, now, len);
+                log.push((watched, now + len));
             } else {
-                let expected = log
-                    .iter()
-                    .any(|&(o, m, until)| o == t && m == mark && until > now);
-                assert_eq!(w.reused(&t, mark, now), expected, "{t} at {now:?}");
+                let expected = log.iter().any(|&(o, until)| o == watched && until > now);
+                assert_eq!(w.reused(watched, now), expected, "{t} at {now:?}");
                 if expected {
                     hits += 1;
                 } else {
