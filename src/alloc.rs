@@ -332,6 +332,11 @@ impl Scan for PortView<'_> {
         remaining: u32,
         offset: u32,
     ) -> Option<(u32, u32)> {
+        // The first candidate, nearly always free when the pool is far from full.
+        let start = low + offset;
+        if start < high && !self.pool.contains(start as u16) && !self.host.contains(start as u16) {
+            return Some((start, 0));
+        }
         pass_by::<STEP>(
             low, high, remaining, offset, self.pool, self.host, self.index,
         )

@@ -1596,8 +1596,12 @@ impl Simulation {
                         e.late += late;
                     }
                     None => {
-                        for f in span {
-                            let late = u64::from(f.at + offset >= *late_from);
+                        // Flights are in connect() order: the late ones are a suffix.
+                        let early = late_from.0.saturating_sub(offset.0);
+                        let late = span.clone().rev().take_while(|f| f.at.0 >= early).count();
+                        let on_time = span.len() - late;
+                        for (i, f) in span.enumerate() {
+                            let late = u64::from(i >= on_time);
                             let pool = (f.pool != NONE).then_some(f.pool);
                             let h = &mut hosts[f.client as usize];
                             count_in_pool(h, bind_pools, f.client, pool, f.ip, late);
@@ -1639,9 +1643,9 @@ impl Simulation {
         }
         // A connection's flight is kept until its TIME-WAIT entry, which reads it.
         let done = x.next.iter().copied().min().unwrap_or(end).min(x.entered);
-        while x.popped < done {
-            x.flights.pop_front();
-            x.popped += 1;
+        if done > x.popped {
+            x.flights.drain(..(done - x.popped) as usize);
+            x.popped = done;
         }
     }
 

@@ -349,7 +349,7 @@ impl Runner {
     }
 
     /// The next open-loop arrival after the previous one, or `None` past the stop time.
-    #[inline]
+    #[inline(always)]
     pub fn next_arrival(&mut self, w: &Workload) -> Option<Instant> {
         // A Poisson stream past its first arrival: the gap's mean is the stream's own.
         if let Arrival::Poisson(r) = w.arrival
