@@ -55,7 +55,7 @@ use crate::report::{
 use crate::rng::stream;
 use crate::scenario::Scenario;
 use crate::time::{Duration, Instant};
-use crate::workload::{AfterFailure, Arrival, Closer, Dist, Mode, Runner, Workload};
+use crate::workload::{AfterFailure, Arrival, Closer, Dist, Mode, Runner, Spread, Workload};
 use std::collections::VecDeque;
 use std::net::Ipv4Addr;
 
@@ -404,8 +404,9 @@ struct ReuseWatch {
     /// Watches of a (host, pool, port) beyond the 3 its [`Counts`] hold, or all of them for
     /// a port outside the host's window; by [`watch_key`].
     repeats: crate::host::Table<u64, u32>,
-    /// No watch ends before this: the lanes need no look until then.
-    next_end: Option<Instant>,
+    /// No watch ends before this ([`Instant::MAX`] when none is kept): the lanes need no
+    /// look until then.
+    next_end: Instant,
     /// The index in `marked` of the last lane used.
     last_marked: usize,
 }
@@ -414,12 +415,11 @@ struct ReuseWatch {
 /// other port, §1.2) of each pool of a host, in two bits: for each 64 ports, the low bits
 /// and the high bits side by side, so that reading or changing a count touches one line;
 /// pool `p`'s word `w` (of ports `64 w ..`) at `p * span + w - first`, all pools in one
-/// array, made at the first count. The window keeps out the words of ports connect() never
-/// draws: a run over many pools reads the array at scattered places.
+/// array, made at the first count. The window (its words: a pool's ports in other words go
+/// to [`ReuseWatch::repeats`]) keeps out the ports connect() never draws: a run over many
+/// pools reads the array at scattered places.
 struct Counts {
     words: Vec<[u64; 2]>,
-    /// The ports counted here; a pool's other ports go to [`ReuseWatch::repeats`].
-    window: (u16, u16),
     /// The first word of the window.
     first: usize,
     /// Words per pool.
@@ -429,12 +429,11 @@ struct Counts {
 }
 
 impl Counts {
-    /// Counts of the ports `lo..=hi` of a host's `pools` pools.
+    /// Counts of the ports of the words of `lo..=hi` of a host's `pools` pools.
     fn new((lo, hi): (u16, u16), pools: usize) -> Counts {
         let first = usize::from(lo >> 6);
         Counts {
             words: Vec::new(),
-            window: (lo, hi),
             first,
             span: usize::from(hi >> 6) + 1 - first,
             pools,
@@ -444,7 +443,7 @@ impl Counts {
     /// Whether `port` is counted here.
     #[inline]
     fn covers(&self, port: u16) -> bool {
-        (self.window.0..=self.window.1).contains(&port)
+        usize::from(port >> 6).wrapping_sub(self.first) < self.span
     }
 
     /// Makes room for the counts of `pool` and, at the first use, of the host's pools.
@@ -479,7 +478,9 @@ impl Counts {
         if i >= self.words.len() {
             self.cover(pool);
         }
-        let [lo, hi] = &mut self.words[i];
+        let Some([lo, hi]) = self.words.get_mut(i) else {
+            unreachable!("counts made for pool {pool}")
+        };
         if *lo & *hi & bit != 0 {
             return false;
         }
@@ -510,10 +511,6 @@ impl Counts {
     /// Whether the count of `port` of `pool` is above 0.
     #[inline(always)]
     fn any(&self, pool: u32, port: u16) -> bool {
-        if self.words.is_empty() {
-            // Nothing counted yet: no lookup needs the arithmetic.
-            return false;
-        }
         let (i, bit) = self.at(pool, port);
         self.words
             .get(i)
@@ -556,17 +553,24 @@ impl MarkedLane {
         let word = (u64::from(pool & 0xffff) << 16) | u64::from(port);
         if self.ends.is_empty() {
             (self.front, self.back) = (until, until);
-            self.ends.push_back(word);
-            return;
         }
         debug_assert!(until >= self.back, "a lane's ends come in order");
         let mut gap = until.0 - self.back.0;
+        if gap > u64::from(u32::MAX) {
+            gap = self.bridge(gap);
+        }
+        self.ends.push_back((gap << 32) | word);
+        self.back = until;
+    }
+
+    /// Fillers for a gap beyond 32 bits: the gap left for the end after them.
+    #[cold]
+    fn bridge(&mut self, mut gap: u64) -> u64 {
         while gap > u64::from(u32::MAX) {
             self.ends.push_back(u64::from(u32::MAX) << 32);
             gap -= u64::from(u32::MAX);
         }
-        self.ends.push_back((gap << 32) | word);
-        self.back = until;
+        gap
     }
 
     /// Takes the front end if it comes at or before `now`: (pool, port), port 0 for a filler.
@@ -604,6 +608,7 @@ impl ReuseWatch {
                 .iter()
                 .map(|h| Counts::new(h.profile.port_range, h.pools.len()))
                 .collect(),
+            next_end: Instant::MAX,
             ..ReuseWatch::default()
         }
     }
@@ -611,24 +616,33 @@ impl ReuseWatch {
     #[inline(always)]
     fn closed_without_tw(&mut self, watched: Watched, now: Instant, len: Duration) {
         let until = now + len;
-        self.next_end = Some(self.next_end.map_or(until, |e| e.min(until)));
+        self.next_end = self.next_end.min(until);
         let (host, pool, port) = match watched {
             Watched::Pooled { host, pool, port } => (host, pool, port),
             Watched::Tuple(t) => return self.closed_unpooled(t, until, len),
         };
         let pool_high = (pool >> 16) as u16;
-        let ours = |l: &MarkedLane| l.len == len && l.host == host && l.pool_high == pool_high;
-        if !self.marked.get(self.last_marked).is_some_and(ours) {
-            self.last_marked = self.marked_lane(len, host, pool_high, until);
-        }
-        self.marked[self.last_marked].push(until, pool, port);
+        let lane = match self.marked.get_mut(self.last_marked) {
+            Some(l) if l.len == len && l.host == host && l.pool_high == pool_high => l,
+            _ => {
+                self.last_marked = self.marked_lane(len, host, pool_high, until);
+                &mut self.marked[self.last_marked]
+            }
+        };
+        lane.push(until, pool, port);
         let counted = match self.marks.get_mut(host as usize) {
             Some(c) if c.covers(port) => c.increment(pool, port),
             _ => false,
         };
         if !counted {
-            *self.repeats.entry(watch_key(host, pool, port)).or_default() += 1;
+            self.repeat(host, pool, port);
         }
+    }
+
+    /// One more watch of (host, pool, port) beyond what its [`Counts`] hold.
+    #[cold]
+    fn repeat(&mut self, host: u16, pool: u32, port: u16) {
+        *self.repeats.entry(watch_key(host, pool, port)).or_default() += 1;
     }
 
     /// [`Self::closed_without_tw`] for a tuple outside pools, watched until `until`.
@@ -676,7 +690,7 @@ impl ReuseWatch {
 
     #[inline(always)]
     fn reused(&mut self, watched: Watched, now: Instant) -> bool {
-        if self.next_end.is_some_and(|e| e <= now) {
+        if self.next_end <= now {
             self.end_watches(now);
         }
         match watched {
@@ -735,7 +749,7 @@ impl ReuseWatch {
             .iter()
             .filter(|l| !l.ends.is_empty())
             .map(|l| l.front);
-        self.next_end = fronts.chain(marked).min();
+        self.next_end = fronts.chain(marked).min().unwrap_or(Instant::MAX);
     }
 }
 
@@ -1003,10 +1017,10 @@ pub struct Simulation {
     /// ([`Simulation::arrivals_in_bulk`]): one source, one destination, a fixed RTT (no latency
     /// draw), `count` on error (it never stops), connect() or IP_BIND_ADDRESS_NO_PORT.
     open_loop_pools: Vec<Option<(u16, u32)>>,
-    /// Per workload of connect() or IP_BIND_ADDRESS_NO_PORT, its client host's pool of each
+    /// Per workload of connect() or IP_BIND_ADDRESS_NO_PORT, its (client host, pool) of each
     /// (source, destination): `[destination * sources + source]`, the order round robin
     /// takes them in.
-    conn_pools: Vec<Vec<u32>>,
+    conn_pools: Vec<Vec<(u16, u32)>>,
     /// Per workload, its exchanges scheduled whole, if it qualifies ([`Exchange`]).
     exchanges: Vec<Option<Exchange>>,
     /// Every exchange enters TIME-WAIT in bulk ([`Exchange::bulk_time_wait`]).
@@ -1257,21 +1271,21 @@ impl Simulation {
                     .iter()
                     .flat_map(|d| {
                         w.sources.iter().map(|s| {
-                            hosts[s.host as usize]
-                                .pool_of(s.ip, d.ip, d.port)
-                                .expect("pool registered at build")
+                            let pool = hosts[s.host as usize].pool_of(s.ip, d.ip, d.port);
+                            (s.host, pool.expect("pool registered at build"))
                         })
                     })
                     .collect(),
                 _ => Vec::new(),
             })
-            .collect::<Vec<Vec<u32>>>();
+            .collect::<Vec<Vec<(u16, u32)>>>();
         for (x, (w, pools)) in exchanges
             .iter_mut()
             .zip(sc.workloads.iter().zip(&conn_pools))
         {
             if let (Some(x), [pool]) = (x, pools.as_slice()) {
-                x.single_pool = Some((w.sources[0].host, *pool));
+                debug_assert_eq!(pool.0, w.sources[0].host);
+                x.single_pool = Some(*pool);
             }
         }
         // TIME-WAIT entries in bulk: when every connection of the scenario is a whole exchange
@@ -1986,7 +2000,7 @@ impl Simulation {
         let (src, dst) = (w.sources[si], w.destinations[di]);
         let conn_pool = self.conn_pools[wl as usize]
             .get(di * w.sources.len() + si)
-            .copied();
+            .map(|&(_, pool)| pool);
         let rtt = w.rtt.sample(&mut r.latency);
         let (mode, range, reuse) = (w.mode, w.local_port_range, w.reuseaddr);
         let requests = w.requests_per_connection;
@@ -2162,16 +2176,17 @@ impl Simulation {
         }
         let (si, di) = r.pick_index(w);
         let (src, dst) = (w.sources[si], w.destinations[di]);
-        let pool = self.conn_pools[wl as usize][di * w.sources.len() + si];
-        // Round robin names the next pools: bring the one after next into cache, and what
-        // the next will read beyond itself (a pipeline across arrivals; hints only).
-        if w.sources.len() * w.destinations.len() > 1
-            && let Some([(s1, d1), (s2, d2)]) = r.peek_round_robin(w)
-        {
-            let pools = &self.conn_pools[wl as usize];
-            let (h1, h2) = (w.sources[s1].host, w.sources[s2].host);
-            let p1 = pools[d1 * w.sources.len() + s1];
-            self.hosts[h2 as usize].prefetch_pool(pools[d2 * w.sources.len() + s2]);
+        let pools = &self.conn_pools[wl as usize];
+        let k = di * w.sources.len() + si;
+        let pool = pools[k].1;
+        // Round robin takes the pools in order: bring the one after next into cache, and
+        // what the next will read beyond itself (a pipeline across arrivals; hints only).
+        if w.spread == Spread::RoundRobin && pools.len() > 1 {
+            let after = |k: usize| if k + 1 == pools.len() { 0 } else { k + 1 };
+            let (next, then) = (after(k), after(after(k)));
+            let (h2, p2) = pools[then];
+            self.hosts[h2 as usize].prefetch_pool(p2);
+            let (h1, p1) = pools[next];
             if let Some(port) = self.hosts[h1 as usize].prefetch_connect(p1) {
                 self.watch.prefetch(h1, p1, port);
             }
@@ -2417,7 +2432,7 @@ impl Simulation {
         let mut next = self.runners[wl as usize].next_arrival(w);
         // This connect() fails as `start` would make it fail, changing nothing but counts.
         let (src, dst) = (w.sources[0], w.destinations[0]);
-        let pool = self.conn_pools[wl as usize][0];
+        let pool = self.conn_pools[wl as usize][0].1;
         let refused = self.hosts[src.host as usize].connect_in(
             pool,
             self.now,
@@ -3179,7 +3194,7 @@ mod tests {
     fn the_reuse_watch_answers_as_a_list_of_every_closed_tuple_would() {
         // Random closes of a few tuples (marked and not, two watch lengths, repeats), each
         // lookup checked against the plain rule: closed at some c with c + len > now.
-        // Ports 1000..=1003 are counted in two bits, 1004 and 1005 lie outside the window.
+        // Ports 1000..=1003 are counted in two bits, 1100 and 1101 lie outside the window.
         let mut w = ReuseWatch {
             marks: (0..2).map(|_| Counts::new((1000, 1003), 2)).collect(),
             ..ReuseWatch::default()
@@ -3193,7 +3208,7 @@ mod tests {
             x ^= x >> 7;
             x ^= x << 17;
             now = now + Duration(x % 300);
-            let port = 1000 + (x >> 8) as u16 % 6;
+            let port = [1000, 1001, 1002, 1003, 1100, 1101][((x >> 8) % 6) as usize];
             let marked = !(x >> 20).is_multiple_of(3);
             let t = Tuple {
                 local_ip: 1,

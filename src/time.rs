@@ -135,6 +135,8 @@ impl fmt::Display for Duration {
 
 impl Instant {
     pub const ZERO: Instant = Instant(0);
+    /// Later than every event.
+    pub const MAX: Instant = Instant(u64::MAX);
     pub fn as_secs_f64(self) -> f64 {
         self.0 as f64 / 1e9
     }

@@ -472,16 +472,6 @@ impl Runner {
         }
     }
 
-    /// Under round robin, the indices [`Runner::pick_index`] gives next and the ones after,
-    /// without taking them.
-    #[inline]
-    pub fn peek_round_robin(&self, w: &Workload) -> Option<[(usize, usize); 2]> {
-        if w.spread != Spread::RoundRobin {
-            return None;
-        }
-        Some([self.turn, round_robin_after(w, self.turn)])
-    }
-
     /// Moves the round-robin position on by `n` connections that were never picked one by one.
     pub fn skip(&mut self, w: &Workload, n: u64) {
         self.started += n;
