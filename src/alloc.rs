@@ -479,6 +479,14 @@ pub fn selector(sel: Selection, range: (u16, u16), rng: ChaCha8Rng) -> Selector 
     }
 }
 
+/// `get_random_u32_below(8)`: the top three bits of one 32-bit draw, which is what
+/// `random_range(0..8)` gives from the same stream (a power of two never needs its second
+/// draw), written out so that the hot path does not depend on how that inlines.
+#[inline(always)]
+fn below_8(rng: &mut ChaCha8Rng) -> u32 {
+    rng.next_u32() >> 29
+}
+
 /// Per-network-namespace state of Linux's port selection.
 ///
 /// The kernel keys its hash with a boot-time random `net_secret`; here the key, the
@@ -601,7 +609,7 @@ impl LinuxAllocator {
                 let i = if self.pre_5_12 {
                     i
                 } else {
-                    i.max(self.rng.random_range(0..8u32) * STEP)
+                    i.max(below_8(&mut self.rng) * STEP)
                 };
                 self.table[index] = self.table[index].wrapping_add(i + STEP);
                 return Search {
@@ -918,6 +926,23 @@ mod tests {
     use super::*;
     use crate::rng::stream;
     use proptest::prelude::*;
+
+    #[test]
+    fn below_8_draws_what_random_range_draws() {
+        let mut a = stream(7, "below-8");
+        let mut b = stream(7, "below-8");
+        let mut seen = [0u32; 8];
+        for _ in 0..100_000 {
+            let x = below_8(&mut a);
+            assert_eq!(x, b.random_range(0..8u32));
+            seen[x as usize] += 1;
+        }
+        // Each value about 12,500 times: the top bits, not a constant.
+        assert!(
+            seen.iter().all(|&n| (11_500..13_500).contains(&n)),
+            "{seen:?}"
+        );
+    }
 
     proptest! {
         #[test]
