@@ -528,6 +528,23 @@ enum Watched {
     Tuple(Tuple),
 }
 
+/// How the watch keeps the tuple `t` (as the client sees it) of a connection from host
+/// `client`, whose client socket's per-destination pool is `pool` (or NONE).
+fn watched(hosts: &[Host], client: u16, pool: u32, t: Tuple) -> Watched {
+    debug_assert_eq!(
+        (pool != NONE).then_some(pool),
+        hosts[client as usize].four_tuple_pool(t.local_ip, t.remote_ip, t.remote_port)
+    );
+    match pool {
+        NONE => Watched::Tuple(t),
+        pool => Watched::Pooled {
+            host: client,
+            pool,
+            port: t.local_port,
+        },
+    }
+}
+
 /// A watched pool tuple, (host, pool, port), as one key.
 fn watch_key(host: u16, pool: u32, port: u16) -> u64 {
     (u64::from(host) << 48) | (u64::from(pool) << 16) | u64::from(port)
@@ -1978,26 +1995,7 @@ impl Simulation {
         self.free_conns.push(id);
     }
 
-    /// A four-tuple closed with no TIME-WAIT, to be watched for `len`: `(client, pool, t)`
-    /// is the client host, the client socket's per-destination pool (or NONE) and the tuple
-    /// as the client sees it.
-    /// How the watch keeps the tuple `t` of a connection from `client`, whose pool is `pool`
-    /// (its per-destination pool, or NONE).
-    fn watched(&self, client: u16, pool: u32, t: Tuple) -> Watched {
-        debug_assert_eq!(
-            (pool != NONE).then_some(pool),
-            self.hosts[client as usize].four_tuple_pool(t.local_ip, t.remote_ip, t.remote_port)
-        );
-        match pool {
-            NONE => Watched::Tuple(t),
-            pool => Watched::Pooled {
-                host: client,
-                pool,
-                port: t.local_port,
-            },
-        }
-    }
-
+    /// A four-tuple closed with no TIME-WAIT, watched for `len`.
     #[inline(always)]
     fn watch_closed(&mut self, watched: Watched, len: Duration) {
         self.watch.closed_without_tw(watched, self.now, len);
@@ -2135,7 +2133,7 @@ impl Simulation {
                 };
                 let pool = host.sock(sock).pool;
                 let pool_or_wide = host.pool_of_socket(sock);
-                let watched = self.watched(src.host, pool, tuple);
+                let watched = watched(&self.hosts, src.host, pool, tuple);
                 if self.watch.reused(watched, self.now) {
                     self.rec.unprotected_reuse += 1;
                 }
@@ -2766,7 +2764,7 @@ impl Simulation {
             self.conns[conn as usize].csock = NONE;
             self.rec.count(Counter::LingerResets);
             let len = self.hosts[c.client as usize].profile.time_wait;
-            self.watch_closed(self.watched(c.client, c.pool, c.tuple), len);
+            self.watch_closed(watched(&self.hosts, c.client, c.pool, c.tuple), len);
             self.send(self.now + c.up, conn, |conn, generation| Event::Rst {
                 conn,
                 generation,
@@ -2788,7 +2786,7 @@ impl Simulation {
             self.conns[conn as usize].ssock = NONE;
             self.rec.count(Counter::LingerResets);
             let len = self.hosts[c.server as usize].profile.time_wait;
-            self.watch_closed(self.watched(c.client, c.pool, c.tuple), len);
+            self.watch_closed(watched(&self.hosts, c.client, c.pool, c.tuple), len);
             self.send(self.now + c.down, conn, |conn, generation| Event::Rst {
                 conn,
                 generation,
@@ -2834,7 +2832,7 @@ impl Simulation {
                 ts_seen,
             }
         };
-        let watched = self.watched(c.client, c.pool, c.tuple);
+        let watched = watched(&self.hosts, c.client, c.pool, c.tuple);
         self.active_close(h, Closing::Socket(sock, peer), tw, watched);
         if client_closes {
             self.conns[conn as usize].csock = NONE;
@@ -2878,7 +2876,7 @@ impl Simulation {
             (closing, Watched::Pooled { host, pool, port })
         } else {
             let s = self.hosts[f.client as usize].sock(f.sock);
-            let watched = self.watched(f.client, s.pool, s.tuple);
+            let watched = watched(&self.hosts, f.client, s.pool, s.tuple);
             (Closing::Socket(f.sock, s.tuple.remote_ip), watched)
         };
         self.active_close(f.client, closing, tw, watched);
