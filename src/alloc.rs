@@ -552,6 +552,31 @@ impl LinuxAllocator {
         )
     }
 
+    /// [`Self::port_offset`] at `now`, from the pool's memo when it was hashed in this epoch
+    /// (else hashed, and the memo updated); a query without a memo is hashed each time.
+    #[inline(always)]
+    pub fn memo_offset(
+        &self,
+        now: Instant,
+        saddr: u32,
+        daddr: u32,
+        dport: u16,
+        memo: Option<&std::cell::Cell<(u64, u64)>>,
+    ) -> u64 {
+        let epoch = u64::from(self.epoch(now));
+        match memo {
+            Some(memo) => match memo.get() {
+                (e, off) if e == epoch => off,
+                _ => {
+                    let off = self.port_offset(saddr, daddr, dport, epoch as u32);
+                    memo.set((epoch, off));
+                    off
+                }
+            },
+            None => self.port_offset(saddr, daddr, dport, epoch as u32),
+        }
+    }
+
     /// `__inet_hash_connect` for an unbound socket (§1.2–§1.4) with a given `port_offset`.
     #[inline(always)]
     pub fn connect_at(
@@ -583,16 +608,17 @@ impl LinuxAllocator {
         }
     }
 
-    /// [`Self::connect_with`] with the scan's stride.
+    /// The scan's set-up (§1.2 steps 2–4): `low`, `high` (exclusive), `remaining`, the
+    /// perturbation table's index and the first candidate's offset.
     #[inline(always)]
-    fn connect_by<const STEP: u32>(
-        &mut self,
-        q: &ConnectQuery,
+    fn scan_start<const STEP: u32>(
+        &self,
+        low: u16,
+        high: u16,
         port_offset: u64,
-        mut scan: impl Scan,
-    ) -> Search {
-        let low = u32::from(q.low);
-        let high = u32::from(q.high) + 1;
+    ) -> (u32, u32, u32, usize, u32) {
+        let low = u32::from(low);
+        let high = u32::from(high) + 1;
         let mut remaining = high - low;
         if STEP == 2 && remaining > 1 {
             remaining &= !1;
@@ -602,16 +628,57 @@ impl LinuxAllocator {
         if STEP == 2 {
             offset &= !1;
         }
+        (low, high, remaining, index, offset)
+    }
+
+    /// A port found `i` candidates into the scan: the table entry moves on by at least
+    /// `i + step`, by a random 0–7 steps more after 5.12 (§1.2 step 7).
+    #[inline(always)]
+    fn found<const STEP: u32>(&mut self, index: usize, i: u32) {
+        let i = if self.pre_5_12 {
+            i
+        } else {
+            i.max(below_8(&mut self.rng) * STEP)
+        };
+        self.table[index] = self.table[index].wrapping_add(i + STEP);
+    }
+
+    /// [`Self::connect_at`] without IP_LOCAL_PORT_RANGE, when its first candidate is free
+    /// in `pool` and `host`, as it nearly always is in a pool far from full: the same port
+    /// (its one probe) and the same state after. `None`, changing nothing, when the scan
+    /// must run.
+    #[inline(always)]
+    pub fn connect_first(
+        &mut self,
+        (low, high): (u16, u16),
+        port_offset: u64,
+        pool: &PortBits,
+        host: &PortBits,
+    ) -> Option<u16> {
+        let (low, high, _, index, offset) = self.scan_start::<2>(low, high, port_offset);
+        let port = low + offset;
+        if port >= high || pool.contains(port as u16) || host.contains(port as u16) {
+            return None;
+        }
+        self.found::<2>(index, 0);
+        Some(port as u16)
+    }
+
+    /// [`Self::connect_with`] with the scan's stride.
+    #[inline(always)]
+    fn connect_by<const STEP: u32>(
+        &mut self,
+        q: &ConnectQuery,
+        port_offset: u64,
+        mut scan: impl Scan,
+    ) -> Search {
+        let (low, high, remaining, index, mut offset) =
+            self.scan_start::<STEP>(q.low, q.high, port_offset);
         let mut probes = 0;
         loop {
             if let Some((port, i)) = scan.pass::<STEP>(low, high, remaining, offset) {
                 probes += i / STEP + 1;
-                let i = if self.pre_5_12 {
-                    i
-                } else {
-                    i.max(below_8(&mut self.rng) * STEP)
-                };
-                self.table[index] = self.table[index].wrapping_add(i + STEP);
+                self.found::<STEP>(index, i);
                 return Search {
                     port: Some(port as u16),
                     probes,
@@ -721,20 +788,7 @@ impl PortSelector for LinuxAllocator {
 
     #[inline(never)]
     fn connect(&mut self, now: Instant, q: &ConnectQuery, view: &PortView<'_>) -> Search {
-        let epoch = u64::from(self.epoch(now));
-        // The pool's memo keeps its offset with the epoch it was hashed in; a query without
-        // one is hashed each time.
-        let off = match view.memo {
-            Some(memo) => match memo.get() {
-                (e, off) if e == epoch => off,
-                _ => {
-                    let off = self.port_offset(q.saddr, q.daddr, q.dport, epoch as u32);
-                    memo.set((epoch, off));
-                    off
-                }
-            },
-            None => self.port_offset(q.saddr, q.daddr, q.dport, epoch as u32),
-        };
+        let off = self.memo_offset(now, q.saddr, q.daddr, q.dport, view.memo);
         self.connect_at(q, off, view)
     }
 
@@ -1349,6 +1403,47 @@ mod tests {
                 let l = y.connect_literal(&q, off, |p| !a.contains(p as u16));
                 prop_assert_eq!(f, l);
                 if let Some(p) = f.port { a.insert(p); }
+            }
+        }
+
+        #[test]
+        fn the_first_candidate_shortcut_is_the_scan_when_it_answers(
+            low in 1024u16..40000,
+            len in 1u16..200,
+            pre_5_12 in any::<bool>(),
+            taken in proptest::collection::vec(any::<u16>(), 0..300),
+            blocked in proptest::collection::vec(any::<u16>(), 0..100),
+            off in any::<u64>(),
+        ) {
+            let q = query(low, low + len - 1);
+            let (mut a, mut b) = (PortBits::default(), PortBits::default());
+            for p in &taken { a.insert(low + p % len); }
+            for p in &blocked { b.insert(low + p % len); }
+            let fresh = || if pre_5_12 { LinuxAllocator::pre_5_12(stream(1, "t")) } else { alloc() };
+            let (mut x, mut y) = (fresh(), fresh());
+            for _ in 0..20 {
+                let ix = FreeWords::new(&a, &b);
+                let view = PortView { pool: &a, host: &b, index: Some(&ix), memo: None };
+                let (table, rng) = (x.table.clone(), x.rng.clone());
+                let port = match x.connect_first((q.low, q.high), off, &a, &b) {
+                    Some(p) => {
+                        let s = y.connect_at(&q, off, &view);
+                        prop_assert_eq!(s, Search { port: Some(p), probes: 1 });
+                        Some(p)
+                    }
+                    None => {
+                        // Nothing changed, and the scan finds no port on its first probe.
+                        prop_assert!(x.table == table && x.rng == rng);
+                        let s = y.connect_at(&q, off, &view);
+                        prop_assert_eq!(s, x.connect_at(&q, off, &view));
+                        prop_assert!(s.port.is_none() || s.probes > 1);
+                        s.port
+                    }
+                };
+                prop_assert!(x.table == y.table && x.rng == y.rng);
+                if let Some(p) = port {
+                    a.insert(p);
+                }
             }
         }
     }

@@ -1889,6 +1889,8 @@ impl Simulation {
     /// Runs the event of `wl`'s stream that its source stood for, then, while its next event
     /// would be the next the queue gives (and nothing is parked), that one too, as the run
     /// loop would run it; then sets the source to the next.
+    // Not inlined into the run loop: the arrival and TIME-WAIT paths inline here instead.
+    #[inline(never)]
     fn stream(&mut self, wl: u32) {
         let w = wl as usize;
         loop {
@@ -1920,6 +1922,7 @@ impl Simulation {
     }
 
     /// An open-loop arrival of `wl`: the next one drawn, this one's connection started.
+    #[inline(always)]
     fn arrival(&mut self, wl: u32) {
         if self.bulk
             && self.parked.is_empty()
