@@ -1178,11 +1178,7 @@ impl Host {
         };
         let pool = &self.pools[pool_id as usize];
         if pool.free == 0 {
-            // Every candidate is taken: the scan fails after testing all of them.
-            return Err(Refused {
-                errno: Errno::AddrNotAvail,
-                probes: self.selector.exhausted_probes(&q),
-            });
+            return Err(self.exhausted(&q));
         }
         // Linux's scan whose first candidate is free: one probe, no scan to set up.
         if let Selector::Linux(l) = &mut self.selector
@@ -1213,6 +1209,15 @@ impl Host {
                 errno: Errno::AddrNotAvail,
                 probes: search.probes,
             }),
+        }
+    }
+
+    /// connect() with every candidate taken: the scan fails after testing all of them.
+    #[cold]
+    fn exhausted(&self, q: &ConnectQuery) -> Refused {
+        Refused {
+            errno: Errno::AddrNotAvail,
+            probes: self.selector.exhausted_probes(q),
         }
     }
 

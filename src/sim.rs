@@ -1546,6 +1546,15 @@ impl Simulation {
         }
     }
 
+    /// Checking mode, between two events: the audits, unless a violation is found already;
+    /// true while none is.
+    fn audited(&mut self) -> bool {
+        if self.violation.is_none() {
+            self.audit_event();
+        }
+        self.violation.is_none()
+    }
+
     /// The per-event checks of checking mode: O(hosts + workloads).
     fn audit_event(&mut self) {
         // A whole exchange's client socket stays SYN-SENT in the table until its TIME-WAIT
@@ -1902,14 +1911,9 @@ impl Simulation {
             }
             let head = self.streams[w].head();
             let at = Instant((head >> 64) as u64);
-            let next = head < self.queue.peek_packed()
-                && at < self.end
-                && self.parked.is_empty()
-                && self.violation.is_none();
-            if next && self.check {
-                self.audit_event();
-            }
-            if !next || self.violation.is_some() {
+            let next = head < self.queue.peek_packed() && at < self.end && self.parked.is_empty();
+            // Only checking mode finds violations.
+            if !next || (self.check && !self.audited()) {
                 let s = &mut self.streams[w];
                 s.scheduled = head;
                 if head != NO_EVENT {
