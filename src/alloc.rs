@@ -332,11 +332,6 @@ impl Scan for PortView<'_> {
         remaining: u32,
         offset: u32,
     ) -> Option<(u32, u32)> {
-        // The first candidate, nearly always free when the pool is far from full.
-        let start = low + offset;
-        if start < high && !self.pool.contains(start as u16) && !self.host.contains(start as u16) {
-            return Some((start, 0));
-        }
         pass_by::<STEP>(
             low, high, remaining, offset, self.pool, self.host, self.index,
         )
@@ -578,7 +573,7 @@ impl LinuxAllocator {
     }
 
     /// `__inet_hash_connect` for an unbound socket (§1.2–§1.4) with a given `port_offset`.
-    #[inline(always)]
+    #[inline(never)]
     pub fn connect_at(
         &mut self,
         q: &ConnectQuery,
@@ -643,24 +638,39 @@ impl LinuxAllocator {
         self.table[index] = self.table[index].wrapping_add(i + STEP);
     }
 
-    /// [`Self::connect_at`] without IP_LOCAL_PORT_RANGE, when its first candidate is free
-    /// in `pool` and `host`, as it nearly always is in a pool far from full: the same port
-    /// (its one probe) and the same state after. `None`, changing nothing, when the scan
-    /// must run.
+    /// [`Self::connect_at`] when its first candidate is free in `pool` and `host`, as it
+    /// nearly always is in a pool far from full: the same port (its one probe) and the same
+    /// state after. `None`, changing nothing, when the scan must run.
     #[inline(always)]
     pub fn connect_first(
         &mut self,
-        (low, high): (u16, u16),
+        q: &ConnectQuery,
         port_offset: u64,
         pool: &PortBits,
         host: &PortBits,
     ) -> Option<u16> {
-        let (low, high, _, index, offset) = self.scan_start::<2>(low, high, port_offset);
+        if q.per_socket_range {
+            self.first_by::<1>(q, port_offset, pool, host)
+        } else {
+            self.first_by::<2>(q, port_offset, pool, host)
+        }
+    }
+
+    /// [`Self::connect_first`] with the scan's stride.
+    #[inline(always)]
+    fn first_by<const STEP: u32>(
+        &mut self,
+        q: &ConnectQuery,
+        port_offset: u64,
+        pool: &PortBits,
+        host: &PortBits,
+    ) -> Option<u16> {
+        let (low, high, _, index, offset) = self.scan_start::<STEP>(q.low, q.high, port_offset);
         let port = low + offset;
         if port >= high || pool.contains(port as u16) || host.contains(port as u16) {
             return None;
         }
-        self.found::<2>(index, 0);
+        self.found::<STEP>(index, 0);
         Some(port as u16)
     }
 
@@ -786,10 +796,17 @@ impl PortSelector for LinuxAllocator {
         }
     }
 
-    #[inline(never)]
+    /// The first candidate inline, the scan out of line.
+    #[inline(always)]
     fn connect(&mut self, now: Instant, q: &ConnectQuery, view: &PortView<'_>) -> Search {
         let off = self.memo_offset(now, q.saddr, q.daddr, q.dport, view.memo);
-        self.connect_at(q, off, view)
+        match self.connect_first(q, off, view.pool, view.host) {
+            Some(port) => Search {
+                port: Some(port),
+                probes: 1,
+            },
+            None => self.connect_at(q, off, view),
+        }
     }
 
     /// With parity, `remaining` is rounded down to even: an odd-sized range never tests its
@@ -1411,11 +1428,12 @@ mod tests {
             low in 1024u16..40000,
             len in 1u16..200,
             pre_5_12 in any::<bool>(),
+            per_socket in any::<bool>(),
             taken in proptest::collection::vec(any::<u16>(), 0..300),
             blocked in proptest::collection::vec(any::<u16>(), 0..100),
             off in any::<u64>(),
         ) {
-            let q = query(low, low + len - 1);
+            let q = ConnectQuery { per_socket_range: per_socket, ..query(low, low + len - 1) };
             let (mut a, mut b) = (PortBits::default(), PortBits::default());
             for p in &taken { a.insert(low + p % len); }
             for p in &blocked { b.insert(low + p % len); }
@@ -1425,7 +1443,7 @@ mod tests {
                 let ix = FreeWords::new(&a, &b);
                 let view = PortView { pool: &a, host: &b, index: Some(&ix), memo: None };
                 let (table, rng) = (x.table.clone(), x.rng.clone());
-                let port = match x.connect_first((q.low, q.high), off, &a, &b) {
+                let port = match x.connect_first(&q, off, &a, &b) {
                     Some(p) => {
                         let s = y.connect_at(&q, off, &view);
                         prop_assert_eq!(s, Search { port: Some(p), probes: 1 });

@@ -1180,17 +1180,6 @@ impl Host {
         if pool.free == 0 {
             return Err(self.exhausted(&q));
         }
-        // Linux's scan whose first candidate is free: one probe, no scan to set up.
-        if let Selector::Linux(l) = &mut self.selector
-            && !per_socket
-            && !pool.host_wide
-        {
-            let off = l.memo_offset(now, saddr, daddr, dport, Some(&pool.memo));
-            if let Some(port) = l.connect_first((low, high), off, &pool.taken, &self.blocked) {
-                self.pools[pool_id as usize].last = port;
-                return Ok((port, 1));
-            }
-        }
         let view = PortView {
             pool: &pool.taken,
             host: &self.blocked,

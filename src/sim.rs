@@ -370,8 +370,6 @@ struct Exchange {
     single_pool: Option<(u16, u32)>,
     /// The server host of every connection, when there is only one.
     single_server: Option<u16>,
-    /// The client host of every connection, when there is only one.
-    single_client: Option<u16>,
     /// TIME-WAIT entries are a step applied in bulk, not an event: each connection's expiry
     /// is queued at connect() and nothing else is (see [`Simulation::new`] for when).
     bulk_time_wait: bool,
@@ -966,11 +964,6 @@ impl Exchange {
                 .iter()
                 .all(|d| d.host == w.destinations[0].host)
                 .then_some(w.destinations[0].host),
-            single_client: w
-                .sources
-                .iter()
-                .all(|s| s.host == w.sources[0].host)
-                .then_some(w.sources[0].host),
         })
     }
 }
@@ -1634,41 +1627,35 @@ impl Simulation {
             let count = n - first;
             let span = x.flights.range(from..(n - x.popped) as usize);
             match kind {
-                StepKind::Established => match x.single_pool {
-                    Some((h, pool)) => {
-                        let early = late_from.0.saturating_sub(offset.0);
-                        let late = span.rev().take_while(|f| f.at.0 >= early).count() as u64;
-                        let e = &mut hosts[h as usize].established[pool as usize];
-                        e.all += count;
-                        e.late += late;
-                    }
-                    None => {
-                        // Flights are in connect() order: the late ones are a suffix.
-                        let early = late_from.0.saturating_sub(offset.0);
-                        let late = span.clone().rev().take_while(|f| f.at.0 >= early).count();
-                        let on_time = span.len() - late;
-                        match x.single_client {
-                            // Every flight holds a connect() pool of the one client.
-                            Some(h) if x.pooled => {
-                                let est = &mut hosts[h as usize].established;
-                                for (i, f) in span.enumerate() {
-                                    debug_assert!(f.client == h && f.pool != NONE);
-                                    let e = &mut est[f.pool as usize];
-                                    e.all += 1;
-                                    e.late += u64::from(i >= on_time);
-                                }
+                StepKind::Established => {
+                    // Flights are in connect() order: the late ones are a suffix.
+                    let early = late_from.0.saturating_sub(offset.0);
+                    let late = span.clone().rev().take_while(|f| f.at.0 >= early).count();
+                    let on_time = span.len() - late;
+                    match x.single_pool {
+                        Some((h, pool)) => {
+                            let e = &mut hosts[h as usize].established[pool as usize];
+                            e.all += count;
+                            e.late += late as u64;
+                        }
+                        // Every flight holds a connect() pool.
+                        None if x.pooled => {
+                            for (i, f) in span.enumerate() {
+                                let e = &mut hosts[f.client as usize].established[f.pool as usize];
+                                e.all += 1;
+                                e.late += u64::from(i >= on_time);
                             }
-                            _ => {
-                                for (i, f) in span.enumerate() {
-                                    let late = u64::from(i >= on_time);
-                                    let pool = (f.pool != NONE).then_some(f.pool);
-                                    let h = &mut hosts[f.client as usize];
-                                    count_in_pool(h, bind_pools, f.client, pool, f.ip, late);
-                                }
+                        }
+                        None => {
+                            for (i, f) in span.enumerate() {
+                                let late = u64::from(i >= on_time);
+                                let pool = (f.pool != NONE).then_some(f.pool);
+                                let h = &mut hosts[f.client as usize];
+                                count_in_pool(h, bind_pools, f.client, pool, f.ip, late);
                             }
                         }
                     }
-                },
+                }
                 StepKind::ServerEstablished | StepKind::ServerFin => {
                     let up = kind == StepKind::ServerEstablished;
                     match x.single_server {

@@ -305,20 +305,6 @@ pub struct Runner {
     pub stopped: bool,
 }
 
-/// The (source, destination) round robin takes after `(s, d)`: sources turn fastest.
-#[inline]
-fn round_robin_after(w: &Workload, (mut s, mut d): (usize, usize)) -> (usize, usize) {
-    s += 1;
-    if s == w.sources.len() {
-        s = 0;
-        d += 1;
-        if d == w.destinations.len() {
-            d = 0;
-        }
-    }
-    (s, d)
-}
-
 impl Runner {
     pub fn new(
         w: &Workload,
@@ -459,7 +445,14 @@ impl Runner {
         match w.spread {
             Spread::RoundRobin => {
                 let at = self.turn;
-                self.turn = round_robin_after(w, at);
+                self.turn.0 += 1;
+                if self.turn.0 == w.sources.len() {
+                    self.turn.0 = 0;
+                    self.turn.1 += 1;
+                    if self.turn.1 == w.destinations.len() {
+                        self.turn.1 = 0;
+                    }
+                }
                 at
             }
             Spread::Random => {
