@@ -407,6 +407,9 @@ struct ReuseWatch {
     /// No watch ends before this ([`Instant::MAX`] when none is kept): the lanes need no
     /// look until then.
     next_end: Instant,
+    /// The end of the run: a watch ending after it is counted but never ended, so its end is
+    /// not kept (a run whose TIME-WAIT outlasts it keeps no lane).
+    horizon: Instant,
     /// The index in `marked` of the last lane used.
     last_marked: usize,
 }
@@ -618,14 +621,23 @@ fn lane_of<T>(lanes: &mut Vec<(Duration, VecDeque<T>)>, len: Duration) -> &mut V
 }
 
 impl ReuseWatch {
-    /// A watch over `hosts`, the counts of each made for its pools and ephemeral range.
-    fn new(hosts: &[Host]) -> ReuseWatch {
+    /// A watch over `hosts` for a run ending at `horizon`, the counts of each host made for
+    /// its pools and ephemeral range.
+    fn new(hosts: &[Host], horizon: Instant) -> ReuseWatch {
         ReuseWatch {
             marks: hosts
                 .iter()
                 .map(|h| Counts::new(h.profile.port_range, h.pools.len()))
                 .collect(),
+            ..ReuseWatch::until(horizon)
+        }
+    }
+
+    /// An empty watch for a run ending at `horizon`.
+    fn until(horizon: Instant) -> ReuseWatch {
+        ReuseWatch {
             next_end: Instant::MAX,
+            horizon,
             ..ReuseWatch::default()
         }
     }
@@ -633,20 +645,17 @@ impl ReuseWatch {
     #[inline(always)]
     fn closed_without_tw(&mut self, watched: Watched, now: Instant, len: Duration) {
         let until = now + len;
-        self.next_end = self.next_end.min(until);
+        let ends = until <= self.horizon;
+        if ends {
+            self.next_end = self.next_end.min(until);
+        }
         let (host, pool, port) = match watched {
             Watched::Pooled { host, pool, port } => (host, pool, port),
-            Watched::Tuple(t) => return self.closed_unpooled(t, until, len),
+            Watched::Tuple(t) => return self.closed_unpooled(t, until, len, ends),
         };
-        let pool_high = (pool >> 16) as u16;
-        let lane = match self.marked.get_mut(self.last_marked) {
-            Some(l) if l.len == len && l.host == host && l.pool_high == pool_high => l,
-            _ => {
-                self.last_marked = self.marked_lane(len, host, pool_high, until);
-                &mut self.marked[self.last_marked]
-            }
-        };
-        lane.push(until, pool, port);
+        if ends {
+            self.keep_end(until, len, host, pool, port);
+        }
         let counted = match self.marks.get_mut(host as usize) {
             Some(c) if c.covers(port) => c.increment(pool, port),
             _ => false,
@@ -656,16 +665,33 @@ impl ReuseWatch {
         }
     }
 
+    /// Keeps the end, `until`, of a watch of (host, pool, port) of length `len`, in its lane.
+    #[inline(always)]
+    fn keep_end(&mut self, until: Instant, len: Duration, host: u16, pool: u32, port: u16) {
+        let pool_high = (pool >> 16) as u16;
+        let lane = match self.marked.get_mut(self.last_marked) {
+            Some(l) if l.len == len && l.host == host && l.pool_high == pool_high => l,
+            _ => {
+                self.last_marked = self.marked_lane(len, host, pool_high, until);
+                &mut self.marked[self.last_marked]
+            }
+        };
+        lane.push(until, pool, port);
+    }
+
     /// One more watch of (host, pool, port) beyond what its [`Counts`] hold.
     #[cold]
     fn repeat(&mut self, host: u16, pool: u32, port: u16) {
         *self.repeats.entry(watch_key(host, pool, port)).or_default() += 1;
     }
 
-    /// [`Self::closed_without_tw`] for a tuple outside pools, watched until `until`.
+    /// [`Self::closed_without_tw`] for a tuple outside pools, watched until `until`, an end
+    /// kept if it `ends` within the run.
     #[cold]
-    fn closed_unpooled(&mut self, t: Tuple, until: Instant, len: Duration) {
-        lane_of(&mut self.lanes, len).push_back((until, t));
+    fn closed_unpooled(&mut self, t: Tuple, until: Instant, len: Duration, ends: bool) {
+        if ends {
+            lane_of(&mut self.lanes, len).push_back((until, t));
+        }
         // The latest end: a tuple closed again by a host with a shorter TIME_WAIT is
         // still watched for the longer one.
         let end = self.closed.entry(t).or_insert(until);
@@ -1352,7 +1378,7 @@ impl Simulation {
         let late_from = tw
             .and_then(|tw| sustained_from(sc.duration, tw, sc.bin))
             .unwrap_or(Instant(u64::MAX));
-        let watch = ReuseWatch::new(&hosts);
+        let watch = ReuseWatch::new(&hosts, Instant::ZERO + sc.duration);
         let mut sim = Simulation {
             now: Instant::ZERO,
             end: Instant::ZERO + sc.duration,
@@ -3205,12 +3231,20 @@ mod tests {
 
     #[test]
     fn the_reuse_watch_answers_as_a_list_of_every_closed_tuple_would() {
+        // With no end to the run, and with one that many watches outlast (their ends not
+        // kept): every lookup before the end is the same.
+        for horizon in [Instant::MAX, Instant(2_000_000)] {
+            reuse_watch_against_a_list(horizon);
+        }
+    }
+
+    fn reuse_watch_against_a_list(horizon: Instant) {
         // Random closes of a few tuples (marked and not, two watch lengths, repeats), each
         // lookup checked against the plain rule: closed at some c with c + len > now.
         // Ports 1000..=1003 are counted in two bits, 1100 and 1101 lie outside the window.
         let mut w = ReuseWatch {
             marks: (0..2).map(|_| Counts::new((1000, 1003), 2)).collect(),
-            ..ReuseWatch::default()
+            ..ReuseWatch::until(horizon)
         };
         let mut log: Vec<(Watched, Instant)> = Vec::new();
         let mut x = 0x9e37_79b9_7f4a_7c15u64;
@@ -3221,6 +3255,9 @@ mod tests {
             x ^= x >> 7;
             x ^= x << 17;
             now = now + Duration(x % 300);
+            if now > horizon {
+                break;
+            }
             let port = [1000, 1001, 1002, 1003, 1100, 1101][((x >> 8) % 6) as usize];
             let marked = !(x >> 20).is_multiple_of(3);
             let t = Tuple {
@@ -3253,5 +3290,29 @@ mod tests {
             }
         }
         assert!(hits > 1_000 && misses > 1_000, "{hits} {misses}");
+    }
+
+    #[test]
+    fn a_watch_past_the_end_of_the_run_is_kept_without_its_end() {
+        let mut w = ReuseWatch {
+            marks: vec![Counts::new((1000, 1003), 1)],
+            ..ReuseWatch::until(Instant(100))
+        };
+        let at = |port| Watched::Pooled {
+            host: 0,
+            pool: 0,
+            port,
+        };
+        // One ends at the end of the run, one after it.
+        w.closed_without_tw(at(1000), Instant(0), Duration(100));
+        w.closed_without_tw(at(1001), Instant(0), Duration(101));
+        assert!(w.reused(at(1000), Instant(99)) && w.reused(at(1001), Instant(99)));
+        assert!(!w.reused(at(1000), Instant(100)) && w.reused(at(1001), Instant(100)));
+        let kept: usize = w.marked.iter().map(|l| l.ends.len()).sum();
+        assert_eq!(
+            kept, 0,
+            "the end at the horizon was taken, the later one never kept"
+        );
+        assert_eq!(w.next_end, Instant::MAX);
     }
 }
