@@ -23,28 +23,41 @@ use crate::time::Instant;
 use rand::{Rng, RngExt};
 use rand_chacha::ChaCha8Rng;
 
-/// A set of TCP ports, one bit per port: 8 KiB, held in place (a pool keeps its own inside
-/// itself, so that many pools lie in one array).
+/// A set of TCP ports, one bit per port, held in place (a pool keeps its own inside itself,
+/// so that many pools lie in one array). Each 64-port word is the first of `N`: the others
+/// are the owner's, for what it keeps per port beside the set ([`PoolPorts`]).
 #[derive(Clone)]
-pub struct PortBits {
-    words: [u64; 1024],
+pub struct PortBits<const N: usize = 1> {
+    words: [[u64; N]; 1024],
 }
 
-impl Default for PortBits {
+/// A connect() pool's port set, with two words beside each word of it: the reuse watch's
+/// two-bit counts of those 64 ports (`sim.rs`), which a connect() and a close read and
+/// change with the port, so they share its cache line.
+pub type PoolPorts = PortBits<3>;
+
+impl<const N: usize> Default for PortBits<N> {
     fn default() -> Self {
-        PortBits { words: [0; 1024] }
+        PortBits {
+            words: [[0; N]; 1024],
+        }
     }
 }
 
-impl PortBits {
+impl<const N: usize> PortBits<N> {
+    /// The set's word holding ports `64 w ..= 64 w + 63`.
+    #[inline(always)]
+    fn word(&self, w: usize) -> u64 {
+        self.words[w][0]
+    }
     #[inline]
     pub fn contains(&self, port: u16) -> bool {
-        self.words[usize::from(port >> 6)] & (1u64 << (port & 63)) != 0
+        self.word(usize::from(port >> 6)) & (1u64 << (port & 63)) != 0
     }
     /// Adds `port`; true if it was absent.
     #[inline]
     pub fn insert(&mut self, port: u16) -> bool {
-        let w = &mut self.words[usize::from(port >> 6)];
+        let w = &mut self.words[usize::from(port >> 6)][0];
         let bit = 1u64 << (port & 63);
         let was = *w & bit != 0;
         *w |= bit;
@@ -53,7 +66,7 @@ impl PortBits {
     /// Removes `port`; true if it was present.
     #[inline]
     pub fn remove(&mut self, port: u16) -> bool {
-        let w = &mut self.words[usize::from(port >> 6)];
+        let w = &mut self.words[usize::from(port >> 6)][0];
         let bit = 1u64 << (port & 63);
         let was = *w & bit != 0;
         *w &= !bit;
@@ -64,12 +77,28 @@ impl PortBits {
     pub fn prefetch(&self, port: u16) {
         crate::engine::prefetch(&self.words[usize::from(port >> 6)]);
     }
+    /// The `N - 1` words beside the word holding `port`, and `port`'s bit in each.
+    #[inline(always)]
+    pub fn beside(&self, port: u16) -> (&[u64], u64) {
+        (
+            &self.words[usize::from(port >> 6)][1..],
+            1u64 << (port & 63),
+        )
+    }
+    /// [`Self::beside`], to change.
+    #[inline(always)]
+    pub fn beside_mut(&mut self, port: u16) -> (&mut [u64], u64) {
+        (
+            &mut self.words[usize::from(port >> 6)][1..],
+            1u64 << (port & 63),
+        )
+    }
     /// Number of ports of `lo..=hi` in the set.
     pub fn count_in(&self, lo: u16, hi: u16) -> u32 {
         PortBits::count_union_in(self, self, lo, hi)
     }
     /// Number of ports of `lo..=hi` in `a ∪ b`, a word at a time.
-    pub fn count_union_in(a: &PortBits, b: &PortBits, lo: u16, hi: u16) -> u32 {
+    pub fn count_union_in<const M: usize>(a: &Self, b: &PortBits<M>, lo: u16, hi: u16) -> u32 {
         if lo > hi {
             return 0;
         }
@@ -83,7 +112,7 @@ impl PortBits {
                 if w == wh {
                     m &= u64::MAX >> (63 - (hi & 63));
                 }
-                ((a.words[w] | b.words[w]) & m).count_ones()
+                ((a.word(w) | b.word(w)) & m).count_ones()
             })
             .sum()
     }
@@ -104,7 +133,7 @@ const PARITY: [u64; 2] = [EVEN, !EVEN];
 
 impl FreeWords {
     /// The index of `a ∪ b`, computed from scratch.
-    pub fn new(a: &PortBits, b: &PortBits) -> Self {
+    pub fn new<const N: usize>(a: &PortBits<N>, b: &PortBits) -> Self {
         let mut f = FreeWords {
             by_parity: [[0; 16]; 2],
         };
@@ -115,8 +144,8 @@ impl FreeWords {
     }
     /// Recomputes the bits of word `w` (the word holding port `w * 64`).
     #[inline]
-    pub fn refresh(&mut self, a: &PortBits, b: &PortBits, w: usize) {
-        let free = !(a.words[w] | b.words[w]);
+    pub fn refresh<const N: usize>(&mut self, a: &PortBits<N>, b: &PortBits, w: usize) {
+        let free = !(a.word(w) | b.word(w));
         let bit = 1u64 << (w & 63);
         for (p, mask) in PARITY.iter().enumerate() {
             let x = &mut self.by_parity[p][w >> 6];
@@ -130,19 +159,19 @@ impl FreeWords {
     /// Updates the index after `port` joined `a ∪ b`: only a word whose last free port of
     /// that parity went is written, so the common case reads no index word.
     #[inline]
-    pub fn after_insert(&mut self, a: &PortBits, b: &PortBits, port: u16) {
+    pub fn after_insert<const N: usize>(&mut self, a: &PortBits<N>, b: &PortBits, port: u16) {
         let (w, p) = (usize::from(port >> 6), usize::from(port & 1));
-        if !(a.words[w] | b.words[w]) & PARITY[p] == 0 {
+        if !(a.word(w) | b.word(w)) & PARITY[p] == 0 {
             self.by_parity[p][w >> 6] &= !(1u64 << (w & 63));
         }
     }
     /// Updates the index after `port` may have left `a ∪ b`: only a word that had no free
     /// port of that parity is written.
     #[inline]
-    pub fn after_remove(&mut self, a: &PortBits, b: &PortBits, port: u16) {
+    pub fn after_remove<const N: usize>(&mut self, a: &PortBits<N>, b: &PortBits, port: u16) {
         let (w, p) = (usize::from(port >> 6), usize::from(port & 1));
         let bit = 1u64 << (port & 63);
-        let free = !(a.words[w] | b.words[w]) & PARITY[p];
+        let free = !(a.word(w) | b.word(w)) & PARITY[p];
         if free == bit {
             self.by_parity[p][w >> 6] |= 1u64 << (w & 63);
         }
@@ -177,8 +206,8 @@ impl FreeWords {
 /// `STEP` is 1 or 2. `index`, when given, must describe `a ∪ b`. The first word is tested
 /// before the index is read: a search usually ends there.
 #[inline(always)]
-fn first_free<const STEP: u32>(
-    a: &PortBits,
+fn first_free<const STEP: u32, const N: usize>(
+    a: &PortBits<N>,
     b: &PortBits,
     index: Option<&FreeWords>,
     from: u32,
@@ -201,7 +230,7 @@ fn first_free<const STEP: u32>(
     };
     let free = tail(
         first_word,
-        !(a.words[first_word] | b.words[first_word]) & stride_mask & (u64::MAX << (from & 63)),
+        !(a.word(first_word) | b.word(first_word)) & stride_mask & (u64::MAX << (from & 63)),
     );
     if free != 0 {
         return Some(((first_word as u32) << 6) + free.trailing_zeros());
@@ -214,7 +243,7 @@ fn first_free<const STEP: u32>(
                 None => return None,
             }
         }
-        let free = tail(w, !(a.words[w] | b.words[w]) & stride_mask);
+        let free = tail(w, !(a.word(w) | b.word(w)) & stride_mask);
         if free != 0 {
             return Some(((w as u32) << 6) + free.trailing_zeros());
         }
@@ -237,30 +266,30 @@ fn first_free<const STEP: u32>(
 /// kernel loop's own variables.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-pub fn pass(
+pub fn pass<const N: usize>(
     low: u32,
     high: u32,
     remaining: u32,
     offset: u32,
     step: u32,
-    pool: &PortBits,
+    pool: &PortBits<N>,
     host: &PortBits,
     index: Option<&FreeWords>,
 ) -> Option<(u32, u32)> {
     if step == 1 {
-        pass_by::<1>(low, high, remaining, offset, pool, host, index)
+        pass_by::<1, N>(low, high, remaining, offset, pool, host, index)
     } else {
-        pass_by::<2>(low, high, remaining, offset, pool, host, index)
+        pass_by::<2, N>(low, high, remaining, offset, pool, host, index)
     }
 }
 
 #[inline(always)]
-fn pass_by<const STEP: u32>(
+fn pass_by<const STEP: u32, const N: usize>(
     low: u32,
     high: u32,
     remaining: u32,
     offset: u32,
-    pool: &PortBits,
+    pool: &PortBits<N>,
     host: &PortBits,
     index: Option<&FreeWords>,
 ) -> Option<(u32, u32)> {
@@ -273,14 +302,14 @@ fn pass_by<const STEP: u32>(
         0
     };
     if n1 > 0
-        && let Some(p) = first_free::<STEP>(pool, host, index, start, start + (n1 - 1) * STEP)
+        && let Some(p) = first_free::<STEP, N>(pool, host, index, start, start + (n1 - 1) * STEP)
     {
         return Some((p, p - start));
     }
     if n1 < iters {
         let start2 = start + n1 * STEP - remaining;
         let end2 = start2 + (iters - n1 - 1) * STEP;
-        if let Some(p) = first_free::<STEP>(pool, host, index, start2, end2) {
+        if let Some(p) = first_free::<STEP, N>(pool, host, index, start2, end2) {
             return Some((p, n1 * STEP + (p - start2)));
         }
     }
@@ -332,7 +361,7 @@ impl Scan for PortView<'_> {
         remaining: u32,
         offset: u32,
     ) -> Option<(u32, u32)> {
-        pass_by::<STEP>(
+        pass_by::<STEP, 3>(
             low, high, remaining, offset, self.pool, self.host, self.index,
         )
     }
@@ -386,7 +415,7 @@ pub const RESEED_EPOCH_NS: u64 = 10_000_000_000;
 /// of `pool ∪ host` to skip full words.
 #[derive(Clone, Copy)]
 pub struct PortView<'a> {
-    pub pool: &'a PortBits,
+    pub pool: &'a PoolPorts,
     pub host: &'a PortBits,
     pub index: Option<&'a FreeWords>,
     /// A place the pool keeps for its allocator, beside what connect() reads of it anyway,
@@ -404,11 +433,11 @@ impl PortView<'_> {
     /// The first free port met walking up from `start` through `first..=last`, wrapping
     /// once, and how many candidates were tested to find it.
     fn walk(&self, first: u32, last: u32, start: u32) -> Option<(u32, u32)> {
-        if let Some(p) = first_free::<1>(self.pool, self.host, self.index, start, last) {
+        if let Some(p) = first_free::<1, 3>(self.pool, self.host, self.index, start, last) {
             return Some((p, p - start + 1));
         }
         if start > first
-            && let Some(p) = first_free::<1>(self.pool, self.host, self.index, first, start - 1)
+            && let Some(p) = first_free::<1, 3>(self.pool, self.host, self.index, first, start - 1)
         {
             return Some((p, last - start + 1 + p - first + 1));
         }
@@ -646,7 +675,7 @@ impl LinuxAllocator {
         &mut self,
         q: &ConnectQuery,
         port_offset: u64,
-        pool: &PortBits,
+        pool: &PoolPorts,
         host: &PortBits,
     ) -> Option<u16> {
         if q.per_socket_range {
@@ -662,7 +691,7 @@ impl LinuxAllocator {
         &mut self,
         q: &ConnectQuery,
         port_offset: u64,
-        pool: &PortBits,
+        pool: &PoolPorts,
         host: &PortBits,
     ) -> Option<u16> {
         let (low, high, _, index, offset) = self.scan_start::<STEP>(q.low, q.high, port_offset);
@@ -1023,7 +1052,7 @@ mod tests {
             lo in any::<u16>(),
             len in 0u16..3000,
         ) {
-            let (mut x, mut y) = (PortBits::default(), PortBits::default());
+            let (mut x, mut y) = (PoolPorts::default(), PortBits::<1>::default());
             a.iter().for_each(|p| { x.insert(*p); });
             b.iter().for_each(|p| { y.insert(*p); });
             let hi = lo.saturating_add(len);
@@ -1037,7 +1066,7 @@ mod tests {
         LinuxAllocator::new(stream(1, "test"))
     }
 
-    fn view<'a>(pool: &'a PortBits, host: &'a PortBits) -> PortView<'a> {
+    fn view<'a>(pool: &'a PoolPorts, host: &'a PortBits) -> PortView<'a> {
         PortView {
             pool,
             host,
@@ -1153,8 +1182,8 @@ mod tests {
         assert_eq!(seen, (1..=8).map(|k| k * 2).collect());
     }
 
-    fn free_view() -> (PortBits, PortBits) {
-        (PortBits::default(), PortBits::default())
+    fn free_view() -> (PoolPorts, PortBits) {
+        (PoolPorts::default(), PortBits::default())
     }
 
     const NOW: Instant = Instant(0);
@@ -1344,7 +1373,7 @@ mod tests {
             if step == 2 && remaining > 1 { remaining &= !1; }
             let mut offset = offset_seed % remaining;
             if step == 2 && offset_seed & 1 == 0 { offset &= !1; }
-            let mut a = PortBits::default();
+            let mut a = PoolPorts::default();
             let mut b = PortBits::default();
             for p in &blocked { a.insert(low as u16 + (p % (len as u16).max(1))); }
             for p in &host_blocked { b.insert(*p); }
@@ -1363,7 +1392,7 @@ mod tests {
             changes in proptest::collection::vec((0u8..16, 0u16..192), 0..4000),
         ) {
             // Mostly takes over three words: words fill up and empty again.
-            let (mut a, mut b) = (PortBits::default(), PortBits::default());
+            let (mut a, mut b) = (PoolPorts::default(), PortBits::default());
             for p in &blocked { b.insert(p % 192); }
             let mut ix = FreeWords::new(&a, &b);
             for &(die, port) in &changes {

@@ -15,8 +15,8 @@
 //! Linux hosts only.
 
 use crate::alloc::{
-    ConnectQuery, FreeWords, LinuxAllocator, PortBits, PortSelector, PortView, Search, Selector,
-    selector,
+    ConnectQuery, FreeWords, LinuxAllocator, PoolPorts, PortBits, PortSelector, PortView, Search,
+    Selector, selector,
 };
 pub use crate::profile::Errno;
 use crate::profile::{Isn, Profile, Scope, Skip, TsOffset, TwAccept, TwReject};
@@ -206,8 +206,9 @@ pub struct Pool {
     pub tw_reuse: bool,
     /// The host's single pool under host-wide scope: `taken` holds every owned port.
     pub host_wide: bool,
-    /// Ports whose four-tuple toward the destination is taken and not reusable.
-    taken: PortBits,
+    /// Ports whose four-tuple toward the destination is taken and not reusable, each word
+    /// with the reuse watch's counts beside it ([`Host::watch_counts`]).
+    taken: PoolPorts,
 }
 
 /// Handshakes completed from a pool.
@@ -450,7 +451,7 @@ impl Host {
         };
         let ts = self.profile.timestamps != 0 && peer_timestamps != 0;
         let (lo, hi) = self.profile.port_range;
-        let mut taken = PortBits::default();
+        let mut taken = PoolPorts::default();
         // Sockets already on this tuple space (none at build time, but keep it exact).
         for s in &self.socks {
             let owns = self.buckets[usize::from(s.tuple.local_port)].owners > 0;
@@ -887,14 +888,27 @@ impl Host {
 
     /// Brings into cache what the next connect() from `pool` will read beyond the pool
     /// itself, which should be in cache by now ([`Host::prefetch_pool`]): the selector's state
-    /// for the pool's memo and the port-set word near the port it took last. Returns that
-    /// port, near which the reuse watch will look too.
+    /// for the pool's memo and the port-set word near the port it took last, with the reuse
+    /// watch's counts beside it.
     #[inline]
-    pub fn prefetch_connect(&self, pool: PoolId) -> Option<u16> {
-        let p = self.pools.get(pool as usize)?;
-        self.selector.prefetch(p.memo.get());
-        p.taken.prefetch(p.last);
-        Some(p.last)
+    pub fn prefetch_connect(&self, pool: PoolId) {
+        if let Some(p) = self.pools.get(pool as usize) {
+            self.selector.prefetch(p.memo.get());
+            p.taken.prefetch(p.last);
+        }
+    }
+
+    /// The simulation's reuse-watch count words for the 64 ports around `port` in `pool`, kept
+    /// beside the pool's port set ([`PoolPorts`]), and `port`'s bit in them.
+    #[inline(always)]
+    pub fn watch_counts(&self, pool: PoolId, port: u16) -> Option<(&[u64], u64)> {
+        Some(self.pools.get(pool as usize)?.taken.beside(port))
+    }
+
+    /// [`Host::watch_counts`], to change.
+    #[inline(always)]
+    pub fn watch_counts_mut(&mut self, pool: PoolId, port: u16) -> Option<(&mut [u64], u64)> {
+        Some(self.pools.get_mut(pool as usize)?.taken.beside_mut(port))
     }
 
     /// Brings the four-tuple table's slot of socket `id` into cache.
@@ -1626,7 +1640,7 @@ mod tests {
             rng.next_u64();
         }
         let mut reference = LinuxAllocator::new(rng);
-        let mut owned = PortBits::default();
+        let mut owned = PortBits::<1>::default();
         let now = Instant(0);
         let destinations = [
             (2, 80),

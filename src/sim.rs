@@ -385,11 +385,10 @@ struct Exchange {
 /// Four-tuples closed without any TIME-WAIT, remembered for one TIME-WAIT length: a
 /// connect() that takes one of them again in that time is an unprotected reuse.
 ///
-/// A tuple of a per-destination pool is kept as a count of the pool's ports: in two bits
-/// ([`Counts`]: up to 3, the excess in `repeats`) for a port of its host's window (the
-/// ephemeral ranges it draws from), so that a lookup at connect(), nearly always a miss,
-/// reads one cache line; in `repeats` for other ports. Other tuples are kept in a table
-/// with their end.
+/// A tuple of a per-destination pool is kept as a count of the pool's port, in two bits
+/// ([`Counts`]: up to 3, the excess in `repeats`) held beside the port's word in the pool's
+/// port set ([`crate::alloc::PoolPorts`]): a lookup at connect(), nearly always a miss,
+/// reads the line connect() has just read. Other tuples are kept in a table with their end.
 #[derive(Default)]
 struct ReuseWatch {
     closed: crate::host::Table<Tuple, Instant>,
@@ -399,10 +398,7 @@ struct ReuseWatch {
     /// The pools' tuples in the order they were closed, per watch length, host and high
     /// half of the pool index: 8 bytes each.
     marked: Vec<MarkedLane>,
-    /// Per host, per pool: how many times each port's tuple is watched.
-    marks: Vec<Counts>,
-    /// Watches of a (host, pool, port) beyond the 3 its [`Counts`] hold, or all of them for
-    /// a port outside the host's window; by [`watch_key`].
+    /// Watches of a (host, pool, port) beyond the 3 its [`Counts`] hold, by [`watch_key`].
     repeats: crate::host::Table<u64, u32>,
     /// No watch ends before this ([`Instant::MAX`] when none is kept): the lanes need no
     /// look until then.
@@ -414,75 +410,17 @@ struct ReuseWatch {
     last_marked: usize,
 }
 
-/// A count of 0 to 3 per port of the host's ephemeral range (its window: connect() draws no
-/// other port, §1.2) of each pool of a host, in two bits: for each 64 ports, the low bits
-/// and the high bits side by side, so that reading or changing a count touches one line;
-/// pool `p`'s word `w` (of ports `64 w ..`) at `p * span + w - first`, all pools in one
-/// array, made at the first count. The window (its words: a pool's ports in other words go
-/// to [`ReuseWatch::repeats`]) keeps out the ports connect() never draws: a run over many
-/// pools reads the array at scattered places.
-struct Counts {
-    words: Vec<[u64; 2]>,
-    /// The first word of the window.
-    first: usize,
-    /// Words per pool.
-    span: usize,
-    /// The host's pools when the run starts: what the array is made for.
-    pools: usize,
-}
+/// A count of 0 to 3 per port in two bits, for 64 ports at a time: the low bits and the high
+/// bits, the words a pool keeps beside each word of its port set
+/// ([`crate::host::Host::watch_counts`]); `bit` is the port's.
+struct Counts;
 
 impl Counts {
-    /// Counts of the ports of the words of `lo..=hi` of a host's `pools` pools.
-    fn new((lo, hi): (u16, u16), pools: usize) -> Counts {
-        let first = usize::from(lo >> 6);
-        Counts {
-            words: Vec::new(),
-            first,
-            span: usize::from(hi >> 6) + 1 - first,
-            pools,
-        }
-    }
-
-    /// Whether `port` is counted here.
-    #[inline]
-    fn covers(&self, port: u16) -> bool {
-        usize::from(port >> 6).wrapping_sub(self.first) < self.span
-    }
-
-    /// Makes room for the counts of `pool` and, at the first use, of the host's pools.
-    #[cold]
-    fn cover(&mut self, pool: u32) {
-        let n = self.pools.max(pool as usize + 1) * self.span;
-        if self.words.len() >= n {
-            return;
-        }
-        if self.words.is_empty() {
-            // Zeroed by the allocator, so untouched until used.
-            self.words = vec![[0; 2]; n];
-            crate::engine::advise_huge_pages(&self.words);
-        } else {
-            self.words.resize(n, [0; 2]);
-        }
-    }
-
-    #[inline]
-    fn at(&self, pool: u32, port: u16) -> (usize, u64) {
-        (
-            pool as usize * self.span + usize::from(port >> 6) - self.first,
-            1u64 << (port & 63),
-        )
-    }
-
-    /// Adds one to the count of `port` of `pool`; false, changing nothing, when it is at 3
-    /// already.
-    #[inline]
-    fn increment(&mut self, pool: u32, port: u16) -> bool {
-        let (i, bit) = self.at(pool, port);
-        if i >= self.words.len() {
-            self.cover(pool);
-        }
-        let Some([lo, hi]) = self.words.get_mut(i) else {
-            unreachable!("counts made for pool {pool}")
+    /// Adds one to the count of `bit`; false, changing nothing, when it is at 3 already.
+    #[inline(always)]
+    fn increment(words: &mut [u64], bit: u64) -> bool {
+        let [lo, hi] = words else {
+            unreachable!("two count words")
         };
         if *lo & *hi & bit != 0 {
             return false;
@@ -493,31 +431,27 @@ impl Counts {
         true
     }
 
-    /// Takes one from the count of `port` of `pool`, which is not 0.
+    /// Takes one from the count of `bit`, which is not 0.
     #[inline]
-    fn decrement(&mut self, pool: u32, port: u16) {
-        let (i, bit) = self.at(pool, port);
-        let [lo, hi] = &mut self.words[i];
+    fn decrement(words: &mut [u64], bit: u64) {
+        let [lo, hi] = words else {
+            unreachable!("two count words")
+        };
         // The low bit flips; the high bit clears where the low bit was 0 (a borrow).
         *hi &= !(!*lo & bit);
         *lo ^= bit;
     }
 
-    /// Whether the count of `port` of `pool` is 3, the most it holds.
+    /// Whether the count of `bit` is 3, the most it holds.
     #[inline]
-    fn saturated(&self, pool: u32, port: u16) -> bool {
-        let (i, bit) = self.at(pool, port);
-        let [lo, hi] = self.words[i];
-        lo & hi & bit != 0
+    fn saturated(words: &[u64], bit: u64) -> bool {
+        words.iter().all(|w| w & bit != 0)
     }
 
-    /// Whether the count of `port` of `pool` is above 0.
+    /// Whether the count of `bit` is above 0.
     #[inline(always)]
-    fn any(&self, pool: u32, port: u16) -> bool {
-        let (i, bit) = self.at(pool, port);
-        self.words
-            .get(i)
-            .is_some_and(|[lo, hi]| (lo | hi) & bit != 0)
+    fn any(words: &[u64], bit: u64) -> bool {
+        words.iter().any(|w| w & bit != 0)
     }
 }
 
@@ -621,20 +555,8 @@ fn lane_of<T>(lanes: &mut Vec<(Duration, VecDeque<T>)>, len: Duration) -> &mut V
 }
 
 impl ReuseWatch {
-    /// A watch over `hosts` for a run ending at `horizon`, the counts of each host made for
-    /// its pools and ephemeral range.
-    fn new(hosts: &[Host], horizon: Instant) -> ReuseWatch {
-        ReuseWatch {
-            marks: hosts
-                .iter()
-                .map(|h| Counts::new(h.profile.port_range, h.pools.len()))
-                .collect(),
-            ..ReuseWatch::until(horizon)
-        }
-    }
-
     /// An empty watch for a run ending at `horizon`.
-    fn until(horizon: Instant) -> ReuseWatch {
+    fn new(horizon: Instant) -> ReuseWatch {
         ReuseWatch {
             next_end: Instant::MAX,
             horizon,
@@ -642,8 +564,16 @@ impl ReuseWatch {
         }
     }
 
+    /// The tuple `watched` of a connection of `hosts` closes at `now` with no TIME-WAIT: it
+    /// is watched for `len`.
     #[inline(always)]
-    fn closed_without_tw(&mut self, watched: Watched, now: Instant, len: Duration) {
+    fn closed_without_tw(
+        &mut self,
+        hosts: &mut [Host],
+        watched: Watched,
+        now: Instant,
+        len: Duration,
+    ) {
         let until = now + len;
         let ends = until <= self.horizon;
         if ends {
@@ -656,10 +586,10 @@ impl ReuseWatch {
         if ends {
             self.keep_end(until, len, host, pool, port);
         }
-        let counted = match self.marks.get_mut(host as usize) {
-            Some(c) if c.covers(port) => c.increment(pool, port),
-            _ => false,
-        };
+        let counted = hosts
+            .get_mut(host as usize)
+            .and_then(|h| h.watch_counts_mut(pool, port))
+            .is_some_and(|(words, bit)| Counts::increment(words, bit));
         if !counted {
             self.repeat(host, pool, port);
         }
@@ -718,35 +648,29 @@ impl ReuseWatch {
         }
     }
 
-    /// Brings the count of `port` of (host, pool) into cache.
-    #[inline]
-    fn prefetch(&self, host: u16, pool: u32, port: u16) {
-        if let Some(c) = self.marks.get(host as usize)
-            && c.covers(port)
-        {
-            let (i, _) = c.at(pool, port);
-            if let Some(w) = c.words.get(i) {
-                crate::engine::prefetch(w);
-            }
-        }
-    }
-
+    /// Whether a connect() of `hosts` taking the tuple `watched` at `now` reuses it while
+    /// it is watched.
     #[inline(always)]
-    fn reused(&mut self, watched: Watched, now: Instant) -> bool {
+    fn reused(&mut self, hosts: &mut [Host], watched: Watched, now: Instant) -> bool {
         if self.next_end <= now {
-            self.end_watches(now);
+            self.end_watches(hosts, now);
         }
         match watched {
-            Watched::Pooled { host, pool, port } => match self.marks.get(host as usize) {
-                Some(c) if c.covers(port) => c.any(pool, port),
-                _ => self.repeats.contains_key(&watch_key(host, pool, port)),
-            },
+            Watched::Pooled { host, pool, port } => {
+                match hosts
+                    .get(host as usize)
+                    .and_then(|h| h.watch_counts(pool, port))
+                {
+                    Some((words, bit)) => Counts::any(words, bit),
+                    None => self.repeats.contains_key(&watch_key(host, pool, port)),
+                }
+            }
             Watched::Tuple(t) => self.closed.get(&t).is_some_and(|&until| until > now),
         }
     }
 
     /// Ends the watches that end at or before `now`.
-    fn end_watches(&mut self, now: Instant) {
+    fn end_watches(&mut self, hosts: &mut [Host], now: Instant) {
         for (_, lane) in &mut self.lanes {
             while let Some(&(until, old)) = lane.front() {
                 if until > now {
@@ -767,8 +691,12 @@ impl ReuseWatch {
                     continue;
                 }
                 let key = watch_key(host, pool, port);
-                let in_window = self.marks[host as usize].covers(port);
-                if (!in_window || self.marks[host as usize].saturated(pool, port))
+                let counts = hosts
+                    .get_mut(host as usize)
+                    .and_then(|h| h.watch_counts_mut(pool, port));
+                if counts
+                    .as_ref()
+                    .is_none_or(|(w, bit)| Counts::saturated(w, *bit))
                     && let Some(r) = self.repeats.get_mut(&key)
                 {
                     *r -= 1;
@@ -777,10 +705,14 @@ impl ReuseWatch {
                     }
                     continue;
                 }
-                debug_assert!(in_window, "a watch ended that was not counted");
-                let counts = &mut self.marks[host as usize];
-                debug_assert!(counts.any(pool, port), "a watch ended that was not counted");
-                counts.decrement(pool, port);
+                let Some((words, bit)) = counts else {
+                    unreachable!("a watch ended that was not counted")
+                };
+                debug_assert!(
+                    Counts::any(words, bit),
+                    "a watch ended that was not counted"
+                );
+                Counts::decrement(words, bit);
             }
         }
         let fronts = self
@@ -1378,7 +1310,7 @@ impl Simulation {
         let late_from = tw
             .and_then(|tw| sustained_from(sc.duration, tw, sc.bin))
             .unwrap_or(Instant(u64::MAX));
-        let watch = ReuseWatch::new(&hosts, Instant::ZERO + sc.duration);
+        let watch = ReuseWatch::new(Instant::ZERO + sc.duration);
         let mut sim = Simulation {
             now: Instant::ZERO,
             end: Instant::ZERO + sc.duration,
@@ -2018,7 +1950,8 @@ impl Simulation {
     /// A four-tuple closed with no TIME-WAIT, watched for `len`.
     #[inline(always)]
     fn watch_closed(&mut self, watched: Watched, len: Duration) {
-        self.watch.closed_without_tw(watched, self.now, len);
+        self.watch
+            .closed_without_tw(&mut self.hosts, watched, self.now, len);
     }
 
     fn note_time_wait(&mut self) {
@@ -2154,7 +2087,7 @@ impl Simulation {
                 let pool = host.sock(sock).pool;
                 let pool_or_wide = host.pool_of_socket(sock);
                 let watched = watched(&self.hosts, src.host, pool, tuple);
-                if self.watch.reused(watched, self.now) {
+                if self.watch.reused(&mut self.hosts, watched, self.now) {
                     self.rec.unprotected_reuse += 1;
                 }
                 if let Some(x) = &mut self.exchanges[wl as usize] {
@@ -2226,9 +2159,7 @@ impl Simulation {
             let (h2, p2) = pools[then];
             self.hosts[h2 as usize].prefetch_pool(p2);
             let (h1, p1) = pools[next];
-            if let Some(port) = self.hosts[h1 as usize].prefetch_connect(p1) {
-                self.watch.prefetch(h1, p1, port);
-            }
+            self.hosts[h1 as usize].prefetch_connect(p1);
         }
         let range = w.local_port_range;
         let origin = self.origins;
@@ -2286,7 +2217,7 @@ impl Simulation {
             },
             false => Watched::Tuple(tuple),
         };
-        if self.watch.reused(watched, now) {
+        if self.watch.reused(&mut self.hosts, watched, now) {
             self.rec.unprotected_reuse += 1;
         }
         let flight = Flight {
@@ -3238,18 +3169,37 @@ mod tests {
         }
     }
 
+    /// `n` Linux hosts of two connect() pools each (0 and 1).
+    fn hosts_with_pools(n: usize) -> Vec<Host> {
+        (0..n)
+            .map(|i| {
+                let rng = |what| crate::rng::stream(i as u64, what);
+                let mut h = Host::new(
+                    format!("h{i}"),
+                    crate::profile::Profile::linux(),
+                    vec![1],
+                    rng("h"),
+                    rng("b"),
+                    false,
+                );
+                for daddr in [2, 4] {
+                    h.add_pool(1, daddr, 80, 1);
+                }
+                h
+            })
+            .collect()
+    }
+
     fn reuse_watch_against_a_list(horizon: Instant) {
         // Random closes of a few tuples (marked and not, two watch lengths, repeats), each
-        // lookup checked against the plain rule: closed at some c with c + len > now.
-        // Ports 1000..=1003 are counted in two bits, 1100 and 1101 lie outside the window.
-        let mut w = ReuseWatch {
-            marks: (0..2).map(|_| Counts::new((1000, 1003), 2)).collect(),
-            ..ReuseWatch::until(horizon)
-        };
+        // lookup checked against the plain rule: closed at some c with c + len > now. A
+        // port's count holds 3 watches, more go to `repeats`.
+        let mut hosts = hosts_with_pools(2);
+        let mut w = ReuseWatch::new(horizon);
         let mut log: Vec<(Watched, Instant)> = Vec::new();
         let mut x = 0x9e37_79b9_7f4a_7c15u64;
         let mut now = Instant::ZERO;
-        let (mut hits, mut misses) = (0, 0);
+        let (mut hits, mut misses, mut repeated) = (0, 0, false);
         for _ in 0..20_000 {
             x ^= x << 13;
             x ^= x >> 7;
@@ -3277,11 +3227,13 @@ mod tests {
             };
             if (x >> 30).is_multiple_of(2) {
                 let len = Duration([700, 2_000][((x >> 40) % 2) as usize]);
-                w.closed_without_tw(watched, now, len);
+                w.closed_without_tw(&mut hosts, watched, now, len);
                 log.push((watched, now + len));
+                repeated |= !w.repeats.is_empty();
             } else {
                 let expected = log.iter().any(|&(o, until)| o == watched && until > now);
-                assert_eq!(w.reused(watched, now), expected, "{t} at {now:?}");
+                let reused = w.reused(&mut hosts, watched, now);
+                assert_eq!(reused, expected, "{t} at {now:?}");
                 if expected {
                     hits += 1;
                 } else {
@@ -3290,24 +3242,34 @@ mod tests {
             }
         }
         assert!(hits > 1_000 && misses > 1_000, "{hits} {misses}");
+        assert!(repeated, "some port watched more than 3 times at once");
     }
 
     #[test]
     fn a_watch_past_the_end_of_the_run_is_kept_without_its_end() {
-        let mut w = ReuseWatch {
-            marks: vec![Counts::new((1000, 1003), 1)],
-            ..ReuseWatch::until(Instant(100))
-        };
+        let mut hosts = hosts_with_pools(1);
+        let mut w = ReuseWatch::new(Instant(100));
         let at = |port| Watched::Pooled {
             host: 0,
             pool: 0,
             port,
         };
         // One ends at the end of the run, one after it.
-        w.closed_without_tw(at(1000), Instant(0), Duration(100));
-        w.closed_without_tw(at(1001), Instant(0), Duration(101));
-        assert!(w.reused(at(1000), Instant(99)) && w.reused(at(1001), Instant(99)));
-        assert!(!w.reused(at(1000), Instant(100)) && w.reused(at(1001), Instant(100)));
+        w.closed_without_tw(&mut hosts, at(1000), Instant(0), Duration(100));
+        w.closed_without_tw(&mut hosts, at(1001), Instant(0), Duration(101));
+        let mut reused = |port, at| {
+            w.reused(
+                &mut hosts,
+                Watched::Pooled {
+                    host: 0,
+                    pool: 0,
+                    port,
+                },
+                Instant(at),
+            )
+        };
+        assert!(reused(1000, 99) && reused(1001, 99));
+        assert!(!reused(1000, 100) && reused(1001, 100));
         let kept: usize = w.marked.iter().map(|l| l.ends.len()).sum();
         assert_eq!(
             kept, 0,
