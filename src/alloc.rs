@@ -23,9 +23,9 @@ use crate::time::Instant;
 use rand::{Rng, RngExt};
 use rand_chacha::ChaCha8Rng;
 
-/// A set of TCP ports, one bit per port, held in place (a pool keeps its own inside itself,
-/// so that many pools lie in one array). Each 64-port word is the first of `N`: the others
-/// are the owner's, for what it keeps per port beside the set ([`PoolPorts`]).
+/// A set of TCP ports, one bit per port, held in place (a host's pools' sets lie in one
+/// array). Each 64-port word is the first of `N`: the others are the owner's, for what it
+/// keeps per port beside the set ([`PoolPorts`]).
 #[derive(Clone)]
 pub struct PortBits<const N: usize = 1> {
     words: [[u64; N]; 1024],

@@ -183,9 +183,9 @@ struct Owners {
 
 /// A (source IP, destination IP, destination port) toward which connect() autoselects ports.
 ///
-/// What connect() and a close read of it but the port set sits in its first cache line: a
-/// run with many pools visits each rarely, and finds it evicted. The port set follows, in
-/// place: a host's pools are one array ([`Host::reserve_pools`]).
+/// What connect() and a close read of a pool but its port set sits in one cache line, and a
+/// host's pools lie together, their port sets apart ([`Host::reserve_pools`]): a run over
+/// many pools visits each rarely, and reads one word of its port set.
 #[repr(C, align(64))]
 pub struct Pool {
     pub saddr: u32,
@@ -206,9 +206,6 @@ pub struct Pool {
     pub tw_reuse: bool,
     /// The host's single pool under host-wide scope: `taken` holds every owned port.
     pub host_wide: bool,
-    /// Ports whose four-tuple toward the destination is taken and not reusable, each word
-    /// with the reuse watch's counts beside it ([`Host::watch_counts`]).
-    taken: PoolPorts,
 }
 
 /// Handshakes completed from a pool.
@@ -332,6 +329,10 @@ pub struct Host {
     /// Reserved ports and ports of bind()-created buckets.
     blocked: PortBits,
     pub pools: Vec<Pool>,
+    /// Per pool, the ports whose four-tuple toward its destination is taken and not
+    /// reusable, each word with the reuse watch's counts beside it ([`Host::watch_counts`]):
+    /// apart from the pools, so that their headers lie close together.
+    taken: Vec<PoolPorts>,
     /// Per pool, its handshakes: apart from the pools, whose lines a count would otherwise
     /// bring into cache one per connection when a flight's steps are applied in bulk.
     pub established: Vec<Established>,
@@ -403,6 +404,7 @@ impl Host {
             wildcard_ports: 0,
             violation: None,
             pools: Vec::new(),
+            taken: Vec::new(),
             established: Vec::new(),
             pool_index: Table::default(),
             wide_pool: None,
@@ -425,13 +427,14 @@ impl Host {
         is_loopback(ip) || self.ips.contains(&ip)
     }
 
-    /// Makes room for `n` more pools in one array, backed by huge pages where the kernel
-    /// allows ([`crate::engine::advise_huge_pages`]): a run over many pools reads their port
-    /// sets at scattered places.
+    /// Makes room for `n` more pools: their headers in one array, their port sets in another,
+    /// backed by huge pages where the kernel allows ([`crate::engine::advise_huge_pages`]): a
+    /// run over many pools reads their port sets at scattered places.
     pub fn reserve_pools(&mut self, n: usize) {
         if self.pools.is_empty() {
             self.pools.reserve_exact(n);
-            crate::engine::advise_huge_pages(&self.pools);
+            self.taken.reserve_exact(n);
+            crate::engine::advise_huge_pages(&self.taken);
         }
     }
 
@@ -474,11 +477,11 @@ impl Host {
             index,
             memo: Cell::new((u64::MAX, 0)),
             last: lo,
-            taken,
             free,
             tw_reuse: reuse && ts && !host_wide,
             host_wide,
         });
+        self.taken.push(taken);
         self.established.push(Established::default());
         self.pool_index.insert(key, id);
         if host_wide {
@@ -672,10 +675,10 @@ impl Host {
         if !(lo..=hi).contains(&port) {
             return;
         }
-        for pool in &mut self.pools {
+        for (pool, taken) in self.pools.iter_mut().zip(&self.taken) {
             pool.index
-                .refresh(&pool.taken, &self.blocked, usize::from(port >> 6));
-            if !pool.taken.contains(port) {
+                .refresh(taken, &self.blocked, usize::from(port >> 6));
+            if !taken.contains(port) {
                 if blocked {
                     pool.free -= 1;
                 } else {
@@ -776,22 +779,28 @@ impl Host {
     fn pool_take(&mut self, pool: PoolId, port: u16) {
         let (lo, hi) = self.profile.port_range;
         let counted = (lo..=hi).contains(&port) && !self.blocked.contains(port);
-        let p = &mut self.pools[pool as usize];
-        if p.taken.insert(port) && counted {
+        let (p, taken) = (
+            &mut self.pools[pool as usize],
+            &mut self.taken[pool as usize],
+        );
+        if taken.insert(port) && counted {
             p.free -= 1;
         }
-        p.index.after_insert(&p.taken, &self.blocked, port);
+        p.index.after_insert(taken, &self.blocked, port);
     }
 
     #[inline]
     fn pool_release(&mut self, pool: PoolId, port: u16) {
         let (lo, hi) = self.profile.port_range;
         let counted = (lo..=hi).contains(&port) && !self.blocked.contains(port);
-        let p = &mut self.pools[pool as usize];
-        if p.taken.remove(port) && counted {
+        let (p, taken) = (
+            &mut self.pools[pool as usize],
+            &mut self.taken[pool as usize],
+        );
+        if taken.remove(port) && counted {
             p.free += 1;
         }
-        p.index.after_remove(&p.taken, &self.blocked, port);
+        p.index.after_remove(taken, &self.blocked, port);
     }
 
     fn hash_socket(&mut self, id: SockId) {
@@ -894,7 +903,9 @@ impl Host {
     pub fn prefetch_connect(&self, pool: PoolId) {
         if let Some(p) = self.pools.get(pool as usize) {
             self.selector.prefetch(p.memo.get());
-            p.taken.prefetch(p.last);
+            if let Some(taken) = self.taken.get(pool as usize) {
+                taken.prefetch(p.last);
+            }
         }
     }
 
@@ -902,13 +913,13 @@ impl Host {
     /// beside the pool's port set ([`PoolPorts`]), and `port`'s bit in them.
     #[inline(always)]
     pub fn watch_counts(&self, pool: PoolId, port: u16) -> Option<(&[u64], u64)> {
-        Some(self.pools.get(pool as usize)?.taken.beside(port))
+        Some(self.taken.get(pool as usize)?.beside(port))
     }
 
     /// [`Host::watch_counts`], to change.
     #[inline(always)]
     pub fn watch_counts_mut(&mut self, pool: PoolId, port: u16) -> Option<(&mut [u64], u64)> {
-        Some(self.pools.get_mut(pool as usize)?.taken.beside_mut(port))
+        Some(self.taken.get_mut(pool as usize)?.beside_mut(port))
     }
 
     /// Brings the four-tuple table's slot of socket `id` into cache.
@@ -1195,7 +1206,7 @@ impl Host {
             return Err(self.exhausted(&q));
         }
         let view = PortView {
-            pool: &pool.taken,
+            pool: &self.taken[pool_id as usize],
             host: &self.blocked,
             index: Some(&pool.index),
             // A memo holds what depends on the addresses: one triple per pool, except the
@@ -1407,9 +1418,9 @@ impl Host {
     /// Recomputes a pool's free count from scratch (for invariant checks).
     pub fn pool_free_recount(&self, pool: PoolId) -> u32 {
         let (lo, hi) = self.profile.port_range;
-        let p = &self.pools[pool as usize];
+        let taken = &self.taken[pool as usize];
         (lo..=hi)
-            .filter(|&port| !p.taken.contains(port) && !self.blocked.contains(port))
+            .filter(|&port| !taken.contains(port) && !self.blocked.contains(port))
             .count() as u32
     }
 
@@ -1483,8 +1494,8 @@ impl Host {
                 self.tw_alive
             ));
         }
-        for (i, p) in self.pools.iter().enumerate() {
-            if *p.index != FreeWords::new(&p.taken, &self.blocked) {
+        for (i, (p, taken)) in self.pools.iter().zip(&self.taken).enumerate() {
+            if *p.index != FreeWords::new(taken, &self.blocked) {
                 return Err(format!("host {name} pool {i}: free-word index is stale"));
             }
             let (fast, slow) = (self.pool_free(i as u32), self.pool_free_recount(i as u32));
