@@ -36,6 +36,21 @@ pub struct PortBits<const N: usize = 1> {
 /// change with the port, so they share its cache line.
 pub type PoolPorts = PortBits<3>;
 
+impl PoolPorts {
+    /// The two words beside the word holding `port`, and `port`'s bit in them.
+    #[inline(always)]
+    pub fn beside(&self, port: u16) -> (&[u64; 2], u64) {
+        let [_, beside @ ..] = &self.words[usize::from(port >> 6)];
+        (beside, 1u64 << (port & 63))
+    }
+    /// [`Self::beside`], to change.
+    #[inline(always)]
+    pub fn beside_mut(&mut self, port: u16) -> (&mut [u64; 2], u64) {
+        let [_, beside @ ..] = &mut self.words[usize::from(port >> 6)];
+        (beside, 1u64 << (port & 63))
+    }
+}
+
 impl<const N: usize> Default for PortBits<N> {
     fn default() -> Self {
         PortBits {
@@ -76,22 +91,6 @@ impl<const N: usize> PortBits<N> {
     #[inline]
     pub fn prefetch(&self, port: u16) {
         crate::engine::prefetch(&self.words[usize::from(port >> 6)]);
-    }
-    /// The `N - 1` words beside the word holding `port`, and `port`'s bit in each.
-    #[inline(always)]
-    pub fn beside(&self, port: u16) -> (&[u64], u64) {
-        (
-            &self.words[usize::from(port >> 6)][1..],
-            1u64 << (port & 63),
-        )
-    }
-    /// [`Self::beside`], to change.
-    #[inline(always)]
-    pub fn beside_mut(&mut self, port: u16) -> (&mut [u64], u64) {
-        (
-            &mut self.words[usize::from(port >> 6)][1..],
-            1u64 << (port & 63),
-        )
     }
     /// Number of ports of `lo..=hi` in the set.
     pub fn count_in(&self, lo: u16, hi: u16) -> u32 {

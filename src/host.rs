@@ -775,7 +775,7 @@ impl Host {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     fn pool_take(&mut self, pool: PoolId, port: u16) {
         let (lo, hi) = self.profile.port_range;
         let counted = (lo..=hi).contains(&port) && !self.blocked.contains(port);
@@ -789,7 +789,7 @@ impl Host {
         p.index.after_insert(taken, &self.blocked, port);
     }
 
-    #[inline]
+    #[inline(always)]
     fn pool_release(&mut self, pool: PoolId, port: u16) {
         let (lo, hi) = self.profile.port_range;
         let counted = (lo..=hi).contains(&port) && !self.blocked.contains(port);
@@ -912,13 +912,13 @@ impl Host {
     /// The simulation's reuse-watch count words for the 64 ports around `port` in `pool`, kept
     /// beside the pool's port set ([`PoolPorts`]), and `port`'s bit in them.
     #[inline(always)]
-    pub fn watch_counts(&self, pool: PoolId, port: u16) -> Option<(&[u64], u64)> {
+    pub fn watch_counts(&self, pool: PoolId, port: u16) -> Option<(&[u64; 2], u64)> {
         Some(self.taken.get(pool as usize)?.beside(port))
     }
 
     /// [`Host::watch_counts`], to change.
     #[inline(always)]
-    pub fn watch_counts_mut(&mut self, pool: PoolId, port: u16) -> Option<(&mut [u64], u64)> {
+    pub fn watch_counts_mut(&mut self, pool: PoolId, port: u16) -> Option<(&mut [u64; 2], u64)> {
         Some(self.taken.get_mut(pool as usize)?.beside_mut(port))
     }
 

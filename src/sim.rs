@@ -418,10 +418,7 @@ struct Counts;
 impl Counts {
     /// Adds one to the count of `bit`; false, changing nothing, when it is at 3 already.
     #[inline(always)]
-    fn increment(words: &mut [u64], bit: u64) -> bool {
-        let [lo, hi] = words else {
-            unreachable!("two count words")
-        };
+    fn increment([lo, hi]: &mut [u64; 2], bit: u64) -> bool {
         if *lo & *hi & bit != 0 {
             return false;
         }
@@ -433,10 +430,7 @@ impl Counts {
 
     /// Takes one from the count of `bit`, which is not 0.
     #[inline]
-    fn decrement(words: &mut [u64], bit: u64) {
-        let [lo, hi] = words else {
-            unreachable!("two count words")
-        };
+    fn decrement([lo, hi]: &mut [u64; 2], bit: u64) {
         // The low bit flips; the high bit clears where the low bit was 0 (a borrow).
         *hi &= !(!*lo & bit);
         *lo ^= bit;
@@ -444,14 +438,14 @@ impl Counts {
 
     /// Whether the count of `bit` is 3, the most it holds.
     #[inline]
-    fn saturated(words: &[u64], bit: u64) -> bool {
-        words.iter().all(|w| w & bit != 0)
+    fn saturated([lo, hi]: &[u64; 2], bit: u64) -> bool {
+        lo & hi & bit != 0
     }
 
     /// Whether the count of `bit` is above 0.
     #[inline(always)]
-    fn any(words: &[u64], bit: u64) -> bool {
-        words.iter().any(|w| w & bit != 0)
+    fn any([lo, hi]: &[u64; 2], bit: u64) -> bool {
+        (lo | hi) & bit != 0
     }
 }
 
