@@ -454,7 +454,10 @@ impl Host {
         };
         let ts = self.profile.timestamps != 0 && peer_timestamps != 0;
         let (lo, hi) = self.profile.port_range;
-        let mut taken = PoolPorts::default();
+        let id = self.pools.len() as PoolId;
+        // Made in place: a port set is 24 KiB.
+        self.taken.push(PoolPorts::default());
+        let taken = &mut self.taken[id as usize];
         // Sockets already on this tuple space (none at build time, but keep it exact).
         for s in &self.socks {
             let owns = self.buckets[usize::from(s.tuple.local_port)].owners > 0;
@@ -467,9 +470,8 @@ impl Host {
                 taken.insert(s.tuple.local_port);
             }
         }
-        let free = u32::from(hi - lo) + 1 - PortBits::count_union_in(&taken, &self.blocked, lo, hi);
-        let id = self.pools.len() as PoolId;
-        let index = Box::new(FreeWords::new(&taken, &self.blocked));
+        let free = u32::from(hi - lo) + 1 - PortBits::count_union_in(taken, &self.blocked, lo, hi);
+        let index = Box::new(FreeWords::new(taken, &self.blocked));
         self.pools.push(Pool {
             saddr,
             daddr,
@@ -481,7 +483,6 @@ impl Host {
             tw_reuse: reuse && ts && !host_wide,
             host_wide,
         });
-        self.taken.push(taken);
         self.established.push(Established::default());
         self.pool_index.insert(key, id);
         if host_wide {
