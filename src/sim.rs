@@ -366,6 +366,8 @@ struct Exchange {
     next: Vec<u64>,
     /// Connections that have entered TIME-WAIT.
     entered: u64,
+    /// The (host, pool) every connection draws from, when there is only one.
+    single_pool: Option<(u16, u32)>,
     /// The server host of every connection, when there is only one.
     single_server: Option<u16>,
     /// TIME-WAIT entries are a step applied in bulk, not an event: each connection's expiry
@@ -905,6 +907,7 @@ impl Exchange {
             flights: VecDeque::new(),
             popped: 0,
             entered: 0,
+            single_pool: None,
             bulk_time_wait: false,
             pooled: matches!(w.mode, Mode::Connect | Mode::BindNoPort),
             lazy: false,
@@ -1245,6 +1248,15 @@ impl Simulation {
                 _ => Vec::new(),
             })
             .collect::<Vec<Vec<(u16, u32)>>>();
+        for (x, (w, pools)) in exchanges
+            .iter_mut()
+            .zip(sc.workloads.iter().zip(&conn_pools))
+        {
+            if let (Some(x), [pool]) = (x, pools.as_slice()) {
+                debug_assert_eq!(pool.0, w.sources[0].host);
+                x.single_pool = Some(*pool);
+            }
+        }
         // TIME-WAIT entries in bulk: when every connection of the scenario is a whole exchange
         // drawing its port from a connect() pool, no entry can overflow `tcp_max_tw_buckets`
         // (a host's pools cannot hold that many ports), none is skipped (`nolocaltimewait`)
@@ -1450,23 +1462,8 @@ impl Simulation {
         if let Some(v) = self.violation.take() {
             return Err(v);
         }
-        self.uncount_pending();
         let events = self.events;
         Ok((self.report(), events))
-    }
-
-    /// Takes back from its pool each handshake counted at connect() ([`Simulation::start_whole`])
-    /// that the run ended before.
-    fn uncount_pending(&mut self) {
-        for x in self.exchanges.iter().flatten().filter(|x| x.pooled) {
-            let pending = x.next[x.step(StepKind::Established)] - x.popped;
-            let early = self.late_from.0.saturating_sub(x.rtt.0);
-            for f in x.flights.range(pending as usize..) {
-                let e = &mut self.hosts[f.client as usize].established[f.pool as usize];
-                e.all -= 1;
-                e.late -= u64::from(f.at.0 >= early);
-            }
-        }
     }
 
     /// The run reaches the next event, due at `at`: the bins before it close.
@@ -1582,17 +1579,33 @@ impl Simulation {
             let count = n - first;
             let span = x.flights.range(from..(n - x.popped) as usize);
             match kind {
-                // A connect() pool's handshakes are counted at connect() (start_whole).
-                StepKind::Established if !x.pooled => {
+                StepKind::Established => {
                     // Flights are in connect() order: the late ones are a suffix.
                     let early = late_from.0.saturating_sub(offset.0);
                     let late = span.clone().rev().take_while(|f| f.at.0 >= early).count();
                     let on_time = span.len() - late;
-                    for (i, f) in span.enumerate() {
-                        let late = u64::from(i >= on_time);
-                        let pool = (f.pool != NONE).then_some(f.pool);
-                        let h = &mut hosts[f.client as usize];
-                        count_in_pool(h, bind_pools, f.client, pool, f.ip, late);
+                    match x.single_pool {
+                        Some((h, pool)) => {
+                            let e = &mut hosts[h as usize].established[pool as usize];
+                            e.all += count;
+                            e.late += late as u64;
+                        }
+                        // Every flight holds a connect() pool.
+                        None if x.pooled => {
+                            for (i, f) in span.enumerate() {
+                                let e = &mut hosts[f.client as usize].established[f.pool as usize];
+                                e.all += 1;
+                                e.late += u64::from(i >= on_time);
+                            }
+                        }
+                        None => {
+                            for (i, f) in span.enumerate() {
+                                let late = u64::from(i >= on_time);
+                                let pool = (f.pool != NONE).then_some(f.pool);
+                                let h = &mut hosts[f.client as usize];
+                                count_in_pool(h, bind_pools, f.client, pool, f.ip, late);
+                            }
+                        }
                     }
                 }
                 StepKind::ServerEstablished | StepKind::ServerFin => {
@@ -1616,7 +1629,7 @@ impl Simulation {
                     // No TIME-WAIT ended since the previous entry: the count now is a peak.
                     note_time_wait(hosts, rec);
                 }
-                StepKind::Established | StepKind::Response(_) | StepKind::ClientFin => {}
+                StepKind::Response(_) | StepKind::ClientFin => {}
             }
             x.next[i] = n;
             match kind {
@@ -2177,11 +2190,6 @@ impl Simulation {
         if recycled {
             self.rec.count(Counter::TwRecycled);
         }
-        // Its handshake, counted for the pool now, while the pool is in cache: the report
-        // takes back those still to come at the end ([`Simulation::uncount_pending`]).
-        let e = &mut host.established[pool as usize];
-        e.all += 1;
-        e.late += u64::from(now.0 >= self.late_from.0.saturating_sub(x.rtt.0));
         let tuple = Tuple {
             local_ip: src.ip,
             local_port: port,
