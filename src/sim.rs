@@ -400,6 +400,8 @@ struct ReuseWatch {
     marked: Vec<MarkedLane>,
     /// Watches of a (host, pool, port) beyond the 3 its [`Counts`] hold, by [`watch_key`].
     repeats: crate::host::Table<u64, u32>,
+    /// Pool tuples watched now: while none is, a lookup reads no count.
+    pooled: u64,
     /// No watch ends before this ([`Instant::MAX`] when none is kept): the lanes need no
     /// look until then.
     next_end: Instant,
@@ -580,6 +582,7 @@ impl ReuseWatch {
         if ends {
             self.keep_end(until, len, host, pool, port);
         }
+        self.pooled += 1;
         let counted = hosts
             .get_mut(host as usize)
             .and_then(|h| h.watch_counts_mut(pool, port))
@@ -650,6 +653,7 @@ impl ReuseWatch {
             self.end_watches(hosts, now);
         }
         match watched {
+            Watched::Pooled { .. } if self.pooled == 0 => false,
             Watched::Pooled { host, pool, port } => {
                 match hosts
                     .get(host as usize)
@@ -684,6 +688,7 @@ impl ReuseWatch {
                 if port == 0 {
                     continue;
                 }
+                self.pooled -= 1;
                 let key = watch_key(host, pool, port);
                 let counts = hosts
                     .get_mut(host as usize)
