@@ -1043,6 +1043,24 @@ mod tests {
         );
     }
 
+    #[test]
+    fn the_words_beside_a_pool_port_set_leave_the_set_alone() {
+        let mut p = PoolPorts::default();
+        p.insert(1000);
+        // Ports 960..=1023 share a word: its two words beside, all ones.
+        let (beside, bit) = p.beside_mut(1001);
+        assert_eq!(bit, 1 << (1001 % 64));
+        *beside = [u64::MAX; 2];
+        assert!(p.contains(1000) && !p.contains(1001));
+        assert_eq!(p.count_in(0, u16::MAX), 1);
+        assert_eq!(p.beside(960).0, &[u64::MAX; 2]);
+        assert_eq!(p.beside(1024).0, &[0, 0]);
+        // A scan sees the set alone: 1000 taken, 1001 the first free from 1000.
+        let host = PortBits::default();
+        assert_eq!(pass(1000, 1003, 3, 0, 1, &p, &host, None), Some((1001, 1)));
+        assert!(p.remove(1000) && p.count_in(0, u16::MAX) == 0);
+    }
+
     proptest! {
         #[test]
         fn counting_by_words_equals_counting_ports(
