@@ -360,7 +360,7 @@ impl Scan for PortView<'_> {
         remaining: u32,
         offset: u32,
     ) -> Option<(u32, u32)> {
-        pass_by::<STEP, 3>(
+        pass_by::<STEP, _>(
             low, high, remaining, offset, self.pool, self.host, self.index,
         )
     }
@@ -432,11 +432,11 @@ impl PortView<'_> {
     /// The first free port met walking up from `start` through `first..=last`, wrapping
     /// once, and how many candidates were tested to find it.
     fn walk(&self, first: u32, last: u32, start: u32) -> Option<(u32, u32)> {
-        if let Some(p) = first_free::<1, 3>(self.pool, self.host, self.index, start, last) {
+        if let Some(p) = first_free::<1, _>(self.pool, self.host, self.index, start, last) {
             return Some((p, p - start + 1));
         }
         if start > first
-            && let Some(p) = first_free::<1, 3>(self.pool, self.host, self.index, first, start - 1)
+            && let Some(p) = first_free::<1, _>(self.pool, self.host, self.index, first, start - 1)
         {
             return Some((p, last - start + 1 + p - first + 1));
         }

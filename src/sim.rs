@@ -3256,17 +3256,7 @@ mod tests {
         // One ends at the end of the run, one after it.
         w.closed_without_tw(&mut hosts, at(1000), Instant(0), Duration(100));
         w.closed_without_tw(&mut hosts, at(1001), Instant(0), Duration(101));
-        let mut reused = |port, at| {
-            w.reused(
-                &mut hosts,
-                Watched::Pooled {
-                    host: 0,
-                    pool: 0,
-                    port,
-                },
-                Instant(at),
-            )
-        };
+        let mut reused = |port, t| w.reused(&mut hosts, at(port), Instant(t));
         assert!(reused(1000, 99) && reused(1001, 99));
         assert!(!reused(1000, 100) && reused(1001, 100));
         let kept: usize = w.marked.iter().map(|l| l.ends.len()).sum();
