@@ -57,6 +57,10 @@ enum Command {
         /// exit status 70 if one breaks.
         #[arg(long)]
         check: bool,
+        /// Add to each pool the ports it handed out: the first 1,000 in order, their parity
+        /// and a histogram (`pools[].port_use` in JSON).
+        #[arg(long)]
+        ports: bool,
     },
     /// Will this load run out of ports, when, and what fixes it: per pool limit, headroom,
     /// TIME-WAIT and time to exhaustion, by formula and by simulation, and remedies ranked by
@@ -289,6 +293,7 @@ pub fn main() -> ExitCode {
             stats,
             set,
             check,
+            ports,
         } => {
             let mut sc = match load_with(&scenario, &set) {
                 Ok(sc) => sc,
@@ -322,6 +327,7 @@ pub fn main() -> ExitCode {
             let wall = std::time::Instant::now();
             let run = Simulation::new(&sc)
                 .checking(check || cfg!(debug_assertions))
+                .ports(ports)
                 .run_checked();
             let (mut report, events) = match run {
                 Ok(r) => r,

@@ -142,7 +142,7 @@ pub fn fuzz_scenario(data: &[u8]) {
         .iter()
         .map(|w| match w.arrival {
             workload::Arrival::Closed { concurrency } => f64::from(concurrency) * secs * 1e4,
-            ref a => a.peak_rate().unwrap_or(0.0) * secs,
+            ref a => a.arrivals_in(secs).unwrap_or(0.0),
         })
         .sum();
     if work > 20_000.0 || sc.duration.0 > 600_000_000_000 {

@@ -420,6 +420,9 @@ pub struct Recorder {
     pub unprotected_reuse: u64,
     /// When the first TIME-WAIT ran its full length and ended.
     pub first_tw_expiry: Option<Instant>,
+    /// Connects established after a SYN retransmission, and their connect time in all.
+    pub stalled: u64,
+    pub stall: Duration,
 }
 
 impl Recorder {
@@ -439,6 +442,8 @@ impl Recorder {
             tw_peak_server: 0,
             unprotected_reuse: 0,
             first_tw_expiry: None,
+            stalled: 0,
+            stall: Duration::ZERO,
         }
     }
     pub fn attempt(&mut self, wl: usize, retry: bool) {
@@ -486,6 +491,11 @@ impl Recorder {
         self.request_latency.record_n(latency.0, n);
         self.acc.requests += n;
         self.workloads[wl].requests_completed += n;
+    }
+    /// A connect established after `latency`, past at least one SYN retransmission.
+    pub fn stalled(&mut self, latency: Duration) {
+        self.stalled += 1;
+        self.stall = self.stall + latency;
     }
     pub fn request_failed(&mut self, wl: usize) {
         self.workloads[wl].requests_failed += 1;
@@ -648,6 +658,67 @@ pub struct PoolInfo {
     /// Established per second over the sustained window: the last whole TIME_WAIT periods
     /// of the run's second half (none when the run is too short to have one).
     pub sustained_per_s: Option<f64>,
+    /// The ports this pool handed out (`portsim run --ports`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub port_use: Option<PortUse>,
+}
+
+/// Ports handed out first, kept in order.
+pub const FIRST_PORTS: usize = 1000;
+/// Most bars of a port histogram.
+const PORT_BARS: u32 = 64;
+
+/// The ports a pool handed out, to set against `ss` or a capture: the first
+/// [`FIRST_PORTS`] in the order connect() or bind() took them, each port's parity, and how
+/// many connections each stretch of the range carried.
+#[derive(Serialize, Debug, Clone, PartialEq)]
+pub struct PortUse {
+    pub first: Vec<u16>,
+    pub even: u64,
+    pub odd: u64,
+    pub histogram: PortHistogram,
+}
+
+/// Connections by port: bar `k` counts ports `low + k·width` to `low + (k+1)·width − 1`.
+#[derive(Serialize, Debug, Clone, PartialEq)]
+pub struct PortHistogram {
+    pub low: u16,
+    pub width: u32,
+    pub counts: Vec<u64>,
+}
+
+impl PortUse {
+    /// An empty record for a pool whose ports lie in `low..=high`.
+    pub fn new(low: u16, high: u16) -> PortUse {
+        let span = u32::from(high.max(low) - low) + 1;
+        let width = span.div_ceil(PORT_BARS);
+        PortUse {
+            first: Vec::new(),
+            even: 0,
+            odd: 0,
+            histogram: PortHistogram {
+                low,
+                width,
+                counts: vec![0; span.div_ceil(width) as usize],
+            },
+        }
+    }
+
+    /// One connection took `port`.
+    pub fn record(&mut self, port: u16) {
+        if self.first.len() < FIRST_PORTS {
+            self.first.push(port);
+        }
+        if port.is_multiple_of(2) {
+            self.even += 1;
+        } else {
+            self.odd += 1;
+        }
+        let h = &mut self.histogram;
+        let bar = (u32::from(port.saturating_sub(h.low)) / h.width) as usize;
+        let last = h.counts.len() - 1;
+        h.counts[bar.min(last)] += 1;
+    }
 }
 
 #[derive(Serialize, Debug)]
@@ -680,6 +751,11 @@ pub struct Connections {
     pub failed: u64,
     pub in_flight: u64,
     pub retries: u64,
+    /// Connects slower than the kernel's first SYN retransmission: established after one, or
+    /// still waiting at the end having sent one (failed ones are in `failed`).
+    pub stalled: u64,
+    /// The time those connects spent from connect() until established (or the end).
+    pub stall_s: f64,
 }
 
 #[derive(Serialize, Debug)]
@@ -874,6 +950,14 @@ impl Report {
             pct(c.failed),
             group(c.in_flight)
         );
+        if c.stalled > 0 {
+            let _ = writeln!(
+                o,
+                "              {} connects stalled past a SYN retransmission ({} waiting in all)",
+                group(c.stalled),
+                secs(c.stall_s)
+            );
+        }
         if c.retries > 0 {
             let _ = writeln!(
                 o,
@@ -917,14 +1001,18 @@ impl Report {
             group(u64::from(s.time_wait.at_end))
         );
         let l = &s.request_latency_ms;
-        let _ = writeln!(
-            o,
-            "request       p50 {} · p99 {} · max {} · mean {}",
-            ms(l.p50),
-            ms(l.p99),
-            ms(l.max),
-            ms(l.mean)
-        );
+        if s.requests.completed == 0 {
+            let _ = writeln!(o, "request       none completed");
+        } else {
+            let _ = writeln!(
+                o,
+                "request       p50 {} · p99 {} · max {} · mean {}",
+                ms(l.p50),
+                ms(l.p99),
+                ms(l.max),
+                ms(l.mean)
+            );
+        }
         let l = &s.connect_latency_ms;
         let _ = writeln!(
             o,
@@ -961,7 +1049,7 @@ impl Report {
                 let dest = p.destination.as_deref().unwrap_or("any destination");
                 let _ = writeln!(
                     o,
-                    "  {:<8}{} → {}: {} ports / {} = {:.1}/s · achieved {:.1}/s",
+                    "  {:<7} {} → {}: {} ports / {} = {:.1}/s · achieved {:.1}/s",
                     p.kind,
                     p.source,
                     dest,

@@ -49,8 +49,9 @@
 use crate::engine::{Class, Queue, packed};
 use crate::host::{Errno, Host, NONE, Refused, SockId, State, SynOnTuple, TimeWait, Tuple};
 use crate::report::{
-    Connections, Counter, Gauges, HostInfo, LatencySummary, PoolInfo, ProbeSummary, Recorder,
-    Report, Requests, ScenarioInfo, Summary, TimeWaitSummary, WorkloadSummary, add_named_errors,
+    Connections, Counter, Gauges, HostInfo, LatencySummary, PoolInfo, PortUse, ProbeSummary,
+    Recorder, Report, Requests, ScenarioInfo, Summary, TimeWaitSummary, WorkloadSummary,
+    add_named_errors,
 };
 use crate::rng::stream;
 use crate::scenario::Scenario;
@@ -822,7 +823,8 @@ impl Exchange {
     /// The whole-exchange schedule of `w`, if nothing can disturb its connections between
     /// connect() and TIME-WAIT: an open loop (no closed-loop slot waits on a response), fixed
     /// delays with both one-way halves non-zero, the client closing without SO_LINGER 0, at
-    /// most [`WHOLE_MAX_REQUESTS`] requests; on every destination host, no workload whose
+    /// most [`WHOLE_MAX_REQUESTS`] requests, the same for every connection (a request limit
+    /// that is a whole number of connections); on every destination host, no workload whose
     /// server closes first or resets (its TIME-WAITs could hold a tuple) and no bind() or
     /// explicit-port workload (a socket on a listener's port); and for every workload of the
     /// same client to those hosts, a port freed after a TIME-WAIT entry cannot carry a SYN to
@@ -879,6 +881,9 @@ impl Exchange {
             || w.closer != Closer::Client
             || w.linger_zero
             || w.requests_per_connection > WHOLE_MAX_REQUESTS
+            || w.limit
+                .requests
+                .is_some_and(|r| r % u64::from(w.requests_per_connection) != 0)
             || !w.destinations.iter().all(|d| quiet(d.host))
             || !sc.workloads.iter().all(apart)
         {
@@ -1004,6 +1009,39 @@ pub struct Simulation {
     /// Checking mode: invariants asserted after every event (see [`Simulation::checking`]).
     check: bool,
     violation: Option<Violation>,
+    /// The ports each report pool handed out, when asked for ([`Simulation::ports`]).
+    port_use: Option<PortLog>,
+}
+
+/// The ports handed out, per pool in the report's order: connect pools by (host, pool id),
+/// then bind pools.
+struct PortLog {
+    /// Per host, the report index of each of its connect pools.
+    connect: Vec<Vec<u32>>,
+    pools: Vec<PortUse>,
+}
+
+impl PortLog {
+    /// A connection from `ip` on `host` took `port`, from connect pool `pool` or else the
+    /// bind pool of its address.
+    fn record(
+        &mut self,
+        bind_pools: &[BindPool],
+        host: u16,
+        pool: Option<u32>,
+        ip: u32,
+        port: u16,
+    ) {
+        let i = match pool {
+            Some(p) => self.connect[host as usize][p as usize] as usize,
+            None => {
+                let at = bind_pools.iter().position(|b| (b.host, b.ip) == (host, ip));
+                let connect_pools = self.pools.len() - bind_pools.len();
+                connect_pools + at.expect("a bind pool per bound address")
+            }
+        };
+        self.pools[i].record(port);
+    }
 }
 
 /// An invariant the engine broke, found in checking mode: a bug in portsim, not in the input.
@@ -1226,7 +1264,8 @@ impl Simulation {
                     && w.spread == crate::workload::Spread::RoundRobin
                     && matches!(w.rtt, crate::workload::Dist::Fixed(_))
                     && matches!(w.on_error, crate::workload::OnError::Count { .. })
-                    && matches!(w.mode, Mode::Connect | Mode::BindNoPort);
+                    && matches!(w.mode, Mode::Connect | Mode::BindNoPort)
+                    && w.limit == crate::workload::Limit::default();
                 let (src, dst) = (w.sources[0], w.destinations[0]);
                 eligible
                     .then(|| hosts[src.host as usize].pool_of(src.ip, dst.ip, dst.port))
@@ -1372,6 +1411,7 @@ impl Simulation {
             sub_for: (u64::MAX, 0),
             bulk: true,
             bind_pools,
+            port_use: None,
         };
         for wl in 0..sim.workloads.len() {
             sim.stream_changed(wl as u32);
@@ -1393,6 +1433,39 @@ impl Simulation {
             *x = None;
         }
         self.bulk_time_wait = false;
+        self
+    }
+
+    /// Records the ports each pool hands out (the report's `pools[].port_use`).
+    pub fn ports(mut self, on: bool) -> Self {
+        self.port_use = on.then(|| {
+            let mut connect = vec![Vec::new(); self.hosts.len()];
+            let mut pools = Vec::new();
+            for &(h, p) in &self.pools {
+                let host = &self.hosts[h as usize];
+                let slots: &mut Vec<u32> = &mut connect[h as usize];
+                slots.resize(slots.len().max(p as usize + 1), NONE);
+                slots[p as usize] = pools.len() as u32;
+                let (lo, hi) = host.profile.port_range;
+                pools.push(PortUse::new(lo, hi));
+            }
+            for b in &self.bind_pools {
+                let (lo, hi) = self
+                    .workloads
+                    .iter()
+                    .find_map(|w| match w.mode {
+                        Mode::Explicit { low, high }
+                            if w.sources.iter().any(|s| (s.host, s.ip) == (b.host, b.ip)) =>
+                        {
+                            Some((low, high))
+                        }
+                        _ => None,
+                    })
+                    .unwrap_or(self.hosts[b.host as usize].profile.port_range);
+                pools.push(PortUse::new(lo, hi));
+            }
+            PortLog { connect, pools }
+        });
         self
     }
 
@@ -1962,11 +2035,9 @@ impl Simulation {
     /// The application opens a connection: socket, optional bind, connect().
     /// Starts a connection; returns the error and probes when connect() failed at once.
     fn start(&mut self, wl: u32, slot: u32, retry: u32) -> Option<(Errno, u32)> {
+        let requests = self.take(wl, retry)?;
         let w = &self.workloads[wl as usize];
         let r = &mut self.runners[wl as usize];
-        if r.stopped {
-            return None;
-        }
         let (si, di) = r.pick_index(w);
         let (src, dst) = (w.sources[si], w.destinations[di]);
         let conn_pool = self.conn_pools[wl as usize]
@@ -1974,7 +2045,6 @@ impl Simulation {
             .map(|&(_, pool)| pool);
         let rtt = w.rtt.sample(&mut r.latency);
         let (mode, range, reuse) = (w.mode, w.local_port_range, w.reuseaddr);
-        let requests = w.requests_per_connection;
         let up = Duration(rtt.0 / 2);
         // A whole exchange needs no connection record: the one event queued for it, its
         // TIME-WAIT entry or expiry, finds the connection in `flights` or names the socket.
@@ -2085,6 +2155,10 @@ impl Simulation {
                 };
                 let pool = host.sock(sock).pool;
                 let pool_or_wide = host.pool_of_socket(sock);
+                if let Some(log) = &mut self.port_use {
+                    let (ip, port) = (tuple.local_ip, tuple.local_port);
+                    log.record(&self.bind_pools, src.host, pool_or_wide, ip, port);
+                }
                 let watched = watched(&self.hosts, src.host, pool, tuple);
                 if self.watch.reused(&mut self.hosts, watched, self.now) {
                     self.rec.unprotected_reuse += 1;
@@ -2122,6 +2196,26 @@ impl Simulation {
         }
     }
 
+    /// Whether workload `wl` may start attempt `retry` now (inside its `[start, stop)`, its
+    /// limit not spent), and the requests the connection carries. The attempt that spends
+    /// the limit is when the workload stopped.
+    #[inline(always)]
+    fn take(&mut self, wl: u32, retry: u32) -> Option<u32> {
+        let w = &self.workloads[wl as usize];
+        if !w.opens_at(self.now) {
+            return None;
+        }
+        let r = &mut self.runners[wl as usize];
+        let was = r.stopped;
+        let requests = r.take(w, retry > 0)?;
+        if r.stopped && !was {
+            self.rec.workloads[wl as usize]
+                .stopped_at
+                .get_or_insert(self.now);
+        }
+        Some(requests)
+    }
+
     /// An open-loop arrival, or its retry number `retry`, starts a connection.
     #[inline(always)]
     fn start_open(&mut self, wl: u32, retry: u32) {
@@ -2140,11 +2234,11 @@ impl Simulation {
     /// flight whose next event is its TIME-WAIT entry (or, in bulk, its expiry).
     #[inline(always)]
     fn start_whole(&mut self, wl: u32, retry: u32) {
-        let w = &self.workloads[wl as usize];
-        let r = &mut self.runners[wl as usize];
-        if r.stopped {
+        if self.take(wl, retry).is_none() {
             return;
         }
+        let w = &self.workloads[wl as usize];
+        let r = &mut self.runners[wl as usize];
         let (si, di) = r.pick_index(w);
         let (src, dst) = (w.sources[si], w.destinations[di]);
         let pools = &self.conn_pools[wl as usize];
@@ -2201,6 +2295,9 @@ impl Simulation {
             remote_ip: dst.ip,
             remote_port: dst.port,
         };
+        if let Some(log) = &mut self.port_use {
+            log.record(&self.bind_pools, src.host, Some(pool), src.ip, port);
+        }
         if host.isn_draw_has_effects() {
             host.isn(&tuple, now);
             host.ts_offset(&tuple);
@@ -2238,8 +2335,8 @@ impl Simulation {
 
     /// Parks a closed-loop worker whose connect() found its pool exhausted, if its next
     /// attempts are certain to repeat this one: one source and destination (the pick does
-    /// not vary), a fixed RTT (no random draw per attempt), and a retry period that stays
-    /// fixed (`count`, or `retry` with no backoff and no retry limit), the same period as
+    /// not vary), a fixed RTT (no random draw per attempt), no limit and no stop before the
+    /// end of the run (every retry is made), and a retry period that stays fixed (`count`, or `retry` with no backoff and no retry limit), the same period as
     /// the workers already parked (equal periods keep their order from round to round).
     /// Counts this failure as `fail` would. False when the worker must step.
     fn park(
@@ -2256,6 +2353,8 @@ impl Simulation {
             || w.destinations.len() != 1
             || w.spread != crate::workload::Spread::RoundRobin
             || !matches!(w.rtt, crate::workload::Dist::Fixed(_))
+            || w.limit != crate::workload::Limit::default()
+            || w.stop < self.end
             || self.parked.len() >= 1 << 16
         {
             return false;
@@ -2623,6 +2722,9 @@ impl Simulation {
         client.set_state(c.csock, State::Established);
         self.count_established(c.client, c.csock, self.now);
         self.rec.established(c.wl as usize, self.now - c.started);
+        if c.syn_tries > 0 {
+            self.rec.stalled(self.now - c.started);
+        }
         self.send(self.now + c.up, conn, |conn, generation| Event::Ack {
             conn,
             generation,
@@ -2953,8 +3055,26 @@ impl Simulation {
         g
     }
 
+    /// Connects still in SYN-SENT at the end having retransmitted, and the time they waited.
+    fn stalled_at_end(&self) -> (u64, Duration) {
+        let mut free = vec![false; self.conns.len()];
+        for &id in &self.free_conns {
+            free[id as usize] = true;
+        }
+        let mut out = (0, Duration::ZERO);
+        for (c, _) in self.conns.iter().zip(&free).filter(|(_, f)| !**f) {
+            let sent = c.csock != NONE
+                && self.hosts[c.client as usize].sock(c.csock).state == State::SynSent;
+            if sent && c.syn_tries > 0 {
+                out = (out.0 + 1, out.1 + (self.end - c.started));
+            }
+        }
+        out
+    }
+
     fn report(self) -> Report {
         let g = self.gauges();
+        let (waiting, waited) = self.stalled_at_end();
         let (info, seed, duration) = self.info;
         let rec = self.rec;
         let attempted: u64 = rec.workloads.iter().map(|w| w.attempted).sum();
@@ -3002,6 +3122,7 @@ impl Simulation {
                     established: est,
                     achieved_per_s: est as f64 / duration_s,
                     sustained_per_s: late(host.established[p as usize].late),
+                    port_use: None,
                 }
             })
             .collect();
@@ -3019,8 +3140,14 @@ impl Simulation {
                 established: b.established,
                 achieved_per_s: b.established as f64 / duration_s,
                 sustained_per_s: late(b.established_late),
+                port_use: None,
             }
         }));
+        if let Some(log) = self.port_use {
+            for (p, u) in pools.iter_mut().zip(log.pools) {
+                p.port_use = Some(u);
+            }
+        }
         let hosts = self.host_info;
         let mut all_errors = std::collections::BTreeMap::new();
         let mut error_numbers = std::collections::BTreeMap::new();
@@ -3056,6 +3183,8 @@ impl Simulation {
                 failed,
                 in_flight: attempted - established - failed,
                 retries: rec.workloads.iter().map(|w| w.retries).sum(),
+                stalled: rec.stalled + waiting,
+                stall_s: (rec.stall + waited).as_secs_f64(),
             },
             errors: all_errors,
             error_numbers,

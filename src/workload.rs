@@ -1,8 +1,11 @@
 //! Workloads: who connects where, how often, and what each connection does.
 //!
 //! A workload runs on one or more client hosts, spreads its connections over source IPs and
-//! destinations, and is either open loop (constant rate, Poisson, or a step schedule of rates)
-//! or closed loop (a fixed number of concurrent connections, like `oha -c` or `wrk -c`).
+//! destinations, and is either open loop (constant rate, Poisson, a step schedule of rates, or
+//! bursts of connections opened at once) or closed loop (a fixed number of concurrent
+//! connections, like `oha -c` or `wrk -c`). It opens connections from its `start` until its
+//! `stop`, and ends early at its [`Limit`] (`ab -n`, `hey -n`) or at a failure under
+//! `on_error = "stop"`.
 
 use crate::rng::{Ziggurat, exp1, exp1_in, ziggurat};
 use crate::time::{Duration, Instant};
@@ -113,20 +116,42 @@ pub enum Arrival {
     },
     /// A fixed number of connections at once; a new one starts when one ends.
     Closed { concurrency: u32 },
+    /// Connections opened all at once, `count` at each offset from the workload's start, as a
+    /// script that opens N sockets in a loop does.
+    Bursts(Vec<(Duration, u64)>),
 }
 
 impl Arrival {
-    /// New connections per second of an open loop, at its highest step; none for a closed
-    /// loop, whose rate depends on how long its connections last.
+    /// New connections per second of a rate-driven open loop, at its highest step; none for
+    /// a closed loop, whose rate depends on how long its connections last, or for bursts.
     pub fn peak_rate(&self) -> Option<f64> {
         match self {
             Arrival::Constant(r) | Arrival::Poisson(r) => Some(r.per_sec()),
             Arrival::Steps { steps, .. } => {
                 Some(steps.iter().map(|s| s.1.per_sec()).fold(0.0, f64::max))
             }
-            Arrival::Closed { .. } => None,
+            Arrival::Closed { .. } | Arrival::Bursts(_) => None,
         }
     }
+
+    /// Arrivals an open loop makes in `secs` of activity, at most (its peak rate, or every
+    /// burst); none for a closed loop.
+    pub fn arrivals_in(&self, secs: f64) -> Option<f64> {
+        match self {
+            Arrival::Bursts(bursts) => Some(bursts.iter().map(|b| b.1 as f64).sum()),
+            a => a.peak_rate().map(|r| r * secs),
+        }
+    }
+}
+
+/// Where a workload ends before its `stop`: after `connections` connect() calls (a retry is
+/// one) or `requests` requests (`ab -n`, `hey -n`, `memtier -n`, `redis-benchmark -n`). Each
+/// new connection takes up to `requests_per_connection` of the requests left, so the last one
+/// may carry fewer; a retry carries the request it retries. Connections already open finish.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Limit {
+    pub connections: Option<u64>,
+    pub requests: Option<u64>,
 }
 
 /// How a socket gets its local port.
@@ -272,11 +297,20 @@ pub struct Workload {
     /// IP_LOCAL_PORT_RANGE set on each socket.
     pub local_port_range: Option<(u16, u16)>,
     pub on_error: OnError,
+    /// No connect() before `start` or from `stop` on, first attempt or retry; connections
+    /// open at `stop` run to their end.
     pub start: Instant,
     pub stop: Instant,
+    pub limit: Limit,
 }
 
 impl Workload {
+    /// Whether a connect() may start at `now`: from `start`, before `stop`.
+    #[inline]
+    pub fn opens_at(&self, now: Instant) -> bool {
+        now >= self.start && now < self.stop
+    }
+
     /// Seconds the workload runs within a scenario of `total` length.
     pub fn active_secs(&self, total: Duration) -> f64 {
         self.stop.0.min(total.0).saturating_sub(self.start.0) as f64 / 1e9
@@ -302,7 +336,11 @@ pub struct Runner {
     poisson_mean_ns: f64,
     /// Next port for [`Mode::Explicit`].
     pub cursor: u16,
+    /// The workload starts no new request: its limit was reached, or `on_error` stopped it.
     pub stopped: bool,
+    /// What is left of the workload's [`Limit`].
+    connections_left: u64,
+    requests_left: u64,
 }
 
 impl Runner {
@@ -331,9 +369,36 @@ impl Runner {
                 _ => 0,
             },
             stopped: false,
+            connections_left: w.limit.connections.unwrap_or(u64::MAX),
+            requests_left: w.limit.requests.unwrap_or(u64::MAX),
         }
     }
 
+    /// Takes one connect() attempt from the workload's [`Limit`]: the requests the connection
+    /// carries (`requests_per_connection`, fewer for the last of a request limit; a retry
+    /// carries its own), or `None` when no attempt may start. A new request needs the
+    /// workload not `stopped`; a retry only a connection left. The attempt that spends the
+    /// limit sets `stopped`.
+    #[inline]
+    pub fn take(&mut self, w: &Workload, retry: bool) -> Option<u32> {
+        if self.connections_left == 0 || (self.stopped && !retry) {
+            return None;
+        }
+        let requests = if retry || w.limit.requests.is_none() {
+            w.requests_per_connection
+        } else {
+            let k = u64::from(w.requests_per_connection).min(self.requests_left);
+            self.requests_left -= k;
+            k as u32
+        };
+        if w.limit.connections.is_some() {
+            self.connections_left -= 1;
+        }
+        if self.connections_left == 0 || self.requests_left == 0 {
+            self.stopped = true;
+        }
+        Some(requests)
+    }
     /// The next open-loop arrival after the previous one, or `None` past the stop time.
     #[inline(always)]
     pub fn next_arrival(&mut self, w: &Workload) -> Option<Instant> {
@@ -373,8 +438,12 @@ impl Runner {
         (n, last, next)
     }
 
-    /// [`Runner::next_arrival`] for every stream: steps, a constant rate, a first arrival.
+    /// [`Runner::next_arrival`] for every stream: steps, a constant rate, bursts, a first
+    /// arrival.
     fn next_arrival_stepped(&mut self, w: &Workload) -> Option<Instant> {
+        if let Arrival::Bursts(bursts) = &w.arrival {
+            return self.next_in_burst(w, bursts);
+        }
         loop {
             let (rate, poisson, step_end) = match &w.arrival {
                 Arrival::Constant(r) => (*r, false, w.stop),
@@ -386,7 +455,7 @@ impl Runner {
                         .map_or(w.stop, |(at, _)| w.start + *at);
                     (r, *poisson, end.min(w.stop))
                 }
-                Arrival::Closed { .. } => return None,
+                Arrival::Closed { .. } | Arrival::Bursts(_) => return None,
             };
             let t = if rate.num == 0 {
                 step_end
@@ -428,6 +497,21 @@ impl Runner {
                 _ => return None,
             }
         }
+    }
+
+    /// The next arrival of a burst schedule: burst `step` gives its `count` arrivals at its
+    /// offset from the start, then the next burst its own.
+    fn next_in_burst(&mut self, w: &Workload, bursts: &[(Duration, u64)]) -> Option<Instant> {
+        while let Some(&(at, count)) = bursts.get(self.step) {
+            if self.next_k < count {
+                self.next_k += 1;
+                let t = w.start + at;
+                return (t < w.stop).then_some(t);
+            }
+            self.step += 1;
+            self.next_k = 0;
+        }
+        None
     }
 
     /// The source and destination of the next connection.
@@ -506,6 +590,7 @@ mod tests {
             },
             start: Instant::ZERO,
             stop: Instant(Duration::from_secs(10).0),
+            limit: Limit::default(),
         }
     }
 

@@ -356,7 +356,11 @@ fn offered(sc: &Scenario) -> BTreeMap<String, (f64, &'static str)> {
                     "closed loop: concurrency / connection time",
                 )
             }
-            (_, None) => unreachable!("only a closed loop has no rate"),
+            (a @ Arrival::Bursts(_), None) => (
+                a.arrivals_in(0.0).unwrap_or(0.0) / w.active_secs(sc.duration).max(1e-9),
+                "bursts: their connections over the workload's active time",
+            ),
+            (_, None) => unreachable!("every open loop has a rate or bursts"),
         };
         let share = rate / (w.sources.len() * w.destinations.len()) as f64;
         for s in &w.sources {

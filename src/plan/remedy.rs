@@ -383,6 +383,22 @@ fn keep_alive(sc: &Scenario, targets: &[usize], doc: &Table, m: u32) -> Option<V
                     }
                 }
             }
+            Arrival::Bursts(bursts) => {
+                let list = bursts
+                    .iter()
+                    .map(|(at, count)| {
+                        let mut b = Table::new();
+                        b.insert("at".into(), Value::String(format!("{}ns", at.0)));
+                        let n = count.div_ceil(u64::from(m)).max(1);
+                        b.insert("count".into(), Value::Integer(n as i64));
+                        Value::Table(b)
+                    })
+                    .collect();
+                for k in ["at", "count"] {
+                    arrival.remove(k);
+                }
+                arrival.insert("bursts".into(), Value::Array(list));
+            }
             Arrival::Closed { .. } => {}
         }
         var.how.push(format!(

@@ -341,11 +341,14 @@ fn cost(file: &str, text: &str) -> u64 {
     sc.workloads
         .iter()
         .map(|w| {
-            let rate = match w.arrival {
-                crate::workload::Arrival::Closed { concurrency } => 1000.0 * f64::from(concurrency),
-                ref a => a.peak_rate().unwrap_or(0.0),
+            let secs = w.active_secs(sc.duration);
+            let n = match w.arrival {
+                crate::workload::Arrival::Closed { concurrency } => {
+                    1000.0 * f64::from(concurrency) * secs
+                }
+                ref a => a.arrivals_in(secs).unwrap_or(0.0),
             };
-            (rate * w.active_secs(sc.duration)) as u64
+            n as u64
         })
         .sum()
 }
