@@ -37,8 +37,16 @@ enum Command {
         #[arg(short, long)]
         output: Option<PathBuf>,
         /// Override the scenario's seed.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "seeds")]
         seed: Option<u64>,
+        /// Run once per seed A to B (both included) on every CPU and report each summary
+        /// number's mean, sd, min, p5, p50, p95 and max (`replicates` in JSON); the rest of
+        /// the report is seed A's run.
+        #[arg(long, value_name = "A..B", conflicts_with = "stats")]
+        seeds: Option<String>,
+        /// Threads for --seeds (default: every CPU); the result does not depend on it.
+        #[arg(long, requires = "seeds")]
+        threads: Option<usize>,
         /// Override the bin width of the time series, e.g. "1s".
         #[arg(long)]
         bin: Option<String>,
@@ -134,6 +142,10 @@ enum Command {
         /// Run only shard I of N (points k with k mod N = I − 1); join with `portsim merge`.
         #[arg(long, value_name = "I/N")]
         shard: Option<String>,
+        /// Run each point once per seed A to B (both included): each row's numbers as
+        /// mean, sd, min, p5, p50, p95 and max; charts show the mean with a p5–p95 band.
+        #[arg(long, value_name = "A..B")]
+        seeds: Option<String>,
     },
     /// Join the JSON files of a sharded sweep into one.
     Merge {
@@ -288,6 +300,8 @@ pub fn main() -> ExitCode {
             format,
             output,
             seed,
+            seeds,
+            threads,
             bin,
             plot,
             stats,
@@ -324,11 +338,23 @@ pub fn main() -> ExitCode {
                 eprintln!("error: --plot {e}");
                 return ExitCode::from(BAD_INPUT);
             }
+            let make = |sc: &scenario::Scenario| {
+                Simulation::new(sc)
+                    .checking(check || cfg!(debug_assertions))
+                    .ports(ports)
+            };
             let wall = std::time::Instant::now();
-            let run = Simulation::new(&sc)
-                .checking(check || cfg!(debug_assertions))
-                .ports(ports)
-                .run_checked();
+            let run = match seeds.as_deref().map(crate::replicate::Seeds::parse) {
+                None => make(&sc).run_checked(),
+                Some(Err(e)) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(BAD_INPUT);
+                }
+                Some(Ok(seeds)) => match replicated(&sc, seeds, threads, &make) {
+                    Ok(r) => Ok((r, 0)),
+                    Err(code) => return code,
+                },
+            };
             let (mut report, events) = match run {
                 Ok(r) => r,
                 Err(v) => {
@@ -635,7 +661,16 @@ pub fn main() -> ExitCode {
             metric,
             threads,
             shard,
+            seeds,
         } => {
+            let seeds = match seeds.as_deref().map(crate::replicate::Seeds::parse) {
+                None => None,
+                Some(Ok(s)) => Some(s),
+                Some(Err(e)) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(BAD_INPUT);
+                }
+            };
             let text = match read_text(&scenario) {
                 Ok(t) => t,
                 Err(code) => return code,
@@ -681,7 +716,7 @@ pub fn main() -> ExitCode {
             }
             let file = scenario.display().to_string();
             let sw = match sweep::Sweep::new(&file, &text, &changes, &vary, shard) {
-                Ok(s) => s,
+                Ok(s) => s.with_seeds(seeds),
                 Err(e) => return bad(e),
             };
             let threads = threads.unwrap_or_else(|| {
@@ -833,6 +868,48 @@ pub fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// `sc` run once per seed on `threads` threads (default: every CPU), with a progress bar.
+fn replicated(
+    sc: &scenario::Scenario,
+    seeds: crate::replicate::Seeds,
+    threads: Option<usize>,
+    make: &(dyn Fn(&scenario::Scenario) -> Simulation + Sync),
+) -> Result<crate::report::Report, ExitCode> {
+    if threads == Some(0) {
+        eprintln!("error: --threads: at least 1");
+        return Err(ExitCode::from(BAD_INPUT));
+    }
+    let bar = indicatif::ProgressBar::with_draw_target(
+        Some(seeds.len()),
+        indicatif::ProgressDrawTarget::stderr(),
+    );
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{bar:40} {pos}/{len} seeds · {elapsed_precise} · about {eta} left",
+        )
+        .expect("a valid template"),
+    );
+    let go = || crate::replicate::run(sc, seeds, make, &|| bar.inc(1));
+    let report = match threads {
+        None => go(),
+        Some(n) => match rayon::ThreadPoolBuilder::new().num_threads(n).build() {
+            Ok(pool) => pool.install(go),
+            Err(e) => {
+                eprintln!("error: --threads {n}: {e}");
+                return Err(ExitCode::FAILURE);
+            }
+        },
+    };
+    bar.finish_and_clear();
+    report.map_err(|(seed, v)| {
+        eprintln!(
+            "error: {} with seed {seed}: {v} (a bug in portsim: please report it with the scenario)",
+            sc.file
+        );
+        ExitCode::from(70)
+    })
 }
 
 fn refuse(e: &ScenarioError) -> ExitCode {

@@ -14,6 +14,8 @@
 //!   each kernel's own knob names.
 //! - [`workload`]: arrival processes, latencies, connection modes, error policies.
 //! - [`report`]: counters, binned series, JSON / CSV / terminal output.
+//! - [`replicate`]: a scenario run once per seed (`--seeds A..B`), its numbers as
+//!   distributions.
 //! - [`rng`]: per-component ChaCha streams and SipHash.
 //! - [`time`]: integer-nanosecond time.
 //! - [`plot`]: charts (SVG/PNG) of a run, a comparison, a live run, sweeps; `plots/`.
@@ -32,6 +34,7 @@ pub mod live;
 pub mod plan;
 pub mod plot;
 pub mod profile;
+pub mod replicate;
 pub mod report;
 pub mod rng;
 pub mod scenario;

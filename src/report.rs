@@ -598,6 +598,10 @@ pub struct Report {
     pub summary: Summary,
     pub workloads: Vec<WorkloadSummary>,
     pub series: Vec<Bin>,
+    /// A replicated run's distributions over its seeds (`--seeds A..B`); the rest of the
+    /// report is the first seed's run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replicates: Option<crate::replicate::Replicates>,
     /// How fast the engine ran (`portsim run --stats`): wall time varies between runs, so
     /// it is in the report only when asked for.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -880,8 +884,16 @@ impl Report {
             .take_while(|p| p.kind.starts_with("connect"))
             .count();
         header.extend((0..connect_pools).map(|i| format!("free_ports_pool{i}")));
+        let bands: Vec<(&String, &crate::replicate::Band)> = self
+            .replicates
+            .iter()
+            .flat_map(|r| r.series.iter())
+            .collect();
+        for (name, _) in &bands {
+            header.extend(["p5", "p50", "p95"].map(|q| format!("{name}_{q}")));
+        }
         w.write_record(&header).expect("csv to memory");
-        for b in &self.series {
+        for (i, b) in self.series.iter().enumerate() {
             let mut row = vec![
                 b.t_s.to_string(),
                 b.attempts.to_string(),
@@ -911,6 +923,11 @@ impl Report {
                     .unwrap_or_default(),
             ]);
             row.extend(b.free_ports.iter().map(u32::to_string));
+            for (_, band) in &bands {
+                for q in [&band.p5, &band.p50, &band.p95] {
+                    row.push(opt(q.get(i).copied().flatten()));
+                }
+            }
             w.write_record(&row).expect("csv to memory");
         }
         String::from_utf8(w.into_inner().expect("flush")).expect("utf-8")
@@ -921,12 +938,18 @@ impl Report {
         let s = &self.summary;
         let c = &s.connections;
         let mut o = String::new();
+        let seeds = match &self.replicates {
+            Some(r) => format!(
+                "seeds {} · the report of seed {}, then each number over the {} seeds",
+                r.seeds, self.seed, r.n
+            ),
+            None => format!("seed {}", self.seed),
+        };
         let _ = writeln!(
             o,
-            "portsim {} · {} · seed {} · {} simulated",
+            "portsim {} · {} · {seeds} · {} simulated",
             self.portsim_version,
             self.scenario.name,
-            self.seed,
             secs(self.duration_s)
         );
         if !self.scenario.description.is_empty() {
@@ -1066,6 +1089,9 @@ impl Report {
                     self.pools.len() - 12
                 );
             }
+        }
+        if let Some(r) = &self.replicates {
+            o.push_str(&r.to_text());
         }
         o
     }

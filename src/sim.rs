@@ -3242,6 +3242,7 @@ impl Simulation {
             summary,
             workloads,
             series,
+            replicates: None,
             stats: None,
         }
     }

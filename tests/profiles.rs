@@ -2,6 +2,7 @@
 //! numbers come from the seed, the reference's §6 table (ports / TIME_WAIT), or counting
 //! arguments stated next to each assertion; none is copied from a previous run.
 
+use portsim::replicate::{self, Seeds};
 use portsim::report::Report;
 use portsim::scenario;
 use portsim::sim::Simulation;
@@ -25,26 +26,49 @@ fn counter(r: &Report, name: &str) -> u64 {
     r.summary.kernel_counters[name]
 }
 
+/// `name` run once per seed 1 to 200: the first seed's report with the distributions.
+fn replicated(name: &str) -> Report {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("scenarios")
+        .join(name);
+    let sc = scenario::load(&path).unwrap_or_else(|e| panic!("{e}"));
+    let seeds = Seeds::parse("1..200").unwrap();
+    replicate::run(&sc, seeds, &|sc| Simulation::new(sc), &|| {}).expect("no invariant broken")
+}
+
+fn stat<'a>(r: &'a Report, path: &str) -> &'a replicate::Stat {
+    &r.replicates.as_ref().expect("replicated").metrics[path]
+}
+
 #[test]
 fn macos_16k_cap_replays_the_seed_by_cursor_wrap_time_wait_and_syn_acceptance() {
-    let r = run_file("macos-16k-cap.toml");
+    let r = replicated("macos-16k-cap.toml");
     let s = &r.summary;
     let done = s.requests.completed;
     // Each of the 16,384 ports carries one connection; after the wrap a port is used again
     // only when the server's TIME-WAIT (30 s, longer than the run) accepts the SYN.
     let accepted = counter(&r, "tw_syn_accepted");
     assert_eq!(done, 16_384 + accepted);
-    // The seed: 16,408 responses. Within 2 %.
-    let err = (done as f64 - 16_408.0).abs() / 16_408.0;
-    assert!(err < 0.02, "{done} responses, {:.2} % off", err * 100.0);
-    // Every one of the 50 workers ends stalled in SYN-SENT, and nothing fails: oha saw a
-    // success rate of 1.0.
-    assert_eq!(s.connections.in_flight, 50);
-    assert_eq!(s.connections.failed, 0);
-    // The seed's slowest request, 6.7146 s: the 10th retransmission of a PAWS-dropped SYN,
-    // 67 × 100 ms after connect(), plus one request cycle (RTT + service = 1.028 ms).
-    let slowest = s.request_latency_ms.max;
-    assert!((6_700.0..6_702.0).contains(&slowest), "{slowest} ms");
+    // The seed saw 16,408 responses: one draw, which must lie among the model's 200.
+    let completed = stat(&r, "requests.completed");
+    assert!(
+        (completed.min..=completed.max).contains(&16_408.0),
+        "{completed:?}"
+    );
+    // Every one of the 50 workers ends stalled in SYN-SENT in every run, and nothing fails:
+    // oha saw a success rate of 1.0.
+    assert_eq!(stat(&r, "connections.in_flight").min, 50.0);
+    assert_eq!(stat(&r, "connections.in_flight").max, 50.0);
+    assert_eq!(stat(&r, "connections.failed").max, 0.0);
+    // The slowest request: the 10th retransmission of a PAWS-dropped SYN, 67 × syn_rto_local
+    // after connect(), plus one request cycle (RTT + service = 1.028 ms). syn_rto_local =
+    // 100 ms is UNVERIFIED (notes/xnu-research.md §5): this holds the model to its own
+    // assumption, which the seed's 6.7146 s supports but does not prove.
+    let slowest = stat(&r, "request_latency_ms.max");
+    assert!(
+        (6_700.0..6_702.0).contains(&slowest.min) && slowest.max == slowest.min,
+        "{slowest:?}"
+    );
     // The stall: after the first second nothing completes except those 6.7 s recoveries.
     let late: u64 = r
         .series
@@ -64,32 +88,35 @@ fn the_responses_after_the_wrap_follow_xnus_two_coin_flips() {
     // accepts (mean (1/4)/(3/4) = 1/3), then with probability 1/3 the first refusal was
     // PAWS-only and recovers, followed by another run (1 + 1/3). Mean per worker
     // 1/3 + 1/3 × 4/3 = 7/9; for 50 workers 38.9, standard deviation about 7 (Monte Carlo in
-    // notes/xnu-research.md §8). Over 40 seeds the mean must lie within 4 standard errors.
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/macos-16k-cap.toml");
-    let text = std::fs::read_to_string(path).unwrap();
-    let runs = 40;
-    let extra: f64 = (1..=runs)
-        .map(|seed| {
-            let r = run_text(&text.replace("seed = 1", &format!("seed = {seed}")));
-            r.summary.requests.completed as f64 - 16_384.0
-        })
-        .sum::<f64>()
-        / f64::from(runs);
+    // notes/xnu-research.md §8). Over 200 seeds the mean must lie within 4 standard errors.
+    let r = replicated("macos-16k-cap.toml");
+    let extra = stat(&r, "requests.completed").mean - 16_384.0;
     let expected = 50.0 * 7.0 / 9.0;
-    let se = 7.0 / f64::from(runs).sqrt();
+    let se = 7.0 / 200f64.sqrt();
     assert!(
         (extra - expected).abs() < 4.0 * se,
         "mean extra {extra:.1} against {expected:.1} ± {se:.1}"
     );
+    // The spread is the coins', not a constant: about 7 over 50 workers.
+    let sd = stat(&r, "requests.completed").sd;
+    assert!((4.0..10.0).contains(&sd), "sd {sd}");
 }
 
 #[test]
-fn macos_wide_range_doubles_the_cap_within_5_percent_of_the_authors_34k() {
-    let r = run_file("macos-16k-cap-wide-range.toml");
-    let done = r.summary.requests.completed;
-    assert_eq!(done, 32_768 + counter(&r, "tw_syn_accepted"));
-    let err = (done as f64 - 34_000.0).abs() / 34_000.0;
-    assert!(err < 0.05, "{done} responses, {:.2} % off", err * 100.0);
+fn macos_wide_range_doubles_the_cap_plus_the_same_coin_flips() {
+    // 32,768 ports wrap at 32,768 connections; after the wrap the same two coins give each of
+    // the 50 workers 7/9 of a response more on average (see the test above).
+    let r = replicated("macos-16k-cap-wide-range.toml");
+    assert_eq!(
+        r.summary.requests.completed,
+        32_768 + counter(&r, "tw_syn_accepted")
+    );
+    let extra = stat(&r, "requests.completed").mean - 32_768.0;
+    let se = 7.0 / 200f64.sqrt();
+    assert!((extra - 50.0 * 7.0 / 9.0).abs() < 4.0 * se, "{extra}");
+    // The author's "up to 34k" lies above every one of the 200 runs: 3.5 % more than the
+    // model gives. The claim is stated as such in the scenario and README.
+    assert!(stat(&r, "requests.completed").max < 34_000.0);
 }
 
 #[test]

@@ -19,6 +19,8 @@ struct Load {
     requests: u32,
     sources: usize,
     destinations: usize,
+    /// `limit = …` and `stop = …` lines, or nothing.
+    ends: String,
 }
 
 #[derive(Debug, Clone)]
@@ -43,6 +45,15 @@ fn load(linux: bool) -> impl Strategy<Value = Load> {
         (1u32..2000, 1u32..2000).prop_map(|(a, b)| format!(
             "{{ kind = \"steps\", steps = [{{ at = \"0s\", rate = {a} }}, {{ at = \"2s\", rate = {b} }}] }}"
         )),
+        (1u32..60, 1u32..60).prop_map(|(a, b)| format!(
+            "{{ kind = \"burst\", bursts = [{{ at = \"0s\", count = {a} }}, {{ at = \"1500ms\", count = {b} }}] }}"
+        )),
+    ];
+    let ends = prop_oneof![
+        3 => Just(String::new()),
+        1 => (1u32..400).prop_map(|n| format!("limit = {{ connections = {n} }}")),
+        1 => (1u32..600).prop_map(|n| format!("limit = {{ requests = {n} }}")),
+        1 => (1u32..2900).prop_map(|ms| format!("stop = \"{ms}ms\"")),
     ];
     let connection = if linux {
         prop_oneof![Just("connect"), Just("bind_no_port"), Just("bind")].boxed()
@@ -67,9 +78,10 @@ fn load(linux: bool) -> impl Strategy<Value = Load> {
         0u32..4,
         1usize..4,
         1usize..4,
+        ends,
     )
         .prop_map(
-            |(arrival, closer, linger_zero, connection, on_error, rtt, requests, sources, destinations)| {
+            |(arrival, closer, linger_zero, connection, on_error, rtt, requests, sources, destinations, ends)| {
                 Load {
                     arrival,
                     closer,
@@ -80,6 +92,7 @@ fn load(linux: bool) -> impl Strategy<Value = Load> {
                     requests,
                     sources,
                     destinations,
+                    ends,
                 }
             },
         )
@@ -202,7 +215,7 @@ fn text(c: &Case) -> String {
         let dst: Vec<String> = listen.iter().take(l.destinations).cloned().collect();
         let _ = writeln!(
             s,
-            "[[workload]]\nname = \"w{i}\"\nclient = \"client\"\nsource_ips = [{}]\nconnection = \"{}\"\ndestinations = [{}]\narrival = {}\nrequests_per_connection = {}\nrtt = {}\nservice_time = \"500us\"\ncloser = \"{}\"\nlinger_zero = {}\non_error = {}\n",
+            "[[workload]]\nname = \"w{i}\"\nclient = \"client\"\nsource_ips = [{}]\nconnection = \"{}\"\ndestinations = [{}]\narrival = {}\nrequests_per_connection = {}\nrtt = {}\nservice_time = \"500us\"\ncloser = \"{}\"\nlinger_zero = {}\non_error = {}\n{}\n",
             src.join(", "),
             l.connection,
             dst.join(", "),
@@ -211,7 +224,8 @@ fn text(c: &Case) -> String {
             l.rtt,
             l.closer,
             l.linger_zero && l.closer == "client",
-            l.on_error
+            l.on_error,
+            l.ends
         );
     }
     s

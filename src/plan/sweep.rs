@@ -8,9 +8,11 @@
 use super::whatif::{self, Change, WhatIfError};
 use crate::plot::manifest::Metric;
 use crate::plot::{self, HeatMap, ReportView};
+use crate::replicate::{Seeds, Stat};
 use crate::sim::Simulation;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::fmt;
 
 pub const SCHEMA: &str = "portsim.sweep/1";
@@ -148,7 +150,24 @@ pub struct Row {
     pub time_wait_peak: u32,
     pub requests_completed: u64,
     pub unprotected_reuse: u64,
+    /// With `--seeds`, each number above over the seeds (the numbers above are the first
+    /// seed's run).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replicates: Option<BTreeMap<String, Stat>>,
 }
+
+/// A row's numbers that vary from run to run, by name.
+const ROW_NUMBERS: [&str; 9] = [
+    "attempted",
+    "established",
+    "failed",
+    "success_percent",
+    "sustained_per_s",
+    "first_failure_s",
+    "time_wait_peak",
+    "requests_completed",
+    "unprotected_reuse",
+];
 
 impl Row {
     pub fn metric(&self, m: Metric) -> Option<f64> {
@@ -157,6 +176,48 @@ impl Row {
             Metric::SuccessPercent => self.success_percent,
             Metric::FirstFailureS => self.first_failure_s,
             Metric::TimeWaitPeak => Some(f64::from(self.time_wait_peak)),
+        }
+    }
+
+    /// What a chart shows of `m`: the mean over the seeds of a replicated sweep, else the
+    /// run's own value.
+    pub fn shown(&self, m: Metric) -> Option<f64> {
+        match &self.replicates {
+            Some(r) => r.get(m.key()).map(|s| s.mean),
+            None => self.metric(m),
+        }
+    }
+
+    /// The row's numbers in [`ROW_NUMBERS`] order.
+    fn numbers(&self) -> [Option<f64>; 9] {
+        [
+            Some(self.attempted as f64),
+            Some(self.established as f64),
+            Some(self.failed as f64),
+            self.success_percent,
+            self.sustained_per_s,
+            self.first_failure_s,
+            Some(f64::from(self.time_wait_peak)),
+            Some(self.requests_completed as f64),
+            Some(self.unprotected_reuse as f64),
+        ]
+    }
+
+    /// The first seed's row with the distributions of `runs` (one row per seed, in seed
+    /// order).
+    fn replicated(runs: Vec<Row>) -> Row {
+        let mut stats = BTreeMap::new();
+        for (i, name) in ROW_NUMBERS.iter().enumerate() {
+            let present: Vec<f64> = runs.iter().filter_map(|r| r.numbers()[i]).collect();
+            if let Some(mut s) = Stat::of(&present) {
+                s.n = (present.len() < runs.len()).then_some(present.len());
+                stats.insert(name.to_string(), s);
+            }
+        }
+        let first = runs.into_iter().next().expect("at least one seed");
+        Row {
+            replicates: Some(stats),
+            ..first
         }
     }
 }
@@ -184,6 +245,9 @@ pub struct SweepReport {
     /// `I/N` when this holds one shard only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shard: Option<String>,
+    /// `A..B` when each point ran once per seed A to B.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seeds: Option<String>,
     pub rows: Vec<Row>,
 }
 
@@ -207,6 +271,8 @@ fn json(v: &toml::Value) -> serde_json::Value {
 pub struct Sweep {
     report: SweepReport,
     points: Vec<Point>,
+    /// Each point runs once per seed; `None`: once, with the scenario's seed.
+    seeds: Option<Seeds>,
 }
 
 /// One point of the grid: its index, its varied values and the scenario they give.
@@ -279,15 +345,24 @@ impl Sweep {
                     .collect(),
                 points,
                 shard: shard.map(|(i, n)| format!("{i}/{n}")),
+                seeds: None,
                 rows: vec![],
             },
             points: grid,
+            seeds: None,
         })
     }
 
-    /// Points this sweep runs.
+    /// Runs each point once per seed of `seeds` (`None`: once, with the scenario's seed).
+    pub fn with_seeds(mut self, seeds: Option<Seeds>) -> Sweep {
+        self.seeds = seeds;
+        self.report.seeds = seeds.map(|s| s.to_string());
+        self
+    }
+
+    /// Runs this sweep makes: its points, once per seed.
     pub fn len(&self) -> usize {
-        self.points.len()
+        self.points.len() * self.seeds.map_or(1, |s| s.len() as usize)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -297,25 +372,40 @@ impl Sweep {
     /// Runs every point on `threads` threads, calling `done` after each run (from any
     /// thread). Rows come back in point order whatever the thread count.
     pub fn run(self, threads: usize, done: &(dyn Fn() + Sync)) -> SweepReport {
-        // Longest first, each thread taking the next point when it is free (greedy list
+        let seeds: Vec<Option<u64>> = match self.seeds {
+            Some(s) => s.iter().map(Some).collect(),
+            None => vec![None],
+        };
+        // Longest first, each thread taking the next run when it is free (greedy list
         // scheduling): the grid ends with short runs, not with one thread on a long one.
-        let mut order: Vec<(u64, &Point)> = self
+        let mut order: Vec<(u64, &Point, Option<u64>)> = self
             .points
             .iter()
-            .map(|p| (cost(&self.report.file, &p.text), p))
+            .flat_map(|p| {
+                let c = cost(&self.report.file, &p.text);
+                seeds.iter().map(move |&seed| (c, p, seed))
+            })
             .collect();
-        order.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.k.cmp(&b.1.k)));
+        order.sort_by(|a, b| b.0.cmp(&a.0).then((a.1.k, a.2).cmp(&(b.1.k, b.2))));
         let go = || {
-            let mut rows: Vec<Row> = order
+            let mut runs: Vec<(Option<u64>, Row)> = order
                 .into_iter()
                 .par_bridge()
-                .map(|(_, p)| {
-                    let row = run_point(&self.report.file, p);
+                .map(|(_, p, seed)| {
+                    let row = run_point(&self.report.file, p, seed);
                     done();
-                    row
+                    (seed, row)
                 })
                 .collect();
-            rows.sort_by_key(|r| r.point);
+            runs.sort_by_key(|(seed, r)| (r.point, *seed));
+            let mut rows: Vec<Row> = vec![];
+            for group in runs.chunk_by(|a, b| a.1.point == b.1.point) {
+                let group: Vec<Row> = group.iter().map(|(_, r)| r.clone()).collect();
+                rows.push(match self.seeds {
+                    Some(_) => Row::replicated(group),
+                    None => group.into_iter().next().expect("one run per point"),
+                });
+            }
             rows
         };
         let rows = match rayon::ThreadPoolBuilder::new()
@@ -365,8 +455,11 @@ fn point(vary: &[Vary], mut k: usize) -> Vec<(&str, &toml::Value)> {
     out
 }
 
-fn run_point(file: &str, p: &Point) -> Row {
-    let sc = crate::scenario::parse(file, &p.text).expect("every point was checked");
+fn run_point(file: &str, p: &Point, seed: Option<u64>) -> Row {
+    let mut sc = crate::scenario::parse(file, &p.text).expect("every point was checked");
+    if let Some(seed) = seed {
+        sc.seed = seed;
+    }
     let report = Simulation::new(&sc).run();
     let view = ReportView::of(&report);
     let c = &report.summary.connections;
@@ -383,6 +476,7 @@ fn run_point(file: &str, p: &Point) -> Row {
         time_wait_peak: report.summary.time_wait.peak,
         requests_completed: report.summary.requests.completed,
         unprotected_reuse: report.summary.unprotected_reuse,
+        replicates: None,
     }
 }
 
@@ -412,6 +506,13 @@ impl SweepReport {
             ]
             .map(String::from),
         );
+        const STATS: [&str; 7] = ["mean", "sd", "min", "p5", "p50", "p95", "max"];
+        let replicated = self.rows.iter().any(|r| r.replicates.is_some());
+        if replicated {
+            for n in ROW_NUMBERS {
+                head.extend(STATS.map(|s| format!("{n}_{s}")));
+            }
+        }
         w.write_record(&head).expect("in memory");
         let opt = |x: Option<f64>| x.map(|v| v.to_string()).unwrap_or_default();
         for r in &self.rows {
@@ -429,6 +530,23 @@ impl SweepReport {
                 r.requests_completed.to_string(),
                 r.unprotected_reuse.to_string(),
             ]);
+            if replicated {
+                for n in ROW_NUMBERS {
+                    let s = r.replicates.as_ref().and_then(|m| m.get(n));
+                    rec.extend(
+                        [
+                            |s: &Stat| s.mean,
+                            |s: &Stat| s.sd,
+                            |s: &Stat| s.min,
+                            |s: &Stat| s.p5,
+                            |s: &Stat| s.p50,
+                            |s: &Stat| s.p95,
+                            |s: &Stat| s.max,
+                        ]
+                        .map(|f| opt(s.map(f))),
+                    );
+                }
+            }
             w.write_record(&rec).expect("in memory");
         }
         String::from_utf8(w.into_inner().expect("in memory")).expect("UTF-8")
@@ -442,9 +560,13 @@ impl SweepReport {
             message: m.into(),
         };
         let subtitle = format!(
-            "{} · {} runs{}",
+            "{} · {} runs{}{}",
             self.file,
             self.rows.len(),
+            match &self.seeds {
+                Some(s) => format!(" × seeds {s}: the mean, shaded p5–p95"),
+                None => String::new(),
+            },
             if self.set.is_empty() {
                 String::new()
             } else {
@@ -457,7 +579,15 @@ impl SweepReport {
                 let pts = self
                     .rows
                     .iter()
-                    .map(|r| Some((r.values[0].as_f64()?, r.metric(metric)?)))
+                    .map(|r| Some((r.values[0].as_f64()?, r.shown(metric)?)))
+                    .collect();
+                let band = self
+                    .rows
+                    .iter()
+                    .map(|r| {
+                        let s = r.replicates.as_ref()?.get(metric.key())?;
+                        Some((r.values[0].as_f64()?, s.p5, s.p95))
+                    })
                     .collect();
                 let limits: Vec<Option<f64>> =
                     self.rows.iter().map(|r| r.formula_limit_per_s).collect();
@@ -471,14 +601,16 @@ impl SweepReport {
                         colour: plot::GREY,
                     });
                 }
-                Ok(SweepChart::Line(plot::line_chart(
+                let mut fig = plot::line_chart(
                     &title,
                     &subtitle,
                     &x.key,
                     metric.label(),
                     vec![(metric.label().to_string(), pts)],
                     refs,
-                )))
+                );
+                fig.panels[0].lines[0].band = band;
+                Ok(SweepChart::Line(fig))
             }
             [x] => Ok(SweepChart::Heat(
                 self.heat(&title, &subtitle, None, x, metric),
@@ -509,7 +641,7 @@ impl SweepReport {
         let ny = y.map_or(1, |y| y.values.len());
         let mut cells = vec![vec![None; nx]; ny];
         for r in &self.rows {
-            cells[r.point / nx][r.point % nx] = r.metric(metric);
+            cells[r.point / nx][r.point % nx] = r.shown(metric);
         }
         HeatMap {
             title: title.to_string(),
@@ -569,12 +701,13 @@ pub fn merge(parts: &[(String, SweepReport)]) -> Result<SweepReport, SweepError>
             && p.scenario_hash == first.scenario_hash
             && p.vary == first.vary
             && p.points == first.points
+            && p.seeds == first.seeds
             && p.portsim_version == first.portsim_version;
         if !same {
             return Err(err(
                 file,
                 format!(
-                    "not a shard of the same sweep as {first_file} (scenario, --set, --vary and version must match)"
+                    "not a shard of the same sweep as {first_file} (scenario, --set, --vary, --seeds and version must match)"
                 ),
             ));
         }

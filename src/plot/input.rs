@@ -19,6 +19,9 @@ pub struct ReportView {
     pub pools: Vec<PoolView>,
     pub summary: SummaryView,
     pub series: Vec<BinView>,
+    /// A replicated run's distributions (`run --seeds`): drawn as bands.
+    #[serde(default)]
+    pub replicates: Option<crate::replicate::Replicates>,
 }
 
 #[derive(Deserialize, Clone, Debug)]

@@ -84,6 +84,16 @@ pub enum Metric {
 }
 
 impl Metric {
+    /// The metric's name in a sweep row (`--metric` spells it the same).
+    pub fn key(self) -> &'static str {
+        match self {
+            Metric::SustainedPerS => "sustained_per_s",
+            Metric::SuccessPercent => "success_percent",
+            Metric::FirstFailureS => "first_failure_s",
+            Metric::TimeWaitPeak => "time_wait_peak",
+        }
+    }
+
     pub fn label(self) -> &'static str {
         match self {
             Metric::SustainedPerS => "sustained established / s",

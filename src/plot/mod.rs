@@ -89,6 +89,9 @@ pub struct Line {
     /// Stroke width in pixels.
     pub width: u32,
     pub points: Vec<Option<(f64, f64)>>,
+    /// A shaded band around the line, `(x, low, high)` per point: p5 to p95 over the seeds
+    /// of a replicated run.
+    pub band: Vec<Option<(f64, f64, f64)>>,
 }
 
 impl Line {
@@ -100,7 +103,14 @@ impl Line {
             dots: false,
             width: 2,
             points,
+            band: vec![],
         }
+    }
+
+    /// The line with a shaded band (see [`Line::band`]).
+    pub fn banded(mut self, band: Vec<Option<(f64, f64, f64)>>) -> Line {
+        self.band = band;
+        self
     }
 
     pub fn dashed(mut self) -> Line {
@@ -295,6 +305,11 @@ fn y_range(p: &Panel) -> Result<(f64, f64), String> {
         .lines
         .iter()
         .flat_map(|l| l.points.iter().flatten().map(|&(_, y)| y))
+        .chain(
+            p.lines
+                .iter()
+                .flat_map(|l| l.band.iter().flatten().flat_map(|&(_, lo, hi)| [lo, hi])),
+        )
         .chain(p.references.iter().map(|r| r.y));
     let (lo, hi) = if p.log_y {
         let pos: Vec<f64> = ys.filter(|y| *y > 0.0).collect();
@@ -354,6 +369,26 @@ fn wide_or_linear(p: &Panel) -> Panel {
         }
     }
     p
+}
+
+/// The outlines of a band's contiguous runs: the high edge forward, the low edge back. On a
+/// log axis a run breaks where its low edge is not positive.
+fn band_segments(band: &[Option<(f64, f64, f64)>], log_y: bool) -> Vec<Vec<(f64, f64)>> {
+    let mut out = vec![];
+    let mut cur: Vec<(f64, f64, f64)> = vec![];
+    for p in band.iter().chain([&None]) {
+        match p {
+            Some(b) if !log_y || b.1 > 0.0 => cur.push(*b),
+            _ if cur.len() > 1 => {
+                let high = cur.iter().map(|&(x, _, h)| (x, h));
+                let low = cur.iter().rev().map(|&(x, l, _)| (x, l));
+                out.push(high.chain(low).collect());
+                cur.clear();
+            }
+            _ => cur.clear(),
+        }
+    }
+    out
 }
 
 /// Contiguous runs of present points.
@@ -465,6 +500,16 @@ impl Chart for Figure {
                                 m.colour.stroke_width(1),
                             ))
                             .map_err(err)?;
+                    }
+                    for l in &panel.lines {
+                        for seg in band_segments(&l.band, panel.log_y) {
+                            chart
+                                .draw_series(std::iter::once(Polygon::new(
+                                    seg,
+                                    l.colour.mix(0.18).filled(),
+                                )))
+                                .map_err(err)?;
+                        }
                     }
                     for l in &panel.lines {
                         let style = l.colour.stroke_width(l.width);
@@ -730,6 +775,8 @@ impl Timed for crate::live::MeasuredBin {
 enum Kind {
     Gauge,
     Rate,
+    /// A value of the bin as a whole (a percentile), at its middle.
+    Middle,
 }
 
 /// `f` of each bin of a run of `duration` seconds in bins of `bin`, placed as `kind` says.
@@ -745,6 +792,28 @@ fn along<B: Timed>(
             Some(match kind {
                 Kind::Gauge => (w.end, f(b)),
                 Kind::Rate => (w.mid, f(b) / w.width),
+                Kind::Middle => (w.mid, f(b)),
+            })
+        })
+        .collect()
+}
+
+/// The p5–p95 band of series `name` of a replicated run, placed as `kind` says; empty for a
+/// run of one seed.
+fn band(r: &ReportView, name: &str, kind: Kind) -> Vec<Option<(f64, f64, f64)>> {
+    let Some(b) = r.replicates.as_ref().and_then(|x| x.series.get(name)) else {
+        return vec![];
+    };
+    r.series
+        .iter()
+        .enumerate()
+        .map(|(i, bin)| {
+            let w = span(bin.t_s, r.bin_s, r.duration_s);
+            let (lo, hi) = (b.p5.get(i).copied()??, b.p95.get(i).copied()??);
+            Some(match kind {
+                Kind::Gauge => (w.end, lo, hi),
+                Kind::Rate => (w.mid, lo / w.width, hi / w.width),
+                Kind::Middle => (w.mid, lo, hi),
             })
         })
         .collect()
@@ -807,21 +876,27 @@ pub fn scenario_chart(r: &ReportView) -> Figure {
     let s = &r.series;
     let run = (r.bin_s, r.duration_s);
     let mut sockets = vec![];
-    let gauges: [(&str, RGBColor, BinValue); 3] = [
-        ("ESTABLISHED", BLUE_, |b| {
+    let gauges: [(&str, &str, RGBColor, BinValue); 3] = [
+        ("ESTABLISHED", "established_sockets", BLUE_, |b| {
             add(b.established_sockets_client, b.established_sockets_server)
         }),
-        ("TIME-WAIT, client", VERMILLION, |b| {
+        ("TIME-WAIT, client", "time_wait_client", VERMILLION, |b| {
             f64::from(b.time_wait_client)
         }),
-        ("TIME-WAIT, server", ORANGE, |b| {
+        ("TIME-WAIT, server", "time_wait_server", ORANGE, |b| {
             f64::from(b.time_wait_server)
         }),
     ];
-    for (name, colour, f) in gauges {
+    for (name, series, colour, f) in gauges {
         // A state no socket was ever in stays out of the chart.
         if s.iter().any(|b| f(b) > 0.0) {
-            sockets.push(Line::new(name, colour, along(s, run, Kind::Gauge, f)));
+            sockets.push(
+                Line::new(name, colour, along(s, run, Kind::Gauge, f)).banded(band(
+                    r,
+                    series,
+                    Kind::Gauge,
+                )),
+            );
         }
     }
     if s.iter().any(|b| b.free_ports_min.is_some()) {
@@ -849,7 +924,8 @@ pub fn scenario_chart(r: &ReportView) -> Figure {
                 GREEN_,
                 free,
             )
-            .dashed(),
+            .dashed()
+            .banded(band(r, "free_ports_min", Kind::Gauge)),
         );
     }
     let mut rates = vec![
@@ -863,7 +939,8 @@ pub fn scenario_chart(r: &ReportView) -> Figure {
             "established / s",
             BLUE_,
             along(s, run, Kind::Rate, |b| b.established as f64),
-        ),
+        )
+        .banded(band(r, "established", Kind::Rate)),
     ];
     let errnos: std::collections::BTreeSet<&str> = s
         .iter()
@@ -892,12 +969,25 @@ pub fn scenario_chart(r: &ReportView) -> Figure {
             .collect()
     };
     let latency = vec![
-        Line::new("p50", BLUE_, latency(|l| l.p50)),
-        Line::new("p99", VERMILLION, latency(|l| l.p99)).dashed(),
+        Line::new("p50", BLUE_, latency(|l| l.p50)).banded(band(
+            r,
+            "connect_latency_p50_ms",
+            Kind::Middle,
+        )),
+        Line::new("p99", VERMILLION, latency(|l| l.p99))
+            .dashed()
+            .banded(band(r, "connect_latency_p99_ms", Kind::Middle)),
     ];
+    let mut subtitle = knob_summary(r);
+    if let Some(x) = &r.replicates {
+        subtitle.push_str(&format!(
+            " · lines: seed {}, shaded: p5–p95 over {} seeds ({})",
+            r.seed, x.n, x.seeds
+        ));
+    }
     Figure {
         title: r.scenario.name.clone(),
-        subtitle: knob_summary(r),
+        subtitle,
         x_label: "time (s)".into(),
         x_range: (0.0, r.duration_s),
         panels: run_panels(sockets, rates, limit_reference(r), latency),
