@@ -153,8 +153,11 @@ pub struct Replicates {
     pub series: BTreeMap<String, Band>,
 }
 
+/// A value read from a bin; `None` where the bin has none.
+type BinValue = fn(&Bin) -> Option<f64>;
+
 /// The series values a replicated run gives bands for, by the name of the bin's field.
-pub const SERIES: &[(&str, fn(&Bin) -> Option<f64>)] = &[
+pub const SERIES: &[(&str, BinValue)] = &[
     ("attempts", |b| Some(b.attempts as f64)),
     ("established", |b| Some(b.established as f64)),
     ("requests_completed", |b| Some(b.requests_completed as f64)),
