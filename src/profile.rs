@@ -319,7 +319,10 @@ pub enum Skip {
 pub const PROFILES: &[(&str, &str)] = &[
     ("linux", "Linux 6.14+ (§1, §2)"),
     ("freebsd", "FreeBSD 14/15 (§3.1, §3.2)"),
-    ("macos", "macOS / XNU 11417 (§3.3, §3.4)"),
+    (
+        "macos",
+        "macOS 14: XNU of the macOS 14 era, random ISN per connection (§3.3, §3.4)",
+    ),
     (
         "windows",
         "Windows 10+ / Server 2016+ (§4; several defaults UNVERIFIED)",
