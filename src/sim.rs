@@ -2035,9 +2035,9 @@ impl Simulation {
     /// The application opens a connection: socket, optional bind, connect().
     /// Starts a connection; returns the error and probes when connect() failed at once.
     fn start(&mut self, wl: u32, slot: u32, retry: u32) -> Option<(Errno, u32)> {
-        let requests = self.take(wl, retry)?;
         let w = &self.workloads[wl as usize];
         let r = &mut self.runners[wl as usize];
+        let requests = r.take(w, self.now, retry > 0, slot == NONE)?;
         let (si, di) = r.pick_index(w);
         let (src, dst) = (w.sources[si], w.destinations[di]);
         let conn_pool = self.conn_pools[wl as usize]
@@ -2196,26 +2196,6 @@ impl Simulation {
         }
     }
 
-    /// Whether workload `wl` may start attempt `retry` now (inside its `[start, stop)`, its
-    /// limit not spent), and the requests the connection carries. The attempt that spends
-    /// the limit is when the workload stopped.
-    #[inline(always)]
-    fn take(&mut self, wl: u32, retry: u32) -> Option<u32> {
-        let w = &self.workloads[wl as usize];
-        if !w.opens_at(self.now) {
-            return None;
-        }
-        let r = &mut self.runners[wl as usize];
-        let was = r.stopped;
-        let requests = r.take(w, retry > 0)?;
-        if r.stopped && !was {
-            self.rec.workloads[wl as usize]
-                .stopped_at
-                .get_or_insert(self.now);
-        }
-        Some(requests)
-    }
-
     /// An open-loop arrival, or its retry number `retry`, starts a connection.
     #[inline(always)]
     fn start_open(&mut self, wl: u32, retry: u32) {
@@ -2234,11 +2214,11 @@ impl Simulation {
     /// flight whose next event is its TIME-WAIT entry (or, in bulk, its expiry).
     #[inline(always)]
     fn start_whole(&mut self, wl: u32, retry: u32) {
-        if self.take(wl, retry).is_none() {
-            return;
-        }
         let w = &self.workloads[wl as usize];
         let r = &mut self.runners[wl as usize];
+        if r.take(w, self.now, retry > 0, true).is_none() {
+            return;
+        }
         let (si, di) = r.pick_index(w);
         let (src, dst) = (w.sources[si], w.destinations[di]);
         let pools = &self.conn_pools[wl as usize];
@@ -3154,8 +3134,8 @@ impl Simulation {
         let workloads = self
             .workloads
             .iter()
-            .zip(&rec.workloads)
-            .map(|(w, t)| WorkloadSummary {
+            .zip(rec.workloads.iter().zip(&self.runners))
+            .map(|(w, (t, r))| WorkloadSummary {
                 name: w.name.clone(),
                 attempted: t.attempted,
                 established: t.established,
@@ -3173,7 +3153,7 @@ impl Simulation {
                 requests_completed: t.requests_completed,
                 requests_failed: t.requests_failed,
                 first_failure_s: t.first_failure.map(Instant::as_secs_f64),
-                stopped_s: t.stopped_at.map(Instant::as_secs_f64),
+                stopped_s: t.stopped_at.or(r.spent_at).map(Instant::as_secs_f64),
             })
             .collect();
         let summary = Summary {

@@ -338,7 +338,9 @@ pub struct Runner {
     pub cursor: u16,
     /// The workload starts no new request: its limit was reached, or `on_error` stopped it.
     pub stopped: bool,
-    /// What is left of the workload's [`Limit`].
+    /// Whether the workload has a [`Limit`], what is left of it, and when it was spent.
+    limited: bool,
+    pub spent_at: Option<Instant>,
     connections_left: u64,
     requests_left: u64,
 }
@@ -369,18 +371,32 @@ impl Runner {
                 _ => 0,
             },
             stopped: false,
+            limited: w.limit != Limit::default(),
+            spent_at: None,
             connections_left: w.limit.connections.unwrap_or(u64::MAX),
             requests_left: w.limit.requests.unwrap_or(u64::MAX),
         }
     }
 
-    /// Takes one connect() attempt from the workload's [`Limit`]: the requests the connection
-    /// carries (`requests_per_connection`, fewer for the last of a request limit; a retry
-    /// carries its own), or `None` when no attempt may start. A new request needs the
-    /// workload not `stopped`; a retry only a connection left. The attempt that spends the
-    /// limit sets `stopped`.
-    #[inline]
-    pub fn take(&mut self, w: &Workload, retry: bool) -> Option<u32> {
+    /// Takes one connect() attempt at `now`: the requests the connection carries
+    /// (`requests_per_connection`, fewer for the last of a request limit; a retry carries
+    /// its own), or `None` when no attempt may start: outside the workload's `[start, stop)`
+    /// (an open-loop arrival's first attempt, `arrival`, lies inside by construction), a
+    /// new request once the workload is `stopped`, a retry once no connection is left of its
+    /// [`Limit`]. The attempt that spends the limit sets `stopped` and `spent_at`.
+    #[inline(always)]
+    pub fn take(&mut self, w: &Workload, now: Instant, retry: bool, arrival: bool) -> Option<u32> {
+        if !(arrival && !retry) && !w.opens_at(now) {
+            return None;
+        }
+        if !self.limited {
+            // `on_error = "stop"`, the only other stop, never retries.
+            return (!self.stopped).then_some(w.requests_per_connection);
+        }
+        self.take_limited(w, now, retry)
+    }
+
+    fn take_limited(&mut self, w: &Workload, now: Instant, retry: bool) -> Option<u32> {
         if self.connections_left == 0 || (self.stopped && !retry) {
             return None;
         }
@@ -394,8 +410,9 @@ impl Runner {
         if w.limit.connections.is_some() {
             self.connections_left -= 1;
         }
-        if self.connections_left == 0 || self.requests_left == 0 {
+        if !self.stopped && (self.connections_left == 0 || self.requests_left == 0) {
             self.stopped = true;
+            self.spent_at = Some(now);
         }
         Some(requests)
     }
