@@ -1,7 +1,9 @@
 //! Capacity planning (`portsim plan`): for each port pool, the sustainable new-connection
 //! rate by the seed's formula `ports / TIME_WAIT` and by simulation, the offered rate, the
 //! headroom, the steady TIME-WAIT population, when the pool runs out and how many connects
-//! fail after; then remedies, each simulated, ranked.
+//! fail after; then remedies, each simulated, ranked by what users get ([`remedy::fixes`],
+//! [`remedy::rank_key`]). Where the rule is not what limits a pool, its headroom is taken
+//! against what the run carried ([`PoolPlan::headroom_limit`]).
 //!
 //! The formula holds for a pool whose client closes first (it holds the TIME-WAIT, §2.1,
 //! §3.2, §3.4, §4) and that is saturated: every port then carries one connection per
@@ -27,6 +29,12 @@ pub const SCHEMA: &str = "portsim.plan/1";
 
 /// Share of a pool's limit a remedy aims to leave in use: 20 % headroom.
 pub const TARGET_USE: f64 = 0.8;
+
+/// Two rates closer than this, relatively, count as the same: the tolerance within which
+/// `tests/plan.rs` holds the simulated limit to `ports / TIME_WAIT` on every kernel. Below it
+/// a difference is the horizon's edge (requests still in progress when the run ends, a
+/// connection more or less in the sustained window), not something a user gets.
+pub const RATE_TOLERANCE: f64 = 0.01;
 
 /// Why a plan could not be made.
 #[derive(Debug)]
@@ -195,7 +203,10 @@ pub struct PoolPlan {
     pub offered_per_s: f64,
     /// `arrival rate` (open loop) or `simulated` (closed loop: what the workers attempted).
     pub offered_from: &'static str,
-    /// `(limit − offered) / limit`, in percent; negative when over the limit.
+    /// What the pool carried while saturated, simulated; see [`PoolPlan::headroom_limit`].
+    pub saturated_per_s: Option<f64>,
+    /// `(limit − offered) / limit`, in percent, negative when over the limit; the limit is
+    /// `saturated_per_s` where set, else `limit_per_s`.
     pub headroom_percent: Option<f64>,
     /// TIME-WAIT sockets on this pool's ports once steady: `min(offered, limit) × TIME_WAIT`
     /// when the client closes first.
@@ -213,6 +224,17 @@ pub struct PoolPlan {
     pub formula_note: Option<String>,
 }
 
+/// Where a headroom's limit comes from.
+#[derive(Serialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LimitSource {
+    /// The kernel rule that holds: `ports / TIME_WAIT` (§6), `ports / tcp_tw_reuse_delay`
+    /// (§2.3).
+    Rule,
+    /// What the pool carried while saturated ([`PoolPlan::headroom_limit`]).
+    Simulated,
+}
+
 /// What one simulated run gave.
 #[derive(Serialize, Debug, Clone)]
 pub struct Outcome {
@@ -221,6 +243,14 @@ pub struct Outcome {
     pub failed: u64,
     /// Connects still waiting (SYN-SENT) when the run ended.
     pub in_flight: u64,
+    /// Connects slower than the kernel's first SYN retransmission: established after one, or
+    /// still waiting at the end having sent one (failed ones are in `failed`).
+    pub stalled: u64,
+    /// Seconds the stalled connects spent from connect() to established (or to the end).
+    pub stall_s: f64,
+    pub requests_completed: u64,
+    /// Requests completed per second over the run's horizon: what the user gets.
+    pub requests_per_s: f64,
     pub success_percent: f64,
     pub first_failure_s: Option<f64>,
     pub errors: BTreeMap<&'static str, u64>,
@@ -229,16 +259,31 @@ pub struct Outcome {
     pub unprotected_reuse: u64,
     /// The tightest pool's headroom, percent.
     pub headroom_percent: Option<f64>,
+    /// The limit the tightest pool's headroom is taken against, and where it comes from.
+    pub headroom_limit_per_s: Option<f64>,
+    pub headroom_limit_from: Option<LimitSource>,
 }
 
 impl Outcome {
     fn of(r: &Report, pools: &[PoolPlan]) -> Outcome {
         let c = &r.summary.connections;
+        let tight = pools
+            .iter()
+            .filter_map(|p| Some((p, p.headroom_percent?)))
+            .min_by(|a, b| a.1.total_cmp(&b.1));
         Outcome {
             attempted: c.attempted,
             established: c.established,
             failed: c.failed,
             in_flight: c.in_flight,
+            stalled: c.stalled,
+            stall_s: round(c.stall_s, 3),
+            requests_completed: r.summary.requests.completed,
+            requests_per_s: if r.duration_s > 0.0 {
+                round(r.summary.requests.completed as f64 / r.duration_s, 3)
+            } else {
+                0.0
+            },
             success_percent: if c.attempted > 0 {
                 round(100.0 * c.established as f64 / c.attempted as f64, 3)
             } else {
@@ -248,10 +293,41 @@ impl Outcome {
             errors: r.summary.errors.clone(),
             time_wait_peak: r.summary.time_wait.peak,
             unprotected_reuse: r.summary.unprotected_reuse,
-            headroom_percent: pools
-                .iter()
-                .filter_map(|p| p.headroom_percent)
-                .min_by(f64::total_cmp),
+            headroom_percent: tight.map(|t| t.1),
+            headroom_limit_per_s: tight.and_then(|t| t.0.headroom_limit().map(|l| l.0)),
+            headroom_limit_from: tight.and_then(|t| t.0.headroom_limit().map(|l| l.1)),
+        }
+    }
+}
+
+impl PoolPlan {
+    /// The limit this pool's headroom is taken against: what it carried while saturated
+    /// (`saturated_per_s`), else the rule's (`limit_per_s`).
+    ///
+    /// The rule's limit (`ports / TIME_WAIT`, §6; `ports / tcp_tw_reuse_delay`, §2.3) assumes a
+    /// port comes back exactly one TIME_WAIT after its connection closed and that a connect
+    /// finding none fails at once. Where that is not what limits the pool — a host-wide pool whose
+    /// ports come back when the server's TIME-WAIT accepts a new SYN on the same four-tuple
+    /// (§3.3, §3.4), a server closing first whose TIME-WAIT answers a SYN with an ACK and leaves
+    /// the client retransmitting (§2.4, §3.2, §3.4) — the run measures the limit: a pool that
+    /// cannot carry what it is offered carries exactly what it can. So the pool's sustained rate
+    /// (established per second over the last whole TIME_WAIT periods) is its limit when:
+    /// - connects failed or stalled in the run (the pool ran short, by the kernel's own signs);
+    /// - every workload on the pool offers its load from the start of the run to its end (a
+    ///   constant, Poisson or closed loop with no `limit`), so the sustained window saw all of
+    ///   it (a step or burst may be over before the window);
+    /// - the pool sustained less than the offer by more than [`RATE_TOLERANCE`].
+    ///
+    /// Where the rule holds, a saturated pool sustains the rule's limit (within 1 %, as
+    /// `tests/plan.rs` checks), so the two agree; where it does not, this one reflects what the
+    /// run, or a remedy's run, actually gained. A closed loop whose workers stall on one pool
+    /// offers the others less than they could carry: with pools of one workload that differ,
+    /// their limit is then understated.
+    pub fn headroom_limit(&self) -> Option<(f64, LimitSource)> {
+        match (self.saturated_per_s, self.limit_per_s) {
+            (Some(s), _) => Some((s, LimitSource::Simulated)),
+            (None, Some(l)) => Some((l, LimitSource::Rule)),
+            (None, None) => None,
         }
     }
 }
@@ -336,9 +412,30 @@ fn pool_key(kind: &str, host: &str, source: &str, dest: Option<&str>) -> String 
     }
 }
 
-/// New connections per second each pool is offered, and where the figure comes from.
-fn offered(sc: &Scenario) -> BTreeMap<String, (f64, &'static str)> {
-    let mut out: BTreeMap<String, (f64, &'static str)> = BTreeMap::new();
+/// New connections per second offered to a pool.
+#[derive(Clone, Copy)]
+struct Offer {
+    per_s: f64,
+    /// Where the figure comes from.
+    from: &'static str,
+    /// Every workload on the pool offers its rate for the whole run: a constant, Poisson or
+    /// closed loop from the start to the end, with no `limit`.
+    steady: bool,
+}
+
+/// Whether `w` offers the same load from the start of a run of `total` to its end.
+fn steady(w: &crate::workload::Workload, total: crate::time::Duration) -> bool {
+    matches!(
+        w.arrival,
+        Arrival::Constant(_) | Arrival::Poisson(_) | Arrival::Closed { .. }
+    ) && w.start.0 == 0
+        && w.stop.0 >= total.0
+        && w.limit == crate::workload::Limit::default()
+}
+
+/// New connections per second each pool is offered.
+fn offered(sc: &Scenario) -> BTreeMap<String, Offer> {
+    let mut out: BTreeMap<String, Offer> = BTreeMap::new();
     for w in &sc.workloads {
         let (rate, from) = match (&w.arrival, w.arrival.peak_rate()) {
             (Arrival::Steps { .. }, Some(r)) => (r, "arrival rate (highest step)"),
@@ -378,10 +475,15 @@ fn offered(sc: &Scenario) -> BTreeMap<String, (f64, &'static str)> {
                     }
                     Mode::Bind | Mode::Explicit { .. } => pool_key("bind", &h.name, &src, None),
                 };
-                let e = out.entry(key).or_insert((0.0, from));
-                e.0 += share;
+                let e = out.entry(key).or_insert(Offer {
+                    per_s: 0.0,
+                    from,
+                    steady: true,
+                });
+                e.per_s += share;
+                e.steady &= steady(w, sc.duration);
                 if from != "arrival rate" {
-                    e.1 = from;
+                    e.from = from;
                 }
             }
         }
@@ -389,7 +491,6 @@ fn offered(sc: &Scenario) -> BTreeMap<String, (f64, &'static str)> {
     out
 }
 
-/// Why the formula is not this pool's limit, if it is not.
 /// Why the formula is not this pool's limit, if it is not, and the limit that holds instead
 /// (none when TIME-WAIT does not hold the client's ports at all).
 fn formula_note(sc: &Scenario, pool: &crate::report::PoolInfo) -> Option<(String, Option<f64>)> {
@@ -480,6 +581,14 @@ fn formula_note(sc: &Scenario, pool: &crate::report::PoolInfo) -> Option<(String
     None
 }
 
+/// What a pool carried while saturated, if it was: the rule of [`PoolPlan::headroom_limit`].
+fn saturated_rate(r: &Report, p: &crate::report::PoolInfo, offer: Offer) -> Option<f64> {
+    let c = &r.summary.connections;
+    let short = c.failed + c.stalled > 0;
+    let carried = p.sustained_per_s.filter(|c| *c > 0.0)?;
+    (short && offer.steady && carried < offer.per_s * (1.0 - RATE_TOLERANCE)).then_some(carried)
+}
+
 /// The pools of a run, each with its formula figures and its simulated rate.
 pub fn pools(sc: &Scenario, r: &Report) -> Vec<PoolPlan> {
     let offered = offered(sc);
@@ -488,7 +597,13 @@ pub fn pools(sc: &Scenario, r: &Report) -> Vec<PoolPlan> {
         .iter()
         .map(|p| {
             let key = pool_key(p.kind, &p.host, &p.source, p.destination.as_deref());
-            let (offer, from) = offered.get(&key).copied().unwrap_or((0.0, "arrival rate"));
+            let o = offered.get(&key).copied().unwrap_or(Offer {
+                per_s: 0.0,
+                from: "arrival rate",
+                steady: true,
+            });
+            let (offer, from) = (o.per_s, o.from);
+            let saturated = saturated_rate(r, p, o);
             let limit = p.formula_limit_per_s;
             let note = formula_note(sc, p);
             let scope_note = match p.kind {
@@ -501,8 +616,8 @@ pub fn pools(sc: &Scenario, r: &Report) -> Vec<PoolPlan> {
                 None => Some(limit),
                 Some((_, l)) => *l,
             };
-            let saturated = effective.is_some_and(|l| offer > l);
-            let error = (client_tw && saturated)
+            let over = effective.is_some_and(|l| offer > l);
+            let error = (client_tw && over)
                 .then(|| p.sustained_per_s.map(|s| round(100.0 * (s - limit) / limit, 3)))
                 .flatten();
             PoolPlan {
@@ -516,15 +631,18 @@ pub fn pools(sc: &Scenario, r: &Report) -> Vec<PoolPlan> {
                 limit_per_s: effective.map(|l| round(l, 3)),
                 offered_per_s: round(offer, 3),
                 offered_from: from,
-                headroom_percent: effective.map(|l| round(100.0 * (l - offer) / l, 1)),
+                saturated_per_s: saturated.map(|l| round(l, 3)),
+                headroom_percent: saturated
+                    .or(effective)
+                    .map(|l| round(100.0 * (l - offer) / l, 1)),
                 time_wait_steady: match (&note, effective) {
                     (None, _) => (offer.min(limit) * p.time_wait_s).round(),
                     (Some(_), Some(_)) => (offer * p.time_wait_s).min(f64::from(p.ports)).round(),
                     (Some(_), None) => 0.0,
                 },
-                exhausted_at_s: saturated.then(|| round(f64::from(p.ports) / offer, 3)),
+                exhausted_at_s: over.then(|| round(f64::from(p.ports) / offer, 3)),
                 failing_per_s: match effective {
-                    Some(l) if saturated => round(offer - l, 3),
+                    Some(l) if over => round(offer - l, 3),
                     _ => 0.0,
                 },
                 simulated_per_s: p.sustained_per_s.map(|s| round(s, 3)),
@@ -606,6 +724,7 @@ fn verdict(a: &Assessment) -> String {
             errs.join(", "),
             o.first_failure_s.map_or("?".into(), |t| format!("{t}"))
         );
+        v.push_str(&stalls(o));
         if o.unprotected_reuse > 0 {
             v.push_str(&format!(
                 "; {} four-tuples reused unprotected",
@@ -619,7 +738,7 @@ fn verdict(a: &Assessment) -> String {
             "no failure within the run, but pool {} is offered {} /s, over its limit of {} /s{}",
             label(p),
             p.offered_per_s,
-            p.limit_per_s.unwrap_or(p.formula_limit_per_s),
+            p.headroom_limit().map_or(p.formula_limit_per_s, |l| l.0),
             if p.offered_from.starts_with("closed") {
                 " (a closed loop: its workers wait for ports instead of failing)"
             } else {
@@ -633,6 +752,7 @@ fn verdict(a: &Assessment) -> String {
         None if a.pools.is_empty() => "fits: no connection draws on an ephemeral port pool".into(),
         None => "fits: no connect failed, and TIME-WAIT does not hold the client's ports".into(),
     };
+    v.push_str(&stalls(o));
     if o.in_flight > 0 && o.in_flight * 1000 >= o.attempted {
         v.push_str(&format!(
             "; {} connects were still waiting (SYN retransmissions) at the end",
@@ -646,6 +766,18 @@ fn verdict(a: &Assessment) -> String {
         ));
     }
     v
+}
+
+/// The verdict's clause on connects slower than the first SYN retransmission, if any.
+fn stalls(o: &Outcome) -> String {
+    if o.stalled == 0 {
+        return String::new();
+    }
+    format!(
+        "; {} connects stalled past a SYN retransmission ({} s in SYN-SENT in all)",
+        group(o.stalled),
+        group(o.stall_s.round() as u64)
+    )
 }
 
 fn label(p: &PoolPlan) -> String {
@@ -691,14 +823,12 @@ impl Plan {
             let _ = writeln!(s, "\nAFTER the what-if");
         }
         pools_text(&mut s, &self.now);
-        if !self.remedies.is_empty() {
-            let _ = writeln!(
-                s,
-                "\nremedies, best first (each simulated; \"fixes\" = no failed connect, no added unprotected reuse, 20 % headroom)"
-            );
-            for (i, r) in self.remedies.iter().enumerate() {
-                remedy_text(&mut s, &format!("{:>2}.", i + 1), r);
-            }
+        if !self.remedies.is_empty() || !self.not_recommended.is_empty() {
+            let _ = writeln!(s, "\n{}", remedy::ranking());
+            table(&mut s, self);
+        }
+        for (i, r) in self.remedies.iter().enumerate() {
+            remedy_text(&mut s, &format!("{:>2}.", i + 1), r);
         }
         if !self.not_recommended.is_empty() {
             let _ = writeln!(s, "\nnot recommended");
@@ -730,8 +860,10 @@ fn pools_text(s: &mut String, a: &Assessment) {
             "  offered     {} /s ({}); headroom {}",
             p.offered_per_s,
             p.offered_from,
-            match (p.headroom_percent, p.limit_per_s) {
-                (Some(h), Some(l)) if l != p.formula_limit_per_s =>
+            match (p.headroom_percent, p.headroom_limit()) {
+                (Some(h), Some((l, LimitSource::Simulated))) =>
+                    format!("{h} % of the {l} /s the pool carried while saturated (simulated)"),
+                (Some(h), Some((l, LimitSource::Rule))) if l != p.formula_limit_per_s =>
                     format!("{h} % of the {l} /s that holds here"),
                 (Some(h), _) => format!("{h} %"),
                 _ => "– (no TIME-WAIT limit on these ports)".into(),
@@ -751,22 +883,107 @@ fn pools_text(s: &mut String, a: &Assessment) {
     let o = &a.outcome;
     let _ = writeln!(
         s,
-        "simulated     {} attempted, {} established, {} failed, {} waiting at the end ({} % succeed); first failure {}; TIME-WAIT peak {}; {} four-tuples reused unprotected",
+        "simulated     {} attempted, {} established, {} failed, {} stalled, {} waiting at the end ({} % succeed); {} requests completed ({} /s); first failure {}; TIME-WAIT peak {}; {} four-tuples reused unprotected",
         group(o.attempted),
         group(o.established),
         group(o.failed),
+        group(o.stalled),
         group(o.in_flight),
         o.success_percent,
+        group(o.requests_completed),
+        o.requests_per_s,
         opt_s(o.first_failure_s),
         group(u64::from(o.time_wait_peak)),
         group(o.unprotected_reuse)
     );
 }
 
+/// Columns of the remedy table, each right-aligned: what a user gets from one run.
+const COLUMNS: [&str; 6] = [
+    "requests/s",
+    "failed",
+    "stalled",
+    "stall time",
+    "unprotected",
+    "headroom",
+];
+
+/// `x` with `digits` decimals and its whole part grouped by thousands.
+fn decimal(x: f64, digits: usize) -> String {
+    let text = format!("{:.digits$}", x.abs());
+    let (whole, frac) = text.split_once('.').unwrap_or((&text, ""));
+    let sign = if x < 0.0 && text.bytes().any(|b| b.is_ascii_digit() && b != b'0') {
+        "-"
+    } else {
+        ""
+    };
+    let whole = group(whole.parse().unwrap_or(0));
+    if frac.is_empty() {
+        format!("{sign}{whole}")
+    } else {
+        format!("{sign}{whole}.{frac}")
+    }
+}
+
+fn cells(o: Option<&Outcome>) -> [String; 6] {
+    let Some(o) = o else {
+        return std::array::from_fn(|_| "–".to_string());
+    };
+    [
+        decimal(o.requests_per_s, 1),
+        group(o.failed),
+        group(o.stalled),
+        format!("{} s", decimal(o.stall_s, 1)),
+        group(o.unprotected_reuse),
+        o.headroom_percent
+            .map_or("–".into(), |h| format!("{} %", decimal(h, 1))),
+    ]
+}
+
+/// Today's run and every remedy's, one row each, in the order they are ranked.
+fn table(s: &mut String, p: &Plan) {
+    let mut rows: Vec<(String, [String; 6], String)> =
+        vec![("today".into(), cells(Some(&p.now.outcome)), String::new())];
+    for (i, r) in p.remedies.iter().enumerate() {
+        let title = format!("{}{}", r.title, if r.fixes { "  [fixes]" } else { "" });
+        rows.push((format!("{:>2}.", i + 1), cells(r.outcome.as_ref()), title));
+    }
+    for r in &p.not_recommended {
+        let title = format!("{}  [not recommended]", r.title);
+        rows.push((" –".into(), cells(r.outcome.as_ref()), title));
+    }
+    let lead = rows.iter().map(|r| r.0.chars().count()).max().unwrap_or(0);
+    let width: Vec<usize> = (0..COLUMNS.len())
+        .map(|c| {
+            rows.iter()
+                .map(|r| r.1[c].chars().count())
+                .chain([COLUMNS[c].chars().count()])
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let line = |s: &mut String, first: &str, cols: &[&str], title: &str| {
+        let mut l = format!("{first:<lead$}");
+        for (c, w) in cols.iter().zip(&width) {
+            let pad = w - c.chars().count();
+            l.push_str(&format!("  {}{c}", " ".repeat(pad)));
+        }
+        if !title.is_empty() {
+            l.push_str(&format!("  {title}"));
+        }
+        let _ = writeln!(s, "{l}");
+    };
+    line(s, "", &COLUMNS, "");
+    for (first, c, title) in &rows {
+        let cols: Vec<&str> = c.iter().map(String::as_str).collect();
+        line(s, first, &cols, title);
+    }
+}
+
 fn remedy_text(s: &mut String, n: &str, r: &remedy::Remedy) {
     let _ = writeln!(
         s,
-        "{n} {}{}",
+        "\n{n} {}{}",
         r.title,
         if r.fixes { "  [fixes]" } else { "" }
     );
@@ -774,28 +991,13 @@ fn remedy_text(s: &mut String, n: &str, r: &remedy::Remedy) {
         let _ = writeln!(s, "      how       {line}");
     }
     match (&r.outcome, &r.not_simulated) {
-        (Some(o), _) => {
-            let _ = writeln!(
-                s,
-                "      simulated {} % succeed, {} failed, first failure {}, tightest headroom {}{}",
-                o.success_percent,
-                group(o.failed),
-                opt_s(o.first_failure_s),
-                o.headroom_percent.map_or("–".into(), |h| format!("{h} %")),
-                if o.unprotected_reuse > 0 {
-                    format!(
-                        ", {} four-tuples reused unprotected",
-                        group(o.unprotected_reuse)
-                    )
-                } else {
-                    String::new()
-                }
-            );
+        (Some(_), _) => {
+            let _ = writeln!(s, "      simulated {}", r.findings.join("; "));
         }
         (None, Some(why)) => {
             let _ = writeln!(s, "      not simulated: {why}");
         }
         (None, None) => {}
     }
-    let _ = writeln!(s, "      caveat    {}", r.side_effects);
+    let _ = writeln!(s, "      cost      {}", r.side_effects);
 }

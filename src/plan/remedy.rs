@@ -1,12 +1,14 @@
 //! Remedies from the httperf seed and the reference, each made as a change to the scenario
-//! and simulated. Fixes that keep TIME-WAIT's protection are ranked; SO_LINGER 0 and a
-//! shorter TIME-WAIT are simulated too but listed apart, never as fixes: they bring ports
-//! back by reusing four-tuples an old segment may still arrive for (the seed's silent data
-//! corruption).
+//! and simulated. Those that keep TIME-WAIT's protection are ranked: fixes ([`fixes`]) by
+//! effort, the rest by what users get ([`rank_key`], [`by_what_users_get`]); each carries its
+//! operational cost (fixed text about the change) apart from what its run showed against
+//! today's ([`findings`], derived). SO_LINGER 0 and a shorter TIME-WAIT are simulated too but
+//! listed apart, never as fixes: they bring ports back by reusing four-tuples an old segment
+//! may still arrive for (the seed's silent data corruption).
 
-use super::{Assessment, Outcome, TARGET_USE, assess, round};
+use super::{Assessment, LimitSource, Outcome, RATE_TOLERANCE, TARGET_USE, assess, decimal, round};
 use crate::profile::Kernel;
-use crate::report::Report;
+use crate::report::{Report, group};
 use crate::scenario::{self, Scenario};
 use crate::workload::{Arrival, Closer, Mode};
 use rayon::prelude::*;
@@ -23,14 +25,16 @@ pub struct Remedy {
     pub how: Vec<String>,
     /// The scenario changes that were simulated.
     pub simulated_change: Vec<String>,
-    /// In the simulated run no connect failed, no more four-tuples were reused unprotected
-    /// than before, and the tightest pool kept 20 % headroom.
+    /// See [`fixes`].
     pub fixes: bool,
     /// The simulated run; none when the change could not be simulated.
     pub outcome: Option<Outcome>,
     /// Why the change was not simulated.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub not_simulated: Option<String>,
+    /// What the simulation showed against today's run ([`findings`]).
+    pub findings: Vec<String>,
+    /// What the change costs operationally: facts about the change, never about its result.
     pub side_effects: String,
     /// How much the change asks of people (lower first among fixes).
     #[serde(skip)]
@@ -155,9 +159,9 @@ fn targets(sc: &Scenario, r: &Report, now: &Assessment) -> (Vec<usize>, u32) {
             out.push(i);
         }
     }
-    let by_formula = tight
+    let by_limit = tight
         .iter()
-        .filter_map(|p| Some(p.offered_per_s / p.limit_per_s?))
+        .filter_map(|p| Some(p.offered_per_s / p.headroom_limit()?.0))
         .fold(0.0, f64::max);
     let o = &now.outcome;
     let by_sim = if o.established > 0 {
@@ -165,7 +169,7 @@ fn targets(sc: &Scenario, r: &Report, now: &Assessment) -> (Vec<usize>, u32) {
     } else {
         64.0
     };
-    let need = by_formula.max(by_sim) / TARGET_USE;
+    let need = by_limit.max(by_sim) / TARGET_USE;
     (out, (need.ceil() as u32).clamp(2, 64))
 }
 
@@ -196,8 +200,8 @@ pub fn evaluate(
     .into_iter()
     .flatten()
     .collect();
-    let base_unprotected = now.outcome.unprotected_reuse;
-    let mut done: Vec<Remedy> = variants
+    let today = &now.outcome;
+    let done: Vec<Remedy> = variants
         .into_par_iter()
         .map(|v| {
             let run = toml::to_string(&v.doc)
@@ -208,17 +212,13 @@ pub fn evaluate(
                 Ok(o) => (Some(o), None),
                 Err(why) => (None, Some(why)),
             };
-            let fixes = outcome.as_ref().is_some_and(|o| {
-                o.failed == 0
-                    && o.unprotected_reuse <= base_unprotected
-                    && o.headroom_percent
-                        .is_none_or(|h| h >= 100.0 * (1.0 - TARGET_USE) - 1e-9)
-            });
             Remedy {
                 title: v.title,
                 how: v.how,
                 simulated_change: v.simulated_change,
-                fixes,
+                fixes: v.effort < NOT_RECOMMENDED
+                    && outcome.as_ref().is_some_and(|o| fixes(o, today)),
+                findings: outcome.as_ref().map_or(vec![], |o| findings(o, today)),
                 outcome,
                 not_simulated,
                 side_effects: v.side_effects,
@@ -226,27 +226,227 @@ pub fn evaluate(
             }
         })
         .collect();
-    let success = |r: &Remedy| r.outcome.as_ref().map_or(-1.0, |o| o.success_percent);
-    done.sort_by(|a, b| {
-        b.fixes.cmp(&a.fixes).then_with(|| {
-            if a.fixes {
-                a.effort.cmp(&b.effort)
-            } else {
-                success(b)
-                    .total_cmp(&success(a))
-                    .then(a.effort.cmp(&b.effort))
-            }
-        })
+    let (bad, good): (Vec<Remedy>, Vec<Remedy>) =
+        done.into_iter().partition(|r| r.effort >= NOT_RECOMMENDED);
+    (rank(good), rank(bad))
+}
+
+/// Effort from which a change gives up TIME-WAIT's protection: listed apart, never a fix.
+const NOT_RECOMMENDED: u8 = 100;
+
+/// How remedies are ranked, as the plan prints it above the table.
+pub fn ranking() -> String {
+    format!(
+        "remedies, best first: fixes (no failed or stalled connect, no more four-tuples reused unprotected than today,\n{:.0} % headroom) by effort; then by requests completed per second (equal within {:.0} %), fewer failed + stalled\nconnects, less stall time, less unprotected reuse",
+        100.0 * (1.0 - TARGET_USE),
+        100.0 * RATE_TOLERANCE
+    )
+}
+
+/// Whether a remedy's run fixes today's: no connect failed; none stalled past a SYN
+/// retransmission; no more four-tuples reused unprotected than today; and the tightest pool
+/// kept 20 % headroom.
+///
+/// A stalled connect counts against a fix as a failed one does: it waited in SYN-SENT at least
+/// the kernel's first SYN retransmission timeout (Linux `TCP_TIMEOUT_INIT` 1 s, §2.4; XNU
+/// from 100 ms toward loopback, notes/xnu-research.md §5), and on a SYN the peer's TIME-WAIT
+/// will not accept, seconds more (§2.4, §3.2, §3.4): a user sees a hung request or a timeout
+/// of their own, not a fixed service.
+pub fn fixes(o: &Outcome, today: &Outcome) -> bool {
+    o.failed == 0
+        && o.stalled == 0
+        && o.unprotected_reuse <= today.unprotected_reuse
+        && o.headroom_percent
+            .is_none_or(|h| h >= 100.0 * (1.0 - TARGET_USE) - 1e-9)
+}
+
+/// What a remedy that does not fix is ranked by: what its user gets. The fields are `f64` so
+/// that means over seeds rank the same way.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RankKey {
+    /// Higher first; equal within [`RATE_TOLERANCE`].
+    pub requests_per_s: f64,
+    /// Fewer first.
+    pub failed_or_stalled: f64,
+    /// Seconds stalled connects spent in SYN-SENT; less first.
+    pub stall_s: f64,
+    /// Less first.
+    pub unprotected_reuse: f64,
+}
+
+/// The key one run is ranked by (later, a mean of runs over seeds).
+pub fn rank_key(o: &Outcome) -> RankKey {
+    RankKey {
+        requests_per_s: o.requests_per_s,
+        failed_or_stalled: (o.failed + o.stalled) as f64,
+        stall_s: o.stall_s,
+        unprotected_reuse: o.unprotected_reuse as f64,
+    }
+}
+
+/// Orders `items` by what users get, best first, each with its [`RankKey`] and effort.
+///
+/// Requests per second come first, but two that differ by less than [`RATE_TOLERANCE`] are
+/// the same to a user, who should then get fewer failed and stalled connects: so the items
+/// within the tolerance of the best one left form a tier, ordered by failed + stalled, stall
+/// time, unprotected reuse, then effort; then the next tier. Tiers, rather than a comparator
+/// with a tolerance, keep the order total (a tolerance is not transitive).
+pub fn by_what_users_get<T>(items: Vec<(RankKey, u8, T)>) -> Vec<T> {
+    let mut left = items;
+    left.sort_by(|a, b| {
+        b.0.requests_per_s
+            .total_cmp(&a.0.requests_per_s)
+            .then(a.1.cmp(&b.1))
     });
-    let (bad, good): (Vec<Remedy>, Vec<Remedy>) = done.into_iter().partition(|r| r.effort >= 100);
-    let bad = bad
+    let mut out = Vec::with_capacity(left.len());
+    while let Some(best) = left.first().map(|x| x.0.requests_per_s) {
+        let n = left
+            .iter()
+            .take_while(|x| x.0.requests_per_s >= best * (1.0 - RATE_TOLERANCE))
+            .count();
+        let mut tier: Vec<(RankKey, u8, T)> = left.drain(..n).collect();
+        tier.sort_by(|a, b| {
+            let (x, y) = (&a.0, &b.0);
+            x.failed_or_stalled
+                .total_cmp(&y.failed_or_stalled)
+                .then(x.stall_s.total_cmp(&y.stall_s))
+                .then(x.unprotected_reuse.total_cmp(&y.unprotected_reuse))
+                .then(a.1.cmp(&b.1))
+        });
+        out.extend(tier.into_iter().map(|x| x.2));
+    }
+    out
+}
+
+/// Remedies, best first: fixes by effort, then the simulated rest by what users get
+/// ([`by_what_users_get`]), then those that could not be simulated, by effort.
+fn rank(remedies: Vec<Remedy>) -> Vec<Remedy> {
+    let (mut fixed, rest): (Vec<Remedy>, Vec<Remedy>) = remedies.into_iter().partition(|r| r.fixes);
+    fixed.sort_by_key(|r| r.effort);
+    let (simulated, mut not_simulated): (Vec<Remedy>, Vec<Remedy>) =
+        rest.into_iter().partition(|r| r.outcome.is_some());
+    not_simulated.sort_by_key(|r| r.effort);
+    let keyed = simulated
         .into_iter()
-        .map(|mut r| {
-            r.fixes = false;
-            r
-        })
+        .filter_map(|r| Some((rank_key(r.outcome.as_ref()?), r.effort, r)))
         .collect();
-    (good, bad)
+    fixed
+        .into_iter()
+        .chain(by_what_users_get(keyed))
+        .chain(not_simulated)
+        .collect()
+}
+
+/// What a remedy's run showed against today's, each statement derived from the two outcomes:
+/// the gain in requests per second, the connects still failing or stalling, unprotected
+/// reuse, and the headroom left.
+pub fn findings(o: &Outcome, today: &Outcome) -> Vec<String> {
+    let mut out = vec![gain(o, today), shortfall(o, today)];
+    out.extend(unprotected(o, today));
+    out.push(headroom(o));
+    out
+}
+
+/// `x` as a factor: a whole number from 10 up, one decimal from 1 up, two below.
+fn factor(x: f64) -> String {
+    match x {
+        x if x >= 10.0 => format!("{x:.0}"),
+        x if x >= 1.0 => format!("{x:.1}"),
+        x => format!("{x:.2}"),
+    }
+}
+
+fn gain(o: &Outcome, today: &Outcome) -> String {
+    let (now, was) = (o.requests_per_s, today.requests_per_s);
+    let rate = |x: f64| format!("{} /s", decimal(x, 1));
+    if was <= 0.0 {
+        return if now > 0.0 {
+            format!(
+                "{} requests completed, where none complete today",
+                rate(now)
+            )
+        } else {
+            "no request completes, as today".into()
+        };
+    }
+    let r = now / was;
+    if (r - 1.0).abs() < RATE_TOLERANCE {
+        format!(
+            "the same requests/s as today, within {:.0} % ({} against {})",
+            100.0 * RATE_TOLERANCE,
+            rate(now),
+            rate(was)
+        )
+    } else {
+        format!(
+            "{}× today's requests/s ({} against {})",
+            factor(r),
+            rate(now),
+            rate(was)
+        )
+    }
+}
+
+fn shortfall(o: &Outcome, today: &Outcome) -> String {
+    let still = |before: u64| if before > 0 { "still " } else { "" };
+    let failed = || {
+        let errs: Vec<String> = o
+            .errors
+            .iter()
+            .map(|(k, v)| format!("{} {k}", group(*v)))
+            .collect();
+        format!(
+            "{} connects {}fail ({})",
+            group(o.failed),
+            still(today.failed),
+            errs.join(", ")
+        )
+    };
+    let stalled = || {
+        format!(
+            "{} {}stall past a SYN retransmission ({} s in SYN-SENT in all)",
+            group(o.stalled),
+            still(today.stalled),
+            decimal(o.stall_s, 1)
+        )
+    };
+    match (o.failed, o.stalled) {
+        (0, 0) => "no connect fails or stalls".into(),
+        (0, _) => format!("no connect fails, but {}", stalled()),
+        (_, 0) => format!("{}; none stalls", failed()),
+        _ => format!("{} and {}", failed(), stalled()),
+    }
+}
+
+fn unprotected(o: &Outcome, today: &Outcome) -> Option<String> {
+    let (n, t) = (o.unprotected_reuse, today.unprotected_reuse);
+    (n > 0 || t > 0).then(|| {
+        format!(
+            "{} four-tuples reused with no TIME-WAIT protecting them ({} today)",
+            group(n),
+            group(t)
+        )
+    })
+}
+
+fn headroom(o: &Outcome) -> String {
+    match (
+        o.headroom_percent,
+        o.headroom_limit_per_s,
+        o.headroom_limit_from,
+    ) {
+        (Some(h), Some(l), Some(LimitSource::Simulated)) => format!(
+            "headroom {} % in the tightest pool, against the {} /s it carried while saturated",
+            decimal(h, 1),
+            decimal(l, 1)
+        ),
+        (Some(h), Some(l), _) => format!(
+            "headroom {} % in the tightest pool, against its {} /s by the kernel's rule",
+            decimal(h, 1),
+            decimal(l, 1)
+        ),
+        _ => "no pool whose ports TIME-WAIT holds, so no headroom to take".into(),
+    }
 }
 
 /// Client hosts of the target workloads, by name, once each, in scenario order.
@@ -314,7 +514,7 @@ fn port_range(sc: &Scenario, targets: &[usize], doc: &Table) -> Option<Variant> 
             }
         }
     }
-    var.done("Widen the ephemeral port range to 1024–65535", "ports from 1024 up become ephemeral: a service that binds one of them after a client took it gets EADDRINUSE, so reserve those ports (Linux net.ipv4.ip_local_reserved_ports; elsewhere keep services above the range or move them); the gain is bounded: 64,512 ports at most", 1)
+    var.done("Widen the ephemeral port range to 1024–65535", "ports from 1024 up become ephemeral: a service that binds one of them after a client took it gets EADDRINUSE, so reserve those ports (Linux net.ipv4.ip_local_reserved_ports; elsewhere keep services above the range or move them); the range is then at its widest, 64,512 ports", 1)
 }
 
 fn tw_reuse(sc: &Scenario, targets: &[usize], doc: &Table) -> Option<Variant> {
@@ -415,7 +615,7 @@ fn keep_alive(sc: &Scenario, targets: &[usize], doc: &Table, m: u32) -> Option<V
             }
         ));
     }
-    var.done(format!("Reuse connections: {m}× the requests per connection (keep-alive)"), "none on ports: connections are fewer, not shorter; the server must keep idle connections open at least as long as the client does (its keep-alive timeout), and load balancers spread long connections less evenly", 3)
+    var.done(format!("Reuse connections: {m}× the requests per connection (keep-alive)"), "the client must reuse connections (HTTP keep-alive or a pool); the server must keep idle connections open at least as long as the client does (its keep-alive timeout); load balancers spread long connections less evenly", 3)
 }
 
 fn bind_no_port(sc: &Scenario, targets: &[usize], doc: &Table) -> Option<Variant> {
@@ -439,7 +639,7 @@ fn bind_no_port(sc: &Scenario, targets: &[usize], doc: &Table) -> Option<Variant
         ];
     var.done(
         "Set IP_BIND_ADDRESS_NO_PORT before bind(ip, 0)",
-        "none known; it gains only where a source IP talks to more than one destination",
+        "a code change in the client (one setsockopt before bind)",
         4,
     )
 }
@@ -502,7 +702,11 @@ fn client_ips(sc: &Scenario, targets: &[usize], doc: &Table, m: u32) -> Option<V
             w.name
         ));
     }
-    var.done(format!("More client IP addresses ({m}× the sources)"), "needs addresses routed back to the client and a client that binds its source address; where ports are host-wide (macOS, Windows without SO_REUSE_UNICASTPORT, §3.3, §4) more addresses share the same ports and gain nothing", 5)
+    var.done(
+        format!("More client IP addresses ({m}× the sources)"),
+        "needs addresses routed back to the client and a client that binds its source address",
+        5,
+    )
 }
 
 fn destinations(sc: &Scenario, targets: &[usize], doc: &Table, m: u32) -> Option<Variant> {
@@ -554,7 +758,7 @@ fn destinations(sc: &Scenario, targets: &[usize], doc: &Table, m: u32) -> Option
             added.join(", ")
         ));
     }
-    var.done(format!("More server ports or addresses ({m}× the destinations)"), "each destination is its own four-tuple space, so this multiplies capacity only where ports are shared by four-tuple (connect(), IP_BIND_ADDRESS_NO_PORT); bind(ip, 0) and host-wide kernels (macOS) gain nothing; the server side must be configured to listen", 6)
+    var.done(format!("More server ports or addresses ({m}× the destinations)"), "the server must listen on more ports or addresses (or a load balancer expose more VIPs), and the client must spread its connections over them", 6)
 }
 
 fn clients(sc: &Scenario, targets: &[usize], doc: &Table, m: u32) -> Option<Variant> {
@@ -624,7 +828,7 @@ fn linger_zero(sc: &Scenario, targets: &[usize], doc: &Table) -> Option<Variant>
             .push(format!("workload.{}.linger_zero = true", w.name));
     }
     var.how = vec!["setsockopt(SO_LINGER, {l_onoff = 1, l_linger = 0}) before close()".into()];
-    var.done("SO_LINGER {on, 0}: close with RST, no TIME-WAIT", "NOT A FIX: the port comes back at once because TIME-WAIT is skipped, so a delayed segment of the old connection can be taken as data of the next one on the same four-tuple (the seed's silent data corruption); the peer also sees every close as a reset. The simulated count of four-tuples reused unprotected is above", 100)
+    var.done("SO_LINGER {on, 0}: close with RST, no TIME-WAIT", "NOT A FIX: the port comes back at once because TIME-WAIT is skipped, so a delayed segment of the old connection can be taken as data of the next one on the same four-tuple (the seed's silent data corruption); the peer also sees every close as a reset", 100)
 }
 
 fn short_time_wait(sc: &Scenario, targets: &[usize], doc: &Table) -> Option<Variant> {
@@ -656,4 +860,121 @@ fn short_time_wait(sc: &Scenario, targets: &[usize], doc: &Table) -> Option<Vari
         });
     }
     var.done("Shorten TIME-WAIT to a quarter", "NOT A FIX: TIME-WAIT lasts 2 × MSL so that no segment of the old connection is still in the network when the four-tuple is used again; shortening it trades port exhaustion for the seed's silent data corruption on a network that delays segments", 101)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(requests_per_s: f64, failed_or_stalled: f64, stall_s: f64) -> RankKey {
+        RankKey {
+            requests_per_s,
+            failed_or_stalled,
+            stall_s,
+            unprotected_reuse: 0.0,
+        }
+    }
+
+    #[test]
+    fn a_noise_level_gain_in_requests_does_not_outrank_fewer_failures() {
+        let order = by_what_users_get(vec![
+            (
+                key(1000.0, 500.0, 0.0),
+                1,
+                "more requests by 0.5 %, 500 failed",
+            ),
+            (key(995.0, 0.0, 0.0), 2, "none failed"),
+        ]);
+        assert_eq!(order, ["none failed", "more requests by 0.5 %, 500 failed"]);
+    }
+
+    #[test]
+    fn requests_beyond_the_tolerance_come_before_failures_then_stall_time_then_effort() {
+        let order = by_what_users_get(vec![
+            (key(900.0, 0.0, 0.0), 1, "fewer requests"),
+            (key(1000.0, 9.0, 5.0), 3, "longer stalls"),
+            (key(1000.0, 9.0, 1.0), 4, "shorter stalls, more effort"),
+            (key(1000.0, 9.0, 1.0), 2, "shorter stalls, less effort"),
+        ]);
+        assert_eq!(
+            order,
+            [
+                "shorter stalls, less effort",
+                "shorter stalls, more effort",
+                "longer stalls",
+                "fewer requests"
+            ]
+        );
+    }
+
+    #[test]
+    fn tiers_are_taken_from_the_best_left_so_a_chain_of_near_rates_stays_ordered() {
+        // Each within 1 % of the next, but the last 2.9 % below the first: not one tier.
+        let order = by_what_users_get(vec![
+            (key(971.0, 0.0, 0.0), 1, "d"),
+            (key(980.5, 1.0, 0.0), 1, "c"),
+            (key(990.0, 2.0, 0.0), 1, "b"),
+            (key(1000.0, 3.0, 0.0), 1, "a"),
+        ]);
+        // a and b are within 1 % of 1000: b (fewer failures) first; then c, d from 980.5.
+        assert_eq!(order, ["b", "a", "d", "c"]);
+    }
+
+    fn outcome() -> Outcome {
+        Outcome {
+            attempted: 1000,
+            established: 1000,
+            failed: 0,
+            in_flight: 0,
+            stalled: 0,
+            stall_s: 0.0,
+            requests_completed: 1000,
+            requests_per_s: 10.0,
+            success_percent: 100.0,
+            first_failure_s: None,
+            errors: Default::default(),
+            time_wait_peak: 0,
+            unprotected_reuse: 0,
+            headroom_percent: Some(50.0),
+            headroom_limit_per_s: Some(20.0),
+            headroom_limit_from: Some(LimitSource::Rule),
+        }
+    }
+
+    #[test]
+    fn a_connect_stalled_in_syn_sent_is_not_fixed() {
+        let today = outcome();
+        let mut o = outcome();
+        assert!(fixes(&o, &today));
+        o.stalled = 1;
+        o.stall_s = 3.0;
+        assert!(!fixes(&o, &today));
+    }
+
+    #[test]
+    fn findings_state_the_simulated_gain_and_what_is_left() {
+        let mut today = outcome();
+        today.failed = 40;
+        today.errors.insert("ETIMEDOUT", 40);
+        let mut o = outcome();
+        o.requests_per_s = 66.0;
+        o.failed = 3;
+        o.errors.insert("ETIMEDOUT", 3);
+        o.stalled = 7;
+        o.stall_s = 21.0;
+        o.headroom_percent = Some(-25.0);
+        o.headroom_limit_per_s = Some(80.0);
+        o.headroom_limit_from = Some(LimitSource::Simulated);
+        let f = findings(&o, &today);
+        assert_eq!(f[0], "6.6× today's requests/s (66.0 /s against 10.0 /s)");
+        assert_eq!(
+            f[1],
+            "3 connects still fail (3 ETIMEDOUT) and 7 stall past a SYN retransmission (21.0 s in SYN-SENT in all)"
+        );
+        assert_eq!(
+            f[2],
+            "headroom -25.0 % in the tightest pool, against the 80.0 /s it carried while saturated"
+        );
+        assert_eq!(f.len(), 3, "no unprotected reuse, today or now: {f:?}");
+    }
 }
