@@ -386,7 +386,7 @@ impl Runner {
     /// [`Limit`]. The attempt that spends the limit sets `stopped` and `spent_at`.
     #[inline(always)]
     pub fn take(&mut self, w: &Workload, now: Instant, retry: bool, arrival: bool) -> Option<u32> {
-        if !(arrival && !retry) && !w.opens_at(now) {
+        if (!arrival || retry) && !w.opens_at(now) {
             return None;
         }
         if !self.limited {
