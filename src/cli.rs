@@ -113,6 +113,11 @@ enum Command {
         /// Write the plan to this file instead of standard output (atomically).
         #[arg(short, long)]
         output: Option<PathBuf>,
+        /// Run the scenario and every remedy once per seed A to B (both included): remedies
+        /// ranked by their means, a fix one that fixes every seed, each outcome's numbers as
+        /// mean, sd, min, p5, p50, p95 and max.
+        #[arg(long, value_name = "A..B")]
+        seeds: Option<String>,
     },
     /// Run a scenario over a grid of values, in parallel: CSV or JSON, and a chart.
     Sweep {
@@ -584,7 +589,16 @@ pub fn main() -> ExitCode {
             set,
             format,
             output,
+            seeds,
         } => {
+            let seeds = match seeds.as_deref().map(crate::replicate::Seeds::parse) {
+                None => None,
+                Some(Ok(s)) => Some(s),
+                Some(Err(e)) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(BAD_INPUT);
+                }
+            };
             let (file, text) = match (&scenario, rate) {
                 (Some(path), None) => match read_text(path) {
                     Ok(t) => (path.display().to_string(), t),
@@ -635,7 +649,7 @@ pub fn main() -> ExitCode {
             );
             spin.set_message("simulating the scenario and each remedy");
             spin.enable_steady_tick(std::time::Duration::from_millis(200));
-            let planned = plan::plan(&file, &text, &changes);
+            let planned = plan::plan_seeds(&file, &text, &changes, seeds);
             spin.finish_and_clear();
             let p = match planned {
                 Ok(p) => p,

@@ -186,15 +186,47 @@ pub struct Draw {
 
 impl Draw {
     pub fn of(r: &Report) -> Draw {
-        let mut metrics = vec![];
-        let summary = serde_json::to_value(&r.summary).expect("a summary serializes");
-        flatten("", &summary, &mut metrics);
         let series = SERIES
             .iter()
             .map(|(_, f)| r.series.iter().map(f).collect())
             .collect();
-        Draw { metrics, series }
+        Draw {
+            metrics: numbers(&r.summary),
+            series,
+        }
     }
+}
+
+/// The numbers of `v` (a summary, a plan's outcome) by dotted path; `None` for a null.
+pub fn numbers(v: &impl Serialize) -> Vec<(String, Option<f64>)> {
+    let mut out = vec![];
+    flatten("", &serde_json::to_value(v).expect("serializes"), &mut out);
+    out
+}
+
+/// Each number's distribution over `runs` (each run's [`numbers`], in seed order). An error
+/// count a run did not have is 0 there (a report lists only the errors that occurred); any
+/// other missing number leaves that run out of its distribution, `n` saying how many had it.
+pub fn distributions(runs: &[Vec<(String, Option<f64>)>]) -> BTreeMap<String, Stat> {
+    let mut values: BTreeMap<&str, Vec<Option<f64>>> = BTreeMap::new();
+    for (i, run) in runs.iter().enumerate() {
+        for (path, v) in run {
+            let column = values.entry(path).or_insert_with(|| {
+                let absent = path.starts_with("errors.").then_some(0.0);
+                vec![absent; runs.len()]
+            });
+            column[i] = *v;
+        }
+    }
+    values
+        .into_iter()
+        .filter_map(|(path, column)| {
+            let present: Vec<f64> = column.into_iter().flatten().collect();
+            let mut s = Stat::of(&present)?;
+            s.n = (present.len() < runs.len()).then_some(present.len());
+            Some((path.to_string(), s))
+        })
+        .collect()
 }
 
 /// The numbers of `v` by dotted path. `error_numbers` are names' numbers, not measurements,
@@ -222,29 +254,11 @@ fn flatten(path: &str, v: &serde_json::Value, out: &mut Vec<(String, Option<f64>
 }
 
 impl Replicates {
-    /// The distributions of `draws`, in seed order. An error count a run did not have is 0
-    /// there (the report lists only the errors that occurred); any other missing number
-    /// leaves that run out of its distribution.
+    /// The distributions of `draws`, in seed order ([`distributions`]).
     pub fn of(seeds: Seeds, draws: &[Draw]) -> Replicates {
-        let mut values: BTreeMap<&str, Vec<Option<f64>>> = BTreeMap::new();
-        for (i, d) in draws.iter().enumerate() {
-            for (path, v) in &d.metrics {
-                let column = values.entry(path).or_insert_with(|| {
-                    let absent = path.starts_with("errors.").then_some(0.0);
-                    vec![absent; draws.len()]
-                });
-                column[i] = *v;
-            }
-        }
-        let metrics = values
-            .into_iter()
-            .filter_map(|(path, column)| {
-                let present: Vec<f64> = column.into_iter().flatten().collect();
-                let mut s = Stat::of(&present)?;
-                s.n = (present.len() < draws.len()).then_some(present.len());
-                Some((path.to_string(), s))
-            })
-            .collect();
+        let runs: Vec<Vec<(String, Option<f64>)>> =
+            draws.iter().map(|d| d.metrics.clone()).collect();
+        let metrics = distributions(&runs);
         let bins = draws
             .first()
             .map_or(0, |d| d.series.first().map_or(0, Vec::len));

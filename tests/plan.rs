@@ -877,3 +877,34 @@ fn the_plan_prints_what_users_get_as_aligned_columns() {
             .contains("today's requests/s")
     );
 }
+
+#[test]
+fn a_replicated_plan_ranks_by_the_means_and_fixes_only_what_every_seed_fixes() {
+    // httperf's arrivals are constant: every seed gives the same counts, so the fixes and
+    // their order are the one run's, and each number's spread is zero.
+    let seeds = Some(portsim::replicate::Seeds::parse("1..4").unwrap());
+    let p = plan::plan_seeds("scenarios/httperf-error-99.toml", &httperf(), &[], seeds).unwrap();
+    let one = plan::plan("scenarios/httperf-error-99.toml", &httperf(), &[]).unwrap();
+    let titles = |p: &plan::Plan| {
+        p.remedies
+            .iter()
+            .map(|r| r.title.clone())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(titles(&p), titles(&one));
+    assert!(p.remedies.iter().all(|r| r.fixes));
+    let today = p.now.outcome.replicates.as_ref().expect("replicated");
+    assert_eq!(today["requests_completed"].mean, (5 * 16384) as f64);
+    assert_eq!(today["requests_completed"].sd, 0.0);
+    // macOS: the ISN coins vary the count; the table shows the mean, the JSON the spread, and
+    // keep-alive still ranks above more destinations on the means.
+    let seeds = Some(portsim::replicate::Seeds::parse("1..4").unwrap());
+    let p = plan::plan_seeds("m", &scenario("macos-16k-cap.toml"), &[], seeds).unwrap();
+    let at = |w: &str| p.remedies.iter().position(|r| r.title.contains(w)).unwrap();
+    assert!(at("keep-alive") < at("destinations"));
+    let json: serde_json::Value = serde_json::from_str(&p.to_json()).unwrap();
+    assert_eq!(json["seeds"], "1..4");
+    let s = &json["outcome"]["replicates"]["requests_per_s"];
+    assert!(s["min"].as_f64().unwrap() <= s["mean"].as_f64().unwrap());
+    assert!(p.to_text().contains("means over the seeds"));
+}

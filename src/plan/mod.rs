@@ -15,6 +15,7 @@ pub mod sweep;
 pub mod whatif;
 
 use crate::profile::Profile;
+use crate::replicate::{Seeds, Stat};
 use crate::report::{Report, group};
 use crate::scenario::{self, Scenario};
 use crate::sim::Simulation;
@@ -262,9 +263,53 @@ pub struct Outcome {
     /// The limit the tightest pool's headroom is taken against, and where it comes from.
     pub headroom_limit_per_s: Option<f64>,
     pub headroom_limit_from: Option<LimitSource>,
+    /// With `--seeds`: each number above over the seeds (the numbers above are the first
+    /// seed's run).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replicates: Option<BTreeMap<String, Stat>>,
 }
 
 impl Outcome {
+    /// The mean of `runs` (one per seed), counts rounded: what the table and the findings
+    /// show of a replicated plan. Times and headrooms average the runs that have them.
+    pub fn mean(runs: &[Outcome]) -> Outcome {
+        let n = runs.len().max(1) as f64;
+        let avg = |f: &dyn Fn(&Outcome) -> f64| runs.iter().map(f).sum::<f64>() / n;
+        let count = |f: fn(&Outcome) -> u64| avg(&|o| f(o) as f64).round() as u64;
+        let some = |f: fn(&Outcome) -> Option<f64>| {
+            let v: Vec<f64> = runs.iter().filter_map(f).collect();
+            (!v.is_empty()).then(|| round(v.iter().sum::<f64>() / v.len() as f64, 3))
+        };
+        let mut errors: BTreeMap<&'static str, u64> = BTreeMap::new();
+        for o in runs {
+            for (k, v) in &o.errors {
+                *errors.entry(k).or_default() += v;
+            }
+        }
+        errors
+            .values_mut()
+            .for_each(|v| *v = (*v as f64 / n).round() as u64);
+        Outcome {
+            attempted: count(|o| o.attempted),
+            established: count(|o| o.established),
+            failed: count(|o| o.failed),
+            in_flight: count(|o| o.in_flight),
+            stalled: count(|o| o.stalled),
+            stall_s: round(avg(&|o| o.stall_s), 3),
+            requests_completed: count(|o| o.requests_completed),
+            requests_per_s: round(avg(&|o| o.requests_per_s), 3),
+            success_percent: round(avg(&|o| o.success_percent), 3),
+            first_failure_s: some(|o| o.first_failure_s),
+            errors,
+            time_wait_peak: count(|o| u64::from(o.time_wait_peak)) as u32,
+            unprotected_reuse: count(|o| o.unprotected_reuse),
+            headroom_percent: some(|o| o.headroom_percent).map(|h| round(h, 1)),
+            headroom_limit_per_s: some(|o| o.headroom_limit_per_s),
+            headroom_limit_from: runs.first().and_then(|o| o.headroom_limit_from),
+            replicates: None,
+        }
+    }
+
     fn of(r: &Report, pools: &[PoolPlan]) -> Outcome {
         let c = &r.summary.connections;
         let tight = pools
@@ -296,6 +341,7 @@ impl Outcome {
             headroom_percent: tight.map(|t| t.1),
             headroom_limit_per_s: tight.and_then(|t| t.0.headroom_limit().map(|l| l.0)),
             headroom_limit_from: tight.and_then(|t| t.0.headroom_limit().map(|l| l.1)),
+            replicates: None,
         }
     }
 }
@@ -340,6 +386,9 @@ pub struct Plan {
     pub scenario: String,
     pub file: String,
     pub seed: u64,
+    /// `A..B` when every run was made once per seed A to B.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seeds: Option<String>,
     /// How long each run was simulated: the scenario's duration, at least four TIME_WAITs.
     pub horizon_s: f64,
     pub verdict: String,
@@ -360,6 +409,20 @@ pub struct Plan {
 pub struct Assessment {
     pub pools: Vec<PoolPlan>,
     pub outcome: Outcome,
+    /// Each seed's outcome, in seed order (the one run's without `--seeds`).
+    #[serde(skip)]
+    pub runs: Vec<Outcome>,
+}
+
+impl Assessment {
+    /// What a user gets, as the table and the findings show it: the one run, or the mean
+    /// over the seeds.
+    pub fn shown(&self) -> Outcome {
+        match self.runs.as_slice() {
+            [] | [_] => self.outcome.clone(),
+            runs => Outcome::mean(runs),
+        }
+    }
 }
 
 fn round(x: f64, digits: i32) -> f64 {
@@ -400,7 +463,44 @@ pub fn assess(sc: &Scenario) -> (Report, Assessment) {
     let r = Simulation::new(sc).run();
     let pools = pools(sc, &r);
     let outcome = Outcome::of(&r, &pools);
-    (r, Assessment { pools, outcome })
+    let runs = vec![outcome.clone()];
+    (
+        r,
+        Assessment {
+            pools,
+            outcome,
+            runs,
+        },
+    )
+}
+
+/// [`assess`] once per seed of `seeds` (in parallel; the result does not depend on the thread
+/// count): the first seed's report and assessment, with every seed's outcome in `runs` and
+/// their distributions in `outcome.replicates`. Without seeds, [`assess`].
+pub fn assess_seeds(sc: &Scenario, seeds: Option<Seeds>) -> (Report, Assessment) {
+    use rayon::prelude::*;
+    let Some(seeds) = seeds else {
+        return assess(sc);
+    };
+    let all: Vec<(Option<Report>, Assessment)> = seeds
+        .iter()
+        .collect::<Vec<_>>()
+        .into_par_iter()
+        .map(|seed| {
+            let mut one = sc.clone();
+            one.seed = seed;
+            let (r, a) = assess(&one);
+            ((seed == seeds.first).then_some(r), a)
+        })
+        .collect();
+    let runs: Vec<Outcome> = all.iter().map(|(_, a)| a.outcome.clone()).collect();
+    let numbers: Vec<_> = runs.iter().map(crate::replicate::numbers).collect();
+    let mut first = all.into_iter().next().expect("at least one seed");
+    let report = first.0.take().expect("the first seed's report");
+    let mut a = first.1;
+    a.outcome.replicates = Some(crate::replicate::distributions(&numbers));
+    a.runs = runs;
+    (report, a)
 }
 
 /// The key a report's pool and a workload's (source, destination) share.
@@ -675,22 +775,34 @@ pub fn pools(sc: &Scenario, r: &Report) -> Vec<PoolPlan> {
 
 /// Plans `text` (from `file`), with `set` applied on top.
 pub fn plan(file: &str, text: &str, set: &[Change]) -> Result<Plan, PlanError> {
+    plan_seeds(file, text, set, None)
+}
+
+/// [`plan`], each run once per seed of `seeds`: remedies ranked by their means over the
+/// seeds, a fix only one that fixes every seed's run.
+pub fn plan_seeds(
+    file: &str,
+    text: &str,
+    set: &[Change],
+    seeds: Option<Seeds>,
+) -> Result<Plan, PlanError> {
     let changed = whatif::apply(file, text, set).map_err(PlanError::WhatIf)?;
     let before = if set.is_empty() {
         None
     } else {
         let (_, sc) = with_horizon(file, text)?;
-        Some(assess(&sc).1)
+        Some(assess_seeds(&sc, seeds).1)
     };
     let (text, sc) = with_horizon(file, &changed)?;
-    let (report, now) = assess(&sc);
-    let (remedies, not_recommended) = remedy::evaluate(file, &text, &sc, &report, &now);
+    let (report, now) = assess_seeds(&sc, seeds);
+    let (remedies, not_recommended) = remedy::evaluate(file, &text, &sc, &report, &now, seeds);
     Ok(Plan {
         schema: SCHEMA,
         portsim_version: env!("CARGO_PKG_VERSION"),
         scenario: sc.name.clone(),
         file: file.to_string(),
         seed: sc.seed,
+        seeds: seeds.map(|s| s.to_string()),
         horizon_s: sc.duration.as_secs_f64(),
         verdict: verdict(&now),
         set: set
@@ -803,14 +915,20 @@ impl Plan {
         let mut s = String::new();
         let _ = writeln!(
             s,
-            "plan          {} {}, seed {}, each run simulated for {} s",
+            "plan          {} {}, {}, each run simulated for {} s",
             self.scenario,
             if self.file.starts_with('(') {
                 self.file.clone()
             } else {
                 format!("({})", self.file)
             },
-            self.seed,
+            match &self.seeds {
+                Some(seeds) => format!(
+                    "seeds {seeds} (pools and verdict: seed {}; the table: means over the seeds; a fix fixes every seed)",
+                    self.seed
+                ),
+                None => format!("seed {}", self.seed),
+            },
             self.horizon_s
         );
         if !self.set.is_empty() {
@@ -943,14 +1061,14 @@ fn cells(o: Option<&Outcome>) -> [String; 6] {
 /// Today's run and every remedy's, one row each, in the order they are ranked.
 fn table(s: &mut String, p: &Plan) {
     let mut rows: Vec<(String, [String; 6], String)> =
-        vec![("today".into(), cells(Some(&p.now.outcome)), String::new())];
+        vec![("today".into(), cells(Some(&p.now.shown())), String::new())];
     for (i, r) in p.remedies.iter().enumerate() {
         let title = format!("{}{}", r.title, if r.fixes { "  [fixes]" } else { "" });
-        rows.push((format!("{:>2}.", i + 1), cells(r.outcome.as_ref()), title));
+        rows.push((format!("{:>2}.", i + 1), cells(r.shown().as_ref()), title));
     }
     for r in &p.not_recommended {
         let title = format!("{}  [not recommended]", r.title);
-        rows.push((" –".into(), cells(r.outcome.as_ref()), title));
+        rows.push((" –".into(), cells(r.shown().as_ref()), title));
     }
     let lead = rows.iter().map(|r| r.0.chars().count()).max().unwrap_or(0);
     let width: Vec<usize> = (0..COLUMNS.len())

@@ -6,8 +6,11 @@
 //! listed apart, never as fixes: they bring ports back by reusing four-tuples an old segment
 //! may still arrive for (the seed's silent data corruption).
 
-use super::{Assessment, LimitSource, Outcome, RATE_TOLERANCE, TARGET_USE, assess, decimal, round};
+use super::{
+    Assessment, LimitSource, Outcome, RATE_TOLERANCE, TARGET_USE, assess_seeds, decimal, round,
+};
 use crate::profile::Kernel;
+use crate::replicate::Seeds;
 use crate::report::{Report, group};
 use crate::scenario::{self, Scenario};
 use crate::workload::{Arrival, Closer, Mode};
@@ -39,6 +42,29 @@ pub struct Remedy {
     /// How much the change asks of people (lower first among fixes).
     #[serde(skip)]
     effort: u8,
+    /// Each seed's outcome, in seed order (the one run's without `--seeds`).
+    #[serde(skip)]
+    runs: Vec<Outcome>,
+}
+
+impl Remedy {
+    /// The distribution of requests per second over the seeds of a replicated plan.
+    fn spread(&self) -> Option<&crate::replicate::Stat> {
+        self.outcome
+            .as_ref()?
+            .replicates
+            .as_ref()?
+            .get("requests_per_s")
+    }
+
+    /// What a user gets, as the table shows it: the one run, or the mean over the seeds.
+    pub fn shown(&self) -> Option<Outcome> {
+        match self.runs.as_slice() {
+            [] => None,
+            [_] => self.outcome.clone(),
+            runs => Some(Outcome::mean(runs)),
+        }
+    }
 }
 
 /// A remedy before it is simulated.
@@ -180,6 +206,7 @@ pub fn evaluate(
     sc: &Scenario,
     r: &Report,
     now: &Assessment,
+    seeds: Option<Seeds>,
 ) -> (Vec<Remedy>, Vec<Remedy>) {
     let (targets, m) = targets(sc, r, now);
     if targets.is_empty() {
@@ -200,30 +227,46 @@ pub fn evaluate(
     .into_iter()
     .flatten()
     .collect();
-    let today = &now.outcome;
+    let today = now.shown();
     let done: Vec<Remedy> = variants
         .into_par_iter()
         .map(|v| {
             let run = toml::to_string(&v.doc)
                 .map_err(|e| e.to_string())
                 .and_then(|text| scenario::parse(file, &text).map_err(|e| e.message))
-                .map(|sc| assess(&sc).1.outcome);
-            let (outcome, not_simulated) = match run {
-                Ok(o) => (Some(o), None),
-                Err(why) => (None, Some(why)),
+                .map(|sc| assess_seeds(&sc, seeds).1);
+            let (outcome, runs, not_simulated) = match run {
+                Ok(a) => (Some(a.outcome), a.runs, None),
+                Err(why) => (None, vec![], Some(why)),
             };
-            Remedy {
+            // A fix fixes every seed's run, each against today's with the same seed.
+            let fixes_all =
+                !runs.is_empty() && runs.iter().zip(&now.runs).all(|(o, t)| fixes(o, t));
+            let mut r = Remedy {
                 title: v.title,
                 how: v.how,
                 simulated_change: v.simulated_change,
-                fixes: v.effort < NOT_RECOMMENDED
-                    && outcome.as_ref().is_some_and(|o| fixes(o, today)),
-                findings: outcome.as_ref().map_or(vec![], |o| findings(o, today)),
+                fixes: v.effort < NOT_RECOMMENDED && fixes_all,
+                findings: vec![],
                 outcome,
                 not_simulated,
                 side_effects: v.side_effects,
                 effort: v.effort,
+                runs,
+            };
+            if let Some(o) = r.shown() {
+                r.findings = findings(&o, &today);
             }
+            if let (Some(seeds), Some(s)) = (seeds, r.spread()) {
+                r.findings.push(format!(
+                    "over seeds {seeds}: requests/s p5 {} to p95 {}, min {}, max {}",
+                    decimal(s.p5, 1),
+                    decimal(s.p95, 1),
+                    decimal(s.min, 1),
+                    decimal(s.max, 1)
+                ));
+            }
+            r
         })
         .collect();
     let (bad, good): (Vec<Remedy>, Vec<Remedy>) =
@@ -274,7 +317,8 @@ pub struct RankKey {
     pub unprotected_reuse: f64,
 }
 
-/// The key one run is ranked by (later, a mean of runs over seeds).
+/// The key one run is ranked by; a replicated remedy is ranked by its mean over the seeds
+/// ([`Outcome::mean`]), which for one run is that run.
 pub fn rank_key(o: &Outcome) -> RankKey {
     RankKey {
         requests_per_s: o.requests_per_s,
@@ -328,7 +372,7 @@ fn rank(remedies: Vec<Remedy>) -> Vec<Remedy> {
     not_simulated.sort_by_key(|r| r.effort);
     let keyed = simulated
         .into_iter()
-        .filter_map(|r| Some((rank_key(r.outcome.as_ref()?), r.effort, r)))
+        .filter_map(|r| Some((rank_key(&r.shown()?), r.effort, r)))
         .collect();
     fixed
         .into_iter()
@@ -938,6 +982,7 @@ mod tests {
             headroom_percent: Some(50.0),
             headroom_limit_per_s: Some(20.0),
             headroom_limit_from: Some(LimitSource::Rule),
+            replicates: None,
         }
     }
 
