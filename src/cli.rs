@@ -349,13 +349,10 @@ pub fn main() -> ExitCode {
                     .ports(ports)
             };
             let wall = std::time::Instant::now();
-            let run = match seeds.as_deref().map(crate::replicate::Seeds::parse) {
-                None => make(&sc).run_checked(),
-                Some(Err(e)) => {
-                    eprintln!("error: {e}");
-                    return ExitCode::from(BAD_INPUT);
-                }
-                Some(Ok(seeds)) => match replicated(&sc, seeds, threads, &make) {
+            let run = match parse_seeds(seeds.as_deref()) {
+                Err(code) => return code,
+                Ok(None) => make(&sc).run_checked(),
+                Ok(Some(seeds)) => match replicated(&sc, seeds, threads, &make) {
                     Ok(r) => Ok((r, 0)),
                     Err(code) => return code,
                 },
@@ -591,13 +588,9 @@ pub fn main() -> ExitCode {
             output,
             seeds,
         } => {
-            let seeds = match seeds.as_deref().map(crate::replicate::Seeds::parse) {
-                None => None,
-                Some(Ok(s)) => Some(s),
-                Some(Err(e)) => {
-                    eprintln!("error: {e}");
-                    return ExitCode::from(BAD_INPUT);
-                }
+            let seeds = match parse_seeds(seeds.as_deref()) {
+                Ok(s) => s,
+                Err(code) => return code,
             };
             let (file, text) = match (&scenario, rate) {
                 (Some(path), None) => match read_text(path) {
@@ -677,13 +670,9 @@ pub fn main() -> ExitCode {
             shard,
             seeds,
         } => {
-            let seeds = match seeds.as_deref().map(crate::replicate::Seeds::parse) {
-                None => None,
-                Some(Ok(s)) => Some(s),
-                Some(Err(e)) => {
-                    eprintln!("error: {e}");
-                    return ExitCode::from(BAD_INPUT);
-                }
+            let seeds = match parse_seeds(seeds.as_deref()) {
+                Ok(s) => s,
+                Err(code) => return code,
             };
             let text = match read_text(&scenario) {
                 Ok(t) => t,
@@ -882,6 +871,16 @@ pub fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// The `--seeds A..B` argument, if given.
+fn parse_seeds(arg: Option<&str>) -> Result<Option<crate::replicate::Seeds>, ExitCode> {
+    arg.map(crate::replicate::Seeds::parse)
+        .transpose()
+        .map_err(|e| {
+            eprintln!("error: {e}");
+            ExitCode::from(BAD_INPUT)
+        })
 }
 
 /// `sc` run once per seed on `threads` threads (default: every CPU), with a progress bar.

@@ -342,6 +342,21 @@ fn num(x: f64) -> String {
     }
 }
 
+/// `f` of `sc` with its seed set to each of `seeds`, in parallel on the current rayon pool;
+/// the results in seed order, whatever the thread count.
+pub fn per_seed<T: Send>(sc: &Scenario, seeds: Seeds, f: impl Fn(&Scenario) -> T + Sync) -> Vec<T> {
+    seeds
+        .iter()
+        .collect::<Vec<_>>()
+        .into_par_iter()
+        .map(|seed| {
+            let mut one = sc.clone();
+            one.seed = seed;
+            f(&one)
+        })
+        .collect()
+}
+
 /// Runs `sc` once per seed of `seeds` on the current rayon pool, calling `done` after each
 /// run: the report of the first seed, with the distributions over all of them. `make`
 /// builds each run's simulation (to set options such as [`Simulation::ports`]). A broken
@@ -352,19 +367,14 @@ pub fn run(
     make: &(dyn Fn(&Scenario) -> Simulation + Sync),
     done: &(dyn Fn() + Sync),
 ) -> Result<Report, (u64, Violation)> {
-    let runs: Vec<(Draw, Option<Report>)> = seeds
-        .iter()
-        .collect::<Vec<_>>()
-        .into_par_iter()
-        .map(|seed| {
-            let mut one = sc.clone();
-            one.seed = seed;
-            let (r, _) = make(&one).run_checked().map_err(|v| (seed, v))?;
-            done();
-            let draw = Draw::of(&r);
-            Ok((draw, (seed == seeds.first).then_some(r)))
-        })
-        .collect::<Result<_, _>>()?;
+    let runs: Vec<(Draw, Option<Report>)> = per_seed(sc, seeds, |one| {
+        let (r, _) = make(one).run_checked().map_err(|v| (one.seed, v))?;
+        done();
+        let draw = Draw::of(&r);
+        Ok((draw, (one.seed == seeds.first).then_some(r)))
+    })
+    .into_iter()
+    .collect::<Result<_, _>>()?;
     let mut first = None;
     let mut draws = Vec::with_capacity(runs.len());
     for (d, r) in runs {

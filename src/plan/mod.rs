@@ -478,21 +478,13 @@ pub fn assess(sc: &Scenario) -> (Report, Assessment) {
 /// count): the first seed's report and assessment, with every seed's outcome in `runs` and
 /// their distributions in `outcome.replicates`. Without seeds, [`assess`].
 pub fn assess_seeds(sc: &Scenario, seeds: Option<Seeds>) -> (Report, Assessment) {
-    use rayon::prelude::*;
     let Some(seeds) = seeds else {
         return assess(sc);
     };
-    let all: Vec<(Option<Report>, Assessment)> = seeds
-        .iter()
-        .collect::<Vec<_>>()
-        .into_par_iter()
-        .map(|seed| {
-            let mut one = sc.clone();
-            one.seed = seed;
-            let (r, a) = assess(&one);
-            ((seed == seeds.first).then_some(r), a)
-        })
-        .collect();
+    let all: Vec<(Option<Report>, Assessment)> = crate::replicate::per_seed(sc, seeds, |one| {
+        let (r, a) = assess(one);
+        ((one.seed == seeds.first).then_some(r), a)
+    });
     let runs: Vec<Outcome> = all.iter().map(|(_, a)| a.outcome.clone()).collect();
     let numbers: Vec<_> = runs.iter().map(crate::replicate::numbers).collect();
     let mut first = all.into_iter().next().expect("at least one seed");
