@@ -2316,8 +2316,9 @@ impl Simulation {
     /// Parks a closed-loop worker whose connect() found its pool exhausted, if its next
     /// attempts are certain to repeat this one: one source and destination (the pick does
     /// not vary), a fixed RTT (no random draw per attempt), no limit and no stop before the
-    /// end of the run (every retry is made), and a retry period that stays fixed (`count`, or `retry` with no backoff and no retry limit), the same period as
-    /// the workers already parked (equal periods keep their order from round to round).
+    /// end of the run (every retry is made), and a retry period that stays fixed (`count`,
+    /// or `retry` with no backoff and no retry limit), the same period as the workers already
+    /// parked (equal periods keep their order from round to round).
     /// Counts this failure as `fail` would. False when the worker must step.
     fn park(
         &mut self,
