@@ -67,6 +67,34 @@ fn ten_ports_client_closes_ten_succeed_even_ports_first_then_eaddrnotavail() {
 }
 
 #[test]
+fn a_range_narrowed_behind_the_prediction_is_refuted() {
+    let _serial = serial();
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/live/ten-ports-client-closes.toml");
+    let out = portsim()
+        .args(["live", "--format", "json", "--fault-sysctl"])
+        .arg("net.ipv4.ip_local_port_range=40000 40005")
+        .arg(&path)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if stderr.contains("namespace:") {
+        eprintln!("SKIPPED: {}", stderr.trim());
+        return;
+    }
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {stderr}"));
+    assert_eq!(out.status.code(), Some(1));
+    assert_ne!(r["verdict"], "agree");
+    // The prediction kept 10 ports; the kernel had 6.
+    assert_eq!(
+        n(&r["predicted"]["summary"]["connections"]["established"]),
+        10
+    );
+    assert_eq!(n(&r["measured"]["established"]), 6);
+    assert!(r["notes"].to_string().contains("fault injected"));
+}
+
+#[test]
 fn ten_ports_server_closes_every_connect_succeeds() {
     let _serial = serial();
     let Some(r) = live("ten-ports-server-closes.toml") else {
@@ -278,6 +306,29 @@ fn what_the_kernel_cannot_do_is_refused_before_anything_runs() {
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{name}: {err}");
         assert!(err.contains(says), "{name}: {err}");
+    }
+    // A fault knob live mode does not set, or no `=`: refused with what is allowed.
+    let base_path = dir.join("base.toml");
+    std::fs::write(&base_path, &base).unwrap();
+    for (fault, says) in [
+        ("net.ipv4.tcp_fin_timeout=1", "not a knob live mode sets"),
+        ("net.ipv4.ip_local_port_range", "expected NAME=VALUE"),
+        (
+            "net.ipv4.ip_local_port_range=40009 40000",
+            "the kernel refuses",
+        ),
+    ] {
+        let out = portsim()
+            .args(["live", "--fault-sysctl", fault])
+            .arg(&base_path)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        if err.contains("namespace:") {
+            continue;
+        }
+        assert_eq!(out.status.code(), Some(2), "{fault}: {err}");
+        assert!(err.contains(says), "{fault}: {err}");
     }
     std::fs::remove_dir_all(&dir).ok();
 }

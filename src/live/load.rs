@@ -265,6 +265,30 @@ fn respond(c: &mut SConn, spec: &ServerSpec) -> bool {
     closes
 }
 
+/// Faults the server can inject, to check that a live run can fail: the prediction models
+/// neither.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ServerFaults {
+    /// Wait this long before each accept(): a listener slow to accept. Its backlog fills and
+    /// the kernel drops SYNs beyond it.
+    pub accept_delay: StdDuration,
+    /// Never call accept(): the kernel still completes each handshake into the backlog (up to
+    /// 4096), so connect() succeeds, but no request is ever read or answered.
+    pub never_accept: bool,
+}
+
+/// Sleeps for `d`, waking early when `stop` is set.
+fn pause(d: StdDuration, stop: &AtomicBool) {
+    let end = StdInstant::now() + d;
+    while !stop.load(Ordering::Relaxed) {
+        let left = end.saturating_duration_since(StdInstant::now());
+        if left.is_zero() {
+            break;
+        }
+        std::thread::sleep(left.min(TICK));
+    }
+}
+
 /// Runs every listener until `stop`.
 /// Returns how many accept() calls failed for lack of descriptors or memory.
 ///
@@ -275,8 +299,9 @@ pub fn serve(
     listeners: Vec<(std::net::TcpListener, ServerSpec)>,
     seed: u64,
     stop: Arc<AtomicBool>,
-    accept_delay: StdDuration,
+    faults: ServerFaults,
 ) -> std::io::Result<u64> {
+    let accept_delay = faults.accept_delay;
     let mut poll = Poll::new()?;
     let mut events = Events::with_capacity(1024);
     let n = listeners.len();
@@ -284,8 +309,12 @@ pub fn serve(
     let mut specs = Vec::new();
     for (i, (l, spec)) in listeners.into_iter().enumerate() {
         let mut l = TcpListener::from_std(l);
-        poll.registry()
-            .register(&mut l, Token(i), Interest::READABLE)?;
+        if !faults.never_accept {
+            // Unregistered, a listener is never accepted from: its sockets stay in the
+            // backlog the kernel fills.
+            poll.registry()
+                .register(&mut l, Token(i), Interest::READABLE)?;
+        }
         ls.push(l);
         specs.push(spec);
     }
@@ -342,7 +371,7 @@ pub fn serve(
                         if stop.load(Ordering::Relaxed) {
                             break;
                         }
-                        std::thread::sleep(accept_delay);
+                        pause(accept_delay, &stop);
                     }
                     first = false;
                     match ls[t].accept() {

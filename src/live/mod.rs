@@ -56,14 +56,16 @@ extern "C" fn on_sigint(_: nix::libc::c_int) {
     INTERRUPTED.store(true, Ordering::SeqCst);
 }
 
-/// Limits of a live run.
-#[derive(Clone, Copy, Debug)]
+/// Limits of a live run, and the faults it injects.
+#[derive(Clone, Debug, Default)]
 pub struct Options {
     /// Hard cap on connections started (the run also ends at the scenario's duration).
     pub max_connections: u64,
-    /// Fault injection: the server waits this long before each accept(), a listener that is
-    /// slow to accept (its backlog fills and the kernel drops SYNs beyond it).
-    pub accept_delay: StdDuration,
+    /// Fault injection, to check that a run can refute the prediction: the server's side.
+    pub server_faults: load::ServerFaults,
+    /// Fault injection: knobs written into the namespace after the prediction's were read
+    /// back ([`netns::inject`]), as `(name, value)`.
+    pub fault_sysctls: Vec<(String, String)>,
 }
 
 /// Default connection cap.
@@ -253,12 +255,35 @@ pub fn run(sc: &Scenario, opts: Options) -> Result<LiveReport, LiveError> {
     let privilege = netns::enter()?;
     let ips: BTreeSet<u32> = sc.hosts.iter().flat_map(|h| h.ips.clone()).collect();
     netns::add_addresses(&ips.into_iter().collect::<Vec<_>>())?;
-    let (effective, notes) = netns::apply(&profile)?;
+    let (effective, mut notes) = netns::apply(&profile)?;
     if sc.workloads.iter().any(|w| w.local_port_range.is_some()) && !load::has_local_port_range() {
         return Err(LiveError::Refused(
             "local_port_range needs IP_LOCAL_PORT_RANGE, which this kernel lacks (Linux 6.3+)"
                 .into(),
         ));
+    }
+    // Faults go in after the knobs the prediction uses were read back.
+    for (name, value) in &opts.fault_sysctls {
+        let got = netns::inject(name, value)?;
+        notes.push(format!(
+            "fault injected: {name} = {got} written into the namespace after the prediction's \
+             knobs were read back; the prediction does not know it"
+        ));
+    }
+    let faults = opts.server_faults;
+    if !faults.accept_delay.is_zero() {
+        notes.push(format!(
+            "fault injected: the server waits {} before each accept(); the prediction does \
+             not model accept()",
+            crate::time::Duration(faults.accept_delay.as_nanos() as u64)
+        ));
+    }
+    if faults.never_accept {
+        notes.push(
+            "fault injected: the server never calls accept(); the kernel completes handshakes \
+             into the backlog and no request is answered"
+                .into(),
+        );
     }
     let handler = nix::sys::signal::SigAction::new(
         nix::sys::signal::SigHandler::Handler(on_sigint),
@@ -298,12 +323,11 @@ pub fn run(sc: &Scenario, opts: Options) -> Result<LiveReport, LiveError> {
     let server_stop = Arc::new(AtomicBool::new(false));
     let started = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let seed = sc.seed;
-    let accept_delay = opts.accept_delay;
     let server = {
         let stop = server_stop.clone();
         std::thread::Builder::new()
             .name("portsim-server".into())
-            .spawn(move || load::serve(listeners, seed, stop, accept_delay))
+            .spawn(move || load::serve(listeners, seed, stop, faults))
             .map_err(|e| LiveError::Io(e.to_string()))?
     };
     let duration = StdDuration::from_nanos(sc.duration.0);
@@ -453,7 +477,6 @@ pub fn run(sc: &Scenario, opts: Options) -> Result<LiveReport, LiveError> {
     for h in &mut predicted_sc.hosts {
         h.profile = effective.clone();
     }
-    let mut notes = notes;
     // Loopback cannot be given the scenario's RTT; the prediction takes the one measured
     // (the median connect latency: one round trip plus the kernel's and the loop's work).
     if r.connect_latency.count() > 0 {
