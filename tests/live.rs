@@ -46,6 +46,25 @@ fn n(v: &Value) -> u64 {
         .unwrap_or_else(|| v.as_f64().expect("a number") as u64)
 }
 
+/// Runs `portsim live --format json` on `path` with `args`: the report and the exit status;
+/// `None` (with the reason printed) when this machine cannot make a network namespace.
+fn run_live(path: &Path, args: &[&str]) -> Option<(Value, Option<i32>)> {
+    let out = portsim()
+        .args(["live", "--format", "json"])
+        .args(args)
+        .arg(path)
+        .output()
+        .expect("portsim runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if stderr.contains("namespace:") {
+        eprintln!("SKIPPED {}: {}", path.display(), stderr.trim());
+        return None;
+    }
+    let r: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{}: {e}\nstderr: {stderr}", path.display()));
+    Some((r, out.status.code()))
+}
+
 #[test]
 fn ten_ports_client_closes_ten_succeed_even_ports_first_then_eaddrnotavail() {
     let _serial = serial();
@@ -178,6 +197,125 @@ fn the_open_loop_ceiling_run_agrees_on_what_ports_decide() {
     assert!(r["measured"]["failed"].as_object().unwrap().is_empty());
     let tw = n(&r["measured"]["time_wait_peak_sampled"]);
     assert!((13_000..=14_116).contains(&tw), "{tw}");
+}
+
+/// The row of `metric` in a live report's checks: (predicted, measured).
+fn check(r: &Value, metric: &str) -> (u64, u64) {
+    let c = r["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["metric"] == metric)
+        .unwrap_or_else(|| panic!("no {metric} row: {}", r["checks"]));
+    (n(&c["predicted"]), n(&c["measured"]))
+}
+
+/// The same value predicted and measured.
+fn both(r: &Value, metric: &str) -> u64 {
+    let (p, m) = check(r, metric);
+    assert_eq!(p, m, "{metric}");
+    m
+}
+
+/// Writes `text` as a scenario in a fresh directory and runs it live (which must agree).
+fn live_text(tag: &str, text: &str) -> Option<Value> {
+    let dir = std::env::temp_dir().join(format!("portsim-live-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(format!("{tag}.toml"));
+    std::fs::write(&path, text).unwrap();
+    let out = run_live(&path, &[]);
+    std::fs::remove_dir_all(&dir).ok();
+    let (r, code) = out?;
+    assert_eq!(
+        r["verdict"], "agree",
+        "{tag}: {}\n{}",
+        r["checks"], r["notes"]
+    );
+    assert_eq!(code, Some(0));
+    Some(r)
+}
+
+const TEN_PORTS_HOST: &str = r#"
+[[host]]
+name = "local"
+profile = "linux"
+ips = ["127.0.0.1"]
+listen = ["127.0.0.1:8080"]
+knobs = { "net.ipv4.ip_local_port_range" = "40000 40009" }
+"#;
+
+#[test]
+fn the_live_generator_ends_a_workload_where_the_simulator_does() {
+    let _serial = serial();
+    let judged =
+        "[live]\nexact = [\"attempted\", \"established\", \"failed\", \"requests_completed\"]\n";
+    // A burst of 12 at 100 ms into 10 ports (client closes): 10 connect, 2 fail and retry
+    // every 50 ms into ports held by TIME-WAIT; the limit, 15 connect() calls, counts the
+    // retries, so 3 of them run and the workload ends.
+    let retries = format!(
+        "[scenario]\nname = \"live-limit-retries\"\nduration = \"1s\"\nbin = \"100ms\"\n{judged}{TEN_PORTS_HOST}
+[[workload]]
+name = \"burst\"
+client = \"local\"
+destinations = [\"127.0.0.1:8080\"]
+arrival = {{ kind = \"burst\", at = \"100ms\", count = 12 }}
+limit = {{ connections = 15 }}
+rtt = \"50us\"
+service_time = \"0s\"
+closer = \"client\"
+on_error = {{ action = \"retry\", delay = \"50ms\", max_retries = 3 }}
+"
+    );
+    if let Some(r) = live_text("limit-retries", &retries) {
+        assert_eq!(both(&r, "attempted"), 15);
+        assert_eq!(both(&r, "established"), 10);
+        assert_eq!(both(&r, "failed"), 5);
+        let stopped = r["measured"]["workloads"][0]["stopped_s"].as_f64().unwrap();
+        // The third retry is the second round's, 100 ms + 2 × 50 ms.
+        assert!((0.2..0.5).contains(&stopped), "{stopped}");
+    }
+    // 7 requests, 2 per connection: 4 connections, the last carrying 1.
+    let requests = format!(
+        "[scenario]\nname = \"live-limit-requests\"\nduration = \"1s\"\nbin = \"100ms\"\n{judged}{TEN_PORTS_HOST}
+[[workload]]
+name = \"burst\"
+client = \"local\"
+destinations = [\"127.0.0.1:8080\"]
+arrival = {{ kind = \"burst\", at = \"100ms\", count = 12 }}
+limit = {{ requests = 7 }}
+requests_per_connection = 2
+rtt = \"50us\"
+service_time = \"0s\"
+closer = \"client\"
+on_error = {{ action = \"count\" }}
+"
+    );
+    if let Some(r) = live_text("limit-requests", &requests) {
+        assert_eq!(both(&r, "established"), 4);
+        assert_eq!(both(&r, "requests_completed"), 7);
+    }
+    // Three closed-loop slots from 100 ms to 400 ms, each connection held 100 ms by the
+    // server: 3 connections per slot start before the stop, the 4th would start at it.
+    let closed = format!(
+        "[scenario]\nname = \"live-closed-window\"\nduration = \"1s\"\nbin = \"100ms\"\n{judged}{TEN_PORTS_HOST}
+[[workload]]
+name = \"slots\"
+client = \"local\"
+destinations = [\"127.0.0.1:8080\"]
+arrival = {{ kind = \"closed\", concurrency = 3 }}
+start = \"100ms\"
+stop = \"400ms\"
+rtt = \"50us\"
+service_time = \"100ms\"
+closer = \"client\"
+on_error = {{ action = \"count\", delay = \"10ms\" }}
+"
+    );
+    if let Some(r) = live_text("closed-window", &closed) {
+        assert_eq!(both(&r, "established"), 9);
+        // Nothing before the start.
+        assert_eq!(n(&r["measured"]["series"][0]["attempts"]), 0);
+    }
 }
 
 #[test]
@@ -330,6 +468,21 @@ fn what_the_kernel_cannot_do_is_refused_before_anything_runs() {
         assert_eq!(out.status.code(), Some(2), "{fault}: {err}");
         assert!(err.contains(says), "{fault}: {err}");
     }
+    // A request limit the live server cannot follow (it closes first after a fixed count).
+    let path = dir.join("partial.toml");
+    std::fs::write(
+        &path,
+        base.replace("closer = \"client\"", "closer = \"server\"")
+            .replace(
+                "requests_per_connection = 1",
+                "requests_per_connection = 2\nlimit = { requests = 5 }",
+            ),
+    )
+    .unwrap();
+    let out = portsim().arg("live").arg(&path).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("make the limit a multiple"), "{err}");
     std::fs::remove_dir_all(&dir).ok();
 }
 

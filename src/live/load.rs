@@ -18,8 +18,8 @@ use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Ipv4Addr, SocketAddrV4};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration as StdDuration, Instant as StdInstant};
 
 /// Bytes of each response.
@@ -460,6 +460,103 @@ fn close(conns: &mut [Option<SConn>], free: &mut Vec<usize>, i: usize) {
 
 // ---- clients ---------------------------------------------------------------------------
 
+/// How each workload ends, shared by every client thread: its [`crate::workload::Limit`]
+/// taken through the simulator's own [`Runner::take`] behind a lock, so that three threads
+/// start exactly the connections and requests one would; and when it stopped (the limit
+/// spent, or `on_error = "stop"`).
+pub struct Ends {
+    t0: StdInstant,
+    each: Vec<End>,
+}
+
+struct End {
+    /// The limit's state, for a workload with one.
+    budget: Option<Mutex<Runner>>,
+    /// No new request starts: the limit is spent or the workload stopped on an error.
+    over: AtomicBool,
+    /// When it stopped, ns from the start (`u64::MAX`: it did not).
+    at_ns: AtomicU64,
+    /// Connections the limit let start.
+    taken: AtomicU64,
+}
+
+/// How a workload ended in the live run.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Ended {
+    /// When its limit was spent or it stopped on an error (from the run's start).
+    pub stopped: Option<StdDuration>,
+    /// Connections started under its limit by then.
+    pub connections: u64,
+}
+
+impl Ends {
+    pub fn new(workloads: &[Workload], seed: u64, t0: StdInstant) -> Ends {
+        let each = workloads
+            .iter()
+            .map(|w| {
+                let limited = w.limit != crate::workload::Limit::default();
+                let rng = |k: &str| stream(seed, &format!("live:limit:{}:{k}", w.name));
+                End {
+                    budget: limited
+                        .then(|| Mutex::new(Runner::new(w, rng("a"), rng("l"), rng("s")))),
+                    over: AtomicBool::new(false),
+                    at_ns: AtomicU64::new(u64::MAX),
+                    taken: AtomicU64::new(0),
+                }
+            })
+            .collect();
+        Ends { t0, each }
+    }
+
+    /// Whether workload `wl` starts no new request.
+    pub fn over(&self, wl: u32) -> bool {
+        self.each[wl as usize].over.load(Ordering::Relaxed)
+    }
+
+    /// The requests a connect() attempt of `w` carries, or `None` when its limit allows no
+    /// attempt ([`Runner::take`]). The attempt that spends the limit stops the workload.
+    fn take(&self, wl: u32, w: &Workload, retry: bool, now: StdInstant) -> Option<u32> {
+        if !retry && self.over(wl) {
+            return None;
+        }
+        let e = &self.each[wl as usize];
+        let Some(budget) = &e.budget else {
+            return Some(w.requests_per_connection);
+        };
+        let mut r = budget.lock().unwrap_or_else(|p| p.into_inner());
+        let requests = r.take(w, retry)?;
+        e.taken.fetch_add(1, Ordering::Relaxed);
+        if r.stopped {
+            self.stop(wl, now);
+        }
+        Some(requests)
+    }
+
+    /// Stops workload `wl` at `now` (the first stop is the one recorded).
+    fn stop(&self, wl: u32, now: StdInstant) {
+        let e = &self.each[wl as usize];
+        e.over.store(true, Ordering::Relaxed);
+        let at = now.saturating_duration_since(self.t0).as_nanos() as u64;
+        let _ = e
+            .at_ns
+            .compare_exchange(u64::MAX, at, Ordering::Relaxed, Ordering::Relaxed);
+    }
+
+    /// How each workload ended, in order.
+    pub fn ended(&self) -> Vec<Ended> {
+        self.each
+            .iter()
+            .map(|e| {
+                let at = e.at_ns.load(Ordering::Relaxed);
+                Ended {
+                    stopped: (at != u64::MAX).then(|| StdDuration::from_nanos(at)),
+                    connections: e.taken.load(Ordering::Relaxed),
+                }
+            })
+            .collect()
+    }
+}
+
 struct CConn {
     sock: TcpStream,
     wl: u32,
@@ -498,7 +595,9 @@ pub struct Clients<'a> {
     part: (u64, u64),
     arrivals: Vec<u64>,
     /// Connections started by every client thread, against the shared cap.
-    started: Arc<std::sync::atomic::AtomicU64>,
+    started: Arc<AtomicU64>,
+    /// Limits and stops, shared by every client thread.
+    ends: Arc<Ends>,
     /// Source address routing picks per destination.
     routes: BTreeMap<u32, Option<u32>>,
     /// Request bytes, written from here.
@@ -556,7 +655,7 @@ pub fn client_threads(workloads: &[Workload]) -> u64 {
 
 impl<'a> Clients<'a> {
     /// A client thread: its share `part` of arrivals and slots, counting its starts into
-    /// `started` against the shared cap.
+    /// `started` against the shared cap and taking its workloads' limits from `ends`.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         workloads: &'a [Workload],
@@ -566,7 +665,8 @@ impl<'a> Clients<'a> {
         bin: StdDuration,
         max_connections: u64,
         part: (u64, u64),
-        started: Arc<std::sync::atomic::AtomicU64>,
+        started: Arc<AtomicU64>,
+        ends: Arc<Ends>,
     ) -> std::io::Result<Self> {
         let runners = workloads
             .iter()
@@ -597,6 +697,7 @@ impl<'a> Clients<'a> {
             part,
             arrivals: vec![0; workloads.len()],
             started,
+            ends,
             routes: BTreeMap::new(),
             request: vec![b'q'; 64 * 1024],
             r: ClientResult {
@@ -664,6 +765,7 @@ impl<'a> Clients<'a> {
                     Due::Arrival { wl } => {
                         let w = &self.workloads[wl as usize];
                         if !self.stopped[wl as usize]
+                            && !self.ends.over(wl)
                             && let Some(t) = self.runners[wl as usize].next_arrival(w)
                         {
                             let at = self.at(t);
@@ -677,13 +779,13 @@ impl<'a> Clients<'a> {
                             if lag > StdDuration::from_millis(5) {
                                 self.r.late_arrivals += 1;
                             }
-                            self.start(wl, NONE, 0, now);
+                            self.start(wl, NONE, 0, at, now);
                         } else {
                             // Another thread's arrival: keep the round-robin position in step.
                             self.runners[wl as usize].pick(w);
                         }
                     }
-                    Due::Start { wl, slot, retry } => self.start(wl, slot, retry, now),
+                    Due::Start { wl, slot, retry } => self.start(wl, slot, retry, at, now),
                 }
             }
             let next = self
@@ -720,15 +822,25 @@ impl<'a> Clients<'a> {
         Ok(self.r)
     }
 
-    fn start(&mut self, wl: u32, slot: u32, retry: u32, now: StdInstant) {
+    /// Starts a connection of workload `wl` due at `due`: none before the workload's
+    /// `start` or from its `stop` on (judged at `due`, as the simulator does, not at how
+    /// late this thread got to it), none once its limit is spent.
+    fn start(&mut self, wl: u32, slot: u32, retry: u32, due: StdInstant, now: StdInstant) {
         if self.stopped[wl as usize] {
             return;
         }
+        let w = &self.workloads[wl as usize];
+        let t = crate::time::Instant(due.saturating_duration_since(self.t0).as_nanos() as u64);
+        if !w.opens_at(t) {
+            return;
+        }
+        let Some(left) = self.ends.take(wl, w, retry > 0, now) else {
+            return;
+        };
         if self.started.fetch_add(1, Ordering::Relaxed) >= self.max_connections {
             self.stopped.iter_mut().for_each(|s| *s = true);
             return;
         }
-        let w = &self.workloads[wl as usize];
         let (src, dst) = self.runners[wl as usize].pick(w);
         self.r.attempted += 1;
         self.bin(now).attempts += 1;
@@ -741,7 +853,6 @@ impl<'a> Clients<'a> {
         // write says EAGAIN and the socket's first writable event sends it instead. A refused
         // connect() reports its error here, as SO_ERROR would.
         let n = w.request_bytes.max(1) as usize;
-        let left = w.requests_per_connection;
         let mut early = None;
         if left > 0 {
             match (&sock).write(&self.request[..n.min(self.request.len())]) {
@@ -879,7 +990,7 @@ impl<'a> Clients<'a> {
                 Due::Start { wl, slot, retry },
             ),
             AfterFailure::Idle => {}
-            AfterFailure::Stop => self.stopped[wl as usize] = true,
+            AfterFailure::Stop => self.ends.stop(wl, now),
         }
     }
 
@@ -1079,4 +1190,95 @@ pub fn has_local_port_range() -> bool {
     Socket::new(Domain::IPV4, Type::STREAM, None)
         .map(|s| setsockopt_u32(&s, 0, 51, 0).is_ok())
         .unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::time::{Duration, Instant};
+    use crate::workload::{Destination, Limit, Source, Spread};
+
+    fn workload(limit: Limit, requests_per_connection: u32) -> Workload {
+        Workload {
+            name: "w".into(),
+            sources: vec![Source { host: 0, ip: 1 }],
+            destinations: vec![Destination {
+                host: 0,
+                ip: 1,
+                port: 80,
+            }],
+            spread: Spread::RoundRobin,
+            arrival: Arrival::Closed { concurrency: 8 },
+            requests_per_connection,
+            rtt: Dist::Fixed(Duration::ZERO),
+            service_time: Dist::Fixed(Duration::ZERO),
+            request_bytes: 1,
+            closer: Closer::Client,
+            linger_zero: false,
+            mode: Mode::Connect,
+            reuseaddr: false,
+            local_port_range: None,
+            on_error: OnError::Stop,
+            start: Instant::ZERO,
+            stop: Instant(Duration::from_secs(10).0),
+            limit,
+        }
+    }
+
+    #[test]
+    fn three_threads_share_a_limit_exactly() {
+        // 1,000 requests, 3 per connection: 333 connections of 3 and one of 1, whichever
+        // thread takes them.
+        let w = workload(
+            Limit {
+                connections: None,
+                requests: Some(1000),
+            },
+            3,
+        );
+        let ends = Ends::new(std::slice::from_ref(&w), 7, StdInstant::now());
+        let taken: Vec<Vec<u32>> = std::thread::scope(|s| {
+            let hs: Vec<_> = (0..3)
+                .map(|_| {
+                    s.spawn(|| {
+                        std::iter::from_fn(|| ends.take(0, &w, false, StdInstant::now()))
+                            .collect::<Vec<u32>>()
+                    })
+                })
+                .collect();
+            hs.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let all: Vec<u32> = taken.into_iter().flatten().collect();
+        assert_eq!(all.len(), 334);
+        assert_eq!(all.iter().map(|&r| u64::from(r)).sum::<u64>(), 1000);
+        assert_eq!(all.iter().filter(|&&r| r == 1).count(), 1);
+        let end = ends.ended()[0];
+        assert_eq!(end.connections, 334);
+        assert!(end.stopped.is_some());
+        assert!(ends.over(0));
+    }
+
+    #[test]
+    fn a_retry_needs_only_a_connection_left() {
+        let w = workload(
+            Limit {
+                connections: Some(2),
+                requests: None,
+            },
+            1,
+        );
+        let ends = Ends::new(std::slice::from_ref(&w), 7, StdInstant::now());
+        let now = StdInstant::now();
+        assert_eq!(ends.take(0, &w, false, now), Some(1));
+        assert_eq!(ends.take(0, &w, true, now), Some(1));
+        // Spent: neither a new request nor a retry.
+        assert_eq!(ends.take(0, &w, true, now), None);
+        assert_eq!(ends.take(0, &w, false, now), None);
+        // Unlimited and stopped on an error: only retries go on.
+        let free = workload(Limit::default(), 1);
+        let ends = Ends::new(std::slice::from_ref(&free), 7, now);
+        ends.stop(0, now);
+        assert_eq!(ends.take(0, &free, false, now), None);
+        assert_eq!(ends.take(0, &free, true, now), Some(1));
+    }
 }

@@ -101,6 +101,9 @@ pub struct Measured {
     pub request_latency_ms: Lat,
     /// Local ports of the first connections, in order.
     pub first_ports: Vec<u16>,
+    /// How each workload ended, in the scenario's order (next to the prediction's
+    /// `workloads[]`).
+    pub workloads: Vec<MeasuredWorkload>,
     pub capped: bool,
     /// Connections that failed after the handshake (reset, closed early), by errno.
     pub broken: BTreeMap<String, u64>,
@@ -117,6 +120,20 @@ pub struct Measured {
     pub arrival_lag_ms: Lat,
     pub wall_s: f64,
     pub series: Vec<MeasuredBin>,
+}
+
+/// How a workload ended in the live run.
+#[derive(Serialize, Debug)]
+pub struct MeasuredWorkload {
+    pub name: String,
+    /// When its limit was spent (or it stopped on an error), seconds from the start; the
+    /// prediction's is `predicted.workloads[].stopped_s`.
+    pub stopped_s: Option<f64>,
+    /// Connections its limit let start, for a workload with a limit.
+    pub limited_connections: Option<u64>,
+    /// Those connections per second of the workload's activity until the limit was spent:
+    /// the rate this machine reached (the prediction knows no CPU).
+    pub connections_per_s: Option<f64>,
 }
 
 #[derive(Serialize, Debug)]
@@ -217,6 +234,20 @@ pub fn check(sc: &Scenario) -> Result<Profile, LiveError> {
         }
     }
     listener_specs(sc)?;
+    for w in &sc.workloads {
+        if let Some(n) = w.limit.requests
+            && w.closer == crate::workload::Closer::Server
+            && w.requests_per_connection > 0
+            && n % u64::from(w.requests_per_connection) != 0
+        {
+            return Err(LiveError::Refused(format!(
+                "workload {:?}: limit requests = {n} leaves a last connection with fewer than \
+                 requests_per_connection = {} requests, and the live server, which closes \
+                 first, cannot tell it from the others; make the limit a multiple",
+                w.name, w.requests_per_connection
+            )));
+        }
+    }
     Ok(first.profile.clone())
 }
 
@@ -334,12 +365,14 @@ pub fn run(sc: &Scenario, opts: Options) -> Result<LiveReport, LiveError> {
     let bin = StdDuration::from_nanos(sc.bin.0);
     let t0 = StdInstant::now() + StdDuration::from_millis(20);
     let cpu_before = process_cpu_s();
+    let ends = Arc::new(load::Ends::new(&sc.workloads, seed, t0));
     let threads = load::client_threads(&sc.workloads);
     let mut clients = Vec::new();
     for k in 0..threads {
         let stop = stop.clone();
         let release = release.clone();
         let started = started.clone();
+        let ends = ends.clone();
         let workloads = sc.workloads.clone();
         let cap = opts.max_connections;
         let handle = std::thread::Builder::new()
@@ -354,6 +387,7 @@ pub fn run(sc: &Scenario, opts: Options) -> Result<LiveReport, LiveError> {
                     cap,
                     (k, threads),
                     started,
+                    ends,
                 )?
                 .run(&stop, &release)
             })
@@ -445,6 +479,24 @@ pub fn run(sc: &Scenario, opts: Options) -> Result<LiveReport, LiveError> {
             }
         })
         .collect();
+    let workloads = sc
+        .workloads
+        .iter()
+        .zip(ends.ended())
+        .map(|(w, e)| {
+            let limited = w.limit != crate::workload::Limit::default();
+            let stopped_s = e.stopped.map(|d| d.as_secs_f64());
+            MeasuredWorkload {
+                name: w.name.clone(),
+                stopped_s,
+                limited_connections: limited.then_some(e.connections),
+                connections_per_s: stopped_s
+                    .map(|s| s - w.start.as_secs_f64())
+                    .filter(|&s| limited && s > 0.0)
+                    .map(|s| e.connections as f64 / s),
+            }
+        })
+        .collect();
     let measured = Measured {
         attempted: r.attempted,
         established: r.established,
@@ -459,6 +511,7 @@ pub fn run(sc: &Scenario, opts: Options) -> Result<LiveReport, LiveError> {
         connect_latency_ms: Lat::of(&r.connect_latency),
         request_latency_ms: Lat::of(&r.request_latency),
         first_ports: r.first_ports.iter().map(|&(_, p)| p).collect(),
+        workloads,
         capped: was_capped,
         broken: r.broken,
         accept_errors,
@@ -689,9 +742,32 @@ impl LiveReport {
                 b.time_wait_client + b.time_wait_server
             );
         }
+        let _ = writeln!(o);
+        for (i, w) in m.workloads.iter().enumerate() {
+            let predicted = self.predicted.workloads.get(i).and_then(|p| p.stopped_s);
+            if w.stopped_s.is_none() && predicted.is_none() {
+                continue;
+            }
+            let at = |s: Option<f64>| s.map_or("not reached".to_string(), |s| format!("{s:.3} s"));
+            let _ = write!(
+                o,
+                "workload {}: stopped at {} (predicted {})",
+                w.name,
+                at(w.stopped_s),
+                at(predicted)
+            );
+            match (w.limited_connections, w.connections_per_s) {
+                (Some(n), Some(rate)) => {
+                    let _ = writeln!(o, ": {n} connections at {rate:.0}/s on this machine");
+                }
+                _ => {
+                    let _ = writeln!(o);
+                }
+            }
+        }
         let _ = writeln!(
             o,
-            "\nconnect latency measured p50 {:.3} ms · p99 {:.3} ms · max {:.3} ms; requests p50 {:.3} ms · max {:.3} ms",
+            "connect latency measured p50 {:.3} ms · p99 {:.3} ms · max {:.3} ms; requests p50 {:.3} ms · max {:.3} ms",
             m.connect_latency_ms.p50,
             m.connect_latency_ms.p99,
             m.connect_latency_ms.max,
