@@ -7,7 +7,7 @@
 //! `request_bytes` bytes, a response [`RESPONSE_BYTES`]; the server answers each request
 //! after the workload's service time and, when it is the closer, closes after the last one.
 
-use crate::report::Hist;
+use crate::report::{FIRST_PORTS, Hist};
 use crate::rng::stream;
 use crate::workload::{AfterFailure, Arrival, Closer, Dist, Mode, OnError, Runner, Workload};
 use mio::net::{TcpListener, TcpStream};
@@ -152,9 +152,10 @@ pub struct ClientResult {
     pub in_flight: u64,
     pub connect_latency: Hist,
     pub request_latency: Hist,
-    /// Local ports of the first connections with their connect time (ns from the start),
-    /// for parity and order checks.
-    pub first_ports: Vec<(u64, u16)>,
+    /// Per pool ([`PoolKey`]), the local ports connect() handed out first (at most
+    /// [`FIRST_PORTS`]), each with the time connect() returned (ns from the start): the
+    /// order the kernel chose them in, as the prediction's `pools[].port_use.first`.
+    pub pool_ports: BTreeMap<PoolKey, Vec<(u64, u16)>>,
     /// Connections that failed after the handshake (reset, early close), by errno.
     pub broken: BTreeMap<String, u64>,
     /// Open-loop arrivals started more than 5 ms after their time: the generator fell behind.
@@ -460,6 +461,51 @@ fn close(conns: &mut [Option<SConn>], free: &mut Vec<usize>, i: usize) {
 
 // ---- clients ---------------------------------------------------------------------------
 
+/// A pool of local ports as the prediction keys it (`pools[]` of the report): connect() and
+/// IP_BIND_ADDRESS_NO_PORT share a port per four-tuple, so a pool per (source, destination
+/// address, destination port) (§1.3); bind() takes a port of its own per source address, so
+/// one pool per source (§1.6, §2.6), with the destination left zero.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct PoolKey {
+    pub source: u32,
+    pub destination: u32,
+    pub port: u16,
+}
+
+impl PoolKey {
+    fn of(w: &Workload, source: u32, destination: u32, port: u16) -> PoolKey {
+        if w.mode.binds() {
+            PoolKey {
+                source,
+                destination: 0,
+                port: 0,
+            }
+        } else {
+            PoolKey {
+                source,
+                destination,
+                port,
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for PoolKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let s = Ipv4Addr::from(self.source);
+        if self.destination == 0 {
+            write!(f, "{s} (bind)")
+        } else {
+            write!(
+                f,
+                "{s} → {}:{}",
+                Ipv4Addr::from(self.destination),
+                self.port
+            )
+        }
+    }
+}
+
 /// How each workload ends, shared by every client thread: its [`crate::workload::Limit`]
 /// taken through the simulator's own [`Runner::take`] behind a lock, so that three threads
 /// start exactly the connections and requests one would; and when it stopped (the limit
@@ -626,9 +672,14 @@ impl ClientResult {
         }
         self.connect_latency.merge(&o.connect_latency);
         self.request_latency.merge(&o.request_latency);
-        self.first_ports.extend(o.first_ports);
-        self.first_ports.sort_unstable();
-        self.first_ports.truncate(4096);
+        for (k, v) in o.pool_ports {
+            // Each thread kept its own first ports of the pool; the pool's first are among
+            // them.
+            let all = self.pool_ports.entry(k).or_default();
+            all.extend(v);
+            all.sort_unstable();
+            all.truncate(FIRST_PORTS);
+        }
         for (k, v) in o.broken {
             *self.broken.entry(k).or_default() += v;
         }
@@ -819,6 +870,13 @@ impl<'a> Clients<'a> {
         while !release.load(Ordering::Relaxed) {
             std::thread::sleep(StdDuration::from_millis(1));
         }
+        // Connections the end cut short are reset: SO_LINGER 0 makes close() send RST and
+        // leave no TIME-WAIT on either side (§2.5), as in the prediction, which stops at the
+        // end and holds no TIME-WAIT for a connection still open then. The count taken once
+        // the run is quiet (`time_wait_at_end`) then compares like with like.
+        for c in self.conns.iter().flatten() {
+            let _ = SockRef::from(&c.sock).set_linger(Some(StdDuration::ZERO));
+        }
         Ok(self.r)
     }
 
@@ -848,6 +906,7 @@ impl<'a> Clients<'a> {
             Ok(sock) => sock,
             Err(errno) => return self.fail(wl, slot, retry, errno, now),
         };
+        self.note_port(PoolKey::of(w, src.ip, dst.ip, dst.port), &sock);
         // On loopback the handshake is over when connect() returns (the SYN-ACK is processed
         // as the socket lock is released), so the request goes out at once; in SYN-SENT the
         // write says EAGAIN and the socket's first writable event sends it instead. A refused
@@ -899,6 +958,18 @@ impl<'a> Clients<'a> {
         if early.is_some() {
             // Connect latency ends when connect() and the write have returned.
             self.established(i, StdInstant::now());
+        }
+    }
+
+    /// Records the local port connect() gave `sock`, among the first of its pool.
+    fn note_port(&mut self, pool: PoolKey, sock: &Socket) {
+        let first = self.r.pool_ports.entry(pool).or_default();
+        if first.len() >= FIRST_PORTS {
+            return;
+        }
+        let at = self.t0.elapsed().as_nanos() as u64;
+        if let Some(a) = sock.local_addr().ok().and_then(|a| a.as_socket_ipv4()) {
+            first.push((at, a.port()));
         }
     }
 
@@ -1133,19 +1204,10 @@ impl<'a> Clients<'a> {
     fn established(&mut self, i: usize, now: StdInstant) -> bool {
         let c = self.conns[i].as_mut().expect("present");
         c.established = true;
-        let port = if self.r.first_ports.len() < 4096 {
-            c.sock.local_addr().map_or(0, |a| a.port())
-        } else {
-            0
-        };
-        let started = c.start.saturating_duration_since(self.t0).as_nanos() as u64;
         let latency = now.saturating_duration_since(c.start).as_nanos() as u64;
         let left = c.left;
         self.r.established += 1;
         self.r.connect_latency.record(latency);
-        if port != 0 {
-            self.r.first_ports.push((started, port));
-        }
         let b = self.bin(now);
         b.established += 1;
         b.connect_latency.record(latency);

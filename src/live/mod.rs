@@ -1,12 +1,16 @@
 //! Live mode: the scenario's workload on the real Linux stack, inside a private network
 //! namespace, against the simulator's prediction for the same effective settings.
 //!
-//! - [`netns`]: the namespace, its addresses, its sysctls (never the host's).
-//! - [`load`]: the workload with real non-blocking sockets.
-//! - [`diag`]: TIME-WAIT and ESTABLISHED counts by netlink sock_diag.
+//! - [`netns`]: the namespace, its addresses, its sysctls (never the host's), and the knobs
+//!   a fault writes behind the prediction's back.
+//! - [`load`]: the workload with real non-blocking sockets; its ends (`start`, `stop`,
+//!   `limit`) shared by the client threads; the server's faults.
+//! - [`diag`]: TIME-WAIT and ESTABLISHED counts by netlink sock_diag, and the table once the
+//!   run is quiet.
 //!
 //! [`run`] must be called while the process has a single thread: it moves that thread into
-//! the new namespace before starting the client, server and sampling threads.
+//! the new namespace before starting the client, server and sampling threads. [`verdict`]
+//! says whether the run agreed on the rows it judges.
 
 pub mod diag;
 pub mod load;
@@ -16,6 +20,7 @@ use crate::profile::{Kernel, Profile};
 use crate::report::{Hist, Report};
 use crate::scenario::Scenario;
 use crate::sim::Simulation;
+use crate::workload::Arrival;
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -68,6 +73,10 @@ pub struct Options {
     pub fault_sysctls: Vec<(String, String)>,
 }
 
+/// How long [`run`] waits, at most, for the namespace to go quiet before counting the
+/// TIME-WAITs the run left (`time_wait_at_end`).
+const SETTLE_BOUND: StdDuration = StdDuration::from_secs(2);
+
 /// Default connection cap.
 pub const MAX_CONNECTIONS: u64 = 2_000_000;
 
@@ -97,10 +106,22 @@ pub struct Measured {
     pub in_flight: u64,
     /// Largest TIME-WAIT count seen at a bin's end (sock_diag).
     pub time_wait_peak_sampled: u32,
+    /// TIME-WAIT sockets the run left, counted once it was quiet (see [`run`]).
+    pub time_wait_at_end: u32,
+    /// How long that count waited for the namespace to go quiet after the clients stopped.
+    pub settle_ms: f64,
+    /// Whether it went quiet (no socket connecting, connected or closing) within 2 s.
+    pub quiet: bool,
     pub connect_latency_ms: Lat,
     pub request_latency_ms: Lat,
-    /// Local ports of the first connections, in order.
+    /// Local ports connect() (or bind()) handed out first, in order, every pool together (at
+    /// most 1,000).
     pub first_ports: Vec<u16>,
+    /// The same per pool, as the prediction's `pools[].port_use.first`: at most 1,000 each.
+    pub first_ports_by_pool: BTreeMap<String, Vec<u16>>,
+    /// Per pool, the leading run of even ports among its first ports, summed (see
+    /// [`leading_even`]).
+    pub leading_even_ports: u64,
     /// How each workload ended, in the scenario's order (next to the prediction's
     /// `workloads[]`).
     pub workloads: Vec<MeasuredWorkload>,
@@ -113,6 +134,8 @@ pub struct Measured {
     /// done on their behalf) used during the run. Above 0.8 the rates measure this machine,
     /// not the kernel's port rules: a disagreement is reported as inconclusive.
     pub generator_busy: f64,
+    /// Share of the machine's CPUs busy during the run, every process counted (/proc/stat).
+    pub machine_busy: f64,
     pub interrupted: bool,
     /// Open-loop arrivals started more than 5 ms late: the generator's ceiling was reached.
     pub late_arrivals: u64,
@@ -159,8 +182,10 @@ pub struct Check {
     pub metric: String,
     pub predicted: f64,
     pub measured: f64,
-    /// "exact" or "relative ≤ x".
+    /// "exact", "relative ≤ x" or "not judged …".
     pub rule: String,
+    /// Whether the verdict rests on it.
+    pub judged: bool,
     pub pass: bool,
 }
 
@@ -181,6 +206,25 @@ pub struct LiveReport {
     pub partial: bool,
     pub measured: Measured,
     pub predicted: Report,
+}
+
+/// Busy and total jiffies of every CPU so far (/proc/stat's `cpu` line): busy is all but
+/// idle and iowait.
+fn machine_jiffies() -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let v: Vec<u64> = stat
+        .lines()
+        .next()?
+        .strip_prefix("cpu ")?
+        .split_whitespace()
+        .take(8)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    if v.len() < 5 {
+        return None;
+    }
+    let total: u64 = v.iter().sum();
+    Some((total - v[3] - v[4], total))
 }
 
 /// CPU time (user + system) of the whole process so far, in seconds.
@@ -281,6 +325,16 @@ fn listener_specs(sc: &Scenario) -> Result<BTreeMap<(u32, u16), load::ServerSpec
 }
 
 /// Runs `sc` live and predicts it. Call with the process single-threaded.
+///
+/// The clients stop at the scenario's end (or on Ctrl-C, or at the cap) and reset what is
+/// still open; the server keeps answering until the namespace is quiet, and the TIME-WAITs
+/// are counted then ([`diag::Diag::settle`]): `time_wait_at_end`, every TIME-WAIT the run
+/// made and none expired (60 s, §2.1), exactly, where a sample at a bin's end can catch a
+/// TIME-WAIT between its recycling by a SYN (§2.4) and its successor's close. The prediction's
+/// is `summary.time_wait.at_end`: the TIME-WAITs at the end of the simulated run, which
+/// holds none for connections open then, as the live run's reset leaves none (§2.5). The two
+/// are alike when the workloads end (`stop`, `limit`) before the run does; with connections
+/// crossing the end they can differ by the few closing at that instant.
 pub fn run(sc: &Scenario, opts: Options) -> Result<LiveReport, LiveError> {
     let profile = check(sc)?;
     let privilege = netns::enter()?;
@@ -365,6 +419,7 @@ pub fn run(sc: &Scenario, opts: Options) -> Result<LiveReport, LiveError> {
     let bin = StdDuration::from_nanos(sc.bin.0);
     let t0 = StdInstant::now() + StdDuration::from_millis(20);
     let cpu_before = process_cpu_s();
+    let machine_before = machine_jiffies();
     let ends = Arc::new(load::Ends::new(&sc.workloads, seed, t0));
     let threads = load::client_threads(&sc.workloads);
     let mut clients = Vec::new();
@@ -434,6 +489,25 @@ pub fn run(sc: &Scenario, opts: Options) -> Result<LiveReport, LiveError> {
         }
     }
     let mut r = r.expect("at least one client thread");
+    let wall_s = t0.elapsed().as_secs_f64();
+    let cpu_s = process_cpu_s() - cpu_before;
+    let machine_busy = match (machine_before, machine_jiffies()) {
+        (Some((busy0, all0)), Some((busy1, all1))) if all1 > all0 => {
+            (busy1 - busy0) as f64 / (all1 - all0) as f64
+        }
+        _ => 0.0,
+    };
+    // The clients are gone: let the server answer what is left, then count once quiet.
+    let settled = if interrupted {
+        None
+    } else {
+        Some(
+            diag.settle(&server_ports, SETTLE_BOUND, &|| {
+                INTERRUPTED.load(Ordering::SeqCst)
+            })
+            .map_err(|e| LiveError::Io(format!("sock_diag: {e}")))?,
+        )
+    };
     server_stop.store(true, Ordering::SeqCst);
     let accept_errors = server
         .join()
@@ -454,7 +528,6 @@ pub fn run(sc: &Scenario, opts: Options) -> Result<LiveReport, LiveError> {
         }
         r.failed = failed;
     }
-    let wall_s = t0.elapsed().as_secs_f64();
 
     let series: Vec<MeasuredBin> = r
         .bins
@@ -479,6 +552,14 @@ pub fn run(sc: &Scenario, opts: Options) -> Result<LiveReport, LiveError> {
             }
         })
         .collect();
+    let mut first: Vec<(u64, u16)> = r.pool_ports.values().flatten().copied().collect();
+    first.sort_unstable();
+    first.truncate(crate::report::FIRST_PORTS);
+    let by_pool: BTreeMap<String, Vec<u16>> = r
+        .pool_ports
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.iter().map(|&(_, p)| p).collect()))
+        .collect();
     let workloads = sc
         .workloads
         .iter()
@@ -497,27 +578,30 @@ pub fn run(sc: &Scenario, opts: Options) -> Result<LiveReport, LiveError> {
             }
         })
         .collect();
+    let last_tw = samples.last().map_or(0, |c| c.time_wait());
     let measured = Measured {
         attempted: r.attempted,
         established: r.established,
         failed: r.failed,
         requests_completed: r.requests,
         in_flight: r.in_flight,
-        time_wait_peak_sampled: samples
-            .iter()
-            .map(|c| c.time_wait_client + c.time_wait_server)
-            .max()
-            .unwrap_or(0),
+        time_wait_peak_sampled: samples.iter().map(|c| c.time_wait()).max().unwrap_or(0),
+        time_wait_at_end: settled.map_or(last_tw, |s| s.counts.time_wait()),
+        settle_ms: settled.map_or(0.0, |s| s.waited.as_secs_f64() * 1e3),
+        quiet: settled.is_some_and(|s| s.quiet),
         connect_latency_ms: Lat::of(&r.connect_latency),
         request_latency_ms: Lat::of(&r.request_latency),
-        first_ports: r.first_ports.iter().map(|&(_, p)| p).collect(),
+        first_ports: first.iter().map(|&(_, p)| p).collect(),
+        leading_even_ports: by_pool.values().map(|v| leading_even(v)).sum(),
+        first_ports_by_pool: by_pool,
         workloads,
         capped: was_capped,
         broken: r.broken,
         accept_errors,
-        generator_busy: (process_cpu_s() - cpu_before)
+        generator_busy: cpu_s
             / (wall_s.max(1e-9)
                 * std::thread::available_parallelism().map_or(1, |n| n.get()) as f64),
+        machine_busy,
         interrupted,
         late_arrivals: r.late_arrivals,
         arrival_lag_ms: Lat::of(&r.arrival_lag),
@@ -546,23 +630,20 @@ pub fn run(sc: &Scenario, opts: Options) -> Result<LiveReport, LiveError> {
         // Predict the part that ran: the whole bins sampled before Ctrl-C.
         predicted_sc.duration = crate::time::Duration(sc.bin.0 * samples.len() as u64);
     }
-    let predicted = Simulation::new(&predicted_sc).run();
+    if interrupted {
+        notes.push("time_wait_at_end is the last sample's count: Ctrl-C ended the run".into());
+    } else if !measured.quiet {
+        notes.push(format!(
+            "the namespace was not quiet {:.0} ms after the clients stopped (sockets still \
+             connecting, connected or closing); time_wait_at_end was counted then",
+            measured.settle_ms
+        ));
+    }
+    let predicted = Simulation::new(&predicted_sc).ports(true).run();
     let checks = compare(sc, &predicted, &measured);
-    let behind =
-        measured.late_arrivals * 100 > measured.attempted.max(1) || measured.generator_busy > 0.8;
-    let agree = checks.iter().all(|c| c.pass);
-    let verdict = if measured.interrupted {
-        "interrupted"
-    } else if was_capped {
-        "capped"
-    } else if !agree && (behind || accept_errors > 0) {
-        // The machine could not keep up: a difference says nothing about the port model.
-        "inconclusive"
-    } else if agree {
-        "agree"
-    } else {
-        "disagree"
-    };
+    let excuse = could_not_keep_up(sc, &predicted, &measured);
+    let (verdict, why) = verdict(&checks, measured.interrupted, was_capped, excuse);
+    notes.extend(why);
     Ok(LiveReport {
         schema: "portsim.live/1",
         scenario: sc.name.clone(),
@@ -588,9 +669,124 @@ pub fn run(sc: &Scenario, opts: Options) -> Result<LiveReport, LiveError> {
     })
 }
 
-/// Predicted against measured, by the scenario's `[live]` tolerances.
+/// The length of the leading run of even ports in `ports`. Linux's connect() scans the ports
+/// of `low`'s parity first, even ones for the default 32768 (§1.2 step 6), and takes one
+/// of the other parity only once none is free; bind(0) starts on the other parity (odd).
+pub fn leading_even(ports: &[u16]) -> u64 {
+    ports.iter().take_while(|p| *p % 2 == 0).count() as u64
+}
+
+/// Why a difference would say nothing about the port model: the machine could not run the
+/// workload as scheduled. `None` when it could.
+fn could_not_keep_up(sc: &Scenario, p: &Report, m: &Measured) -> Option<String> {
+    if m.accept_errors > 0 {
+        return Some(format!(
+            "the server failed {} accept() calls for lack of descriptors or memory",
+            m.accept_errors
+        ));
+    }
+    if m.late_arrivals * 100 > m.attempted.max(1) {
+        return Some(format!(
+            "the generator fell behind its arrivals: {} of {} started more than 5 ms late",
+            m.late_arrivals, m.attempted
+        ));
+    }
+    if m.generator_busy <= 0.8 && m.machine_busy <= 0.9 {
+        return None;
+    }
+    let cpu = format!(
+        "the machine was CPU-bound (this run used {:.0} % of its CPUs, every process {:.0} %)",
+        100.0 * m.generator_busy,
+        100.0 * m.machine_busy
+    );
+    let unlimited = crate::workload::Limit::default();
+    if sc
+        .workloads
+        .iter()
+        .any(|w| matches!(w.arrival, Arrival::Closed { .. }) && w.limit == unlimited)
+    {
+        return Some(format!(
+            "{cpu}, and a closed loop's rate is what the CPU allows"
+        ));
+    }
+    // A limit the prediction reached and the run did not, while the run was still
+    // establishing connections at its end: the machine was too slow, not the ports.
+    let working = m.series.last().is_some_and(|b| b.established > 0);
+    let unfinished =
+        sc.workloads
+            .iter()
+            .zip(&p.workloads)
+            .zip(&m.workloads)
+            .any(|((w, pw), mw)| {
+                w.limit != unlimited && pw.stopped_s.is_some() && mw.stopped_s.is_none()
+            });
+    (working && unfinished).then(|| {
+        format!("{cpu}, and it was still working through a limit the prediction reached when the run ended")
+    })
+}
+
+/// The verdict on a run's checks, and the note that says why when it is not plain. `agree`
+/// needs every judged check to pass and at least one judged metric the run produced (non-zero
+/// on a side): judged metrics that are all zero on both sides could not have shown a
+/// difference, so such a run is `inconclusive`. A failing check is `disagree`, or
+/// `inconclusive` with `excuse` (the machine could not keep up).
+pub fn verdict(
+    checks: &[Check],
+    interrupted: bool,
+    capped: bool,
+    excuse: Option<String>,
+) -> (&'static str, Option<String>) {
+    if interrupted {
+        return ("interrupted", None);
+    }
+    if capped {
+        return ("capped", None);
+    }
+    let judged: Vec<&Check> = checks.iter().filter(|c| c.judged).collect();
+    if judged.is_empty() {
+        return (
+            "inconclusive",
+            Some("inconclusive: no metric is judged".into()),
+        );
+    }
+    if judged.iter().all(|c| c.pass) {
+        if judged
+            .iter()
+            .any(|c| c.predicted != 0.0 || c.measured != 0.0)
+        {
+            return ("agree", None);
+        }
+        return (
+            "inconclusive",
+            Some(
+                "inconclusive: every judged metric is zero, predicted and measured, so this \
+                 run could not have shown a difference"
+                    .into(),
+            ),
+        );
+    }
+    match excuse {
+        Some(why) => (
+            "inconclusive",
+            Some(format!(
+                "inconclusive: {why}; the difference says nothing about the port model"
+            )),
+        ),
+        None => ("disagree", None),
+    }
+}
+
+/// Predicted against measured, by the scenario's `[live]` tolerances. `leading_even_ports`
+/// is not judged unless named where the application or IP_LOCAL_PORT_RANGE picks the ports
+/// (explicit ports; no parity rule with a per-socket range, §1.2 step 6).
 fn compare(sc: &Scenario, p: &Report, m: &Measured) -> Vec<Check> {
     let tol = sc.live.tolerance;
+    let predicted_even: u64 = p
+        .pools
+        .iter()
+        .filter_map(|pool| pool.port_use.as_ref())
+        .map(|u| leading_even(&u.first))
+        .sum();
     let mut rows: Vec<(String, f64, f64)> = vec![
         (
             "attempted".into(),
@@ -621,6 +817,16 @@ fn compare(sc: &Scenario, p: &Report, m: &Measured) -> Vec<Check> {
                 .unwrap_or(0) as f64,
             f64::from(m.time_wait_peak_sampled),
         ),
+        (
+            "time_wait_at_end".into(),
+            f64::from(p.summary.time_wait.at_end),
+            f64::from(m.time_wait_at_end),
+        ),
+        (
+            "leading_even_ports".into(),
+            predicted_even as f64,
+            m.leading_even_ports as f64,
+        ),
     ];
     let names: BTreeSet<String> = p
         .summary
@@ -636,6 +842,9 @@ fn compare(sc: &Scenario, p: &Report, m: &Measured) -> Vec<Check> {
             m.failed.get(&n).copied().unwrap_or(0) as f64,
         ));
     }
+    let app_ports = sc.workloads.iter().any(|w| {
+        matches!(w.mode, crate::workload::Mode::Explicit { .. }) || w.local_port_range.is_some()
+    });
     rows.into_iter()
         .map(|(metric, predicted, measured)| {
             let named = |list: &[String]| {
@@ -644,24 +853,30 @@ fn compare(sc: &Scenario, p: &Report, m: &Measured) -> Vec<Check> {
             };
             let exact = named(&sc.live.exact);
             let ignored = named(&sc.live.ignore);
-            let pass = if ignored {
-                true
+            let unruled = metric == "leading_even_ports" && app_ports && !exact;
+            let (rule, judged, pass) = if ignored {
+                ("not judged".to_string(), false, true)
+            } else if unruled {
+                (
+                    "not judged: the application picks the ports".to_string(),
+                    false,
+                    true,
+                )
             } else if exact {
-                predicted == measured
+                ("exact".to_string(), true, predicted == measured)
             } else {
-                (predicted - measured).abs() <= tol * predicted.abs().max(measured.abs())
+                (
+                    format!("relative ≤ {tol}"),
+                    true,
+                    (predicted - measured).abs() <= tol * predicted.abs().max(measured.abs()),
+                )
             };
             Check {
-                rule: if ignored {
-                    "not judged".into()
-                } else if exact {
-                    "exact".into()
-                } else {
-                    format!("relative ≤ {}", tol)
-                },
                 metric,
                 predicted,
                 measured,
+                rule,
+                judged,
                 pass,
             }
         })
@@ -715,7 +930,11 @@ impl LiveReport {
                 c.measured,
                 diff,
                 c.rule,
-                if c.pass { "ok" } else { "DIFFERS" }
+                match (c.judged, c.pass) {
+                    (false, _) => "",
+                    (true, true) => "ok",
+                    (true, false) => "DIFFERS",
+                }
             );
         }
         // The two series side by side, at most about 20 rows.
@@ -742,7 +961,16 @@ impl LiveReport {
                 b.time_wait_client + b.time_wait_server
             );
         }
-        let _ = writeln!(o);
+        let _ = writeln!(
+            o,
+            "\nTIME-WAIT at end counted {:.0} ms after the clients stopped{}",
+            m.settle_ms,
+            if m.quiet {
+                ", the namespace quiet"
+            } else {
+                ", the namespace not yet quiet"
+            }
+        );
         for (i, w) in m.workloads.iter().enumerate() {
             let predicted = self.predicted.workloads.get(i).and_then(|p| p.stopped_s);
             if w.stopped_s.is_none() && predicted.is_none() {
@@ -774,11 +1002,12 @@ impl LiveReport {
             m.request_latency_ms.p50,
             m.request_latency_ms.max
         );
-        if m.generator_busy > 0.8 {
+        if m.generator_busy > 0.8 || m.machine_busy > 0.9 {
             let _ = writeln!(
                 o,
-                "the machine was CPU-bound ({:.0} % of its CPUs busy): rates measure this machine",
-                100.0 * m.generator_busy
+                "the machine was CPU-bound (this run {:.0} %, every process {:.0} % of its CPUs): rates measure this machine",
+                100.0 * m.generator_busy,
+                100.0 * m.machine_busy
             );
         }
         if m.late_arrivals > 0 {
@@ -806,5 +1035,65 @@ impl LiveReport {
         }
         let _ = writeln!(o, "verdict: {}", self.verdict);
         o
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(metric: &str, predicted: f64, measured: f64, judged: bool) -> Check {
+        Check {
+            metric: metric.into(),
+            predicted,
+            measured,
+            rule: String::new(),
+            judged,
+            pass: !judged || predicted == measured,
+        }
+    }
+
+    #[test]
+    fn a_verdict_on_zeros_alone_is_inconclusive_however_much_else_ran() {
+        let checks = [
+            row("failed", 0.0, 0.0, true),
+            row("time_wait_at_end", 0.0, 0.0, true),
+            // The issue's run: established far apart, but ignored.
+            row("established", 110_336.0, 128.0, false),
+        ];
+        let (v, why) = verdict(&checks, false, false, None);
+        assert_eq!(v, "inconclusive");
+        assert!(why.unwrap().contains("zero"));
+    }
+
+    #[test]
+    fn agree_needs_one_judged_metric_the_run_produced() {
+        let checks = [
+            row("failed", 0.0, 0.0, true),
+            row("established", 25.0, 25.0, true),
+        ];
+        assert_eq!(verdict(&checks, false, false, None), ("agree", None));
+        // A difference on one side only is a difference, not a zero.
+        let checks = [row("failed", 0.0, 3.0, true)];
+        assert_eq!(verdict(&checks, false, false, None).0, "disagree");
+        assert_eq!(verdict(&[], false, false, None).0, "inconclusive");
+    }
+
+    #[test]
+    fn a_difference_is_inconclusive_only_with_an_excuse_and_a_stop_outranks_both() {
+        let checks = [row("established", 100.0, 60.0, true)];
+        assert_eq!(verdict(&checks, false, false, None).0, "disagree");
+        let (v, why) = verdict(&checks, false, false, Some("the machine was busy".into()));
+        assert_eq!(v, "inconclusive");
+        assert!(why.unwrap().contains("the machine was busy"));
+        assert_eq!(verdict(&checks, true, true, None).0, "interrupted");
+        assert_eq!(verdict(&checks, false, true, None).0, "capped");
+    }
+
+    #[test]
+    fn leading_even_counts_the_first_pass_only() {
+        assert_eq!(leading_even(&[40000, 40008, 40004, 40001, 40002]), 3);
+        assert_eq!(leading_even(&[40001, 40000]), 0);
+        assert_eq!(leading_even(&[]), 0);
     }
 }
