@@ -80,8 +80,8 @@ impl Diag {
 
     /// Waits, at most `bound`, until no socket of the namespace is connecting, connected or
     /// closing (none ESTABLISHED and none [`Counts::transitional`]), or until the counts have
-    /// not changed for 200 ms; then returns the table. Every TIME-WAIT the run made is in
-    /// it: none expires within a run, 60 s (§2.1). `give_up` ends the wait early.
+    /// not changed for 200 ms; then returns the table. None of the run's TIME-WAITs has
+    /// expired by then (60 s, §2.1). `give_up` ends the wait early.
     pub fn settle(
         &mut self,
         server_ports: &BTreeSet<u16>,

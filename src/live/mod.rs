@@ -328,9 +328,10 @@ fn listener_specs(sc: &Scenario) -> Result<BTreeMap<(u32, u16), load::ServerSpec
 ///
 /// The clients stop at the scenario's end (or on Ctrl-C, or at the cap) and reset what is
 /// still open; the server keeps answering until the namespace is quiet, and the TIME-WAITs
-/// are counted then ([`diag::Diag::settle`]): `time_wait_at_end`, every TIME-WAIT the run
-/// made and none expired (60 s, §2.1), exactly, where a sample at a bin's end can catch a
-/// TIME-WAIT between its recycling by a SYN (§2.4) and its successor's close. The prediction's
+/// are counted then ([`diag::Diag::settle`]): `time_wait_at_end`, the TIME-WAITs the run left
+/// (none expires within a run, 60 s, §2.1), counted once and exactly, where a sample at a
+/// bin's end can catch a TIME-WAIT between its recycling by a SYN (§2.4) and its successor's
+/// close. The prediction's
 /// is `summary.time_wait.at_end`: the TIME-WAITs at the end of the simulated run, which
 /// holds none for connections open then, as the live run's reset leaves none (§2.5). The two
 /// are alike when the workloads end (`stop`, `limit`) before the run does; with connections
