@@ -152,10 +152,6 @@ pub struct ClientResult {
     pub in_flight: u64,
     pub connect_latency: Hist,
     pub request_latency: Hist,
-    /// Per pool ([`PoolKey`]), the local ports connect() handed out first (at most
-    /// [`FIRST_PORTS`]), each with the time connect() returned (ns from the start): the
-    /// order the kernel chose them in, as the prediction's `pools[].port_use.first`.
-    pub pool_ports: BTreeMap<PoolKey, Vec<(u64, u16)>>,
     /// Connections that failed after the handshake (reset, early close), by errno.
     pub broken: BTreeMap<String, u64>,
     /// Open-loop arrivals started more than 5 ms after their time: the generator fell behind.
@@ -506,6 +502,43 @@ impl std::fmt::Display for PoolKey {
     }
 }
 
+/// The ports each pool handed out first (at most [`FIRST_PORTS`] a pool), in the order the
+/// kernel handed them out, as the prediction's `pools[].port_use.first`. Until a pool has its
+/// first ports, its socket()-bind()-connect() calls run one at a time across the client
+/// threads, under this lock: the port is chosen inside the call, so threads racing at one
+/// instant (a burst), or one preempted between the call and its note, would otherwise
+/// record ports out of the kernel's order.
+#[derive(Default)]
+pub struct FirstPorts {
+    inner: Mutex<FirstInner>,
+}
+
+#[derive(Default)]
+struct FirstInner {
+    /// Per pool, each port with its place in the order across pools.
+    pools: BTreeMap<PoolKey, Vec<(u64, u16)>>,
+    next: u64,
+}
+
+impl FirstPorts {
+    /// Per pool, its first ports in order.
+    pub fn by_pool(&self) -> BTreeMap<PoolKey, Vec<u16>> {
+        let g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        g.pools
+            .iter()
+            .map(|(k, v)| (*k, v.iter().map(|&(_, p)| p).collect()))
+            .collect()
+    }
+
+    /// The first ports of every pool together, in order, at most [`FIRST_PORTS`].
+    pub fn all(&self) -> Vec<u16> {
+        let g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let mut all: Vec<(u64, u16)> = g.pools.values().flatten().copied().collect();
+        all.sort_unstable();
+        all.iter().take(FIRST_PORTS).map(|&(_, p)| p).collect()
+    }
+}
+
 /// How each workload ends, shared by every client thread: its [`crate::workload::Limit`]
 /// taken through the simulator's own [`Runner::take`] behind a lock, so that three threads
 /// start exactly the connections and requests one would; and when it stopped (the limit
@@ -644,6 +677,10 @@ pub struct Clients<'a> {
     started: Arc<AtomicU64>,
     /// Limits and stops, shared by every client thread.
     ends: Arc<Ends>,
+    /// The pools' first ports, shared by every client thread.
+    first: Arc<FirstPorts>,
+    /// Pools whose first ports this thread has seen complete.
+    noted: std::collections::BTreeSet<PoolKey>,
     /// Source address routing picks per destination.
     routes: BTreeMap<u32, Option<u32>>,
     /// Request bytes, written from here.
@@ -672,14 +709,6 @@ impl ClientResult {
         }
         self.connect_latency.merge(&o.connect_latency);
         self.request_latency.merge(&o.request_latency);
-        for (k, v) in o.pool_ports {
-            // Each thread kept its own first ports of the pool; the pool's first are among
-            // them.
-            let all = self.pool_ports.entry(k).or_default();
-            all.extend(v);
-            all.sort_unstable();
-            all.truncate(FIRST_PORTS);
-        }
         for (k, v) in o.broken {
             *self.broken.entry(k).or_default() += v;
         }
@@ -706,7 +735,8 @@ pub fn client_threads(workloads: &[Workload]) -> u64 {
 
 impl<'a> Clients<'a> {
     /// A client thread: its share `part` of arrivals and slots, counting its starts into
-    /// `started` against the shared cap and taking its workloads' limits from `ends`.
+    /// `started` against the shared cap, taking its workloads' limits from `ends` and
+    /// noting the pools' first ports in `first`.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         workloads: &'a [Workload],
@@ -718,6 +748,7 @@ impl<'a> Clients<'a> {
         part: (u64, u64),
         started: Arc<AtomicU64>,
         ends: Arc<Ends>,
+        first: Arc<FirstPorts>,
     ) -> std::io::Result<Self> {
         let runners = workloads
             .iter()
@@ -749,6 +780,8 @@ impl<'a> Clients<'a> {
             arrivals: vec![0; workloads.len()],
             started,
             ends,
+            first,
+            noted: Default::default(),
             routes: BTreeMap::new(),
             request: vec![b'q'; 64 * 1024],
             r: ClientResult {
@@ -902,11 +935,33 @@ impl<'a> Clients<'a> {
         let (src, dst) = self.runners[wl as usize].pick(w);
         self.r.attempted += 1;
         self.bin(now).attempts += 1;
+        let pool = PoolKey::of(w, src.ip, dst.ip, dst.port);
+        let first = self.first.clone();
+        // Hold the lock across the call only while the pool's first ports are being noted.
+        let mut noting = None;
+        if !self.noted.contains(&pool) {
+            let g = first.inner.lock().unwrap_or_else(|p| p.into_inner());
+            if g.pools.get(&pool).map_or(0, Vec::len) < FIRST_PORTS {
+                noting = Some(g);
+            } else {
+                self.noted.insert(pool);
+            }
+        }
         let sock = match self.open(wl, src.ip, dst.ip, dst.port) {
             Ok(sock) => sock,
-            Err(errno) => return self.fail(wl, slot, retry, errno, now),
+            Err(errno) => {
+                drop(noting);
+                return self.fail(wl, slot, retry, errno, now);
+            }
         };
-        self.note_port(PoolKey::of(w, src.ip, dst.ip, dst.port), &sock);
+        if let Some(g) = noting.as_mut()
+            && let Some(a) = sock.local_addr().ok().and_then(|a| a.as_socket_ipv4())
+        {
+            let at = g.next;
+            g.next += 1;
+            g.pools.entry(pool).or_default().push((at, a.port()));
+        }
+        drop(noting);
         // On loopback the handshake is over when connect() returns (the SYN-ACK is processed
         // as the socket lock is released), so the request goes out at once; in SYN-SENT the
         // write says EAGAIN and the socket's first writable event sends it instead. A refused
@@ -958,18 +1013,6 @@ impl<'a> Clients<'a> {
         if early.is_some() {
             // Connect latency ends when connect() and the write have returned.
             self.established(i, StdInstant::now());
-        }
-    }
-
-    /// Records the local port connect() gave `sock`, among the first of its pool.
-    fn note_port(&mut self, pool: PoolKey, sock: &Socket) {
-        let first = self.r.pool_ports.entry(pool).or_default();
-        if first.len() >= FIRST_PORTS {
-            return;
-        }
-        let at = self.t0.elapsed().as_nanos() as u64;
-        if let Some(a) = sock.local_addr().ok().and_then(|a| a.as_socket_ipv4()) {
-            first.push((at, a.port()));
         }
     }
 

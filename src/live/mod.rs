@@ -422,6 +422,7 @@ pub fn run(sc: &Scenario, opts: Options) -> Result<LiveReport, LiveError> {
     let cpu_before = process_cpu_s();
     let machine_before = machine_jiffies();
     let ends = Arc::new(load::Ends::new(&sc.workloads, seed, t0));
+    let first_ports = Arc::new(load::FirstPorts::default());
     let threads = load::client_threads(&sc.workloads);
     let mut clients = Vec::new();
     for k in 0..threads {
@@ -429,6 +430,7 @@ pub fn run(sc: &Scenario, opts: Options) -> Result<LiveReport, LiveError> {
         let release = release.clone();
         let started = started.clone();
         let ends = ends.clone();
+        let first = first_ports.clone();
         let workloads = sc.workloads.clone();
         let cap = opts.max_connections;
         let handle = std::thread::Builder::new()
@@ -444,6 +446,7 @@ pub fn run(sc: &Scenario, opts: Options) -> Result<LiveReport, LiveError> {
                     (k, threads),
                     started,
                     ends,
+                    first,
                 )?
                 .run(&stop, &release)
             })
@@ -553,13 +556,10 @@ pub fn run(sc: &Scenario, opts: Options) -> Result<LiveReport, LiveError> {
             }
         })
         .collect();
-    let mut first: Vec<(u64, u16)> = r.pool_ports.values().flatten().copied().collect();
-    first.sort_unstable();
-    first.truncate(crate::report::FIRST_PORTS);
-    let by_pool: BTreeMap<String, Vec<u16>> = r
-        .pool_ports
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.iter().map(|&(_, p)| p).collect()))
+    let by_pool: BTreeMap<String, Vec<u16>> = first_ports
+        .by_pool()
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
         .collect();
     let workloads = sc
         .workloads
@@ -592,7 +592,7 @@ pub fn run(sc: &Scenario, opts: Options) -> Result<LiveReport, LiveError> {
         quiet: settled.is_some_and(|s| s.quiet),
         connect_latency_ms: Lat::of(&r.connect_latency),
         request_latency_ms: Lat::of(&r.request_latency),
-        first_ports: first.iter().map(|&(_, p)| p).collect(),
+        first_ports: first_ports.all(),
         leading_even_ports: by_pool.values().map(|v| leading_even(v)).sum(),
         first_ports_by_pool: by_pool,
         workloads,
