@@ -222,6 +222,15 @@ enum Command {
         /// (a listener slow to accept; the prediction does not model it).
         #[arg(long, value_name = "DURATION")]
         accept_delay: Option<String>,
+        /// Fault injection: the server never calls accept() (the kernel still completes
+        /// handshakes into the backlog; no request is answered).
+        #[arg(long)]
+        never_accept: bool,
+        /// Fault injection: write this knob into the run's namespace after the prediction's
+        /// knobs were read back, e.g. 'net.ipv4.ip_local_port_range=40000 40004'; the
+        /// prediction does not know it. Repeatable.
+        #[arg(long, value_name = "NAME=VALUE")]
+        fault_sysctl: Vec<String>,
     },
     /// List the kernel profiles.
     Profiles,
@@ -423,6 +432,8 @@ pub fn main() -> ExitCode {
             max_connections,
             plot,
             accept_delay,
+            never_accept,
+            fault_sysctl,
         } => {
             let sc = match scenario::load(&scenario) {
                 Ok(sc) => sc,
@@ -441,11 +452,26 @@ pub fn main() -> ExitCode {
                     return ExitCode::from(BAD_INPUT);
                 }
             };
+            let mut fault_sysctls = Vec::new();
+            for f in &fault_sysctl {
+                let Some((name, value)) = f.split_once('=') else {
+                    eprintln!(
+                        "error: --fault-sysctl {f:?}: expected NAME=VALUE, e.g. \
+                         'net.ipv4.ip_local_port_range=40000 40004'"
+                    );
+                    return ExitCode::from(BAD_INPUT);
+                };
+                fault_sysctls.push((name.trim().to_string(), value.trim().to_string()));
+            }
             let opts = live::Options {
                 max_connections: max_connections
                     .or(sc.live.max_connections)
                     .unwrap_or(live::MAX_CONNECTIONS),
-                accept_delay,
+                server_faults: live::load::ServerFaults {
+                    accept_delay,
+                    never_accept,
+                },
+                fault_sysctls,
             };
             let report = match live::run(&sc, opts) {
                 Ok(r) => r,

@@ -7,7 +7,7 @@
 //! `request_bytes` bytes, a response [`RESPONSE_BYTES`]; the server answers each request
 //! after the workload's service time and, when it is the closer, closes after the last one.
 
-use crate::report::Hist;
+use crate::report::{FIRST_PORTS, Hist};
 use crate::rng::stream;
 use crate::workload::{AfterFailure, Arrival, Closer, Dist, Mode, OnError, Runner, Workload};
 use mio::net::{TcpListener, TcpStream};
@@ -18,8 +18,8 @@ use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Ipv4Addr, SocketAddrV4};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration as StdDuration, Instant as StdInstant};
 
 /// Bytes of each response.
@@ -152,9 +152,6 @@ pub struct ClientResult {
     pub in_flight: u64,
     pub connect_latency: Hist,
     pub request_latency: Hist,
-    /// Local ports of the first connections with their connect time (ns from the start),
-    /// for parity and order checks.
-    pub first_ports: Vec<(u64, u16)>,
     /// Connections that failed after the handshake (reset, early close), by errno.
     pub broken: BTreeMap<String, u64>,
     /// Open-loop arrivals started more than 5 ms after their time: the generator fell behind.
@@ -265,6 +262,30 @@ fn respond(c: &mut SConn, spec: &ServerSpec) -> bool {
     closes
 }
 
+/// Faults the server can inject, to check that a live run can fail: the prediction models
+/// neither.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ServerFaults {
+    /// Wait this long before each accept(): a listener slow to accept. Its backlog fills and
+    /// the kernel drops SYNs beyond it.
+    pub accept_delay: StdDuration,
+    /// Never call accept(): the kernel still completes each handshake into the backlog (up to
+    /// 4096), so connect() succeeds, but no request is ever read or answered.
+    pub never_accept: bool,
+}
+
+/// Sleeps for `d`, waking early when `stop` is set.
+fn pause(d: StdDuration, stop: &AtomicBool) {
+    let end = StdInstant::now() + d;
+    while !stop.load(Ordering::Relaxed) {
+        let left = end.saturating_duration_since(StdInstant::now());
+        if left.is_zero() {
+            break;
+        }
+        std::thread::sleep(left.min(TICK));
+    }
+}
+
 /// Runs every listener until `stop`.
 /// Returns how many accept() calls failed for lack of descriptors or memory.
 ///
@@ -275,8 +296,9 @@ pub fn serve(
     listeners: Vec<(std::net::TcpListener, ServerSpec)>,
     seed: u64,
     stop: Arc<AtomicBool>,
-    accept_delay: StdDuration,
+    faults: ServerFaults,
 ) -> std::io::Result<u64> {
+    let accept_delay = faults.accept_delay;
     let mut poll = Poll::new()?;
     let mut events = Events::with_capacity(1024);
     let n = listeners.len();
@@ -284,8 +306,12 @@ pub fn serve(
     let mut specs = Vec::new();
     for (i, (l, spec)) in listeners.into_iter().enumerate() {
         let mut l = TcpListener::from_std(l);
-        poll.registry()
-            .register(&mut l, Token(i), Interest::READABLE)?;
+        if !faults.never_accept {
+            // Unregistered, a listener is never accepted from: its sockets stay in the
+            // backlog the kernel fills.
+            poll.registry()
+                .register(&mut l, Token(i), Interest::READABLE)?;
+        }
         ls.push(l);
         specs.push(spec);
     }
@@ -342,7 +368,7 @@ pub fn serve(
                         if stop.load(Ordering::Relaxed) {
                             break;
                         }
-                        std::thread::sleep(accept_delay);
+                        pause(accept_delay, &stop);
                     }
                     first = false;
                     match ls[t].accept() {
@@ -431,6 +457,185 @@ fn close(conns: &mut [Option<SConn>], free: &mut Vec<usize>, i: usize) {
 
 // ---- clients ---------------------------------------------------------------------------
 
+/// A pool of local ports as the prediction keys it (`pools[]` of the report): connect() and
+/// IP_BIND_ADDRESS_NO_PORT share a port per four-tuple, so a pool per (source, destination
+/// address, destination port) (§1.3); bind() takes a port of its own per source address, so
+/// one pool per source (§1.6, §2.6), with the destination left zero.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct PoolKey {
+    pub source: u32,
+    pub destination: u32,
+    pub port: u16,
+}
+
+impl PoolKey {
+    fn of(w: &Workload, source: u32, destination: u32, port: u16) -> PoolKey {
+        if w.mode.binds() {
+            PoolKey {
+                source,
+                destination: 0,
+                port: 0,
+            }
+        } else {
+            PoolKey {
+                source,
+                destination,
+                port,
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for PoolKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let s = Ipv4Addr::from(self.source);
+        if self.destination == 0 {
+            write!(f, "{s} (bind)")
+        } else {
+            write!(
+                f,
+                "{s} → {}:{}",
+                Ipv4Addr::from(self.destination),
+                self.port
+            )
+        }
+    }
+}
+
+/// The ports each pool handed out first (at most [`FIRST_PORTS`] a pool), in the order the
+/// kernel handed them out, as the prediction's `pools[].port_use.first`. Until a pool has its
+/// first ports, its socket()-bind()-connect() calls run one at a time across the client
+/// threads, under this lock: the port is chosen inside the call, so threads racing at one
+/// instant (a burst), or one preempted between the call and its note, would otherwise
+/// record ports out of the kernel's order.
+#[derive(Default)]
+pub struct FirstPorts {
+    inner: Mutex<FirstInner>,
+}
+
+#[derive(Default)]
+struct FirstInner {
+    /// Per pool, each port with its place in the order across pools.
+    pools: BTreeMap<PoolKey, Vec<(u64, u16)>>,
+    next: u64,
+}
+
+impl FirstPorts {
+    /// Per pool, its first ports in order.
+    pub fn by_pool(&self) -> BTreeMap<PoolKey, Vec<u16>> {
+        let g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        g.pools
+            .iter()
+            .map(|(k, v)| (*k, v.iter().map(|&(_, p)| p).collect()))
+            .collect()
+    }
+
+    /// The first ports of every pool together, in order, at most [`FIRST_PORTS`].
+    pub fn all(&self) -> Vec<u16> {
+        let g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let mut all: Vec<(u64, u16)> = g.pools.values().flatten().copied().collect();
+        all.sort_unstable();
+        all.iter().take(FIRST_PORTS).map(|&(_, p)| p).collect()
+    }
+}
+
+/// How each workload ends, shared by every client thread: its [`crate::workload::Limit`]
+/// taken through the simulator's own [`Runner::take`] behind a lock, so that three threads
+/// start exactly the connections and requests one would; and when it stopped (the limit
+/// spent, or `on_error = "stop"`).
+pub struct Ends {
+    t0: StdInstant,
+    each: Vec<End>,
+}
+
+struct End {
+    /// The limit's state, for a workload with one.
+    budget: Option<Mutex<Runner>>,
+    /// No new request starts: the limit is spent or the workload stopped on an error.
+    over: AtomicBool,
+    /// When it stopped, ns from the start (`u64::MAX`: it did not).
+    at_ns: AtomicU64,
+    /// Connections the limit let start.
+    taken: AtomicU64,
+}
+
+/// How a workload ended in the live run.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Ended {
+    /// When its limit was spent or it stopped on an error (from the run's start).
+    pub stopped: Option<StdDuration>,
+    /// Connections started under its limit by then.
+    pub connections: u64,
+}
+
+impl Ends {
+    pub fn new(workloads: &[Workload], seed: u64, t0: StdInstant) -> Ends {
+        let each = workloads
+            .iter()
+            .map(|w| {
+                let limited = w.limit != crate::workload::Limit::default();
+                let rng = |k: &str| stream(seed, &format!("live:limit:{}:{k}", w.name));
+                End {
+                    budget: limited
+                        .then(|| Mutex::new(Runner::new(w, rng("a"), rng("l"), rng("s")))),
+                    over: AtomicBool::new(false),
+                    at_ns: AtomicU64::new(u64::MAX),
+                    taken: AtomicU64::new(0),
+                }
+            })
+            .collect();
+        Ends { t0, each }
+    }
+
+    /// Whether workload `wl` starts no new request.
+    pub fn over(&self, wl: u32) -> bool {
+        self.each[wl as usize].over.load(Ordering::Relaxed)
+    }
+
+    /// The requests a connect() attempt of `w` carries, or `None` when its limit allows no
+    /// attempt ([`Runner::take`]). The attempt that spends the limit stops the workload.
+    fn take(&self, wl: u32, w: &Workload, retry: bool, now: StdInstant) -> Option<u32> {
+        if !retry && self.over(wl) {
+            return None;
+        }
+        let e = &self.each[wl as usize];
+        let Some(budget) = &e.budget else {
+            return Some(w.requests_per_connection);
+        };
+        let mut r = budget.lock().unwrap_or_else(|p| p.into_inner());
+        let requests = r.take(w, retry)?;
+        e.taken.fetch_add(1, Ordering::Relaxed);
+        if r.stopped {
+            self.stop(wl, now);
+        }
+        Some(requests)
+    }
+
+    /// Stops workload `wl` at `now` (the first stop is the one recorded).
+    fn stop(&self, wl: u32, now: StdInstant) {
+        let e = &self.each[wl as usize];
+        e.over.store(true, Ordering::Relaxed);
+        let at = now.saturating_duration_since(self.t0).as_nanos() as u64;
+        let _ = e
+            .at_ns
+            .compare_exchange(u64::MAX, at, Ordering::Relaxed, Ordering::Relaxed);
+    }
+
+    /// How each workload ended, in order.
+    pub fn ended(&self) -> Vec<Ended> {
+        self.each
+            .iter()
+            .map(|e| {
+                let at = e.at_ns.load(Ordering::Relaxed);
+                Ended {
+                    stopped: (at != u64::MAX).then(|| StdDuration::from_nanos(at)),
+                    connections: e.taken.load(Ordering::Relaxed),
+                }
+            })
+            .collect()
+    }
+}
+
 struct CConn {
     sock: TcpStream,
     wl: u32,
@@ -469,7 +674,13 @@ pub struct Clients<'a> {
     part: (u64, u64),
     arrivals: Vec<u64>,
     /// Connections started by every client thread, against the shared cap.
-    started: Arc<std::sync::atomic::AtomicU64>,
+    started: Arc<AtomicU64>,
+    /// Limits and stops, shared by every client thread.
+    ends: Arc<Ends>,
+    /// The pools' first ports, shared by every client thread.
+    first: Arc<FirstPorts>,
+    /// Pools whose first ports this thread has seen complete.
+    noted: std::collections::BTreeSet<PoolKey>,
     /// Source address routing picks per destination.
     routes: BTreeMap<u32, Option<u32>>,
     /// Request bytes, written from here.
@@ -498,9 +709,6 @@ impl ClientResult {
         }
         self.connect_latency.merge(&o.connect_latency);
         self.request_latency.merge(&o.request_latency);
-        self.first_ports.extend(o.first_ports);
-        self.first_ports.sort_unstable();
-        self.first_ports.truncate(4096);
         for (k, v) in o.broken {
             *self.broken.entry(k).or_default() += v;
         }
@@ -527,7 +735,8 @@ pub fn client_threads(workloads: &[Workload]) -> u64 {
 
 impl<'a> Clients<'a> {
     /// A client thread: its share `part` of arrivals and slots, counting its starts into
-    /// `started` against the shared cap.
+    /// `started` against the shared cap, taking its workloads' limits from `ends` and
+    /// noting the pools' first ports in `first`.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         workloads: &'a [Workload],
@@ -537,7 +746,9 @@ impl<'a> Clients<'a> {
         bin: StdDuration,
         max_connections: u64,
         part: (u64, u64),
-        started: Arc<std::sync::atomic::AtomicU64>,
+        started: Arc<AtomicU64>,
+        ends: Arc<Ends>,
+        first: Arc<FirstPorts>,
     ) -> std::io::Result<Self> {
         let runners = workloads
             .iter()
@@ -568,6 +779,9 @@ impl<'a> Clients<'a> {
             part,
             arrivals: vec![0; workloads.len()],
             started,
+            ends,
+            first,
+            noted: Default::default(),
             routes: BTreeMap::new(),
             request: vec![b'q'; 64 * 1024],
             r: ClientResult {
@@ -635,6 +849,7 @@ impl<'a> Clients<'a> {
                     Due::Arrival { wl } => {
                         let w = &self.workloads[wl as usize];
                         if !self.stopped[wl as usize]
+                            && !self.ends.over(wl)
                             && let Some(t) = self.runners[wl as usize].next_arrival(w)
                         {
                             let at = self.at(t);
@@ -648,13 +863,13 @@ impl<'a> Clients<'a> {
                             if lag > StdDuration::from_millis(5) {
                                 self.r.late_arrivals += 1;
                             }
-                            self.start(wl, NONE, 0, now);
+                            self.start(wl, NONE, 0, at, now);
                         } else {
                             // Another thread's arrival: keep the round-robin position in step.
                             self.runners[wl as usize].pick(w);
                         }
                     }
-                    Due::Start { wl, slot, retry } => self.start(wl, slot, retry, now),
+                    Due::Start { wl, slot, retry } => self.start(wl, slot, retry, at, now),
                 }
             }
             let next = self
@@ -688,31 +903,70 @@ impl<'a> Clients<'a> {
         while !release.load(Ordering::Relaxed) {
             std::thread::sleep(StdDuration::from_millis(1));
         }
+        // Connections the end cut short are reset: SO_LINGER 0 makes close() send RST and
+        // leave no TIME-WAIT on either side (§2.5), as in the prediction, which stops at the
+        // end and holds no TIME-WAIT for a connection still open then. The count taken once
+        // the run is quiet (`time_wait_at_end`) then compares like with like.
+        for c in self.conns.iter().flatten() {
+            let _ = SockRef::from(&c.sock).set_linger(Some(StdDuration::ZERO));
+        }
         Ok(self.r)
     }
 
-    fn start(&mut self, wl: u32, slot: u32, retry: u32, now: StdInstant) {
+    /// Starts a connection of workload `wl` due at `due`: none before the workload's
+    /// `start` or from its `stop` on (judged at `due`, as the simulator does, not at how
+    /// late this thread got to it), none once its limit is spent.
+    fn start(&mut self, wl: u32, slot: u32, retry: u32, due: StdInstant, now: StdInstant) {
         if self.stopped[wl as usize] {
             return;
         }
+        let w = &self.workloads[wl as usize];
+        let t = crate::time::Instant(due.saturating_duration_since(self.t0).as_nanos() as u64);
+        if !w.opens_at(t) {
+            return;
+        }
+        let Some(left) = self.ends.take(wl, w, retry > 0, now) else {
+            return;
+        };
         if self.started.fetch_add(1, Ordering::Relaxed) >= self.max_connections {
             self.stopped.iter_mut().for_each(|s| *s = true);
             return;
         }
-        let w = &self.workloads[wl as usize];
         let (src, dst) = self.runners[wl as usize].pick(w);
         self.r.attempted += 1;
         self.bin(now).attempts += 1;
+        let pool = PoolKey::of(w, src.ip, dst.ip, dst.port);
+        let first = self.first.clone();
+        // Hold the lock across the call only while the pool's first ports are being noted.
+        let mut noting = None;
+        if !self.noted.contains(&pool) {
+            let g = first.inner.lock().unwrap_or_else(|p| p.into_inner());
+            if g.pools.get(&pool).map_or(0, Vec::len) < FIRST_PORTS {
+                noting = Some(g);
+            } else {
+                self.noted.insert(pool);
+            }
+        }
         let sock = match self.open(wl, src.ip, dst.ip, dst.port) {
             Ok(sock) => sock,
-            Err(errno) => return self.fail(wl, slot, retry, errno, now),
+            Err(errno) => {
+                drop(noting);
+                return self.fail(wl, slot, retry, errno, now);
+            }
         };
+        if let Some(g) = noting.as_mut()
+            && let Some(a) = sock.local_addr().ok().and_then(|a| a.as_socket_ipv4())
+        {
+            let at = g.next;
+            g.next += 1;
+            g.pools.entry(pool).or_default().push((at, a.port()));
+        }
+        drop(noting);
         // On loopback the handshake is over when connect() returns (the SYN-ACK is processed
         // as the socket lock is released), so the request goes out at once; in SYN-SENT the
         // write says EAGAIN and the socket's first writable event sends it instead. A refused
         // connect() reports its error here, as SO_ERROR would.
         let n = w.request_bytes.max(1) as usize;
-        let left = w.requests_per_connection;
         let mut early = None;
         if left > 0 {
             match (&sock).write(&self.request[..n.min(self.request.len())]) {
@@ -850,7 +1104,7 @@ impl<'a> Clients<'a> {
                 Due::Start { wl, slot, retry },
             ),
             AfterFailure::Idle => {}
-            AfterFailure::Stop => self.stopped[wl as usize] = true,
+            AfterFailure::Stop => self.ends.stop(wl, now),
         }
     }
 
@@ -993,19 +1247,10 @@ impl<'a> Clients<'a> {
     fn established(&mut self, i: usize, now: StdInstant) -> bool {
         let c = self.conns[i].as_mut().expect("present");
         c.established = true;
-        let port = if self.r.first_ports.len() < 4096 {
-            c.sock.local_addr().map_or(0, |a| a.port())
-        } else {
-            0
-        };
-        let started = c.start.saturating_duration_since(self.t0).as_nanos() as u64;
         let latency = now.saturating_duration_since(c.start).as_nanos() as u64;
         let left = c.left;
         self.r.established += 1;
         self.r.connect_latency.record(latency);
-        if port != 0 {
-            self.r.first_ports.push((started, port));
-        }
         let b = self.bin(now);
         b.established += 1;
         b.connect_latency.record(latency);
@@ -1050,4 +1295,95 @@ pub fn has_local_port_range() -> bool {
     Socket::new(Domain::IPV4, Type::STREAM, None)
         .map(|s| setsockopt_u32(&s, 0, 51, 0).is_ok())
         .unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::time::{Duration, Instant};
+    use crate::workload::{Destination, Limit, Source, Spread};
+
+    fn workload(limit: Limit, requests_per_connection: u32) -> Workload {
+        Workload {
+            name: "w".into(),
+            sources: vec![Source { host: 0, ip: 1 }],
+            destinations: vec![Destination {
+                host: 0,
+                ip: 1,
+                port: 80,
+            }],
+            spread: Spread::RoundRobin,
+            arrival: Arrival::Closed { concurrency: 8 },
+            requests_per_connection,
+            rtt: Dist::Fixed(Duration::ZERO),
+            service_time: Dist::Fixed(Duration::ZERO),
+            request_bytes: 1,
+            closer: Closer::Client,
+            linger_zero: false,
+            mode: Mode::Connect,
+            reuseaddr: false,
+            local_port_range: None,
+            on_error: OnError::Stop,
+            start: Instant::ZERO,
+            stop: Instant(Duration::from_secs(10).0),
+            limit,
+        }
+    }
+
+    #[test]
+    fn three_threads_share_a_limit_exactly() {
+        // 1,000 requests, 3 per connection: 333 connections of 3 and one of 1, whichever
+        // thread takes them.
+        let w = workload(
+            Limit {
+                connections: None,
+                requests: Some(1000),
+            },
+            3,
+        );
+        let ends = Ends::new(std::slice::from_ref(&w), 7, StdInstant::now());
+        let taken: Vec<Vec<u32>> = std::thread::scope(|s| {
+            let hs: Vec<_> = (0..3)
+                .map(|_| {
+                    s.spawn(|| {
+                        std::iter::from_fn(|| ends.take(0, &w, false, StdInstant::now()))
+                            .collect::<Vec<u32>>()
+                    })
+                })
+                .collect();
+            hs.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let all: Vec<u32> = taken.into_iter().flatten().collect();
+        assert_eq!(all.len(), 334);
+        assert_eq!(all.iter().map(|&r| u64::from(r)).sum::<u64>(), 1000);
+        assert_eq!(all.iter().filter(|&&r| r == 1).count(), 1);
+        let end = ends.ended()[0];
+        assert_eq!(end.connections, 334);
+        assert!(end.stopped.is_some());
+        assert!(ends.over(0));
+    }
+
+    #[test]
+    fn a_retry_needs_only_a_connection_left() {
+        let w = workload(
+            Limit {
+                connections: Some(2),
+                requests: None,
+            },
+            1,
+        );
+        let ends = Ends::new(std::slice::from_ref(&w), 7, StdInstant::now());
+        let now = StdInstant::now();
+        assert_eq!(ends.take(0, &w, false, now), Some(1));
+        assert_eq!(ends.take(0, &w, true, now), Some(1));
+        // Spent: neither a new request nor a retry.
+        assert_eq!(ends.take(0, &w, true, now), None);
+        assert_eq!(ends.take(0, &w, false, now), None);
+        // Unlimited and stopped on an error: only retries go on.
+        let free = workload(Limit::default(), 1);
+        let ends = Ends::new(std::slice::from_ref(&free), 7, now);
+        ends.stop(0, now);
+        assert_eq!(ends.take(0, &free, false, now), None);
+        assert_eq!(ends.take(0, &free, true, now), Some(1));
+    }
 }

@@ -1,12 +1,16 @@
 //! Live mode: the scenario's workload on the real Linux stack, inside a private network
 //! namespace, against the simulator's prediction for the same effective settings.
 //!
-//! - [`netns`]: the namespace, its addresses, its sysctls (never the host's).
-//! - [`load`]: the workload with real non-blocking sockets.
-//! - [`diag`]: TIME-WAIT and ESTABLISHED counts by netlink sock_diag.
+//! - [`netns`]: the namespace, its addresses, its sysctls (never the host's), and the knobs
+//!   a fault writes behind the prediction's back.
+//! - [`load`]: the workload with real non-blocking sockets; its ends (`start`, `stop`,
+//!   `limit`) shared by the client threads; the server's faults.
+//! - [`diag`]: TIME-WAIT and ESTABLISHED counts by netlink sock_diag, and the table once the
+//!   run is quiet.
 //!
 //! [`run`] must be called while the process has a single thread: it moves that thread into
-//! the new namespace before starting the client, server and sampling threads.
+//! the new namespace before starting the client, server and sampling threads. [`verdict`]
+//! says whether the run agreed on the rows it judges.
 
 pub mod diag;
 pub mod load;
@@ -16,6 +20,7 @@ use crate::profile::{Kernel, Profile};
 use crate::report::{Hist, Report};
 use crate::scenario::Scenario;
 use crate::sim::Simulation;
+use crate::workload::Arrival;
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -56,15 +61,21 @@ extern "C" fn on_sigint(_: nix::libc::c_int) {
     INTERRUPTED.store(true, Ordering::SeqCst);
 }
 
-/// Limits of a live run.
-#[derive(Clone, Copy, Debug)]
+/// Limits of a live run, and the faults it injects.
+#[derive(Clone, Debug, Default)]
 pub struct Options {
     /// Hard cap on connections started (the run also ends at the scenario's duration).
     pub max_connections: u64,
-    /// Fault injection: the server waits this long before each accept(), a listener that is
-    /// slow to accept (its backlog fills and the kernel drops SYNs beyond it).
-    pub accept_delay: StdDuration,
+    /// Fault injection, to check that a run can refute the prediction: the server's side.
+    pub server_faults: load::ServerFaults,
+    /// Fault injection: knobs written into the namespace after the prediction's were read
+    /// back ([`netns::inject`]), as `(name, value)`.
+    pub fault_sysctls: Vec<(String, String)>,
 }
+
+/// How long [`run`] waits, at most, for the namespace to go quiet before counting the
+/// TIME-WAITs the run left (`time_wait_at_end`).
+const SETTLE_BOUND: StdDuration = StdDuration::from_secs(2);
 
 /// Default connection cap.
 pub const MAX_CONNECTIONS: u64 = 2_000_000;
@@ -95,10 +106,25 @@ pub struct Measured {
     pub in_flight: u64,
     /// Largest TIME-WAIT count seen at a bin's end (sock_diag).
     pub time_wait_peak_sampled: u32,
+    /// TIME-WAIT sockets the run left, counted once it was quiet (see [`run`]).
+    pub time_wait_at_end: u32,
+    /// How long that count waited for the namespace to go quiet after the clients stopped.
+    pub settle_ms: f64,
+    /// Whether it went quiet (no socket connecting, connected or closing) within 2 s.
+    pub quiet: bool,
     pub connect_latency_ms: Lat,
     pub request_latency_ms: Lat,
-    /// Local ports of the first connections, in order.
+    /// Local ports connect() (or bind()) handed out first, in order, every pool together (at
+    /// most 1,000).
     pub first_ports: Vec<u16>,
+    /// The same per pool, as the prediction's `pools[].port_use.first`: at most 1,000 each.
+    pub first_ports_by_pool: BTreeMap<String, Vec<u16>>,
+    /// Per pool, the leading run of even ports among its first ports, summed (see
+    /// [`leading_even`]).
+    pub leading_even_ports: u64,
+    /// How each workload ended, in the scenario's order (next to the prediction's
+    /// `workloads[]`).
+    pub workloads: Vec<MeasuredWorkload>,
     pub capped: bool,
     /// Connections that failed after the handshake (reset, closed early), by errno.
     pub broken: BTreeMap<String, u64>,
@@ -108,6 +134,8 @@ pub struct Measured {
     /// done on their behalf) used during the run. Above 0.8 the rates measure this machine,
     /// not the kernel's port rules: a disagreement is reported as inconclusive.
     pub generator_busy: f64,
+    /// Share of the machine's CPUs busy during the run, every process counted (/proc/stat).
+    pub machine_busy: f64,
     pub interrupted: bool,
     /// Open-loop arrivals started more than 5 ms late: the generator's ceiling was reached.
     pub late_arrivals: u64,
@@ -115,6 +143,20 @@ pub struct Measured {
     pub arrival_lag_ms: Lat,
     pub wall_s: f64,
     pub series: Vec<MeasuredBin>,
+}
+
+/// How a workload ended in the live run.
+#[derive(Serialize, Debug)]
+pub struct MeasuredWorkload {
+    pub name: String,
+    /// When its limit was spent (or it stopped on an error), seconds from the start; the
+    /// prediction's is `predicted.workloads[].stopped_s`.
+    pub stopped_s: Option<f64>,
+    /// Connections its limit let start, for a workload with a limit.
+    pub limited_connections: Option<u64>,
+    /// Those connections per second of the workload's activity until the limit was spent:
+    /// the rate this machine reached (the prediction knows no CPU).
+    pub connections_per_s: Option<f64>,
 }
 
 #[derive(Serialize, Debug)]
@@ -140,8 +182,10 @@ pub struct Check {
     pub metric: String,
     pub predicted: f64,
     pub measured: f64,
-    /// "exact" or "relative ≤ x".
+    /// "exact", "relative ≤ x" or "not judged …".
     pub rule: String,
+    /// Whether the verdict rests on it.
+    pub judged: bool,
     pub pass: bool,
 }
 
@@ -162,6 +206,25 @@ pub struct LiveReport {
     pub partial: bool,
     pub measured: Measured,
     pub predicted: Report,
+}
+
+/// Busy and total jiffies of every CPU so far (/proc/stat's `cpu` line): busy is all but
+/// idle and iowait.
+fn machine_jiffies() -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let v: Vec<u64> = stat
+        .lines()
+        .next()?
+        .strip_prefix("cpu ")?
+        .split_whitespace()
+        .take(8)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    if v.len() < 5 {
+        return None;
+    }
+    let total: u64 = v.iter().sum();
+    Some((total - v[3] - v[4], total))
 }
 
 /// CPU time (user + system) of the whole process so far, in seconds.
@@ -215,6 +278,20 @@ pub fn check(sc: &Scenario) -> Result<Profile, LiveError> {
         }
     }
     listener_specs(sc)?;
+    for w in &sc.workloads {
+        if let Some(n) = w.limit.requests
+            && w.closer == crate::workload::Closer::Server
+            && w.requests_per_connection > 0
+            && n % u64::from(w.requests_per_connection) != 0
+        {
+            return Err(LiveError::Refused(format!(
+                "workload {:?}: limit requests = {n} leaves a last connection with fewer than \
+                 requests_per_connection = {} requests, and the live server, which closes \
+                 first, cannot tell it from the others; make the limit a multiple",
+                w.name, w.requests_per_connection
+            )));
+        }
+    }
     Ok(first.profile.clone())
 }
 
@@ -248,17 +325,51 @@ fn listener_specs(sc: &Scenario) -> Result<BTreeMap<(u32, u16), load::ServerSpec
 }
 
 /// Runs `sc` live and predicts it. Call with the process single-threaded.
+///
+/// The clients stop at the scenario's end (or on Ctrl-C, or at the cap) and reset what is
+/// still open; the server keeps answering until the namespace is quiet, and the TIME-WAITs
+/// are counted then ([`diag::Diag::settle`]): `time_wait_at_end`, the TIME-WAITs the run left
+/// (none expires within a run, 60 s, §2.1), counted once and exactly, where a sample at a
+/// bin's end can catch a TIME-WAIT between its recycling by a SYN (§2.4) and its successor's
+/// close. The prediction's
+/// is `summary.time_wait.at_end`: the TIME-WAITs at the end of the simulated run, which
+/// holds none for connections open then, as the live run's reset leaves none (§2.5). The two
+/// are alike when the workloads end (`stop`, `limit`) before the run does; with connections
+/// crossing the end they can differ by the few closing at that instant.
 pub fn run(sc: &Scenario, opts: Options) -> Result<LiveReport, LiveError> {
     let profile = check(sc)?;
     let privilege = netns::enter()?;
     let ips: BTreeSet<u32> = sc.hosts.iter().flat_map(|h| h.ips.clone()).collect();
     netns::add_addresses(&ips.into_iter().collect::<Vec<_>>())?;
-    let (effective, notes) = netns::apply(&profile)?;
+    let (effective, mut notes) = netns::apply(&profile)?;
     if sc.workloads.iter().any(|w| w.local_port_range.is_some()) && !load::has_local_port_range() {
         return Err(LiveError::Refused(
             "local_port_range needs IP_LOCAL_PORT_RANGE, which this kernel lacks (Linux 6.3+)"
                 .into(),
         ));
+    }
+    // Faults go in after the knobs the prediction uses were read back.
+    for (name, value) in &opts.fault_sysctls {
+        let got = netns::inject(name, value)?;
+        notes.push(format!(
+            "fault injected: {name} = {got} written into the namespace after the prediction's \
+             knobs were read back; the prediction does not know it"
+        ));
+    }
+    let faults = opts.server_faults;
+    if !faults.accept_delay.is_zero() {
+        notes.push(format!(
+            "fault injected: the server waits {} before each accept(); the prediction does \
+             not model accept()",
+            crate::time::Duration(faults.accept_delay.as_nanos() as u64)
+        ));
+    }
+    if faults.never_accept {
+        notes.push(
+            "fault injected: the server never calls accept(); the kernel completes handshakes \
+             into the backlog and no request is answered"
+                .into(),
+        );
     }
     let handler = nix::sys::signal::SigAction::new(
         nix::sys::signal::SigHandler::Handler(on_sigint),
@@ -298,24 +409,28 @@ pub fn run(sc: &Scenario, opts: Options) -> Result<LiveReport, LiveError> {
     let server_stop = Arc::new(AtomicBool::new(false));
     let started = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let seed = sc.seed;
-    let accept_delay = opts.accept_delay;
     let server = {
         let stop = server_stop.clone();
         std::thread::Builder::new()
             .name("portsim-server".into())
-            .spawn(move || load::serve(listeners, seed, stop, accept_delay))
+            .spawn(move || load::serve(listeners, seed, stop, faults))
             .map_err(|e| LiveError::Io(e.to_string()))?
     };
     let duration = StdDuration::from_nanos(sc.duration.0);
     let bin = StdDuration::from_nanos(sc.bin.0);
     let t0 = StdInstant::now() + StdDuration::from_millis(20);
     let cpu_before = process_cpu_s();
+    let machine_before = machine_jiffies();
+    let ends = Arc::new(load::Ends::new(&sc.workloads, seed, t0));
+    let first_ports = Arc::new(load::FirstPorts::default());
     let threads = load::client_threads(&sc.workloads);
     let mut clients = Vec::new();
     for k in 0..threads {
         let stop = stop.clone();
         let release = release.clone();
         let started = started.clone();
+        let ends = ends.clone();
+        let first = first_ports.clone();
         let workloads = sc.workloads.clone();
         let cap = opts.max_connections;
         let handle = std::thread::Builder::new()
@@ -330,6 +445,8 @@ pub fn run(sc: &Scenario, opts: Options) -> Result<LiveReport, LiveError> {
                     cap,
                     (k, threads),
                     started,
+                    ends,
+                    first,
                 )?
                 .run(&stop, &release)
             })
@@ -376,6 +493,25 @@ pub fn run(sc: &Scenario, opts: Options) -> Result<LiveReport, LiveError> {
         }
     }
     let mut r = r.expect("at least one client thread");
+    let wall_s = t0.elapsed().as_secs_f64();
+    let cpu_s = process_cpu_s() - cpu_before;
+    let machine_busy = match (machine_before, machine_jiffies()) {
+        (Some((busy0, all0)), Some((busy1, all1))) if all1 > all0 => {
+            (busy1 - busy0) as f64 / (all1 - all0) as f64
+        }
+        _ => 0.0,
+    };
+    // The clients are gone: let the server answer what is left, then count once quiet.
+    let settled = if interrupted {
+        None
+    } else {
+        Some(
+            diag.settle(&server_ports, SETTLE_BOUND, &|| {
+                INTERRUPTED.load(Ordering::SeqCst)
+            })
+            .map_err(|e| LiveError::Io(format!("sock_diag: {e}")))?,
+        )
+    };
     server_stop.store(true, Ordering::SeqCst);
     let accept_errors = server
         .join()
@@ -396,7 +532,6 @@ pub fn run(sc: &Scenario, opts: Options) -> Result<LiveReport, LiveError> {
         }
         r.failed = failed;
     }
-    let wall_s = t0.elapsed().as_secs_f64();
 
     let series: Vec<MeasuredBin> = r
         .bins
@@ -421,26 +556,53 @@ pub fn run(sc: &Scenario, opts: Options) -> Result<LiveReport, LiveError> {
             }
         })
         .collect();
+    let by_pool: BTreeMap<String, Vec<u16>> = first_ports
+        .by_pool()
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+    let workloads = sc
+        .workloads
+        .iter()
+        .zip(ends.ended())
+        .map(|(w, e)| {
+            let limited = w.limit != crate::workload::Limit::default();
+            let stopped_s = e.stopped.map(|d| d.as_secs_f64());
+            MeasuredWorkload {
+                name: w.name.clone(),
+                stopped_s,
+                limited_connections: limited.then_some(e.connections),
+                connections_per_s: stopped_s
+                    .map(|s| s - w.start.as_secs_f64())
+                    .filter(|&s| limited && s > 0.0)
+                    .map(|s| e.connections as f64 / s),
+            }
+        })
+        .collect();
+    let last_tw = samples.last().map_or(0, |c| c.time_wait());
     let measured = Measured {
         attempted: r.attempted,
         established: r.established,
         failed: r.failed,
         requests_completed: r.requests,
         in_flight: r.in_flight,
-        time_wait_peak_sampled: samples
-            .iter()
-            .map(|c| c.time_wait_client + c.time_wait_server)
-            .max()
-            .unwrap_or(0),
+        time_wait_peak_sampled: samples.iter().map(|c| c.time_wait()).max().unwrap_or(0),
+        time_wait_at_end: settled.map_or(last_tw, |s| s.counts.time_wait()),
+        settle_ms: settled.map_or(0.0, |s| s.waited.as_secs_f64() * 1e3),
+        quiet: settled.is_some_and(|s| s.quiet),
         connect_latency_ms: Lat::of(&r.connect_latency),
         request_latency_ms: Lat::of(&r.request_latency),
-        first_ports: r.first_ports.iter().map(|&(_, p)| p).collect(),
+        first_ports: first_ports.all(),
+        leading_even_ports: by_pool.values().map(|v| leading_even(v)).sum(),
+        first_ports_by_pool: by_pool,
+        workloads,
         capped: was_capped,
         broken: r.broken,
         accept_errors,
-        generator_busy: (process_cpu_s() - cpu_before)
+        generator_busy: cpu_s
             / (wall_s.max(1e-9)
                 * std::thread::available_parallelism().map_or(1, |n| n.get()) as f64),
+        machine_busy,
         interrupted,
         late_arrivals: r.late_arrivals,
         arrival_lag_ms: Lat::of(&r.arrival_lag),
@@ -453,7 +615,6 @@ pub fn run(sc: &Scenario, opts: Options) -> Result<LiveReport, LiveError> {
     for h in &mut predicted_sc.hosts {
         h.profile = effective.clone();
     }
-    let mut notes = notes;
     // Loopback cannot be given the scenario's RTT; the prediction takes the one measured
     // (the median connect latency: one round trip plus the kernel's and the loop's work).
     if r.connect_latency.count() > 0 {
@@ -470,23 +631,20 @@ pub fn run(sc: &Scenario, opts: Options) -> Result<LiveReport, LiveError> {
         // Predict the part that ran: the whole bins sampled before Ctrl-C.
         predicted_sc.duration = crate::time::Duration(sc.bin.0 * samples.len() as u64);
     }
-    let predicted = Simulation::new(&predicted_sc).run();
+    if interrupted {
+        notes.push("time_wait_at_end is the last sample's count: Ctrl-C ended the run".into());
+    } else if !measured.quiet {
+        notes.push(format!(
+            "the namespace was not quiet {:.0} ms after the clients stopped (sockets still \
+             connecting, connected or closing); time_wait_at_end was counted then",
+            measured.settle_ms
+        ));
+    }
+    let predicted = Simulation::new(&predicted_sc).ports(true).run();
     let checks = compare(sc, &predicted, &measured);
-    let behind =
-        measured.late_arrivals * 100 > measured.attempted.max(1) || measured.generator_busy > 0.8;
-    let agree = checks.iter().all(|c| c.pass);
-    let verdict = if measured.interrupted {
-        "interrupted"
-    } else if was_capped {
-        "capped"
-    } else if !agree && (behind || accept_errors > 0) {
-        // The machine could not keep up: a difference says nothing about the port model.
-        "inconclusive"
-    } else if agree {
-        "agree"
-    } else {
-        "disagree"
-    };
+    let excuse = could_not_keep_up(sc, &predicted, &measured);
+    let (verdict, why) = verdict(&checks, measured.interrupted, was_capped, excuse);
+    notes.extend(why);
     Ok(LiveReport {
         schema: "portsim.live/1",
         scenario: sc.name.clone(),
@@ -512,9 +670,124 @@ pub fn run(sc: &Scenario, opts: Options) -> Result<LiveReport, LiveError> {
     })
 }
 
-/// Predicted against measured, by the scenario's `[live]` tolerances.
+/// The length of the leading run of even ports in `ports`. Linux's connect() scans the ports
+/// of `low`'s parity first, even ones for the default 32768 (§1.2 step 6), and takes one
+/// of the other parity only once none is free; bind(0) starts on the other parity (odd).
+pub fn leading_even(ports: &[u16]) -> u64 {
+    ports.iter().take_while(|p| *p % 2 == 0).count() as u64
+}
+
+/// Why a difference would say nothing about the port model: the machine could not run the
+/// workload as scheduled. `None` when it could.
+fn could_not_keep_up(sc: &Scenario, p: &Report, m: &Measured) -> Option<String> {
+    if m.accept_errors > 0 {
+        return Some(format!(
+            "the server failed {} accept() calls for lack of descriptors or memory",
+            m.accept_errors
+        ));
+    }
+    if m.late_arrivals * 100 > m.attempted.max(1) {
+        return Some(format!(
+            "the generator fell behind its arrivals: {} of {} started more than 5 ms late",
+            m.late_arrivals, m.attempted
+        ));
+    }
+    if m.generator_busy <= 0.8 && m.machine_busy <= 0.9 {
+        return None;
+    }
+    let cpu = format!(
+        "the machine was CPU-bound (this run used {:.0} % of its CPUs, every process {:.0} %)",
+        100.0 * m.generator_busy,
+        100.0 * m.machine_busy
+    );
+    let unlimited = crate::workload::Limit::default();
+    if sc
+        .workloads
+        .iter()
+        .any(|w| matches!(w.arrival, Arrival::Closed { .. }) && w.limit == unlimited)
+    {
+        return Some(format!(
+            "{cpu}, and a closed loop's rate is what the CPU allows"
+        ));
+    }
+    // A limit the prediction reached and the run did not, while the run was still
+    // establishing connections at its end: the machine was too slow, not the ports.
+    let working = m.series.last().is_some_and(|b| b.established > 0);
+    let unfinished =
+        sc.workloads
+            .iter()
+            .zip(&p.workloads)
+            .zip(&m.workloads)
+            .any(|((w, pw), mw)| {
+                w.limit != unlimited && pw.stopped_s.is_some() && mw.stopped_s.is_none()
+            });
+    (working && unfinished).then(|| {
+        format!("{cpu}, and it was still working through a limit the prediction reached when the run ended")
+    })
+}
+
+/// The verdict on a run's checks, and the note that says why when it is not plain. `agree`
+/// needs every judged check to pass and at least one judged metric the run produced (non-zero
+/// on a side): judged metrics that are all zero on both sides could not have shown a
+/// difference, so such a run is `inconclusive`. A failing check is `disagree`, or
+/// `inconclusive` with `excuse` (the machine could not keep up).
+pub fn verdict(
+    checks: &[Check],
+    interrupted: bool,
+    capped: bool,
+    excuse: Option<String>,
+) -> (&'static str, Option<String>) {
+    if interrupted {
+        return ("interrupted", None);
+    }
+    if capped {
+        return ("capped", None);
+    }
+    let judged: Vec<&Check> = checks.iter().filter(|c| c.judged).collect();
+    if judged.is_empty() {
+        return (
+            "inconclusive",
+            Some("inconclusive: no metric is judged".into()),
+        );
+    }
+    if judged.iter().all(|c| c.pass) {
+        if judged
+            .iter()
+            .any(|c| c.predicted != 0.0 || c.measured != 0.0)
+        {
+            return ("agree", None);
+        }
+        return (
+            "inconclusive",
+            Some(
+                "inconclusive: every judged metric is zero, predicted and measured, so this \
+                 run could not have shown a difference"
+                    .into(),
+            ),
+        );
+    }
+    match excuse {
+        Some(why) => (
+            "inconclusive",
+            Some(format!(
+                "inconclusive: {why}; the difference says nothing about the port model"
+            )),
+        ),
+        None => ("disagree", None),
+    }
+}
+
+/// Predicted against measured, by the scenario's `[live]` tolerances. `leading_even_ports`
+/// is not judged unless named where the application or IP_LOCAL_PORT_RANGE picks the ports
+/// (explicit ports; no parity rule with a per-socket range, §1.2 step 6).
 fn compare(sc: &Scenario, p: &Report, m: &Measured) -> Vec<Check> {
     let tol = sc.live.tolerance;
+    let predicted_even: u64 = p
+        .pools
+        .iter()
+        .filter_map(|pool| pool.port_use.as_ref())
+        .map(|u| leading_even(&u.first))
+        .sum();
     let mut rows: Vec<(String, f64, f64)> = vec![
         (
             "attempted".into(),
@@ -545,6 +818,16 @@ fn compare(sc: &Scenario, p: &Report, m: &Measured) -> Vec<Check> {
                 .unwrap_or(0) as f64,
             f64::from(m.time_wait_peak_sampled),
         ),
+        (
+            "time_wait_at_end".into(),
+            f64::from(p.summary.time_wait.at_end),
+            f64::from(m.time_wait_at_end),
+        ),
+        (
+            "leading_even_ports".into(),
+            predicted_even as f64,
+            m.leading_even_ports as f64,
+        ),
     ];
     let names: BTreeSet<String> = p
         .summary
@@ -560,6 +843,9 @@ fn compare(sc: &Scenario, p: &Report, m: &Measured) -> Vec<Check> {
             m.failed.get(&n).copied().unwrap_or(0) as f64,
         ));
     }
+    let app_ports = sc.workloads.iter().any(|w| {
+        matches!(w.mode, crate::workload::Mode::Explicit { .. }) || w.local_port_range.is_some()
+    });
     rows.into_iter()
         .map(|(metric, predicted, measured)| {
             let named = |list: &[String]| {
@@ -568,24 +854,30 @@ fn compare(sc: &Scenario, p: &Report, m: &Measured) -> Vec<Check> {
             };
             let exact = named(&sc.live.exact);
             let ignored = named(&sc.live.ignore);
-            let pass = if ignored {
-                true
+            let unruled = metric == "leading_even_ports" && app_ports && !exact;
+            let (rule, judged, pass) = if ignored {
+                ("not judged".to_string(), false, true)
+            } else if unruled {
+                (
+                    "not judged: the application picks the ports".to_string(),
+                    false,
+                    true,
+                )
             } else if exact {
-                predicted == measured
+                ("exact".to_string(), true, predicted == measured)
             } else {
-                (predicted - measured).abs() <= tol * predicted.abs().max(measured.abs())
+                (
+                    format!("relative ≤ {tol}"),
+                    true,
+                    (predicted - measured).abs() <= tol * predicted.abs().max(measured.abs()),
+                )
             };
             Check {
-                rule: if ignored {
-                    "not judged".into()
-                } else if exact {
-                    "exact".into()
-                } else {
-                    format!("relative ≤ {}", tol)
-                },
                 metric,
                 predicted,
                 measured,
+                rule,
+                judged,
                 pass,
             }
         })
@@ -639,7 +931,11 @@ impl LiveReport {
                 c.measured,
                 diff,
                 c.rule,
-                if c.pass { "ok" } else { "DIFFERS" }
+                match (c.judged, c.pass) {
+                    (false, _) => "",
+                    (true, true) => "ok",
+                    (true, false) => "DIFFERS",
+                }
             );
         }
         // The two series side by side, at most about 20 rows.
@@ -668,18 +964,51 @@ impl LiveReport {
         }
         let _ = writeln!(
             o,
-            "\nconnect latency measured p50 {:.3} ms · p99 {:.3} ms · max {:.3} ms; requests p50 {:.3} ms · max {:.3} ms",
+            "\nTIME-WAIT at end counted {:.0} ms after the clients stopped{}",
+            m.settle_ms,
+            if m.quiet {
+                ", the namespace quiet"
+            } else {
+                ", the namespace not yet quiet"
+            }
+        );
+        for (i, w) in m.workloads.iter().enumerate() {
+            let predicted = self.predicted.workloads.get(i).and_then(|p| p.stopped_s);
+            if w.stopped_s.is_none() && predicted.is_none() {
+                continue;
+            }
+            let at = |s: Option<f64>| s.map_or("not reached".to_string(), |s| format!("{s:.3} s"));
+            let _ = write!(
+                o,
+                "workload {}: stopped at {} (predicted {})",
+                w.name,
+                at(w.stopped_s),
+                at(predicted)
+            );
+            match (w.limited_connections, w.connections_per_s) {
+                (Some(n), Some(rate)) => {
+                    let _ = writeln!(o, ": {n} connections at {rate:.0}/s on this machine");
+                }
+                _ => {
+                    let _ = writeln!(o);
+                }
+            }
+        }
+        let _ = writeln!(
+            o,
+            "connect latency measured p50 {:.3} ms · p99 {:.3} ms · max {:.3} ms; requests p50 {:.3} ms · max {:.3} ms",
             m.connect_latency_ms.p50,
             m.connect_latency_ms.p99,
             m.connect_latency_ms.max,
             m.request_latency_ms.p50,
             m.request_latency_ms.max
         );
-        if m.generator_busy > 0.8 {
+        if m.generator_busy > 0.8 || m.machine_busy > 0.9 {
             let _ = writeln!(
                 o,
-                "the machine was CPU-bound ({:.0} % of its CPUs busy): rates measure this machine",
-                100.0 * m.generator_busy
+                "the machine was CPU-bound (this run {:.0} %, every process {:.0} % of its CPUs): rates measure this machine",
+                100.0 * m.generator_busy,
+                100.0 * m.machine_busy
             );
         }
         if m.late_arrivals > 0 {
@@ -707,5 +1036,65 @@ impl LiveReport {
         }
         let _ = writeln!(o, "verdict: {}", self.verdict);
         o
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(metric: &str, predicted: f64, measured: f64, judged: bool) -> Check {
+        Check {
+            metric: metric.into(),
+            predicted,
+            measured,
+            rule: String::new(),
+            judged,
+            pass: !judged || predicted == measured,
+        }
+    }
+
+    #[test]
+    fn a_verdict_on_zeros_alone_is_inconclusive_however_much_else_ran() {
+        let checks = [
+            row("failed", 0.0, 0.0, true),
+            row("time_wait_at_end", 0.0, 0.0, true),
+            // The issue's run: established far apart, but ignored.
+            row("established", 110_336.0, 128.0, false),
+        ];
+        let (v, why) = verdict(&checks, false, false, None);
+        assert_eq!(v, "inconclusive");
+        assert!(why.unwrap().contains("zero"));
+    }
+
+    #[test]
+    fn agree_needs_one_judged_metric_the_run_produced() {
+        let checks = [
+            row("failed", 0.0, 0.0, true),
+            row("established", 25.0, 25.0, true),
+        ];
+        assert_eq!(verdict(&checks, false, false, None), ("agree", None));
+        // A difference on one side only is a difference, not a zero.
+        let checks = [row("failed", 0.0, 3.0, true)];
+        assert_eq!(verdict(&checks, false, false, None).0, "disagree");
+        assert_eq!(verdict(&[], false, false, None).0, "inconclusive");
+    }
+
+    #[test]
+    fn a_difference_is_inconclusive_only_with_an_excuse_and_a_stop_outranks_both() {
+        let checks = [row("established", 100.0, 60.0, true)];
+        assert_eq!(verdict(&checks, false, false, None).0, "disagree");
+        let (v, why) = verdict(&checks, false, false, Some("the machine was busy".into()));
+        assert_eq!(v, "inconclusive");
+        assert!(why.unwrap().contains("the machine was busy"));
+        assert_eq!(verdict(&checks, true, true, None).0, "interrupted");
+        assert_eq!(verdict(&checks, false, true, None).0, "capped");
+    }
+
+    #[test]
+    fn leading_even_counts_the_first_pass_only() {
+        assert_eq!(leading_even(&[40000, 40008, 40004, 40001, 40002]), 3);
+        assert_eq!(leading_even(&[40001, 40000]), 0);
+        assert_eq!(leading_even(&[]), 0);
     }
 }

@@ -217,3 +217,34 @@ pub fn apply(profile: &Profile) -> Result<(Profile, Vec<String>), LiveError> {
     }
     Ok((effective, notes))
 }
+
+/// Fault injection: writes `name = value` into the run's namespace after [`apply`] read the
+/// knobs back, so the kernel runs with a setting the prediction does not know (a narrower
+/// `ip_local_port_range`, a longer `tcp_tw_reuse_delay`). Only the knobs a live run sets,
+/// only in its own namespace. Returns the value as the kernel reads it back.
+pub fn inject(name: &str, value: &str) -> Result<String, LiveError> {
+    if !SYSCTLS.contains(&name) {
+        return Err(LiveError::Refused(format!(
+            "--fault-sysctl {name}: not a knob live mode sets; one of {}",
+            SYSCTLS.join(", ")
+        )));
+    }
+    let original = ORIGINAL_NS.load(Ordering::SeqCst);
+    if original == 0 || current_ns() == original {
+        return Err(LiveError::Namespace(
+            "refusing to write sysctls outside the run's own network namespace".into(),
+        ));
+    }
+    std::fs::write(path(name), value).map_err(|e| {
+        if e.raw_os_error() == Some(nix::libc::EINVAL) {
+            LiveError::Refused(format!(
+                "--fault-sysctl: the kernel refuses {name} = {value} (EINVAL)"
+            ))
+        } else if e.kind() == std::io::ErrorKind::NotFound {
+            LiveError::Refused(format!("--fault-sysctl: this kernel has no {name}"))
+        } else {
+            LiveError::Namespace(format!("cannot set {name} = {value} in the namespace: {e}"))
+        }
+    })?;
+    Ok(read(name).unwrap_or_default())
+}
