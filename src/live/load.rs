@@ -603,7 +603,9 @@ impl Ends {
             return Some(w.requests_per_connection);
         };
         let mut r = budget.lock().unwrap_or_else(|p| p.into_inner());
-        let requests = r.take(w, retry)?;
+        // The caller judged the workload's window at the attempt's due time: `w.start` lies
+        // inside it, so `take` judges the limit alone.
+        let requests = r.take(w, w.start, retry, true)?;
         e.taken.fetch_add(1, Ordering::Relaxed);
         if r.stopped {
             self.stop(wl, now);
