@@ -102,14 +102,20 @@ impl Stat {
             return None;
         }
         let n = values.len() as f64;
-        let mean = values.iter().sum::<f64>() / n;
-        let var = if values.len() > 1 {
+        let mut sorted = values.to_vec();
+        sorted.sort_by(f64::total_cmp);
+        // Equal values have that mean and no spread, exactly (a sum of 0.2s is not 0.2 × n).
+        let constant = sorted[0] == sorted[sorted.len() - 1];
+        let mean = if constant {
+            sorted[0]
+        } else {
+            values.iter().sum::<f64>() / n
+        };
+        let var = if values.len() > 1 && !constant {
             values.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / (n - 1.0)
         } else {
             0.0
         };
-        let mut sorted = values.to_vec();
-        sorted.sort_by(f64::total_cmp);
         let at = |q: f64| sorted[((q * n).ceil() as usize).clamp(1, sorted.len()) - 1];
         Some(Stat {
             mean,
@@ -411,6 +417,9 @@ mod tests {
         assert!((s.sd - 35f64.sqrt()).abs() < 1e-12);
         assert_eq!(Stat::percentile_of(&v, 10.0), 47.5);
         assert!(Stat::of(&[]).is_none());
+        // 200 runs of the same 0.2 ms: that mean, no spread.
+        let same = Stat::of(&[0.2; 200]).unwrap();
+        assert_eq!((same.mean, same.sd), (0.2, 0.0));
     }
 
     #[test]
