@@ -213,10 +213,10 @@ pub fn numbers(v: &impl Serialize) -> Vec<(String, Option<f64>)> {
 /// Each number's distribution over `runs` (each run's [`numbers`], in seed order). An error
 /// count a run did not have is 0 there (a report lists only the errors that occurred); any
 /// other missing number leaves that run out of its distribution, `n` saying how many had it.
-pub fn distributions(runs: &[Vec<(String, Option<f64>)>]) -> BTreeMap<String, Stat> {
+pub fn distributions<R: AsRef<[(String, Option<f64>)]>>(runs: &[R]) -> BTreeMap<String, Stat> {
     let mut values: BTreeMap<&str, Vec<Option<f64>>> = BTreeMap::new();
     for (i, run) in runs.iter().enumerate() {
-        for (path, v) in run {
+        for (path, v) in run.as_ref() {
             let column = values.entry(path).or_insert_with(|| {
                 let absent = path.starts_with("errors.").then_some(0.0);
                 vec![absent; runs.len()]
@@ -262,8 +262,8 @@ fn flatten(path: &str, v: &serde_json::Value, out: &mut Vec<(String, Option<f64>
 impl Replicates {
     /// The distributions of `draws`, in seed order ([`distributions`]).
     pub fn of(seeds: Seeds, draws: &[Draw]) -> Replicates {
-        let runs: Vec<Vec<(String, Option<f64>)>> =
-            draws.iter().map(|d| d.metrics.clone()).collect();
+        let runs: Vec<&[(String, Option<f64>)]> =
+            draws.iter().map(|d| d.metrics.as_slice()).collect();
         let metrics = distributions(&runs);
         let bins = draws
             .first()
@@ -339,7 +339,7 @@ fn num(x: f64) -> String {
         let s = crate::report::group(x.abs() as u64);
         if x < 0.0 { format!("-{s}") } else { s }
     } else if x.abs() >= 1000.0 {
-        format!("{x:.1}")
+        crate::report::decimal(x, 1)
     } else {
         format!("{x:.4}")
             .trim_end_matches('0')

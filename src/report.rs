@@ -1110,6 +1110,23 @@ pub fn group(n: u64) -> String {
     out
 }
 
+/// `x` with `digits` decimals and its whole part grouped by thousands.
+pub fn decimal(x: f64, digits: usize) -> String {
+    let text = format!("{:.digits$}", x.abs());
+    let (whole, frac) = text.split_once('.').unwrap_or((&text, ""));
+    let sign = if x < 0.0 && text.bytes().any(|b| b.is_ascii_digit() && b != b'0') {
+        "-"
+    } else {
+        ""
+    };
+    let whole = group(whole.parse().unwrap_or(0));
+    if frac.is_empty() {
+        format!("{sign}{whole}")
+    } else {
+        format!("{sign}{whole}.{frac}")
+    }
+}
+
 fn secs(s: f64) -> String {
     if s >= 1.0 || s == 0.0 {
         format!("{} s", trim(s, 3))

@@ -611,7 +611,7 @@ fn limit(
         connections: count(&raw.connections, "connections")?,
         requests: count(&raw.requests, "requests")?,
     };
-    if limit == Limit::default() {
+    if !limit.is_set() {
         return Err(ctx.err(
             l.span(),
             key,

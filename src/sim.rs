@@ -1265,7 +1265,7 @@ impl Simulation {
                     && matches!(w.rtt, crate::workload::Dist::Fixed(_))
                     && matches!(w.on_error, crate::workload::OnError::Count { .. })
                     && matches!(w.mode, Mode::Connect | Mode::BindNoPort)
-                    && w.limit == crate::workload::Limit::default();
+                    && !w.limit.is_set();
                 let (src, dst) = (w.sources[0], w.destinations[0]);
                 eligible
                     .then(|| hosts[src.host as usize].pool_of(src.ip, dst.ip, dst.port))
@@ -2334,7 +2334,7 @@ impl Simulation {
             || w.destinations.len() != 1
             || w.spread != crate::workload::Spread::RoundRobin
             || !matches!(w.rtt, crate::workload::Dist::Fixed(_))
-            || w.limit != crate::workload::Limit::default()
+            || w.limit.is_set()
             || w.stop < self.end
             || self.parked.len() >= 1 << 16
         {

@@ -154,6 +154,13 @@ pub struct Limit {
     pub requests: Option<u64>,
 }
 
+impl Limit {
+    /// Whether the workload has a limit at all.
+    pub fn is_set(&self) -> bool {
+        self.connections.is_some() || self.requests.is_some()
+    }
+}
+
 /// How a socket gets its local port.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {
@@ -371,7 +378,7 @@ impl Runner {
                 _ => 0,
             },
             stopped: false,
-            limited: w.limit != Limit::default(),
+            limited: w.limit.is_set(),
             spent_at: None,
             connections_left: w.limit.connections.unwrap_or(u64::MAX),
             requests_left: w.limit.requests.unwrap_or(u64::MAX),

@@ -573,7 +573,7 @@ impl Ends {
         let each = workloads
             .iter()
             .map(|w| {
-                let limited = w.limit != crate::workload::Limit::default();
+                let limited = w.limit.is_set();
                 let rng = |k: &str| stream(seed, &format!("live:limit:{}:{k}", w.name));
                 End {
                     budget: limited
@@ -592,10 +592,19 @@ impl Ends {
         self.each[wl as usize].over.load(Ordering::Relaxed)
     }
 
-    /// The requests a connect() attempt of `w` carries, or `None` when its limit allows no
+    /// The requests a connect() attempt of `w` due at `due` (from the run's start) carries,
+    /// or `None` when none may start: outside the workload's `[start, stop)` (judged at `due`,
+    /// as the simulator does, not at how late a thread got to it), or its limit allows no
     /// attempt ([`Runner::take`]). The attempt that spends the limit stops the workload.
-    fn take(&self, wl: u32, w: &Workload, retry: bool, now: StdInstant) -> Option<u32> {
-        if !retry && self.over(wl) {
+    fn take(
+        &self,
+        wl: u32,
+        w: &Workload,
+        due: crate::time::Instant,
+        retry: bool,
+        now: StdInstant,
+    ) -> Option<u32> {
+        if (!retry && self.over(wl)) || !w.opens_at(due) {
             return None;
         }
         let e = &self.each[wl as usize];
@@ -603,9 +612,7 @@ impl Ends {
             return Some(w.requests_per_connection);
         };
         let mut r = budget.lock().unwrap_or_else(|p| p.into_inner());
-        // The caller judged the workload's window at the attempt's due time: `w.start` lies
-        // inside it, so `take` judges the limit alone.
-        let requests = r.take(w, w.start, retry, true)?;
+        let requests = r.take(w, due, retry, false)?;
         e.taken.fetch_add(1, Ordering::Relaxed);
         if r.stopped {
             self.stop(wl, now);
@@ -915,19 +922,14 @@ impl<'a> Clients<'a> {
         Ok(self.r)
     }
 
-    /// Starts a connection of workload `wl` due at `due`: none before the workload's
-    /// `start` or from its `stop` on (judged at `due`, as the simulator does, not at how
-    /// late this thread got to it), none once its limit is spent.
+    /// Starts a connection of workload `wl` due at `due`, if [`Ends::take`] lets it.
     fn start(&mut self, wl: u32, slot: u32, retry: u32, due: StdInstant, now: StdInstant) {
         if self.stopped[wl as usize] {
             return;
         }
         let w = &self.workloads[wl as usize];
         let t = crate::time::Instant(due.saturating_duration_since(self.t0).as_nanos() as u64);
-        if !w.opens_at(t) {
-            return;
-        }
-        let Some(left) = self.ends.take(wl, w, retry > 0, now) else {
+        let Some(left) = self.ends.take(wl, w, t, retry > 0, now) else {
             return;
         };
         if self.started.fetch_add(1, Ordering::Relaxed) >= self.max_connections {
@@ -1348,8 +1350,10 @@ mod tests {
             let hs: Vec<_> = (0..3)
                 .map(|_| {
                     s.spawn(|| {
-                        std::iter::from_fn(|| ends.take(0, &w, false, StdInstant::now()))
-                            .collect::<Vec<u32>>()
+                        std::iter::from_fn(|| {
+                            ends.take(0, &w, Instant::ZERO, false, StdInstant::now())
+                        })
+                        .collect::<Vec<u32>>()
                     })
                 })
                 .collect();
@@ -1376,16 +1380,17 @@ mod tests {
         );
         let ends = Ends::new(std::slice::from_ref(&w), 7, StdInstant::now());
         let now = StdInstant::now();
-        assert_eq!(ends.take(0, &w, false, now), Some(1));
-        assert_eq!(ends.take(0, &w, true, now), Some(1));
+        let t = Instant::ZERO;
+        assert_eq!(ends.take(0, &w, t, false, now), Some(1));
+        assert_eq!(ends.take(0, &w, t, true, now), Some(1));
         // Spent: neither a new request nor a retry.
-        assert_eq!(ends.take(0, &w, true, now), None);
-        assert_eq!(ends.take(0, &w, false, now), None);
+        assert_eq!(ends.take(0, &w, t, true, now), None);
+        assert_eq!(ends.take(0, &w, t, false, now), None);
         // Unlimited and stopped on an error: only retries go on.
         let free = workload(Limit::default(), 1);
         let ends = Ends::new(std::slice::from_ref(&free), 7, now);
         ends.stop(0, now);
-        assert_eq!(ends.take(0, &free, false, now), None);
-        assert_eq!(ends.take(0, &free, true, now), Some(1));
+        assert_eq!(ends.take(0, &free, t, false, now), None);
+        assert_eq!(ends.take(0, &free, t, true, now), Some(1));
     }
 }

@@ -566,7 +566,7 @@ pub fn run(sc: &Scenario, opts: Options) -> Result<LiveReport, LiveError> {
         .iter()
         .zip(ends.ended())
         .map(|(w, e)| {
-            let limited = w.limit != crate::workload::Limit::default();
+            let limited = w.limit.is_set();
             let stopped_s = e.stopped.map(|d| d.as_secs_f64());
             MeasuredWorkload {
                 name: w.name.clone(),
@@ -700,11 +700,10 @@ fn could_not_keep_up(sc: &Scenario, p: &Report, m: &Measured) -> Option<String> 
         100.0 * m.generator_busy,
         100.0 * m.machine_busy
     );
-    let unlimited = crate::workload::Limit::default();
     if sc
         .workloads
         .iter()
-        .any(|w| matches!(w.arrival, Arrival::Closed { .. }) && w.limit == unlimited)
+        .any(|w| matches!(w.arrival, Arrival::Closed { .. }) && !w.limit.is_set())
     {
         return Some(format!(
             "{cpu}, and a closed loop's rate is what the CPU allows"
@@ -713,14 +712,12 @@ fn could_not_keep_up(sc: &Scenario, p: &Report, m: &Measured) -> Option<String> 
     // A limit the prediction reached and the run did not, while the run was still
     // establishing connections at its end: the machine was too slow, not the ports.
     let working = m.series.last().is_some_and(|b| b.established > 0);
-    let unfinished =
-        sc.workloads
-            .iter()
-            .zip(&p.workloads)
-            .zip(&m.workloads)
-            .any(|((w, pw), mw)| {
-                w.limit != unlimited && pw.stopped_s.is_some() && mw.stopped_s.is_none()
-            });
+    let unfinished = sc
+        .workloads
+        .iter()
+        .zip(&p.workloads)
+        .zip(&m.workloads)
+        .any(|((w, pw), mw)| w.limit.is_set() && pw.stopped_s.is_some() && mw.stopped_s.is_none());
     (working && unfinished).then(|| {
         format!("{cpu}, and it was still working through a limit the prediction reached when the run ended")
     })

@@ -16,7 +16,7 @@ pub mod whatif;
 
 use crate::profile::Profile;
 use crate::replicate::{Seeds, Stat};
-use crate::report::{Report, group};
+use crate::report::{Report, decimal, group};
 use crate::scenario::{self, Scenario};
 use crate::sim::Simulation;
 use crate::workload::{Arrival, Closer, Mode};
@@ -270,6 +270,15 @@ pub struct Outcome {
 }
 
 impl Outcome {
+    /// What a user gets, as the table and the findings show it: `first`, the one run, or the
+    /// mean of `runs` when there is one per seed.
+    pub fn shown(first: &Outcome, runs: &[Outcome]) -> Outcome {
+        match runs {
+            [] | [_] => first.clone(),
+            runs => Outcome::mean(runs),
+        }
+    }
+
     /// The mean of `runs` (one per seed), counts rounded: what the table and the findings
     /// show of a replicated plan. Times and headrooms average the runs that have them.
     pub fn mean(runs: &[Outcome]) -> Outcome {
@@ -418,10 +427,7 @@ impl Assessment {
     /// What a user gets, as the table and the findings show it: the one run, or the mean
     /// over the seeds.
     pub fn shown(&self) -> Outcome {
-        match self.runs.as_slice() {
-            [] | [_] => self.outcome.clone(),
-            runs => Outcome::mean(runs),
-        }
+        Outcome::shown(&self.outcome, &self.runs)
     }
 }
 
@@ -522,7 +528,7 @@ fn steady(w: &crate::workload::Workload, total: crate::time::Duration) -> bool {
         Arrival::Constant(_) | Arrival::Poisson(_) | Arrival::Closed { .. }
     ) && w.start.0 == 0
         && w.stop.0 >= total.0
-        && w.limit == crate::workload::Limit::default()
+        && !w.limit.is_set()
 }
 
 /// New connections per second each pool is offered.
@@ -1017,23 +1023,6 @@ const COLUMNS: [&str; 6] = [
     "unprotected",
     "headroom",
 ];
-
-/// `x` with `digits` decimals and its whole part grouped by thousands.
-fn decimal(x: f64, digits: usize) -> String {
-    let text = format!("{:.digits$}", x.abs());
-    let (whole, frac) = text.split_once('.').unwrap_or((&text, ""));
-    let sign = if x < 0.0 && text.bytes().any(|b| b.is_ascii_digit() && b != b'0') {
-        "-"
-    } else {
-        ""
-    };
-    let whole = group(whole.parse().unwrap_or(0));
-    if frac.is_empty() {
-        format!("{sign}{whole}")
-    } else {
-        format!("{sign}{whole}.{frac}")
-    }
-}
 
 fn cells(o: Option<&Outcome>) -> [String; 6] {
     let Some(o) = o else {

@@ -6,12 +6,10 @@
 //! listed apart, never as fixes: they bring ports back by reusing four-tuples an old segment
 //! may still arrive for (the seed's silent data corruption).
 
-use super::{
-    Assessment, LimitSource, Outcome, RATE_TOLERANCE, TARGET_USE, assess_seeds, decimal, round,
-};
+use super::{Assessment, LimitSource, Outcome, RATE_TOLERANCE, TARGET_USE, assess_seeds, round};
 use crate::profile::Kernel;
 use crate::replicate::Seeds;
-use crate::report::{Report, group};
+use crate::report::{Report, decimal, group};
 use crate::scenario::{self, Scenario};
 use crate::workload::{Arrival, Closer, Mode};
 use rayon::prelude::*;
@@ -59,11 +57,7 @@ impl Remedy {
 
     /// What a user gets, as the table shows it: the one run, or the mean over the seeds.
     pub fn shown(&self) -> Option<Outcome> {
-        match self.runs.as_slice() {
-            [] => None,
-            [_] => self.outcome.clone(),
-            runs => Some(Outcome::mean(runs)),
-        }
+        Some(Outcome::shown(self.outcome.as_ref()?, &self.runs))
     }
 }
 

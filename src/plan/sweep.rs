@@ -188,9 +188,9 @@ impl Row {
         }
     }
 
-    /// The row's numbers in [`ROW_NUMBERS`] order.
-    fn numbers(&self) -> [Option<f64>; 9] {
-        [
+    /// The row's numbers, by name.
+    fn numbers(&self) -> Vec<(String, Option<f64>)> {
+        let values = [
             Some(self.attempted as f64),
             Some(self.established as f64),
             Some(self.failed as f64),
@@ -200,20 +200,19 @@ impl Row {
             Some(f64::from(self.time_wait_peak)),
             Some(self.requests_completed as f64),
             Some(self.unprotected_reuse as f64),
-        ]
+        ];
+        ROW_NUMBERS
+            .iter()
+            .zip(values)
+            .map(|(n, v)| (n.to_string(), v))
+            .collect()
     }
 
     /// The first seed's row with the distributions of `runs` (one row per seed, in seed
     /// order).
     fn replicated(runs: Vec<Row>) -> Row {
-        let mut stats = BTreeMap::new();
-        for (i, name) in ROW_NUMBERS.iter().enumerate() {
-            let present: Vec<f64> = runs.iter().filter_map(|r| r.numbers()[i]).collect();
-            if let Some(mut s) = Stat::of(&present) {
-                s.n = (present.len() < runs.len()).then_some(present.len());
-                stats.insert(name.to_string(), s);
-            }
-        }
+        let numbers: Vec<_> = runs.iter().map(Row::numbers).collect();
+        let stats = crate::replicate::distributions(&numbers);
         let first = runs.into_iter().next().expect("at least one seed");
         Row {
             replicates: Some(stats),
