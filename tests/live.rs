@@ -389,8 +389,15 @@ fn the_linger_zero_ceiling_refutes_a_server_that_answers_nothing() {
     assert_eq!(code, Some(1));
     assert!(["disagree", "inconclusive"].contains(&r["verdict"].as_str().unwrap()));
     // The kernel completes 128 handshakes into the backlog (one per slot); none is answered.
-    assert_eq!(check(&r, "established"), (20_000, 128));
-    assert_eq!(check(&r, "requests_completed"), (20_000, 0));
+    // The prediction takes its round trip from this run's median connect latency, which a
+    // busy machine lengthens (16.7 ms once under CI: 7,680 predicted in 2 s), so its counts
+    // are bounded, not fixed: more than the kernel established, and requests where it had none.
+    let (p, m) = check(&r, "established");
+    assert_eq!(m, 128);
+    assert!(p > m, "{p} {m}");
+    let (p, m) = check(&r, "requests_completed");
+    assert_eq!(m, 0);
+    assert!(p > 0, "{p}");
     assert!(r["measured"]["wall_s"].as_f64().unwrap() < 3.0);
 }
 
@@ -868,7 +875,10 @@ fn a_listener_slow_to_accept_ends_the_run_cleanly_on_time() {
     // One accept per 20 ms for 5 s: at most 251 connections served, far from the limit.
     let served = n(&r["measured"]["requests_completed"]);
     assert!(served > 0 && served <= 5000 / 20 + 1, "{served}");
-    assert_eq!(check(&r, "requests_completed").0, 20_000);
+    // The prediction's round trip is this run's median connect latency (see the linger-zero
+    // case): its count is bounded by the limit, not fixed at it.
+    let (p, m) = check(&r, "requests_completed");
+    assert!(p > m && p <= 20_000, "{p} {m}");
     assert!(r["measured"]["workloads"][0]["stopped_s"].is_null());
     assert_eq!(host_sockets_on(8080), 0);
 }
