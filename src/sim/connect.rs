@@ -1,0 +1,250 @@
+use super::*;
+
+impl Simulation {
+    /// The application opens a connection: socket, optional bind, connect().
+    /// Starts a connection; returns the error and probes when connect() failed at once.
+    pub(in crate::sim) fn start(&mut self, wl: u32, slot: u32, retry: u32) -> Option<(Errno, u32)> {
+        let w = &self.workloads[wl as usize];
+        let r = &mut self.runners[wl as usize];
+        let requests = r.take(w, self.now, retry > 0, slot == NONE)?;
+        let (si, di) = r.pick_index(w);
+        let (src, dst) = (w.sources[si], w.destinations[di]);
+        let conn_pool = self.conn_pools[wl as usize]
+            .get(di * w.sources.len() + si)
+            .map(|&(_, pool)| pool);
+        let rtt = w.rtt.sample(&mut r.latency);
+        let (mode, range, reuse) = (w.mode, w.local_port_range, w.reuseaddr);
+        let up = Duration(rtt.0 / 2);
+        // A whole exchange needs no connection record: the one event queued for it, its
+        // TIME-WAIT entry or expiry, finds the connection in `flights` or names the socket.
+        let origin = self.origins;
+        let conn = if self.exchanges[wl as usize].is_some() {
+            self.origins += 1;
+            NONE
+        } else {
+            self.new_conn(Conn {
+                wl,
+                slot,
+                retry,
+                client: src.host,
+                server: dst.host,
+                csock: NONE,
+                ssock: NONE,
+                pool: NONE,
+                started: self.now,
+                req_start: self.now,
+                syn_sent: self.now,
+                up,
+                down: Duration(rtt.0 - up.0),
+                requests_left: requests,
+                ..Conn::default()
+            })
+        };
+        self.rec.attempt(wl as usize, retry > 0);
+        let host = &mut self.hosts[src.host as usize];
+        let r = &mut self.runners[wl as usize];
+        let placed = match mode {
+            Mode::Connect | Mode::BindNoPort => host
+                .connect_in(
+                    conn_pool.expect("pool registered at build"),
+                    self.now,
+                    src.ip,
+                    dst.ip,
+                    dst.port,
+                    range,
+                    conn,
+                )
+                .map(|p| (p.sock, p.probes, p.recycled))
+                .map_err(|e| (e.errno, e.probes)),
+            Mode::Bind => match host.bind_any(src.ip, reuse, conn) {
+                Err(e) => Err((e.errno, e.probes)),
+                Ok(p) => match host.connect_bound(p.sock, dst.ip, dst.port) {
+                    Ok(recycled) => Ok((p.sock, p.probes, recycled)),
+                    Err(errno) => {
+                        host.destroy(p.sock);
+                        Err((errno, p.probes))
+                    }
+                },
+            },
+            Mode::Explicit { low, high } => {
+                let span = u32::from(high) - u32::from(low) + 1;
+                let mut bound = None;
+                let mut tries = 0;
+                while tries < span {
+                    let port = r.cursor;
+                    r.cursor = if port >= high { low } else { port + 1 };
+                    tries += 1;
+                    if let Ok(sock) = host.bind_port(src.ip, port, reuse, conn) {
+                        bound = Some(sock);
+                        break;
+                    }
+                }
+                match bound {
+                    None => Err((Errno::AddrInUse, tries)),
+                    Some(sock) => match host.connect_bound(sock, dst.ip, dst.port) {
+                        Ok(recycled) => Ok((sock, tries, recycled)),
+                        Err(errno) => {
+                            host.destroy(sock);
+                            Err((errno, tries))
+                        }
+                    },
+                }
+            }
+        };
+        match placed {
+            Err((errno, probes)) => {
+                self.rec.probes(probes);
+                if conn != NONE {
+                    self.free_conn(conn);
+                }
+                if self.bulk && slot != NONE && matches!(mode, Mode::Connect | Mode::BindNoPort) {
+                    let host = &self.hosts[src.host as usize];
+                    let exhausted = conn_pool.filter(|p| host.pools[*p as usize].free == 0);
+                    if let Some(pool) = exhausted
+                        && self.park(wl, slot, retry, errno, probes, (src.host, pool))
+                    {
+                        return Some((errno, probes));
+                    }
+                }
+                self.fail(wl, slot, retry, errno);
+                Some((errno, probes))
+            }
+            Ok((sock, probes, recycled)) => {
+                self.rec.probes(probes);
+                if recycled {
+                    self.rec.count(Counter::TwRecycled);
+                }
+                let host = &mut self.hosts[src.host as usize];
+                let tuple = host.sock(sock).tuple;
+                let whole = self.exchanges[wl as usize].is_some();
+                let (isn, ts_off) = if !whole || host.isn_draw_has_effects() {
+                    (host.isn(&tuple, self.now), host.ts_offset(&tuple))
+                } else {
+                    (0, 0)
+                };
+                let pool = host.sock(sock).pool;
+                let pool_or_wide = host.pool_of_socket(sock);
+                if let Some(log) = &mut self.port_use {
+                    let (ip, port) = (tuple.local_ip, tuple.local_port);
+                    log.record(&self.bind_pools, src.host, pool_or_wide, ip, port);
+                }
+                let watched = watched(&self.hosts, src.host, pool, tuple);
+                if self.watch.reused(&mut self.hosts, watched, self.now) {
+                    self.rec.unprotected_reuse += 1;
+                }
+                if let Some(x) = &mut self.exchanges[wl as usize] {
+                    let ts_seen = self.hosts[src.host as usize].profile.timestamps != 0
+                        && self.hosts[dst.host as usize].profile.timestamps != 0;
+                    let catch_up = x.keep(
+                        Flight {
+                            at: self.now,
+                            origin,
+                            pool: pool_or_wide.unwrap_or(NONE),
+                            ip: tuple.local_ip,
+                            client: src.host,
+                            server: dst.host,
+                            sock,
+                            port: tuple.local_port,
+                            ts_seen,
+                        },
+                        &mut self.streams[wl as usize].fin,
+                        &self.hosts,
+                        &self.lanes,
+                        &mut self.queue,
+                    );
+                    if catch_up {
+                        self.catch_up(wl as usize, self.now);
+                    }
+                } else {
+                    self.conns[conn as usize].attach(sock, tuple, isn, ts_off, pool);
+                    let at = self.now + up;
+                    self.send(at, conn, |conn, generation| Event::Syn { conn, generation });
+                }
+                None
+            }
+        }
+    }
+
+    /// An open-loop arrival, or its retry number `retry`, starts a connection.
+    #[inline(always)]
+    pub(in crate::sim) fn start_open(&mut self, wl: u32, retry: u32) {
+        if self.exchanges[wl as usize]
+            .as_ref()
+            .is_some_and(|x| x.pooled)
+        {
+            self.start_whole(wl, retry);
+        } else {
+            self.start(wl, NONE, retry);
+        }
+    }
+
+    /// A connect attempt failed with `errno`: count it and apply the workload's policy.
+    pub(in crate::sim) fn fail(&mut self, wl: u32, slot: u32, retry: u32, errno: Errno) {
+        self.rec.failed(self.now, wl as usize, errno);
+        let policy = self.workloads[wl as usize].on_error;
+        let (next, gave_up) = policy.after_failure(retry, slot != NONE);
+        if gave_up {
+            self.rec.request_failed(wl as usize);
+        }
+        match next {
+            AfterFailure::Start { wait, retry } => {
+                self.queue.push(
+                    self.now + wait,
+                    Class::App,
+                    Event::Start { wl, slot, retry },
+                );
+            }
+            AfterFailure::Idle => {}
+            AfterFailure::Stop => {
+                self.runners[wl as usize].stopped = true;
+                self.rec.workloads[wl as usize]
+                    .stopped_at
+                    .get_or_insert(self.now);
+            }
+        }
+    }
+
+    /// The client application is done with a connection: a closed-loop slot starts the next.
+    pub(in crate::sim) fn app_done(&mut self, conn: u32) {
+        let c = self.conns[conn as usize];
+        if c.slot != NONE {
+            self.queue.push(
+                self.now,
+                Class::App,
+                Event::Start {
+                    wl: c.wl,
+                    slot: c.slot,
+                    retry: 0,
+                },
+            );
+        }
+    }
+
+    pub(in crate::sim) fn new_conn(&mut self, c: Conn) -> u32 {
+        self.live_conns += 1;
+        let c = Conn {
+            origin: self.origins,
+            stage: 0,
+            ..c
+        };
+        self.origins += 1;
+        match self.free_conns.pop() {
+            Some(id) => {
+                let generation = self.conns[id as usize].generation;
+                self.conns[id as usize] = Conn { generation, ..c };
+                id
+            }
+            None => {
+                self.conns.push(c);
+                (self.conns.len() - 1) as u32
+            }
+        }
+    }
+
+    pub(in crate::sim) fn free_conn(&mut self, id: u32) {
+        let c = &mut self.conns[id as usize];
+        c.generation = c.generation.wrapping_add(1);
+        self.live_conns -= 1;
+        self.free_conns.push(id);
+    }
+}

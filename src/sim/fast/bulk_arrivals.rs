@@ -1,0 +1,76 @@
+use crate::sim::*;
+
+impl Simulation {
+    /// Open-loop arrivals into an exhausted pool, counted in bulk. This arrival runs as
+    /// stepping runs it; the arrivals after it that come strictly before the next queued
+    /// event (nothing else happens in between, so each fails the same way: `pool.free == 0`
+    /// returns the same probes and changes no state) are counted bin by bin without being
+    /// queued; the first one at or after it is queued. It sorts after every event queued now,
+    /// as it would have if queued by the arrival before it, and before every event queued
+    /// later.
+    pub(in crate::sim) fn arrivals_in_bulk(&mut self, wl: u32) {
+        let w = &self.workloads[wl as usize];
+        let mut next = self.runners[wl as usize].next_arrival(w);
+        // This connect() fails as `start` would make it fail, changing nothing but counts.
+        let (src, dst) = (w.sources[0], w.destinations[0]);
+        let pool = self.conn_pools[wl as usize][0].1;
+        let refused = self.hosts[src.host as usize].connect_in(
+            pool,
+            self.now,
+            src.ip,
+            dst.ip,
+            dst.port,
+            w.local_port_range,
+            NONE,
+        );
+        let Err(Refused { errno, probes }) = refused else {
+            unreachable!("a connect into an exhausted pool succeeded");
+        };
+        self.rec.workloads[wl as usize]
+            .first_failure
+            .get_or_insert(self.now);
+        // The next event: the queue's, or this stream's next TIME-WAIT entry.
+        let fin = self.streams[wl as usize].fin;
+        let fin = Instant((fin >> 64).min(u128::from(self.end.0)) as u64);
+        let horizon = self.queue.next_time().unwrap_or(self.end).min(fin);
+        let mut pending = 1u64;
+        loop {
+            // The arrivals of this bin before the horizon, then a bin edge or the horizon.
+            let w = &self.workloads[wl as usize];
+            let bound = horizon.min(self.rec.bin_end);
+            let (n, last, after) = self.runners[wl as usize].arrivals_before(w, next, bound);
+            pending += n;
+            if let Some(t) = last {
+                self.now = t;
+            }
+            next = after;
+            match next {
+                Some(t) if t < horizon => {
+                    self.count_failures(wl, false, errno, probes, pending);
+                    pending = 0;
+                    self.close_bins_to(t);
+                }
+                _ => break,
+            }
+        }
+        self.count_failures(wl, false, errno, probes, pending);
+        let next = next.map_or(NO_EVENT, |t| packed(t.0, self.queue.next_key(Class::App)));
+        self.streams[wl as usize].arrival = next;
+    }
+
+    /// `n` connects of `wl` that failed at once on an exhausted pool, as `start` and `fail`
+    /// record them: counted, the round-robin position moved on, and the conn slot each took
+    /// from the top of the free list given back one generation on.
+    pub(in crate::sim) fn count_failures(&mut self, wl: u32, retry: bool, errno: Errno, probes: u32, n: u64) {
+        if n == 0 {
+            return;
+        }
+        self.rec
+            .failed_attempts(wl as usize, retry, errno, probes, n);
+        self.runners[wl as usize].skip(&self.workloads[wl as usize], n);
+        if let Some(&id) = self.free_conns.last() {
+            let c = &mut self.conns[id as usize];
+            c.generation = c.generation.wrapping_add(n as u32);
+        }
+    }
+}

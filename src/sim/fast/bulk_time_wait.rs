@@ -1,0 +1,85 @@
+use crate::sim::*;
+
+/// Whether no TIME-WAIT entry on host `h` can find `tcp_max_tw_buckets` reached (§2.2): every
+/// socket that can enter TIME-WAIT there holds a port of one of its connect() pools (nothing
+/// binds from it, no server on it closes first), and the pools hold no more ports than the
+/// limit, so at most limit − 1 others are in TIME-WAIT when one enters.
+pub(in crate::sim) fn time_wait_cannot_overflow(sc: &Scenario, h: u16) -> bool {
+    let host = &sc.hosts[h as usize];
+    let mut pools = std::collections::BTreeSet::new();
+    for w in &sc.workloads {
+        let sources: Vec<_> = w.sources.iter().filter(|s| s.host == h).collect();
+        let serves = w.destinations.iter().any(|d| d.host == h);
+        if (!sources.is_empty() && w.mode.binds())
+            || (serves && w.closer == Closer::Server && !w.linger_zero)
+        {
+            return false;
+        }
+        for s in sources {
+            for d in &w.destinations {
+                pools.insert((s.ip, d.ip, d.port));
+            }
+        }
+    }
+    let n = match host.profile.scope {
+        crate::profile::Scope::HostWide => pools.len().min(1),
+        crate::profile::Scope::FourTuple => pools.len(),
+    };
+    let (lo, hi) = host.profile.port_range;
+    n as u64 * (u64::from(hi - lo) + 1) <= u64::from(host.profile.max_tw_buckets)
+}
+
+/// Flight `f` of a whole exchange enters TIME-WAIT on its client `host` at `entry`, applied
+/// in bulk ([`Exchange::bulk_time_wait`]: it cannot overflow): its socket, or only the count
+/// where it has none ([`Host::time_wait_unseen`]).
+pub(in crate::sim) fn enter_in_bulk(host: &mut Host, f: &Flight, entry: Instant) {
+    if f.sock == NONE {
+        host.time_wait_unseen();
+    } else {
+        let tw = TimeWait {
+            entry,
+            rcv_nxt: 0,
+            ts_recent: 0,
+            ts_seen: f.ts_seen,
+        };
+        let ok = host.enter_time_wait(f.sock, tw);
+        debug_assert!(ok, "a bulk TIME-WAIT entry overflowed");
+    }
+}
+
+impl Simulation {
+    /// Applies the TIME-WAIT entries of whole exchanges that come before `at`
+    /// ([`Exchange::bulk_time_wait`]); their other steps change only what bin edges and
+    /// audits read, and those catch up first.
+    pub(in crate::sim) fn enter_time_wait_in_bulk(&mut self, at: Instant) {
+        let Simulation {
+            exchanges,
+            hosts,
+            rec,
+            ..
+        } = self;
+        let mut entered = false;
+        for x in exchanges.iter_mut().flatten() {
+            // The last step: its cursor walks the flights one entry at a time.
+            let i = x.steps.len() - 1;
+            debug_assert_eq!(x.steps[i].1, StepKind::TimeWait);
+            let Some(before) = at.0.checked_sub(x.to_time_wait.0) else {
+                continue;
+            };
+            let first = x.next[i];
+            let mut n = first;
+            while let Some(f) = x.flights.get((n - x.popped) as usize)
+                && f.at.0 < before
+            {
+                enter_in_bulk(&mut hosts[f.client as usize], f, f.at + x.to_time_wait);
+                n += 1;
+            }
+            x.next[i] = n;
+            x.entered += n - first;
+            entered |= n > first;
+        }
+        if entered {
+            note_time_wait(hosts, rec);
+        }
+    }
+}

@@ -1,0 +1,542 @@
+use crate::sim::*;
+
+/// Connections of a whole exchange kept past their TIME-WAIT entry before all their steps
+/// are applied at once.
+pub(in crate::sim) const FLIGHTS_KEPT: usize = 1024;
+
+/// Most requests per connection for an exchange scheduled whole (one step each).
+pub(in crate::sim) const WHOLE_MAX_REQUESTS: u32 = 8;
+
+/// What a step of a whole exchange does ([`Exchange`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(in crate::sim) enum StepKind {
+    /// The SYN-ACK reaches the client: ESTABLISHED, the connect latency recorded.
+    Established,
+    /// The ACK reaches the server: its socket ESTABLISHED.
+    ServerEstablished,
+    /// Response `k` reaches the client (1 = the first, timed from connect()).
+    Response(u32),
+    /// The client closes after the last response: FIN-WAIT-1.
+    ClientFin,
+    /// The client's FIN reaches the server: its socket leaves ESTABLISHED for LAST-ACK.
+    ServerFin,
+    /// The FIN-ACK reaches the client: TIME-WAIT (only when entries are applied in bulk, see
+    /// [`Exchange::bulk_time_wait`]).
+    TimeWait,
+}
+
+/// The least and greatest client → server delay (half the RTT) a workload can draw; no
+/// greatest for an exponential RTT.
+pub(in crate::sim) fn one_way_bounds(rtt: Dist) -> (u64, Option<u64>) {
+    match rtt {
+        Dist::Fixed(d) => (d.0 / 2, Some(d.0 / 2)),
+        Dist::Uniform(a, b) => (a.0 / 2, Some(b.0 / 2)),
+        Dist::Exponential(_) => (0, None),
+    }
+}
+
+/// A connection of a whole exchange.
+#[derive(Clone, Copy, Debug)]
+pub(in crate::sim) struct Flight {
+    /// When connect() ran.
+    pub(in crate::sim) at: Instant,
+    /// The connection's number: its packets' keys ([`crate::engine::packet_key`]).
+    pub(in crate::sim) origin: u64,
+    /// The client socket's connect pool, or NONE (a bind() pool's, by `ip`).
+    pub(in crate::sim) pool: u32,
+    /// The client socket's address.
+    pub(in crate::sim) ip: u32,
+    pub(in crate::sim) client: u16,
+    pub(in crate::sim) server: u16,
+    /// The client socket (NONE until its TIME-WAIT entry where sockets are made then,
+    /// [`Exchange::lazy`]), its port, and whether both ends use timestamps (its TIME-WAIT's
+    /// `ts_seen`).
+    pub(in crate::sim) sock: SockId,
+    pub(in crate::sim) port: u16,
+    pub(in crate::sim) ts_seen: bool,
+}
+
+/// The connections of one workload whose exchanges are scheduled whole, in connect() order.
+///
+/// With fixed delays each step comes a fixed offset after connect(), so a step's pending
+/// connections are a suffix of the queue and each step keeps a cursor into it. The server's
+/// socket is not created: its only reader is the gauge of ESTABLISHED server sockets
+/// (`virtual_established`). The client's socket stays SYN-SENT in the host's table until its
+/// TIME-WAIT entry (nothing reads its state in between), or is made only then
+/// ([`Exchange::lazy`]), the gauge of ESTABLISHED client sockets counting it from the cursors
+/// ([`Exchange::client_established`]); the SYN finds no socket on the tuple, since the client
+/// holds the port until after the server's socket has gone (its LAST-ACK comes `up` after the
+/// client's TIME-WAIT entry, and a port leaves TIME-WAIT no earlier than that).
+pub(in crate::sim) struct Exchange {
+    pub(in crate::sim) rtt: Duration,
+    /// Segments sent up to the TIME-WAIT entry's: the FIN-ACK's segment number.
+    pub(in crate::sim) fin_stage: u32,
+    /// From connect() to the TIME-WAIT entry.
+    pub(in crate::sim) to_time_wait: Duration,
+    /// (offset from connect(), step), in the order stepping applies them.
+    pub(in crate::sim) steps: Vec<(Duration, StepKind)>,
+    /// Connections in connect() order.
+    pub(in crate::sim) flights: VecDeque<Flight>,
+    /// Between two responses: RTT plus service time.
+    pub(in crate::sim) gap: Duration,
+    /// Connections dropped from the front of `flights`.
+    pub(in crate::sim) popped: u64,
+    /// Per step, the number of the first connection it has not been applied to.
+    pub(in crate::sim) next: Vec<u64>,
+    /// Connections that have entered TIME-WAIT.
+    pub(in crate::sim) entered: u64,
+    /// The (host, pool) every connection draws from, when there is only one.
+    pub(in crate::sim) single_pool: Option<(u16, u32)>,
+    /// The server host of every connection, when there is only one.
+    pub(in crate::sim) single_server: Option<u16>,
+    /// TIME-WAIT entries are a step applied in bulk, not an event: each connection's expiry
+    /// is queued at connect() and nothing else is (see [`Simulation::new`] for when).
+    pub(in crate::sim) bulk_time_wait: bool,
+
+    /// Connections draw their ports from connect() pools (connect() or
+    /// IP_BIND_ADDRESS_NO_PORT): [`Simulation::start_whole`] starts them.
+    pub(in crate::sim) pooled: bool,
+    /// The client socket is made at the TIME-WAIT entry, not at connect(): nothing on the
+    /// client host can see it before ([`Host::sockets_unseen`]); the flight holds the port.
+    pub(in crate::sim) lazy: bool,
+}
+
+impl Exchange {
+    /// The index of the step of `kind`.
+    pub(in crate::sim) fn step(&self, kind: StepKind) -> usize {
+        self.steps
+            .iter()
+            .position(|&(_, k)| k == kind)
+            .expect("every exchange has its steps")
+    }
+
+    /// Client sockets ESTABLISHED now (after a catch-up): established, FIN not yet sent.
+    pub(in crate::sim) fn client_established(&self) -> u64 {
+        self.next[self.step(StepKind::Established)] - self.next[self.step(StepKind::ClientFin)]
+    }
+
+    /// The packed `(at, key)` of the TIME-WAIT entry of `f`: `to_time_wait` after its
+    /// connect(), keyed as its FIN-ACK.
+    pub(in crate::sim) fn fin_of(&self, f: &Flight) -> u128 {
+        let key = crate::engine::packet_key(f.origin, self.fin_stage);
+        packed((f.at + self.to_time_wait).0, key)
+    }
+
+    /// The packed `(at, key)` of the next TIME-WAIT entry when entries are events (flight
+    /// `entered`'s), else [`NO_EVENT`].
+    #[inline]
+    pub(in crate::sim) fn next_fin(&self) -> u128 {
+        match self.flights.get((self.entered - self.popped) as usize) {
+            Some(f) if !self.bulk_time_wait => self.fin_of(f),
+            _ => NO_EVENT,
+        }
+    }
+
+    /// Keeps connection `f`, just connected, until its TIME-WAIT entry: `fin`, the stream's
+    /// next entry, if it is the only one waiting, or, where entries are applied in bulk, its
+    /// expiry queued now. True when the connections kept call for a catch-up
+    /// ([`Simulation::catch_up`]).
+    #[inline(always)]
+    pub(in crate::sim) fn keep(
+        &mut self,
+        f: Flight,
+        fin: &mut u128,
+        hosts: &[Host],
+        lanes: &[Lanes],
+        queue: &mut Queue<Event>,
+    ) -> bool {
+        self.flights.push_back(f);
+        if *fin == NO_EVENT {
+            *fin = self.next_fin();
+        }
+        if !self.bulk_time_wait {
+            return false;
+        }
+        // Its TIME-WAIT entry is a step; only the expiry is an event.
+        let h = &hosts[f.client as usize];
+        let ev = match f.sock {
+            NONE => Event::UnseenExpire {
+                host: f.client,
+                pool: f.pool,
+                port: f.port,
+            },
+            sock => Event::TwExpire {
+                host: f.client,
+                sock,
+                generation: h.sock(sock).generation,
+            },
+        };
+        let expire = f.at + self.to_time_wait + h.profile.time_wait;
+        let lane = lanes[f.client as usize].tw_expire;
+        queue.push_lane_ordered(lane, expire, Class::Timer, ev);
+        // Keep memory to the connections alive, whatever the bin width.
+        self.flights.len() >= FLIGHTS_KEPT
+    }
+
+    /// Connections connected and not yet established (after a catch-up): in flight.
+    pub(in crate::sim) fn in_flight(&self) -> u64 {
+        self.popped + self.flights.len() as u64 - self.next[self.step(StepKind::Established)]
+    }
+
+    /// Client sockets of these connections counted SYN-SENT by their host: made at connect()
+    /// and left SYN-SENT until the TIME-WAIT entry, unless made at the entry ([`Self::lazy`]).
+    pub(in crate::sim) fn syn_sent_sockets(&self) -> u64 {
+        if self.lazy {
+            0
+        } else {
+            self.popped + self.flights.len() as u64 - self.entered
+        }
+    }
+
+    /// The whole-exchange schedule of `w`, if nothing can disturb its connections between
+    /// connect() and TIME-WAIT: an open loop (no closed-loop slot waits on a response), fixed
+    /// delays with both one-way halves non-zero, the client closing without SO_LINGER 0, at
+    /// most [`WHOLE_MAX_REQUESTS`] requests, the same for every connection (a request limit
+    /// that is a whole number of connections); on every destination host, no workload whose
+    /// server closes first or resets (its TIME-WAITs could hold a tuple) and no bind() or
+    /// explicit-port workload (a socket on a listener's port); and for every workload of the
+    /// same client to those hosts, a port freed after a TIME-WAIT entry cannot carry a SYN to
+    /// the server before the previous connection's LAST-ACK has closed the server's socket.
+    pub(in crate::sim) fn new(sc: &Scenario, w: &Workload) -> Option<Exchange> {
+        let (Dist::Fixed(rtt), Dist::Fixed(service)) = (w.rtt, w.service_time) else {
+            return None;
+        };
+        let up = Duration(rtt.0 / 2);
+        let quiet = |host: u16| {
+            sc.workloads.iter().all(|o| {
+                let serves = o.destinations.iter().any(|d| d.host == host);
+                let binds = o.sources.iter().any(|s| s.host == host)
+                    && matches!(o.mode, Mode::Bind | Mode::Explicit { .. });
+                !binds && (!serves || (o.closer == Closer::Client && !o.linger_zero))
+            })
+        };
+        // The client's port can carry a new SYN this soon after a TIME-WAIT entry: at once
+        // if the entry can be skipped (tcp_max_tw_buckets, nolocaltimewait), else when the
+        // TIME-WAIT ends or becomes reusable.
+        let client = &sc.hosts[w.sources[0].host as usize].profile;
+        let client_host = &sc.hosts[w.sources[0].host as usize];
+        let may_overflow =
+            client.max_tw_buckets != u32::MAX && !time_wait_cannot_overflow(sc, w.sources[0].host);
+        let skips_local = !client.local_time_wait
+            && w.destinations
+                .iter()
+                .any(|d| crate::host::is_loopback(d.ip) || client_host.ips.contains(&d.ip));
+        let free_after = if may_overflow || skips_local {
+            0
+        } else if client.tw_reuse != 0 {
+            client
+                .time_wait
+                .0
+                .min(u64::from(client.tw_reuse_delay_ms) * 1_000_000)
+        } else {
+            client.time_wait.0
+        };
+        // A SYN on a port must reach the server no earlier than the LAST-ACK of the port's
+        // previous connection, whichever workload of this client each belongs to.
+        let apart = |o: &Workload| {
+            let (lo, hi) = one_way_bounds(o.rtt);
+            // A loopback source is the same address on every host that has it.
+            let lo_src = |x: &Workload| x.sources.iter().any(|s| crate::host::is_loopback(s.ip));
+            let shares = (o.sources[0].host == w.sources[0].host || (lo_src(o) && lo_src(w)))
+                && o.destinations
+                    .iter()
+                    .any(|d| w.destinations.iter().any(|e| e.host == d.host));
+            !shares || (hi.is_some_and(|hi| free_after + up.0 >= hi) && free_after + lo >= up.0)
+        };
+        if matches!(w.arrival, Arrival::Closed { .. })
+            || up.0 == 0
+            || rtt.0 - up.0 == 0
+            || w.closer != Closer::Client
+            || w.linger_zero
+            || w.requests_per_connection > WHOLE_MAX_REQUESTS
+            || w.limit
+                .requests
+                .is_some_and(|r| r % u64::from(w.requests_per_connection) != 0)
+            || !w.destinations.iter().all(|d| quiet(d.host))
+            || !sc.workloads.iter().all(apart)
+        {
+            return None;
+        }
+        let n = w.requests_per_connection;
+        let gap = rtt + service;
+        let fin = Duration(rtt.0 + u64::from(n) * gap.0);
+        let mut steps = vec![
+            (rtt, StepKind::Established),
+            (rtt + up, StepKind::ServerEstablished),
+        ];
+        steps.extend((1..=n).map(|k| {
+            (
+                Duration(rtt.0 + u64::from(k) * gap.0),
+                StepKind::Response(k),
+            )
+        }));
+        steps.push((fin, StepKind::ClientFin));
+        steps.push((fin + up, StepKind::ServerFin));
+        // Stable: steps at one offset keep the order stepping applies them in.
+        steps.sort_by_key(|&(offset, _)| offset);
+        Some(Exchange {
+            rtt,
+            gap,
+            // SYN, SYN-ACK, ACK, the responses, FIN, FIN-ACK.
+            fin_stage: 3 + n + 2,
+            to_time_wait: fin + rtt,
+            next: vec![0; steps.len()],
+            steps,
+            flights: VecDeque::new(),
+            popped: 0,
+            entered: 0,
+            single_pool: None,
+            bulk_time_wait: false,
+            pooled: matches!(w.mode, Mode::Connect | Mode::BindNoPort),
+            lazy: false,
+            single_server: w
+                .destinations
+                .iter()
+                .all(|d| d.host == w.destinations[0].host)
+                .then_some(w.destinations[0].host),
+        })
+    }
+}
+
+impl Simulation {
+    /// Applies the steps of `wl`'s whole exchanges that come before `at`.
+    pub(in crate::sim) fn catch_up(&mut self, wl: usize, at: Instant) {
+        let Simulation {
+            exchanges,
+            hosts,
+            rec,
+            bind_pools,
+            virtual_established,
+            late_from,
+            ..
+        } = self;
+        let Some(x) = &mut exchanges[wl] else {
+            return;
+        };
+        let end = x.popped + x.flights.len() as u64;
+        for (i, &(offset, kind)) in x.steps.iter().enumerate() {
+            // Connections whose step comes before `at`: the next ones from the step's cursor
+            // (flights are in connect() order, so the step's pending ones are a suffix).
+            let Some(before) = at.0.checked_sub(offset.0) else {
+                continue;
+            };
+            let first = x.next[i];
+            let from = (first - x.popped) as usize;
+            if x.flights.get(from).is_none_or(|f| f.at.0 >= before) {
+                continue;
+            }
+            let n = x.popped + x.flights.partition_point(|f| f.at.0 < before) as u64;
+            let count = n - first;
+            let span = x.flights.range(from..(n - x.popped) as usize);
+            match kind {
+                StepKind::Established => {
+                    // Flights are in connect() order: the late ones are a suffix.
+                    let early = late_from.0.saturating_sub(offset.0);
+                    let late = span.clone().rev().take_while(|f| f.at.0 >= early).count();
+                    let on_time = span.len() - late;
+                    match x.single_pool {
+                        Some((h, pool)) => {
+                            let e = &mut hosts[h as usize].established[pool as usize];
+                            e.all += count;
+                            e.late += late as u64;
+                        }
+                        // Every flight holds a connect() pool.
+                        None if x.pooled => {
+                            for (i, f) in span.enumerate() {
+                                let e = &mut hosts[f.client as usize].established[f.pool as usize];
+                                e.all += 1;
+                                e.late += u64::from(i >= on_time);
+                            }
+                        }
+                        None => {
+                            for (i, f) in span.enumerate() {
+                                let late = u64::from(i >= on_time);
+                                let pool = (f.pool != NONE).then_some(f.pool);
+                                let h = &mut hosts[f.client as usize];
+                                count_in_pool(h, bind_pools, f.client, pool, f.ip, late);
+                            }
+                        }
+                    }
+                }
+                StepKind::ServerEstablished | StepKind::ServerFin => {
+                    let up = kind == StepKind::ServerEstablished;
+                    match x.single_server {
+                        Some(h) if up => virtual_established[h as usize] += count as u32,
+                        Some(h) => virtual_established[h as usize] -= count as u32,
+                        None => {
+                            for f in span {
+                                let v = &mut virtual_established[f.server as usize];
+                                *v = if up { *v + 1 } else { *v - 1 };
+                            }
+                        }
+                    }
+                }
+                StepKind::TimeWait => {
+                    for f in span {
+                        enter_in_bulk(&mut hosts[f.client as usize], f, f.at + offset);
+                    }
+                    x.entered += count;
+                    // No TIME-WAIT ended since the previous entry: the count now is a peak.
+                    note_time_wait(hosts, rec);
+                }
+                StepKind::Response(_) | StepKind::ClientFin => {}
+            }
+            x.next[i] = n;
+            match kind {
+                StepKind::Established => rec.established_n(wl, x.rtt, count),
+                StepKind::Response(k) => {
+                    let latency = if k == 1 { offset } else { x.gap };
+                    rec.requests_done_n(wl, latency, count);
+                }
+                _ => {}
+            }
+        }
+        // A connection's flight is kept until its TIME-WAIT entry, which reads it.
+        let done = x.next.iter().copied().min().unwrap_or(end).min(x.entered);
+        if done > x.popped {
+            x.flights.drain(..(done - x.popped) as usize);
+            x.popped = done;
+        }
+    }
+
+    /// [`Simulation::start`] for an open-loop connection of a whole exchange drawing its port
+    /// from a connect() pool: connect(), the reuse watch, and the connection kept as a
+    /// flight whose next event is its TIME-WAIT entry (or, in bulk, its expiry).
+    #[inline(always)]
+    pub(in crate::sim) fn start_whole(&mut self, wl: u32, retry: u32) {
+        let w = &self.workloads[wl as usize];
+        let r = &mut self.runners[wl as usize];
+        if r.take(w, self.now, retry > 0, true).is_none() {
+            return;
+        }
+        let (si, di) = r.pick_index(w);
+        let (src, dst) = (w.sources[si], w.destinations[di]);
+        let pools = &self.conn_pools[wl as usize];
+        let k = di * w.sources.len() + si;
+        let pool = pools[k].1;
+        // Round robin takes the pools in order: bring the one after next into cache, and
+        // what the next will read beyond itself (a pipeline across arrivals; hints only).
+        if w.spread == Spread::RoundRobin && pools.len() > 1 {
+            let after = |k: usize| if k + 1 == pools.len() { 0 } else { k + 1 };
+            let (next, then) = (after(k), after(after(k)));
+            let (h2, p2) = pools[then];
+            self.hosts[h2 as usize].prefetch_pool(p2);
+            let (h1, p1) = pools[next];
+            self.hosts[h1 as usize].prefetch_connect(p1);
+        }
+        let range = w.local_port_range;
+        let origin = self.origins;
+        self.origins += 1;
+        self.rec.attempt(wl as usize, retry > 0);
+        let Some(x) = &mut self.exchanges[wl as usize] else {
+            unreachable!("a whole exchange without its exchange");
+        };
+        let host = &mut self.hosts[src.host as usize];
+        let now = self.now;
+        let placed = if x.lazy {
+            host.connect_port(pool, now, src.ip, dst.ip, dst.port, range)
+                .map(|(port, probes)| (NONE, port, probes, false))
+        } else {
+            host.connect_in(pool, now, src.ip, dst.ip, dst.port, range, NONE)
+                .map(|p| {
+                    (
+                        p.sock,
+                        host.sock(p.sock).tuple.local_port,
+                        p.probes,
+                        p.recycled,
+                    )
+                })
+        };
+        let (sock, port, probes, recycled) = match placed {
+            Ok(p) => p,
+            Err(Refused { errno, probes }) => {
+                self.rec.probes(probes);
+                self.fail(wl, NONE, retry, errno);
+                return;
+            }
+        };
+        self.rec.probes(probes);
+        if recycled {
+            self.rec.count(Counter::TwRecycled);
+        }
+        let tuple = Tuple {
+            local_ip: src.ip,
+            local_port: port,
+            remote_ip: dst.ip,
+            remote_port: dst.port,
+        };
+        if let Some(log) = &mut self.port_use {
+            log.record(&self.bind_pools, src.host, Some(pool), src.ip, port);
+        }
+        if host.isn_draw_has_effects() {
+            host.isn(&tuple, now);
+            host.ts_offset(&tuple);
+        }
+        let four_tuple = host.profile.scope == crate::profile::Scope::FourTuple;
+        let ts_seen =
+            host.profile.timestamps != 0 && self.hosts[dst.host as usize].profile.timestamps != 0;
+        let watched = match four_tuple {
+            true => Watched::Pooled {
+                host: src.host,
+                pool,
+                port,
+            },
+            false => Watched::Tuple(tuple),
+        };
+        if self.watch.reused(&mut self.hosts, watched, now) {
+            self.rec.unprotected_reuse += 1;
+        }
+        let flight = Flight {
+            at: now,
+            origin,
+            pool,
+            ip: src.ip,
+            client: src.host,
+            server: dst.host,
+            sock,
+            port,
+            ts_seen,
+        };
+        let fin = &mut self.streams[wl as usize].fin;
+        if x.keep(flight, fin, &self.hosts, &self.lanes, &mut self.queue) {
+            self.catch_up(wl as usize, now);
+        }
+    }
+
+    /// [`Self::fin_at_active`] for the next connection of `wl`'s whole exchanges to enter
+    /// TIME-WAIT: entries come in connect() order, so it is flight `entered`. The client
+    /// closes; the server's LAST-ACK ends `down` from now, and its socket was never made.
+    pub(in crate::sim) fn exchange_fin(&mut self, wl: usize) {
+        let Some(x) = &mut self.exchanges[wl] else {
+            unreachable!("a whole exchange's FIN without its exchange");
+        };
+        let f = x.flights[(x.entered - x.popped) as usize];
+        x.entered += 1;
+        self.streams[wl].fin = x.next_fin();
+        // Keep memory to the connections alive, whatever the bin width.
+        if x.entered - x.popped >= FLIGHTS_KEPT as u64 {
+            self.catch_up(wl, self.now);
+        }
+        let tw = TimeWait {
+            entry: self.now,
+            rcv_nxt: 0,
+            ts_recent: 0,
+            ts_seen: f.ts_seen,
+        };
+        let (closing, watched) = if f.sock == NONE {
+            let (pool, port) = (f.pool, f.port);
+            let host = f.client;
+            let closing = Closing::Port {
+                pool,
+                ip: f.ip,
+                port,
+            };
+            (closing, Watched::Pooled { host, pool, port })
+        } else {
+            let s = self.hosts[f.client as usize].sock(f.sock);
+            let watched = watched(&self.hosts, f.client, s.pool, s.tuple);
+            (Closing::Socket(f.sock, s.tuple.remote_ip), watched)
+        };
+        self.active_close(f.client, closing, tw, watched);
+    }
+}

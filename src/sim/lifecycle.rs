@@ -1,0 +1,367 @@
+use super::*;
+
+/// A connection in progress.
+#[derive(Clone, Copy, Debug, Default)]
+pub(in crate::sim) struct Conn {
+    pub(in crate::sim) generation: u32,
+    /// The connection's number, in the order connections were opened, and the segments it
+    /// has sent: its packets' keys ([`crate::engine::packet_key`]).
+    pub(in crate::sim) origin: u64,
+    pub(in crate::sim) stage: u32,
+    pub(in crate::sim) wl: u32,
+    pub(in crate::sim) slot: u32,
+    pub(in crate::sim) retry: u32,
+    pub(in crate::sim) client: u16,
+    pub(in crate::sim) server: u16,
+    pub(in crate::sim) csock: SockId,
+    pub(in crate::sim) ssock: SockId,
+    /// The client's view of the four-tuple.
+    pub(in crate::sim) tuple: Tuple,
+    pub(in crate::sim) started: Instant,
+    /// When the request now in flight was issued (connect() for the first).
+    pub(in crate::sim) req_start: Instant,
+    pub(in crate::sim) syn_sent: Instant,
+    pub(in crate::sim) syn_tries: u8,
+    /// One-way delays client → server and server → client.
+    pub(in crate::sim) up: Duration,
+    pub(in crate::sim) down: Duration,
+    pub(in crate::sim) requests_left: u32,
+    pub(in crate::sim) isn: u32,
+    /// The client's TSval offset for this connection.
+    pub(in crate::sim) ts_off: u32,
+    pub(in crate::sim) bytes: u32,
+    pub(in crate::sim) client_fin_at: Instant,
+    /// The per-destination pool of the client socket (its `pool`), or NONE.
+    pub(in crate::sim) pool: u32,
+}
+
+impl Conn {
+    /// What connect() decided: the client socket, its tuple and pool, the ISN and TSval
+    /// offset.
+    #[inline]
+    pub(in crate::sim) fn attach(&mut self, sock: SockId, t: Tuple, isn: u32, ts_off: u32, pool: u32) {
+        (self.csock, self.tuple, self.isn, self.ts_off, self.pool) = (sock, t, isn, ts_off, pool);
+    }
+}
+
+impl Simulation {
+    pub(in crate::sim) fn timestamps_on(&self, c: &Conn) -> bool {
+        self.hosts[c.client as usize].profile.timestamps != 0
+            && self.hosts[c.server as usize].profile.timestamps != 0
+    }
+
+    pub(in crate::sim) fn syn(&mut self, conn: u32) {
+        let c = self.conns[conn as usize];
+        let client = &self.hosts[c.client as usize];
+        let ts = (self.timestamps_on(&c)
+            && client
+                .profile
+                .syn_drop_ts_after
+                .is_none_or(|n| c.syn_tries < n))
+        .then(|| client.ts_clock(c.syn_sent).wrapping_add(c.ts_off));
+        let server = &mut self.hosts[c.server as usize];
+        let t = c.tuple.mirror();
+        match server.syn_on_tuple(&t, c.isn, ts) {
+            SynOnTuple::Free => {}
+            SynOnTuple::TimeWaitAccepted => self.rec.count(Counter::TwSynAccepted),
+            SynOnTuple::TimeWaitRejected { sock: tw, ack } => {
+                self.rec.count(Counter::TwSynRejected);
+                if ack {
+                    {
+                        // The client answers the ACK with RST, which kills the TIME-WAIT
+                        // unless the kernel ignores RSTs there (§2.4, §3.4).
+                        let ack_at_client = self.now + c.down;
+                        if server.profile.tw_rst_kills {
+                            let generation = server.sock(tw).generation;
+                            let ev = Event::TwRst {
+                                host: c.server,
+                                sock: tw,
+                                generation,
+                            };
+                            let key = self.next_packet_key(conn);
+                            self.queue.push_keyed(ack_at_client + c.up, key, ev);
+                        }
+                        self.arm_syn_retransmit(conn, Some(ack_at_client));
+                    }
+                } else {
+                    self.arm_syn_retransmit(conn, None);
+                }
+                return;
+            }
+            SynOnTuple::Live(_) => {
+                self.rec.count(Counter::SynOnLiveSocket);
+                let ack_at_client = self.now + c.down;
+                self.arm_syn_retransmit(conn, Some(ack_at_client));
+                return;
+            }
+        }
+        let ssock = self.hosts[c.server as usize].accept_syn(t, conn);
+        self.conns[conn as usize].ssock = ssock;
+        self.send(self.now + c.down, conn, |conn, generation| Event::SynAck {
+            conn,
+            generation,
+        });
+    }
+
+    /// The SYN got no SYN-ACK: it was dropped, or answered by an ACK that does not
+    /// acknowledge it (`bad_ack_at`, when the client answered that with RST). The next SYN
+    /// leaves after the profile's backed-off interval, capped by its connect timeout. On the
+    /// first bad ACK Linux re-arms the timer to `TCP_TIMEOUT_MIN` (measured 8–12 ms at
+    /// HZ=250, notes/linux-observations I).
+    pub(in crate::sim) fn arm_syn_retransmit(&mut self, conn: u32, bad_ack_at: Option<Instant>) {
+        let c = self.conns[conn as usize];
+        let p = &self.hosts[c.client as usize].profile;
+        let mut at = match (bad_ack_at, p.syn_rearm) {
+            (Some(t), Some(rearm)) if c.syn_tries == 0 => t + rearm,
+            _ => {
+                let local = self.hosts[c.client as usize].has_ip(c.tuple.remote_ip);
+                c.syn_sent + p.syn_interval(c.syn_tries, local)
+            }
+        };
+        if let Some(limit) = p.connect_timeout {
+            at = at.min(c.started + limit);
+        }
+        let ev = Event::SynRetransmit {
+            conn,
+            generation: c.generation,
+            tries: c.syn_tries,
+        };
+        self.queue.push(at, Class::Timer, ev);
+    }
+
+    pub(in crate::sim) fn syn_retransmit(&mut self, conn: u32, tries: u8) {
+        let c = self.conns[conn as usize];
+        if c.syn_tries != tries
+            || self.hosts[c.client as usize].sock(c.csock).state != State::SynSent
+        {
+            return;
+        }
+        let p = &self.hosts[c.client as usize].profile;
+        let timed_out = p
+            .connect_timeout
+            .is_some_and(|limit| self.now >= c.started + limit);
+        if tries >= p.syn_retries || timed_out {
+            self.hosts[c.client as usize].destroy(c.csock);
+            self.free_conn(conn);
+            self.fail(c.wl, c.slot, c.retry, Errno::TimedOut);
+            return;
+        }
+        self.rec.count(Counter::SynRetransmits);
+        let cm = &mut self.conns[conn as usize];
+        cm.syn_tries += 1;
+        cm.syn_sent = self.now;
+        self.send(self.now + c.up, conn, |conn, generation| Event::Syn {
+            conn,
+            generation,
+        });
+    }
+
+    pub(in crate::sim) fn syn_ack(&mut self, conn: u32) {
+        let c = self.conns[conn as usize];
+        let client = &mut self.hosts[c.client as usize];
+        client.set_state(c.csock, State::Established);
+        self.count_established(c.client, c.csock, self.now);
+        self.rec.established(c.wl as usize, self.now - c.started);
+        if c.syn_tries > 0 {
+            self.rec.stalled(self.now - c.started);
+        }
+        self.send(self.now + c.up, conn, |conn, generation| Event::Ack {
+            conn,
+            generation,
+        });
+        if c.requests_left == 0 && self.workloads[c.wl as usize].closer == Closer::Client {
+            self.client_close(conn);
+        }
+    }
+
+    /// A client socket established at `at`, counted for its pool.
+    pub(in crate::sim) fn count_established(&mut self, host: u16, sock: SockId, at: Instant) {
+        let late = u64::from(at >= self.late_from);
+        let client = &mut self.hosts[host as usize];
+        let pool = client.pool_of_socket(sock);
+        let ip = client.sock(sock).tuple.local_ip;
+        count_in_pool(client, &mut self.bind_pools, host, pool, ip, late);
+    }
+
+    /// Schedules the response to a request that reaches the server at `at_server`.
+    pub(in crate::sim) fn serve(&mut self, conn: u32, at_server: Instant) {
+        let c = self.conns[conn as usize];
+        let w = &self.workloads[c.wl as usize];
+        let service = w
+            .service_time
+            .sample(&mut self.runners[c.wl as usize].latency);
+        let sent = at_server + service;
+        if c.requests_left == 1 && w.closer == Closer::Server {
+            self.send(sent, conn, |conn, generation| Event::ServerClose {
+                conn,
+                generation,
+            });
+        }
+        self.send(sent + c.down, conn, |conn, generation| Event::Response {
+            conn,
+            generation,
+        });
+    }
+
+    pub(in crate::sim) fn ack(&mut self, conn: u32) {
+        let c = self.conns[conn as usize];
+        let server = &mut self.hosts[c.server as usize];
+        if server.sock(c.ssock).state == State::SynReceived {
+            server.set_state(c.ssock, State::Established);
+        }
+        if c.requests_left > 0 {
+            self.serve(conn, self.now);
+        } else if self.workloads[c.wl as usize].closer == Closer::Server {
+            self.server_close(conn);
+        }
+    }
+
+    pub(in crate::sim) fn response(&mut self, conn: u32) {
+        let wl = self.conns[conn as usize].wl;
+        let latency = self.now - self.conns[conn as usize].req_start;
+        self.rec.request_done(wl as usize, latency);
+        let c = &mut self.conns[conn as usize];
+        c.req_start = self.now;
+        c.requests_left -= 1;
+        c.bytes = c
+            .bytes
+            .wrapping_add(self.workloads[wl as usize].request_bytes);
+        let c = *c;
+        if c.requests_left > 0 {
+            self.serve(conn, self.now + c.up);
+            return;
+        }
+        let w = &self.workloads[wl as usize];
+        match w.closer {
+            Closer::Client => self.client_close(conn),
+            Closer::Server => {
+                if !w.linger_zero {
+                    // The FIN came with the response: CLOSE-WAIT, the application reads EOF
+                    // and closes at once: LAST-ACK, FIN to the server.
+                    self.hosts[c.client as usize].set_state(c.csock, State::LastAck);
+                    self.conns[conn as usize].client_fin_at = self.now;
+                    self.send(self.now + c.up, conn, |conn, generation| {
+                        Event::FinAtActive { conn, generation }
+                    });
+                }
+                self.app_done(conn);
+            }
+        }
+    }
+
+    pub(in crate::sim) fn client_close(&mut self, conn: u32) {
+        let c = self.conns[conn as usize];
+        if self.workloads[c.wl as usize].linger_zero {
+            self.hosts[c.client as usize].destroy(c.csock);
+            self.conns[conn as usize].csock = NONE;
+            self.rec.count(Counter::LingerResets);
+            let len = self.hosts[c.client as usize].profile.time_wait;
+            self.watch_closed(watched(&self.hosts, c.client, c.pool, c.tuple), len);
+            self.send(self.now + c.up, conn, |conn, generation| Event::Rst {
+                conn,
+                generation,
+            });
+        } else {
+            self.hosts[c.client as usize].set_state(c.csock, State::FinWait1);
+            self.conns[conn as usize].client_fin_at = self.now;
+            self.send(self.now + c.up, conn, |conn, generation| {
+                Event::FinAtPassive { conn, generation }
+            });
+        }
+        self.app_done(conn);
+    }
+
+    pub(in crate::sim) fn server_close(&mut self, conn: u32) {
+        let c = self.conns[conn as usize];
+        if self.workloads[c.wl as usize].linger_zero {
+            self.hosts[c.server as usize].destroy(c.ssock);
+            self.conns[conn as usize].ssock = NONE;
+            self.rec.count(Counter::LingerResets);
+            let len = self.hosts[c.server as usize].profile.time_wait;
+            self.watch_closed(watched(&self.hosts, c.client, c.pool, c.tuple), len);
+            self.send(self.now + c.down, conn, |conn, generation| Event::Rst {
+                conn,
+                generation,
+            });
+        } else {
+            self.hosts[c.server as usize].set_state(c.ssock, State::FinWait1);
+        }
+    }
+
+    /// The client's FIN at the server: CLOSE-WAIT, the server closes at once: LAST-ACK.
+    pub(in crate::sim) fn fin_at_passive(&mut self, conn: u32) {
+        let c = self.conns[conn as usize];
+        self.hosts[c.server as usize].set_state(c.ssock, State::LastAck);
+        self.send(self.now + c.down, conn, |conn, generation| {
+            Event::FinAtActive { conn, generation }
+        });
+    }
+
+    /// The active closer receives the peer's FIN (and the ACK of its own): TIME-WAIT.
+    pub(in crate::sim) fn fin_at_active(&mut self, conn: u32) {
+        let c = self.conns[conn as usize];
+        let ts_seen = self.timestamps_on(&c);
+        let client_closes = self.workloads[c.wl as usize].closer == Closer::Client;
+        let (h, sock, back, peer) = if client_closes {
+            (c.client, c.csock, c.up, c.tuple.remote_ip)
+        } else {
+            (c.server, c.ssock, c.down, c.tuple.local_ip)
+        };
+        let tw = if client_closes {
+            TimeWait {
+                entry: self.now,
+                rcv_nxt: 0,
+                ts_recent: 0,
+                ts_seen,
+            }
+        } else {
+            // The server's record of the client's sequence space and last timestamp (§2.4).
+            let client = &self.hosts[c.client as usize];
+            TimeWait {
+                entry: self.now,
+                rcv_nxt: c.isn.wrapping_add(1).wrapping_add(c.bytes).wrapping_add(1),
+                ts_recent: client.ts_clock(c.client_fin_at).wrapping_add(c.ts_off),
+                ts_seen,
+            }
+        };
+        let watched = watched(&self.hosts, c.client, c.pool, c.tuple);
+        self.active_close(h, Closing::Socket(sock, peer), tw, watched);
+        if client_closes {
+            self.conns[conn as usize].csock = NONE;
+        } else {
+            self.conns[conn as usize].ssock = NONE;
+        }
+        self.send(self.now + back, conn, |conn, generation| Event::LastAck {
+            conn,
+            generation,
+        });
+    }
+
+    /// The passive closer gets the last ACK: CLOSED, the connection is over.
+    pub(in crate::sim) fn last_ack(&mut self, conn: u32) {
+        let c = self.conns[conn as usize];
+        let client_closes = self.workloads[c.wl as usize].closer == Closer::Client;
+        let (h, sock) = if client_closes {
+            (c.server, c.ssock)
+        } else {
+            (c.client, c.csock)
+        };
+        self.hosts[h as usize].destroy(sock);
+        self.free_conn(conn);
+    }
+
+    /// An SO_LINGER {on, 0} RST reaches the peer, which closes at once.
+    pub(in crate::sim) fn rst(&mut self, conn: u32) {
+        let c = self.conns[conn as usize];
+        let client_closes = self.workloads[c.wl as usize].closer == Closer::Client;
+        let (h, sock) = if client_closes {
+            (c.server, c.ssock)
+        } else {
+            (c.client, c.csock)
+        };
+        if sock != NONE {
+            self.hosts[h as usize].destroy(sock);
+        }
+        self.free_conn(conn);
+    }
+}

@@ -1,0 +1,198 @@
+//! The simulation: hosts, workloads, and the TCP connection lifecycle between them.
+//!
+//! (module map: written below once the split settles)
+
+mod build;
+mod check;
+mod connect;
+mod fast;
+mod lifecycle;
+mod record;
+mod reuse_watch;
+mod run;
+mod time_wait;
+
+pub use check::Violation;
+pub use record::sustained_from;
+
+use crate::engine::{Class, Queue, packed};
+use crate::host::{Errno, Host, NONE, Refused, SockId, State, SynOnTuple, TimeWait, Tuple};
+use crate::report::{
+    Connections, Counter, Gauges, HostInfo, LatencySummary, PoolInfo, PortUse, ProbeSummary,
+    Recorder, Report, Requests, ScenarioInfo, Summary, TimeWaitSummary, WorkloadSummary,
+    add_named_errors,
+};
+use crate::rng::stream;
+use crate::scenario::Scenario;
+use crate::time::{Duration, Instant};
+use crate::workload::{AfterFailure, Arrival, Closer, Dist, Mode, Runner, Spread, Workload};
+use std::collections::VecDeque;
+use std::net::Ipv4Addr;
+
+use fast::bulk_time_wait::*;
+use fast::exchange::*;
+use fast::parked::*;
+use fast::stream::*;
+use lifecycle::*;
+use record::*;
+use reuse_watch::*;
+use run::*;
+use time_wait::*;
+
+struct Lanes {
+    tw_expire: usize,
+    tw_reusable: usize,
+}
+
+/// A runnable scenario.
+pub struct Simulation {
+    now: Instant,
+    end: Instant,
+    queue: Queue<Event>,
+    hosts: Vec<Host>,
+    lanes: Vec<Lanes>,
+    workloads: Vec<Workload>,
+    runners: Vec<Runner>,
+    /// Per workload, its events' source (open loops only).
+    streams: Vec<Stream>,
+    conns: Vec<Conn>,
+    free_conns: Vec<u32>,
+    /// Connections opened so far: the next one's number.
+    origins: u64,
+    live_conns: u64,
+    rec: Recorder,
+    watch: ReuseWatch,
+    events: u64,
+    info: (ScenarioInfo, u64, Duration),
+    host_info: Vec<HostInfo>,
+    pools: Vec<(u16, u32)>,
+    /// Closed-loop workers waiting out an exhausted pool (see [`Parked`]).
+    parked: Vec<Parked>,
+    /// The sequence number the last virtual retry was queued after, and how many were
+    /// queued after it: a virtual retry's place is `(after, sub)`.
+    sub_for: (u64, u32),
+    /// Count parked retries in bulk (off only to test that it changes nothing).
+    bulk: bool,
+    /// Exclusive-port pools of bind() workloads: (host, source IP, ports, kind), with the
+    /// connections each established, counted at establishment by the socket's local IP.
+    bind_pools: Vec<BindPool>,
+    /// Start of the sustained window (see [`sustained_from`]).
+    late_from: Instant,
+    /// Per workload, the pool whose exhaustion lets its open-loop arrivals be counted in bulk
+    /// ([`Simulation::arrivals_in_bulk`]): one source, one destination, a fixed RTT (no latency
+    /// draw), `count` on error (it never stops), connect() or IP_BIND_ADDRESS_NO_PORT.
+    open_loop_pools: Vec<Option<(u16, u32)>>,
+    /// Per workload of connect() or IP_BIND_ADDRESS_NO_PORT, its (client host, pool) of each
+    /// (source, destination): `[destination * sources + source]`, the order round robin
+    /// takes them in.
+    conn_pools: Vec<Vec<(u16, u32)>>,
+    /// Per workload, its exchanges scheduled whole, if it qualifies ([`Exchange`]).
+    exchanges: Vec<Option<Exchange>>,
+    /// Every exchange enters TIME-WAIT in bulk ([`Exchange::bulk_time_wait`]).
+    bulk_time_wait: bool,
+    /// Per host, server sockets of whole exchanges that are ESTABLISHED.
+    virtual_established: Vec<u32>,
+    /// Checking mode: invariants asserted after every event (see [`Simulation::checking`]).
+    check: bool,
+    violation: Option<Violation>,
+    /// The ports each report pool handed out, when asked for ([`Simulation::ports`]).
+    port_use: Option<PortLog>,
+}
+
+/// A source IP's exclusive ports, as bind(ip, 0) or an explicit port range uses them (§1.6).
+struct BindPool {
+    host: u16,
+    ip: u32,
+    ports: u32,
+    kind: &'static str,
+    established: u64,
+    established_late: u64,
+}
+
+impl Simulation {
+    /// Steps through every retry instead of counting parked retries in bulk: the same
+    /// report, slower. For tests.
+    pub fn stepping(mut self) -> Self {
+        self.bulk = false;
+        self
+    }
+
+    /// Queues every segment of every connection instead of scheduling exchanges whole: the
+    /// same report, slower. For tests.
+    pub fn stepping_segments(mut self) -> Self {
+        for x in self.exchanges.iter_mut() {
+            *x = None;
+        }
+        self.bulk_time_wait = false;
+        self
+    }
+
+    /// Records the ports each pool hands out (the report's `pools[].port_use`).
+    pub fn ports(mut self, on: bool) -> Self {
+        self.port_use = on.then(|| {
+            let mut connect = vec![Vec::new(); self.hosts.len()];
+            let mut pools = Vec::new();
+            for &(h, p) in &self.pools {
+                let host = &self.hosts[h as usize];
+                let slots: &mut Vec<u32> = &mut connect[h as usize];
+                slots.resize(slots.len().max(p as usize + 1), NONE);
+                slots[p as usize] = pools.len() as u32;
+                let (lo, hi) = host.profile.port_range;
+                pools.push(PortUse::new(lo, hi));
+            }
+            for b in &self.bind_pools {
+                let (lo, hi) = self
+                    .workloads
+                    .iter()
+                    .find_map(|w| match w.mode {
+                        Mode::Explicit { low, high }
+                            if w.sources.iter().any(|s| (s.host, s.ip) == (b.host, b.ip)) =>
+                        {
+                            Some((low, high))
+                        }
+                        _ => None,
+                    })
+                    .unwrap_or(self.hosts[b.host as usize].profile.port_range);
+                pools.push(PortUse::new(lo, hi));
+            }
+            PortLog { connect, pools }
+        });
+        self
+    }
+
+    /// Whether every TIME-WAIT entry is applied in bulk ([`Exchange::bulk_time_wait`]).
+    pub fn enters_time_wait_in_bulk(&self) -> bool {
+        self.bulk_time_wait
+    }
+
+    /// Runs to the end of the scenario and returns the report.
+    pub fn run(self) -> Report {
+        self.run_counted().0
+    }
+
+    /// Runs to the end and returns the report with the number of events processed.
+    pub fn run_counted(self) -> (Report, u64) {
+        match self.run_checked() {
+            Ok(r) => r,
+            Err(v) => panic!("{v}"),
+        }
+    }
+
+    /// Checking mode, on in debug builds and off in release unless asked for. After every
+    /// event: time has not gone backwards; attempted = established + failed + in flight (a
+    /// client socket in SYN-SENT); a TIME-WAIT that expired lasted exactly the profile's
+    /// TIME_WAIT, and one made reusable is at least `tcp_tw_reuse_delay` old (§2.3). At every
+    /// bin edge, each host's tables are recounted ([`Host::audit`]): no two sockets share a
+    /// four-tuple, no port of a bind()-created bucket was handed out by connect(), counts and
+    /// free ports match. The other ways a TIME-WAIT ends early are the reference's reuse rules:
+    /// `tcp_tw_reuse` (§2.3), a SYN it accepts or an RST (§2.4), `nolocaltimewait` (§3.2).
+    pub fn checking(mut self, on: bool) -> Self {
+        self.check = on;
+        self
+    }
+
+    /// Events processed so far.
+    pub fn events(&self) -> u64 {
+        self.events
+    }
+}

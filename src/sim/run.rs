@@ -1,0 +1,309 @@
+use super::*;
+
+/// What happens; see the module docs for the segments.
+#[derive(Clone, Copy, Debug)]
+pub(in crate::sim) enum Event {
+    /// The next event of open-loop workload `wl`'s [`Stream`]: an arrival, or the TIME-WAIT
+    /// entry of its next whole exchange.
+    Stream {
+        wl: u32,
+    },
+    /// A closed-loop slot (or a retry) starts a connection.
+    Start {
+        wl: u32,
+        slot: u32,
+        retry: u32,
+    },
+    Syn {
+        conn: u32,
+        generation: u32,
+    },
+    SynAck {
+        conn: u32,
+        generation: u32,
+    },
+    /// The handshake's ACK, carrying the first request, reaches the server.
+    Ack {
+        conn: u32,
+        generation: u32,
+    },
+    /// A response reaches the client (with the server's FIN after the last, if it closes).
+    Response {
+        conn: u32,
+        generation: u32,
+    },
+    /// The server application closes after sending its last response.
+    ServerClose {
+        conn: u32,
+        generation: u32,
+    },
+    /// The client's FIN reaches the server (client closes first).
+    FinAtPassive {
+        conn: u32,
+        generation: u32,
+    },
+    /// The passive side's ACK and FIN reach the active closer: TIME-WAIT.
+    FinAtActive {
+        conn: u32,
+        generation: u32,
+    },
+    /// The last ACK reaches the passive side: CLOSED.
+    LastAck {
+        conn: u32,
+        generation: u32,
+    },
+    /// The RST of an SO_LINGER {on, 0} close reaches the peer.
+    Rst {
+        conn: u32,
+        generation: u32,
+    },
+    SynRetransmit {
+        conn: u32,
+        generation: u32,
+        tries: u8,
+    },
+    /// The client's RST, answering a TIME-WAIT's ACK, reaches that TIME-WAIT.
+    TwRst {
+        host: u16,
+        sock: SockId,
+        generation: u32,
+    },
+    TwExpire {
+        host: u16,
+        sock: SockId,
+        generation: u32,
+    },
+    /// A TIME-WAIT entered without a socket ([`Host::time_wait_unseen`]) ends: `port` of
+    /// `pool` on `host` is free.
+    UnseenExpire {
+        host: u16,
+        pool: u32,
+        port: u16,
+    },
+    TwReusable {
+        host: u16,
+        sock: SockId,
+        generation: u32,
+    },
+}
+
+/// How far ahead in a TIME-WAIT lane the socket, then its table slot, is prefetched.
+pub(in crate::sim) const PREFETCH_SOCKET: usize = 16;
+
+pub(in crate::sim) const PREFETCH_SLOT: usize = 8;
+
+impl Simulation {
+    /// Runs to the end, or to the first broken invariant in checking mode.
+    pub fn run_checked(mut self) -> Result<(Report, u64), Violation> {
+        loop {
+            let next = self.queue.pop_keyed(self.end);
+            if !self.parked.is_empty() {
+                let until = next.as_ref().map_or((self.end, Class::Timer, (0, 0)), |e| {
+                    let (class, place) = Queue::<Event>::place(e.1);
+                    (e.0, class, place)
+                });
+                self.run_parked(until);
+            }
+            let Some((at, _, ev)) = next else {
+                break;
+            };
+            self.begin_event(at);
+            self.dispatch(ev);
+            if !self.parked.is_empty() {
+                self.release_parked();
+            }
+            if self.check {
+                self.audit_event();
+                if let Some(v) = self.violation.take() {
+                    return Err(v);
+                }
+            }
+        }
+        while self.rec.bin_end <= self.end {
+            let end = self.rec.bin_end;
+            self.close_bin(end);
+        }
+        if self.rec.bin_end.0 - self.rec.bin.0 < self.end.0 {
+            self.close_bin(self.end);
+        }
+        self.now = self.end;
+        if self.check {
+            self.audit_tables();
+        }
+        if let Some(v) = self.violation.take() {
+            return Err(v);
+        }
+        let events = self.events;
+        Ok((self.report(), events))
+    }
+
+    /// The run reaches the next event, due at `at`: the bins before it close.
+    #[inline(always)]
+    pub(in crate::sim) fn begin_event(&mut self, at: Instant) {
+        self.close_bins_to(at);
+        if self.check && at < self.now {
+            self.violate(format!(
+                "time went backwards from {:.9} s to {:.9} s",
+                self.now.as_secs_f64(),
+                at.as_secs_f64()
+            ));
+        }
+        self.now = at;
+        self.events += 1;
+    }
+
+    /// Closes every bin that ends at or before `at`.
+    #[inline(always)]
+    pub(in crate::sim) fn close_bins_to(&mut self, at: Instant) {
+        while at >= self.rec.bin_end {
+            let end = self.rec.bin_end;
+            self.close_bin(end);
+            if self.check {
+                self.audit_tables();
+            }
+        }
+    }
+
+    #[inline(always)]
+    pub(in crate::sim) fn dispatch(&mut self, ev: Event) {
+        match ev {
+            Event::Stream { wl } => self.stream(wl),
+            Event::Start { wl, slot, retry } if slot == NONE => {
+                self.start_open(wl, retry);
+                self.stream_changed(wl);
+            }
+            Event::Start { wl, slot, retry } => {
+                self.start(wl, slot, retry);
+            }
+            Event::Syn { conn, generation } => self.on_live(conn, generation, Self::syn),
+            Event::SynAck { conn, generation } => self.on_live(conn, generation, Self::syn_ack),
+            Event::Ack { conn, generation } => self.on_live(conn, generation, Self::ack),
+            Event::Response { conn, generation } => self.on_live(conn, generation, Self::response),
+            Event::ServerClose { conn, generation } => {
+                self.on_live(conn, generation, Self::server_close)
+            }
+            Event::FinAtPassive { conn, generation } => {
+                self.on_live(conn, generation, Self::fin_at_passive)
+            }
+            Event::FinAtActive { conn, generation } => {
+                self.on_live(conn, generation, Self::fin_at_active)
+            }
+            Event::LastAck { conn, generation } => self.on_live(conn, generation, Self::last_ack),
+            Event::Rst { conn, generation } => self.on_live(conn, generation, Self::rst),
+            Event::SynRetransmit {
+                conn,
+                generation,
+                tries,
+            } => {
+                if self.conns[conn as usize].generation == generation {
+                    self.syn_retransmit(conn, tries);
+                }
+            }
+            Event::TwRst {
+                host,
+                sock,
+                generation,
+            } => {
+                if self.time_wait_alive(host, sock, generation) {
+                    self.hosts[host as usize].destroy(sock);
+                    self.rec.count(Counter::TwKilledByRst);
+                }
+            }
+            Event::TwExpire {
+                host,
+                sock,
+                generation,
+            } => {
+                if self.bulk_time_wait {
+                    self.enter_time_wait_in_bulk(self.now);
+                }
+                // The lane is in expiry order: bring the next ones' sockets and table slots
+                // into cache.
+                let lane = self.lanes[host as usize].tw_expire;
+                for (k, slot) in [(PREFETCH_SOCKET, false), (PREFETCH_SLOT, true)] {
+                    if let Some(&Event::TwExpire { host, sock, .. }) = self.queue.lane_peek(lane, k)
+                    {
+                        let h = &self.hosts[host as usize];
+                        if slot {
+                            h.prefetch_slot(sock);
+                        } else {
+                            h.prefetch_socket(sock);
+                        }
+                    }
+                }
+                if self.time_wait_alive(host, sock, generation) {
+                    let h = &self.hosts[host as usize];
+                    let lived = self.now - h.sock(sock).tw.entry;
+                    if self.check && lived != h.profile.time_wait {
+                        let msg = format!(
+                            "host {}: TIME-WAIT of {} expired after {:.9} s, not {:.9} s",
+                            h.name,
+                            h.sock(sock).tuple,
+                            lived.as_secs_f64(),
+                            h.profile.time_wait.as_secs_f64()
+                        );
+                        self.violate(msg);
+                    }
+                    self.hosts[host as usize].destroy(sock);
+                    self.rec.count(Counter::TwExpired);
+                    self.rec.first_tw_expiry.get_or_insert(self.now);
+                }
+            }
+            Event::UnseenExpire { host, pool, port } => {
+                self.enter_time_wait_in_bulk(self.now);
+                self.hosts[host as usize].expire_unseen(pool, port);
+                self.rec.count(Counter::TwExpired);
+                self.rec.first_tw_expiry.get_or_insert(self.now);
+            }
+            Event::TwReusable {
+                host,
+                sock,
+                generation,
+            } => {
+                if self.time_wait_alive(host, sock, generation) {
+                    let h = &self.hosts[host as usize];
+                    let age = self.now - h.sock(sock).tw.entry;
+                    if self.check && age < h.tw_reuse_delay() {
+                        let msg = format!(
+                            "host {}: TIME-WAIT of {} reusable after {:.9} s, before tcp_tw_reuse_delay {:.9} s",
+                            h.name,
+                            h.sock(sock).tuple,
+                            age.as_secs_f64(),
+                            h.tw_reuse_delay().as_secs_f64()
+                        );
+                        self.violate(msg);
+                    }
+                    self.hosts[host as usize].mark_reusable(sock);
+                }
+            }
+        }
+    }
+
+    pub(in crate::sim) fn on_live(&mut self, conn: u32, generation: u32, f: fn(&mut Self, u32)) {
+        if self.conns[conn as usize].generation == generation {
+            f(self, conn);
+        }
+    }
+
+    pub(in crate::sim) fn time_wait_alive(&self, host: u16, sock: SockId, generation: u32) -> bool {
+        let s = self.hosts[host as usize].sock(sock);
+        s.generation == generation && s.state == State::TimeWait
+    }
+
+    pub(in crate::sim) fn send(&mut self, at: Instant, conn: u32, make: fn(u32, u32) -> Event) {
+        let key = self.next_packet_key(conn);
+        let generation = self.conns[conn as usize].generation;
+        debug_assert!(at >= self.now, "a packet sent into the past");
+        // A fixed one-way latency recurs: the queue gives it a FIFO lane.
+        let delay = at.0.saturating_sub(self.now.0);
+        self.queue
+            .push_after_keyed(self.now, delay, key, make(conn, generation));
+    }
+
+    /// The key of the next segment `conn` sends.
+    pub(in crate::sim) fn next_packet_key(&mut self, conn: u32) -> u64 {
+        let c = &mut self.conns[conn as usize];
+        c.stage = c.stage.saturating_add(1);
+        crate::engine::packet_key(c.origin, c.stage)
+    }
+}
