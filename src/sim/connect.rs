@@ -157,8 +157,7 @@ impl Simulation {
                     }
                 } else {
                     self.conns[conn as usize].attach(sock, tuple, isn, ts_off, pool);
-                    let at = self.now + up;
-                    self.send(at, conn, |conn, generation| Event::Syn { conn, generation });
+                    self.transmit(conn, self.now, Dir::Up, Segment::Syn);
                 }
                 None
             }

@@ -39,7 +39,14 @@ impl Conn {
     /// What connect() decided: the client socket, its tuple and pool, the ISN and TSval
     /// offset.
     #[inline]
-    pub(in crate::sim) fn attach(&mut self, sock: SockId, t: Tuple, isn: u32, ts_off: u32, pool: u32) {
+    pub(in crate::sim) fn attach(
+        &mut self,
+        sock: SockId,
+        t: Tuple,
+        isn: u32,
+        ts_off: u32,
+        pool: u32,
+    ) {
         (self.csock, self.tuple, self.isn, self.ts_off, self.pool) = (sock, t, isn, ts_off, pool);
     }
 }
@@ -78,8 +85,8 @@ impl Simulation {
                                 sock: tw,
                                 generation,
                             };
-                            let key = self.next_packet_key(conn);
-                            self.queue.push_keyed(ack_at_client + c.up, key, ev);
+                            let rst = Segment::RstToTimeWait;
+                            self.route(conn, ack_at_client, c.up, Dir::Up, rst, ev);
                         }
                         self.arm_syn_retransmit(conn, Some(ack_at_client));
                     }
@@ -97,10 +104,7 @@ impl Simulation {
         }
         let ssock = self.hosts[c.server as usize].accept_syn(t, conn);
         self.conns[conn as usize].ssock = ssock;
-        self.send(self.now + c.down, conn, |conn, generation| Event::SynAck {
-            conn,
-            generation,
-        });
+        self.transmit(conn, self.now, Dir::Down, Segment::SynAck);
     }
 
     /// The SYN got no SYN-ACK: it was dropped, or answered by an ACK that does not
@@ -150,10 +154,7 @@ impl Simulation {
         let cm = &mut self.conns[conn as usize];
         cm.syn_tries += 1;
         cm.syn_sent = self.now;
-        self.send(self.now + c.up, conn, |conn, generation| Event::Syn {
-            conn,
-            generation,
-        });
+        self.transmit(conn, self.now, Dir::Up, Segment::Syn);
     }
 
     pub(in crate::sim) fn syn_ack(&mut self, conn: u32) {
@@ -165,10 +166,7 @@ impl Simulation {
         if c.syn_tries > 0 {
             self.rec.stalled(self.now - c.started);
         }
-        self.send(self.now + c.up, conn, |conn, generation| Event::Ack {
-            conn,
-            generation,
-        });
+        self.transmit(conn, self.now, Dir::Up, Segment::Ack);
         if c.requests_left == 0 && self.workloads[c.wl as usize].closer == Closer::Client {
             self.client_close(conn);
         }
@@ -192,15 +190,12 @@ impl Simulation {
             .sample(&mut self.runners[c.wl as usize].latency);
         let sent = at_server + service;
         if c.requests_left == 1 && w.closer == Closer::Server {
-            self.send(sent, conn, |conn, generation| Event::ServerClose {
+            self.schedule(sent, conn, |conn, generation| Event::ServerClose {
                 conn,
                 generation,
             });
         }
-        self.send(sent + c.down, conn, |conn, generation| Event::Response {
-            conn,
-            generation,
-        });
+        self.transmit(conn, sent, Dir::Down, Segment::Response);
     }
 
     pub(in crate::sim) fn ack(&mut self, conn: u32) {
@@ -240,9 +235,7 @@ impl Simulation {
                     // and closes at once: LAST-ACK, FIN to the server.
                     self.hosts[c.client as usize].set_state(c.csock, State::LastAck);
                     self.conns[conn as usize].client_fin_at = self.now;
-                    self.send(self.now + c.up, conn, |conn, generation| {
-                        Event::FinAtActive { conn, generation }
-                    });
+                    self.transmit(conn, self.now, Dir::Up, Segment::FinAck);
                 }
                 self.app_done(conn);
             }
@@ -257,16 +250,11 @@ impl Simulation {
             self.rec.count(Counter::LingerResets);
             let len = self.hosts[c.client as usize].profile.time_wait;
             self.watch_closed(watched(&self.hosts, c.client, c.pool, c.tuple), len);
-            self.send(self.now + c.up, conn, |conn, generation| Event::Rst {
-                conn,
-                generation,
-            });
+            self.transmit(conn, self.now, Dir::Up, Segment::Rst);
         } else {
             self.hosts[c.client as usize].set_state(c.csock, State::FinWait1);
             self.conns[conn as usize].client_fin_at = self.now;
-            self.send(self.now + c.up, conn, |conn, generation| {
-                Event::FinAtPassive { conn, generation }
-            });
+            self.transmit(conn, self.now, Dir::Up, Segment::Fin);
         }
         self.app_done(conn);
     }
@@ -279,10 +267,7 @@ impl Simulation {
             self.rec.count(Counter::LingerResets);
             let len = self.hosts[c.server as usize].profile.time_wait;
             self.watch_closed(watched(&self.hosts, c.client, c.pool, c.tuple), len);
-            self.send(self.now + c.down, conn, |conn, generation| Event::Rst {
-                conn,
-                generation,
-            });
+            self.transmit(conn, self.now, Dir::Down, Segment::Rst);
         } else {
             self.hosts[c.server as usize].set_state(c.ssock, State::FinWait1);
         }
@@ -292,9 +277,7 @@ impl Simulation {
     pub(in crate::sim) fn fin_at_passive(&mut self, conn: u32) {
         let c = self.conns[conn as usize];
         self.hosts[c.server as usize].set_state(c.ssock, State::LastAck);
-        self.send(self.now + c.down, conn, |conn, generation| {
-            Event::FinAtActive { conn, generation }
-        });
+        self.transmit(conn, self.now, Dir::Down, Segment::FinAck);
     }
 
     /// The active closer receives the peer's FIN (and the ACK of its own): TIME-WAIT.
@@ -303,9 +286,9 @@ impl Simulation {
         let ts_seen = self.timestamps_on(&c);
         let client_closes = self.workloads[c.wl as usize].closer == Closer::Client;
         let (h, sock, back, peer) = if client_closes {
-            (c.client, c.csock, c.up, c.tuple.remote_ip)
+            (c.client, c.csock, Dir::Up, c.tuple.remote_ip)
         } else {
-            (c.server, c.ssock, c.down, c.tuple.local_ip)
+            (c.server, c.ssock, Dir::Down, c.tuple.local_ip)
         };
         let tw = if client_closes {
             TimeWait {
@@ -331,10 +314,7 @@ impl Simulation {
         } else {
             self.conns[conn as usize].ssock = NONE;
         }
-        self.send(self.now + back, conn, |conn, generation| Event::LastAck {
-            conn,
-            generation,
-        });
+        self.transmit(conn, self.now, back, Segment::LastAck);
     }
 
     /// The passive closer gets the last ACK: CLOSED, the connection is over.

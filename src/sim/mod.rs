@@ -7,6 +7,7 @@ mod check;
 mod connect;
 mod fast;
 mod lifecycle;
+pub mod path;
 mod record;
 mod reuse_watch;
 mod run;
@@ -34,6 +35,7 @@ use fast::exchange::*;
 use fast::parked::*;
 use fast::stream::*;
 use lifecycle::*;
+use path::{Dir, Paths, Segment};
 use record::*;
 use reuse_watch::*;
 use run::*;
@@ -71,8 +73,12 @@ pub struct Simulation {
     /// The sequence number the last virtual retry was queued after, and how many were
     /// queued after it: a virtual retry's place is `(after, sub)`.
     sub_for: (u64, u32),
-    /// Count parked retries in bulk (off only to test that it changes nothing).
+    /// Count parked retries and arrivals into an exhausted pool in bulk (off only to test
+    /// that it changes nothing).
     bulk: bool,
+    /// Run a stream's next event at once when it comes next ([`Simulation::stream`]); off
+    /// only to test that it changes nothing.
+    chain: bool,
     /// Exclusive-port pools of bind() workloads: (host, source IP, ports, kind), with the
     /// connections each established, counted at establishment by the socket's local IP.
     bind_pools: Vec<BindPool>,
@@ -97,6 +103,8 @@ pub struct Simulation {
     violation: Option<Violation>,
     /// The ports each report pool handed out, when asked for ([`Simulation::ports`]).
     port_use: Option<PortLog>,
+    /// The path between each pair of hosts ([`path`]).
+    paths: Paths,
 }
 
 /// A source IP's exclusive ports, as bind(ip, 0) or an explicit port range uses them (§1.6).
@@ -114,6 +122,7 @@ impl Simulation {
     /// report, slower. For tests.
     pub fn stepping(mut self) -> Self {
         self.bulk = false;
+        self.chain = false;
         self
     }
 

@@ -157,7 +157,10 @@ impl MarkedLane {
 }
 
 /// The lane of watch length `len` in `lanes`, added when new.
-pub(in crate::sim) fn lane_of<T>(lanes: &mut Vec<(Duration, VecDeque<T>)>, len: Duration) -> &mut VecDeque<T> {
+pub(in crate::sim) fn lane_of<T>(
+    lanes: &mut Vec<(Duration, VecDeque<T>)>,
+    len: Duration,
+) -> &mut VecDeque<T> {
     let i = match lanes.iter().position(|(l, _)| *l == len) {
         Some(i) => i,
         None => {
@@ -212,7 +215,14 @@ impl ReuseWatch {
 
     /// Keeps the end, `until`, of a watch of (host, pool, port) of length `len`, in its lane.
     #[inline(always)]
-    pub(in crate::sim) fn keep_end(&mut self, until: Instant, len: Duration, host: u16, pool: u32, port: u16) {
+    pub(in crate::sim) fn keep_end(
+        &mut self,
+        until: Instant,
+        len: Duration,
+        host: u16,
+        pool: u32,
+        port: u16,
+    ) {
         let pool_high = (pool >> 16) as u16;
         let lane = match self.marked.get_mut(self.last_marked) {
             Some(l) if l.len == len && l.host == host && l.pool_high == pool_high => l,
@@ -233,7 +243,13 @@ impl ReuseWatch {
     /// [`Self::closed_without_tw`] for a tuple outside pools, watched until `until`, an end
     /// kept if it `ends` within the run.
     #[cold]
-    pub(in crate::sim) fn closed_unpooled(&mut self, t: Tuple, until: Instant, len: Duration, ends: bool) {
+    pub(in crate::sim) fn closed_unpooled(
+        &mut self,
+        t: Tuple,
+        until: Instant,
+        len: Duration,
+        ends: bool,
+    ) {
         if ends {
             lane_of(&mut self.lanes, len).push_back((until, t));
         }
@@ -245,7 +261,13 @@ impl ReuseWatch {
 
     /// The index in `marked` of the lane of (len, host, pool_high), added when new.
     #[cold]
-    pub(in crate::sim) fn marked_lane(&mut self, len: Duration, host: u16, pool_high: u16, until: Instant) -> usize {
+    pub(in crate::sim) fn marked_lane(
+        &mut self,
+        len: Duration,
+        host: u16,
+        pool_high: u16,
+        until: Instant,
+    ) -> usize {
         let ours = |l: &MarkedLane| l.len == len && l.host == host && l.pool_high == pool_high;
         match self.marked.iter().position(ours) {
             Some(i) => i,
@@ -266,7 +288,12 @@ impl ReuseWatch {
     /// Whether a connect() of `hosts` taking the tuple `watched` at `now` reuses it while
     /// it is watched.
     #[inline(always)]
-    pub(in crate::sim) fn reused(&mut self, hosts: &mut [Host], watched: Watched, now: Instant) -> bool {
+    pub(in crate::sim) fn reused(
+        &mut self,
+        hosts: &mut [Host],
+        watched: Watched,
+        now: Instant,
+    ) -> bool {
         if self.next_end <= now {
             self.end_watches(hosts, now);
         }

@@ -85,6 +85,10 @@ pub(in crate::sim) enum Event {
         sock: SockId,
         generation: u32,
     },
+    /// A segment reaches a middlebox on its path ([`super::path`]).
+    AtHop {
+        transit: u32,
+    },
 }
 
 /// How far ahead in a TIME-WAIT lane the socket, then its table slot, is prefetched.
@@ -249,6 +253,7 @@ impl Simulation {
                     self.rec.first_tw_expiry.get_or_insert(self.now);
                 }
             }
+            Event::AtHop { transit } => self.at_hop(transit),
             Event::UnseenExpire { host, pool, port } => {
                 self.enter_time_wait_in_bulk(self.now);
                 self.hosts[host as usize].expire_unseen(pool, port);
@@ -290,7 +295,9 @@ impl Simulation {
         s.generation == generation && s.state == State::TimeWait
     }
 
-    pub(in crate::sim) fn send(&mut self, at: Instant, conn: u32, make: fn(u32, u32) -> Event) {
+    /// Schedules an event of `conn` at `at` keyed as its next segment: the server
+    /// application's close, which sorts among the connection's packets.
+    pub(in crate::sim) fn schedule(&mut self, at: Instant, conn: u32, make: fn(u32, u32) -> Event) {
         let key = self.next_packet_key(conn);
         let generation = self.conns[conn as usize].generation;
         debug_assert!(at >= self.now, "a packet sent into the past");

@@ -14,7 +14,13 @@ impl Simulation {
     /// A connection of host `h` closes actively: TIME-WAIT `tw`, or closed at once
     /// (`nolocaltimewait`, `tcp_max_tw_buckets`) with its four-tuple watched for reuse.
     #[inline(always)]
-    pub(in crate::sim) fn active_close(&mut self, h: u16, closing: Closing, tw: TimeWait, watched: Watched) {
+    pub(in crate::sim) fn active_close(
+        &mut self,
+        h: u16,
+        closing: Closing,
+        tw: TimeWait,
+        watched: Watched,
+    ) {
         let host = &mut self.hosts[h as usize];
         let len = host.profile.time_wait;
         let peer = |host: &Host| match closing {

@@ -1,5 +1,24 @@
 use crate::sim::*;
 
+/// The pool whose exhaustion lets `w`'s open-loop arrivals be counted in bulk: one source,
+/// one destination, a fixed RTT (no latency draw), `count` on error (it never stops),
+/// connect() or IP_BIND_ADDRESS_NO_PORT, no limit.
+pub(in crate::sim) fn pool(w: &Workload, hosts: &[Host]) -> Option<(u16, u32)> {
+    let eligible = !matches!(w.arrival, Arrival::Closed { .. })
+        && w.sources.len() == 1
+        && w.destinations.len() == 1
+        && w.spread == Spread::RoundRobin
+        && matches!(w.rtt, Dist::Fixed(_))
+        && matches!(w.on_error, crate::workload::OnError::Count { .. })
+        && matches!(w.mode, Mode::Connect | Mode::BindNoPort)
+        && !w.limit.is_set();
+    let (src, dst) = (w.sources[0], w.destinations[0]);
+    eligible
+        .then(|| hosts[src.host as usize].pool_of(src.ip, dst.ip, dst.port))
+        .flatten()
+        .map(|pool| (src.host, pool))
+}
+
 impl Simulation {
     /// Open-loop arrivals into an exhausted pool, counted in bulk. This arrival runs as
     /// stepping runs it; the arrivals after it that come strictly before the next queued
@@ -61,7 +80,14 @@ impl Simulation {
     /// `n` connects of `wl` that failed at once on an exhausted pool, as `start` and `fail`
     /// record them: counted, the round-robin position moved on, and the conn slot each took
     /// from the top of the free list given back one generation on.
-    pub(in crate::sim) fn count_failures(&mut self, wl: u32, retry: bool, errno: Errno, probes: u32, n: u64) {
+    pub(in crate::sim) fn count_failures(
+        &mut self,
+        wl: u32,
+        retry: bool,
+        errno: Errno,
+        probes: u32,
+        n: u64,
+    ) {
         if n == 0 {
             return;
         }

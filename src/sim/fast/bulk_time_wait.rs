@@ -1,5 +1,33 @@
 use crate::sim::*;
 
+/// Whether every TIME-WAIT entry is applied in bulk: every connection of the scenario is a
+/// whole exchange drawing its port from a connect() pool, so no entry can overflow
+/// `tcp_max_tw_buckets` (a host's pools cannot hold that many ports,
+/// [`time_wait_cannot_overflow`]), none is skipped (`nolocaltimewait`) and none becomes
+/// reusable (`tcp_tw_reuse`); the only other change to a TIME-WAIT count is an expiry, so
+/// entries applied in bulk before each expiry and at each bin edge give the counts, the
+/// states and the peak that entering one by one gives.
+pub(in crate::sim) fn applies(
+    sc: &Scenario,
+    hosts: &[Host],
+    exchanges: &[Option<Exchange>],
+) -> bool {
+    exchanges.iter().all(Option::is_some)
+        && sc
+            .workloads
+            .iter()
+            .all(|w| matches!(w.mode, Mode::Connect | Mode::BindNoPort))
+        && hosts.iter().enumerate().all(|(i, h)| {
+            let local = sc.workloads.iter().any(|w| {
+                w.sources.iter().any(|s| s.host as usize == i)
+                    && w.destinations.iter().any(|d| h.has_ip(d.ip))
+            });
+            !h.reuses_time_wait()
+                && (h.profile.local_time_wait || !local)
+                && time_wait_cannot_overflow(sc, i as u16)
+        })
+}
+
 /// Whether no TIME-WAIT entry on host `h` can find `tcp_max_tw_buckets` reached (§2.2): every
 /// socket that can enter TIME-WAIT there holds a port of one of its connect() pools (nothing
 /// binds from it, no server on it closes first), and the pools hold no more ports than the

@@ -1,5 +1,45 @@
 use crate::sim::*;
 
+/// Each workload's whole exchanges, if it qualifies ([`Exchange::new`]; every path direct),
+/// and whether their TIME-WAIT entries are applied in bulk
+/// ([`super::bulk_time_wait::applies`]); each exchange's sockets made lazily where nothing
+/// sees them before ([`super::unseen::applies`]).
+pub(in crate::sim) fn plan(
+    sc: &Scenario,
+    hosts: &[Host],
+    conn_pools: &[Vec<(u16, u32)>],
+    paths: &Paths,
+) -> (Vec<Option<Exchange>>, bool) {
+    let mut exchanges: Vec<Option<Exchange>> = sc
+        .workloads
+        .iter()
+        .map(|w| Exchange::new(sc, w).filter(|_| paths.all_direct()))
+        .collect();
+    for (x, (w, pools)) in exchanges
+        .iter_mut()
+        .zip(sc.workloads.iter().zip(conn_pools))
+    {
+        if let (Some(x), [pool]) = (x, pools.as_slice()) {
+            debug_assert_eq!(pool.0, w.sources[0].host);
+            x.single_pool = Some(*pool);
+        }
+    }
+    let bulk_time_wait = super::bulk_time_wait::applies(sc, hosts, &exchanges);
+    if bulk_time_wait {
+        for x in exchanges.iter_mut().flatten() {
+            x.bulk_time_wait = true;
+            x.steps.push((x.to_time_wait, StepKind::TimeWait));
+            x.next.push(0);
+        }
+    }
+    for (x, w) in exchanges.iter_mut().zip(&sc.workloads) {
+        if let Some(x) = x {
+            x.lazy = super::unseen::applies(x, w, hosts);
+        }
+    }
+    (exchanges, bulk_time_wait)
+}
+
 /// Connections of a whole exchange kept past their TIME-WAIT entry before all their steps
 /// are applied at once.
 pub(in crate::sim) const FLIGHTS_KEPT: usize = 1024;

@@ -5,3 +5,4 @@ pub(super) mod bulk_time_wait;
 pub(super) mod exchange;
 pub(super) mod parked;
 pub(super) mod stream;
+pub(super) mod unseen;

@@ -21,6 +21,21 @@ pub(in crate::sim) struct Stream {
 }
 
 impl Stream {
+    /// A closed loop's: no source, nothing pending.
+    pub(in crate::sim) fn none() -> Stream {
+        Stream::new(usize::MAX, NO_EVENT)
+    }
+
+    /// The stream of queue source `source`, its first arrival `arrival` (packed).
+    pub(in crate::sim) fn new(source: usize, arrival: u128) -> Stream {
+        Stream {
+            source,
+            arrival,
+            fin: NO_EVENT,
+            scheduled: NO_EVENT,
+        }
+    }
+
     /// The earliest pending event, packed; [`NO_EVENT`] for none.
     #[inline]
     pub(in crate::sim) fn head(&self) -> u128 {
@@ -63,7 +78,10 @@ impl Simulation {
             }
             let head = self.streams[w].head();
             let at = Instant((head >> 64) as u64);
-            let next = head < self.queue.peek_packed() && at < self.end && self.parked.is_empty();
+            let next = self.chain
+                && head < self.queue.peek_packed()
+                && at < self.end
+                && self.parked.is_empty();
             // Only checking mode finds violations.
             if !next || (self.check && !self.audited()) {
                 let s = &mut self.streams[w];

@@ -1,0 +1,370 @@
+//! The path a segment takes between a connection's two hosts: a list of hops.
+//!
+//! A segment sent at `t` reaches the other end at `t` plus the connection's one-way delay in
+//! its direction (half the RTT drawn for the connection from the workload's `rtt`, the
+//! other half the other way). A *direct* path is one link: the segment is one event, at the
+//! receiver. A *middlebox* on the path (a router; a NAT and its connection-tracking table,
+//! next) is a hop between two links: the segment is an event at the middlebox first, which
+//! sees it, then an event at the receiver. The links share the one-way delay in the
+//! proportions of their weights, the last taking what rounding leaves, so the segment
+//! reaches the receiver at the instant a direct path gives, with the same packet key
+//! ([`crate::engine::packet_key`]) and so the same place in the same-instant order.
+//!
+//! Paths are set per (client host, server host) before the run ([`Simulation::with_paths`]);
+//! a pair with no path set is direct. The fast paths that skip segments a middlebox would
+//! see accept direct paths only ([`super::fast`]).
+
+use super::*;
+
+/// One hop of a path, in the client → server direction.
+pub enum Hop {
+    /// A link carrying `weight` parts of the one-way delay.
+    Link { weight: u32 },
+    /// A middlebox: sees every segment that crosses it, in both directions.
+    Middlebox(Box<dyn Middlebox>),
+}
+
+/// A segment as it crosses a hop.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Segment {
+    Syn,
+    SynAck,
+    /// The handshake's ACK, carrying the first request.
+    Ack,
+    /// A response (with the server's FIN after the last, when the server closes).
+    Response,
+    /// The active closer's FIN.
+    Fin,
+    /// The passive closer's ACK and FIN.
+    FinAck,
+    /// The active closer's last ACK.
+    LastAck,
+    /// An SO_LINGER {on, 0} close's RST (§2.5).
+    Rst,
+    /// The client's RST answering a TIME-WAIT's ACK (§2.4).
+    RstToTimeWait,
+}
+
+impl Segment {
+    pub const ALL: [Segment; 9] = [
+        Segment::Syn,
+        Segment::SynAck,
+        Segment::Ack,
+        Segment::Response,
+        Segment::Fin,
+        Segment::FinAck,
+        Segment::LastAck,
+        Segment::Rst,
+        Segment::RstToTimeWait,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Segment::Syn => "SYN",
+            Segment::SynAck => "SYN-ACK",
+            Segment::Ack => "ACK",
+            Segment::Response => "response",
+            Segment::Fin => "FIN",
+            Segment::FinAck => "FIN-ACK",
+            Segment::LastAck => "last ACK",
+            Segment::Rst => "RST",
+            Segment::RstToTimeWait => "RST to TIME-WAIT",
+        }
+    }
+
+    /// The event of this segment of `conn` reaching its receiver.
+    fn event(self, conn: u32, generation: u32) -> Event {
+        match self {
+            Segment::Syn => Event::Syn { conn, generation },
+            Segment::SynAck => Event::SynAck { conn, generation },
+            Segment::Ack => Event::Ack { conn, generation },
+            Segment::Response => Event::Response { conn, generation },
+            Segment::Fin => Event::FinAtPassive { conn, generation },
+            Segment::FinAck => Event::FinAtActive { conn, generation },
+            Segment::LastAck => Event::LastAck { conn, generation },
+            Segment::Rst => Event::Rst { conn, generation },
+            Segment::RstToTimeWait => unreachable!("an RST to a TIME-WAIT names its socket"),
+        }
+    }
+}
+
+/// Which way a segment travels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dir {
+    /// Client → server.
+    Up,
+    /// Server → client.
+    Down,
+}
+
+/// A box on the path that sees segments: what it does with them is its own (a router
+/// forwards them; a NAT will translate and drop).
+pub trait Middlebox {
+    /// Its name in the report.
+    fn name(&self) -> &str;
+    /// `seg` of the connection whose client sees `tuple` crosses the box at `now`.
+    fn segment(&mut self, now: Instant, tuple: &Tuple, seg: Segment, dir: Dir);
+    /// Its counters, in a fixed order.
+    fn counters(&self) -> Vec<(String, u64)>;
+}
+
+/// A router: forwards every segment unchanged and counts them by kind and direction.
+#[derive(Clone, Debug)]
+pub struct Router {
+    name: String,
+    seen: [[u64; Segment::ALL.len()]; 2],
+}
+
+impl Router {
+    pub fn new(name: &str) -> Router {
+        Router {
+            name: name.to_string(),
+            seen: [[0; Segment::ALL.len()]; 2],
+        }
+    }
+}
+
+impl Middlebox for Router {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn segment(&mut self, _: Instant, _: &Tuple, seg: Segment, dir: Dir) {
+        self.seen[dir as usize][seg as usize] += 1;
+    }
+
+    fn counters(&self) -> Vec<(String, u64)> {
+        let mut out = Vec::new();
+        for (dir, arrow) in [(Dir::Up, "→"), (Dir::Down, "←")] {
+            for seg in Segment::ALL {
+                let n = self.seen[dir as usize][seg as usize];
+                out.push((format!("{arrow} {}", seg.name()), n));
+            }
+        }
+        out
+    }
+}
+
+/// Why a path was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PathError {
+    /// A host index beyond the scenario's hosts.
+    NoSuchHost(u16),
+    /// The hops must be links and middleboxes in turn, a link at each end.
+    NotAlternating,
+    /// Every link must carry some of the delay.
+    ZeroWeight,
+}
+
+impl std::fmt::Display for PathError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PathError::NoSuchHost(h) => write!(f, "no host {h} in the scenario"),
+            PathError::NotAlternating => write!(
+                f,
+                "a path is links and middleboxes in turn, starting and ending with a link"
+            ),
+            PathError::ZeroWeight => write!(f, "a link's weight must be at least 1"),
+        }
+    }
+}
+
+/// A path with a middlebox: per middlebox in client → server order, the link weight before
+/// it (cumulative), and the total weight.
+struct Routed {
+    boxes: Vec<(u64, usize)>,
+    total: u64,
+}
+
+/// The paths between every pair of hosts, their middleboxes and the segments crossing them.
+pub struct Paths {
+    hosts: usize,
+    /// Per (client, server), the index in `routed` of its path, or NONE for direct.
+    pair: Vec<u32>,
+    routed: Vec<Routed>,
+    middleboxes: Vec<Box<dyn Middlebox>>,
+    transits: Vec<Transit>,
+    free: Vec<u32>,
+}
+
+/// A segment between hops.
+#[derive(Clone, Copy)]
+struct Transit {
+    ev: Event,
+    key: u64,
+    depart: Instant,
+    delay: u64,
+    tuple: Tuple,
+    seg: Segment,
+    dir: Dir,
+    path: u32,
+    /// The next middlebox, counted in the direction of travel.
+    next: u32,
+}
+
+impl Paths {
+    /// Every pair of `hosts` hosts direct.
+    pub fn direct(hosts: usize) -> Paths {
+        Paths {
+            hosts,
+            pair: vec![NONE; hosts * hosts],
+            routed: Vec::new(),
+            middleboxes: Vec::new(),
+            transits: Vec::new(),
+            free: Vec::new(),
+        }
+    }
+
+    /// Sets the path from host `client` to host `server` (indices in the scenario's order).
+    pub fn set(&mut self, client: u16, server: u16, hops: Vec<Hop>) -> Result<(), PathError> {
+        for h in [client, server] {
+            if usize::from(h) >= self.hosts {
+                return Err(PathError::NoSuchHost(h));
+            }
+        }
+        let (mut total, mut boxes, mut link_next) = (0u64, Vec::new(), true);
+        for hop in hops {
+            match (hop, link_next) {
+                (Hop::Link { weight: 0 }, true) => return Err(PathError::ZeroWeight),
+                (Hop::Link { weight }, true) => total += u64::from(weight),
+                (Hop::Middlebox(m), false) => {
+                    boxes.push((total, self.middleboxes.len()));
+                    self.middleboxes.push(m);
+                }
+                _ => return Err(PathError::NotAlternating),
+            }
+            link_next = !link_next;
+        }
+        if link_next || total == 0 {
+            return Err(PathError::NotAlternating);
+        }
+        let i = usize::from(client) * self.hosts + usize::from(server);
+        self.pair[i] = if boxes.is_empty() {
+            NONE
+        } else {
+            self.routed.push(Routed { boxes, total });
+            (self.routed.len() - 1) as u32
+        };
+        Ok(())
+    }
+
+    /// Whether every pair is direct: no middlebox anywhere.
+    pub fn all_direct(&self) -> bool {
+        self.routed.is_empty()
+    }
+
+    /// The middleboxes, in the order they were set.
+    pub fn middleboxes(&self) -> &[Box<dyn Middlebox>] {
+        &self.middleboxes
+    }
+
+    /// The routed path from `client` to `server`, or NONE.
+    #[inline]
+    fn routed(&self, client: u16, server: u16) -> u32 {
+        if self.routed.is_empty() {
+            return NONE;
+        }
+        self.pair[usize::from(client) * self.hosts + usize::from(server)]
+    }
+
+    /// Middlebox `k`, counted in the direction of travel, of path `p`: its index and when a
+    /// segment that departed at `depart` with one-way delay `delay` reaches it.
+    fn hop(&self, p: u32, k: u32, dir: Dir, depart: Instant, delay: u64) -> (usize, Instant) {
+        let r = &self.routed[p as usize];
+        let n = r.boxes.len();
+        let (before, mb) = match dir {
+            Dir::Up => r.boxes[k as usize],
+            Dir::Down => {
+                let (w, mb) = r.boxes[n - 1 - k as usize];
+                (r.total - w, mb)
+            }
+        };
+        // Rounded down: the last link takes the remainder.
+        let part = (u128::from(delay) * u128::from(before) / u128::from(r.total)) as u64;
+        (mb, depart + Duration(part))
+    }
+}
+
+impl Simulation {
+    /// Sends segment `seg` of `conn` at `depart`, toward the server (`Dir::Up`) or the
+    /// client: it arrives the connection's one-way delay later, through the middleboxes of
+    /// its path.
+    pub(in crate::sim) fn transmit(&mut self, conn: u32, depart: Instant, dir: Dir, seg: Segment) {
+        let c = &self.conns[conn as usize];
+        let delay = match dir {
+            Dir::Up => c.up,
+            Dir::Down => c.down,
+        };
+        let ev = seg.event(conn, c.generation);
+        self.route(conn, depart, delay, dir, seg, ev);
+    }
+
+    /// Sends `ev`, the arrival of segment `seg` of `conn` after `delay` from `depart`, along
+    /// the connection's path.
+    pub(in crate::sim) fn route(
+        &mut self,
+        conn: u32,
+        depart: Instant,
+        delay: Duration,
+        dir: Dir,
+        seg: Segment,
+        ev: Event,
+    ) {
+        let key = self.next_packet_key(conn);
+        let c = &self.conns[conn as usize];
+        let path = self.paths.routed(c.client, c.server);
+        if path == NONE {
+            let at = depart + delay;
+            debug_assert!(at >= self.now, "a packet sent into the past");
+            // A fixed one-way latency recurs: the queue gives it a FIFO lane.
+            self.queue
+                .push_after_keyed(self.now, at.0 - self.now.0, key, ev);
+            return;
+        }
+        let t = Transit {
+            ev,
+            key,
+            depart,
+            delay: delay.0,
+            tuple: c.tuple,
+            seg,
+            dir,
+            path,
+            next: 0,
+        };
+        self.to_next_hop(t);
+    }
+
+    /// Queues transit `t` at its next middlebox, or at the receiver past the last.
+    fn to_next_hop(&mut self, t: Transit) {
+        let n = self.paths.routed[t.path as usize].boxes.len() as u32;
+        if t.next == n {
+            self.queue
+                .push_keyed(t.depart + Duration(t.delay), t.key, t.ev);
+            return;
+        }
+        let (_, at) = self.paths.hop(t.path, t.next, t.dir, t.depart, t.delay);
+        let id = match self.paths.free.pop() {
+            Some(id) => {
+                self.paths.transits[id as usize] = t;
+                id
+            }
+            None => {
+                self.paths.transits.push(t);
+                (self.paths.transits.len() - 1) as u32
+            }
+        };
+        self.queue
+            .push_keyed(at, t.key, Event::AtHop { transit: id });
+    }
+
+    /// A segment reaches a middlebox: seen there, then on to the next hop.
+    pub(in crate::sim) fn at_hop(&mut self, id: u32) {
+        let mut t = self.paths.transits[id as usize];
+        self.paths.free.push(id);
+        let (mb, _) = self.paths.hop(t.path, t.next, t.dir, t.depart, t.delay);
+        self.paths.middleboxes[mb].segment(self.now, &t.tuple, t.seg, t.dir);
+        t.next += 1;
+        self.to_next_hop(t);
+    }
+}
