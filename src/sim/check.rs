@@ -1,3 +1,7 @@
+//! Checking mode: the engine's invariants asserted after every event and at every bin
+//! edge ([`Simulation::checking`]). A broken one is a bug in portsim, reported as a
+//! [`Violation`], never a property of the input.
+
 use super::*;
 
 /// An invariant the engine broke, found in checking mode: a bug in portsim, not in the input.
@@ -22,7 +26,7 @@ impl std::fmt::Display for Violation {
 }
 
 impl Simulation {
-    pub(in crate::sim) fn violate(&mut self, message: String) {
+    pub(super) fn violate(&mut self, message: String) {
         if self.violation.is_none() {
             self.violation = Some(Violation {
                 at: self.now,
@@ -34,7 +38,7 @@ impl Simulation {
 
     /// Checking mode, between two events: the audits, unless a violation is found already;
     /// true while none is.
-    pub(in crate::sim) fn audited(&mut self) -> bool {
+    pub(super) fn audited(&mut self) -> bool {
         if self.violation.is_none() {
             self.audit_event();
         }
@@ -42,7 +46,7 @@ impl Simulation {
     }
 
     /// The per-event checks of checking mode: O(hosts + workloads).
-    pub(in crate::sim) fn audit_event(&mut self) {
+    pub(super) fn audit_event(&mut self) {
         // A whole exchange's client socket stays SYN-SENT in the table until its TIME-WAIT
         // entry, or is not made until then: its in-flight count is its own.
         for wl in 0..self.exchanges.len() {
@@ -75,7 +79,7 @@ impl Simulation {
         }
     }
 
-    pub(in crate::sim) fn audit_tables(&mut self) {
+    pub(super) fn audit_tables(&mut self) {
         if let Some(m) = self.hosts.iter().find_map(|h| h.audit().err()) {
             self.violate(m);
         }

@@ -1,9 +1,17 @@
+//! The application side of a connection: socket, optional bind(), connect() (§1), and what
+//! a failure does (the workload's `on_error`).
+
 use super::*;
 
+/// Where a connection's socket came from: (socket, ports probed, a TIME-WAIT recycled on
+/// the way), or the error and the ports probed.
+type Placed = Result<(SockId, u32, bool), (Errno, u32)>;
+
 impl Simulation {
-    /// The application opens a connection: socket, optional bind, connect().
-    /// Starts a connection; returns the error and probes when connect() failed at once.
-    pub(in crate::sim) fn start(&mut self, wl: u32, slot: u32, retry: u32) -> Option<(Errno, u32)> {
+    /// The application opens a connection of `wl` (closed-loop `slot`, or NONE for an
+    /// open-loop arrival; `retry` its retry number): socket, optional bind, connect().
+    /// Returns the error and probes when connect() failed at once.
+    pub(super) fn start(&mut self, wl: u32, slot: u32, retry: u32) -> Option<(Errno, u32)> {
         let w = &self.workloads[wl as usize];
         let r = &mut self.runners[wl as usize];
         let requests = r.take(w, self.now, retry > 0, slot == NONE)?;
@@ -13,7 +21,6 @@ impl Simulation {
             .get(di * w.sources.len() + si)
             .map(|&(_, pool)| pool);
         let rtt = w.rtt.sample(&mut r.latency);
-        let (mode, range, reuse) = (w.mode, w.local_port_range, w.reuseaddr);
         let up = Duration(rtt.0 / 2);
         // A whole exchange needs no connection record: the one event queued for it, its
         // TIME-WAIT entry or expiry, finds the connection in `flights` or names the socket.
@@ -41,9 +48,53 @@ impl Simulation {
             })
         };
         self.rec.attempt(wl as usize, retry > 0);
+        match self.place(wl, src, dst, conn_pool, conn) {
+            Err((errno, probes)) => {
+                self.refused(
+                    wl,
+                    (slot, retry),
+                    conn,
+                    (errno, probes),
+                    (src.host, conn_pool),
+                );
+                Some((errno, probes))
+            }
+            Ok((sock, probes, recycled)) => {
+                self.rec.probes(probes);
+                if recycled {
+                    self.rec.count(Counter::TwRecycled);
+                }
+                self.connected(wl, conn, origin, sock, (src.host, dst.host));
+                None
+            }
+        }
+    }
+
+    /// The socket of a connection of `wl` from `src` to `dst`, by the workload's mode:
+    /// connect() from a pool (§1.2), bind(ip, 0) then connect() (§1.6), or bind() to the
+    /// next port of an explicit range then connect().
+    #[inline]
+    fn place(
+        &mut self,
+        wl: u32,
+        src: crate::workload::Source,
+        dst: crate::workload::Destination,
+        conn_pool: Option<u32>,
+        conn: u32,
+    ) -> Placed {
+        let w = &self.workloads[wl as usize];
+        let (range, reuse) = (w.local_port_range, w.reuseaddr);
         let host = &mut self.hosts[src.host as usize];
-        let r = &mut self.runners[wl as usize];
-        let placed = match mode {
+        let connected = |host: &mut Host, sock: SockId, probes: u32| match host
+            .connect_bound(sock, dst.ip, dst.port)
+        {
+            Ok(recycled) => Ok((sock, probes, recycled)),
+            Err(errno) => {
+                host.destroy(sock);
+                Err((errno, probes))
+            }
+        };
+        match w.mode {
             Mode::Connect | Mode::BindNoPort => host
                 .connect_in(
                     conn_pool.expect("pool registered at build"),
@@ -58,115 +109,108 @@ impl Simulation {
                 .map_err(|e| (e.errno, e.probes)),
             Mode::Bind => match host.bind_any(src.ip, reuse, conn) {
                 Err(e) => Err((e.errno, e.probes)),
-                Ok(p) => match host.connect_bound(p.sock, dst.ip, dst.port) {
-                    Ok(recycled) => Ok((p.sock, p.probes, recycled)),
-                    Err(errno) => {
-                        host.destroy(p.sock);
-                        Err((errno, p.probes))
-                    }
-                },
+                Ok(p) => connected(host, p.sock, p.probes),
             },
             Mode::Explicit { low, high } => {
+                let r = &mut self.runners[wl as usize];
                 let span = u32::from(high) - u32::from(low) + 1;
-                let mut bound = None;
                 let mut tries = 0;
                 while tries < span {
                     let port = r.cursor;
                     r.cursor = if port >= high { low } else { port + 1 };
                     tries += 1;
                     if let Ok(sock) = host.bind_port(src.ip, port, reuse, conn) {
-                        bound = Some(sock);
-                        break;
+                        return connected(host, sock, tries);
                     }
                 }
-                match bound {
-                    None => Err((Errno::AddrInUse, tries)),
-                    Some(sock) => match host.connect_bound(sock, dst.ip, dst.port) {
-                        Ok(recycled) => Ok((sock, tries, recycled)),
-                        Err(errno) => {
-                            host.destroy(sock);
-                            Err((errno, tries))
-                        }
-                    },
-                }
+                Err((Errno::AddrInUse, tries))
             }
+        }
+    }
+
+    /// connect() of `wl` failed at once: counted, and the worker parked where its retries
+    /// can be counted in bulk ([`fast::parked`]), else the workload's policy applied.
+    fn refused(
+        &mut self,
+        wl: u32,
+        (slot, retry): (u32, u32),
+        conn: u32,
+        (errno, probes): (Errno, u32),
+        (client, conn_pool): (u16, Option<u32>),
+    ) {
+        self.rec.probes(probes);
+        if conn != NONE {
+            self.free_conn(conn);
+        }
+        let mode = self.workloads[wl as usize].mode;
+        if self.bulk && slot != NONE && matches!(mode, Mode::Connect | Mode::BindNoPort) {
+            let host = &self.hosts[client as usize];
+            let exhausted = conn_pool.filter(|p| host.pools[*p as usize].free == 0);
+            if let Some(pool) = exhausted
+                && self.park(wl, slot, retry, errno, probes, (client, pool))
+            {
+                return;
+            }
+        }
+        self.fail(wl, slot, retry, errno);
+    }
+
+    /// connect() of `wl` gave socket `sock` on host `client`, toward host `server`: the ISN
+    /// drawn, the port logged and checked against the reuse watch, and the SYN sent, or the
+    /// connection kept as a whole exchange's flight.
+    fn connected(
+        &mut self,
+        wl: u32,
+        conn: u32,
+        origin: u64,
+        sock: SockId,
+        (client, server): (u16, u16),
+    ) {
+        let host = &mut self.hosts[client as usize];
+        let tuple = host.sock(sock).tuple;
+        let whole = self.exchanges[wl as usize].is_some();
+        let (isn, ts_off) = if !whole || host.isn_draw_has_effects() {
+            (host.isn(&tuple, self.now), host.ts_offset(&tuple))
+        } else {
+            (0, 0)
         };
-        match placed {
-            Err((errno, probes)) => {
-                self.rec.probes(probes);
-                if conn != NONE {
-                    self.free_conn(conn);
-                }
-                if self.bulk && slot != NONE && matches!(mode, Mode::Connect | Mode::BindNoPort) {
-                    let host = &self.hosts[src.host as usize];
-                    let exhausted = conn_pool.filter(|p| host.pools[*p as usize].free == 0);
-                    if let Some(pool) = exhausted
-                        && self.park(wl, slot, retry, errno, probes, (src.host, pool))
-                    {
-                        return Some((errno, probes));
-                    }
-                }
-                self.fail(wl, slot, retry, errno);
-                Some((errno, probes))
-            }
-            Ok((sock, probes, recycled)) => {
-                self.rec.probes(probes);
-                if recycled {
-                    self.rec.count(Counter::TwRecycled);
-                }
-                let host = &mut self.hosts[src.host as usize];
-                let tuple = host.sock(sock).tuple;
-                let whole = self.exchanges[wl as usize].is_some();
-                let (isn, ts_off) = if !whole || host.isn_draw_has_effects() {
-                    (host.isn(&tuple, self.now), host.ts_offset(&tuple))
-                } else {
-                    (0, 0)
-                };
-                let pool = host.sock(sock).pool;
-                let pool_or_wide = host.pool_of_socket(sock);
-                if let Some(log) = &mut self.port_use {
-                    let (ip, port) = (tuple.local_ip, tuple.local_port);
-                    log.record(&self.bind_pools, src.host, pool_or_wide, ip, port);
-                }
-                let watched = watched(&self.hosts, src.host, pool, tuple);
-                if self.watch.reused(&mut self.hosts, watched, self.now) {
-                    self.rec.unprotected_reuse += 1;
-                }
-                if let Some(x) = &mut self.exchanges[wl as usize] {
-                    let ts_seen = self.hosts[src.host as usize].profile.timestamps != 0
-                        && self.hosts[dst.host as usize].profile.timestamps != 0;
-                    let catch_up = x.keep(
-                        Flight {
-                            at: self.now,
-                            origin,
-                            pool: pool_or_wide.unwrap_or(NONE),
-                            ip: tuple.local_ip,
-                            client: src.host,
-                            server: dst.host,
-                            sock,
-                            port: tuple.local_port,
-                            ts_seen,
-                        },
-                        &mut self.streams[wl as usize].fin,
-                        &self.hosts,
-                        &self.lanes,
-                        &mut self.queue,
-                    );
-                    if catch_up {
-                        self.catch_up(wl as usize, self.now);
-                    }
-                } else {
-                    self.conns[conn as usize].attach(sock, tuple, isn, ts_off, pool);
-                    self.transmit(conn, self.now, Dir::Up, Segment::Syn);
-                }
-                None
-            }
+        let pool = host.sock(sock).pool;
+        let pool_or_wide = host.pool_of_socket(sock);
+        if let Some(log) = &mut self.port_use {
+            let (ip, port) = (tuple.local_ip, tuple.local_port);
+            log.record(&self.bind_pools, client, pool_or_wide, ip, port);
+        }
+        let watched = watched(&self.hosts, client, pool, tuple);
+        if self.watch.reused(&mut self.hosts, watched, self.now) {
+            self.rec.unprotected_reuse += 1;
+        }
+        let Some(x) = &mut self.exchanges[wl as usize] else {
+            self.conns[conn as usize].attach(sock, tuple, isn, ts_off, pool);
+            self.transmit(conn, self.now, Dir::Up, Segment::Syn);
+            return;
+        };
+        let ts_seen = self.hosts[client as usize].profile.timestamps != 0
+            && self.hosts[server as usize].profile.timestamps != 0;
+        let flight = Flight {
+            at: self.now,
+            origin,
+            pool: pool_or_wide.unwrap_or(NONE),
+            ip: tuple.local_ip,
+            client,
+            server,
+            sock,
+            port: tuple.local_port,
+            ts_seen,
+        };
+        let fin = &mut self.streams[wl as usize].fin;
+        if x.keep(flight, fin, &self.hosts, &self.lanes, &mut self.queue) {
+            self.catch_up(wl as usize, self.now);
         }
     }
 
     /// An open-loop arrival, or its retry number `retry`, starts a connection.
     #[inline(always)]
-    pub(in crate::sim) fn start_open(&mut self, wl: u32, retry: u32) {
+    pub(super) fn start_open(&mut self, wl: u32, retry: u32) {
         if self.exchanges[wl as usize]
             .as_ref()
             .is_some_and(|x| x.pooled)
@@ -178,7 +222,7 @@ impl Simulation {
     }
 
     /// A connect attempt failed with `errno`: count it and apply the workload's policy.
-    pub(in crate::sim) fn fail(&mut self, wl: u32, slot: u32, retry: u32, errno: Errno) {
+    pub(super) fn fail(&mut self, wl: u32, slot: u32, retry: u32, errno: Errno) {
         self.rec.failed(self.now, wl as usize, errno);
         let policy = self.workloads[wl as usize].on_error;
         let (next, gave_up) = policy.after_failure(retry, slot != NONE);
@@ -204,7 +248,7 @@ impl Simulation {
     }
 
     /// The client application is done with a connection: a closed-loop slot starts the next.
-    pub(in crate::sim) fn app_done(&mut self, conn: u32) {
+    pub(super) fn app_done(&mut self, conn: u32) {
         let c = self.conns[conn as usize];
         if c.slot != NONE {
             self.queue.push(
@@ -219,7 +263,7 @@ impl Simulation {
         }
     }
 
-    pub(in crate::sim) fn new_conn(&mut self, c: Conn) -> u32 {
+    pub(super) fn new_conn(&mut self, c: Conn) -> u32 {
         self.live_conns += 1;
         let c = Conn {
             origin: self.origins,
@@ -240,7 +284,7 @@ impl Simulation {
         }
     }
 
-    pub(in crate::sim) fn free_conn(&mut self, id: u32) {
+    pub(super) fn free_conn(&mut self, id: u32) {
         let c = &mut self.conns[id as usize];
         c.generation = c.generation.wrapping_add(1);
         self.live_conns -= 1;

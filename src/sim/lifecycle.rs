@@ -1,63 +1,77 @@
+//! A connection stepped segment by segment: the reference semantics every fast path must
+//! reproduce ([`super::fast`]).
+//!
+//! Each segment is an event at its receiver ([`Event`]), sent through the connection's path
+//! ([`Simulation::transmit`]) the connection's one-way delay after it left:
+//!
+//! | segment | at | what the kernel does there |
+//! |---|---|---|
+//! | SYN | server | a TIME-WAIT on the tuple accepts it (ISN or timestamp above its record) or answers with an ACK the client resets (§2.4, §3.4); a live socket answers with an ACK; else SYN-RECEIVED ([`Simulation::syn`]) |
+//! | (no SYN-ACK) | client | the SYN is sent again after the profile's backed-off interval, until `tcp_syn_retries` or the connect timeout: ETIMEDOUT ([`Simulation::syn_retransmit`]) |
+//! | SYN-ACK | client | ESTABLISHED: the connect latency; the ACK carries the first request |
+//! | ACK | server | ESTABLISHED; the request is served after the service time |
+//! | response | client | the next request, or the close; with the server's FIN after the last when the server closes |
+//! | FIN | passive closer | CLOSE-WAIT; the application closes at once: LAST-ACK, its ACK and FIN sent |
+//! | FIN-ACK | active closer | TIME-WAIT for the profile's TIME_WAIT (§2.1), or none (`nolocaltimewait` §3.2, `tcp_max_tw_buckets` §2.2) ([`Simulation::active_close`]) |
+//! | last ACK | passive closer | CLOSED: the connection is over |
+//! | RST | peer | SO_LINGER {on, 0}: closed at once, no TIME-WAIT anywhere (§2.5) |
+//!
+//! Ports are chosen at connect() by the host's allocator (§1.2, §3.1, §3.3, §4;
+//! [`crate::host`]), in `connect.rs`.
+
 use super::*;
 
 /// A connection in progress.
 #[derive(Clone, Copy, Debug, Default)]
-pub(in crate::sim) struct Conn {
-    pub(in crate::sim) generation: u32,
+pub(super) struct Conn {
+    pub(super) generation: u32,
     /// The connection's number, in the order connections were opened, and the segments it
     /// has sent: its packets' keys ([`crate::engine::packet_key`]).
-    pub(in crate::sim) origin: u64,
-    pub(in crate::sim) stage: u32,
-    pub(in crate::sim) wl: u32,
-    pub(in crate::sim) slot: u32,
-    pub(in crate::sim) retry: u32,
-    pub(in crate::sim) client: u16,
-    pub(in crate::sim) server: u16,
-    pub(in crate::sim) csock: SockId,
-    pub(in crate::sim) ssock: SockId,
+    pub(super) origin: u64,
+    pub(super) stage: u32,
+    pub(super) wl: u32,
+    pub(super) slot: u32,
+    pub(super) retry: u32,
+    pub(super) client: u16,
+    pub(super) server: u16,
+    pub(super) csock: SockId,
+    pub(super) ssock: SockId,
     /// The client's view of the four-tuple.
-    pub(in crate::sim) tuple: Tuple,
-    pub(in crate::sim) started: Instant,
+    pub(super) tuple: Tuple,
+    pub(super) started: Instant,
     /// When the request now in flight was issued (connect() for the first).
-    pub(in crate::sim) req_start: Instant,
-    pub(in crate::sim) syn_sent: Instant,
-    pub(in crate::sim) syn_tries: u8,
+    pub(super) req_start: Instant,
+    pub(super) syn_sent: Instant,
+    pub(super) syn_tries: u8,
     /// One-way delays client → server and server → client.
-    pub(in crate::sim) up: Duration,
-    pub(in crate::sim) down: Duration,
-    pub(in crate::sim) requests_left: u32,
-    pub(in crate::sim) isn: u32,
+    pub(super) up: Duration,
+    pub(super) down: Duration,
+    pub(super) requests_left: u32,
+    pub(super) isn: u32,
     /// The client's TSval offset for this connection.
-    pub(in crate::sim) ts_off: u32,
-    pub(in crate::sim) bytes: u32,
-    pub(in crate::sim) client_fin_at: Instant,
+    pub(super) ts_off: u32,
+    pub(super) bytes: u32,
+    pub(super) client_fin_at: Instant,
     /// The per-destination pool of the client socket (its `pool`), or NONE.
-    pub(in crate::sim) pool: u32,
+    pub(super) pool: u32,
 }
 
 impl Conn {
     /// What connect() decided: the client socket, its tuple and pool, the ISN and TSval
     /// offset.
     #[inline]
-    pub(in crate::sim) fn attach(
-        &mut self,
-        sock: SockId,
-        t: Tuple,
-        isn: u32,
-        ts_off: u32,
-        pool: u32,
-    ) {
+    pub(super) fn attach(&mut self, sock: SockId, t: Tuple, isn: u32, ts_off: u32, pool: u32) {
         (self.csock, self.tuple, self.isn, self.ts_off, self.pool) = (sock, t, isn, ts_off, pool);
     }
 }
 
 impl Simulation {
-    pub(in crate::sim) fn timestamps_on(&self, c: &Conn) -> bool {
+    pub(super) fn timestamps_on(&self, c: &Conn) -> bool {
         self.hosts[c.client as usize].profile.timestamps != 0
             && self.hosts[c.server as usize].profile.timestamps != 0
     }
 
-    pub(in crate::sim) fn syn(&mut self, conn: u32) {
+    pub(super) fn syn(&mut self, conn: u32) {
         let c = self.conns[conn as usize];
         let client = &self.hosts[c.client as usize];
         let ts = (self.timestamps_on(&c)
@@ -112,7 +126,7 @@ impl Simulation {
     /// leaves after the profile's backed-off interval, capped by its connect timeout. On the
     /// first bad ACK Linux re-arms the timer to `TCP_TIMEOUT_MIN` (measured 8–12 ms at
     /// HZ=250, notes/linux-observations I).
-    pub(in crate::sim) fn arm_syn_retransmit(&mut self, conn: u32, bad_ack_at: Option<Instant>) {
+    pub(super) fn arm_syn_retransmit(&mut self, conn: u32, bad_ack_at: Option<Instant>) {
         let c = self.conns[conn as usize];
         let p = &self.hosts[c.client as usize].profile;
         let mut at = match (bad_ack_at, p.syn_rearm) {
@@ -133,7 +147,7 @@ impl Simulation {
         self.queue.push(at, Class::Timer, ev);
     }
 
-    pub(in crate::sim) fn syn_retransmit(&mut self, conn: u32, tries: u8) {
+    pub(super) fn syn_retransmit(&mut self, conn: u32, tries: u8) {
         let c = self.conns[conn as usize];
         if c.syn_tries != tries
             || self.hosts[c.client as usize].sock(c.csock).state != State::SynSent
@@ -157,7 +171,7 @@ impl Simulation {
         self.transmit(conn, self.now, Dir::Up, Segment::Syn);
     }
 
-    pub(in crate::sim) fn syn_ack(&mut self, conn: u32) {
+    pub(super) fn syn_ack(&mut self, conn: u32) {
         let c = self.conns[conn as usize];
         let client = &mut self.hosts[c.client as usize];
         client.set_state(c.csock, State::Established);
@@ -173,7 +187,7 @@ impl Simulation {
     }
 
     /// A client socket established at `at`, counted for its pool.
-    pub(in crate::sim) fn count_established(&mut self, host: u16, sock: SockId, at: Instant) {
+    pub(super) fn count_established(&mut self, host: u16, sock: SockId, at: Instant) {
         let late = u64::from(at >= self.late_from);
         let client = &mut self.hosts[host as usize];
         let pool = client.pool_of_socket(sock);
@@ -182,7 +196,7 @@ impl Simulation {
     }
 
     /// Schedules the response to a request that reaches the server at `at_server`.
-    pub(in crate::sim) fn serve(&mut self, conn: u32, at_server: Instant) {
+    pub(super) fn serve(&mut self, conn: u32, at_server: Instant) {
         let c = self.conns[conn as usize];
         let w = &self.workloads[c.wl as usize];
         let service = w
@@ -198,7 +212,7 @@ impl Simulation {
         self.transmit(conn, sent, Dir::Down, Segment::Response);
     }
 
-    pub(in crate::sim) fn ack(&mut self, conn: u32) {
+    pub(super) fn ack(&mut self, conn: u32) {
         let c = self.conns[conn as usize];
         let server = &mut self.hosts[c.server as usize];
         if server.sock(c.ssock).state == State::SynReceived {
@@ -211,7 +225,7 @@ impl Simulation {
         }
     }
 
-    pub(in crate::sim) fn response(&mut self, conn: u32) {
+    pub(super) fn response(&mut self, conn: u32) {
         let wl = self.conns[conn as usize].wl;
         let latency = self.now - self.conns[conn as usize].req_start;
         self.rec.request_done(wl as usize, latency);
@@ -242,7 +256,7 @@ impl Simulation {
         }
     }
 
-    pub(in crate::sim) fn client_close(&mut self, conn: u32) {
+    pub(super) fn client_close(&mut self, conn: u32) {
         let c = self.conns[conn as usize];
         if self.workloads[c.wl as usize].linger_zero {
             self.hosts[c.client as usize].destroy(c.csock);
@@ -259,7 +273,7 @@ impl Simulation {
         self.app_done(conn);
     }
 
-    pub(in crate::sim) fn server_close(&mut self, conn: u32) {
+    pub(super) fn server_close(&mut self, conn: u32) {
         let c = self.conns[conn as usize];
         if self.workloads[c.wl as usize].linger_zero {
             self.hosts[c.server as usize].destroy(c.ssock);
@@ -274,14 +288,14 @@ impl Simulation {
     }
 
     /// The client's FIN at the server: CLOSE-WAIT, the server closes at once: LAST-ACK.
-    pub(in crate::sim) fn fin_at_passive(&mut self, conn: u32) {
+    pub(super) fn fin_at_passive(&mut self, conn: u32) {
         let c = self.conns[conn as usize];
         self.hosts[c.server as usize].set_state(c.ssock, State::LastAck);
         self.transmit(conn, self.now, Dir::Down, Segment::FinAck);
     }
 
     /// The active closer receives the peer's FIN (and the ACK of its own): TIME-WAIT.
-    pub(in crate::sim) fn fin_at_active(&mut self, conn: u32) {
+    pub(super) fn fin_at_active(&mut self, conn: u32) {
         let c = self.conns[conn as usize];
         let ts_seen = self.timestamps_on(&c);
         let client_closes = self.workloads[c.wl as usize].closer == Closer::Client;
@@ -318,7 +332,7 @@ impl Simulation {
     }
 
     /// The passive closer gets the last ACK: CLOSED, the connection is over.
-    pub(in crate::sim) fn last_ack(&mut self, conn: u32) {
+    pub(super) fn last_ack(&mut self, conn: u32) {
         let c = self.conns[conn as usize];
         let client_closes = self.workloads[c.wl as usize].closer == Closer::Client;
         let (h, sock) = if client_closes {
@@ -331,7 +345,7 @@ impl Simulation {
     }
 
     /// An SO_LINGER {on, 0} RST reaches the peer, which closes at once.
-    pub(in crate::sim) fn rst(&mut self, conn: u32) {
+    pub(super) fn rst(&mut self, conn: u32) {
         let c = self.conns[conn as usize];
         let client_closes = self.workloads[c.wl as usize].closer == Closer::Client;
         let (h, sock) = if client_closes {

@@ -1,6 +1,45 @@
 //! The simulation: hosts, workloads, and the TCP connection lifecycle between them.
 //!
-//! (module map: written below once the split settles)
+//! [`Simulation::new`] builds a run from a validated scenario (`build.rs`): the hosts with
+//! their port state ([`crate::host`]), the pools, each workload's runner and first events.
+//! [`Simulation::run`] takes events from the queue in time order (`run.rs`) until the
+//! scenario ends, and returns the report (`record.rs`).
+//!
+//! A connection is a client socket, a server socket and the segments between them; each
+//! segment is an event at the receiving host, one-way delay after it was sent, having
+//! crossed the middleboxes of its path (`path.rs`):
+//!
+//! ```text
+//! client                                   server
+//! connect(): port chosen, SYN-SENT ──SYN──▶ TIME-WAIT check (§2.4), SYN-RECEIVED
+//! ESTABLISHED (connect latency)  ◀─SYN/ACK─
+//!                   ACK + request ───────▶ ESTABLISHED, service time
+//!                 response (×N)  ◀────────
+//! close(): FIN-WAIT-1 ───────────FIN─────▶ CLOSE-WAIT → close() → LAST-ACK
+//! TIME-WAIT 60 s ◀─────────────ACK+FIN───
+//!                 ACK ───────────────────▶ CLOSED
+//! ```
+//!
+//! When the server closes first the roles swap and TIME-WAIT sits on the server. SO_LINGER
+//! {on, 0} replaces the FIN exchange by one RST and no TIME-WAIT (§2.5).
+//!
+//! # Files
+//!
+//! - `build.rs`: scenario → hosts, pools, runners, first events; which fast paths apply.
+//! - `run.rs`: the run loop, the events, and their order at one instant.
+//! - `connect.rs`: the application side: socket, bind(), connect(), a failure's policy.
+//! - `lifecycle.rs`: the connection stepped segment by segment: the reference semantics.
+//! - `time_wait.rs`: an active close: TIME-WAIT entered, skipped or overflowed, and its
+//!   timers (expiry, `tcp_tw_reuse`, an RST).
+//! - `path.rs`: the hops between two hosts: links and middleboxes.
+//! - `reuse_watch.rs`: four-tuples closed without TIME-WAIT, watched for unprotected reuse.
+//! - `fast/`: the fast paths. Each gives the report stepping gives, under a condition its
+//!   file states first, with the test that compares the two.
+//! - `check.rs`: checking mode, the invariants asserted after every event.
+//! - `record.rs`: gauges at bin edges, the pools' counts, the report.
+//!
+//! [`Simulation::stepping`] and [`Simulation::stepping_segments`] turn every fast path off:
+//! every retry, arrival and segment is then an event of its own.
 
 mod build;
 mod check;
@@ -169,7 +208,7 @@ impl Simulation {
         self
     }
 
-    /// Whether every TIME-WAIT entry is applied in bulk ([`Exchange::bulk_time_wait`]).
+    /// Whether every TIME-WAIT entry is applied in bulk (`src/sim/fast/bulk_time_wait.rs`).
     pub fn enters_time_wait_in_bulk(&self) -> bool {
         self.bulk_time_wait
     }

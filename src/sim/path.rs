@@ -12,7 +12,7 @@
 //!
 //! Paths are set per (client host, server host) before the run ([`Simulation::with_paths`]);
 //! a pair with no path set is direct. The fast paths that skip segments a middlebox would
-//! see accept direct paths only ([`super::fast`]).
+//! see accept direct paths only (`src/sim/fast/`).
 
 use super::*;
 
@@ -289,7 +289,7 @@ impl Simulation {
     /// Sends segment `seg` of `conn` at `depart`, toward the server (`Dir::Up`) or the
     /// client: it arrives the connection's one-way delay later, through the middleboxes of
     /// its path.
-    pub(in crate::sim) fn transmit(&mut self, conn: u32, depart: Instant, dir: Dir, seg: Segment) {
+    pub(super) fn transmit(&mut self, conn: u32, depart: Instant, dir: Dir, seg: Segment) {
         let c = &self.conns[conn as usize];
         let delay = match dir {
             Dir::Up => c.up,
@@ -301,7 +301,7 @@ impl Simulation {
 
     /// Sends `ev`, the arrival of segment `seg` of `conn` after `delay` from `depart`, along
     /// the connection's path.
-    pub(in crate::sim) fn route(
+    pub(super) fn route(
         &mut self,
         conn: u32,
         depart: Instant,
@@ -359,7 +359,7 @@ impl Simulation {
     }
 
     /// A segment reaches a middlebox: seen there, then on to the next hop.
-    pub(in crate::sim) fn at_hop(&mut self, id: u32) {
+    pub(super) fn at_hop(&mut self, id: u32) {
         let mut t = self.paths.transits[id as usize];
         self.paths.free.push(id);
         let (mb, _) = self.paths.hop(t.path, t.next, t.dir, t.depart, t.delay);

@@ -1,8 +1,31 @@
+//! Gauges and recording: what the report reads. Counters and latencies are recorded as
+//! events run ([`Recorder`]); the gauges (TIME-WAIT and ESTABLISHED at both ends, each
+//! pool's free ports) are read at each bin edge after whole exchanges catch up; the report
+//! is assembled once at the end.
+
 use super::*;
+use crate::report::Hist;
+use std::collections::BTreeMap;
+
+/// Failures by error name, and each name's errno.
+type ErrorCounts = BTreeMap<&'static str, u64>;
+type ErrorNumbers = BTreeMap<&'static str, u16>;
+
+/// A latency histogram (nanoseconds) as the report gives it, in milliseconds.
+fn latency_ms(h: &Hist) -> LatencySummary {
+    let q = |q| h.percentile(q) as f64 / 1e6;
+    LatencySummary {
+        p50: q(0.5),
+        p90: q(0.9),
+        p99: q(0.99),
+        max: h.max() as f64 / 1e6,
+        mean: (h.mean() / 1e3).round() / 1e3,
+    }
+}
 
 /// A connection established on `host` from `ip`, counted for its connect pool, or else for
 /// the bind() or explicit-port pool of its source address.
-pub(in crate::sim) fn count_in_pool(
+pub(super) fn count_in_pool(
     client: &mut Host,
     bind_pools: &mut [BindPool],
     host: u16,
@@ -21,7 +44,7 @@ pub(in crate::sim) fn count_in_pool(
 }
 
 /// Records the TIME-WAIT count of every host now, toward the run's peak.
-pub(in crate::sim) fn note_time_wait(hosts: &[Host], rec: &mut Recorder) {
+pub(super) fn note_time_wait(hosts: &[Host], rec: &mut Recorder) {
     let (mut client, mut server) = (0, 0);
     for h in hosts {
         client += h.counts[0][State::TimeWait as usize];
@@ -32,16 +55,16 @@ pub(in crate::sim) fn note_time_wait(hosts: &[Host], rec: &mut Recorder) {
 
 /// The ports handed out, per pool in the report's order: connect pools by (host, pool id),
 /// then bind pools.
-pub(in crate::sim) struct PortLog {
+pub(super) struct PortLog {
     /// Per host, the report index of each of its connect pools.
-    pub(in crate::sim) connect: Vec<Vec<u32>>,
-    pub(in crate::sim) pools: Vec<PortUse>,
+    pub(super) connect: Vec<Vec<u32>>,
+    pub(super) pools: Vec<PortUse>,
 }
 
 impl PortLog {
     /// A connection from `ip` on `host` took `port`, from connect pool `pool` or else the
     /// bind pool of its address.
-    pub(in crate::sim) fn record(
+    pub(super) fn record(
         &mut self,
         bind_pools: &[BindPool],
         host: u16,
@@ -79,7 +102,7 @@ pub fn sustained_from(duration: Duration, tw: Duration, bin: Duration) -> Option
 
 impl Simulation {
     /// Closes the bin ending at `end` with the gauges as they stand then.
-    pub(in crate::sim) fn close_bin(&mut self, end: Instant) {
+    pub(super) fn close_bin(&mut self, end: Instant) {
         for wl in 0..self.exchanges.len() {
             self.catch_up(wl, end);
         }
@@ -87,11 +110,11 @@ impl Simulation {
         self.rec.close_bin(end, g);
     }
 
-    pub(in crate::sim) fn note_time_wait(&mut self) {
+    pub(super) fn note_time_wait(&mut self) {
         note_time_wait(&self.hosts, &mut self.rec);
     }
 
-    pub(in crate::sim) fn gauges(&self) -> Gauges {
+    pub(super) fn gauges(&self) -> Gauges {
         let mut g = Gauges::default();
         for h in &self.hosts {
             g.time_wait_client += h.counts[0][State::TimeWait as usize];
@@ -115,7 +138,7 @@ impl Simulation {
     }
 
     /// Connects still in SYN-SENT at the end having retransmitted, and the time they waited.
-    pub(in crate::sim) fn stalled_at_end(&self) -> (u64, Duration) {
+    pub(super) fn stalled_at_end(&self) -> (u64, Duration) {
         let mut free = vec![false; self.conns.len()];
         for &id in &self.free_conns {
             free[id as usize] = true;
@@ -131,89 +154,96 @@ impl Simulation {
         out
     }
 
-    pub(in crate::sim) fn report(self) -> Report {
+    /// The report of the finished run.
+    pub(super) fn report(mut self) -> Report {
         let g = self.gauges();
-        let (waiting, waited) = self.stalled_at_end();
-        let (info, seed, duration) = self.info;
-        let rec = self.rec;
-        let attempted: u64 = rec.workloads.iter().map(|w| w.attempted).sum();
-        let established: u64 = rec.workloads.iter().map(|w| w.established).sum();
-        let mut failed_by = [0u64; 3];
-        for w in &rec.workloads {
-            for (i, n) in w.failed.iter().enumerate() {
-                failed_by[i] += n;
-            }
+        let stalled = self.stalled_at_end();
+        let duration_s = self.info.2.as_secs_f64();
+        let pools = self.pool_infos(duration_s);
+        let (workloads, errors, error_numbers) = self.workload_summaries();
+        let (info, seed, _) = self.info;
+        let summary = summary(&self.rec, &g, stalled, errors, error_numbers);
+        let bin_s = self.rec.bin.as_secs_f64();
+        let series = self.rec.into_bins();
+        Report {
+            schema: "portsim.report/1",
+            portsim_version: env!("CARGO_PKG_VERSION"),
+            scenario: info,
+            seed,
+            duration_s,
+            bin_s,
+            hosts: self.host_info,
+            pools,
+            summary,
+            workloads,
+            series,
+            replicates: None,
+            stats: None,
         }
-        let failed: u64 = failed_by.iter().sum();
-        let first_failure = rec.workloads.iter().filter_map(|w| w.first_failure).min();
-        let lat = |q| rec.latency.percentile(q) as f64 / 1e6;
-        let req = |q| rec.request_latency.percentile(q) as f64 / 1e6;
-        let duration_s = duration.as_secs_f64();
+    }
+
+    /// The pools in the report's order, connect() pools then bind pools, with their ports
+    /// handed out when they were recorded.
+    fn pool_infos(&mut self, duration_s: f64) -> Vec<PoolInfo> {
+        let duration = self.info.2;
         let late_s =
             (self.late_from.0 < duration.0).then(|| (duration.0 - self.late_from.0) as f64 / 1e9);
         let late = |n: u64| late_s.map(|s| n as f64 / s);
+        let pool_info = |kind, host: &Host, source, destination, ports: u32, est, est_late| {
+            let tw = host.profile.time_wait.as_secs_f64();
+            PoolInfo {
+                kind,
+                host: host.name.clone(),
+                source,
+                destination,
+                ports,
+                time_wait_s: tw,
+                formula_limit_per_s: f64::from(ports) / tw,
+                established: est,
+                achieved_per_s: est as f64 / duration_s,
+                sustained_per_s: late(est_late),
+                port_use: None,
+            }
+        };
         let mut pools: Vec<PoolInfo> = self
             .pools
             .iter()
             .map(|&(h, p)| {
                 let host = &self.hosts[h as usize];
                 let pool = &host.pools[p as usize];
+                let e = &host.established[p as usize];
+                let (kind, source, destination) = if pool.host_wide {
+                    ("connect (host-wide)", "any".into(), None)
+                } else {
+                    let to = format!("{}:{}", Ipv4Addr::from(pool.daddr), pool.dport);
+                    ("connect", Ipv4Addr::from(pool.saddr).to_string(), Some(to))
+                };
                 let ports = host.profile.usable_ports();
-                let tw = host.profile.time_wait.as_secs_f64();
-                let est = host.established[p as usize].all;
-                PoolInfo {
-                    kind: if pool.host_wide {
-                        "connect (host-wide)"
-                    } else {
-                        "connect"
-                    },
-                    host: host.name.clone(),
-                    source: if pool.host_wide {
-                        "any".into()
-                    } else {
-                        Ipv4Addr::from(pool.saddr).to_string()
-                    },
-                    destination: (!pool.host_wide)
-                        .then(|| format!("{}:{}", Ipv4Addr::from(pool.daddr), pool.dport)),
-                    ports,
-                    time_wait_s: tw,
-                    formula_limit_per_s: f64::from(ports) / tw,
-                    established: est,
-                    achieved_per_s: est as f64 / duration_s,
-                    sustained_per_s: late(host.established[p as usize].late),
-                    port_use: None,
-                }
+                pool_info(kind, host, source, destination, ports, e.all, e.late)
             })
             .collect();
         pools.extend(self.bind_pools.iter().map(|b| {
             let host = &self.hosts[b.host as usize];
-            let tw = host.profile.time_wait.as_secs_f64();
-            PoolInfo {
-                kind: b.kind,
-                host: host.name.clone(),
-                source: Ipv4Addr::from(b.ip).to_string(),
-                destination: None,
-                ports: b.ports,
-                time_wait_s: tw,
-                formula_limit_per_s: f64::from(b.ports) / tw,
-                established: b.established,
-                achieved_per_s: b.established as f64 / duration_s,
-                sustained_per_s: late(b.established_late),
-                port_use: None,
-            }
+            let source = Ipv4Addr::from(b.ip).to_string();
+            let (est, late) = (b.established, b.established_late);
+            pool_info(b.kind, host, source, None, b.ports, est, late)
         }));
-        if let Some(log) = self.port_use {
+        if let Some(log) = self.port_use.take() {
             for (p, u) in pools.iter_mut().zip(log.pools) {
                 p.port_use = Some(u);
             }
         }
-        let hosts = self.host_info;
-        let mut all_errors = std::collections::BTreeMap::new();
-        let mut error_numbers = std::collections::BTreeMap::new();
+        pools
+    }
+
+    /// Each workload's summary, and the errors of all of them by name and by number.
+    fn workload_summaries(&self) -> (Vec<WorkloadSummary>, ErrorCounts, ErrorNumbers) {
+        let mut all_errors = ErrorCounts::new();
+        let mut error_numbers = ErrorNumbers::new();
         let workloads = self
             .workloads
             .iter()
-            .zip(rec.workloads.iter().zip(&self.runners))
+            .zip(self.rec.workloads.iter().zip(&self.runners))
             .map(|(w, (t, r))| WorkloadSummary {
                 name: w.name.clone(),
                 attempted: t.attempted,
@@ -221,7 +251,7 @@ impl Simulation {
                 failed: t.failed.iter().sum(),
                 errors: {
                     let names = &self.hosts[w.sources[0].host as usize].profile.errors;
-                    let mut e = std::collections::BTreeMap::new();
+                    let mut e = BTreeMap::new();
                     add_named_errors(&t.failed, names, &mut e, &mut error_numbers);
                     for (k, v) in &e {
                         *all_errors.entry(*k).or_default() += v;
@@ -235,74 +265,65 @@ impl Simulation {
                 stopped_s: t.stopped_at.or(r.spent_at).map(Instant::as_secs_f64),
             })
             .collect();
-        let summary = Summary {
-            connections: Connections {
-                attempted,
-                established,
-                failed,
-                in_flight: attempted - established - failed,
-                retries: rec.workloads.iter().map(|w| w.retries).sum(),
-                stalled: rec.stalled + waiting,
-                stall_s: (rec.stall + waited).as_secs_f64(),
-            },
-            errors: all_errors,
-            error_numbers,
-            requests: Requests {
-                completed: rec.workloads.iter().map(|w| w.requests_completed).sum(),
-                failed: rec.workloads.iter().map(|w| w.requests_failed).sum(),
-            },
-            first_failure_s: first_failure.map(Instant::as_secs_f64),
-            time_wait: TimeWaitSummary {
-                peak: rec.tw_peak,
-                at_end: g.time_wait_client + g.time_wait_server,
-                peak_client: rec.tw_peak_client,
-                peak_server: rec.tw_peak_server,
-                first_expiry_s: rec.first_tw_expiry.map(Instant::as_secs_f64),
-            },
-            connect_latency_ms: LatencySummary {
-                p50: lat(0.5),
-                p90: lat(0.9),
-                p99: lat(0.99),
-                max: rec.latency.max() as f64 / 1e6,
-                mean: (rec.latency.mean() / 1e3).round() / 1e3,
-            },
-            request_latency_ms: LatencySummary {
-                p50: req(0.5),
-                p90: req(0.9),
-                p99: req(0.99),
-                max: rec.request_latency.max() as f64 / 1e6,
-                mean: (rec.request_latency.mean() / 1e3).round() / 1e3,
-            },
-            probes_per_connect: {
-                let probes = rec.probes.hist();
-                ProbeSummary {
-                    mean: (probes.mean() * 1000.0).round() / 1000.0,
-                    p99: probes.percentile(0.99),
-                    max: probes.max(),
-                }
-            },
-            kernel_counters: Counter::ALL
-                .iter()
-                .map(|c| (c.name(), rec.counters[*c as usize]))
-                .collect(),
-            unprotected_reuse: rec.unprotected_reuse,
-        };
-        let bin_s = rec.bin.as_secs_f64();
-        let series = rec.into_bins();
-        Report {
-            schema: "portsim.report/1",
-            portsim_version: env!("CARGO_PKG_VERSION"),
-            scenario: info,
-            seed,
-            duration_s,
-            bin_s,
-            hosts,
-            pools,
-            summary,
-            workloads,
-            series,
-            replicates: None,
-            stats: None,
-        }
+        (workloads, all_errors, error_numbers)
+    }
+}
+
+/// The run's summary from its records, the gauges at the end and the connects still stalled
+/// then (count, time waited).
+fn summary(
+    rec: &Recorder,
+    g: &Gauges,
+    (waiting, waited): (u64, Duration),
+    errors: ErrorCounts,
+    error_numbers: ErrorNumbers,
+) -> Summary {
+    let attempted: u64 = rec.workloads.iter().map(|w| w.attempted).sum();
+    let established: u64 = rec.workloads.iter().map(|w| w.established).sum();
+    let failed: u64 = rec
+        .workloads
+        .iter()
+        .map(|w| w.failed.iter().sum::<u64>())
+        .sum();
+    let first_failure = rec.workloads.iter().filter_map(|w| w.first_failure).min();
+    Summary {
+        connections: Connections {
+            attempted,
+            established,
+            failed,
+            in_flight: attempted - established - failed,
+            retries: rec.workloads.iter().map(|w| w.retries).sum(),
+            stalled: rec.stalled + waiting,
+            stall_s: (rec.stall + waited).as_secs_f64(),
+        },
+        errors,
+        error_numbers,
+        requests: Requests {
+            completed: rec.workloads.iter().map(|w| w.requests_completed).sum(),
+            failed: rec.workloads.iter().map(|w| w.requests_failed).sum(),
+        },
+        first_failure_s: first_failure.map(Instant::as_secs_f64),
+        time_wait: TimeWaitSummary {
+            peak: rec.tw_peak,
+            at_end: g.time_wait_client + g.time_wait_server,
+            peak_client: rec.tw_peak_client,
+            peak_server: rec.tw_peak_server,
+            first_expiry_s: rec.first_tw_expiry.map(Instant::as_secs_f64),
+        },
+        connect_latency_ms: latency_ms(&rec.latency),
+        request_latency_ms: latency_ms(&rec.request_latency),
+        probes_per_connect: {
+            let probes = rec.probes.hist();
+            ProbeSummary {
+                mean: (probes.mean() * 1000.0).round() / 1000.0,
+                p99: probes.percentile(0.99),
+                max: probes.max(),
+            }
+        },
+        kernel_counters: Counter::ALL
+            .iter()
+            .map(|c| (c.name(), rec.counters[*c as usize]))
+            .collect(),
+        unprotected_reuse: rec.unprotected_reuse,
     }
 }

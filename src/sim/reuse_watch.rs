@@ -1,3 +1,8 @@
+//! The reuse watch: four-tuples closed without any TIME-WAIT (SO_LINGER 0, `nolocaltimewait`,
+//! `tcp_max_tw_buckets`), remembered for one TIME-WAIT length. A connect() that takes one
+//! of them again in that time is an unprotected reuse (RFC 793's quiet time, §5.2): counted
+//! in the report's `unprotected_reuse`.
+
 use super::*;
 
 /// Four-tuples closed without any TIME-WAIT, remembered for one TIME-WAIT length: a
@@ -8,37 +13,37 @@ use super::*;
 /// port set ([`crate::alloc::PoolPorts`]): a lookup at connect(), nearly always a miss,
 /// reads the line connect() has just read. Other tuples are kept in a table with their end.
 #[derive(Default)]
-pub(in crate::sim) struct ReuseWatch {
-    pub(in crate::sim) closed: crate::host::Table<Tuple, Instant>,
+pub(super) struct ReuseWatch {
+    pub(super) closed: crate::host::Table<Tuple, Instant>,
     /// Per watch length, the tuples outside pools in the order they were closed (so in
     /// order of end).
-    pub(in crate::sim) lanes: Vec<(Duration, VecDeque<(Instant, Tuple)>)>,
+    pub(super) lanes: Vec<(Duration, VecDeque<(Instant, Tuple)>)>,
     /// The pools' tuples in the order they were closed, per watch length, host and high
     /// half of the pool index: 8 bytes each.
-    pub(in crate::sim) marked: Vec<MarkedLane>,
+    pub(super) marked: Vec<MarkedLane>,
     /// Watches of a (host, pool, port) beyond the 3 its [`Counts`] hold, by [`watch_key`].
-    pub(in crate::sim) repeats: crate::host::Table<u64, u32>,
+    pub(super) repeats: crate::host::Table<u64, u32>,
     /// Pool tuples watched now: while none is, a lookup reads no count.
-    pub(in crate::sim) pooled: u64,
+    pub(super) pooled: u64,
     /// No watch ends before this ([`Instant::MAX`] when none is kept): the lanes need no
     /// look until then.
-    pub(in crate::sim) next_end: Instant,
+    pub(super) next_end: Instant,
     /// The end of the run: a watch ending after it is counted but never ended, so its end is
     /// not kept (a run whose TIME-WAIT outlasts it keeps no lane).
-    pub(in crate::sim) horizon: Instant,
+    pub(super) horizon: Instant,
     /// The index in `marked` of the last lane used.
-    pub(in crate::sim) last_marked: usize,
+    pub(super) last_marked: usize,
 }
 
 /// A count of 0 to 3 per port in two bits, for 64 ports at a time: the low bits and the high
 /// bits, the words a pool keeps beside each word of its port set
 /// ([`crate::host::Host::watch_counts`]); `bit` is the port's.
-pub(in crate::sim) struct Counts;
+pub(super) struct Counts;
 
 impl Counts {
     /// Adds one to the count of `bit`; false, changing nothing, when it is at 3 already.
     #[inline(always)]
-    pub(in crate::sim) fn increment([lo, hi]: &mut [u64; 2], bit: u64) -> bool {
+    pub(super) fn increment([lo, hi]: &mut [u64; 2], bit: u64) -> bool {
         if *lo & *hi & bit != 0 {
             return false;
         }
@@ -50,7 +55,7 @@ impl Counts {
 
     /// Takes one from the count of `bit`, which is not 0.
     #[inline]
-    pub(in crate::sim) fn decrement([lo, hi]: &mut [u64; 2], bit: u64) {
+    pub(super) fn decrement([lo, hi]: &mut [u64; 2], bit: u64) {
         // The low bit flips; the high bit clears where the low bit was 0 (a borrow).
         *hi &= !(!*lo & bit);
         *lo ^= bit;
@@ -58,13 +63,13 @@ impl Counts {
 
     /// Whether the count of `bit` is 3, the most it holds.
     #[inline]
-    pub(in crate::sim) fn saturated([lo, hi]: &[u64; 2], bit: u64) -> bool {
+    pub(super) fn saturated([lo, hi]: &[u64; 2], bit: u64) -> bool {
         lo & hi & bit != 0
     }
 
     /// Whether the count of `bit` is above 0.
     #[inline(always)]
-    pub(in crate::sim) fn any([lo, hi]: &[u64; 2], bit: u64) -> bool {
+    pub(super) fn any([lo, hi]: &[u64; 2], bit: u64) -> bool {
         (lo | hi) & bit != 0
     }
 }
@@ -72,14 +77,14 @@ impl Counts {
 /// A four-tuple the watch keeps: a port of a host's per-destination pool, counted there, or
 /// any other tuple, kept in the table.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(in crate::sim) enum Watched {
+pub(super) enum Watched {
     Pooled { host: u16, pool: u32, port: u16 },
     Tuple(Tuple),
 }
 
 /// How the watch keeps the tuple `t` (as the client sees it) of a connection from host
 /// `client`, whose client socket's per-destination pool is `pool` (or NONE).
-pub(in crate::sim) fn watched(hosts: &[Host], client: u16, pool: u32, t: Tuple) -> Watched {
+pub(super) fn watched(hosts: &[Host], client: u16, pool: u32, t: Tuple) -> Watched {
     debug_assert_eq!(
         (pool != NONE).then_some(pool),
         hosts[client as usize].four_tuple_pool(t.local_ip, t.remote_ip, t.remote_port)
@@ -95,7 +100,7 @@ pub(in crate::sim) fn watched(hosts: &[Host], client: u16, pool: u32, t: Tuple) 
 }
 
 /// A watched pool tuple, (host, pool, port), as one key.
-pub(in crate::sim) fn watch_key(host: u16, pool: u32, port: u16) -> u64 {
+pub(super) fn watch_key(host: u16, pool: u32, port: u16) -> u64 {
     (u64::from(host) << 48) | (u64::from(pool) << 16) | u64::from(port)
 }
 
@@ -103,20 +108,20 @@ pub(in crate::sim) fn watch_key(host: u16, pool: u32, port: u16) -> u64 {
 /// order. An end is one word: the nanoseconds since the end before it (32 bits), the pool
 /// index's low half and the local port. A gap beyond 32 bits is bridged by filler ends with
 /// port 0, which no connected socket has.
-pub(in crate::sim) struct MarkedLane {
-    pub(in crate::sim) len: Duration,
-    pub(in crate::sim) host: u16,
-    pub(in crate::sim) pool_high: u16,
+pub(super) struct MarkedLane {
+    pub(super) len: Duration,
+    pub(super) host: u16,
+    pub(super) pool_high: u16,
     /// The end of the front entry.
-    pub(in crate::sim) front: Instant,
+    pub(super) front: Instant,
     /// The end of the back entry.
-    pub(in crate::sim) back: Instant,
-    pub(in crate::sim) ends: VecDeque<u64>,
+    pub(super) back: Instant,
+    pub(super) ends: VecDeque<u64>,
 }
 
 impl MarkedLane {
     #[inline(always)]
-    pub(in crate::sim) fn push(&mut self, until: Instant, pool: u32, port: u16) {
+    pub(super) fn push(&mut self, until: Instant, pool: u32, port: u16) {
         debug_assert!(port != 0, "port 0 marks a filler");
         let word = (u64::from(pool & 0xffff) << 16) | u64::from(port);
         if self.ends.is_empty() {
@@ -133,7 +138,7 @@ impl MarkedLane {
 
     /// Fillers for a gap beyond 32 bits: the gap left for the end after them.
     #[cold]
-    pub(in crate::sim) fn bridge(&mut self, mut gap: u64) -> u64 {
+    pub(super) fn bridge(&mut self, mut gap: u64) -> u64 {
         while gap > u64::from(u32::MAX) {
             self.ends.push_back(u64::from(u32::MAX) << 32);
             gap -= u64::from(u32::MAX);
@@ -143,7 +148,7 @@ impl MarkedLane {
 
     /// Takes the front end if it comes at or before `now`: (pool, port), port 0 for a filler.
     #[inline]
-    pub(in crate::sim) fn pop_until(&mut self, now: Instant) -> Option<(u32, u16)> {
+    pub(super) fn pop_until(&mut self, now: Instant) -> Option<(u32, u16)> {
         if self.front > now {
             return None;
         }
@@ -157,7 +162,7 @@ impl MarkedLane {
 }
 
 /// The lane of watch length `len` in `lanes`, added when new.
-pub(in crate::sim) fn lane_of<T>(
+pub(super) fn lane_of<T>(
     lanes: &mut Vec<(Duration, VecDeque<T>)>,
     len: Duration,
 ) -> &mut VecDeque<T> {
@@ -173,7 +178,7 @@ pub(in crate::sim) fn lane_of<T>(
 
 impl ReuseWatch {
     /// An empty watch for a run ending at `horizon`.
-    pub(in crate::sim) fn new(horizon: Instant) -> ReuseWatch {
+    pub(super) fn new(horizon: Instant) -> ReuseWatch {
         ReuseWatch {
             next_end: Instant::MAX,
             horizon,
@@ -184,7 +189,7 @@ impl ReuseWatch {
     /// The tuple `watched` of a connection of `hosts` closes at `now` with no TIME-WAIT: it
     /// is watched for `len`.
     #[inline(always)]
-    pub(in crate::sim) fn closed_without_tw(
+    pub(super) fn closed_without_tw(
         &mut self,
         hosts: &mut [Host],
         watched: Watched,
@@ -215,7 +220,7 @@ impl ReuseWatch {
 
     /// Keeps the end, `until`, of a watch of (host, pool, port) of length `len`, in its lane.
     #[inline(always)]
-    pub(in crate::sim) fn keep_end(
+    pub(super) fn keep_end(
         &mut self,
         until: Instant,
         len: Duration,
@@ -236,20 +241,14 @@ impl ReuseWatch {
 
     /// One more watch of (host, pool, port) beyond what its [`Counts`] hold.
     #[cold]
-    pub(in crate::sim) fn repeat(&mut self, host: u16, pool: u32, port: u16) {
+    pub(super) fn repeat(&mut self, host: u16, pool: u32, port: u16) {
         *self.repeats.entry(watch_key(host, pool, port)).or_default() += 1;
     }
 
     /// [`Self::closed_without_tw`] for a tuple outside pools, watched until `until`, an end
     /// kept if it `ends` within the run.
     #[cold]
-    pub(in crate::sim) fn closed_unpooled(
-        &mut self,
-        t: Tuple,
-        until: Instant,
-        len: Duration,
-        ends: bool,
-    ) {
+    pub(super) fn closed_unpooled(&mut self, t: Tuple, until: Instant, len: Duration, ends: bool) {
         if ends {
             lane_of(&mut self.lanes, len).push_back((until, t));
         }
@@ -261,7 +260,7 @@ impl ReuseWatch {
 
     /// The index in `marked` of the lane of (len, host, pool_high), added when new.
     #[cold]
-    pub(in crate::sim) fn marked_lane(
+    pub(super) fn marked_lane(
         &mut self,
         len: Duration,
         host: u16,
@@ -288,12 +287,7 @@ impl ReuseWatch {
     /// Whether a connect() of `hosts` taking the tuple `watched` at `now` reuses it while
     /// it is watched.
     #[inline(always)]
-    pub(in crate::sim) fn reused(
-        &mut self,
-        hosts: &mut [Host],
-        watched: Watched,
-        now: Instant,
-    ) -> bool {
+    pub(super) fn reused(&mut self, hosts: &mut [Host], watched: Watched, now: Instant) -> bool {
         if self.next_end <= now {
             self.end_watches(hosts, now);
         }
@@ -313,7 +307,7 @@ impl ReuseWatch {
     }
 
     /// Ends the watches that end at or before `now`.
-    pub(in crate::sim) fn end_watches(&mut self, hosts: &mut [Host], now: Instant) {
+    pub(super) fn end_watches(&mut self, hosts: &mut [Host], now: Instant) {
         for (_, lane) in &mut self.lanes {
             while let Some(&(until, old)) = lane.front() {
                 if until > now {

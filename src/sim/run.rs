@@ -1,8 +1,25 @@
+//! The run loop and the order of events.
+//!
+//! Events run in time order; at one instant, by the engine's rule ([`crate::engine`]):
+//! kernel timers first (TIME-WAIT expiry, reusability, SYN retransmission), then packets
+//! (by connection in the order connections were opened, then by segment), then the
+//! applications (connect(), retries) in the order they were scheduled. A timer due at `t`
+//! has fired when anything else at `t` reads the tables, and a port whose TIME-WAIT ends at
+//! `t` is free for a connect() at `t`, as in the kernel, whose softirq processes timers and
+//! segments before the application runs.
+//!
+//! The fast paths keep this order without queueing every event: a packet's key is its
+//! connection's number and segment number ([`crate::engine::packet_key`]), so a segment can
+//! be queued when its time is known; a stream's next event runs at once only if it sorts
+//! before everything queued ([`Simulation::stream`]); a parked retry keeps the place its
+//! event would have had ([`super::fast::parked`]). Bins close before the first event at or
+//! after their end, with the gauges as they stand then.
+
 use super::*;
 
 /// What happens; see the module docs for the segments.
 #[derive(Clone, Copy, Debug)]
-pub(in crate::sim) enum Event {
+pub(super) enum Event {
     /// The next event of open-loop workload `wl`'s [`Stream`]: an arrival, or the TIME-WAIT
     /// entry of its next whole exchange.
     Stream {
@@ -91,11 +108,6 @@ pub(in crate::sim) enum Event {
     },
 }
 
-/// How far ahead in a TIME-WAIT lane the socket, then its table slot, is prefetched.
-pub(in crate::sim) const PREFETCH_SOCKET: usize = 16;
-
-pub(in crate::sim) const PREFETCH_SLOT: usize = 8;
-
 impl Simulation {
     /// Runs to the end, or to the first broken invariant in checking mode.
     pub fn run_checked(mut self) -> Result<(Report, u64), Violation> {
@@ -143,7 +155,7 @@ impl Simulation {
 
     /// The run reaches the next event, due at `at`: the bins before it close.
     #[inline(always)]
-    pub(in crate::sim) fn begin_event(&mut self, at: Instant) {
+    pub(super) fn begin_event(&mut self, at: Instant) {
         self.close_bins_to(at);
         if self.check && at < self.now {
             self.violate(format!(
@@ -158,7 +170,7 @@ impl Simulation {
 
     /// Closes every bin that ends at or before `at`.
     #[inline(always)]
-    pub(in crate::sim) fn close_bins_to(&mut self, at: Instant) {
+    pub(super) fn close_bins_to(&mut self, at: Instant) {
         while at >= self.rec.bin_end {
             let end = self.rec.bin_end;
             self.close_bin(end);
@@ -169,7 +181,7 @@ impl Simulation {
     }
 
     #[inline(always)]
-    pub(in crate::sim) fn dispatch(&mut self, ev: Event) {
+    pub(super) fn dispatch(&mut self, ev: Event) {
         match ev {
             Event::Stream { wl } => self.stream(wl),
             Event::Start { wl, slot, retry } if slot == NONE => {
@@ -207,97 +219,31 @@ impl Simulation {
                 host,
                 sock,
                 generation,
-            } => {
-                if self.time_wait_alive(host, sock, generation) {
-                    self.hosts[host as usize].destroy(sock);
-                    self.rec.count(Counter::TwKilledByRst);
-                }
-            }
+            } => self.rst_at_time_wait(host, sock, generation),
             Event::TwExpire {
                 host,
                 sock,
                 generation,
-            } => {
-                if self.bulk_time_wait {
-                    self.enter_time_wait_in_bulk(self.now);
-                }
-                // The lane is in expiry order: bring the next ones' sockets and table slots
-                // into cache.
-                let lane = self.lanes[host as usize].tw_expire;
-                for (k, slot) in [(PREFETCH_SOCKET, false), (PREFETCH_SLOT, true)] {
-                    if let Some(&Event::TwExpire { host, sock, .. }) = self.queue.lane_peek(lane, k)
-                    {
-                        let h = &self.hosts[host as usize];
-                        if slot {
-                            h.prefetch_slot(sock);
-                        } else {
-                            h.prefetch_socket(sock);
-                        }
-                    }
-                }
-                if self.time_wait_alive(host, sock, generation) {
-                    let h = &self.hosts[host as usize];
-                    let lived = self.now - h.sock(sock).tw.entry;
-                    if self.check && lived != h.profile.time_wait {
-                        let msg = format!(
-                            "host {}: TIME-WAIT of {} expired after {:.9} s, not {:.9} s",
-                            h.name,
-                            h.sock(sock).tuple,
-                            lived.as_secs_f64(),
-                            h.profile.time_wait.as_secs_f64()
-                        );
-                        self.violate(msg);
-                    }
-                    self.hosts[host as usize].destroy(sock);
-                    self.rec.count(Counter::TwExpired);
-                    self.rec.first_tw_expiry.get_or_insert(self.now);
-                }
-            }
+            } => self.time_wait_expires(host, sock, generation),
             Event::AtHop { transit } => self.at_hop(transit),
-            Event::UnseenExpire { host, pool, port } => {
-                self.enter_time_wait_in_bulk(self.now);
-                self.hosts[host as usize].expire_unseen(pool, port);
-                self.rec.count(Counter::TwExpired);
-                self.rec.first_tw_expiry.get_or_insert(self.now);
-            }
+            Event::UnseenExpire { host, pool, port } => self.unseen_expires(host, pool, port),
             Event::TwReusable {
                 host,
                 sock,
                 generation,
-            } => {
-                if self.time_wait_alive(host, sock, generation) {
-                    let h = &self.hosts[host as usize];
-                    let age = self.now - h.sock(sock).tw.entry;
-                    if self.check && age < h.tw_reuse_delay() {
-                        let msg = format!(
-                            "host {}: TIME-WAIT of {} reusable after {:.9} s, before tcp_tw_reuse_delay {:.9} s",
-                            h.name,
-                            h.sock(sock).tuple,
-                            age.as_secs_f64(),
-                            h.tw_reuse_delay().as_secs_f64()
-                        );
-                        self.violate(msg);
-                    }
-                    self.hosts[host as usize].mark_reusable(sock);
-                }
-            }
+            } => self.time_wait_reusable(host, sock, generation),
         }
     }
 
-    pub(in crate::sim) fn on_live(&mut self, conn: u32, generation: u32, f: fn(&mut Self, u32)) {
+    pub(super) fn on_live(&mut self, conn: u32, generation: u32, f: fn(&mut Self, u32)) {
         if self.conns[conn as usize].generation == generation {
             f(self, conn);
         }
     }
 
-    pub(in crate::sim) fn time_wait_alive(&self, host: u16, sock: SockId, generation: u32) -> bool {
-        let s = self.hosts[host as usize].sock(sock);
-        s.generation == generation && s.state == State::TimeWait
-    }
-
     /// Schedules an event of `conn` at `at` keyed as its next segment: the server
     /// application's close, which sorts among the connection's packets.
-    pub(in crate::sim) fn schedule(&mut self, at: Instant, conn: u32, make: fn(u32, u32) -> Event) {
+    pub(super) fn schedule(&mut self, at: Instant, conn: u32, make: fn(u32, u32) -> Event) {
         let key = self.next_packet_key(conn);
         let generation = self.conns[conn as usize].generation;
         debug_assert!(at >= self.now, "a packet sent into the past");
@@ -308,7 +254,7 @@ impl Simulation {
     }
 
     /// The key of the next segment `conn` sends.
-    pub(in crate::sim) fn next_packet_key(&mut self, conn: u32) -> u64 {
+    pub(super) fn next_packet_key(&mut self, conn: u32) -> u64 {
         let c = &mut self.conns[conn as usize];
         c.stage = c.stage.saturating_add(1);
         crate::engine::packet_key(c.origin, c.stage)

@@ -1,9 +1,19 @@
+//! An active close and the TIME-WAIT it leaves (§2): entered for the profile's TIME_WAIT,
+//! or skipped (`nolocaltimewait`, §3.2) or overflowed (`tcp_max_tw_buckets`, §2.2) with
+//! the tuple watched for reuse; its timers: expiry (§2.1), reusability by `tcp_tw_reuse`
+//! (§2.3), and the client's RST that ends it early (§2.4).
+
 use super::*;
+
+/// How far ahead in a TIME-WAIT lane the socket, then its table slot, is prefetched.
+pub(super) const PREFETCH_SOCKET: usize = 16;
+
+pub(super) const PREFETCH_SLOT: usize = 8;
 
 /// What closes actively: a socket, or the connection of a tuple whose port a pool holds and
 /// whose socket is made only at its TIME-WAIT entry ([`Exchange::lazy`]).
 #[derive(Clone, Copy, Debug)]
-pub(in crate::sim) enum Closing {
+pub(super) enum Closing {
     /// A socket, and the address of its peer.
     Socket(SockId, u32),
     /// The connection from `ip`:`port` toward the destination of `pool`.
@@ -14,7 +24,7 @@ impl Simulation {
     /// A connection of host `h` closes actively: TIME-WAIT `tw`, or closed at once
     /// (`nolocaltimewait`, `tcp_max_tw_buckets`) with its four-tuple watched for reuse.
     #[inline(always)]
-    pub(in crate::sim) fn active_close(
+    pub(super) fn active_close(
         &mut self,
         h: u16,
         closing: Closing,
@@ -53,7 +63,7 @@ impl Simulation {
     /// Socket `sock` of host `h` has entered TIME-WAIT: its expiry queued, and the moment
     /// `tcp_tw_reuse` may take its tuple over.
     #[inline(never)]
-    pub(in crate::sim) fn time_wait_entered(&mut self, h: u16, sock: SockId) {
+    pub(super) fn time_wait_entered(&mut self, h: u16, sock: SockId) {
         let host = &self.hosts[h as usize];
         let pool = host.sock(sock).pool;
         let generation = host.sock(sock).generation;
@@ -87,8 +97,82 @@ impl Simulation {
 
     /// A four-tuple closed with no TIME-WAIT, watched for `len`.
     #[inline(always)]
-    pub(in crate::sim) fn watch_closed(&mut self, watched: Watched, len: Duration) {
+    pub(super) fn watch_closed(&mut self, watched: Watched, len: Duration) {
         self.watch
             .closed_without_tw(&mut self.hosts, watched, self.now, len);
+    }
+
+    /// The client's RST reaches a TIME-WAIT that answered its SYN with an ACK: the
+    /// TIME-WAIT ends (§2.4), where the kernel does not ignore RSTs there (§3.4; the RST is
+    /// only sent then).
+    pub(super) fn rst_at_time_wait(&mut self, host: u16, sock: SockId, generation: u32) {
+        if self.time_wait_alive(host, sock, generation) {
+            self.hosts[host as usize].destroy(sock);
+            self.rec.count(Counter::TwKilledByRst);
+        }
+    }
+
+    /// A TIME-WAIT's timer fires, the profile's TIME_WAIT after its entry (§2.1): the socket
+    /// is destroyed and its port free.
+    #[inline(always)]
+    pub(super) fn time_wait_expires(&mut self, host: u16, sock: SockId, generation: u32) {
+        if self.bulk_time_wait {
+            self.enter_time_wait_in_bulk(self.now);
+        }
+        // The lane is in expiry order: bring the next ones' sockets and table slots into
+        // cache.
+        let lane = self.lanes[host as usize].tw_expire;
+        for (k, slot) in [(PREFETCH_SOCKET, false), (PREFETCH_SLOT, true)] {
+            if let Some(&Event::TwExpire { host, sock, .. }) = self.queue.lane_peek(lane, k) {
+                let h = &self.hosts[host as usize];
+                if slot {
+                    h.prefetch_slot(sock);
+                } else {
+                    h.prefetch_socket(sock);
+                }
+            }
+        }
+        if self.time_wait_alive(host, sock, generation) {
+            let h = &self.hosts[host as usize];
+            let lived = self.now - h.sock(sock).tw.entry;
+            if self.check && lived != h.profile.time_wait {
+                let msg = format!(
+                    "host {}: TIME-WAIT of {} expired after {:.9} s, not {:.9} s",
+                    h.name,
+                    h.sock(sock).tuple,
+                    lived.as_secs_f64(),
+                    h.profile.time_wait.as_secs_f64()
+                );
+                self.violate(msg);
+            }
+            self.hosts[host as usize].destroy(sock);
+            self.rec.count(Counter::TwExpired);
+            self.rec.first_tw_expiry.get_or_insert(self.now);
+        }
+    }
+
+    /// `tcp_tw_reuse_delay` after its entry, a TIME-WAIT of a pool with `tcp_tw_reuse` on
+    /// may be taken over by connect() (§2.3).
+    pub(super) fn time_wait_reusable(&mut self, host: u16, sock: SockId, generation: u32) {
+        if self.time_wait_alive(host, sock, generation) {
+            let h = &self.hosts[host as usize];
+            let age = self.now - h.sock(sock).tw.entry;
+            if self.check && age < h.tw_reuse_delay() {
+                let msg = format!(
+                    "host {}: TIME-WAIT of {} reusable after {:.9} s, before tcp_tw_reuse_delay {:.9} s",
+                    h.name,
+                    h.sock(sock).tuple,
+                    age.as_secs_f64(),
+                    h.tw_reuse_delay().as_secs_f64()
+                );
+                self.violate(msg);
+            }
+            self.hosts[host as usize].mark_reusable(sock);
+        }
+    }
+
+    pub(super) fn time_wait_alive(&self, host: u16, sock: SockId, generation: u32) -> bool {
+        let s = self.hosts[host as usize].sock(sock);
+        s.generation == generation && s.state == State::TimeWait
     }
 }

@@ -1,3 +1,14 @@
+//! Arrivals counted in bulk: open-loop arrivals into an exhausted pool.
+//!
+//! **Equals stepping when** the workload qualifies ([`pool`]: one source and destination, a
+//! fixed RTT, `count` on error, connect() or IP_BIND_ADDRESS_NO_PORT, no limit) and its pool
+//! has no free port: every arrival before the next queued event fails the same way
+//! (`pool.free == 0` gives the same probes and changes no state) and is counted, bin by bin;
+//! the first at or after that event is queued. **Proved by**
+//! `open_loop_arrivals_counted_in_bulk_give_the_report_stepping_gives` (tests/scenarios.rs)
+//! and the tests with every shortcut off. **Paths:** any (connect() fails before a segment
+//! leaves); `a_router_on_every_path_changes_no_report`.
+
 use crate::sim::*;
 
 /// The pool whose exhaustion lets `w`'s open-loop arrivals be counted in bulk: one source,

@@ -1,3 +1,13 @@
+//! TIME-WAIT entries applied in bulk: the entries of whole exchanges counted at the next
+//! expiry, bin edge or audit instead of being events.
+//!
+//! **Equals stepping when** [`applies`]: every connection is a whole exchange from a
+//! connect() pool, no entry can overflow `tcp_max_tw_buckets` (§2.2), be skipped
+//! (`nolocaltimewait`, §3.2) or become reusable (`tcp_tw_reuse`, §2.3), so the only other
+//! change to a TIME-WAIT count is an expiry, before which the entries are applied. **Proved
+//! by** the tests of whole exchanges ([`super::exchange`]), which run with it on wherever it
+//! applies. **Paths:** direct only, as whole exchanges.
+
 use crate::sim::*;
 
 /// Whether every TIME-WAIT entry is applied in bulk: every connection of the scenario is a

@@ -1,3 +1,19 @@
+//! Whole exchanges: a connection's segments scheduled at connect(), not queued one by one.
+//!
+//! **Equals stepping when** every path of the scenario is direct and the workload qualifies
+//! ([`Exchange::new`]): an open loop, fixed delays with both one-way halves non-zero, the
+//! client closing without SO_LINGER 0, at most [`WHOLE_MAX_REQUESTS`] requests per
+//! connection (a request limit a whole number of connections), no workload on its
+//! destination hosts whose server closes first, resets or binds, and no port of its client
+//! able to carry a SYN to the server before the previous connection's LAST-ACK. Then nothing
+//! can disturb a connection between connect() and its TIME-WAIT entry: the entry is an event
+//! with the key stepping gives it ([`crate::engine::packet_key`]) and the counts in between
+//! (ESTABLISHED at both ends, requests, latencies) are applied in bulk at bin edges and
+//! audits ([`Simulation::catch_up`]). **Proved by** `exchanges_scheduled_whole_give_the_report_every_segment_gives`
+//! (tests/scenarios.rs), the property test (tests/properties.rs) and
+//! `every_shipped_scenario_gives_one_report_with_every_shortcut_off`. **Paths:** direct
+//! only; a middlebox must see each segment. Design: `notes/whole-exchanges.md`.
+
 use crate::sim::*;
 
 /// Each workload's whole exchanges, if it qualifies ([`Exchange::new`]; every path direct),

@@ -1,3 +1,15 @@
+//! Retries counted in bulk: closed-loop workers waiting out an exhausted pool.
+//!
+//! **Equals stepping when** the worker's next attempts are certain to repeat this one
+//! ([`Simulation::park`]): one source and destination, a fixed RTT, no limit or stop before
+//! the end, a fixed retry period equal to the other parked workers'; each retry into a pool
+//! with no free port fails the same way and changes no state, so it is counted bin by bin,
+//! each keeping the place in the event order its event would have had; the next retry is
+//! queued for real at that place once the pool has a free port. **Proved by**
+//! `retries_counted_in_bulk_give_the_report_stepping_gives` (tests/scenarios.rs) and the
+//! tests with every shortcut off. **Paths:** any (connect() fails before a segment leaves);
+//! `a_router_on_every_path_changes_no_report`. Design: `notes/bulk-retries.md`.
+
 use crate::sim::*;
 
 /// A closed-loop worker waiting out an exhausted pool, its retries not queued.

@@ -1,3 +1,14 @@
+//! Streams: an open-loop workload's arrivals and its whole exchanges' TIME-WAIT entries as
+//! one queue source, whose next event runs at once when it comes next.
+//!
+//! **Equals stepping when** the event run at once sorts before everything queued, falls
+//! before the end, and no retry is parked ([`Simulation::stream`]): the run loop would have
+//! taken it next. Both kinds are known ahead (the next arrival is drawn when one runs;
+//! entries come in connect() order), so most events of a busy stream never touch the queue.
+//! **Proved by** `every_shipped_scenario_gives_one_report_with_every_shortcut_off` and
+//! `two_hundred_random_scenarios_give_one_report_with_every_shortcut_off` ([`Simulation::stepping`]
+//! queues every one). **Paths:** any; `a_router_on_every_path_changes_no_report`.
+
 use crate::sim::*;
 
 /// The packed `(at, key)` of no event: it sorts after every event.
