@@ -258,6 +258,11 @@ impl Paths {
         &self.middleboxes
     }
 
+    /// Takes the middleboxes out, in the order they were set.
+    pub(super) fn take_middleboxes(&mut self) -> Vec<Box<dyn Middlebox>> {
+        std::mem::take(&mut self.middleboxes)
+    }
+
     /// The routed path from `client` to `server`, or NONE.
     #[inline]
     fn routed(&self, client: u16, server: u16) -> u32 {

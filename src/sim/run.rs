@@ -111,6 +111,24 @@ pub(super) enum Event {
 impl Simulation {
     /// Runs to the end, or to the first broken invariant in checking mode.
     pub fn run_checked(mut self) -> Result<(Report, u64), Violation> {
+        self.run_to_end()?;
+        let events = self.events;
+        Ok((self.report(), events))
+    }
+
+    /// Runs to the end, and the report with the middleboxes of the paths as they ended
+    /// ([`path::Middlebox::counters`]).
+    pub fn run_with_middleboxes(mut self) -> (Report, Vec<Box<dyn path::Middlebox>>) {
+        if let Err(v) = self.run_to_end() {
+            panic!("{v}");
+        }
+        let boxes = self.paths.take_middleboxes();
+        (self.report(), boxes)
+    }
+
+    /// Runs every event to the end and closes the last bins; the first broken invariant in
+    /// checking mode.
+    fn run_to_end(&mut self) -> Result<(), Violation> {
         loop {
             let next = self.queue.pop_keyed(self.end);
             if !self.parked.is_empty() {
@@ -146,11 +164,10 @@ impl Simulation {
         if self.check {
             self.audit_tables();
         }
-        if let Some(v) = self.violation.take() {
-            return Err(v);
+        match self.violation.take() {
+            Some(v) => Err(v),
+            None => Ok(()),
         }
-        let events = self.events;
-        Ok((self.report(), events))
     }
 
     /// The run reaches the next event, due at `at`: the bins before it close.
