@@ -32,7 +32,7 @@ pub struct PortBits<const N: usize = 1> {
 }
 
 /// A connect() pool's port set, with two words beside each word of it: the reuse watch's
-/// two-bit counts of those 64 ports (`sim.rs`), which a connect() and a close read and
+/// two-bit counts of those 64 ports (`sim/reuse_watch.rs`), which a connect() and a close read and
 /// change with the port, so they share its cache line.
 pub type PoolPorts = PortBits<3>;
 

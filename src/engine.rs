@@ -19,7 +19,7 @@
 //! and matches how a host sees one instant: a port whose TIME-WAIT ends exactly when
 //! connect() is called is free for that connect(). Keying packets by their connection lets a
 //! segment be scheduled when its time is known, not when the segment before it is processed:
-//! the engine schedules a whole fixed-delay exchange at connect() (see `sim.rs`) and gets the
+//! the engine schedules a whole fixed-delay exchange at connect() (`sim/fast/exchange.rs`) and gets the
 //! order that stepping through every segment gives. Beyond 2²⁴ − 1 segments of one connection
 //! the segment number stays at its maximum; two of them due at one instant then run in heap
 //! order, which is still deterministic.

@@ -6,7 +6,8 @@
 //!
 //! Module map (start at [`scenario`] and [`sim`]):
 //! - [`scenario`]: scenario files (TOML), validation and positioned errors.
-//! - [`sim`]: the simulation: hosts, workloads and the connection lifecycle between them.
+//! - [`sim`]: the simulation: hosts, workloads and the connection lifecycle between them;
+//!   its fast paths in `sim/fast/`, the path between hosts in [`sim::path`].
 //! - [`engine`]: the event queue and the same-instant ordering rule.
 //! - [`host`]: one host's TCP port state: bind buckets, the four-tuple table, TIME-WAIT.
 //! - [`alloc`]: port allocation algorithms behind one trait (Linux, BSD/XNU, RFC 6056).
@@ -23,7 +24,9 @@
 //! - [`cli`]: the command line (parsing and printing only).
 //!
 //! Rules cite `shared/reference/stack-semantics.md` by section (§1.2 …); behaviour measured
-//! on a real kernel is in `notes/linux-observations/`.
+//! on a real kernel is in `notes/linux-observations/`. `notes/architecture.md` follows a
+//! scenario file to its report and says where to add a kernel, a middlebox, a workload kind
+//! or a report field.
 
 pub mod alloc;
 pub mod cli;

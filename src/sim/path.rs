@@ -337,11 +337,11 @@ impl Simulation {
             path,
             next: 0,
         };
-        self.to_next_hop(t);
+        self.forward(t);
     }
 
     /// Queues transit `t` at its next middlebox, or at the receiver past the last.
-    fn to_next_hop(&mut self, t: Transit) {
+    fn forward(&mut self, t: Transit) {
         let n = self.paths.routed[t.path as usize].boxes.len() as u32;
         if t.next == n {
             self.queue
@@ -370,6 +370,6 @@ impl Simulation {
         let (mb, _) = self.paths.hop(t.path, t.next, t.dir, t.depart, t.delay);
         self.paths.middleboxes[mb].segment(self.now, &t.tuple, t.seg, t.dir);
         t.next += 1;
-        self.to_next_hop(t);
+        self.forward(t);
     }
 }

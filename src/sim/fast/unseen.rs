@@ -26,6 +26,7 @@ pub(in crate::sim) fn applies(x: &Exchange, w: &Workload, hosts: &[Host]) -> boo
 impl Simulation {
     /// A TIME-WAIT entered without a socket ([`Host::time_wait_unseen`]) ends: its port is
     /// free. Entries before it are applied first, as stepping would have made them.
+    #[inline(always)]
     pub(in crate::sim) fn unseen_expires(&mut self, host: u16, pool: u32, port: u16) {
         self.enter_time_wait_in_bulk(self.now);
         self.hosts[host as usize].expire_unseen(pool, port);
