@@ -835,3 +835,57 @@ on_error = { action = "retry", delay = "1ms", backoff = 2.0, max_delay = "20ms",
         }
     }
 }
+
+/// The first line where two pretty-printed reports differ, with the line of each.
+fn first_difference(a: &str, b: &str) -> String {
+    let (mut la, mut lb) = (a.lines(), b.lines());
+    for n in 1.. {
+        match (la.next(), lb.next()) {
+            (Some(x), Some(y)) if x == y => {}
+            (None, None) => break,
+            (x, y) => return format!("line {n}: {x:?} against {y:?}"),
+        }
+    }
+    "none".into()
+}
+
+/// Every shortcut off at once: retries and arrivals stepped instead of counted in bulk,
+/// every segment queued instead of exchanges scheduled whole, each TIME-WAIT entered on its
+/// own, every socket made at its connect(). The report, ports handed out included, stays the
+/// same.
+#[test]
+fn every_shipped_scenario_gives_one_report_with_every_shortcut_off() {
+    let mut n = 0;
+    for p in shipped(&["scenarios", "benches/scenarios"]) {
+        // Simulated days at 1,000 connections a second: too long for a test.
+        if p.ends_with("day-long.toml") {
+            continue;
+        }
+        let sc = scenario::load(&p).unwrap_or_else(|e| panic!("{e}"));
+        let started = std::time::Instant::now();
+        let (fast, fast_events) = Simulation::new(&sc).ports(true).run_counted();
+        let (slow, slow_events) = Simulation::new(&sc)
+            .ports(true)
+            .stepping()
+            .stepping_segments()
+            .run_counted();
+        let (fast, slow) = (fast.to_json(), slow.to_json());
+        assert!(
+            fast == slow,
+            "{}: every shortcut off changes the report at {}",
+            p.display(),
+            first_difference(&fast, &slow)
+        );
+        // The benches are where the shortcuts engage: without them, over twice the events.
+        if p.parent().is_some_and(|d| d.ends_with("benches/scenarios")) {
+            assert!(fast_events * 2 < slow_events, "{}", p.display());
+        }
+        eprintln!(
+            "{}: {fast_events} events with every shortcut, {slow_events} with none, {:.1?}",
+            p.display(),
+            started.elapsed()
+        );
+        n += 1;
+    }
+    assert!(n >= 15, "{n} scenarios");
+}

@@ -1,0 +1,256 @@
+//! The JSON Schema (draft-07) of scenario files, for editors (`portsim schema`): one piece
+//! per table, knobs described with each kernel's names.
+
+use crate::profile::{
+    FREEBSD_KNOBS, KnobSpec, LINUX_KNOBS, MACOS_KNOBS, MODEL_PARAMS, PROFILES, WINDOWS_KNOBS,
+};
+use serde_json::{Map, Value, json};
+
+/// The JSON Schema (draft-07) of scenario files, for editors: `portsim schema`. Knobs are
+/// listed with each kernel's names, what they take and the reference section.
+pub fn json_schema() -> String {
+    let schema = json!({
+        "$schema": "http://json-schema.org/draft-07/schema#",
+        "title": "portsim scenario",
+        "description": "A portsim scenario file (TOML). See README.md and scenarios/.",
+        "type": "object",
+        "additionalProperties": false,
+        "required": ["scenario", "host", "workload"],
+        "properties": {
+            "scenario": scenario(),
+            "live": live(),
+            "host": { "type": "array", "items": host() },
+            "workload": { "type": "array", "items": workload() }
+        }
+    });
+    let mut s = serde_json::to_string_pretty(&schema).expect("a schema serializes");
+    s.push('\n');
+    s
+}
+
+fn scenario() -> Value {
+    json!({
+        "type": "object",
+        "additionalProperties": false,
+        "required": ["name", "duration"],
+        "properties": {
+            "name": { "type": "string" },
+            "description": { "type": "string" },
+            "duration": duration(),
+            "seed": { "type": "integer", "minimum": 0, "default": 1 },
+            "bin": duration()
+        }
+    })
+}
+
+fn live() -> Value {
+    json!({
+        "type": "object",
+        "additionalProperties": false,
+        "description": "how `portsim live` judges predicted against measured",
+        "properties": {
+            "exact": { "type": "array", "items": { "type": "string" } },
+            "ignore": { "type": "array", "items": { "type": "string" } },
+            "tolerance": { "type": "number", "minimum": 0 },
+            "max_connections": { "type": "integer", "minimum": 1 }
+        }
+    })
+}
+
+fn host() -> Value {
+    let profiles: Vec<&str> = PROFILES.iter().map(|p| p.0).collect();
+    json!({
+        "type": "object",
+        "additionalProperties": false,
+        "required": ["name", "ips"],
+        "properties": {
+            "name": { "type": "string" },
+            "profile": { "enum": profiles, "default": "linux" },
+            "ips": { "type": "array", "minItems": 1, "items": ip() },
+            "listen": { "type": "array", "items": endpoint() },
+            "knobs": {
+                "type": "object",
+                "description": "the kernel's own settings, under its own names",
+                "additionalProperties": false,
+                "properties": Value::Object(knobs())
+            },
+            "model": {
+                "type": "object",
+                "description": "behaviour no knob exposes, and every item the reference marks UNVERIFIED",
+                "additionalProperties": false,
+                "properties": Value::Object(model())
+            }
+        }
+    })
+}
+
+/// Every kernel's knobs by name; a name two kernels share gets both descriptions.
+fn knobs() -> Map<String, Value> {
+    let mut knobs = Map::new();
+    for (kernel, list) in [
+        ("Linux", LINUX_KNOBS),
+        ("FreeBSD", FREEBSD_KNOBS),
+        ("macOS", MACOS_KNOBS),
+        ("Windows", WINDOWS_KNOBS),
+    ] {
+        for k in list {
+            let mut d = describe(k);
+            if let Some(Value::String(s)) = d.get_mut("description") {
+                if let Some(Value::Object(prev)) = knobs.get(k.name)
+                    && let Some(Value::String(p)) = prev.get("description")
+                {
+                    *s = format!("{p} | {kernel}: {s}");
+                } else {
+                    *s = format!("{kernel}: {s}");
+                }
+            }
+            knobs.insert(k.name.to_string(), d);
+        }
+    }
+    knobs
+}
+
+fn model() -> Map<String, Value> {
+    MODEL_PARAMS
+        .iter()
+        .map(|k| (k.name.to_string(), describe(k)))
+        .collect()
+}
+
+fn describe(k: &KnobSpec) -> Value {
+    json!({ "description": format!("{} ({}). Allowed: {}.", k.doc, k.section, k.allowed) })
+}
+
+fn workload() -> Value {
+    json!({
+        "type": "object",
+        "additionalProperties": false,
+        "required": ["name", "destinations", "arrival", "rtt"],
+        "properties": {
+            "name": { "type": "string" },
+            "client": { "type": "string", "description": "the client host (or `clients`)" },
+            "clients": { "type": "array", "items": { "type": "string" } },
+            "source_ips": { "type": "array", "items": ip() },
+            "destinations": { "type": "array", "minItems": 1, "items": endpoint() },
+            "spread": { "enum": ["round_robin", "random"] },
+            "arrival": arrival(),
+            "requests_per_connection": { "type": "integer", "minimum": 1 },
+            "rtt": dist(),
+            "service_time": dist(),
+            "request_bytes": { "type": "integer", "minimum": 1 },
+            "closer": { "enum": ["client", "server"] },
+            "linger_zero": { "type": "boolean" },
+            "connection": { "enum": ["connect", "bind", "bind_no_port", "explicit"] },
+            "explicit_ports": ports(),
+            "reuseaddr": { "type": "boolean" },
+            "local_port_range": ports(),
+            "on_error": on_error(),
+            "start": duration(),
+            "stop": duration(),
+            "limit": limit()
+        }
+    })
+}
+
+fn arrival() -> Value {
+    json!({
+        "type": "object",
+        "additionalProperties": false,
+        "required": ["kind"],
+        "properties": {
+            "kind": { "enum": ["constant", "poisson", "steps", "closed", "burst"] },
+            "rate": rate(),
+            "at": duration(),
+            "count": { "type": "integer", "minimum": 1, "description": "connections of one burst" },
+            "bursts": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "additionalProperties": false,
+                    "required": ["at", "count"],
+                    "properties": { "at": duration(), "count": { "type": "integer", "minimum": 1 } }
+                }
+            },
+            "process": { "enum": ["constant", "poisson"] },
+            "concurrency": { "type": "integer", "minimum": 1 },
+            "steps": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "additionalProperties": false,
+                    "required": ["at", "rate"],
+                    "properties": { "at": duration(), "rate": { "type": "number", "minimum": 0 } }
+                }
+            }
+        }
+    })
+}
+
+fn limit() -> Value {
+    json!({
+        "type": "object",
+        "additionalProperties": false,
+        "description": "end the workload after N connect() calls or N requests (ab -n)",
+        "properties": {
+            "connections": { "type": "integer", "minimum": 1 },
+            "requests": { "type": "integer", "minimum": 1 }
+        }
+    })
+}
+
+fn on_error() -> Value {
+    json!({
+        "type": "object",
+        "additionalProperties": false,
+        "required": ["action"],
+        "properties": {
+            "action": { "enum": ["count", "retry", "stop"] },
+            "delay": duration(),
+            "backoff": { "type": "number", "minimum": 1 },
+            "max_delay": duration(),
+            "max_retries": { "type": "integer", "minimum": 0 }
+        }
+    })
+}
+
+fn duration() -> Value {
+    json!({
+        "type": "string",
+        "pattern": "^[0-9_]*\\.?[0-9]+ *(ns|us|µs|ms|s|m|min|h)$",
+        "description": "a duration with its unit, e.g. \"200us\", \"60s\", \"1.5h\""
+    })
+}
+
+fn dist() -> Value {
+    json!({
+        "description": "a duration, or a distribution of them",
+        "anyOf": [
+            duration(),
+            {
+                "type": "object",
+                "additionalProperties": false,
+                "required": ["dist"],
+                "properties": {
+                    "dist": { "enum": ["fixed", "uniform", "exponential"] },
+                    "min": duration(), "max": duration(), "mean": duration()
+                }
+            }
+        ]
+    })
+}
+
+fn rate() -> Value {
+    json!({ "type": "number", "exclusiveMinimum": 0, "description": "connections per second (at most 9 decimals)" })
+}
+
+fn ip() -> Value {
+    json!({ "type": "string", "format": "ipv4" })
+}
+
+fn endpoint() -> Value {
+    json!({ "type": "string", "pattern": "^[0-9.]+:[0-9]+$", "description": "\"IP:PORT\"" })
+}
+
+fn ports() -> Value {
+    json!({ "type": "string", "pattern": "^ *[0-9]+[ -]+[0-9]+ *$", "description": "\"LOW HIGH\"" })
+}
