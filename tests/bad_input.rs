@@ -61,6 +61,13 @@ fn each_kind_of_bad_input_is_refused_with_where_what_and_what_is_allowed() {
             "did you mean `closer`?",
         ),
         (
+            "address-twice",
+            "ips = [\"10.0.0.1\"]",
+            "ips = [\"10.0.0.1\", \"10.0.0.1\"]",
+            "host[0].ips",
+            "listed twice; list each address once",
+        ),
+        (
             "inverted",
             "49152 65535",
             "65535 49152",

@@ -132,7 +132,7 @@ fn validate(ctx: &Ctx, i: usize, h: &RawHost, profile: &Profile) -> Result<(), S
     })
 }
 
-/// `ips`: at least one; a non-loopback address belongs to one host only.
+/// `ips`: at least one, each once; a non-loopback address belongs to one host only.
 fn ips(ctx: &Ctx, i: usize, h: &RawHost, hosts: &mut Hosts) -> Result<Vec<u32>, ScenarioError> {
     let key = format!("host[{i}].ips");
     if h.ips.get_ref().is_empty() {
@@ -141,6 +141,10 @@ fn ips(ctx: &Ctx, i: usize, h: &RawHost, hosts: &mut Hosts) -> Result<Vec<u32>, 
     let mut ips = Vec::new();
     for v in h.ips.get_ref() {
         let a = ip(ctx, v, &key)?;
+        if ips.contains(&a) {
+            let m = format!("{} is listed twice; list each address once", v.get_ref());
+            return Err(ctx.err(v.span(), key, m));
+        }
         if !crate::host::is_loopback(a) {
             if let Some(&other) = hosts.owner_of_ip.get(&a) {
                 return Err(ctx.err(
