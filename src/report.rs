@@ -935,9 +935,19 @@ impl Report {
 
     /// The terminal summary.
     pub fn to_text(&self) -> String {
-        let s = &self.summary;
-        let c = &s.connections;
         let mut o = String::new();
+        self.write_heading(&mut o);
+        self.write_connections(&mut o);
+        self.write_latencies(&mut o);
+        self.write_pools(&mut o);
+        if let Some(r) = &self.replicates {
+            o.push_str(&r.to_text());
+        }
+        o
+    }
+
+    /// Version, scenario, seeds and duration; the description; a blank line.
+    fn write_heading(&self, o: &mut String) {
         let seeds = match &self.replicates {
             Some(r) => format!(
                 "seeds {} · the report of seed {}, then each number over the {} seeds",
@@ -956,6 +966,12 @@ impl Report {
             let _ = writeln!(o, "{}", self.scenario.description);
         }
         let _ = writeln!(o);
+    }
+
+    /// Connections, errors, the first failure, requests and TIME-WAIT.
+    fn write_connections(&self, o: &mut String) {
+        let s = &self.summary;
+        let c = &s.connections;
         let pct = |n: u64| {
             if c.attempted == 0 {
                 0.0
@@ -1023,6 +1039,11 @@ impl Report {
             group(u64::from(s.time_wait.peak_server)),
             group(u64::from(s.time_wait.at_end))
         );
+    }
+
+    /// Request and connect latency, the kernel's counters, unprotected four-tuple reuse.
+    fn write_latencies(&self, o: &mut String) {
+        let s = &self.summary;
         let l = &s.request_latency_ms;
         if s.requests.completed == 0 {
             let _ = writeln!(o, "request       none completed");
@@ -1062,38 +1083,39 @@ impl Report {
                 group(s.unprotected_reuse)
             );
         }
-        if !self.pools.is_empty() {
-            let _ = writeln!(o);
+    }
+
+    /// The first 12 port pools with their `ports / TIME-WAIT` limit and achieved rate.
+    fn write_pools(&self, o: &mut String) {
+        if self.pools.is_empty() {
+            return;
+        }
+        let _ = writeln!(o);
+        let _ = writeln!(
+            o,
+            "port pools (ports / TIME-WAIT = sustainable churn when the client closes):"
+        );
+        for p in self.pools.iter().take(12) {
+            let dest = p.destination.as_deref().unwrap_or("any destination");
             let _ = writeln!(
                 o,
-                "port pools (ports / TIME-WAIT = sustainable churn when the client closes):"
+                "  {:<7} {} → {}: {} ports / {} = {:.1}/s · achieved {:.1}/s",
+                p.kind,
+                p.source,
+                dest,
+                group(u64::from(p.ports)),
+                secs(p.time_wait_s),
+                p.formula_limit_per_s,
+                p.achieved_per_s
             );
-            for p in self.pools.iter().take(12) {
-                let dest = p.destination.as_deref().unwrap_or("any destination");
-                let _ = writeln!(
-                    o,
-                    "  {:<7} {} → {}: {} ports / {} = {:.1}/s · achieved {:.1}/s",
-                    p.kind,
-                    p.source,
-                    dest,
-                    group(u64::from(p.ports)),
-                    secs(p.time_wait_s),
-                    p.formula_limit_per_s,
-                    p.achieved_per_s
-                );
-            }
-            if self.pools.len() > 12 {
-                let _ = writeln!(
-                    o,
-                    "  … and {} more pools (see --format json)",
-                    self.pools.len() - 12
-                );
-            }
         }
-        if let Some(r) = &self.replicates {
-            o.push_str(&r.to_text());
+        if self.pools.len() > 12 {
+            let _ = writeln!(
+                o,
+                "  … and {} more pools (see --format json)",
+                self.pools.len() - 12
+            );
         }
-        o
     }
 }
 

@@ -298,154 +298,228 @@ pub fn serve(
     stop: Arc<AtomicBool>,
     faults: ServerFaults,
 ) -> std::io::Result<u64> {
-    let accept_delay = faults.accept_delay;
-    let mut poll = Poll::new()?;
     let mut events = Events::with_capacity(1024);
-    let n = listeners.len();
-    let mut ls = Vec::new();
-    let mut specs = Vec::new();
-    for (i, (l, spec)) in listeners.into_iter().enumerate() {
-        let mut l = TcpListener::from_std(l);
-        if !faults.never_accept {
-            // Unregistered, a listener is never accepted from: its sockets stay in the
-            // backlog the kernel fills.
-            poll.registry()
-                .register(&mut l, Token(i), Interest::READABLE)?;
-        }
-        ls.push(l);
-        specs.push(spec);
-    }
-    let mut rng: ChaCha8Rng = stream(seed, "live:server");
-    let mut conns: Vec<Option<SConn>> = Vec::new();
-    let mut generations: Vec<u32> = Vec::new();
-    let mut free: Vec<usize> = Vec::new();
-    let mut timers: BinaryHeap<Reverse<(StdInstant, u64, usize, u32)>> = BinaryHeap::new();
-    let mut seq = 0u64;
-    let mut buf = vec![0u8; 64 * 1024];
-    let mut pending_accept = vec![false; n];
-    let mut alarm = Alarm::new(&poll)?;
+    let mut s = Server::new(listeners, seed, faults)?;
+    let n = s.listeners.len();
     let mut tokens: Vec<usize> = Vec::with_capacity(1024);
-    let mut accept_errors = 0u64;
     while !stop.load(Ordering::Relaxed) {
         let now = StdInstant::now();
-        while let Some(Reverse((at, _, i, generation))) = timers.peek().copied() {
-            if at > now {
-                break;
-            }
-            timers.pop();
-            let Some(c) = conns[i].as_mut().filter(|c| c.generation == generation) else {
-                continue;
-            };
-            if respond(c, &specs[c.spec]) {
-                close(&mut conns, &mut free, i);
-            }
-        }
-        let timeout = alarm.timeout_for(now, timers.peek().map(|Reverse((at, ..))| *at));
-        if let Err(e) = poll.poll(&mut events, Some(timeout)) {
+        s.answer_due(now);
+        let timeout = s
+            .alarm
+            .timeout_for(now, s.timers.peek().map(|Reverse((at, ..))| *at));
+        if let Err(e) = s.poll.poll(&mut events, Some(timeout)) {
             if e.kind() == ErrorKind::Interrupted {
                 continue;
             }
             return Err(e);
         }
         tokens.clear();
-        tokens.extend((0..n).filter(|&t| pending_accept[t]));
+        tokens.extend((0..n).filter(|&t| s.pending_accept[t]));
         tokens.extend(events.iter().map(|ev| ev.token().0));
         for &t in &tokens {
             if t == ALARM.0 {
-                alarm.clear();
-                continue;
-            }
-            if t < n {
-                pending_accept[t] = false;
-                let mut first = true;
-                loop {
-                    if !accept_delay.is_zero() {
-                        // One accept per pass, after the delay; the rest wait their turn.
-                        if !first {
-                            pending_accept[t] = true;
-                            break;
-                        }
-                        if stop.load(Ordering::Relaxed) {
-                            break;
-                        }
-                        pause(accept_delay, &stop);
-                    }
-                    first = false;
-                    match ls[t].accept() {
-                        Ok((sock, _)) => {
-                            let i = free.pop().unwrap_or_else(|| {
-                                conns.push(None);
-                                generations.push(0);
-                                conns.len() - 1
-                            });
-                            generations[i] = generations[i].wrapping_add(1);
-                            let mut c = SConn {
-                                sock,
-                                spec: t,
-                                got: 0,
-                                served: 0,
-                                generation: generations[i],
-                            };
-                            let served = serve_reads(
-                                true,
-                                &mut c,
-                                i,
-                                &specs[t],
-                                &mut rng,
-                                &mut buf,
-                                &mut timers,
-                                &mut seq,
-                            );
-                            if let Served::Close = served {
-                                free.push(i);
-                                continue;
-                            }
-                            // Registering with edge triggering reports bytes that are
-                            // already queued, so none is missed between the read and here.
-                            poll.registry().register(
-                                &mut c.sock,
-                                Token(n + i),
-                                Interest::READABLE,
-                            )?;
-                            conns[i] = Some(c);
-                        }
-                        Err(e) if e.kind() == ErrorKind::WouldBlock => break,
-                        Err(e)
-                            if matches!(
-                                e.raw_os_error(),
-                                Some(
-                                    nix::libc::EMFILE
-                                        | nix::libc::ENFILE
-                                        | nix::libc::ENOBUFS
-                                        | nix::libc::ENOMEM
-                                )
-                            ) =>
-                        {
-                            // Out of descriptors: the queue is not drained, and with
-                            // edge-triggered epoll no new event would come. Retry each pass.
-                            pending_accept[t] = true;
-                            accept_errors += 1;
-                            break;
-                        }
-                        // ECONNABORTED, EPERM, EINTR …: that one connection is gone; go on.
-                        Err(_) => continue,
-                    }
-                }
-                continue;
-            }
-            let i = t - n;
-            let Some(c) = conns[i].as_mut() else {
-                continue;
-            };
-            let spec = &specs[c.spec];
-            if let Served::Close =
-                serve_reads(false, c, i, spec, &mut rng, &mut buf, &mut timers, &mut seq)
-            {
-                close(&mut conns, &mut free, i);
+                s.alarm.clear();
+            } else if t < n {
+                s.accept_from(t, &stop)?;
+            } else {
+                s.read(t - n);
             }
         }
     }
-    Ok(accept_errors)
+    Ok(s.accept_errors)
+}
+
+/// The server thread's state. Token `t < listeners.len()` is listener `t`; a connection in
+/// slot `i` is token `listeners.len() + i`; [`ALARM`] is the timer.
+struct Server {
+    poll: Poll,
+    listeners: Vec<TcpListener>,
+    /// The behaviour of each listener, by index.
+    specs: Vec<ServerSpec>,
+    faults: ServerFaults,
+    rng: ChaCha8Rng,
+    conns: Vec<Option<SConn>>,
+    /// Each slot's generation, so a timer outliving its connection finds none.
+    generations: Vec<u32>,
+    free: Vec<usize>,
+    /// Responses waiting on a service time: (due, sequence, slot, generation).
+    timers: BinaryHeap<Reverse<(StdInstant, u64, usize, u32)>>,
+    seq: u64,
+    buf: Vec<u8>,
+    /// Listeners to accept from on the next pass without waiting for an event.
+    pending_accept: Vec<bool>,
+    alarm: Alarm,
+    accept_errors: u64,
+}
+
+impl Server {
+    /// The listeners in an epoll set (none with [`ServerFaults::never_accept`]), then the
+    /// alarm.
+    fn new(
+        listeners: Vec<(std::net::TcpListener, ServerSpec)>,
+        seed: u64,
+        faults: ServerFaults,
+    ) -> std::io::Result<Server> {
+        let poll = Poll::new()?;
+        let n = listeners.len();
+        let mut ls = Vec::new();
+        let mut specs = Vec::new();
+        for (i, (l, spec)) in listeners.into_iter().enumerate() {
+            let mut l = TcpListener::from_std(l);
+            if !faults.never_accept {
+                // Unregistered, a listener is never accepted from: its sockets stay in the
+                // backlog the kernel fills.
+                poll.registry()
+                    .register(&mut l, Token(i), Interest::READABLE)?;
+            }
+            ls.push(l);
+            specs.push(spec);
+        }
+        let alarm = Alarm::new(&poll)?;
+        Ok(Server {
+            poll,
+            listeners: ls,
+            specs,
+            faults,
+            rng: stream(seed, "live:server"),
+            conns: Vec::new(),
+            generations: Vec::new(),
+            free: Vec::new(),
+            timers: BinaryHeap::new(),
+            seq: 0,
+            buf: vec![0u8; 64 * 1024],
+            pending_accept: vec![false; n],
+            alarm,
+            accept_errors: 0,
+        })
+    }
+
+    /// Sends every response whose service time is over by `now`.
+    fn answer_due(&mut self, now: StdInstant) {
+        while let Some(Reverse((at, _, i, generation))) = self.timers.peek().copied() {
+            if at > now {
+                break;
+            }
+            self.timers.pop();
+            let Some(c) = self.conns[i]
+                .as_mut()
+                .filter(|c| c.generation == generation)
+            else {
+                continue;
+            };
+            if respond(c, &self.specs[c.spec]) {
+                close(&mut self.conns, &mut self.free, i);
+            }
+        }
+    }
+
+    /// Accepts from listener `t` until its queue is empty; with an accept delay, one
+    /// connection per pass after the delay.
+    fn accept_from(&mut self, t: usize, stop: &AtomicBool) -> std::io::Result<()> {
+        let accept_delay = self.faults.accept_delay;
+        self.pending_accept[t] = false;
+        let mut first = true;
+        loop {
+            if !accept_delay.is_zero() {
+                // One accept per pass, after the delay; the rest wait their turn.
+                if !first {
+                    self.pending_accept[t] = true;
+                    break;
+                }
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                pause(accept_delay, stop);
+            }
+            first = false;
+            match self.listeners[t].accept() {
+                Ok((sock, _)) => self.take(t, sock)?,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                Err(e)
+                    if matches!(
+                        e.raw_os_error(),
+                        Some(
+                            nix::libc::EMFILE
+                                | nix::libc::ENFILE
+                                | nix::libc::ENOBUFS
+                                | nix::libc::ENOMEM
+                        )
+                    ) =>
+                {
+                    // Out of descriptors: the queue is not drained, and with
+                    // edge-triggered epoll no new event would come. Retry each pass.
+                    self.pending_accept[t] = true;
+                    self.accept_errors += 1;
+                    break;
+                }
+                // ECONNABORTED, EPERM, EINTR …: that one connection is gone; go on.
+                Err(_) => continue,
+            }
+        }
+        Ok(())
+    }
+
+    /// A connection just accepted from listener `t`, in a free slot: read at once, then
+    /// watched if still open.
+    fn take(&mut self, t: usize, sock: TcpStream) -> std::io::Result<()> {
+        let i = self.free.pop().unwrap_or_else(|| {
+            self.conns.push(None);
+            self.generations.push(0);
+            self.conns.len() - 1
+        });
+        self.generations[i] = self.generations[i].wrapping_add(1);
+        let mut c = SConn {
+            sock,
+            spec: t,
+            got: 0,
+            served: 0,
+            generation: self.generations[i],
+        };
+        let served = serve_reads(
+            true,
+            &mut c,
+            i,
+            &self.specs[t],
+            &mut self.rng,
+            &mut self.buf,
+            &mut self.timers,
+            &mut self.seq,
+        );
+        if let Served::Close = served {
+            self.free.push(i);
+            return Ok(());
+        }
+        // Registering with edge triggering reports bytes that are already queued, so none
+        // is missed between the read and here.
+        self.poll.registry().register(
+            &mut c.sock,
+            Token(self.listeners.len() + i),
+            Interest::READABLE,
+        )?;
+        self.conns[i] = Some(c);
+        Ok(())
+    }
+
+    /// Reads the connection in slot `i`, closing it when it is done.
+    fn read(&mut self, i: usize) {
+        let Some(c) = self.conns[i].as_mut() else {
+            return;
+        };
+        let spec = &self.specs[c.spec];
+        if let Served::Close = serve_reads(
+            false,
+            c,
+            i,
+            spec,
+            &mut self.rng,
+            &mut self.buf,
+            &mut self.timers,
+            &mut self.seq,
+        ) {
+            close(&mut self.conns, &mut self.free, i);
+        }
+    }
 }
 
 fn close(conns: &mut [Option<SConn>], free: &mut Vec<usize>, i: usize) {

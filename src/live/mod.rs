@@ -7,27 +7,31 @@
 //!   `limit`) shared by the client threads; the server's faults.
 //! - [`diag`]: TIME-WAIT and ESTABLISHED counts by netlink sock_diag, and the table once the
 //!   run is quiet.
+//! - [`mod@verdict`]: predicted against measured, row by row, and the verdict.
 //!
 //! [`run`] must be called while the process has a single thread: it moves that thread into
-//! the new namespace before starting the client, server and sampling threads. [`verdict`]
+//! the new namespace before starting the client, server and sampling threads. [`verdict()`]
 //! says whether the run agreed on the rows it judges.
 
 pub mod diag;
 pub mod load;
 pub mod netns;
+pub mod verdict;
+
+pub use verdict::verdict;
 
 use crate::profile::{Kernel, Profile};
 use crate::report::{Hist, Report};
 use crate::scenario::Scenario;
 use crate::sim::Simulation;
-use crate::workload::Arrival;
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::fmt::Write as _;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::thread::JoinHandle;
 use std::time::{Duration as StdDuration, Instant as StdInstant};
 
 /// Why a live run could not happen or stopped.
@@ -339,311 +343,21 @@ fn listener_specs(sc: &Scenario) -> Result<BTreeMap<(u32, u16), load::ServerSpec
 pub fn run(sc: &Scenario, opts: Options) -> Result<LiveReport, LiveError> {
     let profile = check(sc)?;
     let privilege = netns::enter()?;
-    let ips: BTreeSet<u32> = sc.hosts.iter().flat_map(|h| h.ips.clone()).collect();
-    netns::add_addresses(&ips.into_iter().collect::<Vec<_>>())?;
-    let (effective, mut notes) = netns::apply(&profile)?;
-    if sc.workloads.iter().any(|w| w.local_port_range.is_some()) && !load::has_local_port_range() {
-        return Err(LiveError::Refused(
-            "local_port_range needs IP_LOCAL_PORT_RANGE, which this kernel lacks (Linux 6.3+)"
-                .into(),
-        ));
-    }
-    // Faults go in after the knobs the prediction uses were read back.
-    for (name, value) in &opts.fault_sysctls {
-        let got = netns::inject(name, value)?;
-        notes.push(format!(
-            "fault injected: {name} = {got} written into the namespace after the prediction's \
-             knobs were read back; the prediction does not know it"
-        ));
-    }
-    let faults = opts.server_faults;
-    if !faults.accept_delay.is_zero() {
-        notes.push(format!(
-            "fault injected: the server waits {} before each accept(); the prediction does \
-             not model accept()",
-            crate::time::Duration(faults.accept_delay.as_nanos() as u64)
-        ));
-    }
-    if faults.never_accept {
-        notes.push(
-            "fault injected: the server never calls accept(); the kernel completes handshakes \
-             into the backlog and no request is answered"
-                .into(),
-        );
-    }
-    let handler = nix::sys::signal::SigAction::new(
-        nix::sys::signal::SigHandler::Handler(on_sigint),
-        nix::sys::signal::SaFlags::SA_RESTART,
-        nix::sys::signal::SigSet::empty(),
-    );
-    // SAFETY: the handler only stores to an atomic.
-    unsafe { nix::sys::signal::sigaction(nix::sys::signal::Signal::SIGINT, &handler) }
-        .map_err(|e| LiveError::Io(format!("cannot install the SIGINT handler: {e}")))?;
-
-    // Listeners, one behaviour each.
-    let specs = listener_specs(sc)?;
-    let mut listeners = Vec::new();
-    let mut server_ports = BTreeSet::new();
-    for h in &sc.hosts {
-        for &(ip, port) in &h.listen {
-            // A listener no workload reaches still holds its port, as in the prediction.
-            let spec = specs.get(&(ip, port)).cloned().unwrap_or(load::ServerSpec {
-                request_bytes: 1,
-                requests_per_connection: 1,
-                closer: crate::workload::Closer::Client,
-                linger_zero: false,
-                service: crate::workload::Dist::Fixed(crate::time::Duration(0)),
-            });
-            let l = load::listen(SocketAddrV4::new(Ipv4Addr::from(ip), port)).map_err(|e| {
-                LiveError::Io(format!("listen on {}:{port}: {e}", Ipv4Addr::from(ip)))
-            })?;
-            listeners.push((l, spec));
-            server_ports.insert(port);
-        }
-    }
+    let (effective, mut notes) = set_up(sc, &profile)?;
+    inject_faults(&opts, &mut notes)?;
+    catch_sigint()?;
+    let (listeners, server_ports) = listeners(sc)?;
     let mut diag = diag::Diag::open().map_err(|e| LiveError::Io(format!("sock_diag: {e}")))?;
-    // Clients stop at the end (or Ctrl-C, or the cap), keep their sockets until the last
-    // sample (`release`), and the server outlives them all (`server_stop`).
-    let stop = Arc::new(AtomicBool::new(false));
-    let release = Arc::new(AtomicBool::new(false));
-    let server_stop = Arc::new(AtomicBool::new(false));
-    let started = Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let seed = sc.seed;
-    let server = {
-        let stop = server_stop.clone();
-        std::thread::Builder::new()
-            .name("portsim-server".into())
-            .spawn(move || load::serve(listeners, seed, stop, faults))
-            .map_err(|e| LiveError::Io(e.to_string()))?
-    };
-    let duration = StdDuration::from_nanos(sc.duration.0);
-    let bin = StdDuration::from_nanos(sc.bin.0);
-    let t0 = StdInstant::now() + StdDuration::from_millis(20);
-    let cpu_before = process_cpu_s();
-    let machine_before = machine_jiffies();
-    let ends = Arc::new(load::Ends::new(&sc.workloads, seed, t0));
-    let first_ports = Arc::new(load::FirstPorts::default());
-    let threads = load::client_threads(&sc.workloads);
-    let mut clients = Vec::new();
-    for k in 0..threads {
-        let stop = stop.clone();
-        let release = release.clone();
-        let started = started.clone();
-        let ends = ends.clone();
-        let first = first_ports.clone();
-        let workloads = sc.workloads.clone();
-        let cap = opts.max_connections;
-        let handle = std::thread::Builder::new()
-            .name(format!("portsim-client{k}"))
-            .spawn(move || {
-                load::Clients::new(
-                    &workloads,
-                    seed,
-                    t0,
-                    duration,
-                    bin,
-                    cap,
-                    (k, threads),
-                    started,
-                    ends,
-                    first,
-                )?
-                .run(&stop, &release)
-            })
-            .map_err(|e| LiveError::Io(e.to_string()))?;
-        clients.push(handle);
-    }
-    // Sample the kernel's socket table at each bin's end.
-    let mut samples = Vec::new();
-    let nbins = sc.duration.0.div_ceil(sc.bin.0.max(1));
-    let capped = || started.load(Ordering::Relaxed) >= opts.max_connections;
-    for k in 1..=nbins {
-        let at = t0 + bin * k as u32;
-        while StdInstant::now() < at && !INTERRUPTED.load(Ordering::SeqCst) {
-            std::thread::sleep(
-                at.saturating_duration_since(StdInstant::now())
-                    .min(StdDuration::from_millis(5)),
-            );
-        }
-        if INTERRUPTED.load(Ordering::SeqCst) {
-            break;
-        }
-        samples.push(
-            diag.counts(&server_ports)
-                .map_err(|e| LiveError::Io(format!("sock_diag: {e}")))?,
-        );
-        if capped() {
-            // The cap ended the workload: stop at this bin.
-            break;
-        }
-    }
-    let interrupted = INTERRUPTED.load(Ordering::SeqCst);
-    let was_capped = capped();
-    stop.store(true, Ordering::SeqCst);
-    release.store(true, Ordering::SeqCst);
-    let mut r: Option<load::ClientResult> = None;
-    for c in clients {
-        let part = c
-            .join()
-            .map_err(|_| LiveError::Io("a client thread panicked".into()))?
-            .map_err(|e| LiveError::Io(format!("client: {e}")))?;
-        match &mut r {
-            None => r = Some(part),
-            Some(all) => all.merge(part),
-        }
-    }
-    let mut r = r.expect("at least one client thread");
-    let wall_s = t0.elapsed().as_secs_f64();
-    let cpu_s = process_cpu_s() - cpu_before;
-    let machine_busy = match (machine_before, machine_jiffies()) {
-        (Some((busy0, all0)), Some((busy1, all1))) if all1 > all0 => {
-            (busy1 - busy0) as f64 / (all1 - all0) as f64
-        }
-        _ => 0.0,
-    };
-    // The clients are gone: let the server answer what is left, then count once quiet.
-    let settled = if interrupted {
-        None
-    } else {
-        Some(
-            diag.settle(&server_ports, SETTLE_BOUND, &|| {
-                INTERRUPTED.load(Ordering::SeqCst)
-            })
-            .map_err(|e| LiveError::Io(format!("sock_diag: {e}")))?,
-        )
-    };
-    server_stop.store(true, Ordering::SeqCst);
-    let accept_errors = server
-        .join()
-        .map_err(|_| LiveError::Io("the server thread panicked".into()))?
-        .map_err(|e| LiveError::Io(format!("server: {e}")))?;
-    let partial = interrupted || was_capped;
-    if partial {
-        // Compare only the whole bins sampled: drop what came after the last sample.
-        r.bins.truncate(samples.len().max(1));
-        r.attempted = r.bins.iter().map(|b| b.attempts).sum();
-        r.established = r.bins.iter().map(|b| b.established).sum();
-        r.requests = r.bins.iter().map(|b| b.requests).sum();
-        let mut failed = BTreeMap::new();
-        for b in &r.bins {
-            for (k, v) in &b.failed {
-                *failed.entry(k.clone()).or_insert(0) += v;
-            }
-        }
-        r.failed = failed;
-    }
-
-    let series: Vec<MeasuredBin> = r
-        .bins
-        .iter()
-        .enumerate()
-        .map(|(i, b)| {
-            let c = samples.get(i).copied().unwrap_or_default();
-            MeasuredBin {
-                t_s: i as f64 * sc.bin.as_secs_f64(),
-                attempts: b.attempts,
-                established: b.established,
-                failed: b.failed.clone(),
-                requests_completed: b.requests,
-                time_wait_client: c.time_wait_client,
-                time_wait_server: c.time_wait_server,
-                established_sockets_client: c.established_client,
-                established_sockets_server: c.established_server,
-                connect_latency_p50_ms: (b.connect_latency.count() > 0)
-                    .then(|| b.connect_latency.percentile(0.5) as f64 / 1e6),
-                connect_latency_max_ms: (b.connect_latency.count() > 0)
-                    .then(|| b.connect_latency.max() as f64 / 1e6),
-            }
-        })
-        .collect();
-    let by_pool: BTreeMap<String, Vec<u16>> = first_ports
-        .by_pool()
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
-        .collect();
-    let workloads = sc
-        .workloads
-        .iter()
-        .zip(ends.ended())
-        .map(|(w, e)| {
-            let limited = w.limit.is_set();
-            let stopped_s = e.stopped.map(|d| d.as_secs_f64());
-            MeasuredWorkload {
-                name: w.name.clone(),
-                stopped_s,
-                limited_connections: limited.then_some(e.connections),
-                connections_per_s: stopped_s
-                    .map(|s| s - w.start.as_secs_f64())
-                    .filter(|&s| limited && s > 0.0)
-                    .map(|s| e.connections as f64 / s),
-            }
-        })
-        .collect();
-    let last_tw = samples.last().map_or(0, |c| c.time_wait());
-    let measured = Measured {
-        attempted: r.attempted,
-        established: r.established,
-        failed: r.failed,
-        requests_completed: r.requests,
-        in_flight: r.in_flight,
-        time_wait_peak_sampled: samples.iter().map(|c| c.time_wait()).max().unwrap_or(0),
-        time_wait_at_end: settled.map_or(last_tw, |s| s.counts.time_wait()),
-        settle_ms: settled.map_or(0.0, |s| s.waited.as_secs_f64() * 1e3),
-        quiet: settled.is_some_and(|s| s.quiet),
-        connect_latency_ms: Lat::of(&r.connect_latency),
-        request_latency_ms: Lat::of(&r.request_latency),
-        first_ports: first_ports.all(),
-        leading_even_ports: by_pool.values().map(|v| leading_even(v)).sum(),
-        first_ports_by_pool: by_pool,
-        workloads,
-        capped: was_capped,
-        broken: r.broken,
-        accept_errors,
-        generator_busy: cpu_s
-            / (wall_s.max(1e-9)
-                * std::thread::available_parallelism().map_or(1, |n| n.get()) as f64),
-        machine_busy,
-        interrupted,
-        late_arrivals: r.late_arrivals,
-        arrival_lag_ms: Lat::of(&r.arrival_lag),
-        wall_s,
-        series,
-    };
-
-    // The prediction, with the settings the namespace's kernel reported.
-    let mut predicted_sc = sc.clone();
-    for h in &mut predicted_sc.hosts {
-        h.profile = effective.clone();
-    }
-    // Loopback cannot be given the scenario's RTT; the prediction takes the one measured
-    // (the median connect latency: one round trip plus the kernel's and the loop's work).
-    if r.connect_latency.count() > 0 {
-        let rtt = crate::time::Duration(r.connect_latency.percentile(0.5));
-        for w in &mut predicted_sc.workloads {
-            w.rtt = crate::workload::Dist::Fixed(rtt);
-        }
-        notes.push(format!(
-            "the prediction uses the measured loopback round trip, {rtt} (median connect \
-             latency), in place of the scenario's rtt"
-        ));
-    }
-    if partial && !samples.is_empty() {
-        // Predict the part that ran: the whole bins sampled before Ctrl-C.
-        predicted_sc.duration = crate::time::Duration(sc.bin.0 * samples.len() as u64);
-    }
-    if interrupted {
-        notes.push("time_wait_at_end is the last sample's count: Ctrl-C ended the run".into());
-    } else if !measured.quiet {
-        notes.push(format!(
-            "the namespace was not quiet {:.0} ms after the clients stopped (sockets still \
-             connecting, connected or closing); time_wait_at_end was counted then",
-            measured.settle_ms
-        ));
-    }
-    let predicted = Simulation::new(&predicted_sc).ports(true).run();
-    let checks = compare(sc, &predicted, &measured);
-    let excuse = could_not_keep_up(sc, &predicted, &measured);
-    let (verdict, why) = verdict(&checks, measured.interrupted, was_capped, excuse);
+    let running = Running::start(sc, &opts, listeners)?;
+    let samples = running.sample(sc, &mut diag, &server_ports, opts.max_connections)?;
+    let finished = running.finish(&mut diag, &server_ports, opts.max_connections)?;
+    let rtt = (finished.r.connect_latency.count() > 0)
+        .then(|| crate::time::Duration(finished.r.connect_latency.percentile(0.5)));
+    let measured = measure(sc, finished, &samples);
+    let predicted = predict(sc, &effective, rtt, samples.len(), &measured, &mut notes);
+    let checks = verdict::compare(sc, &predicted, &measured);
+    let excuse = verdict::could_not_keep_up(sc, &predicted, &measured);
+    let (verdict, why) = verdict(&checks, measured.interrupted, measured.capped, excuse);
     notes.extend(why);
     Ok(LiveReport {
         schema: "portsim.live/1",
@@ -670,215 +384,443 @@ pub fn run(sc: &Scenario, opts: Options) -> Result<LiveReport, LiveError> {
     })
 }
 
+/// The namespace made ready: the hosts' addresses, then `profile`'s knobs. Returns the knobs
+/// as the namespace's kernel read them back (what the prediction uses) and notes on them.
+fn set_up(sc: &Scenario, profile: &Profile) -> Result<(Profile, Vec<String>), LiveError> {
+    let ips: BTreeSet<u32> = sc.hosts.iter().flat_map(|h| h.ips.clone()).collect();
+    netns::add_addresses(&ips.into_iter().collect::<Vec<_>>())?;
+    let (effective, notes) = netns::apply(profile)?;
+    if sc.workloads.iter().any(|w| w.local_port_range.is_some()) && !load::has_local_port_range() {
+        return Err(LiveError::Refused(
+            "local_port_range needs IP_LOCAL_PORT_RANGE, which this kernel lacks (Linux 6.3+)"
+                .into(),
+        ));
+    }
+    Ok((effective, notes))
+}
+
+/// Writes the fault knobs into the namespace, after the knobs the prediction uses were read
+/// back, and notes every fault, the server's too: the prediction knows none of them.
+fn inject_faults(opts: &Options, notes: &mut Vec<String>) -> Result<(), LiveError> {
+    for (name, value) in &opts.fault_sysctls {
+        let got = netns::inject(name, value)?;
+        notes.push(format!(
+            "fault injected: {name} = {got} written into the namespace after the prediction's \
+             knobs were read back; the prediction does not know it"
+        ));
+    }
+    let faults = opts.server_faults;
+    if !faults.accept_delay.is_zero() {
+        notes.push(format!(
+            "fault injected: the server waits {} before each accept(); the prediction does \
+             not model accept()",
+            crate::time::Duration(faults.accept_delay.as_nanos() as u64)
+        ));
+    }
+    if faults.never_accept {
+        notes.push(
+            "fault injected: the server never calls accept(); the kernel completes handshakes \
+             into the backlog and no request is answered"
+                .into(),
+        );
+    }
+    Ok(())
+}
+
+/// Installs the SIGINT handler that sets [`INTERRUPTED`].
+fn catch_sigint() -> Result<(), LiveError> {
+    let handler = nix::sys::signal::SigAction::new(
+        nix::sys::signal::SigHandler::Handler(on_sigint),
+        nix::sys::signal::SaFlags::SA_RESTART,
+        nix::sys::signal::SigSet::empty(),
+    );
+    // SAFETY: the handler only stores to an atomic.
+    unsafe { nix::sys::signal::sigaction(nix::sys::signal::Signal::SIGINT, &handler) }
+        .map(|_| ())
+        .map_err(|e| LiveError::Io(format!("cannot install the SIGINT handler: {e}")))
+}
+
+/// Listening sockets with the behaviour each serves.
+type Listeners = Vec<(std::net::TcpListener, load::ServerSpec)>;
+
+/// A listener on every address a host listens on, one behaviour each, and the ports they
+/// listen on (how sock_diag tells the server's sockets from the clients').
+fn listeners(sc: &Scenario) -> Result<(Listeners, BTreeSet<u16>), LiveError> {
+    let specs = listener_specs(sc)?;
+    let mut listeners = Vec::new();
+    let mut server_ports = BTreeSet::new();
+    for h in &sc.hosts {
+        for &(ip, port) in &h.listen {
+            // A listener no workload reaches still holds its port, as in the prediction.
+            let spec = specs.get(&(ip, port)).cloned().unwrap_or(load::ServerSpec {
+                request_bytes: 1,
+                requests_per_connection: 1,
+                closer: crate::workload::Closer::Client,
+                linger_zero: false,
+                service: crate::workload::Dist::Fixed(crate::time::Duration(0)),
+            });
+            let l = load::listen(SocketAddrV4::new(Ipv4Addr::from(ip), port)).map_err(|e| {
+                LiveError::Io(format!("listen on {}:{port}: {e}", Ipv4Addr::from(ip)))
+            })?;
+            listeners.push((l, spec));
+            server_ports.insert(port);
+        }
+    }
+    Ok((listeners, server_ports))
+}
+
+/// A run in progress: the server and client threads, the flags that end them, and what
+/// they share.
+struct Running {
+    /// Clients stop at the end (or Ctrl-C, or the cap) ...
+    stop: Arc<AtomicBool>,
+    /// ... keep their sockets until the last sample ...
+    release: Arc<AtomicBool>,
+    /// ... and the server outlives them all.
+    server_stop: Arc<AtomicBool>,
+    /// Connections started, against the cap.
+    started: Arc<AtomicU64>,
+    server: JoinHandle<std::io::Result<u64>>,
+    clients: Vec<JoinHandle<std::io::Result<load::ClientResult>>>,
+    /// When the clients' schedule starts.
+    t0: StdInstant,
+    /// The process's CPU seconds and the machine's jiffies at the start.
+    cpu_before: f64,
+    machine_before: Option<(u64, u64)>,
+    ends: Arc<load::Ends>,
+    first_ports: Arc<load::FirstPorts>,
+}
+
+/// What a finished run leaves to measure.
+struct Finished {
+    r: load::ClientResult,
+    interrupted: bool,
+    capped: bool,
+    wall_s: f64,
+    /// CPU seconds the process used during the run.
+    cpu_s: f64,
+    machine_busy: f64,
+    /// The count once the namespace was quiet (or the bound passed); `None` after Ctrl-C.
+    settled: Option<diag::Settled>,
+    accept_errors: u64,
+    ends: Arc<load::Ends>,
+    first_ports: Arc<load::FirstPorts>,
+}
+
+impl Running {
+    /// Starts the server thread on `listeners`, then the client threads, 20 ms ahead of
+    /// their schedule.
+    fn start(sc: &Scenario, opts: &Options, listeners: Listeners) -> Result<Running, LiveError> {
+        let server_stop = Arc::new(AtomicBool::new(false));
+        let (seed, faults) = (sc.seed, opts.server_faults);
+        let server = {
+            let stop = server_stop.clone();
+            std::thread::Builder::new()
+                .name("portsim-server".into())
+                .spawn(move || load::serve(listeners, seed, stop, faults))
+                .map_err(|e| LiveError::Io(e.to_string()))?
+        };
+        let t0 = StdInstant::now() + StdDuration::from_millis(20);
+        let mut running = Running {
+            stop: Arc::new(AtomicBool::new(false)),
+            release: Arc::new(AtomicBool::new(false)),
+            server_stop,
+            started: Arc::new(AtomicU64::new(0)),
+            server,
+            clients: Vec::new(),
+            t0,
+            cpu_before: process_cpu_s(),
+            machine_before: machine_jiffies(),
+            ends: Arc::new(load::Ends::new(&sc.workloads, seed, t0)),
+            first_ports: Arc::new(load::FirstPorts::default()),
+        };
+        let threads = load::client_threads(&sc.workloads);
+        for k in 0..threads {
+            let client = running.spawn_client(sc, (k, threads), opts.max_connections)?;
+            running.clients.push(client);
+        }
+        Ok(running)
+    }
+
+    /// Client thread `part.0` of `part.1`.
+    fn spawn_client(
+        &self,
+        sc: &Scenario,
+        part: (u64, u64),
+        cap: u64,
+    ) -> Result<JoinHandle<std::io::Result<load::ClientResult>>, LiveError> {
+        let stop = self.stop.clone();
+        let release = self.release.clone();
+        let started = self.started.clone();
+        let ends = self.ends.clone();
+        let first = self.first_ports.clone();
+        let workloads = sc.workloads.clone();
+        let (seed, t0) = (sc.seed, self.t0);
+        let duration = StdDuration::from_nanos(sc.duration.0);
+        let bin = StdDuration::from_nanos(sc.bin.0);
+        std::thread::Builder::new()
+            .name(format!("portsim-client{}", part.0))
+            .spawn(move || {
+                load::Clients::new(
+                    &workloads, seed, t0, duration, bin, cap, part, started, ends, first,
+                )?
+                .run(&stop, &release)
+            })
+            .map_err(|e| LiveError::Io(e.to_string()))
+    }
+
+    /// The kernel's socket table sampled at each bin's end, until the scenario's end, Ctrl-C
+    /// or the cap.
+    fn sample(
+        &self,
+        sc: &Scenario,
+        diag: &mut diag::Diag,
+        server_ports: &BTreeSet<u16>,
+        cap: u64,
+    ) -> Result<Vec<diag::Counts>, LiveError> {
+        let bin = StdDuration::from_nanos(sc.bin.0);
+        let mut samples = Vec::new();
+        let nbins = sc.duration.0.div_ceil(sc.bin.0.max(1));
+        for k in 1..=nbins {
+            let at = self.t0 + bin * k as u32;
+            while StdInstant::now() < at && !INTERRUPTED.load(Ordering::SeqCst) {
+                std::thread::sleep(
+                    at.saturating_duration_since(StdInstant::now())
+                        .min(StdDuration::from_millis(5)),
+                );
+            }
+            if INTERRUPTED.load(Ordering::SeqCst) {
+                break;
+            }
+            samples.push(
+                diag.counts(server_ports)
+                    .map_err(|e| LiveError::Io(format!("sock_diag: {e}")))?,
+            );
+            if self.started.load(Ordering::Relaxed) >= cap {
+                // The cap ended the workload: stop at this bin.
+                break;
+            }
+        }
+        Ok(samples)
+    }
+
+    /// Stops the clients and gathers their results, lets the server answer what is left
+    /// and counts once quiet, then stops the server.
+    fn finish(
+        self,
+        diag: &mut diag::Diag,
+        server_ports: &BTreeSet<u16>,
+        cap: u64,
+    ) -> Result<Finished, LiveError> {
+        let interrupted = INTERRUPTED.load(Ordering::SeqCst);
+        let capped = self.started.load(Ordering::Relaxed) >= cap;
+        self.stop.store(true, Ordering::SeqCst);
+        self.release.store(true, Ordering::SeqCst);
+        let mut r: Option<load::ClientResult> = None;
+        for c in self.clients {
+            let part = c
+                .join()
+                .map_err(|_| LiveError::Io("a client thread panicked".into()))?
+                .map_err(|e| LiveError::Io(format!("client: {e}")))?;
+            match &mut r {
+                None => r = Some(part),
+                Some(all) => all.merge(part),
+            }
+        }
+        let r = r.expect("at least one client thread");
+        let wall_s = self.t0.elapsed().as_secs_f64();
+        let cpu_s = process_cpu_s() - self.cpu_before;
+        let machine_busy = match (self.machine_before, machine_jiffies()) {
+            (Some((busy0, all0)), Some((busy1, all1))) if all1 > all0 => {
+                (busy1 - busy0) as f64 / (all1 - all0) as f64
+            }
+            _ => 0.0,
+        };
+        let settled = if interrupted {
+            None
+        } else {
+            Some(
+                diag.settle(server_ports, SETTLE_BOUND, &|| {
+                    INTERRUPTED.load(Ordering::SeqCst)
+                })
+                .map_err(|e| LiveError::Io(format!("sock_diag: {e}")))?,
+            )
+        };
+        self.server_stop.store(true, Ordering::SeqCst);
+        let accept_errors = self
+            .server
+            .join()
+            .map_err(|_| LiveError::Io("the server thread panicked".into()))?
+            .map_err(|e| LiveError::Io(format!("server: {e}")))?;
+        Ok(Finished {
+            r,
+            interrupted,
+            capped,
+            wall_s,
+            cpu_s,
+            machine_busy,
+            settled,
+            accept_errors,
+            ends: self.ends,
+            first_ports: self.first_ports,
+        })
+    }
+}
+
+/// What the real kernel did, from the clients' results and the samples; a run stopped early
+/// counts only the whole bins it sampled.
+fn measure(sc: &Scenario, f: Finished, samples: &[diag::Counts]) -> Measured {
+    let mut r = f.r;
+    if f.interrupted || f.capped {
+        keep_bins(&mut r, samples.len().max(1));
+    }
+    let by_pool: BTreeMap<String, Vec<u16>> = f
+        .first_ports
+        .by_pool()
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+    let last_tw = samples.last().map_or(0, |c| c.time_wait());
+    let settled = f.settled;
+    Measured {
+        attempted: r.attempted,
+        established: r.established,
+        failed: r.failed,
+        requests_completed: r.requests,
+        in_flight: r.in_flight,
+        time_wait_peak_sampled: samples.iter().map(|c| c.time_wait()).max().unwrap_or(0),
+        time_wait_at_end: settled.map_or(last_tw, |s| s.counts.time_wait()),
+        settle_ms: settled.map_or(0.0, |s| s.waited.as_secs_f64() * 1e3),
+        quiet: settled.is_some_and(|s| s.quiet),
+        connect_latency_ms: Lat::of(&r.connect_latency),
+        request_latency_ms: Lat::of(&r.request_latency),
+        first_ports: f.first_ports.all(),
+        leading_even_ports: by_pool.values().map(|v| leading_even(v)).sum(),
+        first_ports_by_pool: by_pool,
+        workloads: measured_workloads(sc, &f.ends),
+        capped: f.capped,
+        broken: r.broken,
+        accept_errors: f.accept_errors,
+        generator_busy: f.cpu_s
+            / (f.wall_s.max(1e-9)
+                * std::thread::available_parallelism().map_or(1, |n| n.get()) as f64),
+        machine_busy: f.machine_busy,
+        interrupted: f.interrupted,
+        late_arrivals: r.late_arrivals,
+        arrival_lag_ms: Lat::of(&r.arrival_lag),
+        wall_s: f.wall_s,
+        series: series(sc, &r.bins, samples),
+    }
+}
+
+/// Drops what came after the first `n` bins, and recounts the totals from those kept.
+fn keep_bins(r: &mut load::ClientResult, n: usize) {
+    r.bins.truncate(n);
+    r.attempted = r.bins.iter().map(|b| b.attempts).sum();
+    r.established = r.bins.iter().map(|b| b.established).sum();
+    r.requests = r.bins.iter().map(|b| b.requests).sum();
+    let mut failed = BTreeMap::new();
+    for b in &r.bins {
+        for (k, v) in &b.failed {
+            *failed.entry(k.clone()).or_insert(0) += v;
+        }
+    }
+    r.failed = failed;
+}
+
+/// The clients' bins beside the socket table sampled at each one's end.
+fn series(sc: &Scenario, bins: &[load::ClientBin], samples: &[diag::Counts]) -> Vec<MeasuredBin> {
+    bins.iter()
+        .enumerate()
+        .map(|(i, b)| {
+            let c = samples.get(i).copied().unwrap_or_default();
+            MeasuredBin {
+                t_s: i as f64 * sc.bin.as_secs_f64(),
+                attempts: b.attempts,
+                established: b.established,
+                failed: b.failed.clone(),
+                requests_completed: b.requests,
+                time_wait_client: c.time_wait_client,
+                time_wait_server: c.time_wait_server,
+                established_sockets_client: c.established_client,
+                established_sockets_server: c.established_server,
+                connect_latency_p50_ms: (b.connect_latency.count() > 0)
+                    .then(|| b.connect_latency.percentile(0.5) as f64 / 1e6),
+                connect_latency_max_ms: (b.connect_latency.count() > 0)
+                    .then(|| b.connect_latency.max() as f64 / 1e6),
+            }
+        })
+        .collect()
+}
+
+/// How each workload ended, in the scenario's order.
+fn measured_workloads(sc: &Scenario, ends: &load::Ends) -> Vec<MeasuredWorkload> {
+    sc.workloads
+        .iter()
+        .zip(ends.ended())
+        .map(|(w, e)| {
+            let limited = w.limit.is_set();
+            let stopped_s = e.stopped.map(|d| d.as_secs_f64());
+            MeasuredWorkload {
+                name: w.name.clone(),
+                stopped_s,
+                limited_connections: limited.then_some(e.connections),
+                connections_per_s: stopped_s
+                    .map(|s| s - w.start.as_secs_f64())
+                    .filter(|&s| limited && s > 0.0)
+                    .map(|s| e.connections as f64 / s),
+            }
+        })
+        .collect()
+}
+
+/// The prediction, with the settings the namespace's kernel reported (`effective`) and the
+/// measured round trip `rtt`; for a run stopped early, of the `sampled` bins that ran.
+/// Notes what it changed, and how `time_wait_at_end` was counted when not once quiet.
+fn predict(
+    sc: &Scenario,
+    effective: &Profile,
+    rtt: Option<crate::time::Duration>,
+    sampled: usize,
+    m: &Measured,
+    notes: &mut Vec<String>,
+) -> Report {
+    let mut predicted_sc = sc.clone();
+    for h in &mut predicted_sc.hosts {
+        h.profile = effective.clone();
+    }
+    // Loopback cannot be given the scenario's RTT; the prediction takes the one measured
+    // (the median connect latency: one round trip plus the kernel's and the loop's work).
+    if let Some(rtt) = rtt {
+        for w in &mut predicted_sc.workloads {
+            w.rtt = crate::workload::Dist::Fixed(rtt);
+        }
+        notes.push(format!(
+            "the prediction uses the measured loopback round trip, {rtt} (median connect \
+             latency), in place of the scenario's rtt"
+        ));
+    }
+    if (m.interrupted || m.capped) && sampled > 0 {
+        // Predict the part that ran: the whole bins sampled before Ctrl-C.
+        predicted_sc.duration = crate::time::Duration(sc.bin.0 * sampled as u64);
+    }
+    if m.interrupted {
+        notes.push("time_wait_at_end is the last sample's count: Ctrl-C ended the run".into());
+    } else if !m.quiet {
+        notes.push(format!(
+            "the namespace was not quiet {:.0} ms after the clients stopped (sockets still \
+             connecting, connected or closing); time_wait_at_end was counted then",
+            m.settle_ms
+        ));
+    }
+    Simulation::new(&predicted_sc).ports(true).run()
+}
+
 /// The length of the leading run of even ports in `ports`. Linux's connect() scans the ports
 /// of `low`'s parity first, even ones for the default 32768 (§1.2 step 6), and takes one
 /// of the other parity only once none is free; bind(0) starts on the other parity (odd).
 pub fn leading_even(ports: &[u16]) -> u64 {
     ports.iter().take_while(|p| *p % 2 == 0).count() as u64
-}
-
-/// Why a difference would say nothing about the port model: the machine could not run the
-/// workload as scheduled. `None` when it could.
-fn could_not_keep_up(sc: &Scenario, p: &Report, m: &Measured) -> Option<String> {
-    if m.accept_errors > 0 {
-        return Some(format!(
-            "the server failed {} accept() calls for lack of descriptors or memory",
-            m.accept_errors
-        ));
-    }
-    if m.late_arrivals * 100 > m.attempted.max(1) {
-        return Some(format!(
-            "the generator fell behind its arrivals: {} of {} started more than 5 ms late",
-            m.late_arrivals, m.attempted
-        ));
-    }
-    if m.generator_busy <= 0.8 && m.machine_busy <= 0.9 {
-        return None;
-    }
-    let cpu = format!(
-        "the machine was CPU-bound (this run used {:.0} % of its CPUs, every process {:.0} %)",
-        100.0 * m.generator_busy,
-        100.0 * m.machine_busy
-    );
-    if sc
-        .workloads
-        .iter()
-        .any(|w| matches!(w.arrival, Arrival::Closed { .. }) && !w.limit.is_set())
-    {
-        return Some(format!(
-            "{cpu}, and a closed loop's rate is what the CPU allows"
-        ));
-    }
-    // A limit the prediction reached and the run did not, while the run was still
-    // establishing connections at its end: the machine was too slow, not the ports.
-    let working = m.series.last().is_some_and(|b| b.established > 0);
-    let unfinished = sc
-        .workloads
-        .iter()
-        .zip(&p.workloads)
-        .zip(&m.workloads)
-        .any(|((w, pw), mw)| w.limit.is_set() && pw.stopped_s.is_some() && mw.stopped_s.is_none());
-    (working && unfinished).then(|| {
-        format!("{cpu}, and it was still working through a limit the prediction reached when the run ended")
-    })
-}
-
-/// The verdict on a run's checks, and the note that says why when it is not plain. `agree`
-/// needs every judged check to pass and at least one judged metric the run produced (non-zero
-/// on a side): judged metrics that are all zero on both sides could not have shown a
-/// difference, so such a run is `inconclusive`. A failing check is `disagree`, or
-/// `inconclusive` with `excuse` (the machine could not keep up).
-pub fn verdict(
-    checks: &[Check],
-    interrupted: bool,
-    capped: bool,
-    excuse: Option<String>,
-) -> (&'static str, Option<String>) {
-    if interrupted {
-        return ("interrupted", None);
-    }
-    if capped {
-        return ("capped", None);
-    }
-    let judged: Vec<&Check> = checks.iter().filter(|c| c.judged).collect();
-    if judged.is_empty() {
-        return (
-            "inconclusive",
-            Some("inconclusive: no metric is judged".into()),
-        );
-    }
-    if judged.iter().all(|c| c.pass) {
-        if judged
-            .iter()
-            .any(|c| c.predicted != 0.0 || c.measured != 0.0)
-        {
-            return ("agree", None);
-        }
-        return (
-            "inconclusive",
-            Some(
-                "inconclusive: every judged metric is zero, predicted and measured, so this \
-                 run could not have shown a difference"
-                    .into(),
-            ),
-        );
-    }
-    match excuse {
-        Some(why) => (
-            "inconclusive",
-            Some(format!(
-                "inconclusive: {why}; the difference says nothing about the port model"
-            )),
-        ),
-        None => ("disagree", None),
-    }
-}
-
-/// Predicted against measured, by the scenario's `[live]` tolerances. `leading_even_ports`
-/// is not judged unless named where the application or IP_LOCAL_PORT_RANGE picks the ports
-/// (explicit ports; no parity rule with a per-socket range, §1.2 step 6).
-fn compare(sc: &Scenario, p: &Report, m: &Measured) -> Vec<Check> {
-    let tol = sc.live.tolerance;
-    let predicted_even: u64 = p
-        .pools
-        .iter()
-        .filter_map(|pool| pool.port_use.as_ref())
-        .map(|u| leading_even(&u.first))
-        .sum();
-    let mut rows: Vec<(String, f64, f64)> = vec![
-        (
-            "attempted".into(),
-            p.summary.connections.attempted as f64,
-            m.attempted as f64,
-        ),
-        (
-            "established".into(),
-            p.summary.connections.established as f64,
-            m.established as f64,
-        ),
-        (
-            "failed".into(),
-            p.summary.connections.failed as f64,
-            m.failed.values().sum::<u64>() as f64,
-        ),
-        (
-            "requests_completed".into(),
-            p.summary.requests.completed as f64,
-            m.requests_completed as f64,
-        ),
-        (
-            "time_wait_peak".into(),
-            p.series
-                .iter()
-                .map(|b| b.time_wait_client + b.time_wait_server)
-                .max()
-                .unwrap_or(0) as f64,
-            f64::from(m.time_wait_peak_sampled),
-        ),
-        (
-            "time_wait_at_end".into(),
-            f64::from(p.summary.time_wait.at_end),
-            f64::from(m.time_wait_at_end),
-        ),
-        (
-            "leading_even_ports".into(),
-            predicted_even as f64,
-            m.leading_even_ports as f64,
-        ),
-    ];
-    let names: BTreeSet<String> = p
-        .summary
-        .errors
-        .keys()
-        .map(|k| k.to_string())
-        .chain(m.failed.keys().cloned())
-        .collect();
-    for n in names {
-        rows.push((
-            format!("failed {n}"),
-            p.summary.errors.get(n.as_str()).copied().unwrap_or(0) as f64,
-            m.failed.get(&n).copied().unwrap_or(0) as f64,
-        ));
-    }
-    let app_ports = sc.workloads.iter().any(|w| {
-        matches!(w.mode, crate::workload::Mode::Explicit { .. }) || w.local_port_range.is_some()
-    });
-    rows.into_iter()
-        .map(|(metric, predicted, measured)| {
-            let named = |list: &[String]| {
-                list.iter()
-                    .any(|e| metric == *e || metric.starts_with(&format!("{e} ")))
-            };
-            let exact = named(&sc.live.exact);
-            let ignored = named(&sc.live.ignore);
-            let unruled = metric == "leading_even_ports" && app_ports && !exact;
-            let (rule, judged, pass) = if ignored {
-                ("not judged".to_string(), false, true)
-            } else if unruled {
-                (
-                    "not judged: the application picks the ports".to_string(),
-                    false,
-                    true,
-                )
-            } else if exact {
-                ("exact".to_string(), true, predicted == measured)
-            } else {
-                (
-                    format!("relative ≤ {tol}"),
-                    true,
-                    (predicted - measured).abs() <= tol * predicted.abs().max(measured.abs()),
-                )
-            };
-            Check {
-                metric,
-                predicted,
-                measured,
-                rule,
-                judged,
-                pass,
-            }
-        })
-        .collect()
 }
 
 impl LiveReport {
@@ -1039,54 +981,6 @@ impl LiveReport {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn row(metric: &str, predicted: f64, measured: f64, judged: bool) -> Check {
-        Check {
-            metric: metric.into(),
-            predicted,
-            measured,
-            rule: String::new(),
-            judged,
-            pass: !judged || predicted == measured,
-        }
-    }
-
-    #[test]
-    fn a_verdict_on_zeros_alone_is_inconclusive_however_much_else_ran() {
-        let checks = [
-            row("failed", 0.0, 0.0, true),
-            row("time_wait_at_end", 0.0, 0.0, true),
-            // The issue's run: established far apart, but ignored.
-            row("established", 110_336.0, 128.0, false),
-        ];
-        let (v, why) = verdict(&checks, false, false, None);
-        assert_eq!(v, "inconclusive");
-        assert!(why.unwrap().contains("zero"));
-    }
-
-    #[test]
-    fn agree_needs_one_judged_metric_the_run_produced() {
-        let checks = [
-            row("failed", 0.0, 0.0, true),
-            row("established", 25.0, 25.0, true),
-        ];
-        assert_eq!(verdict(&checks, false, false, None), ("agree", None));
-        // A difference on one side only is a difference, not a zero.
-        let checks = [row("failed", 0.0, 3.0, true)];
-        assert_eq!(verdict(&checks, false, false, None).0, "disagree");
-        assert_eq!(verdict(&[], false, false, None).0, "inconclusive");
-    }
-
-    #[test]
-    fn a_difference_is_inconclusive_only_with_an_excuse_and_a_stop_outranks_both() {
-        let checks = [row("established", 100.0, 60.0, true)];
-        assert_eq!(verdict(&checks, false, false, None).0, "disagree");
-        let (v, why) = verdict(&checks, false, false, Some("the machine was busy".into()));
-        assert_eq!(v, "inconclusive");
-        assert!(why.unwrap().contains("the machine was busy"));
-        assert_eq!(verdict(&checks, true, true, None).0, "interrupted");
-        assert_eq!(verdict(&checks, false, true, None).0, "capped");
-    }
 
     #[test]
     fn leading_even_counts_the_first_pass_only() {

@@ -17,6 +17,8 @@ pub use input::{Input, LiveView, ReportView};
 
 use image::ImageEncoder;
 use plotters::coord::Shift;
+use plotters::coord::ranged1d::ValueFormatter;
+use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 use plotters::style::{FontStyle, text_anchor};
 use std::fmt;
@@ -432,6 +434,18 @@ impl Chart for Figure {
             .map_err(err)?;
         let body = body.margin(0, 20, 0, 0);
         let areas = body.split_evenly((self.panels.len(), 1));
+        let x = self.x_axis()?;
+        for (i, (area, panel)) in areas.iter().zip(&self.panels).enumerate() {
+            self.draw_panel(area, panel, i, x)?;
+        }
+        Ok(())
+    }
+}
+
+impl Figure {
+    /// The x range drawn: `x_range`, one wide when it is empty; an error when not finite or
+    /// too wide to draw.
+    fn x_axis(&self) -> Result<(f64, f64), String> {
         let (x0, x1) = if self.x_range.1 > self.x_range.0 {
             self.x_range
         } else {
@@ -443,137 +457,198 @@ impl Chart for Figure {
                 self.x_label
             ));
         }
-        for (i, (area, panel)) in areas.iter().zip(&self.panels).enumerate() {
-            let last = i + 1 == self.panels.len();
-            let (plot, legend) = area.split_horizontally(WIDTH - LEGEND_W);
-            let panel = &wide_or_linear(panel);
-            let (lo, hi) = y_range(panel)?;
-            let mut b = ChartBuilder::on(&plot);
-            b.margin_top(10)
-                .margin_left(12)
-                .margin_right(16)
-                .x_label_area_size(if last { 52 } else { 26 })
-                .y_label_area_size(92);
-            let x_label = if last { self.x_label.as_str() } else { "" };
-            let x_fmt = axis_format(x0, x1, false);
-            let y_fmt = axis_format(lo, hi, panel.log_y);
-            // Marker x positions, drawn through the panel; labels in the first panel.
-            let shown: Vec<Marker> = self
-                .markers
-                .iter()
-                .filter(|m| m.x >= x0 && m.x <= x1)
-                .cloned()
-                .collect();
-            macro_rules! body {
-                ($chart:expr) => {{
-                    let mut chart = $chart;
+        Ok((x0, x1))
+    }
+
+    /// Panel `i` in `area`: its data over `x`, its legend to the right. The x axis is
+    /// titled under the last panel only, the markers labelled in the first only.
+    fn draw_panel<DB: DrawingBackend>(
+        &self,
+        area: &DrawingArea<DB, Shift>,
+        panel: &Panel,
+        i: usize,
+        (x0, x1): (f64, f64),
+    ) -> Result<(), String> {
+        let last = i + 1 == self.panels.len();
+        let (plot, legend) = area.split_horizontally(WIDTH - LEGEND_W);
+        let panel = &wide_or_linear(panel);
+        let (lo, hi) = y_range(panel)?;
+        let mut b = ChartBuilder::on(&plot);
+        b.margin_top(10)
+            .margin_left(12)
+            .margin_right(16)
+            .x_label_area_size(if last { 52 } else { 26 })
+            .y_label_area_size(92);
+        // Marker x positions, drawn through the panel; labels in the first panel.
+        let shown: Vec<Marker> = self
+            .markers
+            .iter()
+            .filter(|m| m.x >= x0 && m.x <= x1)
+            .cloned()
+            .collect();
+        let data = PanelData {
+            panel,
+            x_label: if last { self.x_label.as_str() } else { "" },
+            x: (x0, x1),
+            y: (lo, hi),
+            markers: &shown,
+            label_markers: i == 0,
+        };
+        if panel.log_y {
+            data.draw(
+                &mut b
+                    .build_cartesian_2d(x0..x1, (lo..hi).log_scale())
+                    .map_err(err)?,
+            )?;
+        } else {
+            data.draw(&mut b.build_cartesian_2d(x0..x1, lo..hi).map_err(err)?)?;
+        }
+        draw_legend(&legend, panel, if i == 0 { &shown } else { &[] })
+    }
+}
+
+/// One panel's data area: what [`PanelData::draw`] draws on a linear or a log y axis.
+struct PanelData<'a> {
+    panel: &'a Panel,
+    /// The x axis title, empty above the last panel.
+    x_label: &'a str,
+    x: (f64, f64),
+    y: (f64, f64),
+    /// The markers within `x`.
+    markers: &'a [Marker],
+    /// Whether the markers are labelled here (the first panel).
+    label_markers: bool,
+}
+
+/// A panel's chart, its y axis linear or logarithmic.
+type PanelChart<'a, DB, Y> = ChartContext<'a, DB, Cartesian2d<RangedCoordf64, Y>>;
+
+impl PanelData<'_> {
+    /// The grid and axes, the reference and marker lines, the bands, the lines, and the
+    /// marker labels.
+    fn draw<DB, Y>(&self, chart: &mut PanelChart<'_, DB, Y>) -> Result<(), String>
+    where
+        DB: DrawingBackend,
+        Y: Ranged<ValueType = f64> + ValueFormatter<f64>,
+    {
+        let (x0, x1) = self.x;
+        let (lo, hi) = self.y;
+        let panel = self.panel;
+        let x_fmt = axis_format(x0, x1, false);
+        let y_fmt = axis_format(lo, hi, panel.log_y);
+        chart
+            .configure_mesh()
+            .x_desc(self.x_label)
+            .y_desc(panel.y_label.as_str())
+            .axis_desc_style(font(15.0))
+            .label_style(font(13.0))
+            .x_label_formatter(&x_fmt)
+            .y_label_formatter(&y_fmt)
+            .x_labels(12)
+            .y_labels(6)
+            .light_line_style(RGBColor(238, 238, 238))
+            .bold_line_style(RGBColor(215, 215, 215))
+            .draw()
+            .map_err(err)?;
+        for r in &panel.references {
+            chart
+                .draw_series(DashedLineSeries::new(
+                    [(x0, r.y), (x1, r.y)],
+                    8,
+                    5,
+                    r.colour.stroke_width(2),
+                ))
+                .map_err(err)?;
+        }
+        for m in self.markers {
+            chart
+                .draw_series(DashedLineSeries::new(
+                    [(m.x, lo), (m.x, hi)],
+                    4,
+                    4,
+                    m.colour.stroke_width(1),
+                ))
+                .map_err(err)?;
+        }
+        self.draw_lines(chart)?;
+        if self.label_markers {
+            self.draw_marker_labels(chart)?;
+        }
+        Ok(())
+    }
+
+    /// Every line's band first, then the lines over them: dashed or solid, with dots where
+    /// asked and at a point standing alone.
+    fn draw_lines<DB, Y>(&self, chart: &mut PanelChart<'_, DB, Y>) -> Result<(), String>
+    where
+        DB: DrawingBackend,
+        Y: Ranged<ValueType = f64> + ValueFormatter<f64>,
+    {
+        let panel = self.panel;
+        for l in &panel.lines {
+            for seg in band_segments(&l.band, panel.log_y) {
+                chart
+                    .draw_series(std::iter::once(Polygon::new(
+                        seg,
+                        l.colour.mix(0.18).filled(),
+                    )))
+                    .map_err(err)?;
+            }
+        }
+        for l in &panel.lines {
+            let style = l.colour.stroke_width(l.width);
+            for seg in segments(&l.points, panel.log_y) {
+                if l.dashed {
                     chart
-                        .configure_mesh()
-                        .x_desc(x_label)
-                        .y_desc(panel.y_label.as_str())
-                        .axis_desc_style(font(15.0))
-                        .label_style(font(13.0))
-                        .x_label_formatter(&x_fmt)
-                        .y_label_formatter(&y_fmt)
-                        .x_labels(12)
-                        .y_labels(6)
-                        .light_line_style(RGBColor(238, 238, 238))
-                        .bold_line_style(RGBColor(215, 215, 215))
-                        .draw()
+                        .draw_series(DashedLineSeries::new(seg.clone(), 7, 4, style))
                         .map_err(err)?;
-                    for r in &panel.references {
-                        chart
-                            .draw_series(DashedLineSeries::new(
-                                [(x0, r.y), (x1, r.y)],
-                                8,
-                                5,
-                                r.colour.stroke_width(2),
-                            ))
-                            .map_err(err)?;
-                    }
-                    for m in &shown {
-                        chart
-                            .draw_series(DashedLineSeries::new(
-                                [(m.x, lo), (m.x, hi)],
-                                4,
-                                4,
-                                m.colour.stroke_width(1),
-                            ))
-                            .map_err(err)?;
-                    }
-                    for l in &panel.lines {
-                        for seg in band_segments(&l.band, panel.log_y) {
-                            chart
-                                .draw_series(std::iter::once(Polygon::new(
-                                    seg,
-                                    l.colour.mix(0.18).filled(),
-                                )))
-                                .map_err(err)?;
-                        }
-                    }
-                    for l in &panel.lines {
-                        let style = l.colour.stroke_width(l.width);
-                        for seg in segments(&l.points, panel.log_y) {
-                            if l.dashed {
-                                chart
-                                    .draw_series(DashedLineSeries::new(seg.clone(), 7, 4, style))
-                                    .map_err(err)?;
-                            } else {
-                                chart
-                                    .draw_series(LineSeries::new(seg.clone(), style))
-                                    .map_err(err)?;
-                            }
-                            if l.dots || seg.len() == 1 {
-                                chart
-                                    .draw_series(
-                                        seg.iter().map(|&p| Circle::new(p, 4, l.colour.filled())),
-                                    )
-                                    .map_err(err)?;
-                            }
-                        }
-                    }
-                    if i == 0 {
-                        // Marker labels in the head-room above the data, a row lower where
-                        // one would run into the previous.
-                        let base = chart.plotting_area().get_base_pixel();
-                        let right = chart.plotting_area().get_pixel_range().0.end;
-                        let mut rows: Vec<i32> = vec![];
-                        for m in &shown {
-                            let (px, py) = chart.backend_coord(&(m.x, hi));
-                            let w = text_width(&m.label, 13.0);
-                            let x = if px + 6 + w < right {
-                                px + 6
-                            } else {
-                                px - 6 - w
-                            };
-                            let row =
-                                rows.iter().position(|end| x > *end + 8).unwrap_or_else(|| {
-                                    rows.push(i32::MIN);
-                                    rows.len() - 1
-                                });
-                            rows[row] = x + w;
-                            chart
-                                .plotting_area()
-                                .strip_coord_spec()
-                                .draw_text(
-                                    &m.label,
-                                    &font(13.0).color(&m.colour),
-                                    (x - base.0, py + 4 + 16 * row as i32 - base.1),
-                                )
-                                .map_err(err)?;
-                        }
-                    }
-                }};
+                } else {
+                    chart
+                        .draw_series(LineSeries::new(seg.clone(), style))
+                        .map_err(err)?;
+                }
+                if l.dots || seg.len() == 1 {
+                    chart
+                        .draw_series(seg.iter().map(|&p| Circle::new(p, 4, l.colour.filled())))
+                        .map_err(err)?;
+                }
             }
-            if panel.log_y {
-                body!(
-                    b.build_cartesian_2d(x0..x1, (lo..hi).log_scale())
-                        .map_err(err)?
-                );
+        }
+        Ok(())
+    }
+
+    /// Marker labels in the head-room above the data, a row lower where one would run into
+    /// the previous.
+    fn draw_marker_labels<DB, Y>(&self, chart: &PanelChart<'_, DB, Y>) -> Result<(), String>
+    where
+        DB: DrawingBackend,
+        Y: Ranged<ValueType = f64> + ValueFormatter<f64>,
+    {
+        let base = chart.plotting_area().get_base_pixel();
+        let right = chart.plotting_area().get_pixel_range().0.end;
+        let mut rows: Vec<i32> = vec![];
+        for m in self.markers {
+            let (px, py) = chart.backend_coord(&(m.x, self.y.1));
+            let w = text_width(&m.label, 13.0);
+            let x = if px + 6 + w < right {
+                px + 6
             } else {
-                body!(b.build_cartesian_2d(x0..x1, lo..hi).map_err(err)?);
-            }
-            draw_legend(&legend, panel, if i == 0 { &shown } else { &[] })?;
+                px - 6 - w
+            };
+            let row = rows.iter().position(|end| x > *end + 8).unwrap_or_else(|| {
+                rows.push(i32::MIN);
+                rows.len() - 1
+            });
+            rows[row] = x + w;
+            chart
+                .plotting_area()
+                .strip_coord_spec()
+                .draw_text(
+                    &m.label,
+                    &font(13.0).color(&m.colour),
+                    (x - base.0, py + 4 + 16 * row as i32 - base.1),
+                )
+                .map_err(err)?;
         }
         Ok(())
     }

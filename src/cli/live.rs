@@ -1,0 +1,110 @@
+//! `portsim live`.
+
+use super::io::{check_plot, emit, refuse};
+use super::{BAD_INPUT, LiveFormat, Outcome};
+use crate::live;
+use crate::plot;
+use crate::scenario::{self, Scenario};
+use crate::time::Duration;
+use clap::Args;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Args)]
+pub(super) struct LiveArgs {
+    /// The scenario file (TOML).
+    scenario: PathBuf,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = LiveFormat::Text)]
+    format: LiveFormat,
+    /// Write the report to this file instead of standard output (atomically).
+    #[arg(short, long)]
+    output: Option<PathBuf>,
+    /// Stop after starting this many connections (default: the scenario's
+    /// [live] max_connections, else 2,000,000).
+    #[arg(long)]
+    max_connections: Option<u64>,
+    /// Also draw predicted against measured to this file (.svg or .png).
+    #[arg(long)]
+    plot: Option<PathBuf>,
+    /// Fault injection: the server waits this long before each accept(), e.g. "20ms"
+    /// (a listener slow to accept; the prediction does not model it).
+    #[arg(long, value_name = "DURATION")]
+    accept_delay: Option<String>,
+    /// Fault injection: the server never calls accept() (the kernel still completes
+    /// handshakes into the backlog; no request is answered).
+    #[arg(long)]
+    never_accept: bool,
+    /// Fault injection: write this knob into the run's namespace after the prediction's
+    /// knobs were read back, e.g. 'net.ipv4.ip_local_port_range=40000 40004'; the
+    /// prediction does not know it. Repeatable.
+    #[arg(long, value_name = "NAME=VALUE")]
+    fault_sysctl: Vec<String>,
+}
+
+/// `portsim live`: the report, the chart if asked; exit status 0 when the run agreed with
+/// the prediction, else 1.
+pub(super) fn live(a: LiveArgs) -> Outcome {
+    let sc = scenario::load(&a.scenario).map_err(|e| refuse(&e))?;
+    check_plot(a.plot.as_deref())?;
+    let opts = options(&sc, &a)?;
+    let report = live::run(&sc, opts).map_err(|e| match e {
+        live::LiveError::Refused(_) => {
+            eprintln!("error: {}: {e}", a.scenario.display());
+            ExitCode::from(BAD_INPUT)
+        }
+        e => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    })?;
+    let text = match a.format {
+        LiveFormat::Text => report.to_text(),
+        LiveFormat::Json => report.to_json(),
+    };
+    emit(a.output.as_deref(), &text)?;
+    if let Some(p) = &a.plot
+        && let Err(e) = plot::save(&plot::live_chart(&plot::LiveView::of(&report)), p)
+    {
+        eprintln!("error: {e}");
+        return Err(ExitCode::FAILURE);
+    }
+    if report.verdict == "agree" {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        Ok(ExitCode::from(1))
+    }
+}
+
+/// The run's cap and faults, from the flags and the scenario's `[live]` table.
+fn options(sc: &Scenario, a: &LiveArgs) -> Result<live::Options, ExitCode> {
+    let accept_delay = match a.accept_delay.as_deref().map(Duration::parse).transpose() {
+        Ok(d) => std::time::Duration::from_nanos(d.map_or(0, |d| d.0)),
+        Err(e) => {
+            eprintln!("error: --accept-delay: {e}");
+            return Err(ExitCode::from(BAD_INPUT));
+        }
+    };
+    let mut fault_sysctls = Vec::new();
+    for f in &a.fault_sysctl {
+        let Some((name, value)) = f.split_once('=') else {
+            eprintln!(
+                "error: --fault-sysctl {f:?}: expected NAME=VALUE, e.g. \
+                 'net.ipv4.ip_local_port_range=40000 40004'"
+            );
+            return Err(ExitCode::from(BAD_INPUT));
+        };
+        fault_sysctls.push((name.trim().to_string(), value.trim().to_string()));
+    }
+    Ok(live::Options {
+        max_connections: a
+            .max_connections
+            .or(sc.live.max_connections)
+            .unwrap_or(live::MAX_CONNECTIONS),
+        server_faults: live::load::ServerFaults {
+            accept_delay,
+            never_accept: a.never_accept,
+        },
+        fault_sysctls,
+    })
+}

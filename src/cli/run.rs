@@ -1,0 +1,198 @@
+//! `portsim run` and `portsim check`.
+
+use super::io::{check_plot, emit, load_with, parse_seeds, progress, refuse};
+use super::{BAD_INPUT, Outcome};
+use crate::plot;
+use crate::report::Report;
+use crate::scenario::{self, Scenario};
+use crate::sim::Simulation;
+use crate::time::Duration;
+use clap::{Args, ValueEnum};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+#[derive(Args)]
+pub(super) struct RunArgs {
+    /// The scenario file (TOML).
+    scenario: PathBuf,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    format: Format,
+    /// Write the report to this file instead of standard output (atomically).
+    #[arg(short, long)]
+    output: Option<PathBuf>,
+    /// Override the scenario's seed.
+    #[arg(long, conflicts_with = "seeds")]
+    seed: Option<u64>,
+    /// Run once per seed A to B (both included) on every CPU and report each summary
+    /// number's mean, sd, min, p5, p50, p95 and max (`replicates` in JSON); the rest of
+    /// the report is seed A's run.
+    #[arg(long, value_name = "A..B", conflicts_with = "stats")]
+    seeds: Option<String>,
+    /// Threads for --seeds (default: every CPU); the result does not depend on it.
+    #[arg(long, requires = "seeds")]
+    threads: Option<usize>,
+    /// Override the bin width of the time series, e.g. "1s".
+    #[arg(long)]
+    bin: Option<String>,
+    /// Also draw the scenario chart to this file (.svg or .png).
+    #[arg(long)]
+    plot: Option<PathBuf>,
+    /// Print events, attempts, wall time and attempts per second (to standard error, and
+    /// as `stats` in the JSON report).
+    #[arg(long)]
+    stats: bool,
+    /// What-if: KEY=VALUE, a knob (net.ipv4.tcp_tw_reuse=1, set on every host whose kernel
+    /// has it) or a path (workload.NAME.arrival.rate=800). Repeatable.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
+    /// Check the engine's invariants after every event (always on in debug builds);
+    /// exit status 70 if one breaks.
+    #[arg(long)]
+    check: bool,
+    /// Add to each pool the ports it handed out: the first 1,000 in order, their parity
+    /// and a histogram (`pools[].port_use` in JSON).
+    #[arg(long)]
+    ports: bool,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Format {
+    Text,
+    Json,
+    Csv,
+}
+
+/// Exit status for a broken invariant: a bug in portsim (EX_SOFTWARE).
+const BUG: u8 = 70;
+
+/// `portsim run`: the report on standard output or `--output`, then the chart if asked.
+pub(super) fn run(a: RunArgs) -> Outcome {
+    let mut sc = load_with(&a.scenario, &a.set)?;
+    if let Some(s) = a.seed {
+        sc.seed = s;
+    }
+    if let Some(b) = &a.bin {
+        sc.bin = parse_bin(b)?;
+    }
+    for w in &sc.warnings {
+        eprintln!("warning: {w}");
+    }
+    check_plot(a.plot.as_deref())?;
+    let wall = std::time::Instant::now();
+    let (mut report, events) = simulate(&sc, &a)?;
+    let wall = wall.elapsed().as_secs_f64();
+    if a.stats {
+        let attempts = report.summary.connections.attempted;
+        let s = crate::report::Stats {
+            events,
+            attempts,
+            wall_s: wall,
+            attempts_per_s: attempts as f64 / wall.max(1e-9),
+        };
+        eprintln!("{}", s.text());
+        report.stats = Some(s);
+    }
+    let text = match a.format {
+        Format::Text => {
+            let mut t = report.to_text();
+            t.push_str(&format!("\n(simulated in {wall:.2} s of wall time)\n"));
+            t
+        }
+        Format::Json => report.to_json(),
+        Format::Csv => report.to_csv(),
+    };
+    emit(a.output.as_deref(), &text)?;
+    // The report first: a chart that cannot be written does not cost the run.
+    if let Some(p) = &a.plot
+        && let Err(e) = plot::save(&plot::scenario_chart(&plot::ReportView::of(&report)), p)
+    {
+        eprintln!("error: {e}");
+        return Err(ExitCode::FAILURE);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The `--bin` width: a duration above zero.
+fn parse_bin(b: &str) -> Result<Duration, ExitCode> {
+    match Duration::parse(b) {
+        Ok(d) if d.0 > 0 => Ok(d),
+        Ok(_) => {
+            eprintln!("error: --bin {b:?}: must be greater than zero");
+            Err(ExitCode::from(BAD_INPUT))
+        }
+        Err(e) => {
+            eprintln!("error: --bin {b:?}: {e}");
+            Err(ExitCode::from(BAD_INPUT))
+        }
+    }
+}
+
+/// The report and the number of events: one run, or one per seed with `--seeds`.
+fn simulate(sc: &Scenario, a: &RunArgs) -> Result<(Report, u64), ExitCode> {
+    let (check, ports) = (a.check, a.ports);
+    let make = move |sc: &Scenario| {
+        Simulation::new(sc)
+            .checking(check || cfg!(debug_assertions))
+            .ports(ports)
+    };
+    let run = match parse_seeds(a.seeds.as_deref())? {
+        None => make(sc).run_checked(),
+        Some(seeds) => Ok((replicated(sc, seeds, a.threads, &make)?, 0)),
+    };
+    run.map_err(|v| {
+        eprintln!(
+            "error: {}: {v} (a bug in portsim: please report it with the scenario)",
+            a.scenario.display()
+        );
+        ExitCode::from(BUG)
+    })
+}
+
+/// `sc` run once per seed on `threads` threads (default: every CPU), with a progress bar.
+fn replicated(
+    sc: &Scenario,
+    seeds: crate::replicate::Seeds,
+    threads: Option<usize>,
+    make: &(dyn Fn(&Scenario) -> Simulation + Sync),
+) -> Result<Report, ExitCode> {
+    if threads == Some(0) {
+        eprintln!("error: --threads: at least 1");
+        return Err(ExitCode::from(BAD_INPUT));
+    }
+    let bar = progress(seeds.len(), "seeds");
+    let go = || crate::replicate::run(sc, seeds, make, &|| bar.inc(1));
+    let report = match threads {
+        None => go(),
+        Some(n) => match rayon::ThreadPoolBuilder::new().num_threads(n).build() {
+            Ok(pool) => pool.install(go),
+            Err(e) => {
+                eprintln!("error: --threads {n}: {e}");
+                return Err(ExitCode::FAILURE);
+            }
+        },
+    };
+    bar.finish_and_clear();
+    report.map_err(|(seed, v)| {
+        eprintln!(
+            "error: {} with seed {seed}: {v} (a bug in portsim: please report it with the scenario)",
+            sc.file
+        );
+        ExitCode::from(BUG)
+    })
+}
+
+/// `portsim check`: the scenario's warnings, and a line counting its hosts and workloads.
+pub(super) fn check(path: &Path) -> Outcome {
+    let sc = scenario::load(path).map_err(|e| refuse(&e))?;
+    for w in &sc.warnings {
+        eprintln!("warning: {w}");
+    }
+    println!(
+        "{}: ok ({} hosts, {} workloads)",
+        path.display(),
+        sc.hosts.len(),
+        sc.workloads.len()
+    );
+    Ok(ExitCode::SUCCESS)
+}
