@@ -9,8 +9,9 @@
 //!    anything else at `t` looks at the tables.
 //! 2. **Packets** (`Class::Packet`): segments arriving at a host, in the order they were sent.
 //!    The kernel processes a segment in softirq before the application wakes on it.
-//! 3. **Applications** (`Class::App`): connect(), close(), retries. They act on the state that
-//!    timers and packets left at that instant.
+//! 3. **Applications** (`Class::App`): connect(), retries. They act on the state that timers
+//!    and packets left at that instant. (A server's close after its last response is keyed
+//!    as a packet of its connection: `src/sim/run.rs`.)
 //!
 //! Timers and applications at one instant run in the order they were scheduled (FIFO by a
 //! global sequence number). Packets at one instant run in the order their connections were

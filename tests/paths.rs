@@ -44,6 +44,8 @@ fn scenario_files() -> Vec<std::path::PathBuf> {
 
 #[test]
 fn a_router_on_every_path_changes_no_report() {
+    // (files whose direct run enters TIME-WAIT in bulk, makes sockets at TIME-WAIT)
+    let (mut bulk, mut unseen) = (0, 0);
     for f in scenario_files() {
         let mut sc = scenario::load(&f).unwrap();
         // Every segment stepped through a router: cut the long bench runs.
@@ -56,9 +58,12 @@ fn a_router_on_every_path_changes_no_report() {
         if let Some(s) = cut {
             sc.duration = portsim::time::Duration(s * 1_000_000_000);
         }
-        let direct = Simulation::new(&sc).ports(true).run().to_json();
-        let through = Simulation::with_paths(&sc, routed(&sc));
-        assert!(!through.enters_time_wait_in_bulk());
+        let direct = Simulation::new(&sc);
+        bulk += usize::from(direct.enters_time_wait_in_bulk());
+        unseen += usize::from(direct.makes_sockets_at_time_wait());
+        let direct = direct.ports(true).run().to_json();
+        let through = Simulation::with_paths(&sc, routed(&sc)).unwrap();
+        assert!(!through.enters_time_wait_in_bulk() && !through.makes_sockets_at_time_wait());
         let (r, boxes) = through.ports(true).run_with_middleboxes();
         assert_eq!(direct, r.to_json(), "{}", f.display());
         let seen: u64 = boxes
@@ -72,11 +77,14 @@ fn a_router_on_every_path_changes_no_report() {
             f.display()
         );
         let stepped = Simulation::with_paths(&sc, routed(&sc))
+            .unwrap()
             .stepping()
             .ports(true)
             .run();
         assert_eq!(direct, stepped.to_json(), "{}", f.display());
     }
+    // The fast paths a router turns off were on for some of these without it.
+    assert!(bulk > 0 && unseen > 0, "{bulk} {unseen}");
 }
 
 const ONE_HOST_PAIR: &str = r#"
@@ -113,7 +121,9 @@ fn counts(extra: &str) -> (Report, std::collections::BTreeMap<String, u64>) {
         Hop::Link { weight: 5 },
     ];
     paths.set(0, 1, hops).unwrap();
-    let (r, boxes) = Simulation::with_paths(&sc, paths).run_with_middleboxes();
+    let (r, boxes) = Simulation::with_paths(&sc, paths)
+        .unwrap()
+        .run_with_middleboxes();
     assert_eq!(boxes.len(), 1);
     assert_eq!(boxes[0].name(), "r");
     (r, boxes[0].counters().into_iter().collect())
@@ -187,7 +197,64 @@ fn a_path_that_is_not_links_and_middleboxes_in_turn_is_refused() {
         paths.set(0, 1, vec![link(0), router(), link(1)]),
         Err(PathError::ZeroWeight)
     );
+    // A refused path leaves nothing behind: no middlebox, every pair direct.
     assert!(paths.all_direct());
     assert_eq!(paths.set(0, 1, vec![link(1)]), Ok(()));
     assert!(paths.all_direct());
+    assert_eq!(paths.set(1, 0, vec![link(1), router(), link(1)]), Ok(()));
+    assert_eq!(
+        paths.set(1, 0, vec![link(1), router(), link(1)]),
+        Err(PathError::AlreadySet {
+            client: 1,
+            server: 0
+        })
+    );
+    let sc = scenario::parse("pair.toml", ONE_HOST_PAIR).unwrap();
+    let (_, boxes) = Simulation::with_paths(&sc, paths)
+        .unwrap()
+        .run_with_middleboxes();
+    assert_eq!(boxes.len(), 1, "only the path that was set");
+    assert_eq!(
+        Simulation::with_paths(&sc, Paths::direct(3)).err(),
+        Some(PathError::WrongHosts {
+            paths: 3,
+            scenario: 2
+        })
+    );
+}
+
+#[test]
+fn two_middleboxes_on_one_path_see_the_same_segments_and_change_nothing() {
+    // Up and down differ (a uniform RTT, odd nanoseconds); the server closes, so segments
+    // go both ways; five requests per connection.
+    let text = format!(
+        "{}closer = \"server\"\nrequests_per_connection = 5\n",
+        ONE_HOST_PAIR.replace(
+            "rtt = \"1ms\"",
+            "rtt = { dist = \"uniform\", min = \"999us\", max = \"3001us\" }"
+        )
+    );
+    let sc = scenario::parse("pair.toml", &text).unwrap();
+    let mut paths = Paths::direct(2);
+    let hops = vec![
+        Hop::Link { weight: 1 },
+        Hop::Middlebox(Box::new(Router::new("a"))),
+        Hop::Link { weight: 2 },
+        Hop::Middlebox(Box::new(Router::new("b"))),
+        Hop::Link { weight: 3 },
+    ];
+    paths.set(0, 1, hops).unwrap();
+    let direct = Simulation::new(&sc).run();
+    assert_eq!(direct.summary.requests.completed, 5 * 50);
+    let (r, boxes) = Simulation::with_paths(&sc, paths)
+        .unwrap()
+        .run_with_middleboxes();
+    assert_eq!(direct.to_json(), r.to_json());
+    let (a, b) = (boxes[0].counters(), boxes[1].counters());
+    assert_eq!(a, b);
+    let seen: std::collections::BTreeMap<_, _> = a.into_iter().collect();
+    // Requests after the first are not segments of the model (src/sim/path.rs): one ACK up,
+    // five responses down.
+    assert_eq!(seen["→ ACK"], 50);
+    assert_eq!(seen["← response"], 5 * 50);
 }

@@ -8,11 +8,17 @@ impl Simulation {
     /// Builds the hosts, listeners, pools and initial events of a validated scenario, every
     /// pair of hosts joined directly.
     pub fn new(sc: &Scenario) -> Simulation {
-        Simulation::with_paths(sc, Paths::direct(sc.hosts.len()))
+        let direct = Paths::direct(sc.hosts.len());
+        Simulation::with_paths(sc, direct).expect("direct paths for the scenario's hosts")
     }
 
-    /// [`Simulation::new`] with the given paths between hosts ([`path`]).
-    pub fn with_paths(sc: &Scenario, paths: Paths) -> Simulation {
+    /// [`Simulation::new`] with the given paths between hosts ([`path`]), made for the
+    /// scenario's hosts.
+    pub fn with_paths(sc: &Scenario, paths: Paths) -> Result<Simulation, path::PathError> {
+        if paths.hosts() != sc.hosts.len() {
+            let (paths, scenario) = (paths.hosts(), sc.hosts.len());
+            return Err(path::PathError::WrongHosts { paths, scenario });
+        }
         let mut queue = Queue::default();
         let (mut hosts, lanes) = hosts(sc, &mut queue);
         let pools = connect_pools(sc, &mut hosts);
@@ -73,7 +79,7 @@ impl Simulation {
         for wl in 0..sim.workloads.len() {
             sim.stream_changed(wl as u32);
         }
-        sim
+        Ok(sim)
     }
 }
 

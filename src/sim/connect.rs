@@ -263,7 +263,7 @@ impl Simulation {
         }
     }
 
-    pub(super) fn new_conn(&mut self, c: Conn) -> u32 {
+    fn new_conn(&mut self, c: Conn) -> u32 {
         self.live_conns += 1;
         let c = Conn {
             origin: self.origins,
@@ -289,5 +289,28 @@ impl Simulation {
         c.generation = c.generation.wrapping_add(1);
         self.live_conns -= 1;
         self.free_conns.push(id);
+    }
+
+    /// `n` connects of `wl` that failed at once on an exhausted pool, as `start` and `fail`
+    /// record them: counted, the round-robin position moved on, and the conn slot each took
+    /// from the top of the free list given back one generation on.
+    pub(super) fn count_failures(
+        &mut self,
+        wl: u32,
+        retry: bool,
+        errno: Errno,
+        probes: u32,
+        n: u64,
+    ) {
+        if n == 0 {
+            return;
+        }
+        self.rec
+            .failed_attempts(wl as usize, retry, errno, probes, n);
+        self.runners[wl as usize].skip(&self.workloads[wl as usize], n);
+        if let Some(&id) = self.free_conns.last() {
+            let c = &mut self.conns[id as usize];
+            c.generation = c.generation.wrapping_add(n as u32);
+        }
     }
 }

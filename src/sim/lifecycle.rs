@@ -6,11 +6,12 @@
 //!
 //! | segment | at | what the kernel does there |
 //! |---|---|---|
-//! | SYN | server | a TIME-WAIT on the tuple accepts it (ISN or timestamp above its record) or answers with an ACK the client resets (§2.4, §3.4); a live socket answers with an ACK; else SYN-RECEIVED ([`Simulation::syn`]) |
+//! | SYN | server | a TIME-WAIT on the tuple accepts it (ISN or timestamp above its record), answers with an ACK the client resets (§2.4), or drops it silently (FreeBSD, §3.2); a live socket answers with an ACK; else SYN-RECEIVED ([`Simulation::syn`]) |
+//! | RST to a TIME-WAIT | server | the client's answer to that ACK ends the TIME-WAIT (§2.4) unless the kernel ignores RSTs there (§3.4) ([`Simulation::rst_at_time_wait`]) |
 //! | (no SYN-ACK) | client | the SYN is sent again after the profile's backed-off interval, until `tcp_syn_retries` or the connect timeout: ETIMEDOUT ([`Simulation::syn_retransmit`]) |
 //! | SYN-ACK | client | ESTABLISHED: the connect latency; the ACK carries the first request |
 //! | ACK | server | ESTABLISHED; the request is served after the service time |
-//! | response | client | the next request, or the close; with the server's FIN after the last when the server closes |
+//! | response | client | the next request (not a segment of its own: it reaches the server `up` later, folded into the next response's time), or the close; with the server's FIN after the last when the server closes |
 //! | FIN | passive closer | CLOSE-WAIT; the application closes at once: LAST-ACK, its ACK and FIN sent |
 //! | FIN-ACK | active closer | TIME-WAIT for the profile's TIME_WAIT (§2.1), or none (`nolocaltimewait` §3.2, `tcp_max_tw_buckets` §2.2) ([`Simulation::active_close`]) |
 //! | last ACK | passive closer | CLOSED: the connection is over |
@@ -66,7 +67,7 @@ impl Conn {
 }
 
 impl Simulation {
-    pub(super) fn timestamps_on(&self, c: &Conn) -> bool {
+    fn timestamps_on(&self, c: &Conn) -> bool {
         self.hosts[c.client as usize].profile.timestamps != 0
             && self.hosts[c.server as usize].profile.timestamps != 0
     }
@@ -126,7 +127,7 @@ impl Simulation {
     /// leaves after the profile's backed-off interval, capped by its connect timeout. On the
     /// first bad ACK Linux re-arms the timer to `TCP_TIMEOUT_MIN` (measured 8–12 ms at
     /// HZ=250, notes/linux-observations I).
-    pub(super) fn arm_syn_retransmit(&mut self, conn: u32, bad_ack_at: Option<Instant>) {
+    fn arm_syn_retransmit(&mut self, conn: u32, bad_ack_at: Option<Instant>) {
         let c = self.conns[conn as usize];
         let p = &self.hosts[c.client as usize].profile;
         let mut at = match (bad_ack_at, p.syn_rearm) {
@@ -187,7 +188,7 @@ impl Simulation {
     }
 
     /// A client socket established at `at`, counted for its pool.
-    pub(super) fn count_established(&mut self, host: u16, sock: SockId, at: Instant) {
+    fn count_established(&mut self, host: u16, sock: SockId, at: Instant) {
         let late = u64::from(at >= self.late_from);
         let client = &mut self.hosts[host as usize];
         let pool = client.pool_of_socket(sock);
@@ -196,7 +197,7 @@ impl Simulation {
     }
 
     /// Schedules the response to a request that reaches the server at `at_server`.
-    pub(super) fn serve(&mut self, conn: u32, at_server: Instant) {
+    fn serve(&mut self, conn: u32, at_server: Instant) {
         let c = self.conns[conn as usize];
         let w = &self.workloads[c.wl as usize];
         let service = w
@@ -256,7 +257,7 @@ impl Simulation {
         }
     }
 
-    pub(super) fn client_close(&mut self, conn: u32) {
+    fn client_close(&mut self, conn: u32) {
         let c = self.conns[conn as usize];
         if self.workloads[c.wl as usize].linger_zero {
             self.hosts[c.client as usize].destroy(c.csock);

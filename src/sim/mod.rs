@@ -124,8 +124,7 @@ pub struct Simulation {
     /// Start of the sustained window (see [`sustained_from`]).
     late_from: Instant,
     /// Per workload, the pool whose exhaustion lets its open-loop arrivals be counted in bulk
-    /// ([`Simulation::arrivals_in_bulk`]): one source, one destination, a fixed RTT (no latency
-    /// draw), `count` on error (it never stops), connect() or IP_BIND_ADDRESS_NO_PORT.
+    /// ([`Simulation::arrivals_in_bulk`], `fast::bulk_arrivals::pool`).
     open_loop_pools: Vec<Option<(u16, u32)>>,
     /// Per workload of connect() or IP_BIND_ADDRESS_NO_PORT, its (client host, pool) of each
     /// (source, destination): `[destination * sources + source]`, the order round robin
@@ -157,8 +156,9 @@ struct BindPool {
 }
 
 impl Simulation {
-    /// Steps through every retry instead of counting parked retries in bulk: the same
-    /// report, slower. For tests.
+    /// Steps through every retry and arrival instead of counting them in bulk, and queues a
+    /// stream's every event instead of running the next at once: the same report, slower.
+    /// For tests.
     pub fn stepping(mut self) -> Self {
         self.bulk = false;
         self.chain = false;
@@ -175,55 +175,15 @@ impl Simulation {
         self
     }
 
-    /// Records the ports each pool hands out (the report's `pools[].port_use`).
-    pub fn ports(mut self, on: bool) -> Self {
-        self.port_use = on.then(|| {
-            let mut connect = vec![Vec::new(); self.hosts.len()];
-            let mut pools = Vec::new();
-            for &(h, p) in &self.pools {
-                let host = &self.hosts[h as usize];
-                let slots: &mut Vec<u32> = &mut connect[h as usize];
-                slots.resize(slots.len().max(p as usize + 1), NONE);
-                slots[p as usize] = pools.len() as u32;
-                let (lo, hi) = host.profile.port_range;
-                pools.push(PortUse::new(lo, hi));
-            }
-            for b in &self.bind_pools {
-                let (lo, hi) = self
-                    .workloads
-                    .iter()
-                    .find_map(|w| match w.mode {
-                        Mode::Explicit { low, high }
-                            if w.sources.iter().any(|s| (s.host, s.ip) == (b.host, b.ip)) =>
-                        {
-                            Some((low, high))
-                        }
-                        _ => None,
-                    })
-                    .unwrap_or(self.hosts[b.host as usize].profile.port_range);
-                pools.push(PortUse::new(lo, hi));
-            }
-            PortLog { connect, pools }
-        });
-        self
-    }
-
     /// Whether every TIME-WAIT entry is applied in bulk (`src/sim/fast/bulk_time_wait.rs`).
     pub fn enters_time_wait_in_bulk(&self) -> bool {
         self.bulk_time_wait
     }
 
-    /// Runs to the end of the scenario and returns the report.
-    pub fn run(self) -> Report {
-        self.run_counted().0
-    }
-
-    /// Runs to the end and returns the report with the number of events processed.
-    pub fn run_counted(self) -> (Report, u64) {
-        match self.run_checked() {
-            Ok(r) => r,
-            Err(v) => panic!("{v}"),
-        }
+    /// Whether some whole exchange makes its client sockets only at their TIME-WAIT entry
+    /// (`src/sim/fast/unseen.rs`).
+    pub fn makes_sockets_at_time_wait(&self) -> bool {
+        self.exchanges.iter().flatten().any(|x| x.lazy)
     }
 
     /// Checking mode, on in debug builds and off in release unless asked for. After every

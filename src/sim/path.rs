@@ -3,9 +3,9 @@
 //! A segment sent at `t` reaches the other end at `t` plus the connection's one-way delay in
 //! its direction (half the RTT drawn for the connection from the workload's `rtt`, the
 //! other half the other way). A *direct* path is one link: the segment is one event, at the
-//! receiver. A *middlebox* on the path (a router; a NAT and its connection-tracking table,
-//! next) is a hop between two links: the segment is an event at the middlebox first, which
-//! sees it, then an event at the receiver. The links share the one-way delay in the
+//! receiver. A *middlebox* on the path (a router, [`Router`]) is a hop between two links:
+//! the segment is an event at the middlebox first, which sees it, then an event at the
+//! receiver. The links share the one-way delay in the
 //! proportions of their weights, the last taking what rounding leaves, so the segment
 //! reaches the receiver at the instant a direct path gives, with the same packet key
 //! ([`crate::engine::packet_key`]) and so the same place in the same-instant order.
@@ -13,6 +13,14 @@
 //! Paths are set per (client host, server host) before the run ([`Simulation::with_paths`]);
 //! a pair with no path set is direct. The fast paths that skip segments a middlebox would
 //! see accept direct paths only (`src/sim/fast/`).
+//!
+//! A middlebox sees the segments the model carries as events ([`Segment`]). Three are
+//! folded into others and cross no hop: a request after the first (its time is in the
+//! response's), the ACK with which a TIME-WAIT or a live socket answers a SYN (its effect is
+//! the client's re-armed timer), and the client's RST to that ACK where the server ignores
+//! RSTs in TIME-WAIT (§3.4). A middlebox sees segments; it cannot drop or change them (the
+//! trait returns nothing). Segments of a connection already over still reach it, as on a
+//! wire.
 
 use super::*;
 
@@ -20,7 +28,7 @@ use super::*;
 pub enum Hop {
     /// A link carrying `weight` parts of the one-way delay.
     Link { weight: u32 },
-    /// A middlebox: sees every segment that crosses it, in both directions.
+    /// A middlebox: sees the segments that cross it, in both directions.
     Middlebox(Box<dyn Middlebox>),
 }
 
@@ -97,8 +105,8 @@ pub enum Dir {
     Down,
 }
 
-/// A box on the path that sees segments: what it does with them is its own (a router
-/// forwards them; a NAT will translate and drop).
+/// A box on the path that sees each segment crossing it, in both directions, and forwards
+/// it unchanged.
 pub trait Middlebox {
     /// Its name in the report.
     fn name(&self) -> &str;
@@ -150,6 +158,10 @@ impl Middlebox for Router {
 pub enum PathError {
     /// A host index beyond the scenario's hosts.
     NoSuchHost(u16),
+    /// The pair's path was set already.
+    AlreadySet { client: u16, server: u16 },
+    /// Paths for a different number of hosts than the scenario has.
+    WrongHosts { paths: usize, scenario: usize },
     /// The hops must be links and middleboxes in turn, a link at each end.
     NotAlternating,
     /// Every link must carry some of the delay.
@@ -160,6 +172,15 @@ impl std::fmt::Display for PathError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             PathError::NoSuchHost(h) => write!(f, "no host {h} in the scenario"),
+            PathError::AlreadySet { client, server } => {
+                write!(
+                    f,
+                    "the path from host {client} to host {server} is set already"
+                )
+            }
+            PathError::WrongHosts { paths, scenario } => {
+                write!(f, "paths for {paths} hosts, the scenario has {scenario}")
+            }
             PathError::NotAlternating => write!(
                 f,
                 "a path is links and middleboxes in turn, starting and ending with a link"
@@ -198,8 +219,9 @@ struct Transit {
     seg: Segment,
     dir: Dir,
     path: u32,
-    /// The next middlebox, counted in the direction of travel.
+    /// The next middlebox, counted in the direction of travel, and its index.
     next: u32,
+    middlebox: usize,
 }
 
 impl Paths {
@@ -215,22 +237,24 @@ impl Paths {
         }
     }
 
-    /// Sets the path from host `client` to host `server` (indices in the scenario's order).
+    /// Sets the path from host `client` to host `server` (indices in the scenario's order),
+    /// once per pair; nothing changes when it is refused.
     pub fn set(&mut self, client: u16, server: u16, hops: Vec<Hop>) -> Result<(), PathError> {
         for h in [client, server] {
             if usize::from(h) >= self.hosts {
                 return Err(PathError::NoSuchHost(h));
             }
         }
+        let i = usize::from(client) * self.hosts + usize::from(server);
+        if self.pair[i] != NONE {
+            return Err(PathError::AlreadySet { client, server });
+        }
         let (mut total, mut boxes, mut link_next) = (0u64, Vec::new(), true);
         for hop in hops {
             match (hop, link_next) {
                 (Hop::Link { weight: 0 }, true) => return Err(PathError::ZeroWeight),
                 (Hop::Link { weight }, true) => total += u64::from(weight),
-                (Hop::Middlebox(m), false) => {
-                    boxes.push((total, self.middleboxes.len()));
-                    self.middleboxes.push(m);
-                }
+                (Hop::Middlebox(m), false) => boxes.push((total, m)),
                 _ => return Err(PathError::NotAlternating),
             }
             link_next = !link_next;
@@ -238,24 +262,28 @@ impl Paths {
         if link_next || total == 0 {
             return Err(PathError::NotAlternating);
         }
-        let i = usize::from(client) * self.hosts + usize::from(server);
-        self.pair[i] = if boxes.is_empty() {
-            NONE
-        } else {
-            self.routed.push(Routed { boxes, total });
-            (self.routed.len() - 1) as u32
-        };
+        if boxes.is_empty() {
+            return Ok(());
+        }
+        let mut at = Vec::new();
+        for (before, m) in boxes {
+            at.push((before, self.middleboxes.len()));
+            self.middleboxes.push(m);
+        }
+        self.routed.push(Routed { boxes: at, total });
+        self.pair[i] = (self.routed.len() - 1) as u32;
         Ok(())
+    }
+
+    /// The number of hosts the paths join.
+    pub fn hosts(&self) -> usize {
+        self.hosts
     }
 
     /// Whether every pair is direct: no middlebox anywhere.
     pub fn all_direct(&self) -> bool {
+        debug_assert_eq!(self.routed.is_empty(), self.pair.iter().all(|&p| p == NONE));
         self.routed.is_empty()
-    }
-
-    /// The middleboxes, in the order they were set.
-    pub fn middleboxes(&self) -> &[Box<dyn Middlebox>] {
-        &self.middleboxes
     }
 
     /// Takes the middleboxes out, in the order they were set.
@@ -293,7 +321,7 @@ impl Paths {
 impl Simulation {
     /// Sends segment `seg` of `conn` at `depart`, toward the server (`Dir::Up`) or the
     /// client: it arrives the connection's one-way delay later, through the middleboxes of
-    /// its path.
+    /// its path. Not for an RST to a TIME-WAIT, whose event names its socket ([`Self::route`]).
     pub(super) fn transmit(&mut self, conn: u32, depart: Instant, dir: Dir, seg: Segment) {
         let c = &self.conns[conn as usize];
         let delay = match dir {
@@ -322,8 +350,8 @@ impl Simulation {
             let at = depart + delay;
             debug_assert!(at >= self.now, "a packet sent into the past");
             // A fixed one-way latency recurs: the queue gives it a FIFO lane.
-            self.queue
-                .push_after_keyed(self.now, at.0 - self.now.0, key, ev);
+            let after = at.0.saturating_sub(self.now.0);
+            self.queue.push_after_keyed(self.now, after, key, ev);
             return;
         }
         let t = Transit {
@@ -336,19 +364,21 @@ impl Simulation {
             dir,
             path,
             next: 0,
+            middlebox: 0,
         };
         self.forward(t);
     }
 
     /// Queues transit `t` at its next middlebox, or at the receiver past the last.
-    fn forward(&mut self, t: Transit) {
+    fn forward(&mut self, mut t: Transit) {
         let n = self.paths.routed[t.path as usize].boxes.len() as u32;
         if t.next == n {
             self.queue
                 .push_keyed(t.depart + Duration(t.delay), t.key, t.ev);
             return;
         }
-        let (_, at) = self.paths.hop(t.path, t.next, t.dir, t.depart, t.delay);
+        let at;
+        (t.middlebox, at) = self.paths.hop(t.path, t.next, t.dir, t.depart, t.delay);
         let id = match self.paths.free.pop() {
             Some(id) => {
                 self.paths.transits[id as usize] = t;
@@ -367,9 +397,28 @@ impl Simulation {
     pub(super) fn at_hop(&mut self, id: u32) {
         let mut t = self.paths.transits[id as usize];
         self.paths.free.push(id);
-        let (mb, _) = self.paths.hop(t.path, t.next, t.dir, t.depart, t.delay);
-        self.paths.middleboxes[mb].segment(self.now, &t.tuple, t.seg, t.dir);
+        let mb = &mut self.paths.middleboxes[t.middlebox];
+        mb.segment(self.now, &t.tuple, t.seg, t.dir);
         t.next += 1;
         self.forward(t);
+    }
+
+    /// Schedules an event of `conn` at `at` keyed as its next segment: the server
+    /// application's close, which sorts among the connection's packets.
+    pub(super) fn schedule(&mut self, at: Instant, conn: u32, make: fn(u32, u32) -> Event) {
+        let key = self.next_packet_key(conn);
+        let generation = self.conns[conn as usize].generation;
+        debug_assert!(at >= self.now, "a packet sent into the past");
+        // A fixed one-way latency recurs: the queue gives it a FIFO lane.
+        let delay = at.0.saturating_sub(self.now.0);
+        self.queue
+            .push_after_keyed(self.now, delay, key, make(conn, generation));
+    }
+
+    /// The key of the next segment `conn` sends.
+    fn next_packet_key(&mut self, conn: u32) -> u64 {
+        let c = &mut self.conns[conn as usize];
+        c.stage = c.stage.saturating_add(1);
+        crate::engine::packet_key(c.origin, c.stage)
     }
 }

@@ -44,7 +44,7 @@ pub(super) fn count_in_pool(
 }
 
 /// Records the TIME-WAIT count of every host now, toward the run's peak.
-pub(super) fn note_time_wait(hosts: &[Host], rec: &mut Recorder) {
+pub(super) fn note_time_wait_of(hosts: &[Host], rec: &mut Recorder) {
     let (mut client, mut server) = (0, 0);
     for h in hosts {
         client += h.counts[0][State::TimeWait as usize];
@@ -111,7 +111,7 @@ impl Simulation {
     }
 
     pub(super) fn note_time_wait(&mut self) {
-        note_time_wait(&self.hosts, &mut self.rec);
+        note_time_wait_of(&self.hosts, &mut self.rec);
     }
 
     pub(super) fn gauges(&self) -> Gauges {
@@ -138,7 +138,7 @@ impl Simulation {
     }
 
     /// Connects still in SYN-SENT at the end having retransmitted, and the time they waited.
-    pub(super) fn stalled_at_end(&self) -> (u64, Duration) {
+    fn stalled_at_end(&self) -> (u64, Duration) {
         let mut free = vec![false; self.conns.len()];
         for &id in &self.free_conns {
             free[id as usize] = true;
@@ -266,6 +266,39 @@ impl Simulation {
             })
             .collect();
         (workloads, all_errors, error_numbers)
+    }
+
+    /// Records the ports each pool hands out (the report's `pools[].port_use`).
+    pub fn ports(mut self, on: bool) -> Self {
+        self.port_use = on.then(|| {
+            let mut connect = vec![Vec::new(); self.hosts.len()];
+            let mut pools = Vec::new();
+            for &(h, p) in &self.pools {
+                let host = &self.hosts[h as usize];
+                let slots: &mut Vec<u32> = &mut connect[h as usize];
+                slots.resize(slots.len().max(p as usize + 1), NONE);
+                slots[p as usize] = pools.len() as u32;
+                let (lo, hi) = host.profile.port_range;
+                pools.push(PortUse::new(lo, hi));
+            }
+            for b in &self.bind_pools {
+                let (lo, hi) = self
+                    .workloads
+                    .iter()
+                    .find_map(|w| match w.mode {
+                        Mode::Explicit { low, high }
+                            if w.sources.iter().any(|s| (s.host, s.ip) == (b.host, b.ip)) =>
+                        {
+                            Some((low, high))
+                        }
+                        _ => None,
+                    })
+                    .unwrap_or(self.hosts[b.host as usize].profile.port_range);
+                pools.push(PortUse::new(lo, hi));
+            }
+            PortLog { connect, pools }
+        });
+        self
     }
 }
 

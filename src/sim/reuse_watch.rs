@@ -14,25 +14,25 @@ use super::*;
 /// reads the line connect() has just read. Other tuples are kept in a table with their end.
 #[derive(Default)]
 pub(super) struct ReuseWatch {
-    pub(super) closed: crate::host::Table<Tuple, Instant>,
+    closed: crate::host::Table<Tuple, Instant>,
     /// Per watch length, the tuples outside pools in the order they were closed (so in
     /// order of end).
-    pub(super) lanes: Vec<(Duration, VecDeque<(Instant, Tuple)>)>,
+    lanes: Vec<(Duration, VecDeque<(Instant, Tuple)>)>,
     /// The pools' tuples in the order they were closed, per watch length, host and high
     /// half of the pool index: 8 bytes each.
-    pub(super) marked: Vec<MarkedLane>,
+    marked: Vec<MarkedLane>,
     /// Watches of a (host, pool, port) beyond the 3 its [`Counts`] hold, by [`watch_key`].
-    pub(super) repeats: crate::host::Table<u64, u32>,
+    repeats: crate::host::Table<u64, u32>,
     /// Pool tuples watched now: while none is, a lookup reads no count.
-    pub(super) pooled: u64,
+    pooled: u64,
     /// No watch ends before this ([`Instant::MAX`] when none is kept): the lanes need no
     /// look until then.
-    pub(super) next_end: Instant,
+    next_end: Instant,
     /// The end of the run: a watch ending after it is counted but never ended, so its end is
     /// not kept (a run whose TIME-WAIT outlasts it keeps no lane).
-    pub(super) horizon: Instant,
+    horizon: Instant,
     /// The index in `marked` of the last lane used.
-    pub(super) last_marked: usize,
+    last_marked: usize,
 }
 
 /// A count of 0 to 3 per port in two bits, for 64 ports at a time: the low bits and the high
@@ -43,7 +43,7 @@ pub(super) struct Counts;
 impl Counts {
     /// Adds one to the count of `bit`; false, changing nothing, when it is at 3 already.
     #[inline(always)]
-    pub(super) fn increment([lo, hi]: &mut [u64; 2], bit: u64) -> bool {
+    fn increment([lo, hi]: &mut [u64; 2], bit: u64) -> bool {
         if *lo & *hi & bit != 0 {
             return false;
         }
@@ -55,7 +55,7 @@ impl Counts {
 
     /// Takes one from the count of `bit`, which is not 0.
     #[inline]
-    pub(super) fn decrement([lo, hi]: &mut [u64; 2], bit: u64) {
+    fn decrement([lo, hi]: &mut [u64; 2], bit: u64) {
         // The low bit flips; the high bit clears where the low bit was 0 (a borrow).
         *hi &= !(!*lo & bit);
         *lo ^= bit;
@@ -63,7 +63,7 @@ impl Counts {
 
     /// Whether the count of `bit` is 3, the most it holds.
     #[inline]
-    pub(super) fn saturated([lo, hi]: &[u64; 2], bit: u64) -> bool {
+    fn saturated([lo, hi]: &[u64; 2], bit: u64) -> bool {
         lo & hi & bit != 0
     }
 
@@ -100,7 +100,7 @@ pub(super) fn watched(hosts: &[Host], client: u16, pool: u32, t: Tuple) -> Watch
 }
 
 /// A watched pool tuple, (host, pool, port), as one key.
-pub(super) fn watch_key(host: u16, pool: u32, port: u16) -> u64 {
+fn watch_key(host: u16, pool: u32, port: u16) -> u64 {
     (u64::from(host) << 48) | (u64::from(pool) << 16) | u64::from(port)
 }
 
@@ -108,7 +108,7 @@ pub(super) fn watch_key(host: u16, pool: u32, port: u16) -> u64 {
 /// order. An end is one word: the nanoseconds since the end before it (32 bits), the pool
 /// index's low half and the local port. A gap beyond 32 bits is bridged by filler ends with
 /// port 0, which no connected socket has.
-pub(super) struct MarkedLane {
+struct MarkedLane {
     pub(super) len: Duration,
     pub(super) host: u16,
     pub(super) pool_high: u16,
@@ -138,7 +138,7 @@ impl MarkedLane {
 
     /// Fillers for a gap beyond 32 bits: the gap left for the end after them.
     #[cold]
-    pub(super) fn bridge(&mut self, mut gap: u64) -> u64 {
+    fn bridge(&mut self, mut gap: u64) -> u64 {
         while gap > u64::from(u32::MAX) {
             self.ends.push_back(u64::from(u32::MAX) << 32);
             gap -= u64::from(u32::MAX);
@@ -148,7 +148,7 @@ impl MarkedLane {
 
     /// Takes the front end if it comes at or before `now`: (pool, port), port 0 for a filler.
     #[inline]
-    pub(super) fn pop_until(&mut self, now: Instant) -> Option<(u32, u16)> {
+    fn pop_until(&mut self, now: Instant) -> Option<(u32, u16)> {
         if self.front > now {
             return None;
         }
@@ -162,10 +162,7 @@ impl MarkedLane {
 }
 
 /// The lane of watch length `len` in `lanes`, added when new.
-pub(super) fn lane_of<T>(
-    lanes: &mut Vec<(Duration, VecDeque<T>)>,
-    len: Duration,
-) -> &mut VecDeque<T> {
+fn lane_of<T>(lanes: &mut Vec<(Duration, VecDeque<T>)>, len: Duration) -> &mut VecDeque<T> {
     let i = match lanes.iter().position(|(l, _)| *l == len) {
         Some(i) => i,
         None => {
@@ -220,14 +217,7 @@ impl ReuseWatch {
 
     /// Keeps the end, `until`, of a watch of (host, pool, port) of length `len`, in its lane.
     #[inline(always)]
-    pub(super) fn keep_end(
-        &mut self,
-        until: Instant,
-        len: Duration,
-        host: u16,
-        pool: u32,
-        port: u16,
-    ) {
+    fn keep_end(&mut self, until: Instant, len: Duration, host: u16, pool: u32, port: u16) {
         let pool_high = (pool >> 16) as u16;
         let lane = match self.marked.get_mut(self.last_marked) {
             Some(l) if l.len == len && l.host == host && l.pool_high == pool_high => l,
@@ -248,7 +238,7 @@ impl ReuseWatch {
     /// [`Self::closed_without_tw`] for a tuple outside pools, watched until `until`, an end
     /// kept if it `ends` within the run.
     #[cold]
-    pub(super) fn closed_unpooled(&mut self, t: Tuple, until: Instant, len: Duration, ends: bool) {
+    fn closed_unpooled(&mut self, t: Tuple, until: Instant, len: Duration, ends: bool) {
         if ends {
             lane_of(&mut self.lanes, len).push_back((until, t));
         }
@@ -260,13 +250,7 @@ impl ReuseWatch {
 
     /// The index in `marked` of the lane of (len, host, pool_high), added when new.
     #[cold]
-    pub(super) fn marked_lane(
-        &mut self,
-        len: Duration,
-        host: u16,
-        pool_high: u16,
-        until: Instant,
-    ) -> usize {
+    fn marked_lane(&mut self, len: Duration, host: u16, pool_high: u16, until: Instant) -> usize {
         let ours = |l: &MarkedLane| l.len == len && l.host == host && l.pool_high == pool_high;
         match self.marked.iter().position(ours) {
             Some(i) => i,
@@ -307,7 +291,7 @@ impl ReuseWatch {
     }
 
     /// Ends the watches that end at or before `now`.
-    pub(super) fn end_watches(&mut self, hosts: &mut [Host], now: Instant) {
+    fn end_watches(&mut self, hosts: &mut [Host], now: Instant) {
         for (_, lane) in &mut self.lanes {
             while let Some(&(until, old)) = lane.front() {
                 if until > now {

@@ -8,6 +8,11 @@
 //! `t` is free for a connect() at `t`, as in the kernel, whose softirq processes timers and
 //! segments before the application runs.
 //!
+//! Some events that are not segments are keyed as packets of their connection, so that they
+//! sort among its segments as they would in the kernel: the server application's close
+//! after its last response ([`Simulation::schedule`]), a whole exchange's TIME-WAIT entry
+//! (keyed as its FIN-ACK), and a segment reaching a middlebox ([`Event::AtHop`]).
+//!
 //! The fast paths keep this order without queueing every event: a packet's key is its
 //! connection's number and segment number ([`crate::engine::packet_key`]), so a segment can
 //! be queued when its time is known; a stream's next event runs at once only if it sorts
@@ -17,7 +22,7 @@
 
 use super::*;
 
-/// What happens; see the module docs for the segments.
+/// What happens; the segments are in `lifecycle.rs`.
 #[derive(Clone, Copy, Debug)]
 pub(super) enum Event {
     /// The next event of open-loop workload `wl`'s [`Stream`]: an arrival, or the TIME-WAIT
@@ -198,7 +203,7 @@ impl Simulation {
     }
 
     #[inline(always)]
-    pub(super) fn dispatch(&mut self, ev: Event) {
+    fn dispatch(&mut self, ev: Event) {
         match ev {
             Event::Stream { wl } => self.stream(wl),
             Event::Start { wl, slot, retry } if slot == NONE => {
@@ -252,28 +257,22 @@ impl Simulation {
         }
     }
 
-    pub(super) fn on_live(&mut self, conn: u32, generation: u32, f: fn(&mut Self, u32)) {
+    fn on_live(&mut self, conn: u32, generation: u32, f: fn(&mut Self, u32)) {
         if self.conns[conn as usize].generation == generation {
             f(self, conn);
         }
     }
 
-    /// Schedules an event of `conn` at `at` keyed as its next segment: the server
-    /// application's close, which sorts among the connection's packets.
-    pub(super) fn schedule(&mut self, at: Instant, conn: u32, make: fn(u32, u32) -> Event) {
-        let key = self.next_packet_key(conn);
-        let generation = self.conns[conn as usize].generation;
-        debug_assert!(at >= self.now, "a packet sent into the past");
-        // A fixed one-way latency recurs: the queue gives it a FIFO lane.
-        let delay = at.0.saturating_sub(self.now.0);
-        self.queue
-            .push_after_keyed(self.now, delay, key, make(conn, generation));
+    /// Runs to the end and returns the report with the number of events processed.
+    pub fn run_counted(self) -> (Report, u64) {
+        match self.run_checked() {
+            Ok(r) => r,
+            Err(v) => panic!("{v}"),
+        }
     }
 
-    /// The key of the next segment `conn` sends.
-    pub(super) fn next_packet_key(&mut self, conn: u32) -> u64 {
-        let c = &mut self.conns[conn as usize];
-        c.stage = c.stage.saturating_add(1);
-        crate::engine::packet_key(c.origin, c.stage)
+    /// Runs to the end of the scenario and returns the report.
+    pub fn run(self) -> Report {
+        self.run_counted().0
     }
 }

@@ -6,9 +6,9 @@
 use super::*;
 
 /// How far ahead in a TIME-WAIT lane the socket, then its table slot, is prefetched.
-pub(super) const PREFETCH_SOCKET: usize = 16;
+const PREFETCH_SOCKET: usize = 16;
 
-pub(super) const PREFETCH_SLOT: usize = 8;
+const PREFETCH_SLOT: usize = 8;
 
 /// What closes actively: a socket, or the connection of a tuple whose port a pool holds and
 /// whose socket is made only at its TIME-WAIT entry ([`Exchange::lazy`]).
@@ -63,7 +63,7 @@ impl Simulation {
     /// Socket `sock` of host `h` has entered TIME-WAIT: its expiry queued, and the moment
     /// `tcp_tw_reuse` may take its tuple over.
     #[inline(never)]
-    pub(super) fn time_wait_entered(&mut self, h: u16, sock: SockId) {
+    fn time_wait_entered(&mut self, h: u16, sock: SockId) {
         let host = &self.hosts[h as usize];
         let pool = host.sock(sock).pool;
         let generation = host.sock(sock).generation;
@@ -171,7 +171,7 @@ impl Simulation {
         }
     }
 
-    pub(super) fn time_wait_alive(&self, host: u16, sock: SockId, generation: u32) -> bool {
+    fn time_wait_alive(&self, host: u16, sock: SockId, generation: u32) -> bool {
         let s = self.hosts[host as usize].sock(sock);
         s.generation == generation && s.state == State::TimeWait
     }

@@ -1,8 +1,8 @@
 //! Arrivals counted in bulk: open-loop arrivals into an exhausted pool.
 //!
-//! **Equals stepping when** the workload qualifies ([`pool`]: one source and destination, a
-//! fixed RTT, `count` on error, connect() or IP_BIND_ADDRESS_NO_PORT, no limit) and its pool
-//! has no free port: every arrival before the next queued event fails the same way
+//! **Equals stepping when** the workload qualifies ([`pool`]: one source and destination
+//! picked round robin, a fixed RTT, `count` on error, connect() or IP_BIND_ADDRESS_NO_PORT,
+//! no limit), its pool has no free port and no retry is parked: every arrival before the next queued event fails the same way
 //! (`pool.free == 0` gives the same probes and changes no state) and is counted, bin by bin;
 //! the first at or after that event is queued. **Proved by**
 //! `open_loop_arrivals_counted_in_bulk_give_the_report_stepping_gives` (tests/scenarios.rs)
@@ -86,28 +86,5 @@ impl Simulation {
         self.count_failures(wl, false, errno, probes, pending);
         let next = next.map_or(NO_EVENT, |t| packed(t.0, self.queue.next_key(Class::App)));
         self.streams[wl as usize].arrival = next;
-    }
-
-    /// `n` connects of `wl` that failed at once on an exhausted pool, as `start` and `fail`
-    /// record them: counted, the round-robin position moved on, and the conn slot each took
-    /// from the top of the free list given back one generation on.
-    pub(in crate::sim) fn count_failures(
-        &mut self,
-        wl: u32,
-        retry: bool,
-        errno: Errno,
-        probes: u32,
-        n: u64,
-    ) {
-        if n == 0 {
-            return;
-        }
-        self.rec
-            .failed_attempts(wl as usize, retry, errno, probes, n);
-        self.runners[wl as usize].skip(&self.workloads[wl as usize], n);
-        if let Some(&id) = self.free_conns.last() {
-            let c = &mut self.conns[id as usize];
-            c.generation = c.generation.wrapping_add(n as u32);
-        }
     }
 }

@@ -117,7 +117,7 @@ impl Simulation {
             entered |= n > first;
         }
         if entered {
-            note_time_wait(hosts, rec);
+            note_time_wait_of(hosts, rec);
         }
     }
 }

@@ -58,10 +58,10 @@ pub(in crate::sim) fn plan(
 
 /// Connections of a whole exchange kept past their TIME-WAIT entry before all their steps
 /// are applied at once.
-pub(in crate::sim) const FLIGHTS_KEPT: usize = 1024;
+const FLIGHTS_KEPT: usize = 1024;
 
 /// Most requests per connection for an exchange scheduled whole (one step each).
-pub(in crate::sim) const WHOLE_MAX_REQUESTS: u32 = 8;
+const WHOLE_MAX_REQUESTS: u32 = 8;
 
 /// What a step of a whole exchange does ([`Exchange`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -83,7 +83,7 @@ pub(in crate::sim) enum StepKind {
 
 /// The least and greatest client → server delay (half the RTT) a workload can draw; no
 /// greatest for an exponential RTT.
-pub(in crate::sim) fn one_way_bounds(rtt: Dist) -> (u64, Option<u64>) {
+fn one_way_bounds(rtt: Dist) -> (u64, Option<u64>) {
     match rtt {
         Dist::Fixed(d) => (d.0 / 2, Some(d.0 / 2)),
         Dist::Uniform(a, b) => (a.0 / 2, Some(b.0 / 2)),
@@ -146,7 +146,7 @@ pub(in crate::sim) struct Exchange {
     /// The server host of every connection, when there is only one.
     pub(in crate::sim) single_server: Option<u16>,
     /// TIME-WAIT entries are a step applied in bulk, not an event: each connection's expiry
-    /// is queued at connect() and nothing else is (see [`Simulation::new`] for when).
+    /// is queued at connect() and nothing else is (see [`super::bulk_time_wait::applies`] for when).
     pub(in crate::sim) bulk_time_wait: bool,
 
     /// Connections draw their ports from connect() pools (connect() or
@@ -173,7 +173,7 @@ impl Exchange {
 
     /// The packed `(at, key)` of the TIME-WAIT entry of `f`: `to_time_wait` after its
     /// connect(), keyed as its FIN-ACK.
-    pub(in crate::sim) fn fin_of(&self, f: &Flight) -> u128 {
+    fn fin_of(&self, f: &Flight) -> u128 {
         let key = crate::engine::packet_key(f.origin, self.fin_stage);
         packed((f.at + self.to_time_wait).0, key)
     }
@@ -433,7 +433,7 @@ impl Simulation {
                     }
                     x.entered += count;
                     // No TIME-WAIT ended since the previous entry: the count now is a peak.
-                    note_time_wait(hosts, rec);
+                    note_time_wait_of(hosts, rec);
                 }
                 StepKind::Response(_) | StepKind::ClientFin => {}
             }
@@ -561,7 +561,7 @@ impl Simulation {
 
     /// [`Self::fin_at_active`] for the next connection of `wl`'s whole exchanges to enter
     /// TIME-WAIT: entries come in connect() order, so it is flight `entered`. The client
-    /// closes; the server's LAST-ACK ends `down` from now, and its socket was never made.
+    /// closes; the server's LAST-ACK ends `up` from now, and its socket was never made.
     pub(in crate::sim) fn exchange_fin(&mut self, wl: usize) {
         let Some(x) = &mut self.exchanges[wl] else {
             unreachable!("a whole exchange's FIN without its exchange");

@@ -5,7 +5,7 @@
 //! |---|---|---|---|
 //! | `exchange.rs` | a connection's segments between connect() and TIME-WAIT | open loop, fixed delays, client closes, a quiet server | direct |
 //! | `bulk_time_wait.rs` | TIME-WAIT entries as events | every connection a whole exchange; no entry can overflow, be skipped or reused | direct |
-//! | `unseen.rs` | client sockets before their TIME-WAIT | a host that keeps no tuple table or bind buckets | direct |
+//! | `unseen.rs` | client sockets before their TIME-WAIT | connect() pools, ports per destination, a host that keeps no tuple table or bind buckets | direct |
 //! | `stream.rs` | queueing a stream's next event | it sorts before everything queued | any |
 //! | `parked.rs` | retries into an exhausted pool | fixed retry period, one pool | any |
 //! | `bulk_arrivals.rs` | arrivals into an exhausted pool | one pool, `count` on error | any |

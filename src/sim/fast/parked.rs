@@ -1,8 +1,9 @@
 //! Retries counted in bulk: closed-loop workers waiting out an exhausted pool.
 //!
-//! **Equals stepping when** the worker's next attempts are certain to repeat this one
-//! ([`Simulation::park`]): one source and destination, a fixed RTT, no limit or stop before
-//! the end, a fixed retry period equal to the other parked workers'; each retry into a pool
+//! **Equals stepping when** the worker's connect() (connect() or IP_BIND_ADDRESS_NO_PORT)
+//! found its pool with no free port and its next attempts are certain to repeat this one
+//! ([`Simulation::park`]): one source and destination picked round robin, a fixed RTT, no
+//! limit or stop before the end, a fixed retry period equal to the other parked workers'; each retry into a pool
 //! with no free port fails the same way and changes no state, so it is counted bin by bin,
 //! each keeping the place in the event order its event would have had; the next retry is
 //! queued for real at that place once the pool has a free port. **Proved by**
@@ -107,7 +108,7 @@ impl Simulation {
 
     /// The place in the event order of a retry queued now: after the latest scheduled event
     /// and after the virtual retries already queued since.
-    pub(in crate::sim) fn next_place(&mut self) -> (u64, u32) {
+    fn next_place(&mut self) -> (u64, u32) {
         let after = self.queue.seq();
         if self.sub_for.0 != after {
             self.sub_for = (after, 0);
@@ -164,7 +165,7 @@ impl Simulation {
     }
 
     /// Counts `n` failed retries of a parked worker, from its next one on.
-    pub(in crate::sim) fn count_parked(&mut self, p: &mut Parked, n: u64) {
+    fn count_parked(&mut self, p: &mut Parked, n: u64) {
         self.count_failures(p.wl, p.retry > 0, p.errno, p.probes, n);
         p.next = p.next + Duration(n * p.wait.0);
         if p.counting {

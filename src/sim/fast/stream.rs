@@ -49,7 +49,7 @@ impl Stream {
 
     /// The earliest pending event, packed; [`NO_EVENT`] for none.
     #[inline]
-    pub(in crate::sim) fn head(&self) -> u128 {
+    fn head(&self) -> u128 {
         self.arrival.min(self.fin)
     }
 }
