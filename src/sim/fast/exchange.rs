@@ -258,47 +258,7 @@ impl Exchange {
             return None;
         };
         let up = Duration(rtt.0 / 2);
-        let quiet = |host: u16| {
-            sc.workloads.iter().all(|o| {
-                let serves = o.destinations.iter().any(|d| d.host == host);
-                let binds = o.sources.iter().any(|s| s.host == host)
-                    && matches!(o.mode, Mode::Bind | Mode::Explicit { .. });
-                !binds && (!serves || (o.closer == Closer::Client && !o.linger_zero))
-            })
-        };
-        // The client's port can carry a new SYN this soon after a TIME-WAIT entry: at once
-        // if the entry can be skipped (tcp_max_tw_buckets, nolocaltimewait), else when the
-        // TIME-WAIT ends or becomes reusable.
-        let client = &sc.hosts[w.sources[0].host as usize].profile;
-        let client_host = &sc.hosts[w.sources[0].host as usize];
-        let may_overflow =
-            client.max_tw_buckets != u32::MAX && !time_wait_cannot_overflow(sc, w.sources[0].host);
-        let skips_local = !client.local_time_wait
-            && w.destinations
-                .iter()
-                .any(|d| crate::host::is_loopback(d.ip) || client_host.ips.contains(&d.ip));
-        let free_after = if may_overflow || skips_local {
-            0
-        } else if client.tw_reuse != 0 {
-            client
-                .time_wait
-                .0
-                .min(u64::from(client.tw_reuse_delay_ms) * 1_000_000)
-        } else {
-            client.time_wait.0
-        };
-        // A SYN on a port must reach the server no earlier than the LAST-ACK of the port's
-        // previous connection, whichever workload of this client each belongs to.
-        let apart = |o: &Workload| {
-            let (lo, hi) = one_way_bounds(o.rtt);
-            // A loopback source is the same address on every host that has it.
-            let lo_src = |x: &Workload| x.sources.iter().any(|s| crate::host::is_loopback(s.ip));
-            let shares = (o.sources[0].host == w.sources[0].host || (lo_src(o) && lo_src(w)))
-                && o.destinations
-                    .iter()
-                    .any(|d| w.destinations.iter().any(|e| e.host == d.host));
-            !shares || (hi.is_some_and(|hi| free_after + up.0 >= hi) && free_after + lo >= up.0)
-        };
+        let free_after = port_free_after(sc, w);
         if matches!(w.arrival, Arrival::Closed { .. })
             || up.0 == 0
             || rtt.0 - up.0 == 0
@@ -308,28 +268,18 @@ impl Exchange {
             || w.limit
                 .requests
                 .is_some_and(|r| r % u64::from(w.requests_per_connection) != 0)
-            || !w.destinations.iter().all(|d| quiet(d.host))
-            || !sc.workloads.iter().all(apart)
+            || !w.destinations.iter().all(|d| quiet(sc, d.host))
+            || !sc
+                .workloads
+                .iter()
+                .all(|o| syn_after_last_ack(w, o, free_after, up))
         {
             return None;
         }
         let n = w.requests_per_connection;
         let gap = rtt + service;
         let fin = Duration(rtt.0 + u64::from(n) * gap.0);
-        let mut steps = vec![
-            (rtt, StepKind::Established),
-            (rtt + up, StepKind::ServerEstablished),
-        ];
-        steps.extend((1..=n).map(|k| {
-            (
-                Duration(rtt.0 + u64::from(k) * gap.0),
-                StepKind::Response(k),
-            )
-        }));
-        steps.push((fin, StepKind::ClientFin));
-        steps.push((fin + up, StepKind::ServerFin));
-        // Stable: steps at one offset keep the order stepping applies them in.
-        steps.sort_by_key(|&(offset, _)| offset);
+        let steps = steps(rtt, up, n, gap);
         Some(Exchange {
             rtt,
             gap,
@@ -352,6 +302,129 @@ impl Exchange {
                 .then_some(w.destinations[0].host),
         })
     }
+}
+
+/// Whether no workload can disturb a connection's server side on `host`: none binds there
+/// (a socket on a listener's port) and every one it serves is closed by its client without
+/// `count` flights of a whole exchange established (`span`, the last `late` of them in the
+/// sustained window), counted for their pools: the single pool of the workload, each flight's
+/// connect() pool, or the pool of its source address. `pools` is the exchange's
+/// (`single_pool`, `pooled`).
+#[inline]
+fn count_established(
+    hosts: &mut [Host],
+    bind_pools: &mut [BindPool],
+    pools: (Option<(u16, u32)>, bool),
+    span: std::collections::vec_deque::Iter<'_, Flight>,
+    count: u64,
+    late: usize,
+) {
+    let on_time = span.len() - late;
+    match pools {
+        (Some((h, pool)), _) => {
+            let e = &mut hosts[h as usize].established[pool as usize];
+            e.all += count;
+            e.late += late as u64;
+        }
+        // Every flight holds a connect() pool.
+        (None, true) => {
+            for (i, f) in span.enumerate() {
+                let e = &mut hosts[f.client as usize].established[f.pool as usize];
+                e.all += 1;
+                e.late += u64::from(i >= on_time);
+            }
+        }
+        (None, false) => {
+            for (i, f) in span.enumerate() {
+                let late = u64::from(i >= on_time);
+                let pool = (f.pool != NONE).then_some(f.pool);
+                let h = &mut hosts[f.client as usize];
+                count_in_pool(h, bind_pools, f.client, pool, f.ip, late);
+            }
+        }
+    }
+}
+
+/// Round robin takes a workload's `pools` in order, this arrival pool `k`: brings the one
+/// after next into cache, and what the next will read beyond itself (a pipeline across
+/// arrivals; hints only).
+#[inline(always)]
+fn prefetch_round_robin(hosts: &[Host], pools: &[(u16, u32)], k: usize) {
+    let after = |k: usize| if k + 1 == pools.len() { 0 } else { k + 1 };
+    let (next, then) = (after(k), after(after(k)));
+    let (h2, p2) = pools[then];
+    hosts[h2 as usize].prefetch_pool(p2);
+    let (h1, p1) = pools[next];
+    hosts[h1 as usize].prefetch_connect(p1);
+}
+
+/// SO_LINGER 0 (a server's TIME-WAIT or RST could hold or end a tuple).
+fn quiet(sc: &Scenario, host: u16) -> bool {
+    sc.workloads.iter().all(|o| {
+        let serves = o.destinations.iter().any(|d| d.host == host);
+        let binds = o.sources.iter().any(|s| s.host == host)
+            && matches!(o.mode, Mode::Bind | Mode::Explicit { .. });
+        !binds && (!serves || (o.closer == Closer::Client && !o.linger_zero))
+    })
+}
+
+/// How soon after a TIME-WAIT entry `w`'s client port can carry a new SYN: at once if the
+/// entry can be skipped (`tcp_max_tw_buckets` §2.2, `nolocaltimewait` §3.2), else when the
+/// TIME-WAIT ends (§2.1) or becomes reusable (`tcp_tw_reuse` §2.3).
+fn port_free_after(sc: &Scenario, w: &Workload) -> u64 {
+    let client_host = &sc.hosts[w.sources[0].host as usize];
+    let client = &client_host.profile;
+    let may_overflow =
+        client.max_tw_buckets != u32::MAX && !time_wait_cannot_overflow(sc, w.sources[0].host);
+    let skips_local = !client.local_time_wait
+        && w.destinations
+            .iter()
+            .any(|d| crate::host::is_loopback(d.ip) || client_host.ips.contains(&d.ip));
+    if may_overflow || skips_local {
+        0
+    } else if client.tw_reuse != 0 {
+        client
+            .time_wait
+            .0
+            .min(u64::from(client.tw_reuse_delay_ms) * 1_000_000)
+    } else {
+        client.time_wait.0
+    }
+}
+
+/// Whether a SYN of `o` on a port `w` freed `free_after` after its TIME-WAIT entry reaches
+/// the server no earlier than the LAST-ACK (`up` after that entry) of `w`'s connection: true
+/// when the two share no client and server.
+fn syn_after_last_ack(w: &Workload, o: &Workload, free_after: u64, up: Duration) -> bool {
+    let (lo, hi) = one_way_bounds(o.rtt);
+    // A loopback source is the same address on every host that has it.
+    let lo_src = |x: &Workload| x.sources.iter().any(|s| crate::host::is_loopback(s.ip));
+    let shares = (o.sources[0].host == w.sources[0].host || (lo_src(o) && lo_src(w)))
+        && o.destinations
+            .iter()
+            .any(|d| w.destinations.iter().any(|e| e.host == d.host));
+    !shares || (hi.is_some_and(|hi| free_after + up.0 >= hi) && free_after + lo >= up.0)
+}
+
+/// The steps of an exchange of `n` requests, (offset from connect(), step), in the order
+/// stepping applies them.
+fn steps(rtt: Duration, up: Duration, n: u32, gap: Duration) -> Vec<(Duration, StepKind)> {
+    let fin = Duration(rtt.0 + u64::from(n) * gap.0);
+    let mut steps = vec![
+        (rtt, StepKind::Established),
+        (rtt + up, StepKind::ServerEstablished),
+    ];
+    steps.extend((1..=n).map(|k| {
+        (
+            Duration(rtt.0 + u64::from(k) * gap.0),
+            StepKind::Response(k),
+        )
+    }));
+    steps.push((fin, StepKind::ClientFin));
+    steps.push((fin + up, StepKind::ServerFin));
+    // Stable: steps at one offset keep the order stepping applies them in.
+    steps.sort_by_key(|&(offset, _)| offset);
+    steps
 }
 
 impl Simulation {
@@ -389,30 +462,8 @@ impl Simulation {
                     // Flights are in connect() order: the late ones are a suffix.
                     let early = late_from.0.saturating_sub(offset.0);
                     let late = span.clone().rev().take_while(|f| f.at.0 >= early).count();
-                    let on_time = span.len() - late;
-                    match x.single_pool {
-                        Some((h, pool)) => {
-                            let e = &mut hosts[h as usize].established[pool as usize];
-                            e.all += count;
-                            e.late += late as u64;
-                        }
-                        // Every flight holds a connect() pool.
-                        None if x.pooled => {
-                            for (i, f) in span.enumerate() {
-                                let e = &mut hosts[f.client as usize].established[f.pool as usize];
-                                e.all += 1;
-                                e.late += u64::from(i >= on_time);
-                            }
-                        }
-                        None => {
-                            for (i, f) in span.enumerate() {
-                                let late = u64::from(i >= on_time);
-                                let pool = (f.pool != NONE).then_some(f.pool);
-                                let h = &mut hosts[f.client as usize];
-                                count_in_pool(h, bind_pools, f.client, pool, f.ip, late);
-                            }
-                        }
-                    }
+                    let pools = (x.single_pool, x.pooled);
+                    count_established(hosts, bind_pools, pools, span, count, late);
                 }
                 StepKind::ServerEstablished | StepKind::ServerFin => {
                     let up = kind == StepKind::ServerEstablished;
@@ -470,15 +521,8 @@ impl Simulation {
         let pools = &self.conn_pools[wl as usize];
         let k = di * w.sources.len() + si;
         let pool = pools[k].1;
-        // Round robin takes the pools in order: bring the one after next into cache, and
-        // what the next will read beyond itself (a pipeline across arrivals; hints only).
         if w.spread == Spread::RoundRobin && pools.len() > 1 {
-            let after = |k: usize| if k + 1 == pools.len() { 0 } else { k + 1 };
-            let (next, then) = (after(k), after(after(k)));
-            let (h2, p2) = pools[then];
-            self.hosts[h2 as usize].prefetch_pool(p2);
-            let (h1, p1) = pools[next];
-            self.hosts[h1 as usize].prefetch_connect(p1);
+            prefetch_round_robin(&self.hosts, pools, k);
         }
         let range = w.local_port_range;
         let origin = self.origins;
