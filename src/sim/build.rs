@@ -2,7 +2,20 @@
 //! run, and which fast paths apply ([`super::fast`]). The order of the steps is part of the
 //! result: queue lanes, sources and sequence numbers are handed out in it.
 
-use super::*;
+use super::fast::stream::{NO_EVENT, Stream};
+use super::path::Paths;
+use super::record::sustained_from;
+use super::reuse_watch::ReuseWatch;
+use super::run::Event;
+use super::{BindPool, Lanes, Simulation, fast, path};
+use crate::engine::{Class, Queue, packed};
+use crate::host::Host;
+use crate::report::{HostInfo, Recorder, ScenarioInfo};
+use crate::rng::stream;
+use crate::scenario::Scenario;
+use crate::time::Instant;
+use crate::workload::{Arrival, Mode, Runner, Workload};
+use std::net::Ipv4Addr;
 
 impl Simulation {
     /// Builds the hosts, listeners, pools and initial events of a validated scenario, every

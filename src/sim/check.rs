@@ -2,7 +2,10 @@
 //! edge ([`Simulation::checking`]). A broken one is a bug in portsim, reported as a
 //! [`Violation`], never a property of the input.
 
-use super::*;
+use super::Simulation;
+use super::fast::exchange::Exchange;
+use crate::host::State;
+use crate::time::Instant;
 
 /// An invariant the engine broke, found in checking mode: a bug in portsim, not in the input.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -1,7 +1,17 @@
 //! The application side of a connection: socket, optional bind(), connect() (§1), and what
 //! a failure does (the workload's `on_error`).
 
-use super::*;
+use super::Simulation;
+use super::fast::exchange::Flight;
+use super::lifecycle::Conn;
+use super::path::{Dir, Segment};
+use super::reuse_watch::watched;
+use super::run::Event;
+use crate::engine::Class;
+use crate::host::{Errno, Host, NONE, SockId};
+use crate::report::Counter;
+use crate::time::Duration;
+use crate::workload::{AfterFailure, Mode};
 
 /// Where a connection's socket came from: (socket, ports probed, a TIME-WAIT recycled on
 /// the way), or the error and the ports probed.
@@ -129,7 +139,7 @@ impl Simulation {
     }
 
     /// connect() of `wl` failed at once: counted, and the worker parked where its retries
-    /// can be counted in bulk ([`fast::parked`]), else the workload's policy applied.
+    /// can be counted in bulk ([`super::fast::parked`]), else the workload's policy applied.
     fn refused(
         &mut self,
         wl: u32,

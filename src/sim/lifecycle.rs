@@ -20,7 +20,17 @@
 //! Ports are chosen at connect() by the host's allocator (§1.2, §3.1, §3.3, §4;
 //! [`crate::host`]), in `connect.rs`.
 
-use super::*;
+use super::Simulation;
+use super::path::{Dir, Segment};
+use super::record::count_in_pool;
+use super::reuse_watch::watched;
+use super::run::Event;
+use super::time_wait::Closing;
+use crate::engine::Class;
+use crate::host::{Errno, NONE, SockId, State, SynOnTuple, TimeWait, Tuple};
+use crate::report::Counter;
+use crate::time::{Duration, Instant};
+use crate::workload::Closer;
 
 /// A connection in progress.
 #[derive(Clone, Copy, Debug, Default)]

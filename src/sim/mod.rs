@@ -55,30 +55,19 @@ mod time_wait;
 pub use check::Violation;
 pub use record::sustained_from;
 
-use crate::engine::{Class, Queue, packed};
-use crate::host::{Errno, Host, NONE, Refused, SockId, State, SynOnTuple, TimeWait, Tuple};
-use crate::report::{
-    Connections, Counter, Gauges, HostInfo, LatencySummary, PoolInfo, PortUse, ProbeSummary,
-    Recorder, Report, Requests, ScenarioInfo, Summary, TimeWaitSummary, WorkloadSummary,
-    add_named_errors,
-};
-use crate::rng::stream;
-use crate::scenario::Scenario;
+use crate::engine::Queue;
+use crate::host::Host;
+use crate::report::{HostInfo, Recorder, ScenarioInfo};
 use crate::time::{Duration, Instant};
-use crate::workload::{AfterFailure, Arrival, Closer, Dist, Mode, Runner, Spread, Workload};
-use std::collections::VecDeque;
-use std::net::Ipv4Addr;
-
-use fast::bulk_time_wait::*;
-use fast::exchange::*;
-use fast::parked::*;
-use fast::stream::*;
-use lifecycle::*;
-use path::{Dir, Paths, Segment};
-use record::*;
-use reuse_watch::*;
-use run::*;
-use time_wait::*;
+use crate::workload::{Runner, Workload};
+use fast::exchange::Exchange;
+use fast::parked::Parked;
+use fast::stream::Stream;
+use lifecycle::Conn;
+use path::Paths;
+use record::PortLog;
+use reuse_watch::ReuseWatch;
+use run::Event;
 
 struct Lanes {
     tw_expire: usize,

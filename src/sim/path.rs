@@ -22,7 +22,10 @@
 //! trait returns nothing). Segments of a connection already over still reach it, as on a
 //! wire.
 
-use super::*;
+use super::Simulation;
+use super::run::Event;
+use crate::host::{NONE, Tuple};
+use crate::time::{Duration, Instant};
 
 /// One hop of a path, in the client → server direction.
 pub enum Hop {

@@ -3,9 +3,17 @@
 //! pool's free ports) are read at each bin edge after whole exchanges catch up; the report
 //! is assembled once at the end.
 
-use super::*;
+use super::{BindPool, Simulation};
+use crate::host::{Host, NONE, State};
 use crate::report::Hist;
+use crate::report::{
+    Connections, Counter, Gauges, LatencySummary, PoolInfo, PortUse, ProbeSummary, Recorder,
+    Report, Requests, Summary, TimeWaitSummary, WorkloadSummary, add_named_errors,
+};
+use crate::time::{Duration, Instant};
+use crate::workload::Mode;
 use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
 
 /// Failures by error name, and each name's errno.
 type ErrorCounts = BTreeMap<&'static str, u64>;

@@ -3,7 +3,9 @@
 //! of them again in that time is an unprotected reuse (RFC 793's quiet time, §5.2): counted
 //! in the report's `unprotected_reuse`.
 
-use super::*;
+use crate::host::{Host, NONE, Tuple};
+use crate::time::{Duration, Instant};
+use std::collections::VecDeque;
 
 /// Four-tuples closed without any TIME-WAIT, remembered for one TIME-WAIT length: a
 /// connect() that takes one of them again in that time is an unprotected reuse.

@@ -20,12 +20,17 @@
 //! event would have had ([`super::fast::parked`]). Bins close before the first event at or
 //! after their end, with the gauges as they stand then.
 
-use super::*;
+use super::check::Violation;
+use super::{Simulation, path};
+use crate::engine::{Class, Queue};
+use crate::host::{NONE, SockId};
+use crate::report::Report;
+use crate::time::Instant;
 
 /// What happens; the segments are in `lifecycle.rs`.
 #[derive(Clone, Copy, Debug)]
 pub(super) enum Event {
-    /// The next event of open-loop workload `wl`'s [`Stream`]: an arrival, or the TIME-WAIT
+    /// The next event of open-loop workload `wl`'s [`super::fast::stream::Stream`]: an arrival, or the TIME-WAIT
     /// entry of its next whole exchange.
     Stream {
         wl: u32,
@@ -95,7 +100,7 @@ pub(super) enum Event {
         sock: SockId,
         generation: u32,
     },
-    /// A TIME-WAIT entered without a socket ([`Host::time_wait_unseen`]) ends: `port` of
+    /// A TIME-WAIT entered without a socket ([`crate::host::Host::time_wait_unseen`]) ends: `port` of
     /// `pool` on `host` is free.
     UnseenExpire {
         host: u16,

@@ -3,7 +3,13 @@
 //! the tuple watched for reuse; its timers: expiry (§2.1), reusability by `tcp_tw_reuse`
 //! (§2.3), and the client's RST that ends it early (§2.4).
 
-use super::*;
+use super::Simulation;
+use super::reuse_watch::Watched;
+use super::run::Event;
+use crate::engine::Class;
+use crate::host::{Host, NONE, SockId, State, TimeWait};
+use crate::report::Counter;
+use crate::time::Duration;
 
 /// How far ahead in a TIME-WAIT lane the socket, then its table slot, is prefetched.
 const PREFETCH_SOCKET: usize = 16;
@@ -11,7 +17,7 @@ const PREFETCH_SOCKET: usize = 16;
 const PREFETCH_SLOT: usize = 8;
 
 /// What closes actively: a socket, or the connection of a tuple whose port a pool holds and
-/// whose socket is made only at its TIME-WAIT entry ([`Exchange::lazy`]).
+/// whose socket is made only at its TIME-WAIT entry ([`super::fast::exchange::Exchange::lazy`]).
 #[derive(Clone, Copy, Debug)]
 pub(super) enum Closing {
     /// A socket, and the address of its peer.

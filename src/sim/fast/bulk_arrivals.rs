@@ -9,7 +9,12 @@
 //! and the tests with every shortcut off. **Paths:** any (connect() fails before a segment
 //! leaves); `a_router_on_every_path_changes_no_report`.
 
-use crate::sim::*;
+use crate::engine::{Class, packed};
+use crate::host::{Host, NONE, Refused};
+use crate::sim::Simulation;
+use crate::sim::fast::stream::NO_EVENT;
+use crate::time::Instant;
+use crate::workload::{Arrival, Dist, Mode, Spread, Workload};
 
 /// The pool whose exhaustion lets `w`'s open-loop arrivals be counted in bulk: one source,
 /// one destination, a fixed RTT (no latency draw), `count` on error (it never stops),

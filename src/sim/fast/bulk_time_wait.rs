@@ -8,7 +8,13 @@
 //! by** the tests of whole exchanges ([`super::exchange`]), which run with it on wherever it
 //! applies. **Paths:** direct only, as whole exchanges.
 
-use crate::sim::*;
+use crate::host::{Host, NONE, TimeWait};
+use crate::scenario::Scenario;
+use crate::sim::Simulation;
+use crate::sim::fast::exchange::{Exchange, Flight, StepKind};
+use crate::sim::record::note_time_wait_of;
+use crate::time::Instant;
+use crate::workload::{Closer, Mode};
 
 /// Whether every TIME-WAIT entry is applied in bulk: every connection of the scenario is a
 /// whole exchange drawing its port from a connect() pool, so no entry can overflow

@@ -14,7 +14,21 @@
 //! `every_shipped_scenario_gives_one_report_with_every_shortcut_off`. **Paths:** direct
 //! only; a middlebox must see each segment. Design: `notes/whole-exchanges.md`.
 
-use crate::sim::*;
+use crate::engine::{Class, Queue, packed};
+use crate::host::{Host, NONE, Refused, SockId, TimeWait, Tuple};
+use crate::report::Counter;
+use crate::scenario::Scenario;
+use crate::sim::fast::bulk_time_wait::{enter_in_bulk, time_wait_cannot_overflow};
+use crate::sim::fast::stream::NO_EVENT;
+use crate::sim::path::Paths;
+use crate::sim::record::{count_in_pool, note_time_wait_of};
+use crate::sim::reuse_watch::{Watched, watched};
+use crate::sim::run::Event;
+use crate::sim::time_wait::Closing;
+use crate::sim::{BindPool, Lanes, Simulation};
+use crate::time::{Duration, Instant};
+use crate::workload::{Arrival, Closer, Dist, Mode, Spread, Workload};
+use std::collections::VecDeque;
 
 /// Each workload's whole exchanges, if it qualifies ([`Exchange::new`]; every path direct),
 /// and whether their TIME-WAIT entries are applied in bulk

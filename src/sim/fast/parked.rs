@@ -11,7 +11,12 @@
 //! tests with every shortcut off. **Paths:** any (connect() fails before a segment leaves);
 //! `a_router_on_every_path_changes_no_report`. Design: `notes/bulk-retries.md`.
 
-use crate::sim::*;
+use crate::engine::Class;
+use crate::host::Errno;
+use crate::sim::Simulation;
+use crate::sim::run::Event;
+use crate::time::{Duration, Instant};
+use crate::workload::AfterFailure;
 
 /// A closed-loop worker waiting out an exhausted pool, its retries not queued.
 ///
@@ -23,7 +28,7 @@ use crate::sim::*;
 /// `after` being the last sequence number scheduled before it was (virtually) queued. A real
 /// event runs before it if it sorts before that key. When an event leaves the pool with a
 /// free port, the worker's next retry is queued for real at that same place
-/// ([`Queue::push_between`]), so the report is the one stepping through every retry gives.
+/// ([`crate::engine::Queue::push_between`]), so the report is the one stepping through every retry gives.
 #[derive(Clone, Copy, Debug)]
 pub(in crate::sim) struct Parked {
     pub(in crate::sim) wl: u32,

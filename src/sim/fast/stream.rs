@@ -9,13 +9,15 @@
 //! `two_hundred_random_scenarios_give_one_report_with_every_shortcut_off` ([`Simulation::stepping`]
 //! queues every one). **Paths:** any; `a_router_on_every_path_changes_no_report`.
 
-use crate::sim::*;
+use crate::engine::{Class, packed};
+use crate::sim::Simulation;
+use crate::time::Instant;
 
 /// The packed `(at, key)` of no event: it sorts after every event.
 pub(in crate::sim) const NO_EVENT: u128 = u128::MAX;
 
 /// An open-loop workload's events as one queue source: its next arrival and, for whole
-/// exchanges whose TIME-WAIT entries are events, its next entry ([`Exchange::next_fin`]).
+/// exchanges whose TIME-WAIT entries are events, its next entry ([`super::exchange::Exchange::next_fin`]).
 /// The source's event is the earlier; when it runs, the one after it runs at once if nothing
 /// else comes first ([`Simulation::stream`]).
 pub(in crate::sim) struct Stream {
@@ -25,7 +27,7 @@ pub(in crate::sim) struct Stream {
     /// ran, as queueing it then would have), [`NO_EVENT`] once arrivals stop.
     pub(in crate::sim) arrival: u128,
     /// The packed `(at, key)` of the next TIME-WAIT entry of its whole exchanges when
-    /// entries are events ([`Exchange::next_fin`]), else [`NO_EVENT`].
+    /// entries are events ([`super::exchange::Exchange::next_fin`]), else [`NO_EVENT`].
     pub(in crate::sim) fin: u128,
     /// The packed `(at, key)` the source is set to, [`NO_EVENT`] when not set.
     pub(in crate::sim) scheduled: u128,

@@ -9,7 +9,11 @@
 //! ([`Host::time_wait_unseen`]), its expiry freeing the port. **Proved by** the tests of
 //! whole exchanges ([`super::exchange`]). **Paths:** direct only, as whole exchanges.
 
-use crate::sim::*;
+use crate::host::Host;
+use crate::report::Counter;
+use crate::sim::Simulation;
+use crate::sim::fast::exchange::Exchange;
+use crate::workload::Workload;
 
 /// Whether exchange `x` of `w` makes each client socket at its TIME-WAIT entry, not at
 /// connect(): its ports come from connect() pools on hosts that cannot see the sockets
