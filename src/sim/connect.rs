@@ -5,10 +5,10 @@ use super::Simulation;
 use super::fast::exchange::Flight;
 use super::lifecycle::Conn;
 use super::path::{Dir, Segment};
-use super::reuse_watch::watched;
+use super::reuse_watch::{Watched, watched};
 use super::run::Event;
 use crate::engine::Class;
-use crate::host::{Errno, Host, NONE, SockId};
+use crate::host::{Errno, Host, NONE, SockId, Tuple};
 use crate::report::Counter;
 use crate::time::Duration;
 use crate::workload::{AfterFailure, Mode};
@@ -186,21 +186,13 @@ impl Simulation {
         };
         let pool = host.sock(sock).pool;
         let pool_or_wide = host.pool_of_socket(sock);
-        if let Some(log) = &mut self.port_use {
-            let (ip, port) = (tuple.local_ip, tuple.local_port);
-            log.record(&self.bind_pools, client, pool_or_wide, ip, port);
-        }
         let watched = watched(&self.hosts, client, pool, tuple);
-        if self.watch.reused(&mut self.hosts, watched, self.now) {
-            self.rec.unprotected_reuse += 1;
-        }
-        let Some(x) = &mut self.exchanges[wl as usize] else {
+        self.note_port(client, pool_or_wide, tuple, watched);
+        if self.exchanges[wl as usize].is_none() {
             self.conns[conn as usize].attach(sock, tuple, isn, ts_off, pool);
             self.transmit(conn, self.now, Dir::Up, Segment::Syn);
             return;
-        };
-        let ts_seen = self.hosts[client as usize].profile.timestamps != 0
-            && self.hosts[server as usize].profile.timestamps != 0;
+        }
         let flight = Flight {
             at: self.now,
             origin,
@@ -210,11 +202,27 @@ impl Simulation {
             server,
             sock,
             port: tuple.local_port,
-            ts_seen,
+            ts_seen: self.timestamps_between(client, server),
         };
-        let fin = &mut self.streams[wl as usize].fin;
-        if x.keep(flight, fin, &self.hosts, &self.lanes, &mut self.queue) {
-            self.catch_up(wl as usize, self.now);
+        self.keep_flight(wl, flight);
+    }
+
+    /// connect() on `client` took the port of `tuple` from `pool` (None: a bind pool's): logged
+    /// when ports are recorded, and an unprotected reuse counted if the tuple is `watched`.
+    #[inline(always)]
+    pub(super) fn note_port(
+        &mut self,
+        client: u16,
+        pool: Option<u32>,
+        tuple: Tuple,
+        watched: Watched,
+    ) {
+        if let Some(log) = &mut self.port_use {
+            let (ip, port) = (tuple.local_ip, tuple.local_port);
+            log.record(&self.bind_pools, client, pool, ip, port);
+        }
+        if self.watch.reused(&mut self.hosts, watched, self.now) {
+            self.rec.unprotected_reuse += 1;
         }
     }
 

@@ -78,8 +78,14 @@ impl Conn {
 
 impl Simulation {
     fn timestamps_on(&self, c: &Conn) -> bool {
-        self.hosts[c.client as usize].profile.timestamps != 0
-            && self.hosts[c.server as usize].profile.timestamps != 0
+        self.timestamps_between(c.client, c.server)
+    }
+
+    /// Whether both hosts use TCP timestamps, so a TIME-WAIT between them has seen one.
+    #[inline]
+    pub(super) fn timestamps_between(&self, client: u16, server: u16) -> bool {
+        self.hosts[client as usize].profile.timestamps != 0
+            && self.hosts[server as usize].profile.timestamps != 0
     }
 
     pub(super) fn syn(&mut self, conn: u32) {
@@ -270,12 +276,7 @@ impl Simulation {
     fn client_close(&mut self, conn: u32) {
         let c = self.conns[conn as usize];
         if self.workloads[c.wl as usize].linger_zero {
-            self.hosts[c.client as usize].destroy(c.csock);
-            self.conns[conn as usize].csock = NONE;
-            self.rec.count(Counter::LingerResets);
-            let len = self.hosts[c.client as usize].profile.time_wait;
-            self.watch_closed(watched(&self.hosts, c.client, c.pool, c.tuple), len);
-            self.transmit(conn, self.now, Dir::Up, Segment::Rst);
+            self.linger_reset(conn, Dir::Up);
         } else {
             self.hosts[c.client as usize].set_state(c.csock, State::FinWait1);
             self.conns[conn as usize].client_fin_at = self.now;
@@ -287,15 +288,32 @@ impl Simulation {
     pub(super) fn server_close(&mut self, conn: u32) {
         let c = self.conns[conn as usize];
         if self.workloads[c.wl as usize].linger_zero {
-            self.hosts[c.server as usize].destroy(c.ssock);
-            self.conns[conn as usize].ssock = NONE;
-            self.rec.count(Counter::LingerResets);
-            let len = self.hosts[c.server as usize].profile.time_wait;
-            self.watch_closed(watched(&self.hosts, c.client, c.pool, c.tuple), len);
-            self.transmit(conn, self.now, Dir::Down, Segment::Rst);
+            self.linger_reset(conn, Dir::Down);
         } else {
             self.hosts[c.server as usize].set_state(c.ssock, State::FinWait1);
         }
+    }
+
+    /// SO_LINGER {on, 0}: the closing end (the client when its RST goes `Up`) destroys its
+    /// socket at once, with no TIME-WAIT, and its four-tuple is watched for reuse (§2.5).
+    fn linger_reset(&mut self, conn: u32, rst: Dir) {
+        let c = self.conns[conn as usize];
+        let h = match rst {
+            Dir::Up => {
+                self.hosts[c.client as usize].destroy(c.csock);
+                self.conns[conn as usize].csock = NONE;
+                c.client
+            }
+            Dir::Down => {
+                self.hosts[c.server as usize].destroy(c.ssock);
+                self.conns[conn as usize].ssock = NONE;
+                c.server
+            }
+        };
+        self.rec.count(Counter::LingerResets);
+        let len = self.hosts[h as usize].profile.time_wait;
+        self.watch_closed(watched(&self.hosts, c.client, c.pool, c.tuple), len);
+        self.transmit(conn, self.now, rst, Segment::Rst);
     }
 
     /// The client's FIN at the server: CLOSE-WAIT, the server closes at once: LAST-ACK.

@@ -350,11 +350,7 @@ impl Simulation {
         let c = &self.conns[conn as usize];
         let path = self.paths.routed(c.client, c.server);
         if path == NONE {
-            let at = depart + delay;
-            debug_assert!(at >= self.now, "a packet sent into the past");
-            // A fixed one-way latency recurs: the queue gives it a FIFO lane.
-            let after = at.0.saturating_sub(self.now.0);
-            self.queue.push_after_keyed(self.now, after, key, ev);
+            self.push_packet(depart + delay, key, ev);
             return;
         }
         let t = Transit {
@@ -411,11 +407,16 @@ impl Simulation {
     pub(super) fn schedule(&mut self, at: Instant, conn: u32, make: fn(u32, u32) -> Event) {
         let key = self.next_packet_key(conn);
         let generation = self.conns[conn as usize].generation;
+        self.push_packet(at, key, make(conn, generation));
+    }
+
+    /// Queues `ev` at `at` with packet key `key`.
+    #[inline]
+    fn push_packet(&mut self, at: Instant, key: u64, ev: Event) {
         debug_assert!(at >= self.now, "a packet sent into the past");
         // A fixed one-way latency recurs: the queue gives it a FIFO lane.
         let delay = at.0.saturating_sub(self.now.0);
-        self.queue
-            .push_after_keyed(self.now, delay, key, make(conn, generation));
+        self.queue.push_after_keyed(self.now, delay, key, ev);
     }
 
     /// The key of the next segment `conn` sends.

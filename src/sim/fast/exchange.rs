@@ -579,6 +579,8 @@ impl Simulation {
             remote_ip: dst.ip,
             remote_port: dst.port,
         };
+        // The steps of `Simulation::connected` (port log, reuse watch, flight kept), written
+        // out: through its shared helpers this path cost 0.2–0.7 % more instructions.
         if let Some(log) = &mut self.port_use {
             log.record(&self.bind_pools, src.host, Some(pool), src.ip, port);
         }
@@ -614,6 +616,19 @@ impl Simulation {
         let fin = &mut self.streams[wl as usize].fin;
         if x.keep(flight, fin, &self.hosts, &self.lanes, &mut self.queue) {
             self.catch_up(wl as usize, now);
+        }
+    }
+
+    /// Keeps `flight`, just connected, as a whole exchange of `wl` ([`Exchange::keep`]),
+    /// catching up when the flights kept call for it.
+    #[inline(always)]
+    pub(in crate::sim) fn keep_flight(&mut self, wl: u32, flight: Flight) {
+        let Some(x) = &mut self.exchanges[wl as usize] else {
+            unreachable!("a flight without its exchange");
+        };
+        let fin = &mut self.streams[wl as usize].fin;
+        if x.keep(flight, fin, &self.hosts, &self.lanes, &mut self.queue) {
+            self.catch_up(wl as usize, self.now);
         }
     }
 
