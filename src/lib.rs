@@ -34,6 +34,7 @@ pub mod ehash;
 pub mod engine;
 pub mod host;
 pub mod live;
+pub mod nat;
 pub mod plan;
 pub mod plot;
 pub mod profile;

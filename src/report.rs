@@ -305,6 +305,8 @@ pub struct Gauges {
     pub established_client: u32,
     pub established_server: u32,
     pub free_ports: Vec<u32>,
+    /// Per NAT, in the scenario's order.
+    pub nat: Vec<crate::nat::NatGauges>,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -542,6 +544,9 @@ impl Recorder {
                 mean: round3(acc.probes.mean()),
                 max: acc.probes.max,
             }),
+            nat_ports_in_use: g.nat.iter().map(|n| n.ports_in_use).collect(),
+            conntrack_entries: g.nat.iter().map(|n| n.entries).collect(),
+            conntrack_states: g.nat.iter().map(|n| n.states()).collect(),
         });
         self.bin_end = Instant(end.0 + self.bin.0);
     }
@@ -595,6 +600,9 @@ pub struct Report {
     pub bin_s: f64,
     pub hosts: Vec<HostInfo>,
     pub pools: Vec<PoolInfo>,
+    /// The NATs on the paths, in the scenario's order.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub nat: Vec<NatInfo>,
     pub summary: Summary,
     pub workloads: Vec<WorkloadSummary>,
     pub series: Vec<Bin>,
@@ -606,6 +614,29 @@ pub struct Report {
     /// it is in the report only when asked for.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stats: Option<Stats>,
+}
+
+/// A NAT on the path: its limits, peaks and what it dropped.
+#[derive(Serialize, Debug, Clone)]
+pub struct NatInfo {
+    pub name: String,
+    pub profile: String,
+    pub ips: Vec<String>,
+    /// The hosts behind it.
+    pub behind: Vec<String>,
+    /// Ports per address toward one destination (address and port): its range's size.
+    pub ports: u32,
+    /// Peak of distinct (address, port) pairs held.
+    pub allocated_peak: u64,
+    pub entries_peak: u64,
+    /// SYNs dropped, by reason.
+    pub drops: BTreeMap<&'static str, u64>,
+    /// `conntrack -S`'s counters (`insert_failed`, `drop`, `early_drop`) and the model's
+    /// (`evicted`, `reopened`, `invalid`).
+    pub counters: BTreeMap<&'static str, u64>,
+    pub knobs: BTreeMap<String, String>,
+    /// What follows from UNVERIFIED parameters.
+    pub assumptions: Vec<String>,
 }
 
 /// Engine throughput for one run.
@@ -840,6 +871,16 @@ pub struct Bin {
     pub free_ports: Vec<u32>,
     pub connect_latency_ms: Option<Percentiles>,
     pub probes_per_connect: Option<ProbeStats>,
+    /// Per NAT, in the order of `nat`: distinct (address, port) pairs its entries hold.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub nat_ports_in_use: Vec<u64>,
+    /// Per NAT: its conntrack entries.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub conntrack_entries: Vec<u64>,
+    /// Per NAT: its conntrack entries by TCP state (`conntrack -L`'s names), the states
+    /// some entry is in.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub conntrack_states: Vec<BTreeMap<&'static str, u64>>,
 }
 
 impl Report {

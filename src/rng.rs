@@ -260,3 +260,66 @@ mod tests {
         assert_ne!(x, b.next_u64());
     }
 }
+
+/// The kernel's `jhash2` (include/linux/jhash.h): Bob Jenkins' lookup3 over 32-bit words.
+pub fn jhash_words(k: &[u32], initval: u32) -> u32 {
+    fn mix(a: &mut u32, b: &mut u32, c: &mut u32) {
+        *a = a.wrapping_sub(*c) ^ c.rotate_left(4);
+        *c = c.wrapping_add(*b);
+        *b = b.wrapping_sub(*a) ^ a.rotate_left(6);
+        *a = a.wrapping_add(*c);
+        *c = c.wrapping_sub(*b) ^ b.rotate_left(8);
+        *b = b.wrapping_add(*a);
+        *a = a.wrapping_sub(*c) ^ c.rotate_left(16);
+        *c = c.wrapping_add(*b);
+        *b = b.wrapping_sub(*a) ^ a.rotate_left(19);
+        *a = a.wrapping_add(*c);
+        *c = c.wrapping_sub(*b) ^ b.rotate_left(4);
+        *b = b.wrapping_add(*a);
+    }
+    fn fin(a: &mut u32, b: &mut u32, c: &mut u32) {
+        *c = (*c ^ *b).wrapping_sub(b.rotate_left(14));
+        *a = (*a ^ *c).wrapping_sub(c.rotate_left(11));
+        *b = (*b ^ *a).wrapping_sub(a.rotate_left(25));
+        *c = (*c ^ *b).wrapping_sub(b.rotate_left(16));
+        *a = (*a ^ *c).wrapping_sub(c.rotate_left(4));
+        *b = (*b ^ *a).wrapping_sub(a.rotate_left(14));
+        *c = (*c ^ *b).wrapping_sub(b.rotate_left(24));
+    }
+    let init = 0xdead_beef_u32
+        .wrapping_add((k.len() as u32) << 2)
+        .wrapping_add(initval);
+    let (mut a, mut b, mut c) = (init, init, init);
+    let mut k = k;
+    while k.len() > 3 {
+        a = a.wrapping_add(k[0]);
+        b = b.wrapping_add(k[1]);
+        c = c.wrapping_add(k[2]);
+        mix(&mut a, &mut b, &mut c);
+        k = &k[3..];
+    }
+    match k.len() {
+        0 => return c,
+        3 => {
+            c = c.wrapping_add(k[2]);
+            b = b.wrapping_add(k[1]);
+            a = a.wrapping_add(k[0]);
+        }
+        2 => {
+            b = b.wrapping_add(k[1]);
+            a = a.wrapping_add(k[0]);
+        }
+        _ => a = a.wrapping_add(k[0]),
+    }
+    fin(&mut a, &mut b, &mut c);
+    c
+}
+
+#[cfg(test)]
+mod jhash_tests {
+    /// lookup3.c's published check: hashword of nothing with initval 0 is 0xdeadbeef.
+    #[test]
+    fn jhash_of_nothing_is_the_init_value() {
+        assert_eq!(super::jhash_words(&[], 0), 0xdead_beef);
+    }
+}

@@ -2,7 +2,7 @@
 //!
 //! Every rejection names the file, line and column, the key, what was given and what is
 //! allowed. See `scenarios/` for examples and README.md for the format. The tables are
-//! checked in this order — `[scenario]`, the hosts, the workloads, `[live]` — and each key
+//! checked in this order — `[scenario]`, the hosts, the workloads, the NATs, `[live]` — and each key
 //! where the value it builds is made:
 //!
 //! - `raw`: the file's shape as serde reads it, with the span of every value.
@@ -13,6 +13,8 @@
 //! - `workloads`: `[[workload]]` assembled: the exchange, `on_error`, `start`/`stop`,
 //!   `limit`; with `endpoints` (clients, connection modes, sources, destinations) and
 //!   `arrival` (rates, steps, bursts, closed loops).
+//! - `nat`: `[[nat]]`: NATs between the hosts behind them and the rest, their profiles,
+//!   addresses and `[nat.knobs]`.
 //! - `live`: `[live]`, how `portsim live` judges the prediction.
 //! - `set`: one value of a scenario's text replaced by key path ([`set()`]).
 //! - `schema`: the JSON Schema of the format, for editors ([`json_schema`]).
@@ -21,6 +23,7 @@ mod arrival;
 mod endpoints;
 mod hosts;
 mod live;
+mod nat;
 mod raw;
 mod schema;
 mod set;
@@ -47,6 +50,8 @@ pub struct Scenario {
     pub bin: Duration,
     pub hosts: Vec<HostSpec>,
     pub workloads: Vec<Workload>,
+    /// NATs on the paths from the hosts behind them to the others.
+    pub nats: Vec<NatSpec>,
     /// Legal but surprising settings.
     pub warnings: Vec<String>,
     /// How `portsim live` judges predicted against measured.
@@ -81,6 +86,17 @@ pub const LIVE_METRICS: &[&str] = &[
 
 /// Gauges read by sampling, which can miss a peak between two samples: never judged exactly.
 pub const SAMPLED_METRICS: &[&str] = &["time_wait_peak"];
+
+/// A `[[nat]]`: the hosts behind it reach every other host through it.
+#[derive(Clone, Debug)]
+pub struct NatSpec {
+    pub name: String,
+    pub profile_name: String,
+    pub ips: Vec<u32>,
+    /// Indices into [`Scenario::hosts`].
+    pub behind: Vec<usize>,
+    pub config: crate::nat::NatConfig,
+}
 
 #[derive(Clone, Debug)]
 pub struct HostSpec {
@@ -163,6 +179,7 @@ fn build(ctx: &Ctx, raw: RawFile) -> Result<Scenario, ScenarioError> {
     };
     let hosts = hosts::hosts(ctx, &raw.host)?;
     let workloads = workloads::workloads(ctx, &raw.workload, &hosts, total)?;
+    let nats = nat::nats(ctx, &raw.nat, &hosts)?;
     let live = live::live(ctx, raw.live.as_ref())?;
     let mut warnings = host_warnings(&hosts.specs);
     warnings.extend(long_run(total, &workloads));
@@ -176,6 +193,7 @@ fn build(ctx: &Ctx, raw: RawFile) -> Result<Scenario, ScenarioError> {
         bin,
         hosts: hosts.specs,
         workloads,
+        nats,
         warnings,
     })
 }

@@ -15,6 +15,19 @@ pub(super) struct RawFile {
     pub(super) host: Vec<RawHost>,
     #[serde(default)]
     pub(super) workload: Vec<RawWorkload>,
+    #[serde(default)]
+    pub(super) nat: Vec<RawNat>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawNat {
+    pub(super) name: Spanned<String>,
+    pub(super) profile: Option<Spanned<String>>,
+    pub(super) ips: Spanned<Vec<Spanned<String>>>,
+    pub(super) behind: Spanned<Vec<Spanned<String>>>,
+    #[serde(default)]
+    pub(super) knobs: BTreeMap<Spanned<String>, Spanned<toml::Value>>,
 }
 
 #[derive(Deserialize)]

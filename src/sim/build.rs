@@ -27,11 +27,12 @@ impl Simulation {
 
     /// [`Simulation::new`] with the given paths between hosts ([`path`]), made for the
     /// scenario's hosts.
-    pub fn with_paths(sc: &Scenario, paths: Paths) -> Result<Simulation, path::PathError> {
+    pub fn with_paths(sc: &Scenario, mut paths: Paths) -> Result<Simulation, path::PathError> {
         if paths.hosts() != sc.hosts.len() {
             let (paths, scenario) = (paths.hosts(), sc.hosts.len());
             return Err(path::PathError::WrongHosts { paths, scenario });
         }
+        let nats = nat_paths(sc, &mut paths)?;
         let mut queue = Queue::default();
         let (mut hosts, lanes) = hosts(sc, &mut queue);
         let pools = connect_pools(sc, &mut hosts);
@@ -88,12 +89,45 @@ impl Simulation {
             bind_pools,
             port_use: None,
             paths,
+            nats,
+            nat_names: sc
+                .nats
+                .iter()
+                .map(|n| {
+                    let behind = n.behind.iter().map(|&h| sc.hosts[h].name.clone()).collect();
+                    (n.profile_name.clone(), behind)
+                })
+                .collect(),
         };
         for wl in 0..sim.workloads.len() {
             sim.stream_changed(wl as u32);
         }
         Ok(sim)
     }
+}
+
+/// The scenario's NATs on the paths from the hosts behind each to every other host: a link
+/// of weight 1, the NAT, a link of weight 99 (the NAT is the client's own node, a Docker
+/// host or a Kubernetes node: 1 % of the one-way delay before it). Their middlebox
+/// indices, in the scenario's order.
+fn nat_paths(sc: &Scenario, paths: &mut Paths) -> Result<Vec<usize>, path::PathError> {
+    let mut out = Vec::new();
+    for n in &sc.nats {
+        let nat = crate::nat::Nat::new(&n.name, n.config.clone(), sc.seed);
+        let k = paths.add(Box::new(nat));
+        for &client in &n.behind {
+            for server in (0..sc.hosts.len()).filter(|s| !n.behind.contains(s)) {
+                let hops = vec![
+                    path::Hop::Link { weight: 1 },
+                    path::Hop::Shared(k),
+                    path::Hop::Link { weight: 99 },
+                ];
+                paths.set(client as u16, server as u16, hops)?;
+            }
+        }
+        out.push(k);
+    }
+    Ok(out)
 }
 
 /// The hosts with their listeners, and each host's two TIME-WAIT timer lanes.

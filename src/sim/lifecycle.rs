@@ -49,6 +49,8 @@ pub(super) struct Conn {
     pub(super) ssock: SockId,
     /// The client's view of the four-tuple.
     pub(super) tuple: Tuple,
+    /// The server's view: the client's mirrored, or as a NAT on the path rewrote it.
+    pub(super) stuple: Tuple,
     pub(super) started: Instant,
     /// When the request now in flight was issued (connect() for the first).
     pub(super) req_start: Instant,
@@ -73,6 +75,18 @@ impl Conn {
     #[inline]
     pub(super) fn attach(&mut self, sock: SockId, t: Tuple, isn: u32, ts_off: u32, pool: u32) {
         (self.csock, self.tuple, self.isn, self.ts_off, self.pool) = (sock, t, isn, ts_off, pool);
+        self.stuple = t.mirror();
+    }
+
+    /// The end of the client's sequence space once it has sent `seg`: ISN + 1 for the SYN,
+    /// then its requests' bytes, then 1 for its FIN.
+    pub(super) fn seq_end(&self, seg: Segment) -> u32 {
+        let sent = match seg {
+            Segment::Syn => 1,
+            Segment::Ack | Segment::SynAck | Segment::Response => 1 + self.bytes,
+            _ => 2 + self.bytes,
+        };
+        self.isn.wrapping_add(sent)
     }
 }
 
@@ -98,7 +112,7 @@ impl Simulation {
                 .is_none_or(|n| c.syn_tries < n))
         .then(|| client.ts_clock(c.syn_sent).wrapping_add(c.ts_off));
         let server = &mut self.hosts[c.server as usize];
-        let t = c.tuple.mirror();
+        let t = c.stuple;
         match server.syn_on_tuple(&t, c.isn, ts) {
             SynOnTuple::Free => {}
             SynOnTuple::TimeWaitAccepted => self.rec.count(Counter::TwSynAccepted),
@@ -143,7 +157,7 @@ impl Simulation {
     /// leaves after the profile's backed-off interval, capped by its connect timeout. On the
     /// first bad ACK Linux re-arms the timer to `TCP_TIMEOUT_MIN` (measured 8–12 ms at
     /// HZ=250, notes/linux-observations I).
-    fn arm_syn_retransmit(&mut self, conn: u32, bad_ack_at: Option<Instant>) {
+    pub(super) fn arm_syn_retransmit(&mut self, conn: u32, bad_ack_at: Option<Instant>) {
         let c = self.conns[conn as usize];
         let p = &self.hosts[c.client as usize].profile;
         let mut at = match (bad_ack_at, p.syn_rearm) {

@@ -18,14 +18,17 @@
 //! folded into others and cross no hop: a request after the first (its time is in the
 //! response's), the ACK with which a TIME-WAIT or a live socket answers a SYN (its effect is
 //! the client's re-armed timer), and the client's RST to that ACK where the server ignores
-//! RSTs in TIME-WAIT (§3.4). A middlebox sees segments; it cannot drop or change them (the
-//! trait returns nothing). Segments of a connection already over still reach it, as on a
-//! wire.
+//! RSTs in TIME-WAIT (§3.4). A middlebox may rewrite the tuple a segment carries (a NAT:
+//! the server then sees the rewritten tuple) and may drop a SYN, which the client's kernel
+//! retransmits on its timer as for any lost SYN; the model carries no loss of other
+//! segments, so a middlebox passes them. Segments of a connection already over still reach
+//! it, as on a wire.
 
 use super::Simulation;
 use super::run::Event;
 use crate::host::{NONE, Tuple};
 use crate::time::{Duration, Instant};
+use crate::workload::Closer;
 
 /// One hop of a path, in the client → server direction.
 pub enum Hop {
@@ -33,6 +36,9 @@ pub enum Hop {
     Link { weight: u32 },
     /// A middlebox: sees the segments that cross it, in both directions.
     Middlebox(Box<dyn Middlebox>),
+    /// The middlebox [`Paths::add`] returned this index for: one box on several paths (a
+    /// NAT shared by every host behind it).
+    Shared(usize),
 }
 
 /// A segment as it crosses a hop.
@@ -108,15 +114,42 @@ pub enum Dir {
     Down,
 }
 
-/// A box on the path that sees each segment crossing it, in both directions, and forwards
-/// it unchanged.
+/// A segment as a middlebox sees it.
+#[derive(Clone, Copy, Debug)]
+pub struct Wire {
+    /// The four-tuple it carries, in the client's orientation (`local` is the client side as
+    /// this hop sees it); a middlebox may rewrite it.
+    pub tuple: Tuple,
+    pub seg: Segment,
+    pub dir: Dir,
+    /// A response carrying the server's FIN (its last, when the server closes).
+    pub fin: bool,
+    /// Toward the server: the end of the client's sequence space after this segment (ISN + 1
+    /// + the bytes and FIN sent).
+    pub seq_end: u32,
+}
+
+/// What a middlebox does with a segment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pass {
+    Forward,
+    /// Dropped: only a SYN may be (see the module doc); another segment passes.
+    Drop,
+}
+
+/// A box on the path that sees each segment crossing it, in both directions.
 pub trait Middlebox {
     /// Its name in the report.
     fn name(&self) -> &str;
-    /// `seg` of the connection whose client sees `tuple` crosses the box at `now`.
-    fn segment(&mut self, now: Instant, tuple: &Tuple, seg: Segment, dir: Dir);
+    /// Segment `w` crosses the box at `now`: forwarded, its tuple maybe rewritten, or
+    /// dropped.
+    fn segment(&mut self, now: Instant, w: &mut Wire) -> Pass;
     /// Its counters, in a fixed order.
     fn counters(&self) -> Vec<(String, u64)>;
+    /// The NAT it is, if it is one: its gauges are in the report.
+    fn nat(&mut self) -> Option<&mut crate::nat::Nat> {
+        None
+    }
 }
 
 /// A router: forwards every segment unchanged and counts them by kind and direction.
@@ -140,8 +173,9 @@ impl Middlebox for Router {
         &self.name
     }
 
-    fn segment(&mut self, _: Instant, _: &Tuple, seg: Segment, dir: Dir) {
-        self.seen[dir as usize][seg as usize] += 1;
+    fn segment(&mut self, _: Instant, w: &mut Wire) -> Pass {
+        self.seen[w.dir as usize][w.seg as usize] += 1;
+        Pass::Forward
     }
 
     fn counters(&self) -> Vec<(String, u64)> {
@@ -169,6 +203,8 @@ pub enum PathError {
     NotAlternating,
     /// Every link must carry some of the delay.
     ZeroWeight,
+    /// A shared middlebox index [`Paths::add`] did not return.
+    NoSuchMiddlebox(usize),
 }
 
 impl std::fmt::Display for PathError {
@@ -189,6 +225,7 @@ impl std::fmt::Display for PathError {
                 "a path is links and middleboxes in turn, starting and ending with a link"
             ),
             PathError::ZeroWeight => write!(f, "a link's weight must be at least 1"),
+            PathError::NoSuchMiddlebox(m) => write!(f, "no shared middlebox {m}"),
         }
     }
 }
@@ -218,9 +255,9 @@ struct Transit {
     key: u64,
     depart: Instant,
     delay: u64,
-    tuple: Tuple,
-    seg: Segment,
-    dir: Dir,
+    wire: Wire,
+    conn: u32,
+    generation: u32,
     path: u32,
     /// The next middlebox, counted in the direction of travel, and its index.
     next: u32,
@@ -257,7 +294,9 @@ impl Paths {
             match (hop, link_next) {
                 (Hop::Link { weight: 0 }, true) => return Err(PathError::ZeroWeight),
                 (Hop::Link { weight }, true) => total += u64::from(weight),
-                (Hop::Middlebox(m), false) => boxes.push((total, m)),
+                (Hop::Middlebox(m), false) => boxes.push((total, Err(m))),
+                (Hop::Shared(k), false) if k < self.middleboxes.len() => boxes.push((total, Ok(k))),
+                (Hop::Shared(k), false) => return Err(PathError::NoSuchMiddlebox(k)),
                 _ => return Err(PathError::NotAlternating),
             }
             link_next = !link_next;
@@ -270,12 +309,18 @@ impl Paths {
         }
         let mut at = Vec::new();
         for (before, m) in boxes {
-            at.push((before, self.middleboxes.len()));
-            self.middleboxes.push(m);
+            let k = m.unwrap_or_else(|m| self.add(m));
+            at.push((before, k));
         }
         self.routed.push(Routed { boxes: at, total });
         self.pair[i] = (self.routed.len() - 1) as u32;
         Ok(())
+    }
+
+    /// Adds middlebox `m` for paths to name with [`Hop::Shared`]; its index.
+    pub fn add(&mut self, m: Box<dyn Middlebox>) -> usize {
+        self.middleboxes.push(m);
+        self.middleboxes.len() - 1
     }
 
     /// The number of hosts the paths join.
@@ -287,6 +332,11 @@ impl Paths {
     pub fn all_direct(&self) -> bool {
         debug_assert_eq!(self.routed.is_empty(), self.pair.iter().all(|&p| p == NONE));
         self.routed.is_empty()
+    }
+
+    /// Middlebox `k`.
+    pub(super) fn middlebox(&mut self, k: usize) -> &mut dyn Middlebox {
+        self.middleboxes[k].as_mut()
     }
 
     /// Takes the middleboxes out, in the order they were set.
@@ -353,14 +403,26 @@ impl Simulation {
             self.push_packet(depart + delay, key, ev);
             return;
         }
+        let wire = Wire {
+            tuple: match dir {
+                Dir::Up => c.tuple,
+                Dir::Down => c.stuple.mirror(),
+            },
+            seg,
+            dir,
+            fin: seg == Segment::Response
+                && c.requests_left == 1
+                && self.workloads[c.wl as usize].closer == Closer::Server,
+            seq_end: c.seq_end(seg),
+        };
         let t = Transit {
             ev,
             key,
             depart,
             delay: delay.0,
-            tuple: c.tuple,
-            seg,
-            dir,
+            wire,
+            conn,
+            generation: c.generation,
             path,
             next: 0,
             middlebox: 0,
@@ -377,7 +439,9 @@ impl Simulation {
             return;
         }
         let at;
-        (t.middlebox, at) = self.paths.hop(t.path, t.next, t.dir, t.depart, t.delay);
+        (t.middlebox, at) = self
+            .paths
+            .hop(t.path, t.next, t.wire.dir, t.depart, t.delay);
         let id = match self.paths.free.pop() {
             Some(id) => {
                 self.paths.transits[id as usize] = t;
@@ -392,12 +456,25 @@ impl Simulation {
             .push_keyed(at, t.key, Event::AtHop { transit: id });
     }
 
-    /// A segment reaches a middlebox: seen there, then on to the next hop.
+    /// A segment reaches a middlebox: seen there, then on to the next hop, its tuple as the
+    /// box left it; a SYN the box drops is retransmitted on the client's timer.
     pub(super) fn at_hop(&mut self, id: u32) {
         let mut t = self.paths.transits[id as usize];
         self.paths.free.push(id);
         let mb = &mut self.paths.middleboxes[t.middlebox];
-        mb.segment(self.now, &t.tuple, t.seg, t.dir);
+        let pass = mb.segment(self.now, &mut t.wire);
+        let current = self.conns[t.conn as usize].generation == t.generation;
+        if t.wire.seg == Segment::Syn {
+            if pass == Pass::Drop {
+                if current {
+                    self.arm_syn_retransmit(t.conn, None);
+                }
+                return;
+            }
+            if current {
+                self.conns[t.conn as usize].stuple = t.wire.tuple.mirror();
+            }
+        }
         t.next += 1;
         self.forward(t);
     }

@@ -1,0 +1,299 @@
+//! A Linux NAT on the path: connection tracking and masquerade, as a Kubernetes node or a
+//! Docker host applies them to its pods' or containers' connections (notes/nat-reference.md).
+//!
+//! The NAT is a middlebox ([`crate::sim::path::Middlebox`]) on the path of every connection
+//! from a host behind it to a host outside. A SYN with no entry creates one
+//! (`init_conntrack`), chooses the flow's NAT address and port (`select.rs`,
+//! `get_unique_tuple`) and is forwarded with its source rewritten; the server sees the
+//! NAT's tuple. Every later segment moves the entry's TCP state (`conntrack.rs`,
+//! `tcp_conntracks`) and refreshes its timeout; the entry and its port are released when
+//! the timeout passes. The SYN is dropped, and the client's kernel retransmits it until
+//! `tcp_syn_retries` runs out (ETIMEDOUT), when:
+//!
+//! - no port is free toward the destination: the last probed port's insert fails at
+//!   confirmation (`__nf_conntrack_confirm`, counter `insert_failed`);
+//! - two SYNs are handled at once on two CPUs and choose the same port (the pre-5.0 rover
+//!   race): the second insert fails (`insert_failed`);
+//! - the table holds `nf_conntrack_max` entries and `early_drop` finds none to drop in the
+//!   buckets it scans (`__nf_conntrack_alloc`, counter `drop`).
+//!
+//! A segment of a flow the table no longer holds (its timeout set shorter than the
+//! connection's quiet time) is counted as `invalid` and passes unchanged: the model does not
+//! break the connection as the kernel's mid-stream pickup (`nf_conntrack_tcp_loose`) would.
+
+pub mod conntrack;
+mod knobs;
+pub mod select;
+
+pub use knobs::{KnobError, NAT_PROFILES, NatConfig};
+
+use crate::host::Tuple;
+use crate::sim::path::{Dir, Middlebox, Pass, Segment, Wire};
+use crate::time::{Duration, Instant};
+use conntrack::{CtState, Table};
+use select::{Found, Search};
+use std::collections::BTreeMap;
+
+/// `NF_CT_EVICTION_RANGE`: buckets `early_drop` scans from the new tuple's.
+const EVICTION_RANGE: u32 = 8;
+
+/// The kernel's counters, as `conntrack -S` prints them, and the model's own.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Counters {
+    /// `insert_failed`: a new flow's tuple was taken at confirmation.
+    pub insert_failed: u64,
+    /// `drop`: the table was full and nothing could be dropped.
+    pub drop: u64,
+    /// `early_drop`: entries dropped to make room.
+    pub early_drop: u64,
+    /// Closing entries evicted by a new flow's port search (`nf_nat_used_tuple_harder`).
+    pub evicted: u64,
+    /// Entries in TIME_WAIT or CLOSE replaced by a SYN on the same tuple (reopened).
+    pub reopened: u64,
+    /// Segments of flows the table no longer held.
+    pub invalid: u64,
+}
+
+impl Counters {
+    /// By name, in a fixed order.
+    pub fn named(&self) -> [(&'static str, u64); 6] {
+        [
+            ("insert_failed", self.insert_failed),
+            ("drop", self.drop),
+            ("early_drop", self.early_drop),
+            ("evicted", self.evicted),
+            ("reopened", self.reopened),
+            ("invalid", self.invalid),
+        ]
+    }
+}
+
+/// A NAT's state for one bin of the report.
+#[derive(Clone, Debug, Default)]
+pub struct NatGauges {
+    pub ports_in_use: u64,
+    pub entries: u64,
+    pub by_state: [u64; CtState::ALL.len()],
+}
+
+impl NatGauges {
+    /// Entries by state name, the states some entry is in.
+    pub fn states(&self) -> BTreeMap<&'static str, u64> {
+        CtState::ALL
+            .iter()
+            .zip(self.by_state)
+            .filter(|(_, n)| *n > 0)
+            .map(|(s, n)| (s.name(), n))
+            .collect()
+    }
+}
+
+/// A Linux NAT: its rule, its conntrack table and its counters.
+pub struct Nat {
+    name: String,
+    cfg: NatConfig,
+    table: Table,
+    search: Search,
+    /// The last flow created and when, which a SYN handled at once on another CPU cannot
+    /// see yet.
+    last_new: Option<(u32, Instant)>,
+    pub counters: Counters,
+    /// Dropped SYNs by reason.
+    pub drops: BTreeMap<&'static str, u64>,
+    pub entries_peak: u64,
+    pub ports_peak: u64,
+}
+
+impl Nat {
+    pub fn new(name: &str, cfg: NatConfig, seed: u64) -> Nat {
+        let rng = crate::rng::stream(seed, &format!("nat:{name}"));
+        Nat {
+            name: name.to_string(),
+            cfg,
+            table: Table::default(),
+            search: Search::new(rng),
+            last_new: None,
+            counters: Counters::default(),
+            drops: BTreeMap::new(),
+            entries_peak: 0,
+            ports_peak: 0,
+        }
+    }
+
+    pub fn config(&self) -> &NatConfig {
+        &self.cfg
+    }
+
+    /// Its state at `now`, every entry expired by then gone.
+    pub fn gauges(&mut self, now: Instant) -> NatGauges {
+        self.table.advance(now, |_| {});
+        NatGauges {
+            ports_in_use: self.table.ports_held() as u64,
+            entries: self.table.len() as u64,
+            by_state: *self.table.by_state(),
+        }
+    }
+
+    fn timeout(&self, s: CtState) -> Duration {
+        self.cfg.timeouts[s as usize]
+    }
+
+    fn drop_syn(&mut self, reason: &'static str) -> Pass {
+        *self.drops.entry(reason).or_insert(0) += 1;
+        Pass::Drop
+    }
+
+    /// A SYN with no entry: room in the table, a NAT tuple, the entry.
+    fn new_flow(&mut self, now: Instant, w: &mut Wire) -> Pass {
+        if self.table.len() as u64 >= self.cfg.max && !self.early_drop() {
+            self.counters.drop += 1;
+            return self.drop_syn("table full");
+        }
+        let hidden = self.last_new.and_then(|(slot, at)| {
+            let overlaps = now.0.saturating_sub(at.0) < self.cfg.race_window.0;
+            let other_cpu = overlaps && self.search.chance(self.cfg.cpus - 1, self.cfg.cpus);
+            (other_cpu && self.table.get(slot).created == at).then_some(slot)
+        });
+        let found =
+            self.search
+                .choose(&self.cfg.rule, &mut self.table, hidden, &w.tuple, w.seq_end);
+        self.counters.evicted += self.search.evicted;
+        let reply = match found {
+            Found::Taken(_) => {
+                self.counters.insert_failed += 1;
+                return self.drop_syn("no free port");
+            }
+            Found::Free(r) if hidden.is_some_and(|h| self.table.get(h).reply == r) => {
+                self.counters.insert_failed += 1;
+                return self.drop_syn("concurrent insert");
+            }
+            Found::Free(r) => r,
+        };
+        let timeout = self.timeout(CtState::SynSent);
+        let slot = self.table.insert(now, w.tuple, reply, w.seq_end, timeout);
+        self.last_new = Some((slot, now));
+        self.entries_peak = self.entries_peak.max(self.table.len() as u64);
+        self.ports_peak = self.ports_peak.max(self.table.ports_held() as u64);
+        w.tuple = reply;
+        Pass::Forward
+    }
+
+    /// `early_drop`: scan up to [`EVICTION_RANGE`] buckets from the new tuple's and drop
+    /// every entry that is not assured, or is assured but closing (`tcp_can_early_drop`),
+    /// in the first bucket holding one. The kernel's hash is keyed at boot; a bucket holds
+    /// each entry's two tuples with probability 1/buckets each, so its entries are drawn
+    /// at random, Poisson(2 × entries / buckets) of them.
+    fn early_drop(&mut self) -> bool {
+        let mean = 2.0 * self.table.len() as f64 / self.cfg.buckets as f64;
+        for _ in 0..EVICTION_RANGE {
+            let mut victims = Vec::new();
+            for _ in 0..self.poisson(mean) {
+                let Some(s) = self.table.random_live(|n| self.search.below(n)) else {
+                    break;
+                };
+                let e = self.table.get(s);
+                if (!e.assured || e.state.closing()) && !victims.contains(&s) {
+                    victims.push(s);
+                }
+            }
+            if !victims.is_empty() {
+                self.counters.early_drop += victims.len() as u64;
+                for s in victims {
+                    self.table.remove(s);
+                }
+                return true;
+            }
+        }
+        false
+    }
+
+    fn poisson(&mut self, mean: f64) -> u32 {
+        let limit = (-mean).exp();
+        let (mut k, mut p) = (0, 1.0);
+        loop {
+            p *= self.search.unit();
+            if p <= limit || k >= 64 {
+                return k;
+            }
+            k += 1;
+        }
+    }
+
+    /// A segment of a flow the table holds as `slot`: its state moved and its timeout
+    /// refreshed.
+    fn known(&mut self, slot: u32, now: Instant, w: &mut Wire) {
+        let timeouts = self.cfg.timeouts;
+        self.table
+            .refresh(slot, now, w.seg, w.dir, w.fin, |s| timeouts[s as usize]);
+        let e = *self.table.get(slot);
+        match w.dir {
+            Dir::Up => {
+                if w.seg != Segment::Syn {
+                    self.table.set_td_end(slot, w.seq_end);
+                }
+                w.tuple = e.reply;
+            }
+            Dir::Down => w.tuple = e.orig,
+        }
+    }
+}
+
+impl Middlebox for Nat {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn segment(&mut self, now: Instant, w: &mut Wire) -> Pass {
+        self.table.advance(now, |_| {});
+        let found = match w.dir {
+            Dir::Up => self.table.find_orig(&w.tuple),
+            Dir::Down => self.table.find_reply(&w.tuple),
+        };
+        match found {
+            // nf_conntrack_tcp_packet: a SYN on a closed flow's tuple kills the old entry
+            // and is looked up again (a new flow).
+            Some(slot)
+                if w.seg == Segment::Syn && self.table.get(slot).state >= CtState::TimeWait =>
+            {
+                self.table.remove(slot);
+                self.counters.reopened += 1;
+                self.new_flow(now, w)
+            }
+            Some(slot) => {
+                self.known(slot, now, w);
+                Pass::Forward
+            }
+            None if w.seg == Segment::Syn && w.dir == Dir::Up => self.new_flow(now, w),
+            None => {
+                self.counters.invalid += 1;
+                Pass::Forward
+            }
+        }
+    }
+
+    fn counters(&self) -> Vec<(String, u64)> {
+        let mut out: Vec<_> = self
+            .counters
+            .named()
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect();
+        out.extend(
+            self.drops
+                .iter()
+                .map(|(k, v)| (format!("dropped: {k}"), *v)),
+        );
+        out
+    }
+
+    fn nat(&mut self) -> Option<&mut Nat> {
+        Some(self)
+    }
+}
+
+/// The client's tuple as the NAT rewrote it, for tests: `None` while it holds no entry.
+impl Nat {
+    pub fn mapping(&self, orig: &Tuple) -> Option<Tuple> {
+        self.table.find_orig(orig).map(|s| self.table.get(s).reply)
+    }
+}
