@@ -154,14 +154,28 @@ pub struct Entry {
     pub td_end: u32,
     /// When it was created: the race of concurrent SYNs (`super::select`).
     pub created: Instant,
+    /// `IP_CT_TCP_FLAG_CLOSE_INIT`: either side sent a FIN.
+    pub close_init: bool,
+    /// The last segment was an RST from the client.
+    pub rst_up: bool,
     generation: u32,
     live: bool,
 }
 
 impl Entry {
+    /// Whether a SYN from the client on this entry's tuple replaces it
+    /// (`nf_conntrack_tcp_packet`: TIME_WAIT or CLOSE, and a FIN was seen or the last
+    /// segment was an RST the same way): the entry is killed and the SYN looked up again.
+    /// Otherwise the SYN passes on the old entry.
+    pub fn reopens(&self) -> bool {
+        self.state >= CtState::TimeWait && (self.close_init || self.rst_up)
+    }
+
     /// Moves the entry by segment `seg` travelling `dir`; whether the state changed.
     pub fn step(&mut self, seg: Segment, dir: Dir, server_closes: bool) -> bool {
         let f = flags(seg, server_closes);
+        self.close_init |= f == Flags::Fin;
+        self.rst_up = f == Flags::Rst && dir == Dir::Up;
         let Some(next) = next_state(dir, f, self.state) else {
             return false;
         };
@@ -244,6 +258,8 @@ impl Table {
             expires: now + timeout,
             td_end,
             created: now,
+            close_init: false,
+            rst_up: false,
             generation: 0,
             live: true,
         };
@@ -289,6 +305,10 @@ impl Table {
         let before = e.state;
         e.step(seg, dir, server_closes);
         let after = e.state;
+        // A retransmitted SYN leaves SYN_SENT's timeout as it was (measured, §2).
+        if seg == Segment::Syn && before == CtState::SynSent {
+            return;
+        }
         let expires = now + timeout_of(after);
         e.expires = expires;
         if before != after {
@@ -381,6 +401,8 @@ mod tests {
             expires: Instant(0),
             td_end: 0,
             created: Instant(0),
+            close_init: false,
+            rst_up: false,
             generation: 0,
             live: true,
         };
