@@ -104,6 +104,12 @@ struct Probe<'a> {
 
 impl Probe<'_> {
     fn used(&mut self, t: &Tuple, left: u32) -> bool {
+        if !self.table.reply_held(t) {
+            return false;
+        }
+        if self.hidden.is_none() && (!self.evicts || left > HARDER_THRESH) {
+            return true;
+        }
         let Some(slot) = self.table.find_reply(t) else {
             return false;
         };
