@@ -1191,7 +1191,11 @@ impl Report {
                 group(u64::from(n.ports)),
                 group(n.allocated_peak),
                 group(n.entries_peak),
-                if drops.is_empty() { "none".to_string() } else { drops.join(", ") }
+                if drops.is_empty() {
+                    "none".to_string()
+                } else {
+                    drops.join(", ")
+                }
             );
             for a in &n.assumptions {
                 let _ = writeln!(o, "    assumption: {a}");

@@ -151,7 +151,11 @@ fn a_server_closing_first_holds_its_time_waits_on_the_nat_tuples() {
     let r = run_text(&lab("6.18", "", "", &w));
     assert_eq!(r.summary.connections.established, 40);
     assert_eq!(r.summary.connections.failed, 0);
-    assert!(r.summary.time_wait.peak_server <= 10, "{:?}", r.summary.time_wait);
+    assert!(
+        r.summary.time_wait.peak_server <= 10,
+        "{:?}",
+        r.summary.time_wait
+    );
     assert_eq!(r.summary.time_wait.peak_client, 0);
 }
 
@@ -182,7 +186,11 @@ fn docker_containers_exhaust_the_masquerade_not_their_own_ranges() {
     let r = run_text(&text);
     let n = &r.nat[0];
     assert_eq!(n.ports, 64_512);
-    assert!((63_867..=64_512).contains(&n.allocated_peak), "{}", n.allocated_peak);
+    assert!(
+        (63_867..=64_512).contains(&n.allocated_peak),
+        "{}",
+        n.allocated_peak
+    );
     assert_eq!(errors(&r, "EADDRNOTAVAIL"), 0);
     assert!(errors(&r, "ETIMEDOUT") > 0);
     // The first ETIMEDOUT is a SYN budget (127 s) after the first drop. The kept container
@@ -190,7 +198,10 @@ fn docker_containers_exhaust_the_masquerade_not_their_own_ranges() {
     // nothing, so drops begin before the whole range is held (80.6 s), but not before
     // 28,232 ports can be held (35.3 s).
     let first = r.summary.first_failure_s.unwrap();
-    assert!((28_232.0 / 800.0 + 127.0..=64_512.0 / 800.0 + 128.0).contains(&first), "{first}");
+    assert!(
+        (28_232.0 / 800.0 + 127.0..=64_512.0 / 800.0 + 128.0).contains(&first),
+        "{first}"
+    );
     let full_at = r
         .series
         .iter()
@@ -200,7 +211,12 @@ fn docker_containers_exhaust_the_masquerade_not_their_own_ranges() {
     // Not before 63,867 / 800 = 79.8 s; the last percent fills more slowly, as the SYNs the
     // search missed come back on their retransmission timers.
     assert!((79.0..=90.0).contains(&full_at), "{full_at}");
-    let least_free = r.series.iter().filter_map(|b| b.free_ports_min).min().unwrap();
+    let least_free = r
+        .series
+        .iter()
+        .filter_map(|b| b.free_ports_min)
+        .min()
+        .unwrap();
     assert!(least_free > 28_232 / 2, "{least_free}");
     let fixed = run_text(&text.replace("kernel = \"6.1\"", "kernel = \"6.4\""));
     assert!(fixed.nat[0].drops.is_empty(), "{:?}", fixed.nat[0].drops);
@@ -217,7 +233,12 @@ fn the_rover_race_loses_syns_and_fully_random_removes_it() {
     assert!(lost > 0);
     assert_eq!(rover.nat[0].counters["insert_failed"], lost);
     assert_eq!(rover.summary.kernel_counters["syn_retransmits"], lost);
-    assert!(rover.nat[0].assumptions.iter().any(|a| a.contains("UNVERIFIED")));
+    assert!(
+        rover.nat[0]
+            .assumptions
+            .iter()
+            .any(|a| a.contains("UNVERIFIED"))
+    );
     let fixed = run_text(&shipped("kubernetes-snat-race-fully-random.toml"));
     assert_eq!(fixed.nat[0].counters["insert_failed"], 0);
     assert_eq!(fixed.summary.connections.stalled, 0);
@@ -265,13 +286,48 @@ fn same_nat_scenario_and_seed_give_byte_identical_json() {
 fn bad_nat_tables_get_positioned_errors() {
     let ok = lab("6.18", "", "", CHURN);
     let cases: [(&str, &str, &str, &str); 7] = [
-        ("behind = [\"client\"]", "behind = [\"clinet\"]", "nat[0].behind", "did you mean \"client\""),
-        ("ips = [\"203.0.113.10\"]", "ips = [\"203.0.113.10\", \"203.0.113.12\"]", "nat[0].ips", "consecutive"),
-        ("ips = [\"203.0.113.10\"]", "ips = [\"203.0.113.2\"]", "nat[0].ips", "already belongs to host \"server\""),
-        ("port_range = \"40000 40009\"", "port_range = \"40009 40000\"", "nat[0].knobs.\"port_range\"", "LO HI"),
-        ("flags = []", "flags = [\"fully_random\"]", "nat[0].knobs.\"flags\"", "\"fully-random\""),
-        ("kernel = \"6.18\"", "kernel = \"six\"", "nat[0].knobs.\"kernel\"", "MAJOR.MINOR"),
-        ("behind = [\"client\"]", "behind = [\"client\", \"server\"]", "nat[0].behind", "every host"),
+        (
+            "behind = [\"client\"]",
+            "behind = [\"clinet\"]",
+            "nat[0].behind",
+            "did you mean \"client\"",
+        ),
+        (
+            "ips = [\"203.0.113.10\"]",
+            "ips = [\"203.0.113.10\", \"203.0.113.12\"]",
+            "nat[0].ips",
+            "consecutive",
+        ),
+        (
+            "ips = [\"203.0.113.10\"]",
+            "ips = [\"203.0.113.2\"]",
+            "nat[0].ips",
+            "already belongs to host \"server\"",
+        ),
+        (
+            "port_range = \"40000 40009\"",
+            "port_range = \"40009 40000\"",
+            "nat[0].knobs.\"port_range\"",
+            "LO HI",
+        ),
+        (
+            "flags = []",
+            "flags = [\"fully_random\"]",
+            "nat[0].knobs.\"flags\"",
+            "\"fully-random\"",
+        ),
+        (
+            "kernel = \"6.18\"",
+            "kernel = \"six\"",
+            "nat[0].knobs.\"kernel\"",
+            "MAJOR.MINOR",
+        ),
+        (
+            "behind = [\"client\"]",
+            "behind = [\"client\", \"server\"]",
+            "nat[0].behind",
+            "every host",
+        ),
     ];
     for (from, to, key, says) in cases {
         assert!(ok.contains(from), "{from}");
@@ -280,7 +336,10 @@ fn bad_nat_tables_get_positioned_errors() {
         assert!(e.message.contains(says), "{to}: {e}");
         assert!(e.line > 0, "{to}: {e}");
     }
-    let e = scenario::parse("bad.toml", &ok.replace("kernel = \"6.18\"", "kernal = \"6.18\""))
-        .unwrap_err();
+    let e = scenario::parse(
+        "bad.toml",
+        &ok.replace("kernel = \"6.18\"", "kernal = \"6.18\""),
+    )
+    .unwrap_err();
     assert!(e.message.contains("unknown NAT knob"), "{e}");
 }

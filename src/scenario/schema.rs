@@ -63,10 +63,16 @@ fn nat() -> Value {
     let mut knobs = Map::new();
     for &k in crate::nat::NAT_KNOBS {
         let v = match k {
-            "port_range" => json!({ "type": "string", "description": "masquerade to :LO-HI, as \"LO HI\"" }),
+            "port_range" => {
+                json!({ "type": "string", "description": "masquerade to :LO-HI, as \"LO HI\"" })
+            }
             "flags" => json!({ "type": "array", "items": { "enum": crate::nat::NAT_FLAGS } }),
-            "kernel" => json!({ "type": "string", "description": "MAJOR.MINOR: before 5.0 the shared rover; from 6.4 TIME_WAIT eviction" }),
-            "race_window" => json!({ "type": "string", "description": "UNVERIFIED: how long a new entry stays unseen by a SYN on another CPU" }),
+            "kernel" => {
+                json!({ "type": "string", "description": "MAJOR.MINOR: before 5.0 the shared rover; from 6.4 TIME_WAIT eviction" })
+            }
+            "race_window" => {
+                json!({ "type": "string", "description": "UNVERIFIED: how long a new entry stays unseen by a SYN on another CPU" })
+            }
             _ => json!({ "type": "integer", "minimum": 1 }),
         };
         knobs.insert(k.to_string(), v);
