@@ -212,6 +212,8 @@ pub struct Table {
     /// reply tuple holds, so that the port search tests a bit where a lookup would cost a
     /// hash (the same answer: a reply tuple is exactly these four values).
     held_toward: Map<(u32, u32, u16), Box<[u64; 1024]>>,
+    /// Per client (address, port), its entries, newest last (`nf_nat_bysource`).
+    by_source: Map<(u32, u16), Vec<u32>>,
 }
 
 impl Table {
@@ -235,6 +237,14 @@ impl Table {
 
     pub fn get(&self, slot: u32) -> &Entry {
         &self.slab[slot as usize]
+    }
+
+    /// The entries of client (address, port), newest first.
+    pub fn from_source(&self, ip: u32, port: u16) -> impl Iterator<Item = u32> + '_ {
+        self.by_source
+            .get(&(ip, port))
+            .into_iter()
+            .flat_map(|v| v.iter().rev().copied())
     }
 
     pub fn find_orig(&self, t: &Tuple) -> Option<u32> {
@@ -289,6 +299,10 @@ impl Table {
         };
         self.by_orig.insert(orig, slot);
         self.by_reply.insert(reply, slot);
+        self.by_source
+            .entry((orig.local_ip, orig.local_port))
+            .or_default()
+            .push(slot);
         self.len += 1;
         self.by_state[CtState::SynSent as usize] += 1;
         let bits = self
@@ -356,6 +370,13 @@ impl Table {
         let (orig, reply, state) = (e.orig, e.reply, e.state);
         self.by_orig.remove(&orig);
         self.by_reply.remove(&reply);
+        let source = (orig.local_ip, orig.local_port);
+        if let Some(v) = self.by_source.get_mut(&source) {
+            v.retain(|&x| x != slot);
+            if v.is_empty() {
+                self.by_source.remove(&source);
+            }
+        }
         self.len -= 1;
         self.by_state[state as usize] -= 1;
         let toward = (reply.local_ip, reply.remote_ip, reply.remote_port);

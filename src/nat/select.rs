@@ -2,8 +2,8 @@
 //! for a masquerade or SNAT rule (notes/nat-reference.md §4):
 //!
 //! 1. `get_unique_tuple`: unless a random flag is set, keep the mapping this source
-//!    (address, port) already has (`find_appropriate_src`) if it is unused toward this
-//!    destination;
+//!    (address, port) already has (`find_appropriate_src`, the newest entry in range) if it
+//!    is unused toward this destination;
 //! 2. `find_best_ips_proto`: the NAT address by `jhash2` of the source address, seeded with
 //!    the destination address (0 with `persistent`), scaled into the range;
 //! 3. unless a random flag is set, keep the client's port if it is in the range and unused;
@@ -166,6 +166,12 @@ impl Search {
     }
 
     fn search(&mut self, rule: &Rule, probe: &mut Probe, orig: &Tuple) -> Found {
+        if !rule.random_all()
+            && let Some(t) = appropriate_src(rule, probe.table, orig)
+            && !probe.used(&t, u32::MAX)
+        {
+            return Found::Free(t);
+        }
         let mut t = *orig;
         t.local_ip = address(rule, orig);
         if !rule.random_all() {
@@ -244,6 +250,24 @@ impl Search {
     }
 }
 
+/// `find_appropriate_src`: the mapping of the newest entry from the same client address
+/// and port whose NAT address and port are in the rule's range, toward `orig`'s
+/// destination. Only for an original tuple outside the range: a masquerade's always is.
+fn appropriate_src(rule: &Rule, table: &Table, orig: &Tuple) -> Option<Tuple> {
+    if rule.ips.contains(&orig.local_ip) && rule.in_range(orig.local_port) {
+        return None;
+    }
+    table
+        .from_source(orig.local_ip, orig.local_port)
+        .map(|slot| table.get(slot).reply)
+        .find(|r| rule.ips.contains(&r.local_ip) && rule.in_range(r.local_port))
+        .map(|r| Tuple {
+            local_ip: r.local_ip,
+            local_port: r.local_port,
+            ..*orig
+        })
+}
+
 /// `find_best_ips_proto`: `jhash2` of the source address words, seeded with the
 /// destination address (0 with `persistent`), scaled into the range.
 fn address(rule: &Rule, orig: &Tuple) -> u32 {
@@ -306,6 +330,26 @@ mod tests {
             let found = s.choose(&r, &mut table, None, &tuple(50010), 0);
             assert!(matches!(found, Found::Taken(_)), "{kernel:?}: {found:?}");
         }
+    }
+
+    /// `find_appropriate_src`: the same client address and port toward a second destination
+    /// gets the NAT port its first flow has, unless a random flag is set.
+    #[test]
+    fn a_source_keeps_its_mapping_toward_another_destination() {
+        let mut table = Table::default();
+        let mut s = Search::new(crate::rng::stream(3, "t"));
+        let r = rule((6, 18));
+        let first = tuple(50000);
+        let Found::Free(reply) = s.choose(&r, &mut table, None, &first, 0) else {
+            panic!("no port");
+        };
+        table.insert(Instant(0), first, reply, 0, Duration::from_secs(120));
+        let second = Tuple { remote_ip: 0xcb00_7103, ..first };
+        let Found::Free(again) = s.choose(&r, &mut table, None, &second, 0) else {
+            panic!("no port");
+        };
+        assert_eq!(again.local_port, reply.local_port);
+        assert_eq!(again.remote_ip, 0xcb00_7103);
     }
 
     /// A client port inside the range is kept when no flow holds it.

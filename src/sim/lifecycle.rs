@@ -47,10 +47,8 @@ pub(super) struct Conn {
     pub(super) server: u16,
     pub(super) csock: SockId,
     pub(super) ssock: SockId,
-    /// The client's view of the four-tuple.
+    /// The client's view of the four-tuple (the server's is [`Simulation::server_tuple`]).
     pub(super) tuple: Tuple,
-    /// The server's view: the client's mirrored, or as a NAT on the path rewrote it.
-    pub(super) stuple: Tuple,
     pub(super) started: Instant,
     /// When the request now in flight was issued (connect() for the first).
     pub(super) req_start: Instant,
@@ -75,7 +73,6 @@ impl Conn {
     #[inline]
     pub(super) fn attach(&mut self, sock: SockId, t: Tuple, isn: u32, ts_off: u32, pool: u32) {
         (self.csock, self.tuple, self.isn, self.ts_off, self.pool) = (sock, t, isn, ts_off, pool);
-        self.stuple = t.mirror();
     }
 
     /// The end of the client's sequence space once it has sent `seg`: ISN + 1 for the SYN,
@@ -111,8 +108,8 @@ impl Simulation {
                 .syn_drop_ts_after
                 .is_none_or(|n| c.syn_tries < n))
         .then(|| client.ts_clock(c.syn_sent).wrapping_add(c.ts_off));
+        let t = self.server_tuple(conn, &c);
         let server = &mut self.hosts[c.server as usize];
-        let t = c.stuple;
         match server.syn_on_tuple(&t, c.isn, ts) {
             SynOnTuple::Free => {}
             SynOnTuple::TimeWaitAccepted => self.rec.count(Counter::TwSynAccepted),

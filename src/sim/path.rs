@@ -25,6 +25,7 @@
 //! it, as on a wire.
 
 use super::Simulation;
+use super::lifecycle::Conn;
 use super::run::Event;
 use crate::host::{NONE, Tuple};
 use crate::time::{Duration, Instant};
@@ -246,6 +247,9 @@ pub struct Paths {
     middleboxes: Vec<Box<dyn Middlebox>>,
     transits: Vec<Transit>,
     free: Vec<u32>,
+    /// Per connection on a path with a middlebox, the tuple its SYN reached the server
+    /// with (a NAT rewrites it).
+    server_tuples: Vec<Tuple>,
 }
 
 /// A segment between hops.
@@ -274,6 +278,7 @@ impl Paths {
             middleboxes: Vec::new(),
             transits: Vec::new(),
             free: Vec::new(),
+            server_tuples: Vec::new(),
         }
     }
 
@@ -406,7 +411,7 @@ impl Simulation {
         let wire = Wire {
             tuple: match dir {
                 Dir::Up => c.tuple,
-                Dir::Down => c.stuple.mirror(),
+                Dir::Down => self.server_tuple(conn, c).mirror(),
             },
             seg,
             dir,
@@ -428,6 +433,16 @@ impl Simulation {
             middlebox: 0,
         };
         self.forward(t);
+    }
+
+    /// The server's view of `conn`'s four-tuple: the client's mirrored, or as the middleboxes
+    /// on its path left its SYN.
+    #[inline]
+    pub(super) fn server_tuple(&self, conn: u32, c: &Conn) -> Tuple {
+        if self.paths.routed(c.client, c.server) == NONE {
+            return c.tuple.mirror();
+        }
+        self.paths.server_tuples[conn as usize]
     }
 
     /// Queues transit `t` at its next middlebox, or at the receiver past the last.
@@ -472,7 +487,11 @@ impl Simulation {
                 return;
             }
             if current {
-                self.conns[t.conn as usize].stuple = t.wire.tuple.mirror();
+                let i = t.conn as usize;
+                if self.paths.server_tuples.len() <= i {
+                    self.paths.server_tuples.resize(i + 1, Tuple::default());
+                }
+                self.paths.server_tuples[i] = t.wire.tuple.mirror();
             }
         }
         t.next += 1;
