@@ -156,7 +156,8 @@ pub(super) fn fully_random(sc: &Scenario, targets: &[usize], doc: &Table) -> Opt
             (rule.persistent, "persistent"),
         ]
         .into_iter()
-        .filter_map(|(on, f)| on.then(|| Value::String(f.into())))
+        .filter(|(on, _)| *on)
+        .map(|(_, f)| Value::String(f.into()))
         .collect();
         knob(&mut var, n, "flags", Value::Array(flags));
         var.how.extend(rule_lines(n, &rule));
