@@ -908,3 +908,139 @@ fn a_replicated_plan_ranks_by_the_means_and_fixes_only_what_every_seed_fixes() {
     assert!(s["min"].as_f64().unwrap() <= s["mean"].as_f64().unwrap());
     assert!(p.to_text().contains("means over the seeds"));
 }
+
+/// Four pod addresses behind a Linux 5.10 masquerade to 40000–40009, 20 new connections/s.
+fn nat_router() -> String {
+    std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/samples/nat-router.toml"
+    ))
+    .unwrap()
+}
+
+/// Ten ports (40000–40009) on one address, held 120 s by conntrack's TIME_WAIT
+/// (`nf_conntrack_tcp_timeout_time_wait`'s default): from the fixture and the kernel, not
+/// from the NAT's profile.
+const NAT_LIMIT: f64 = 10.0 * 1.0 / 120.0;
+
+#[test]
+fn a_nat_out_of_ports_is_the_tightest_limit_at_addresses_times_ports_over_its_time_wait() {
+    let p = plan::plan("nat-router.toml", &nat_router(), &[]).unwrap();
+    let [n] = p.now.nat_pools.as_slice() else {
+        panic!("one NAT, one destination: {:?}", p.now.nat_pools)
+    };
+    assert_eq!((n.ports, n.hold_state, n.hold_s), (10, "TIME_WAIT", 120.0));
+    assert!((n.formula_limit_per_s - NAT_LIMIT).abs() < 5e-4, "{n:?}");
+    assert_eq!(n.limit_per_s, Some(n.formula_limit_per_s));
+    // Before 6.4 no SYN evicts a closing entry: the run carries the formula's rate.
+    let carried = n.simulated_per_s.unwrap();
+    assert!(
+        (carried - NAT_LIMIT).abs() < NAT_LIMIT * RATE_TOLERANCE,
+        "{n:?}"
+    );
+    let headroom = 100.0 * (NAT_LIMIT - 20.0) / NAT_LIMIT;
+    assert!(
+        (n.headroom_percent.unwrap() - headroom).abs() < 1.0,
+        "{n:?}"
+    );
+    assert_eq!(
+        p.now.outcome.tightest.as_deref(),
+        Some("NAT router → 203.0.113.2:8080")
+    );
+    assert!(
+        p.verdict.contains("the tightest limit is NAT router"),
+        "{}",
+        p.verdict
+    );
+    // The NAT's drops time out at the client, whose own pools have ports to spare.
+    assert!(p.now.outcome.errors.contains_key("ETIMEDOUT"));
+    assert!(p.now.pools.iter().all(|q| q.saturated_per_s.is_none()));
+    assert!(
+        p.to_text()
+            .contains("0.083 /s = 1 address(es) × 10 ports / 120 s TIME_WAIT")
+    );
+}
+
+#[test]
+fn nat_remedies_carry_their_exact_lines_and_rank_by_what_their_runs_gave() {
+    let p = plan::plan("nat-router.toml", &nat_router(), &[]).unwrap();
+    let all: Vec<_> = p.remedies.iter().chain(&p.not_recommended).collect();
+    let find = |title: &str| {
+        all.iter()
+            .position(|r| r.title.starts_with(title))
+            .unwrap_or_else(|| panic!("no remedy {title:?}"))
+    };
+    let has = |i: usize, line: &str| {
+        assert!(
+            all[i].how.iter().any(|h| h.contains(line)),
+            "{line:?} not in {:?}",
+            all[i].how
+        )
+    };
+    let wide = find("Widen the NAT's port range");
+    has(
+        wide,
+        r#"nft add rule ip nat POSTROUTING oifname "eth0" meta l4proto tcp masquerade to :1024-65535"#,
+    );
+    has(
+        wide,
+        "iptables -t nat -A POSTROUTING -o eth0 -p tcp -j MASQUERADE --to-ports 1024-65535",
+    );
+    let random = find("NAT port chosen fully at random");
+    has(random, "masquerade to :40000-40009 fully-random");
+    has(
+        random,
+        "-j MASQUERADE --to-ports 40000-40009 --random-fully",
+    );
+    let addresses = find("More NAT addresses");
+    has(addresses, "snat to 203.0.113.10-203.0.113.13:40000-40009");
+    has(
+        addresses,
+        "-j SNAT --to-source 203.0.113.10-203.0.113.13:40000-40009",
+    );
+    let ct60 = find("Conntrack TIME_WAIT down to the hosts' TCP TIME-WAIT");
+    has(
+        ct60,
+        "sysctl -w net.netfilter.nf_conntrack_tcp_timeout_time_wait=60",
+    );
+    let ct30 = find("Conntrack TIME_WAIT down to a quarter");
+    has(
+        ct30,
+        "sysctl -w net.netfilter.nf_conntrack_tcp_timeout_time_wait=30",
+    );
+    let reuse = find("Reuse connections");
+    has(reuse, "requests per connection");
+    // 64,512 ports / 120 s = 537.6 /s: the range alone fixes 20 /s, so it ranks first.
+    assert_eq!(wide, 0);
+    assert!(all[wide].fixes);
+    // The others are ranked by their runs: TIME_WAIT at 60 s doubles the NAT's rate, four
+    // addresses serve the four pods (as many as they hash to), fully-random adds no port.
+    let rate = |i: usize| all[i].outcome.as_ref().unwrap().requests_per_s;
+    let today = p.now.outcome.requests_per_s;
+    assert!((rate(ct60) / today - 2.0).abs() < 0.1, "{}", rate(ct60));
+    assert!((rate(random) / today - 1.0).abs() < RATE_TOLERANCE);
+    assert!(ct60 < random && addresses < random);
+    assert!(rate(reuse) > rate(ct60) && reuse < ct60);
+    // Below the endpoints' TIME-WAIT the NAT reuses tuples a server may still get old
+    // segments for: listed apart.
+    assert!(ct30 >= p.remedies.len());
+    assert!(!all[ct30].fixes);
+}
+
+#[test]
+fn from_linux_6_4_the_run_not_the_formula_gives_the_nat_s_limit() {
+    let set = [whatif::parse_set(r#"nat.router.knobs.kernel="6.18""#).unwrap()];
+    let p = plan::plan("nat-router.toml", &nat_router(), &set).unwrap();
+    let n = &p.now.nat_pools[0];
+    assert!((n.formula_limit_per_s - NAT_LIMIT).abs() < 5e-4);
+    assert_eq!(n.limit_per_s, None);
+    assert!(
+        n.notes[0].contains("nf_nat_used_tuple_harder"),
+        "{:?}",
+        n.notes
+    );
+    // Evicting TIME_WAIT entries a new SYN has passed, it carries far more than 10 / 120 s.
+    assert!(n.simulated_per_s.unwrap() > 100.0 * NAT_LIMIT, "{n:?}");
+    let before = p.before.as_ref().unwrap();
+    assert_eq!(before.nat_pools[0].limit_per_s, Some(n.formula_limit_per_s));
+}

@@ -47,7 +47,12 @@ fn the_committed_charts_are_current_and_cover_every_scenario() {
             .iter()
             .find(|m| m.path.file_stem().unwrap().to_string_lossy() == *s)
             .unwrap_or_else(|| panic!("no chart for scenarios/{s}.toml"));
-        let t = texts(&m.svg, (1200, 998));
+        // A scenario with a NAT has two panels more (its ports, its conntrack entries).
+        let text = std::fs::read_to_string(root().join(format!("scenarios/{s}.toml"))).unwrap();
+        let nat = toml::from_str::<toml::Table>(&text)
+            .unwrap()
+            .contains_key("nat");
+        let t = texts(&m.svg, (1200, if nat { 1598 } else { 998 }));
         assert!(t.iter().any(|x| x == "time (s)"), "{s}: x axis title");
         assert!(t.iter().any(|x| x == "sockets"), "{s}: panel 1");
         assert!(t.iter().any(|x| x == "connections / s"), "{s}: panel 2");
@@ -402,4 +407,30 @@ fn a_manifest_that_makes_one_file_twice_or_labels_a_sweep_axis_is_refused() {
     let e = plot::manifest::make(&m).err().unwrap().to_string();
     assert!(e.contains("`labels` is for heat maps"), "{e}");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_nat_chart_sets_its_ports_and_conntrack_states_beside_the_client_pool_the_same_each_time() {
+    let path = root().join("tests/samples/nat-router.toml");
+    let draw = || {
+        let r = ReportView::of(&portsim::run_file(&path).unwrap());
+        plot::render_svg(&plot::scenario_chart(&r)).unwrap()
+    };
+    let svg = draw();
+    assert_eq!(svg, draw());
+    // Five panels of 300 px: sockets, NAT ports, conntrack entries, rates, latency.
+    let t = texts(&svg, (1200, 78 + 5 * 300 + 20));
+    let at = |s: &str| {
+        t.iter()
+            .position(|x| x == s)
+            .unwrap_or_else(|| panic!("{s:?} not in {t:?}"))
+    };
+    assert!(at("sockets") < at("NAT ports in use"));
+    assert!(at("NAT ports in use") < at("conntrack entries"));
+    assert!(at("conntrack entries") < at("connections / s"));
+    at("free ports (pool of 28,232)");
+    at("router in use");
+    at("1 addr × 10 ports");
+    at("TIME_WAIT");
+    at("NAT router / TIME_WAIT = 0.08 / s");
 }

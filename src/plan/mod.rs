@@ -10,6 +10,7 @@
 //! TIME_WAIT. Where it does not hold, [`PoolPlan::formula_note`] says why.
 
 pub mod import;
+pub mod nat;
 pub mod remedy;
 pub mod sweep;
 pub mod whatif;
@@ -263,6 +264,9 @@ pub struct Outcome {
     /// The limit the tightest pool's headroom is taken against, and where it comes from.
     pub headroom_limit_per_s: Option<f64>,
     pub headroom_limit_from: Option<LimitSource>,
+    /// The tightest limit: a client's pool, or a NAT's pairs toward a destination.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tightest: Option<String>,
     /// With `--seeds`: each number above over the seeds (the numbers above are the first
     /// seed's run).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -315,16 +319,14 @@ impl Outcome {
             headroom_percent: some(|o| o.headroom_percent).map(|h| round(h, 1)),
             headroom_limit_per_s: some(|o| o.headroom_limit_per_s),
             headroom_limit_from: runs.first().and_then(|o| o.headroom_limit_from),
+            tightest: runs.first().and_then(|o| o.tightest.clone()),
             replicates: None,
         }
     }
 
-    fn of(r: &Report, pools: &[PoolPlan]) -> Outcome {
+    fn of(r: &Report, limits: &[Limit]) -> Outcome {
         let c = &r.summary.connections;
-        let tight = pools
-            .iter()
-            .filter_map(|p| Some((p, p.headroom_percent?)))
-            .min_by(|a, b| a.1.total_cmp(&b.1));
+        let tight = tightest(limits);
         Outcome {
             attempted: c.attempted,
             established: c.established,
@@ -350,6 +352,7 @@ impl Outcome {
             headroom_percent: tight.map(|t| t.1),
             headroom_limit_per_s: tight.and_then(|t| t.0.headroom_limit().map(|l| l.0)),
             headroom_limit_from: tight.and_then(|t| t.0.headroom_limit().map(|l| l.1)),
+            tightest: tight.map(|t| t.0.label()),
             replicates: None,
         }
     }
@@ -387,6 +390,79 @@ impl PoolPlan {
     }
 }
 
+/// A limit a run can hit: a client's pool of ports, or a NAT's pairs toward a destination.
+#[derive(Clone, Copy, Debug)]
+pub enum Limit<'a> {
+    Pool(&'a PoolPlan),
+    Nat(&'a nat::NatPlan),
+}
+
+impl Limit<'_> {
+    pub fn headroom_percent(&self) -> Option<f64> {
+        match self {
+            Limit::Pool(p) => p.headroom_percent,
+            Limit::Nat(n) => n.headroom_percent,
+        }
+    }
+
+    pub fn headroom_limit(&self) -> Option<(f64, LimitSource)> {
+        match self {
+            Limit::Pool(p) => p.headroom_limit(),
+            Limit::Nat(n) => n.headroom_limit(),
+        }
+    }
+
+    pub fn offered_per_s(&self) -> f64 {
+        match self {
+            Limit::Pool(p) => p.offered_per_s,
+            Limit::Nat(n) => n.offered_per_s,
+        }
+    }
+
+    pub fn offered_from(&self) -> &'static str {
+        match self {
+            Limit::Pool(p) => p.offered_from,
+            Limit::Nat(n) => n.offered_from,
+        }
+    }
+
+    pub fn formula_limit_per_s(&self) -> f64 {
+        match self {
+            Limit::Pool(p) => p.formula_limit_per_s,
+            Limit::Nat(n) => n.formula_limit_per_s,
+        }
+    }
+
+    pub fn label(&self) -> String {
+        match self {
+            Limit::Pool(p) => format!("pool {}", label(p)),
+            Limit::Nat(n) => n.label(),
+        }
+    }
+
+    /// The hosts whose connections draw on it.
+    pub fn hosts(&self) -> Vec<&str> {
+        match self {
+            Limit::Pool(p) => vec![p.host.as_str()],
+            Limit::Nat(n) => n.behind.iter().map(String::as_str).collect(),
+        }
+    }
+}
+
+/// The client pools' limits, then the NATs'.
+fn limits<'a>(pools: &'a [PoolPlan], nats: &'a [nat::NatPlan]) -> Vec<Limit<'a>> {
+    let pools = pools.iter().map(Limit::Pool);
+    pools.chain(nats.iter().map(Limit::Nat)).collect()
+}
+
+/// The limit with the least headroom, and its headroom; the first of equals.
+fn tightest<'a>(limits: &[Limit<'a>]) -> Option<(Limit<'a>, f64)> {
+    limits
+        .iter()
+        .filter_map(|l| Some((*l, l.headroom_percent()?)))
+        .min_by(|a, b| a.1.total_cmp(&b.1))
+}
+
 /// The plan for one scenario (`--format json`: schema `portsim.plan/1`).
 #[derive(Serialize, Debug)]
 pub struct Plan {
@@ -417,6 +493,9 @@ pub struct Plan {
 #[derive(Serialize, Debug, Clone)]
 pub struct Assessment {
     pub pools: Vec<PoolPlan>,
+    /// Each NAT's pairs toward each destination.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub nat_pools: Vec<nat::NatPlan>,
     pub outcome: Outcome,
     /// Each seed's outcome, in seed order (the one run's without `--seeds`).
     #[serde(skip)]
@@ -424,6 +503,11 @@ pub struct Assessment {
 }
 
 impl Assessment {
+    /// Every limit, client pools first.
+    pub fn limits(&self) -> Vec<Limit<'_>> {
+        limits(&self.pools, &self.nat_pools)
+    }
+
     /// What a user gets, as the table and the findings show it: the one run, or the mean
     /// over the seeds.
     pub fn shown(&self) -> Outcome {
@@ -436,14 +520,19 @@ fn round(x: f64, digits: i32) -> f64 {
     (x * m).round() / m
 }
 
-/// The scenario with its duration at least four of its longest TIME_WAIT, so that the
-/// sustained window holds two whole periods.
+/// The scenario with its duration at least four of its longest TIME_WAIT, a host's or a
+/// NAT's conntrack timeout, so that the sustained window holds two whole periods.
 pub fn with_horizon(file: &str, text: &str) -> Result<(String, Scenario), PlanError> {
     let sc = scenario::parse(file, text).map_err(PlanError::Scenario)?;
+    let nat_tw = sc
+        .nats
+        .iter()
+        .map(|n| n.config.timeouts[crate::nat::conntrack::CtState::TimeWait as usize].0);
     let tw = sc
         .hosts
         .iter()
         .map(|h| h.profile.time_wait.0)
+        .chain(nat_tw)
         .max()
         .unwrap_or(0);
     if sc.duration.0 >= 4 * tw {
@@ -468,12 +557,14 @@ pub fn with_horizon(file: &str, text: &str) -> Result<(String, Scenario), PlanEr
 pub fn assess(sc: &Scenario) -> (Report, Assessment) {
     let r = Simulation::new(sc).run();
     let pools = pools(sc, &r);
-    let outcome = Outcome::of(&r, &pools);
+    let nat_pools = nat::nat_pools(sc, &r);
+    let outcome = Outcome::of(&r, &limits(&pools, &nat_pools));
     let runs = vec![outcome.clone()];
     (
         r,
         Assessment {
             pools,
+            nat_pools,
             outcome,
             runs,
         },
@@ -531,32 +622,36 @@ fn steady(w: &crate::workload::Workload, total: crate::time::Duration) -> bool {
         && !w.limit.is_set()
 }
 
+/// New connections per second `w` offers in all, and where the figure comes from.
+fn workload_rate(sc: &Scenario, w: &crate::workload::Workload) -> (f64, &'static str) {
+    match (&w.arrival, w.arrival.peak_rate()) {
+        (Arrival::Steps { .. }, Some(r)) => (r, "arrival rate (highest step)"),
+        (_, Some(r)) => (r, "arrival rate"),
+        (Arrival::Closed { concurrency }, None) => (
+            f64::from(*concurrency) / open_time(w).max(1e-6),
+            "closed loop: concurrency / connection time",
+        ),
+        (a @ Arrival::Bursts(_), None) => (
+            a.arrivals_in(0.0).unwrap_or(0.0) / w.active_secs(sc.duration).max(1e-9),
+            "bursts: their connections over the workload's active time",
+        ),
+        (_, None) => unreachable!("every open loop has a rate or bursts"),
+    }
+}
+
+/// Seconds one of `w`'s connections is open if its connect succeeds at once: a handshake
+/// and its requests, one RTT and one service time each.
+fn open_time(w: &crate::workload::Workload) -> f64 {
+    let rtt = w.rtt.mean().as_secs_f64();
+    let service = w.service_time.mean().as_secs_f64();
+    rtt + f64::from(w.requests_per_connection) * (rtt + service)
+}
+
 /// New connections per second each pool is offered.
 fn offered(sc: &Scenario) -> BTreeMap<String, Offer> {
     let mut out: BTreeMap<String, Offer> = BTreeMap::new();
     for w in &sc.workloads {
-        let (rate, from) = match (&w.arrival, w.arrival.peak_rate()) {
-            (Arrival::Steps { .. }, Some(r)) => (r, "arrival rate (highest step)"),
-            (_, Some(r)) => (r, "arrival rate"),
-            (Arrival::Closed { concurrency }, None) => {
-                // What the workers would ask for if every connect succeeded at once: each
-                // connection lasts a handshake and its requests (one RTT and one service time
-                // each), then the worker starts the next.
-                let rtt = w.rtt.mean().as_secs_f64();
-                let service = w.service_time.mean().as_secs_f64();
-                let n = f64::from(w.requests_per_connection);
-                let cycle = (rtt + n * (rtt + service)).max(1e-6);
-                (
-                    f64::from(*concurrency) / cycle,
-                    "closed loop: concurrency / connection time",
-                )
-            }
-            (a @ Arrival::Bursts(_), None) => (
-                a.arrivals_in(0.0).unwrap_or(0.0) / w.active_secs(sc.duration).max(1e-9),
-                "bursts: their connections over the workload's active time",
-            ),
-            (_, None) => unreachable!("every open loop has a rate or bursts"),
-        };
+        let (rate, from) = workload_rate(sc, w);
         let share = rate / (w.sources.len() * w.destinations.len()) as f64;
         for s in &w.sources {
             let h = &sc.hosts[s.host as usize];
@@ -679,6 +774,17 @@ fn formula_note(sc: &Scenario, pool: &crate::report::PoolInfo) -> Option<(String
     None
 }
 
+/// Whether `host` is behind a NAT that dropped SYNs in the run.
+fn behind_dropping_nat(sc: &Scenario, r: &Report, host: &str) -> bool {
+    let Some(h) = sc.hosts.iter().position(|x| x.name == host) else {
+        return false;
+    };
+    sc.nats
+        .iter()
+        .zip(&r.nat)
+        .any(|(n, info)| n.behind.contains(&h) && info.drops.values().sum::<u64>() > 0)
+}
+
 /// What a pool carried while saturated, if it was: the rule of [`PoolPlan::headroom_limit`].
 fn saturated_rate(r: &Report, p: &crate::report::PoolInfo, offer: Offer) -> Option<f64> {
     let c = &r.summary.connections;
@@ -701,9 +807,14 @@ pub fn pools(sc: &Scenario, r: &Report) -> Vec<PoolPlan> {
                 steady: true,
             });
             let (offer, from) = (o.per_s, o.from);
-            let saturated = saturated_rate(r, p, o);
             let limit = p.formula_limit_per_s;
             let note = formula_note(sc, p);
+            let rule = note.as_ref().map_or(Some(limit), |n| n.1);
+            let saturated = saturated_rate(r, p, o).filter(|_| {
+                // Connects the NAT dropped time out whatever the pool holds: the pool is
+                // short itself only when offered more than its own rule allows.
+                !behind_dropping_nat(sc, r, &p.host) || rule.is_none_or(|l| offer > l)
+            });
             let scope_note = match p.kind {
                 "connect (host-wide)" => Some("ports are host-wide on this kernel (§3.3, §4): one pool serves every source IP and destination, so ports / TIME_WAIT is the whole host's limit"),
                 "bind" => Some("bind(ip, 0) takes a port exclusively per source IP (§1.6): ports / TIME_WAIT is shared by every destination (IP_BIND_ADDRESS_NO_PORT shares ports by four-tuple instead)"),
@@ -816,11 +927,8 @@ pub fn plan_seeds(
 
 fn verdict(a: &Assessment) -> String {
     let o = &a.outcome;
-    let tight = a
-        .pools
-        .iter()
-        .filter_map(|p| Some((p, p.headroom_percent?)))
-        .min_by(|x, y| x.1.total_cmp(&y.1));
+    let limits = a.limits();
+    let tight = tightest(&limits);
     if o.failed > 0 {
         let errs: Vec<String> = o
             .errors
@@ -835,6 +943,14 @@ fn verdict(a: &Assessment) -> String {
             o.first_failure_s.map_or("?".into(), |t| format!("{t}"))
         );
         v.push_str(&stalls(o));
+        if let Some((l @ Limit::Nat(n), _)) = tight {
+            v.push_str(&format!(
+                "; the tightest limit is {}: {} /s offered against {} /s",
+                l.label(),
+                n.offered_per_s,
+                l.headroom_limit().map_or(n.formula_limit_per_s, |x| x.0)
+            ));
+        }
         if o.unprotected_reuse > 0 {
             v.push_str(&format!(
                 "; {} four-tuples reused unprotected",
@@ -845,20 +961,26 @@ fn verdict(a: &Assessment) -> String {
     }
     let mut v = match tight {
         Some((p, h)) if h < 0.0 => format!(
-            "no failure within the run, but pool {} is offered {} /s, over its limit of {} /s{}",
-            label(p),
-            p.offered_per_s,
-            p.headroom_limit().map_or(p.formula_limit_per_s, |l| l.0),
-            if p.offered_from.starts_with("closed") {
+            "no failure within the run, but {} is offered {} /s, over its limit of {} /s{}",
+            p.label(),
+            p.offered_per_s(),
+            p.headroom_limit().map_or(p.formula_limit_per_s(), |l| l.0),
+            if p.offered_from().starts_with("closed") {
                 " (a closed loop: its workers wait for ports instead of failing)"
             } else {
                 ""
             }
         ),
         Some((p, h)) if h < 100.0 * (1.0 - TARGET_USE) => {
-            format!("fits, tightly: pool {} has {h} % headroom", label(p))
+            format!("fits, tightly: {} has {h} % headroom", p.label())
         }
-        Some((p, h)) => format!("fits: the tightest pool, {}, has {h} % headroom", label(p)),
+        Some((Limit::Pool(p), h)) => {
+            format!("fits: the tightest pool, {}, has {h} % headroom", label(p))
+        }
+        Some((n, h)) => format!(
+            "fits: the tightest limit, {}, has {h} % headroom",
+            n.label()
+        ),
         None if a.pools.is_empty() => "fits: no connection draws on an ephemeral port pool".into(),
         None => "fits: no connect failed, and TIME-WAIT does not hold the client's ports".into(),
     };
@@ -996,6 +1118,9 @@ fn pools_text(s: &mut String, a: &Assessment) {
             let _ = writeln!(s, "  note        {n}");
         }
     }
+    for n in &a.nat_pools {
+        nat_text(s, n);
+    }
     let o = &a.outcome;
     let _ = writeln!(
         s,
@@ -1012,6 +1137,71 @@ fn pools_text(s: &mut String, a: &Assessment) {
         group(u64::from(o.time_wait_peak)),
         group(o.unprotected_reuse)
     );
+}
+
+fn nat_text(s: &mut String, n: &nat::NatPlan) {
+    let _ = writeln!(
+        s,
+        "nat           {} [{}; behind it: {}]",
+        n.label(),
+        n.addresses.join(", "),
+        n.behind.join(", ")
+    );
+    let _ = writeln!(
+        s,
+        "  limit       {} /s = {} address(es) × {} ports / {} s {} (formula{}); simulated {}",
+        n.formula_limit_per_s,
+        n.addresses.len(),
+        group(u64::from(n.ports_per_address)),
+        n.hold_s,
+        n.hold_state,
+        if n.limit_per_s.is_some() {
+            ""
+        } else {
+            ", an upper bound on the hold"
+        },
+        n.simulated_per_s
+            .map_or("–".into(), |v| match n.formula_error_percent {
+                Some(e) => format!("{v} /s ({e:+} % from the formula)"),
+                None => format!("{v} /s"),
+            })
+    );
+    let _ = writeln!(
+        s,
+        "  offered     {} /s ({}); headroom {}",
+        n.offered_per_s,
+        n.offered_from,
+        match (n.headroom_percent, n.headroom_limit()) {
+            (Some(h), Some((l, LimitSource::Simulated))) =>
+                format!("{h} % of the {l} /s the NAT carried while it dropped SYNs (simulated)"),
+            (Some(h), _) => format!("{h} %"),
+            _ => "– (no rule gives its limit on this kernel, and the run carried what it was offered)".into(),
+        }
+    );
+    if !n.syns_dropped.is_empty() {
+        let d: Vec<String> = n
+            .syns_dropped
+            .iter()
+            .map(|(k, v)| format!("{} {k}", group(*v)))
+            .collect();
+        let _ = writeln!(
+            s,
+            "  dropped     {} SYNs in all ({})",
+            group(n.syns_dropped.values().sum()),
+            d.join(", ")
+        );
+    }
+    let _ = writeln!(
+        s,
+        "  held        {} flows open at once, of {} pairs; runs out at {}; then {} SYNs/s beyond the limit are dropped (the client retransmits them, then fails with ETIMEDOUT)",
+        n.open_steady,
+        group(u64::from(n.ports)),
+        opt_s(n.exhausted_at_s),
+        n.failing_per_s
+    );
+    for note in &n.notes {
+        let _ = writeln!(s, "  note        {note}");
+    }
 }
 
 /// Columns of the remedy table, each right-aligned: what a user gets from one run.

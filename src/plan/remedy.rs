@@ -18,6 +18,8 @@ use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
 use toml::{Table, Value};
 
+pub mod nat;
+
 /// One change, simulated.
 #[derive(Serialize, Debug, Clone)]
 pub struct Remedy {
@@ -119,6 +121,19 @@ fn workload_mut<'a>(doc: &'a mut Table, name: &str) -> &'a mut Table {
         .expect("the workload exists")
 }
 
+/// The `[[nat]]` host `name` is behind, if any.
+fn nat_behind<'a>(doc: &'a mut Table, name: &str) -> Option<&'a mut Table> {
+    doc.get_mut("nat")?
+        .as_array_mut()?
+        .iter_mut()
+        .filter_map(Value::as_table_mut)
+        .find(|n| {
+            n.get("behind")
+                .and_then(Value::as_array)
+                .is_some_and(|b| b.iter().any(|h| h.as_str() == Some(name)))
+        })
+}
+
 fn sub<'a>(t: &'a mut Table, key: &str) -> &'a mut Table {
     t.entry(key)
         .or_insert_with(|| Value::Table(Table::new()))
@@ -130,7 +145,7 @@ fn strings(v: Vec<String>) -> Value {
     Value::Array(v.into_iter().map(Value::String).collect())
 }
 
-/// Addresses not used by any host, after `from`.
+/// Addresses not used by any host or NAT, after `from`.
 struct FreshIps {
     used: BTreeSet<u32>,
     next: u32,
@@ -138,11 +153,13 @@ struct FreshIps {
 
 impl FreshIps {
     fn new(sc: &Scenario, from: u32) -> FreshIps {
+        let nats = sc.nats.iter().flat_map(|n| n.ips.iter().copied());
         FreshIps {
             used: sc
                 .hosts
                 .iter()
                 .flat_map(|h| h.ips.iter().copied())
+                .chain(nats)
                 .collect(),
             next: from,
         }
@@ -157,31 +174,32 @@ impl FreshIps {
     }
 }
 
-/// The workloads a remedy changes: those that fail, or whose pools have less than 20 %
-/// headroom; and the factor of capacity they need for 20 % headroom.
+/// The workloads a remedy changes: those that fail, or whose limits (client pools, NATs
+/// they cross) have less than 20 % headroom; and the factor of capacity they need for 20 %
+/// headroom.
 fn targets(sc: &Scenario, r: &Report, now: &Assessment) -> (Vec<usize>, u32) {
-    let tight: Vec<&super::PoolPlan> = now
-        .pools
+    let limits = now.limits();
+    let tight: Vec<&super::Limit> = limits
         .iter()
-        .filter(|p| {
-            p.headroom_percent
+        .filter(|l| {
+            l.headroom_percent()
                 .is_some_and(|h| h < 100.0 * (1.0 - TARGET_USE))
         })
         .collect();
+    let tight_hosts: BTreeSet<&str> = tight.iter().flat_map(|l| l.hosts()).collect();
     let mut out = vec![];
     for (i, (w, ws)) in sc.workloads.iter().zip(&r.workloads).enumerate() {
-        let hosts: BTreeSet<&str> = w
+        let mut hosts = w
             .sources
             .iter()
-            .map(|s| sc.hosts[s.host as usize].name.as_str())
-            .collect();
-        if ws.failed > 0 || tight.iter().any(|p| hosts.contains(p.host.as_str())) {
+            .map(|s| sc.hosts[s.host as usize].name.as_str());
+        if ws.failed > 0 || hosts.any(|h| tight_hosts.contains(h)) {
             out.push(i);
         }
     }
     let by_limit = tight
         .iter()
-        .filter_map(|p| Some(p.offered_per_s / p.headroom_limit()?.0))
+        .filter_map(|l| Some(l.offered_per_s() / l.headroom_limit()?.0))
         .fold(0.0, f64::max);
     let o = &now.outcome;
     let by_sim = if o.established > 0 {
@@ -209,14 +227,19 @@ pub fn evaluate(
     let doc: Table = toml::from_str(text).expect("a parsed scenario is TOML");
     let variants: Vec<Variant> = [
         port_range(sc, &targets, &doc),
+        nat::port_range(sc, &targets, &doc),
         tw_reuse(sc, &targets, &doc),
+        nat::fully_random(sc, &targets, &doc),
+        nat::time_wait_as_tcp(sc, &targets, &doc),
         keep_alive(sc, &targets, &doc, m),
         bind_no_port(sc, &targets, &doc),
         client_ips(sc, &targets, &doc, m),
         destinations(sc, &targets, &doc, m),
+        nat::addresses(sc, &targets, &doc, m),
         clients(sc, &targets, &doc, m),
         linger_zero(sc, &targets, &doc),
         short_time_wait(sc, &targets, &doc),
+        nat::time_wait_quarter(sc, &targets, &doc),
     ]
     .into_iter()
     .flatten()
@@ -468,18 +491,22 @@ fn unprotected(o: &Outcome, today: &Outcome) -> Option<String> {
 }
 
 fn headroom(o: &Outcome) -> String {
+    let at = match &o.tightest {
+        Some(t) if !t.starts_with("pool ") => format!("at the tightest limit, {t},"),
+        _ => "in the tightest pool,".into(),
+    };
     match (
         o.headroom_percent,
         o.headroom_limit_per_s,
         o.headroom_limit_from,
     ) {
         (Some(h), Some(l), Some(LimitSource::Simulated)) => format!(
-            "headroom {} % in the tightest pool, against the {} /s it carried while saturated",
+            "headroom {} % {at} against the {} /s it carried while saturated",
             decimal(h, 1),
             decimal(l, 1)
         ),
         (Some(h), Some(l), _) => format!(
-            "headroom {} % in the tightest pool, against its {} /s by the kernel's rule",
+            "headroom {} % {at} against its {} /s by the kernel's rule",
             decimal(h, 1),
             decimal(l, 1)
         ),
@@ -833,6 +860,12 @@ fn clients(sc: &Scenario, targets: &[usize], doc: &Table, m: u32) -> Option<Vari
             h.insert("ips".into(), strings(ips.clone()));
             h.remove("listen");
             hosts(&mut var.doc).push(Value::Table(h));
+            // A machine added behind a NAT is behind it too: it shares the NAT's ports.
+            if let Some(b) = nat_behind(&mut var.doc, own[0]).and_then(|n| n.get_mut("behind"))
+                && let Some(list) = b.as_array_mut()
+            {
+                list.push(Value::String(name.clone()));
+            }
             all.push(name);
             src.extend(ips);
         }
@@ -976,6 +1009,7 @@ mod tests {
             headroom_percent: Some(50.0),
             headroom_limit_per_s: Some(20.0),
             headroom_limit_from: Some(LimitSource::Rule),
+            tightest: None,
             replicates: None,
         }
     }

@@ -1,8 +1,10 @@
 //! What-if changes on top of a scenario: `--set KEY=VALUE` and the values a sweep varies.
 //!
 //! A key is either a [`scenario::set`] path (`workload.churn.arrival.rate`,
-//! `host.client.knobs."net.ipv4.ip_local_port_range"`) or a bare knob or model-parameter name
-//! (`net.ipv4.tcp_tw_reuse`, `time_wait`), which is set on every host whose kernel has it.
+//! `host.client.knobs."net.ipv4.ip_local_port_range"`, `nat.router.knobs.port_range`) or a
+//! bare knob or model-parameter name (`net.ipv4.tcp_tw_reuse`, `time_wait`), which is set on
+//! every host whose kernel has it; a bare NAT knob
+//! (`net.netfilter.nf_conntrack_tcp_timeout_time_wait`) is set on every NAT.
 
 use crate::profile::{MODEL_PARAMS, nearest};
 use crate::scenario;
@@ -75,8 +77,8 @@ fn paths(text: &str, key: &str) -> Result<Vec<String>, WhatIfError> {
         key: key.to_string(),
         message,
     };
-    let first = key.split('.').next().unwrap_or_default();
-    if matches!(first, "scenario" | "host" | "workload") {
+    let first = key.split(['.', '[']).next().unwrap_or_default();
+    if matches!(first, "scenario" | "host" | "workload" | "nat") {
         return Ok(vec![key.to_string()]);
     }
     let sc = scenario::parse("what-if", text).map_err(|e| fail(e.to_string()))?;
@@ -92,6 +94,18 @@ fn paths(text: &str, key: &str) -> Result<Vec<String>, WhatIfError> {
             out.push(format!("host.{}.knobs.\"{key}\"", h.name));
         }
     }
+    // Every NAT has the same knobs.
+    let nat_knobs: Vec<String> = sc.nats.first().map_or(vec![], |n| {
+        n.config.knobs().into_iter().map(|k| k.0).collect()
+    });
+    if nat_knobs.iter().any(|k| k == key) {
+        out.extend(
+            sc.nats
+                .iter()
+                .map(|n| format!("nat.{}.knobs.\"{key}\"", n.name)),
+        );
+    }
+    known.extend(nat_knobs.iter().map(String::as_str));
     if out.is_empty() {
         known.sort_unstable();
         known.dedup();
@@ -100,7 +114,7 @@ fn paths(text: &str, key: &str) -> Result<Vec<String>, WhatIfError> {
             .unwrap_or_default();
         let kernels: Vec<String> = sc.hosts.iter().map(|h| h.profile_name.clone()).collect();
         return Err(fail(format!(
-            "no host's kernel ({}) has this knob, and it is not a path (scenario.KEY, host.NAME.KEY, workload.NAME.KEY).{hint} `portsim profile show NAME` lists each kernel's knobs",
+            "no host's kernel ({}) has this knob, and it is not a path (scenario.KEY, host.NAME.KEY, workload.NAME.KEY, nat.NAME.KEY).{hint} `portsim profile show NAME` lists each kernel's knobs",
             kernels.join(", ")
         )));
     }
@@ -190,6 +204,31 @@ rtt = "1ms"
                 .iter()
                 .all(|h| h.profile.time_wait.0 == 30_000_000_000)
         );
+    }
+
+    #[test]
+    fn a_bare_nat_knob_goes_to_every_nat() {
+        let text = format!(
+            "{TEXT}\n[[nat]]\nname = \"router\"\nips = [\"203.0.113.10\"]\nbehind = [\"client\"]\n"
+        );
+        let key = "net.netfilter.nf_conntrack_tcp_timeout_time_wait";
+        let t = apply("t", &text, &[parse_set(&format!("{key}=30")).unwrap()]).unwrap();
+        let sc = scenario::parse("t", &t).unwrap();
+        let tw = crate::nat::conntrack::CtState::TimeWait as usize;
+        assert_eq!(sc.nats[0].config.timeouts[tw].0, 30_000_000_000);
+        let t = apply(
+            "t",
+            &text,
+            &[parse_set("nat[0].knobs.port_range=40000 40009").unwrap()],
+        );
+        let sc = scenario::parse("t", &t.unwrap()).unwrap();
+        assert_eq!(sc.nats[0].config.ports_per_address(), 10);
+        let e = apply(
+            "t",
+            &text,
+            &[parse_set("net.netfilter.nf_conntrack_mux=1").unwrap()],
+        );
+        assert!(e.unwrap_err().message.contains("nf_conntrack_max"));
     }
 
     #[test]

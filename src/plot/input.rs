@@ -17,6 +17,9 @@ pub struct ReportView {
     pub bin_s: f64,
     pub hosts: Vec<HostView>,
     pub pools: Vec<PoolView>,
+    /// The NATs on the paths; none in a report without them.
+    #[serde(default)]
+    pub nat: Vec<NatView>,
     pub summary: SummaryView,
     pub series: Vec<BinView>,
     /// A replicated run's distributions (`run --seeds`): drawn as bands.
@@ -46,6 +49,16 @@ pub struct PoolView {
     pub ports: u32,
     pub time_wait_s: f64,
     pub formula_limit_per_s: f64,
+}
+
+#[derive(Deserialize, Clone, Debug)]
+pub struct NatView {
+    pub name: String,
+    pub ips: Vec<String>,
+    /// Ports per address toward one destination.
+    pub ports: u32,
+    #[serde(default)]
+    pub knobs: BTreeMap<String, String>,
 }
 
 #[derive(Deserialize, Clone, Debug)]
@@ -82,6 +95,12 @@ pub struct BinView {
     pub established_sockets_server: u32,
     pub free_ports_min: Option<u32>,
     pub connect_latency_ms: Option<PercentilesView>,
+    /// Per NAT, in the order of `nat`.
+    #[serde(default)]
+    pub nat_ports_in_use: Vec<u64>,
+    /// Per NAT: its conntrack entries by state.
+    #[serde(default)]
+    pub conntrack_states: Vec<BTreeMap<String, u64>>,
 }
 
 #[derive(Deserialize, Clone, Debug)]

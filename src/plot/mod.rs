@@ -6,7 +6,9 @@
 //! other. Every chart is a pure function of its input: the same report gives the same file.
 //!
 //! Chart kinds: [`scenario_chart`] (three panels over time: sockets by state, connections
-//! per second against `ports / TIME_WAIT`, connect latency), [`comparison_chart`] (several
+//! per second against `ports / TIME_WAIT`, connect latency; with a NAT on the path, two more
+//! under the sockets: the NAT's ports in use against its range, its conntrack entries by
+//! state), [`comparison_chart`] (several
 //! scenarios on one time axis), [`live_chart`] (predicted against measured), [`line_chart`]
 //! (a metric over one swept parameter) and [`HeatMap`] (over two).
 
@@ -1054,20 +1056,156 @@ pub fn scenario_chart(r: &ReportView) -> Figure {
             .banded(band(r, "connect_latency_p99_ms", Kind::Middle)),
     ];
     let mut subtitle = knob_summary(r);
+    for n in &r.nat {
+        subtitle.push_str(&format!(" · NAT {}: {}", n.name, nat_summary(n)));
+    }
     if let Some(x) = &r.replicates {
         subtitle.push_str(&format!(
             " · lines: seed {}, shaded: p5–p95 over {} seeds ({})",
             r.seed, x.n, x.seeds
         ));
     }
+    let mut references = limit_reference(r);
+    references.extend(nat_rate_references(r));
+    let mut panels = run_panels(sockets, rates, references, latency);
+    // Under the sockets panel, whose free-ports line is the client's pool.
+    panels.splice(1..1, nat_panels(r));
     Figure {
         title: r.scenario.name.clone(),
         subtitle,
         x_label: "time (s)".into(),
         x_range: (0.0, r.duration_s),
-        panels: run_panels(sockets, rates, limit_reference(r), latency),
+        panels,
         markers: markers(r),
     }
+}
+
+/// A NAT's rule in brief: its range, addresses, flags and kernel.
+fn nat_summary(n: &input::NatView) -> String {
+    let k = |name: &str| n.knobs.get(name).map_or("?", String::as_str);
+    let mut s = format!(
+        "ports {} × {} address(es), kernel {}",
+        k("port_range").replace(' ', "–"),
+        n.ips.len(),
+        k("kernel")
+    );
+    if !k("flags").is_empty() {
+        s.push_str(&format!(", {}", k("flags")));
+    }
+    s
+}
+
+/// Per NAT, its `addresses × ports / conntrack TIME_WAIT` toward one destination: the new
+/// flows per second it sustains before Linux 6.4 (later kernels may evict TIME_WAIT entries
+/// and carry more).
+fn nat_rate_references(r: &ReportView) -> Vec<Reference> {
+    r.nat
+        .iter()
+        .filter_map(|n| {
+            let key = "net.netfilter.nf_conntrack_tcp_timeout_time_wait";
+            let tw: f64 = n.knobs.get(key)?.parse().ok().filter(|t| *t > 0.0)?;
+            let y = n.ips.len() as f64 * f64::from(n.ports) / tw;
+            Some(Reference {
+                y,
+                label: format!("NAT {} / TIME_WAIT = {} / s", n.name, fmt_num(y)),
+                colour: PURPLE,
+            })
+        })
+        .collect()
+}
+
+/// Conntrack states as `conntrack -L` names them, each with its colour.
+const CT_STATES: [(&str, RGBColor); 8] = [
+    ("SYN_SENT", GREY),
+    ("SYN_RECV", GREEN_),
+    ("ESTABLISHED", BLUE_),
+    ("FIN_WAIT", ORANGE),
+    ("CLOSE_WAIT", SKY),
+    ("LAST_ACK", OCHRE),
+    ("TIME_WAIT", VERMILLION),
+    ("CLOSE", PURPLE),
+];
+
+/// A run's NAT panels, none without a NAT: each NAT's (address, port) pairs in use against
+/// what its range allows (addresses × ports), and its conntrack entries by state, with
+/// `nf_conntrack_max` when the entries come within half of it.
+fn nat_panels(r: &ReportView) -> Vec<Panel> {
+    if r.nat.is_empty() {
+        return vec![];
+    }
+    let run = (r.bin_s, r.duration_s);
+    let prefix = |n: &input::NatView| {
+        if r.nat.len() > 1 {
+            format!("{}: ", n.name)
+        } else {
+            String::new()
+        }
+    };
+    let mut ports = Panel::new("NAT ports in use", vec![]);
+    let mut entries = Panel::new("conntrack entries", vec![]);
+    for (i, n) in r.nat.iter().enumerate() {
+        let colour = PALETTE[i % PALETTE.len()];
+        let used = along(&r.series, run, Kind::Gauge, |b| {
+            b.nat_ports_in_use.get(i).map_or(0.0, |v| *v as f64)
+        });
+        ports
+            .lines
+            .push(Line::new(format!("{} in use", n.name), colour, used));
+        let range = n.ips.len() as f64 * f64::from(n.ports);
+        ports.references.push(Reference {
+            y: range,
+            label: format!("{}{} addr × {} ports", prefix(n), n.ips.len(), n.ports),
+            colour,
+        });
+        entries.lines.extend(state_lines(r, i, &prefix(n)));
+        entries.references.extend(table_limit(r, i, n, colour));
+    }
+    vec![ports, entries]
+}
+
+/// NAT `i`'s entries in each state some entry was in, one line per state.
+fn state_lines(r: &ReportView, i: usize, prefix: &str) -> Vec<Line> {
+    let run = (r.bin_s, r.duration_s);
+    let count = |b: &input::BinView, state: &str| {
+        let m = b.conntrack_states.get(i);
+        m.and_then(|m| m.get(state)).map_or(0.0, |v| *v as f64)
+    };
+    CT_STATES
+        .iter()
+        .filter(|(state, _)| r.series.iter().any(|b| count(b, state) > 0.0))
+        .map(|&(state, colour)| {
+            let points = along(&r.series, run, Kind::Gauge, |b| count(b, state));
+            Line::new(format!("{prefix}{state}"), colour, points)
+        })
+        .collect()
+}
+
+/// NAT `n`'s `nf_conntrack_max`, as a reference, when its entries reach half of it.
+fn table_limit(
+    r: &ReportView,
+    i: usize,
+    n: &input::NatView,
+    colour: RGBColor,
+) -> Option<Reference> {
+    let max: f64 = n
+        .knobs
+        .get("net.netfilter.nf_conntrack_max")?
+        .parse()
+        .ok()?;
+    let peak = r
+        .series
+        .iter()
+        .map(|b| {
+            b.conntrack_states
+                .get(i)
+                .map_or(0, |m| saturating_sum(m.values().copied()))
+        })
+        .max()?;
+    (2.0 * peak as f64 >= max).then(|| Reference {
+        y: max,
+        label: format!("{} nf_conntrack_max {}", n.name, fmt_num(max)),
+        colour,
+    })
 }
 
 /// Several scenarios on one time axis: requests completed per second (what the workload was

@@ -1,5 +1,6 @@
 //! One value of a scenario's text replaced, found by a key path through `[scenario]`, a
-//! `[[host]]` or a `[[workload]]` named by its `name`: what-if `--set`, sweeps, remedies.
+//! `[[host]]`, `[[workload]]` or `[[nat]]` named by its `name` (or by its index, as errors
+//! write it: `nat[0]`): what-if `--set`, sweeps, remedies.
 
 /// Why [`set`] could not change a scenario.
 #[derive(Debug, Clone, PartialEq)]
@@ -43,8 +44,9 @@ fn split_path(path: &str) -> Option<Vec<String>> {
     Some(out)
 }
 
-/// Scenario `text` with one value replaced: `path` is `scenario.KEY…`, `host.NAME.KEY…` or
-/// `workload.NAME.KEY…` (NAME is the entry's `name`; quote keys that hold dots, as in
+/// Scenario `text` with one value replaced: `path` is `scenario.KEY…`, `host.NAME.KEY…`,
+/// `workload.NAME.KEY…` or `nat.NAME.KEY…` (NAME is the entry's `name`; `nat[0].KEY…` names
+/// it by index; quote keys that hold dots, as in
 /// `host.client.knobs."net.ipv4.ip_local_port_range"`). Missing tables on the way are made.
 /// The result still has to pass [`parse`](super::parse).
 pub fn set(text: &str, path: &str, value: toml::Value) -> Result<String, SetError> {
@@ -71,48 +73,74 @@ pub fn set(text: &str, path: &str, value: toml::Value) -> Result<String, SetErro
     toml::to_string(&doc).map_err(|e| fail(e.to_string()))
 }
 
-/// The table a path starts in — `[scenario]`, or the `[[host]]` or `[[workload]]` entry its
-/// second key names — and the keys left after it.
+/// The sections whose entries a path names.
+const SECTIONS: [&str; 3] = ["host", "workload", "nat"];
+
+/// The table a path starts in — `[scenario]`, or the `[[host]]`, `[[workload]]` or `[[nat]]`
+/// entry its second key names (or its first key indexes) — and the keys left after it.
 fn section<'a>(
     doc: &'a mut toml::Table,
     keys: &'a [String],
 ) -> Result<(&'a mut toml::Table, &'a [String]), String> {
-    match keys[0].as_str() {
-        "scenario" => Ok((
-            doc.entry("scenario")
-                .or_insert_with(|| toml::Value::Table(Default::default()))
-                .as_table_mut()
-                .ok_or_else(|| "[scenario] is not a table".to_string())?,
-            &keys[1..],
-        )),
-        section @ ("host" | "workload") => {
-            let name = keys
-                .get(1)
-                .ok_or_else(|| format!("name the {section}: {section}.NAME.KEY"))?;
-            let entries = doc
-                .get_mut(section)
-                .and_then(toml::Value::as_array_mut)
-                .ok_or_else(|| format!("the scenario has no [[{section}]]"))?;
-            let names: Vec<String> = entries
-                .iter()
-                .filter_map(|e| e.get("name").and_then(|n| n.as_str()).map(String::from))
-                .collect();
-            let entry = entries
-                .iter_mut()
-                .find(|e| e.get("name").and_then(|n| n.as_str()) == Some(name.as_str()))
-                .and_then(toml::Value::as_table_mut)
-                .ok_or_else(|| {
-                    format!(
-                        "no {section} named {name:?}; the scenario has {}",
-                        names.join(", ")
-                    )
-                })?;
-            Ok((entry, &keys[2..]))
-        }
-        other => Err(format!(
-            "{other:?}: a path starts with scenario, host or workload"
-        )),
+    if keys[0] == "scenario" {
+        let t = doc
+            .entry("scenario")
+            .or_insert_with(|| toml::Value::Table(Default::default()))
+            .as_table_mut()
+            .ok_or_else(|| "[scenario] is not a table".to_string())?;
+        return Ok((t, &keys[1..]));
     }
+    if let Some((section, index)) = indexed(&keys[0]) {
+        let entries = entries(doc, section)?;
+        let n = entries.len();
+        let entry = entries
+            .get_mut(index)
+            .and_then(toml::Value::as_table_mut)
+            .ok_or_else(|| format!("{section}[{index}]: the scenario has {n} [[{section}]]"))?;
+        return Ok((entry, &keys[1..]));
+    }
+    let section = keys[0].as_str();
+    if !SECTIONS.contains(&section) {
+        return Err(format!(
+            "{section:?}: a path starts with scenario, host, workload or nat"
+        ));
+    }
+    let name = keys
+        .get(1)
+        .ok_or_else(|| format!("name the {section}: {section}.NAME.KEY"))?;
+    let entries = entries(doc, section)?;
+    let names: Vec<String> = entries
+        .iter()
+        .filter_map(|e| e.get("name").and_then(|n| n.as_str()).map(String::from))
+        .collect();
+    let entry = entries
+        .iter_mut()
+        .find(|e| e.get("name").and_then(|n| n.as_str()) == Some(name.as_str()))
+        .and_then(toml::Value::as_table_mut)
+        .ok_or_else(|| {
+            format!(
+                "no {section} named {name:?}; the scenario has {}",
+                names.join(", ")
+            )
+        })?;
+    Ok((entry, &keys[2..]))
+}
+
+/// `nat[0]` as (`"nat"`, 0), for the sections of [`SECTIONS`].
+fn indexed(key: &str) -> Option<(&'static str, usize)> {
+    let (name, rest) = key.split_once('[')?;
+    let section = SECTIONS.into_iter().find(|s| *s == name)?;
+    Some((section, rest.strip_suffix(']')?.parse().ok()?))
+}
+
+/// The entries of `[[section]]`.
+fn entries<'a>(
+    doc: &'a mut toml::Table,
+    section: &str,
+) -> Result<&'a mut Vec<toml::Value>, String> {
+    doc.get_mut(section)
+        .and_then(toml::Value::as_array_mut)
+        .ok_or_else(|| format!("the scenario has no [[{section}]]"))
 }
 
 #[cfg(test)]
@@ -142,7 +170,37 @@ client = "client"
 destinations = ["10.0.0.2:80"]
 arrival = { kind = "constant", rate = 100 }
 rtt = "1ms"
+
+[[nat]]
+name = "router"
+ips = ["203.0.113.10"]
+behind = ["client"]
 "#;
+
+    #[test]
+    fn a_nat_knob_is_set_by_the_nat_s_name_or_its_index() {
+        let t = set(
+            TEXT,
+            "nat.router.knobs.port_range",
+            toml::Value::String("40000 40009".into()),
+        )
+        .unwrap();
+        let t = set(
+            &t,
+            "nat[0].knobs.\"net.netfilter.nf_conntrack_tcp_timeout_time_wait\"",
+            toml::Value::Integer(30),
+        )
+        .unwrap();
+        let sc = parse("t", &t).unwrap();
+        let cfg = &sc.nats[0].config;
+        assert_eq!(cfg.ports_per_address(), 10);
+        let tw = crate::nat::conntrack::CtState::TimeWait as usize;
+        assert_eq!(cfg.timeouts[tw], crate::time::Duration::from_secs(30));
+        let e = set(TEXT, "nat[1].ips", toml::Value::Array(vec![])).unwrap_err();
+        assert!(e.message.contains("has 1 [[nat]]"), "{e}");
+        let e = set(TEXT, "nat.gateway.ips", toml::Value::Array(vec![])).unwrap_err();
+        assert!(e.message.contains("router"), "{e}");
+    }
 
     #[test]
     fn a_set_value_is_what_the_parsed_scenario_holds() {
