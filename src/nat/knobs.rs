@@ -220,7 +220,13 @@ fn port_range(v: &toml::Value) -> Result<(u16, u16), KnobError> {
 
 /// "MAJOR.MINOR".
 fn version(v: &toml::Value) -> Result<(u32, u32), KnobError> {
-    let bad = || KnobError("a kernel version \"MAJOR.MINOR\", such as \"4.19\" or \"6.18\"".into());
+    let bad = || {
+        KnobError(
+            "a kernel version as a quoted string \"MAJOR.MINOR\", such as \"4.19\" or \"6.18\" \
+             (unquoted, 6.10 would read as 6.1)"
+                .into(),
+        )
+    };
     let text = v.as_str().ok_or_else(bad)?;
     let (a, b) = text.split_once('.').ok_or_else(bad)?;
     match (a.parse(), b.parse()) {
