@@ -13,7 +13,7 @@ use crate::host::{Table as Map, Tuple};
 use crate::sim::path::{Dir, Segment};
 use crate::time::{Duration, Instant};
 use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+use std::collections::{BinaryHeap, VecDeque};
 
 /// `enum tcp_conntrack` (include/uapi/linux/netfilter/nf_conntrack_tcp.h), in its order:
 /// `nf_nat_may_kill` compares with `TIME_WAIT`.
@@ -199,7 +199,11 @@ pub struct Table {
     free: Vec<u32>,
     by_orig: Map<Tuple, u32>,
     by_reply: Map<Tuple, u32>,
-    /// (deadline, slot, generation): a slot's earliest pending deadline check.
+    /// (deadline, slot, generation): a slot's pending deadline checks. A deadline set by a
+    /// segment is `now` plus its state's timeout, a constant: per state they come in time
+    /// order, one FIFO lane each. A check that finds the entry refreshed since is set again
+    /// in `deadlines`, a heap.
+    lanes: [VecDeque<(Instant, u32, u32)>; CtState::ALL.len()],
     deadlines: BinaryHeap<Reverse<(Instant, u32, u32)>>,
     /// The deadline each slot has in `deadlines` (the earliest, if several).
     armed: Vec<Instant>,
@@ -318,7 +322,7 @@ impl Table {
         if *held == 1 {
             self.ports_held += 1;
         }
-        self.arm(slot, now + timeout);
+        self.arm(slot, now + timeout, Some(CtState::SynSent));
         slot
     }
 
@@ -347,7 +351,7 @@ impl Table {
             self.by_state[after as usize] += 1;
         }
         if expires < self.armed[slot as usize] {
-            self.arm(slot, expires);
+            self.arm(slot, expires, Some(after));
         }
     }
 
@@ -356,10 +360,37 @@ impl Table {
         self.slab[slot as usize].td_end = td_end;
     }
 
-    fn arm(&mut self, slot: u32, at: Instant) {
+    /// Sets a deadline check of `slot` at `at`: in the lane of `state` when `at` is now plus
+    /// that state's timeout, else in the heap.
+    fn arm(&mut self, slot: u32, at: Instant, state: Option<CtState>) {
         self.armed[slot as usize] = at;
         let g = self.slab[slot as usize].generation;
-        self.deadlines.push(Reverse((at, slot, g)));
+        match state {
+            Some(s) => {
+                debug_assert!(self.lanes[s as usize].back().is_none_or(|b| b.0 <= at));
+                self.lanes[s as usize].push_back((at, slot, g));
+            }
+            None => self.deadlines.push(Reverse((at, slot, g))),
+        }
+    }
+
+    /// The earliest pending check due by `now`, taken out of its lane or the heap.
+    fn next_due(&mut self, now: Instant) -> Option<(Instant, u32, u32)> {
+        let mut best: Option<(Instant, usize)> = None;
+        for (i, lane) in self.lanes.iter().enumerate() {
+            if let Some(&(at, _, _)) = lane.front()
+                && at <= now
+                && best.is_none_or(|(b, _)| at < b)
+            {
+                best = Some((at, i));
+            }
+        }
+        let heap = self.deadlines.peek().map(|r| r.0.0).filter(|&at| at <= now);
+        match (best, heap) {
+            (Some((at, i)), h) if h.is_none_or(|h| at <= h) => self.lanes[i].pop_front(),
+            (_, Some(_)) => self.deadlines.pop().map(|r| r.0),
+            _ => None,
+        }
     }
 
     /// Removes entry `slot` (expired, killed or dropped).
@@ -397,11 +428,7 @@ impl Table {
 
     /// Removes every entry whose timeout has passed by `now`; calls `gone` with each.
     pub fn advance(&mut self, now: Instant, mut gone: impl FnMut(&Entry)) {
-        while let Some(&Reverse((at, slot, generation))) = self.deadlines.peek() {
-            if at > now {
-                break;
-            }
-            self.deadlines.pop();
+        while let Some((at, slot, generation)) = self.next_due(now) {
             let e = self.slab[slot as usize];
             if !e.live || e.generation != generation || self.armed[slot as usize] != at {
                 continue;
@@ -410,7 +437,7 @@ impl Table {
                 gone(&e);
                 self.remove(slot);
             } else {
-                self.arm(slot, e.expires);
+                self.arm(slot, e.expires, None);
             }
         }
     }
