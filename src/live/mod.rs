@@ -471,8 +471,10 @@ fn inject_faults(
     notes: &mut Vec<String>,
 ) -> Result<(), LiveError> {
     for (name, value) in &opts.fault_sysctls {
-        let got = netns::inject(name, value)?;
-        nat::inject(nat_run, name, value)?;
+        let got = match nat::inject(nat_run, name, value)? {
+            Some(got) => got,
+            None => netns::inject(name, value)?,
+        };
         notes.push(format!(
             "fault injected: {name} = {got} written into the namespace after the prediction's \
              knobs were read back; the prediction does not know it"

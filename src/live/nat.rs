@@ -142,13 +142,29 @@ pub fn set_up(sc: &Scenario, notes: &mut Vec<String>) -> Result<Option<NatRun>, 
     Ok(Some(NatRun { net, watch }))
 }
 
-/// Writes a fault knob into the clients' namespace too (a port range narrowed behind the
-/// prediction's back reaches the clients there).
-pub fn inject(run: Option<&NatRun>, name: &str, value: &str) -> Result<(), LiveError> {
-    if let Some(r) = run {
-        topology::within(&r.net.inside, || netns::inject(name, value))??;
+/// The conntrack timeouts a fault may change in the router's namespace.
+const FAULT_PREFIX: &str = "net.netfilter.nf_conntrack_tcp_timeout_";
+
+/// Fault injection through a NAT: a conntrack timeout is written into the router's namespace
+/// (`Some(value read back)`), any other knob into the clients' namespace as well as the
+/// servers' (`None`: the caller writes the servers').
+pub fn inject(run: Option<&NatRun>, name: &str, value: &str) -> Result<Option<String>, LiveError> {
+    let Some(r) = run else {
+        return Ok(None);
+    };
+    if let Some(state) = name.strip_prefix(FAULT_PREFIX) {
+        if !crate::nat::conntrack::CtState::ALL
+            .iter()
+            .any(|s| s.sysctl_suffix() == state)
+        {
+            return Err(LiveError::Refused(format!(
+                "--fault-sysctl {name}: no such conntrack TCP timeout"
+            )));
+        }
+        return topology::within(&r.net.router, || netns::write(name, value))?.map(Some);
     }
-    Ok(())
+    topology::within(&r.net.inside, || netns::inject(name, value))??;
+    Ok(None)
 }
 
 /// The router's conntrack table, sampled at every bin's end.
