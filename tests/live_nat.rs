@@ -140,7 +140,7 @@ fn held_beyond_ports(name: &str) -> Option<Value> {
     assert_eq!(exact(&r, "conntrack_established"), 10);
     let insert_failed = counter(&r, "insert_failed");
     assert!(
-        insert_failed >= 15 && insert_failed % 5 == 0,
+        insert_failed >= 15 && insert_failed.is_multiple_of(5),
         "{insert_failed}"
     );
     assert_eq!(counter(&r, "drop"), insert_failed);
