@@ -9,6 +9,8 @@
 //! - [`sim`]: the simulation: hosts, workloads and the connection lifecycle between them;
 //!   its fast paths in `sim/fast/`, the path between hosts in [`sim::path`].
 //! - [`engine`]: the event queue and the same-instant ordering rule.
+//! - [`nat`]: a Linux NAT on the path: conntrack states and timeouts, masquerade port
+//!   selection, `[[nat]]` knobs (notes/nat-reference.md).
 //! - [`host`]: one host's TCP port state: bind buckets, the four-tuple table, TIME-WAIT.
 //! - [`alloc`]: port allocation algorithms behind one trait (Linux, BSD/XNU, RFC 6056).
 //! - [`profile`]: kernel profiles as data (Linux, FreeBSD, macOS, Windows), overridable by

@@ -289,6 +289,13 @@ pub struct Profile {
     /// SYN retransmissions before ETIMEDOUT: Linux `net.ipv4.tcp_syn_retries` 6; BSD/XNU
     /// `TCP_MAXRXTSHIFT` 12; Windows `TcpMaxConnectRetransmissions` 2 (UNVERIFIED).
     pub syn_retries: u8,
+    /// Linux `net.ipv4.tcp_syn_linear_timeouts` (6.5+, default 4 there; 0 before): the first
+    /// `syn_linear + 1` waits stay at the initial RTO before doubling, and the connect gives
+    /// up at the first timer at or past the doubling schedule's budget, `syn_rto` ×
+    /// (2^(syn_retries+1) − 1) (`tcp_retransmit_timer`, `retransmits_timed_out`; measured
+    /// on 6.18 with `tcp_syn_retries` = 2: SYNs at 0, 1, 2, 3, 4, 5 s, ETIMEDOUT at 7.1 s,
+    /// notes/nat-reference.md). 0 in every profile, as kernels before 6.5.
+    pub syn_linear: u8,
     /// Give-up time since the first SYN, if the kernel has one: BSD/XNU
     /// `net.inet.tcp.keepinit` 75 s.
     pub connect_timeout: Option<Duration>,
@@ -376,6 +383,7 @@ impl Profile {
             syn_rto_local: None,
             syn_backoff: Backoff::Doubling,
             syn_retries: 6,
+            syn_linear: 0,
             connect_timeout: None,
             syn_rearm: Some(Duration::from_millis(10)),
             syn_drop_ts_after: None,
@@ -448,6 +456,7 @@ impl Profile {
             syn_rto: Duration::from_secs(3),
             syn_backoff: Backoff::Doubling,
             syn_retries: 2,
+            syn_linear: 0,
             connect_timeout: None,
             errors: WINDOWS_ERRORS,
             ..Profile::bsd_common()
@@ -481,6 +490,7 @@ impl Profile {
             syn_rto_local: None,
             syn_backoff: Backoff::Table(BSD_SYN_BACKOFF.to_vec()),
             syn_retries: 12,
+            syn_linear: 0,
             connect_timeout: Some(Duration::from_secs(75)),
             syn_rearm: None,
             syn_drop_ts_after: None,
@@ -532,7 +542,8 @@ impl Profile {
     /// `local` selects `syn_rto_local` when the profile has one.
     pub fn syn_interval(&self, k: u8, local: bool) -> Duration {
         let mult = match &self.syn_backoff {
-            Backoff::Doubling => 1u64 << k.min(30),
+            Backoff::Doubling if k <= self.syn_linear => 1,
+            Backoff::Doubling => 1u64 << (k - self.syn_linear).min(30),
             Backoff::Table(t) => u64::from(*t.get(usize::from(k)).or(t.last()).unwrap_or(&1)),
         };
         let rto = match self.syn_rto_local {
@@ -540,6 +551,15 @@ impl Profile {
             _ => self.syn_rto,
         };
         Duration(rto.0.saturating_mul(mult))
+    }
+
+    /// With linear SYN timeouts, the time after the first SYN at or past which the connect
+    /// gives up: the doubling schedule's total, `syn_rto` × (2^(syn_retries+1) − 1).
+    pub fn syn_budget(&self) -> Option<Duration> {
+        (self.syn_linear > 0).then(|| {
+            let mult = (1u64 << (u32::from(self.syn_retries) + 1).min(40)) - 1;
+            Duration(self.syn_rto.0.saturating_mul(mult))
+        })
     }
 
     /// The knobs this profile's kernel answers to.
@@ -618,6 +638,7 @@ impl Profile {
             }
             "net.ipv4.tcp_rfc1337" => self.tw_rst_kills = int(0, 1)? == 0,
             "net.ipv4.tcp_syn_retries" => self.syn_retries = int(1, 127)? as u8,
+            "net.ipv4.tcp_syn_linear_timeouts" => self.syn_linear = int(0, 127)? as u8,
             "net.ipv4.ip_autobind_reuse" => self.autobind_reuse = int(0, 1)? == 1,
             "net.inet.ip.portrange.first" => self.port_range.0 = int(1, 65535)? as u16,
             "net.inet.ip.portrange.last" => self.port_range.1 = int(1, 65535)? as u16,
@@ -857,6 +878,7 @@ impl Profile {
             "net.ipv4.tcp_syn_retries" | "TcpMaxConnectRetransmissions" => {
                 self.syn_retries.to_string()
             }
+            "net.ipv4.tcp_syn_linear_timeouts" => self.syn_linear.to_string(),
             "net.ipv4.ip_autobind_reuse" => b(self.autobind_reuse),
             "net.inet.ip.portrange.first" => lo.to_string(),
             "net.inet.ip.portrange.last" => hi.to_string(),
@@ -1063,6 +1085,12 @@ pub const LINUX_KNOBS: &[KnobSpec] = &[
         "an integer 1–127",
         "§2.4",
         "SYN retransmissions before ETIMEDOUT (intervals double from 1 s)",
+    ),
+    knob(
+        "net.ipv4.tcp_syn_linear_timeouts",
+        "an integer 0–127 (0 in this profile, as before 6.5; 6.5+ default 4)",
+        "§2.4",
+        "SYN waits kept at 1 s before doubling; the give-up time stays the doubling total",
     ),
     knob(
         "net.ipv4.ip_autobind_reuse",

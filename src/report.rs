@@ -925,6 +925,10 @@ impl Report {
             .take_while(|p| p.kind.starts_with("connect"))
             .count();
         header.extend((0..connect_pools).map(|i| format!("free_ports_pool{i}")));
+        for n in &self.nat {
+            header.push(format!("nat_ports_in_use_{}", n.name));
+            header.push(format!("conntrack_entries_{}", n.name));
+        }
         let bands: Vec<(&String, &crate::replicate::Band)> = self
             .replicates
             .iter()
@@ -964,6 +968,9 @@ impl Report {
                     .unwrap_or_default(),
             ]);
             row.extend(b.free_ports.iter().map(u32::to_string));
+            for (ports, entries) in b.nat_ports_in_use.iter().zip(&b.conntrack_entries) {
+                row.extend([ports.to_string(), entries.to_string()]);
+            }
             for (_, band) in &bands {
                 for q in [&band.p5, &band.p50, &band.p95] {
                     row.push(opt(q.get(i).copied().flatten()));
@@ -1156,6 +1163,43 @@ impl Report {
                 "  … and {} more pools (see --format json)",
                 self.pools.len() - 12
             );
+        }
+        self.write_nats(o);
+    }
+
+    /// Each NAT: its ports per destination, peaks, and the SYNs it dropped.
+    fn write_nats(&self, o: &mut String) {
+        if self.nat.is_empty() {
+            return;
+        }
+        let _ = writeln!(o);
+        let _ = writeln!(o, "NATs (ports per address per destination; SYNs dropped):");
+        for n in &self.nat {
+            let drops: Vec<String> = n
+                .drops
+                .iter()
+                .map(|(k, v)| format!("{k} × {}", group(*v)))
+                .collect();
+            let _ = writeln!(
+                o,
+                "  {} ({}, {}) for {}: {} × {} ports · peak {} in use, {} conntrack entries · dropped {}",
+                n.name,
+                n.profile,
+                n.knobs.get("kernel").map_or("", String::as_str),
+                n.behind.join(", "),
+                n.ips.len(),
+                group(u64::from(n.ports)),
+                group(n.allocated_peak),
+                group(n.entries_peak),
+                if drops.is_empty() {
+                    "none".to_string()
+                } else {
+                    drops.join(", ")
+                }
+            );
+            for a in &n.assumptions {
+                let _ = writeln!(o, "    assumption: {a}");
+            }
         }
     }
 }

@@ -3,7 +3,7 @@
 
 Run as root from the repository root (stdlib only, needs `ip`, `nft`, `conntrack`):
 
-    python3 notes/nat-lab/natlab.py run              # every experiment, ~3 min
+    python3 notes/nat-lab/natlab.py run              # every experiment, ~2.5 min
     python3 notes/nat-lab/natlab.py run A C E        # a subset
 
 Topology, rebuilt from scratch for every experiment (so counters start at 0):
@@ -541,6 +541,8 @@ def exp_B(fh):
 
 def hold(name, n, fh, flags="", note=""):
     rule = setup(flags=flags)
+    csys = {k: nsx(NS_C, "sysctl", "-n", "net.ipv4." + k, check=False).stdout.strip()
+            for k in ("tcp_syn_retries", "tcp_syn_linear_timeouts", "tcp_timestamps", "tcp_tw_reuse")}
     srv, snf = start_common("cc")
     base = ct_stats()
     h = Bg(NS_C, "hold", str(n))
@@ -569,11 +571,11 @@ def hold(name, n, fh, flags="", note=""):
     syn_out_total = sum(fwd.values())
     syn_in_total = sum(len(e["syn_t"]) for e in ends.values())
     res.sort(key=lambda r: (r.get("err") is not None, r.get("nat_port") or 0))
-    emit({"exp": name, "note": note, "rule": rule, "n": n, "results": res,
+    emit({"exp": name, "note": note, "rule": rule, "n": n, "client_sysctls": csys, "results": res,
           "ct_while_held": ct_brief(rows), "stats_while_held": st,
           "syn_from_client": syn_in_total, "syn_to_server": syn_out_total,
           "ct_after_close": ct_brief(after_close), "stats_total": delta(base, ct_stats())}, fh)
-    say("== %s (%s; %d concurrent held) %s" % (name, rule, n, note))
+    say("== %s (%s; %d concurrent held) %s; client %s" % (name, rule, n, note, csys))
     for r in res:
         say("  lport=%-5s nat=%-6s connect_s=%-6s err=%-10s syns=%s" % (
             r.get("lport"), r.get("nat_port"), r.get("connect_s"), r.get("err", "-"), r.get("syn_times_rel")))
@@ -616,7 +618,7 @@ def exp_order(fh):
 
 def exp_E(fh):
     res = {}
-    for flags in ("", "fully-random"):
+    for flags in ("", "random", "fully-random", "persistent"):
         setup(flags=flags)
         srv, snf = start_common("cc")
         try:
@@ -657,7 +659,7 @@ def exp_E(fh):
                                 "syn_count_40003": len(ends.get(("192.0.2.2", 40003), {}).get("syn_t", []))}
     emit({"exp": "E", "res": res}, fh)
     say("== E (original source port kept?)")
-    for k in ("default", "fully-random"):
+    for k in ("default", "random", "fully-random", "persistent"):
         v = res[k]
         say("  %-12s bind 40003 -> nat %s; bind 45003 -> nat %s; bind 40004 -> nat %s" % (
             k, v["bind40003"].get("nat_port"), v["bind45003"].get("nat_port"), v["bind40004"].get("nat_port")))

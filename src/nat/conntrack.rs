@@ -154,14 +154,28 @@ pub struct Entry {
     pub td_end: u32,
     /// When it was created: the race of concurrent SYNs (`super::select`).
     pub created: Instant,
+    /// `IP_CT_TCP_FLAG_CLOSE_INIT`: either side sent a FIN.
+    pub close_init: bool,
+    /// The last segment was an RST from the client.
+    pub rst_up: bool,
     generation: u32,
     live: bool,
 }
 
 impl Entry {
+    /// Whether a SYN from the client on this entry's tuple replaces it
+    /// (`nf_conntrack_tcp_packet`: TIME_WAIT or CLOSE, and a FIN was seen or the last
+    /// segment was an RST the same way): the entry is killed and the SYN looked up again.
+    /// Otherwise the SYN passes on the old entry.
+    pub fn reopens(&self) -> bool {
+        self.state >= CtState::TimeWait && (self.close_init || self.rst_up)
+    }
+
     /// Moves the entry by segment `seg` travelling `dir`; whether the state changed.
     pub fn step(&mut self, seg: Segment, dir: Dir, server_closes: bool) -> bool {
         let f = flags(seg, server_closes);
+        self.close_init |= f == Flags::Fin;
+        self.rst_up = f == Flags::Rst && dir == Dir::Up;
         let Some(next) = next_state(dir, f, self.state) else {
             return false;
         };
@@ -194,6 +208,10 @@ pub struct Table {
     /// Per (NAT address, port): how many entries hold it, and how many such pairs.
     holders: Map<(u32, u16), u32>,
     ports_held: usize,
+    /// Per (NAT address, destination address, destination port): a bit per port some entry's
+    /// reply tuple holds, so that the port search tests a bit where a lookup would cost a
+    /// hash (the same answer: a reply tuple is exactly these four values).
+    held_toward: Map<(u32, u32, u16), Box<[u64; 1024]>>,
 }
 
 impl Table {
@@ -223,6 +241,14 @@ impl Table {
         self.by_orig.get(t).copied()
     }
 
+    /// Whether some entry's reply tuple is `t` (what [`Self::find_reply`] answers, faster).
+    #[inline]
+    pub fn reply_held(&self, t: &Tuple) -> bool {
+        self.held_toward
+            .get(&(t.local_ip, t.remote_ip, t.remote_port))
+            .is_some_and(|b| b[usize::from(t.local_port) / 64] & (1 << (t.local_port % 64)) != 0)
+    }
+
     pub fn find_reply(&self, t: &Tuple) -> Option<u32> {
         self.by_reply.get(t).copied()
     }
@@ -244,6 +270,8 @@ impl Table {
             expires: now + timeout,
             td_end,
             created: now,
+            close_init: false,
+            rst_up: false,
             generation: 0,
             live: true,
         };
@@ -263,6 +291,11 @@ impl Table {
         self.by_reply.insert(reply, slot);
         self.len += 1;
         self.by_state[CtState::SynSent as usize] += 1;
+        let bits = self
+            .held_toward
+            .entry((reply.local_ip, reply.remote_ip, reply.remote_port))
+            .or_insert_with(|| Box::new([0; 1024]));
+        bits[usize::from(reply.local_port) / 64] |= 1 << (reply.local_port % 64);
         let held = self
             .holders
             .entry((reply.local_ip, reply.local_port))
@@ -289,6 +322,10 @@ impl Table {
         let before = e.state;
         e.step(seg, dir, server_closes);
         let after = e.state;
+        // A retransmitted SYN leaves SYN_SENT's timeout as it was (measured, §2).
+        if seg == Segment::Syn && before == CtState::SynSent {
+            return;
+        }
         let expires = now + timeout_of(after);
         e.expires = expires;
         if before != after {
@@ -321,6 +358,10 @@ impl Table {
         self.by_reply.remove(&reply);
         self.len -= 1;
         self.by_state[state as usize] -= 1;
+        let toward = (reply.local_ip, reply.remote_ip, reply.remote_port);
+        if let Some(bits) = self.held_toward.get_mut(&toward) {
+            bits[usize::from(reply.local_port) / 64] &= !(1 << (reply.local_port % 64));
+        }
         let key = (reply.local_ip, reply.local_port);
         if let Some(held) = self.holders.get_mut(&key) {
             *held -= 1;
@@ -381,6 +422,8 @@ mod tests {
             expires: Instant(0),
             td_end: 0,
             created: Instant(0),
+            close_init: false,
+            rst_up: false,
             generation: 0,
             live: true,
         };

@@ -11,9 +11,10 @@
 //! `tcp_syn_retries` runs out (ETIMEDOUT), when:
 //!
 //! - no port is free toward the destination: the last probed port's insert fails at
-//!   confirmation (`__nf_conntrack_confirm`, counter `insert_failed`);
-//! - two SYNs are handled at once on two CPUs and choose the same port (the pre-5.0 rover
-//!   race): the second insert fails (`insert_failed`);
+//!   confirmation (`__nf_conntrack_confirm`, counters `insert_failed` and `drop`);
+//! - two SYNs are handled at once on two CPUs and choose the same port (both keep the same
+//!   client port, or both start the search at the pre-5.0 rover, or at the same random
+//!   offset): the second insert fails (`insert_failed`, `drop`);
 //! - the table holds `nf_conntrack_max` entries and `early_drop` finds none to drop in the
 //!   buckets it scans (`__nf_conntrack_alloc`, counter `drop`).
 //!
@@ -25,7 +26,7 @@ pub mod conntrack;
 mod knobs;
 pub mod select;
 
-pub use knobs::{KnobError, NAT_PROFILES, NatConfig};
+pub use knobs::{KnobError, NAT_FLAGS, NAT_KNOBS, NAT_PROFILES, NatConfig};
 
 use crate::host::Tuple;
 use crate::sim::path::{Dir, Middlebox, Pass, Segment, Wire};
@@ -138,6 +139,14 @@ impl Nat {
         self.cfg.timeouts[s as usize]
     }
 
+    /// The new entry's reply tuple clashes at confirmation: `insert_failed` and `drop`
+    /// both count it (measured, notes/nat-reference.md §4).
+    fn insert_failed(&mut self, reason: &'static str) -> Pass {
+        self.counters.insert_failed += 1;
+        self.counters.drop += 1;
+        self.drop_syn(reason)
+    }
+
     fn drop_syn(&mut self, reason: &'static str) -> Pass {
         *self.drops.entry(reason).or_insert(0) += 1;
         Pass::Drop
@@ -159,13 +168,9 @@ impl Nat {
                 .choose(&self.cfg.rule, &mut self.table, hidden, &w.tuple, w.seq_end);
         self.counters.evicted += self.search.evicted;
         let reply = match found {
-            Found::Taken(_) => {
-                self.counters.insert_failed += 1;
-                return self.drop_syn("no free port");
-            }
+            Found::Taken(_) => return self.insert_failed("no free port"),
             Found::Free(r) if hidden.is_some_and(|h| self.table.get(h).reply == r) => {
-                self.counters.insert_failed += 1;
-                return self.drop_syn("concurrent insert");
+                return self.insert_failed("concurrent insert");
             }
             Found::Free(r) => r,
         };
@@ -178,9 +183,10 @@ impl Nat {
         Pass::Forward
     }
 
-    /// `early_drop`: scan up to [`EVICTION_RANGE`] buckets from the new tuple's and drop
-    /// every entry that is not assured, or is assured but closing (`tcp_can_early_drop`),
-    /// in the first bucket holding one. The kernel's hash is keyed at boot; a bucket holds
+    /// `early_drop` (`nf_conntrack_core.c`): scan up to [`EVICTION_RANGE`] buckets from the
+    /// new tuple's and delete every entry that is not assured in the first bucket holding
+    /// one (`early_drop_list`). The gc worker's later drop of assured closing entries
+    /// (`gc_worker_can_early_drop`, asynchronous) is not modelled. The kernel's hash is keyed at boot; a bucket holds
     /// each entry's two tuples with probability 1/buckets each, so its entries are drawn
     /// at random, Poisson(2 × entries / buckets) of them.
     fn early_drop(&mut self) -> bool {
@@ -192,7 +198,7 @@ impl Nat {
                     break;
                 };
                 let e = self.table.get(s);
-                if (!e.assured || e.state.closing()) && !victims.contains(&s) {
+                if !e.assured && !victims.contains(&s) {
                     victims.push(s);
                 }
             }
@@ -252,9 +258,7 @@ impl Middlebox for Nat {
         match found {
             // nf_conntrack_tcp_packet: a SYN on a closed flow's tuple kills the old entry
             // and is looked up again (a new flow).
-            Some(slot)
-                if w.seg == Segment::Syn && self.table.get(slot).state >= CtState::TimeWait =>
-            {
+            Some(slot) if w.seg == Segment::Syn && self.table.get(slot).reopens() => {
                 self.table.remove(slot);
                 self.counters.reopened += 1;
                 self.new_flow(now, w)

@@ -104,6 +104,12 @@ struct Probe<'a> {
 
 impl Probe<'_> {
     fn used(&mut self, t: &Tuple, left: u32) -> bool {
+        if !self.table.reply_held(t) {
+            return false;
+        }
+        if self.hidden.is_none() && (!self.evicts || left > HARDER_THRESH) {
+            return true;
+        }
         let Some(slot) = self.table.find_reply(t) else {
             return false;
         };
@@ -172,11 +178,12 @@ impl Search {
             return self.rover_search(rule, probe, t);
         }
         let (min, size) = rule.range_for(orig.local_port);
-        let mut off: u32 = u32::from(self.rng.random::<u16>());
+        // `off` is a u16 in the kernel: it wraps at 65,536.
+        let mut off: u16 = self.rng.random();
         let mut attempts = size.min(MAX_ATTEMPTS);
         loop {
             for i in 0..attempts {
-                t.local_port = min + ((off % size) as u16);
+                t.local_port = min + ((u32::from(off) % size) as u16);
                 if !probe.used(&t, attempts - i) {
                     return Found::Free(t);
                 }
@@ -186,7 +193,7 @@ impl Search {
                 return Found::Taken(t);
             }
             attempts /= 2;
-            off = u32::from(self.rng.random::<u16>());
+            off = self.rng.random();
         }
     }
 

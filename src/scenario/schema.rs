@@ -20,7 +20,8 @@ pub fn json_schema() -> String {
             "scenario": scenario(),
             "live": live(),
             "host": { "type": "array", "items": host() },
-            "workload": { "type": "array", "items": workload() }
+            "workload": { "type": "array", "items": workload() },
+            "nat": { "type": "array", "items": nat() }
         }
     });
     let mut s = serde_json::to_string_pretty(&schema).expect("a schema serializes");
@@ -53,6 +54,40 @@ fn live() -> Value {
             "ignore": { "type": "array", "items": { "type": "string" } },
             "tolerance": { "type": "number", "minimum": 0 },
             "max_connections": { "type": "integer", "minimum": 1 }
+        }
+    })
+}
+
+/// `[[nat]]`: a NAT between the hosts behind it and the rest, and its knobs.
+fn nat() -> Value {
+    let mut knobs = Map::new();
+    for &k in crate::nat::NAT_KNOBS {
+        let v = match k {
+            "port_range" => {
+                json!({ "type": "string", "description": "masquerade to :LO-HI, as \"LO HI\"" })
+            }
+            "flags" => json!({ "type": "array", "items": { "enum": crate::nat::NAT_FLAGS } }),
+            "kernel" => {
+                json!({ "type": "string", "description": "MAJOR.MINOR: before 5.0 the shared rover; from 6.4 TIME_WAIT eviction" })
+            }
+            "race_window" => {
+                json!({ "type": "string", "description": "UNVERIFIED: how long a new entry stays unseen by a SYN on another CPU" })
+            }
+            _ => json!({ "type": "integer", "minimum": 1 }),
+        };
+        knobs.insert(k.to_string(), v);
+    }
+    let profiles: Vec<&str> = crate::nat::NAT_PROFILES.iter().map(|p| p.0).collect();
+    json!({
+        "type": "object",
+        "additionalProperties": false,
+        "required": ["name", "ips", "behind"],
+        "properties": {
+            "name": { "type": "string" },
+            "profile": { "enum": profiles, "default": "linux-masquerade" },
+            "ips": { "type": "array", "items": { "type": "string" }, "minItems": 1 },
+            "behind": { "type": "array", "items": { "type": "string" }, "minItems": 1 },
+            "knobs": { "type": "object", "additionalProperties": false, "properties": knobs }
         }
     })
 }

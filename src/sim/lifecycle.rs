@@ -189,7 +189,11 @@ impl Simulation {
         let timed_out = p
             .connect_timeout
             .is_some_and(|limit| self.now >= c.started + limit);
-        if tries >= p.syn_retries || timed_out {
+        let spent = match p.syn_budget() {
+            Some(budget) => self.now >= c.started + budget,
+            None => tries >= p.syn_retries,
+        };
+        if spent || timed_out {
             self.hosts[c.client as usize].destroy(c.csock);
             self.free_conn(conn);
             self.fail(c.wl, c.slot, c.retry, Errno::TimedOut);
