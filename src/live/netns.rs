@@ -211,6 +211,7 @@ const SYSCTLS: &[&str] = &[
     "net.ipv4.ip_autobind_reuse",
     "net.ipv4.tcp_rfc1337",
     "net.ipv4.tcp_syn_retries",
+    "net.ipv4.tcp_syn_linear_timeouts",
 ];
 
 fn path(name: &str) -> String {
