@@ -37,7 +37,9 @@ pub(super) struct LiveArgs {
     never_accept: bool,
     /// Fault injection: write this knob into the run's namespace after the prediction's
     /// knobs were read back, e.g. 'net.ipv4.ip_local_port_range=40000 40004'; the
-    /// prediction does not know it. Repeatable.
+    /// prediction does not know it. Through a NAT, a
+    /// 'net.netfilter.nf_conntrack_tcp_timeout_*' knob goes to the router's namespace.
+    /// Repeatable.
     #[arg(long, value_name = "NAME=VALUE")]
     fault_sysctl: Vec<String>,
 }

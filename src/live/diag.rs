@@ -1,6 +1,7 @@
 //! Socket counts read from the kernel with netlink sock_diag, as `ss` does: one dump with a
 //! kernel-side state filter (shared/reference/crates.md: 30k TIME-WAIT sockets in about 12 ms).
-//! The netlink socket belongs to the namespace of the thread that opens it.
+//! The netlink socket belongs to the namespace of the thread that opens it; a run through a
+//! NAT counts in two, the clients' and the servers' ([`Diag::join`]).
 
 use netlink_packet_core::{
     NLM_F_DUMP, NLM_F_REQUEST, NetlinkHeader, NetlinkMessage, NetlinkPayload,
@@ -30,6 +31,14 @@ impl Counts {
     pub fn time_wait(&self) -> u32 {
         self.time_wait_client + self.time_wait_server
     }
+
+    fn add(&mut self, o: Counts) {
+        self.time_wait_client += o.time_wait_client;
+        self.time_wait_server += o.time_wait_server;
+        self.established_client += o.established_client;
+        self.established_server += o.established_server;
+        self.transitional += o.transitional;
+    }
 }
 
 /// The socket table once a run has gone quiet ([`Diag::settle`]).
@@ -43,7 +52,8 @@ pub struct Settled {
 }
 
 pub struct Diag {
-    sock: Socket,
+    /// One socket per namespace counted, the first the opener's.
+    socks: Vec<Socket>,
     buf: Vec<u8>,
 }
 
@@ -64,9 +74,14 @@ impl Diag {
         sock.bind_auto()?;
         sock.connect(&SocketAddr::new(0, 0))?;
         Ok(Diag {
-            sock,
+            socks: vec![sock],
             buf: vec![0; 1 << 16],
         })
+    }
+
+    /// Counts `other`'s namespace too, from now on.
+    pub fn join(&mut self, other: Diag) {
+        self.socks.extend(other.socks);
     }
 
     /// Counts ESTABLISHED and TIME-WAIT IPv4 sockets; a socket whose local port is one of
@@ -111,7 +126,22 @@ impl Diag {
         }
     }
 
+    /// The counts of every namespace, added up.
     fn dump(&mut self, states: StateFlags, server_ports: &BTreeSet<u16>) -> io::Result<Counts> {
+        let mut all = Counts::default();
+        for i in 0..self.socks.len() {
+            all.add(self.dump_one(i, states.clone(), server_ports)?);
+        }
+        Ok(all)
+    }
+
+    fn dump_one(
+        &mut self,
+        i: usize,
+        states: StateFlags,
+        server_ports: &BTreeSet<u16>,
+    ) -> io::Result<Counts> {
+        let sock = &self.socks[i];
         let mut hdr = NetlinkHeader::default();
         hdr.flags = NLM_F_REQUEST | NLM_F_DUMP;
         let mut packet = NetlinkMessage::new(
@@ -128,10 +158,10 @@ impl Diag {
         packet.finalize();
         let mut req = vec![0; packet.buffer_len()];
         packet.serialize(&mut req[..]);
-        self.sock.send(&req, 0)?;
+        sock.send(&req, 0)?;
         let mut c = Counts::default();
         loop {
-            let n = match self.sock.recv(&mut &mut self.buf[..], 0) {
+            let n = match sock.recv(&mut &mut self.buf[..], 0) {
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e),

@@ -8,14 +8,20 @@
 //! - [`diag`]: TIME-WAIT and ESTABLISHED counts by netlink sock_diag, and the table once the
 //!   run is quiet.
 //! - [`mod@verdict`]: predicted against measured, row by row, and the verdict.
+//! - [`topology`], [`mod@nat`], [`conntrack`]: a scenario with a `[[nat]]` runs its clients
+//!   in a namespace behind a router namespace with the NAT's nftables rule, and the
+//!   router's conntrack table is read through ctnetlink at every bin's end.
 //!
 //! [`run`] must be called while the process has a single thread: it moves that thread into
 //! the new namespace before starting the client, server and sampling threads. [`verdict()`]
 //! says whether the run agreed on the rows it judges.
 
+pub mod conntrack;
 pub mod diag;
 pub mod load;
+pub mod nat;
 pub mod netns;
+pub mod topology;
 pub mod verdict;
 
 pub use verdict::verdict;
@@ -98,6 +104,9 @@ pub struct MeasuredBin {
     pub established_sockets_server: u32,
     pub connect_latency_p50_ms: Option<f64>,
     pub connect_latency_max_ms: Option<f64>,
+    /// Per NAT: its conntrack table at the bin's end.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub nat: Vec<nat::NatBin>,
 }
 
 /// What the real kernel did.
@@ -147,6 +156,9 @@ pub struct Measured {
     pub arrival_lag_ms: Lat,
     pub wall_s: f64,
     pub series: Vec<MeasuredBin>,
+    /// Per NAT: its conntrack table at the end and its counters.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub nat: Vec<nat::MeasuredNat>,
 }
 
 /// How a workload ended in the live run.
@@ -282,6 +294,7 @@ pub fn check(sc: &Scenario) -> Result<Profile, LiveError> {
         }
     }
     listener_specs(sc)?;
+    nat::check(sc)?;
     for w in &sc.workloads {
         if let Some(n) = w.limit.requests
             && w.closer == crate::workload::Closer::Server
@@ -344,17 +357,43 @@ pub fn run(sc: &Scenario, opts: Options) -> Result<LiveReport, LiveError> {
     let profile = check(sc)?;
     let privilege = netns::enter()?;
     let (effective, mut notes) = set_up(sc, &profile)?;
-    inject_faults(&opts, &mut notes)?;
+    let mut nat_run = nat::set_up(sc, &mut notes)?;
+    if let Some(n) = &nat_run {
+        let (_, inside_notes) = topology::within(&n.net.inside, || netns::apply(&profile))??;
+        notes.extend(inside_notes);
+    }
+    inject_faults(&opts, nat_run.as_ref(), &mut notes)?;
     catch_sigint()?;
     let (listeners, server_ports) = listeners(sc)?;
-    let mut diag = diag::Diag::open().map_err(|e| LiveError::Io(format!("sock_diag: {e}")))?;
-    let running = Running::start(sc, &opts, listeners)?;
-    let samples = running.sample(sc, &mut diag, &server_ports, opts.max_connections)?;
+    let mut diag = open_diag(nat_run.as_ref())?;
+    let inside = nat_run.as_ref().map(|n| n.net.inside.clone());
+    let running = Running::start(sc, &opts, listeners, inside)?;
+    let mut watch = nat_run.as_mut().map(|n| &mut n.watch);
+    let samples = running.sample(
+        sc,
+        &mut diag,
+        &server_ports,
+        opts.max_connections,
+        &mut watch,
+    )?;
+    if let Some(w) = watch {
+        w.finish()?;
+    }
     let finished = running.finish(&mut diag, &server_ports, opts.max_connections)?;
     let rtt = (finished.r.connect_latency.count() > 0)
         .then(|| crate::time::Duration(finished.r.connect_latency.percentile(0.5)));
-    let measured = measure(sc, finished, &samples);
-    let predicted = predict(sc, &effective, rtt, samples.len(), &measured, &mut notes);
+    let mut measured = measure(sc, finished, &samples);
+    if let Some(n) = &nat_run {
+        measured_nat(&mut measured, n, samples.len());
+    }
+    let predicted = predict(
+        sc,
+        (&effective, nat_run.as_ref()),
+        rtt,
+        samples.len(),
+        &measured,
+        &mut notes,
+    );
     let checks = verdict::compare(sc, &predicted, &measured);
     let excuse = verdict::could_not_keep_up(sc, &predicted, &measured);
     let (verdict, why) = verdict(&checks, measured.interrupted, measured.capped, excuse);
@@ -384,10 +423,35 @@ pub fn run(sc: &Scenario, opts: Options) -> Result<LiveReport, LiveError> {
     })
 }
 
-/// The namespace made ready: the hosts' addresses, then `profile`'s knobs. Returns the knobs
-/// as the namespace's kernel read them back (what the prediction uses) and notes on them.
+/// sock_diag in the run's namespace, and in the clients' behind a NAT.
+fn open_diag(nat_run: Option<&nat::NatRun>) -> Result<diag::Diag, LiveError> {
+    let err = |e: std::io::Error| LiveError::Io(format!("sock_diag: {e}"));
+    let mut diag = diag::Diag::open().map_err(err)?;
+    if let Some(n) = nat_run {
+        diag.join(topology::within(&n.net.inside, diag::Diag::open)?.map_err(err)?);
+    }
+    Ok(diag)
+}
+
+/// The NAT's table at the end and its counters, and its gauges in every bin measured.
+fn measured_nat(m: &mut Measured, n: &nat::NatRun, sampled: usize) {
+    let bins = m.series.len().min(sampled);
+    for (b, s) in m.series.iter_mut().zip(&n.watch.samples) {
+        b.nat = vec![nat::NatBin::of(s)];
+    }
+    m.nat = vec![nat::MeasuredNat::of(&n.net.name, &n.watch, bins.max(1))];
+}
+
+/// The namespace made ready: the addresses of the hosts not behind a NAT (those behind one
+/// get theirs in their own namespace, [`topology::build`]), then `profile`'s knobs. Returns
+/// the knobs as the namespace's kernel read them back (what the prediction uses) and notes
+/// on them.
 fn set_up(sc: &Scenario, profile: &Profile) -> Result<(Profile, Vec<String>), LiveError> {
-    let ips: BTreeSet<u32> = sc.hosts.iter().flat_map(|h| h.ips.clone()).collect();
+    let behind: BTreeSet<usize> = sc.nats.iter().flat_map(|n| n.behind.clone()).collect();
+    let ips: BTreeSet<u32> = (0..sc.hosts.len())
+        .filter(|h| !behind.contains(h))
+        .flat_map(|h| sc.hosts[h].ips.clone())
+        .collect();
     netns::add_addresses(&ips.into_iter().collect::<Vec<_>>())?;
     let (effective, notes) = netns::apply(profile)?;
     if sc.workloads.iter().any(|w| w.local_port_range.is_some()) && !load::has_local_port_range() {
@@ -401,9 +465,16 @@ fn set_up(sc: &Scenario, profile: &Profile) -> Result<(Profile, Vec<String>), Li
 
 /// Writes the fault knobs into the namespace, after the knobs the prediction uses were read
 /// back, and notes every fault, the server's too: the prediction knows none of them.
-fn inject_faults(opts: &Options, notes: &mut Vec<String>) -> Result<(), LiveError> {
+fn inject_faults(
+    opts: &Options,
+    nat_run: Option<&nat::NatRun>,
+    notes: &mut Vec<String>,
+) -> Result<(), LiveError> {
     for (name, value) in &opts.fault_sysctls {
-        let got = netns::inject(name, value)?;
+        let got = match nat::inject(nat_run, name, value)? {
+            Some(got) => got,
+            None => netns::inject(name, value)?,
+        };
         notes.push(format!(
             "fault injected: {name} = {got} written into the namespace after the prediction's \
              knobs were read back; the prediction does not know it"
@@ -510,7 +581,13 @@ struct Finished {
 impl Running {
     /// Starts the server thread on `listeners`, then the client threads, 20 ms ahead of
     /// their schedule.
-    fn start(sc: &Scenario, opts: &Options, listeners: Listeners) -> Result<Running, LiveError> {
+    /// Behind a NAT, the client threads run in the clients' namespace, `inside`.
+    fn start(
+        sc: &Scenario,
+        opts: &Options,
+        listeners: Listeners,
+        inside: Option<topology::Netns>,
+    ) -> Result<Running, LiveError> {
         let server_stop = Arc::new(AtomicBool::new(false));
         let (seed, faults) = (sc.seed, opts.server_faults);
         let server = {
@@ -536,7 +613,8 @@ impl Running {
         };
         let threads = load::client_threads(&sc.workloads);
         for k in 0..threads {
-            let client = running.spawn_client(sc, (k, threads), opts.max_connections)?;
+            let client =
+                running.spawn_client(sc, (k, threads), opts.max_connections, inside.clone())?;
             running.clients.push(client);
         }
         Ok(running)
@@ -548,6 +626,7 @@ impl Running {
         sc: &Scenario,
         part: (u64, u64),
         cap: u64,
+        inside: Option<topology::Netns>,
     ) -> Result<JoinHandle<std::io::Result<load::ClientResult>>, LiveError> {
         let stop = self.stop.clone();
         let release = self.release.clone();
@@ -561,6 +640,9 @@ impl Running {
         std::thread::Builder::new()
             .name(format!("portsim-client{}", part.0))
             .spawn(move || {
+                if let Some(ns) = inside {
+                    ns.enter()?;
+                }
                 load::Clients::new(
                     &workloads, seed, t0, duration, bin, cap, part, started, ends, first,
                 )?
@@ -577,6 +659,7 @@ impl Running {
         diag: &mut diag::Diag,
         server_ports: &BTreeSet<u16>,
         cap: u64,
+        watch: &mut Option<&mut nat::Watch>,
     ) -> Result<Vec<diag::Counts>, LiveError> {
         let bin = StdDuration::from_nanos(sc.bin.0);
         let mut samples = Vec::new();
@@ -596,6 +679,9 @@ impl Running {
                 diag.counts(server_ports)
                     .map_err(|e| LiveError::Io(format!("sock_diag: {e}")))?,
             );
+            if let Some(w) = watch {
+                w.sample()?;
+            }
             if self.started.load(Ordering::Relaxed) >= cap {
                 // The cap ended the workload: stop at this bin.
                 break;
@@ -710,6 +796,7 @@ fn measure(sc: &Scenario, f: Finished, samples: &[diag::Counts]) -> Measured {
         arrival_lag_ms: Lat::of(&r.arrival_lag),
         wall_s: f.wall_s,
         series: series(sc, &r.bins, samples),
+        nat: Vec::new(),
     }
 }
 
@@ -748,6 +835,7 @@ fn series(sc: &Scenario, bins: &[load::ClientBin], samples: &[diag::Counts]) -> 
                     .then(|| b.connect_latency.percentile(0.5) as f64 / 1e6),
                 connect_latency_max_ms: (b.connect_latency.count() > 0)
                     .then(|| b.connect_latency.max() as f64 / 1e6),
+                nat: Vec::new(),
             }
         })
         .collect()
@@ -779,7 +867,7 @@ fn measured_workloads(sc: &Scenario, ends: &load::Ends) -> Vec<MeasuredWorkload>
 /// Notes what it changed, and how `time_wait_at_end` was counted when not once quiet.
 fn predict(
     sc: &Scenario,
-    effective: &Profile,
+    (effective, nat_run): (&Profile, Option<&nat::NatRun>),
     rtt: Option<crate::time::Duration>,
     sampled: usize,
     m: &Measured,
@@ -788,6 +876,9 @@ fn predict(
     let mut predicted_sc = sc.clone();
     for h in &mut predicted_sc.hosts {
         h.profile = effective.clone();
+    }
+    if let Some(n) = nat_run {
+        nat::predict_with(&mut predicted_sc, n);
     }
     // Loopback cannot be given the scenario's RTT; the prediction takes the one measured
     // (the median connect latency: one round trip plus the kernel's and the loop's work).

@@ -104,25 +104,79 @@ fn raise_nofile() {
     }
 }
 
-fn ip(args: &[&str]) -> Result<(), LiveError> {
+/// Runs `ip ARGS` in the calling thread's namespace (a child process inherits it).
+pub(super) fn ip(args: &[&str]) -> Result<(), LiveError> {
+    tool("ip", "iproute2", args, None).map(|_| ())
+}
+
+/// Runs `nft -f -` with `script` in the calling thread's namespace; returns what `nft list
+/// ruleset` prints there afterwards.
+pub(super) fn nft(script: &str) -> Result<String, LiveError> {
+    tool("nft", "nftables", &["-f", "-"], Some(script))?;
+    tool("nft", "nftables", &["list", "ruleset"], None)
+}
+
+/// Runs the tool `name` (from Debian's package `package`) with `args`, `stdin` on its
+/// standard input; its standard output.
+fn tool(
+    name: &str,
+    package: &str,
+    args: &[&str],
+    stdin: Option<&str>,
+) -> Result<String, LiveError> {
+    use std::io::Write as _;
     // An absolute path: this may run as root, so PATH is not trusted.
-    let bin = ["/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip", "/bin/ip"]
+    let bin = ["/usr/sbin", "/sbin", "/usr/bin", "/bin"]
         .into_iter()
+        .map(|d| format!("{d}/{name}"))
         .find(|p| Path::new(p).exists())
-        .unwrap_or("/usr/sbin/ip");
-    let out = Command::new(bin).args(args).output().map_err(|e| {
+        .unwrap_or_else(|| format!("/usr/sbin/{name}"));
+    let cannot = |e: std::io::Error| {
         LiveError::Namespace(format!(
-            "cannot run `ip` (iproute2 is needed to set up the namespace): {e}"
+            "cannot run `{name}` ({package} is needed to set up the namespaces): {e}"
         ))
-    })?;
+    };
+    let mut child = Command::new(&bin)
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(cannot)?;
+    if let Some(mut pipe) = child.stdin.take() {
+        pipe.write_all(stdin.unwrap_or("").as_bytes())
+            .map_err(cannot)?;
+    }
+    let out = child.wait_with_output().map_err(cannot)?;
     if !out.status.success() {
         return Err(LiveError::Namespace(format!(
-            "`ip {}` failed: {}",
+            "`{name} {}` failed: {}",
             args.join(" "),
             String::from_utf8_lossy(&out.stderr).trim()
         )));
     }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Refuses to go on in the network namespace the process started in.
+fn guard() -> Result<(), LiveError> {
+    let original = ORIGINAL_NS.load(Ordering::SeqCst);
+    if original == 0 || current_ns() == original {
+        return Err(LiveError::Namespace(
+            "refusing to write sysctls or rules outside the run's own network namespaces".into(),
+        ));
+    }
     Ok(())
+}
+
+/// Writes sysctl `name = value` in the calling thread's namespace, never the one the
+/// process started in; returns the value the kernel reads back.
+pub(super) fn write(name: &str, value: &str) -> Result<String, LiveError> {
+    guard()?;
+    std::fs::write(path(name), value).map_err(|e| {
+        LiveError::Namespace(format!("cannot set {name} = {value} in a namespace: {e}"))
+    })?;
+    Ok(read(name).unwrap_or_default())
 }
 
 /// Gives the namespace every address the scenario uses: 127.0.0.0/8 is on `lo` already,
@@ -157,6 +211,7 @@ const SYSCTLS: &[&str] = &[
     "net.ipv4.ip_autobind_reuse",
     "net.ipv4.tcp_rfc1337",
     "net.ipv4.tcp_syn_retries",
+    "net.ipv4.tcp_syn_linear_timeouts",
 ];
 
 fn path(name: &str) -> String {
@@ -173,12 +228,7 @@ pub fn read(name: &str) -> Option<String> {
 /// Writes the profile's knobs into the namespace, reads them back and returns the profile
 /// the kernel actually runs, plus notes on knobs this kernel lacks at their default value.
 pub fn apply(profile: &Profile) -> Result<(Profile, Vec<String>), LiveError> {
-    let original = ORIGINAL_NS.load(Ordering::SeqCst);
-    if original == 0 || current_ns() == original {
-        return Err(LiveError::Namespace(
-            "refusing to write sysctls outside the run's own network namespace".into(),
-        ));
-    }
+    guard()?;
     let mut effective = profile.clone();
     let mut notes = Vec::new();
     for &name in SYSCTLS {
@@ -229,12 +279,7 @@ pub fn inject(name: &str, value: &str) -> Result<String, LiveError> {
             SYSCTLS.join(", ")
         )));
     }
-    let original = ORIGINAL_NS.load(Ordering::SeqCst);
-    if original == 0 || current_ns() == original {
-        return Err(LiveError::Namespace(
-            "refusing to write sysctls outside the run's own network namespace".into(),
-        ));
-    }
+    guard()?;
     std::fs::write(path(name), value).map_err(|e| {
         if e.raw_os_error() == Some(nix::libc::EINVAL) {
             LiveError::Refused(format!(

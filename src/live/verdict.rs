@@ -157,6 +157,7 @@ pub(super) fn compare(sc: &Scenario, p: &Report, m: &Measured) -> Vec<Check> {
             m.leading_even_ports as f64,
         ),
     ];
+    rows.extend(super::nat::rows(p, &m.nat));
     let names: BTreeSet<String> = p
         .summary
         .errors

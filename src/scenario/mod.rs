@@ -82,6 +82,20 @@ pub const LIVE_METRICS: &[&str] = &[
     "time_wait_peak",
     "time_wait_at_end",
     "leading_even_ports",
+    // A run through a NAT (src/live/nat.rs): the router's table at the end and its counters.
+    "nat_ports_in_use",
+    "conntrack_entries",
+    "conntrack_syn_sent",
+    "conntrack_syn_recv",
+    "conntrack_established",
+    "conntrack_fin_wait",
+    "conntrack_close_wait",
+    "conntrack_last_ack",
+    "conntrack_time_wait",
+    "conntrack_close",
+    "insert_failed",
+    "conntrack_drop",
+    "early_drop",
 ];
 
 /// Gauges read by sampling, which can miss a peak between two samples: never judged exactly.
