@@ -344,7 +344,10 @@ mod tests {
             panic!("no port");
         };
         table.insert(Instant(0), first, reply, 0, Duration::from_secs(120));
-        let second = Tuple { remote_ip: 0xcb00_7103, ..first };
+        let second = Tuple {
+            remote_ip: 0xcb00_7103,
+            ..first
+        };
         let Found::Free(again) = s.choose(&r, &mut table, None, &second, 0) else {
             panic!("no port");
         };
