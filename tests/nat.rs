@@ -103,7 +103,7 @@ on_error = { action = "count" }"#;
 
 /// Lab case a: 30 sequential client-closed connections through 10 ports all succeeded
 /// on 6.18: from the 11th on, each SYN evicted a TIME_WAIT entry whose sequence it had
-/// passed. Before 6.4 (no eviction) the 11th and later SYNs find every port held for the
+/// passed. Before 6.5 (no eviction) the 11th and later SYNs find every port held for the
 /// 120 s conntrack TIME_WAIT: in a 20 s run only the first 10 establish.
 #[test]
 fn a_ten_port_range_fills_with_time_wait_only_on_kernels_without_eviction() {
@@ -178,7 +178,7 @@ fn a_full_table_of_assured_entries_drops_syns_counting_drop_only() {
 /// 800/s (full at 64,512 / 800 = 80.6 s) while each container's own 28,232-port range
 /// stays far from full; failures are ETIMEDOUT, from 80.6 + 127 s, never EADDRNOTAVAIL.
 /// The search probes at most 248 ports from random starts, so the last few free ports
-/// are rarely found: the range counts as full within 1 %. From 6.4 the eviction of
+/// are rarely found: the range counts as full within 1 %. From 6.5 the eviction of
 /// TIME_WAIT entries removes every drop.
 #[test]
 fn docker_containers_exhaust_the_masquerade_not_their_own_ranges() {
@@ -218,7 +218,7 @@ fn docker_containers_exhaust_the_masquerade_not_their_own_ranges() {
         .min()
         .unwrap();
     assert!(least_free > 28_232 / 2, "{least_free}");
-    let fixed = run_text(&text.replace("kernel = \"6.1\"", "kernel = \"6.4\""));
+    let fixed = run_text(&text.replace("kernel = \"6.1\"", "kernel = \"6.5\""));
     assert!(fixed.nat[0].drops.is_empty(), "{:?}", fixed.nat[0].drops);
     assert_eq!(fixed.summary.connections.failed, 0);
 }

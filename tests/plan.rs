@@ -932,7 +932,7 @@ fn a_nat_out_of_ports_is_the_tightest_limit_at_addresses_times_ports_over_its_ti
     assert_eq!((n.ports, n.hold_state, n.hold_s), (10, "TIME_WAIT", 120.0));
     assert!((n.formula_limit_per_s - NAT_LIMIT).abs() < 5e-4, "{n:?}");
     assert_eq!(n.limit_per_s, Some(n.formula_limit_per_s));
-    // Before 6.4 no SYN evicts a closing entry: the run carries the formula's rate.
+    // Before 6.5 no SYN evicts a closing entry: the run carries the formula's rate.
     let carried = n.simulated_per_s.unwrap();
     assert!(
         (carried - NAT_LIMIT).abs() < NAT_LIMIT * RATE_TOLERANCE,

@@ -28,9 +28,11 @@ use rand_chacha::ChaCha8Rng;
 const MAX_ATTEMPTS: u32 = 128;
 /// `NF_NAT_HARDER_THRESH`: probes left at or below which a closing entry may be evicted.
 const HARDER_THRESH: u32 = MAX_ATTEMPTS / 4;
-/// The first kernel with `nf_nat_used_tuple_harder`.
-pub const EVICTS_SINCE: (u32, u32) = (6, 4);
-/// The first kernel whose SNAT port search starts at random, not at the shared rover.
+/// The first kernel with `nf_nat_used_tuple_harder`: the patch went to net-next in June 2023,
+/// the 6.5 merge window (notes/nat-reference.md §4.7; the release is not verified).
+pub const EVICTS_SINCE: (u32, u32) = (6, 5);
+/// The first kernel whose SNAT port search starts at random, not at the shared rover (upstream
+/// 6ed5943f8735; 5.0 per shared/reference/nat-and-clients.md, the release is not verified).
 pub const RANDOM_START_SINCE: (u32, u32) = (5, 0);
 
 /// How the NAT chooses ports.

@@ -8,7 +8,7 @@
 //! client's pool, the NAT sustains at most `pairs / hold` new flows per second toward the
 //! destination, and holds at most `pairs` open at once.
 //!
-//! From Linux 6.4 a SYN whose port search runs short evicts a TIME_WAIT or CLOSE entry its
+//! From Linux 6.5 a SYN whose port search runs short evicts a TIME_WAIT or CLOSE entry its
 //! sequence has passed (`nf_nat_used_tuple_harder`): the hold is then at most the timeout,
 //! and the run, not the formula, gives the limit.
 
@@ -40,7 +40,7 @@ pub struct NatPlan {
     pub hold_s: f64,
     /// `ports / hold`.
     pub formula_limit_per_s: f64,
-    /// The formula where it is the limit: kernels before 6.4, which never evict a closing
+    /// The formula where it is the limit: kernels before 6.5, which never evict a closing
     /// entry for a new flow.
     pub limit_per_s: Option<f64>,
     pub offered_per_s: f64,
@@ -227,14 +227,14 @@ fn carried(sc: &Scenario, r: &Report, n: &NatSpec, dest: &str, single: bool) -> 
     Some(sum)
 }
 
-/// What else decides the NAT's limit: eviction (6.4+), the address each client address
+/// What else decides the NAT's limit: eviction (6.5+), the address each client address
 /// takes, flows held open.
 fn notes(n: &NatSpec, info: &NatInfo, f: &Flows, ports: u32, evicts: bool) -> Vec<String> {
     let mut out = vec![];
     let (major, minor) = n.config.rule.kernel;
     if evicts {
         out.push(format!(
-            "kernel {major}.{minor} (6.4 or later): a SYN whose port search runs short evicts a TIME_WAIT or CLOSE entry whose sequence it has passed (nf_nat_used_tuple_harder), so the formula bounds the hold from above and the run decides the limit; {} entries evicted",
+            "kernel {major}.{minor} (6.5 or later): a SYN whose port search runs short evicts a TIME_WAIT or CLOSE entry whose sequence it has passed (nf_nat_used_tuple_harder), so the formula bounds the hold from above and the run decides the limit; {} entries evicted",
             group(info.counters.get("evicted").copied().unwrap_or(0))
         ));
     }

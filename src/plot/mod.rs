@@ -1096,7 +1096,7 @@ fn nat_summary(n: &input::NatView) -> String {
 }
 
 /// Per NAT, its `addresses × ports / conntrack TIME_WAIT` toward one destination: the new
-/// flows per second it sustains before Linux 6.4 (later kernels may evict TIME_WAIT entries
+/// flows per second it sustains before Linux 6.5 (later kernels may evict TIME_WAIT entries
 /// and carry more).
 fn nat_rate_references(r: &ReportView) -> Vec<Reference> {
     r.nat

@@ -68,7 +68,7 @@ fn nat() -> Value {
             }
             "flags" => json!({ "type": "array", "items": { "enum": crate::nat::NAT_FLAGS } }),
             "kernel" => {
-                json!({ "type": "string", "description": "MAJOR.MINOR: before 5.0 the shared rover; from 6.4 TIME_WAIT eviction" })
+                json!({ "type": "string", "description": "MAJOR.MINOR: before 5.0 the shared rover; from 6.5 TIME_WAIT eviction" })
             }
             "race_window" => {
                 json!({ "type": "string", "description": "UNVERIFIED: how long a new entry stays unseen by a SYN on another CPU" })
