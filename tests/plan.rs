@@ -993,7 +993,10 @@ fn nat_remedies_carry_their_exact_lines_and_rank_by_what_their_runs_gave() {
         "-j MASQUERADE --to-ports 40000-40009 --random-fully",
     );
     let addresses = find("More NAT addresses");
-    has(addresses, "snat to 203.0.113.10-203.0.113.13:40000-40009");
+    has(
+        addresses,
+        "snat ip to 203.0.113.10-203.0.113.13:40000-40009",
+    );
     has(
         addresses,
         "-j SNAT --to-source 203.0.113.10-203.0.113.13:40000-40009",

@@ -92,36 +92,9 @@ const GW: &str = "gw";
 /// The nftables script for `spec`: `masquerade` for one address, `snat ip to A-B` for a
 /// range, the port range after a colon, then the flags (nftables' names).
 pub fn nft_script(cfg: &NatConfig) -> String {
-    let r = &cfg.rule;
-    let ports = r
-        .ports
-        .map_or(String::new(), |(lo, hi)| format!(":{lo}-{hi}"));
-    let target = match (r.ips.first(), r.ips.last()) {
-        (Some(a), Some(b)) if r.ips.len() > 1 => {
-            format!(
-                "snat ip to {}-{}{ports}",
-                Ipv4Addr::from(*a),
-                Ipv4Addr::from(*b)
-            )
-        }
-        _ if ports.is_empty() => "masquerade".to_string(),
-        _ => format!("masquerade to {ports}"),
-    };
-    let flags: Vec<&str> = [
-        (r.random, "random"),
-        (r.fully_random, "fully-random"),
-        (r.persistent, "persistent"),
-    ]
-    .into_iter()
-    .filter_map(|(on, f)| on.then_some(f))
-    .collect();
-    let flags = if flags.is_empty() {
-        String::new()
-    } else {
-        format!(" {}", flags.join(","))
-    };
+    let statement = cfg.rule.nft_statement();
     format!(
-        "table ip portsim {{\n  chain postrouting {{\n    type nat hook postrouting priority srcnat; policy accept;\n    oifname \"{WAN}\" meta l4proto tcp {target}{flags}\n  }}\n}}\n"
+        "table ip portsim {{\n  chain postrouting {{\n    type nat hook postrouting priority srcnat; policy accept;\n    oifname \"{WAN}\" meta l4proto tcp {statement}\n  }}\n}}\n"
     )
 }
 

@@ -152,14 +152,7 @@ impl NatConfig {
     /// The knobs as the report lists them: every one, in [`NAT_KNOBS`] order.
     pub fn knobs(&self) -> Vec<(String, String)> {
         let r = &self.rule;
-        let flags: Vec<&str> = [
-            (r.random, "random"),
-            (r.fully_random, "fully-random"),
-            (r.persistent, "persistent"),
-        ]
-        .into_iter()
-        .filter_map(|(on, f)| on.then_some(f))
-        .collect();
+        let flags = r.flag_names();
         let mut out = vec![
             (
                 "port_range".to_string(),

@@ -54,6 +54,42 @@ pub struct Rule {
 }
 
 impl Rule {
+    /// The flags set, by nftables' names.
+    pub fn flag_names(&self) -> Vec<&'static str> {
+        [
+            (self.random, "random"),
+            (self.fully_random, "fully-random"),
+            (self.persistent, "persistent"),
+        ]
+        .into_iter()
+        .filter_map(|(on, f)| on.then_some(f))
+        .collect()
+    }
+
+    /// The rule as an nftables statement: `masquerade [to :LO-HI]` for one address,
+    /// `snat ip to A-B[:LO-HI]` for a range, then the flags, comma-separated (the syntax
+    /// `portsim live` runs, notes/nat-lab).
+    pub fn nft_statement(&self) -> String {
+        let ports = self
+            .ports
+            .map_or(String::new(), |(lo, hi)| format!(":{lo}-{hi}"));
+        let target = match self.ips.as_slice() {
+            [first, .., last] => format!(
+                "snat ip to {}-{}{ports}",
+                std::net::Ipv4Addr::from(*first),
+                std::net::Ipv4Addr::from(*last)
+            ),
+            _ if ports.is_empty() => "masquerade".to_string(),
+            _ => format!("masquerade to {ports}"),
+        };
+        let flags = self.flag_names();
+        if flags.is_empty() {
+            target
+        } else {
+            format!("{target} {}", flags.join(","))
+        }
+    }
+
     fn random_all(&self) -> bool {
         self.random || self.fully_random
     }

@@ -22,30 +22,12 @@ pub(super) fn crossed(sc: &Scenario, targets: &[usize]) -> Vec<usize> {
         .collect()
 }
 
-/// `rule` as nftables writes it: `masquerade` for one address, `snat to` a range for more.
+/// `rule` as an nftables command ([`Rule::nft_statement`]).
 pub fn nft(rule: &Rule) -> String {
-    let ports = rule.ports.map(|(lo, hi)| format!(":{lo}-{hi}"));
-    let target = match rule.ips.as_slice() {
-        [_] => format!(
-            "masquerade{}",
-            ports.map(|p| format!(" to {p}")).unwrap_or_default()
-        ),
-        ips => format!("snat to {}{}", span(ips), ports.unwrap_or_default()),
-    };
-    let flags: Vec<&str> = [
-        (rule.random, "random"),
-        (rule.fully_random, "fully-random"),
-        (rule.persistent, "persistent"),
-    ]
-    .into_iter()
-    .filter_map(|(on, f)| on.then_some(f))
-    .collect();
-    let flags = if flags.is_empty() {
-        String::new()
-    } else {
-        format!(" {}", flags.join(","))
-    };
-    format!("nft add rule ip nat POSTROUTING oifname \"eth0\" meta l4proto tcp {target}{flags}")
+    format!(
+        "nft add rule ip nat POSTROUTING oifname \"eth0\" meta l4proto tcp {}",
+        rule.nft_statement()
+    )
 }
 
 /// `rule` as iptables writes it: `MASQUERADE` for one address (it has no `--persistent`),
