@@ -83,19 +83,6 @@ impl CtState {
             CtState::Close => 10,
         })
     }
-
-    /// Whether `early_drop` may drop an assured entry in this state (`tcp_can_early_drop`:
-    /// the closing states).
-    pub fn closing(self) -> bool {
-        matches!(
-            self,
-            CtState::FinWait
-                | CtState::CloseWait
-                | CtState::LastAck
-                | CtState::TimeWait
-                | CtState::Close
-        )
-    }
 }
 
 /// The flag row of `tcp_conntracks[][][]` a segment selects (`get_conntrack_index`: RST,

@@ -3,6 +3,7 @@
 
 use super::conntrack::CtState;
 use super::select::Rule;
+use crate::scenario::list;
 use crate::time::Duration;
 use std::fmt;
 
@@ -226,12 +227,4 @@ fn version(v: &toml::Value) -> Result<(u32, u32), KnobError> {
         (Ok(a), Ok(b)) if (2..=9).contains(&a) => Ok((a, b)),
         _ => Err(bad()),
     }
-}
-
-fn list(items: &[&str]) -> String {
-    items
-        .iter()
-        .map(|s| format!("\"{s}\""))
-        .collect::<Vec<_>>()
-        .join(", ")
 }

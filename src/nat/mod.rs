@@ -28,7 +28,6 @@ pub mod select;
 
 pub use knobs::{KnobError, NAT_FLAGS, NAT_KNOBS, NAT_PROFILES, NatConfig};
 
-use crate::host::Tuple;
 use crate::sim::path::{Dir, Middlebox, Pass, Segment, Wire};
 use crate::time::{Duration, Instant};
 use conntrack::{CtState, Table};
@@ -292,12 +291,5 @@ impl Middlebox for Nat {
 
     fn nat(&mut self) -> Option<&mut Nat> {
         Some(self)
-    }
-}
-
-/// The client's tuple as the NAT rewrote it, for tests: `None` while it holds no entry.
-impl Nat {
-    pub fn mapping(&self, orig: &Tuple) -> Option<Tuple> {
-        self.table.find_orig(orig).map(|s| self.table.get(s).reply)
     }
 }

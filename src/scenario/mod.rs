@@ -37,6 +37,7 @@ use raw::RawFile;
 pub use schema::json_schema;
 pub use set::{SetError, set};
 use std::fmt;
+pub(crate) use value::list;
 use value::{Ctx, positive_duration};
 
 /// A scenario that passed validation.

@@ -278,7 +278,7 @@ pub(super) fn one_of<'a>(
 }
 
 /// `"a", "b", "c"`.
-pub(super) fn list(items: &[&str]) -> String {
+pub(crate) fn list(items: &[&str]) -> String {
     items
         .iter()
         .map(|s| format!("\"{s}\""))
