@@ -3,57 +3,12 @@
 //! and with the number the reference gives. CI runs as root; without the privilege to make a
 //! namespace the tests print why and skip.
 
+mod common;
+
+use common::{agree as live, portsim, run_live, serial, shipped};
 use serde_json::Value;
 use std::path::Path;
 use std::process::Command;
-
-/// Live runs one at a time: run side by side, the CPU-bound ceiling runs starve the small
-/// exact ones, whose counts then depend on the scheduler rather than on the kernel's rules.
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    LOCK.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-fn portsim() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_portsim"))
-}
-
-fn shipped(name: &str) -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("scenarios/live")
-        .join(name)
-}
-
-/// Runs `portsim live --format json` on `path` with `args`: the report and the exit status;
-/// `None` (with the reason printed) when this machine cannot make a network namespace.
-fn run_live(path: &Path, args: &[&str]) -> Option<(Value, Option<i32>)> {
-    let out = portsim()
-        .args(["live", "--format", "json"])
-        .args(args)
-        .arg(path)
-        .output()
-        .expect("portsim runs");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    if stderr.contains("namespace:") {
-        eprintln!("SKIPPED {}: {}", path.display(), stderr.trim());
-        return None;
-    }
-    let r: Value = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("{}: {e}\nstderr: {stderr}", path.display()));
-    Some((r, out.status.code()))
-}
-
-/// Runs a shipped scenario live; it must agree (exit status 0).
-fn live(name: &str) -> Option<Value> {
-    let (r, code) = run_live(&shipped(name), &[])?;
-    assert_eq!(
-        r["verdict"], "agree",
-        "{name}: {}\n{}",
-        r["checks"], r["notes"]
-    );
-    assert_eq!(code, Some(0));
-    Some(r)
-}
 
 /// Runs a shipped scenario live with a fault on the kernel's side: the run must refute the
 /// prediction (`disagree`, or `inconclusive` when the machine could not keep up; exit status

@@ -4,52 +4,11 @@
 //! prediction on the counts it judges. CI runs as root with nftables installed (.ci/run);
 //! without the privilege or the tools the tests print why and skip.
 
+mod common;
+
+use common::{agree, run_live, serial, shipped};
 use serde_json::Value;
-use std::path::Path;
 use std::process::Command;
-
-/// Live runs one at a time, so a run's counts depend on the kernel, not the scheduler.
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    LOCK.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-fn shipped(name: &str) -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("scenarios/live")
-        .join(name)
-}
-
-/// `portsim live --format json ARGS PATH`: the report and the exit status; `None` (the
-/// reason printed) when this machine cannot make the namespaces or lacks `ip` or `nft`.
-fn run_live(path: &Path, args: &[&str]) -> Option<(Value, Option<i32>)> {
-    let out = Command::new(env!("CARGO_BIN_EXE_portsim"))
-        .args(["live", "--format", "json"])
-        .args(args)
-        .arg(path)
-        .output()
-        .expect("portsim runs");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    if stderr.contains("namespace:") {
-        eprintln!("SKIPPED {}: {}", path.display(), stderr.trim());
-        return None;
-    }
-    let r: Value = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("{}: {e}\nstderr: {stderr}", path.display()));
-    Some((r, out.status.code()))
-}
-
-/// A shipped scenario run live: it must agree (exit status 0).
-fn agree(name: &str) -> Option<Value> {
-    let (r, code) = run_live(&shipped(name), &[])?;
-    assert_eq!(
-        r["verdict"], "agree",
-        "{name}: {}\n{}",
-        r["checks"], r["notes"]
-    );
-    assert_eq!(code, Some(0));
-    Some(r)
-}
 
 /// The row of `metric`: (predicted, measured, judged).
 fn row(r: &Value, metric: &str) -> (u64, u64, bool) {
