@@ -28,11 +28,14 @@ pub mod select;
 
 pub use knobs::{KnobError, NAT_FLAGS, NAT_KNOBS, NAT_PROFILES, NatConfig};
 
+use crate::report::NatInfo;
+use crate::scenario::NatSpec;
 use crate::sim::path::{Dir, Middlebox, Pass, Segment, Wire};
 use crate::time::{Duration, Instant};
 use conntrack::{CtState, Table};
 use select::{Found, Search};
 use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
 
 /// `NF_CT_EVICTION_RANGE`: buckets `early_drop` scans from the new tuple's.
 const EVICTION_RANGE: u32 = 8;
@@ -91,6 +94,9 @@ impl NatGauges {
 /// A Linux NAT: its rule, its conntrack table and its counters.
 pub struct Nat {
     name: String,
+    /// Its profile's name and the hosts behind it, by name, for the report.
+    profile: String,
+    behind: Vec<String>,
     cfg: NatConfig,
     table: Table,
     search: Search,
@@ -105,11 +111,14 @@ pub struct Nat {
 }
 
 impl Nat {
-    pub fn new(name: &str, cfg: NatConfig, seed: u64) -> Nat {
-        let rng = crate::rng::stream(seed, &format!("nat:{name}"));
+    /// The NAT of `spec`, the hosts behind it named `behind`, its random stream from `seed`.
+    pub fn new(spec: &NatSpec, behind: Vec<String>, seed: u64) -> Nat {
+        let rng = crate::rng::stream(seed, &format!("nat:{}", spec.name));
         Nat {
-            name: name.to_string(),
-            cfg,
+            name: spec.name.clone(),
+            profile: spec.profile_name.clone(),
+            behind,
+            cfg: spec.config.clone(),
             table: Table::default(),
             search: Search::new(rng),
             last_new: None,
@@ -120,8 +129,40 @@ impl Nat {
         }
     }
 
-    pub fn config(&self) -> &NatConfig {
-        &self.cfg
+    /// Its entry in the report: limits, peaks, drops, counters, knobs, and what follows from
+    /// UNVERIFIED parameters.
+    pub fn report(&self) -> NatInfo {
+        let cfg = &self.cfg;
+        let mut assumptions = Vec::new();
+        if self.drops.contains_key("concurrent insert") {
+            assumptions.push(format!(
+                "SYNs lost to concurrent inserts follow from race_window = {} (UNVERIFIED)",
+                cfg.race_window
+            ));
+        }
+        if self.counters.early_drop > 0 || self.drops.contains_key("table full") {
+            assumptions.push(
+                "early_drop's victims follow from a uniform hash over nf_conntrack_buckets".into(),
+            );
+        }
+        NatInfo {
+            name: self.name.clone(),
+            profile: self.profile.clone(),
+            ips: cfg
+                .rule
+                .ips
+                .iter()
+                .map(|&a| Ipv4Addr::from(a).to_string())
+                .collect(),
+            behind: self.behind.clone(),
+            ports: cfg.ports_per_address(),
+            allocated_peak: self.ports_peak,
+            entries_peak: self.entries_peak,
+            drops: self.drops.clone(),
+            counters: self.counters.named().into_iter().collect(),
+            knobs: cfg.knobs().into_iter().collect(),
+            assumptions,
+        }
     }
 
     /// Its state at `now`, every entry expired by then gone.

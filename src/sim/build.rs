@@ -90,14 +90,6 @@ impl Simulation {
             port_use: None,
             paths,
             nats,
-            nat_names: sc
-                .nats
-                .iter()
-                .map(|n| {
-                    let behind = n.behind.iter().map(|&h| sc.hosts[h].name.clone()).collect();
-                    (n.profile_name.clone(), behind)
-                })
-                .collect(),
         };
         for wl in 0..sim.workloads.len() {
             sim.stream_changed(wl as u32);
@@ -113,7 +105,8 @@ impl Simulation {
 fn nat_paths(sc: &Scenario, paths: &mut Paths) -> Result<Vec<usize>, path::PathError> {
     let mut out = Vec::new();
     for n in &sc.nats {
-        let nat = crate::nat::Nat::new(&n.name, n.config.clone(), sc.seed);
+        let behind = n.behind.iter().map(|&h| sc.hosts[h].name.clone()).collect();
+        let nat = crate::nat::Nat::new(n, behind, sc.seed);
         let k = paths.add(Box::new(nat));
         for &client in &n.behind {
             for server in (0..sc.hosts.len()).filter(|s| !n.behind.contains(s)) {

@@ -134,8 +134,6 @@ pub struct Simulation {
     paths: Paths,
     /// The scenario's NATs: their middlebox indices in `paths`, in the scenario's order.
     nats: Vec<usize>,
-    /// Per NAT, its profile's name and the names of the hosts behind it, for the report.
-    nat_names: Vec<(String, Vec<String>)>,
 }
 
 /// A source IP's exclusive ports, as bind(ip, 0) or an explicit port range uses them (§1.6).

@@ -3,7 +3,6 @@
 //! pool's free ports) are read at each bin edge after whole exchanges catch up; the report
 //! is assembled once at the end.
 
-use super::path::Middlebox;
 use super::{BindPool, Simulation};
 use crate::host::{Host, NONE, State};
 use crate::report::{
@@ -133,11 +132,15 @@ impl Simulation {
     }
 
     /// The report's `nat` section.
-    fn nat_infos(&mut self, sc_nats: &[(String, Vec<String>)]) -> Vec<NatInfo> {
+    fn nat_infos(&mut self) -> Vec<NatInfo> {
         let mut out = Vec::new();
-        for (&k, (profile, behind)) in self.nats.clone().iter().zip(sc_nats) {
-            let nat = self.paths.middlebox(k).nat().expect("a NAT's index");
-            out.push(nat_info(nat, profile, behind.clone()));
+        for i in 0..self.nats.len() {
+            let nat = self
+                .paths
+                .middlebox(self.nats[i])
+                .nat()
+                .expect("a NAT's index");
+            out.push(nat.report());
         }
         out
     }
@@ -192,8 +195,7 @@ impl Simulation {
         let stalled = self.stalled_at_end();
         let duration_s = self.info.2.as_secs_f64();
         let pools = self.pool_infos(duration_s);
-        let nat_names = std::mem::take(&mut self.nat_names);
-        let nat = self.nat_infos(&nat_names);
+        let nat = self.nat_infos();
         let (workloads, errors, error_numbers) = self.workload_summaries();
         let (info, seed, _) = self.info;
         let summary = summary(&self.rec, &g, stalled, errors, error_numbers);
@@ -393,41 +395,5 @@ fn summary(
             .map(|c| (c.name(), rec.counters[*c as usize]))
             .collect(),
         unprotected_reuse: rec.unprotected_reuse,
-    }
-}
-
-/// A NAT's report entry.
-fn nat_info(nat: &mut crate::nat::Nat, profile: &str, behind: Vec<String>) -> NatInfo {
-    let cfg = nat.config();
-    let mut assumptions = Vec::new();
-    if cfg.cpus > 1 && nat.counters.insert_failed > 0 && nat.drops.contains_key("concurrent insert")
-    {
-        assumptions.push(format!(
-            "SYNs lost to concurrent inserts follow from race_window = {} (UNVERIFIED)",
-            cfg.race_window
-        ));
-    }
-    if nat.counters.early_drop > 0 || nat.drops.contains_key("table full") {
-        assumptions.push(
-            "early_drop's victims follow from a uniform hash over nf_conntrack_buckets".into(),
-        );
-    }
-    NatInfo {
-        name: nat.name().to_string(),
-        profile: profile.to_string(),
-        ips: cfg
-            .rule
-            .ips
-            .iter()
-            .map(|&a| Ipv4Addr::from(a).to_string())
-            .collect(),
-        behind,
-        ports: cfg.ports_per_address(),
-        allocated_peak: nat.ports_peak,
-        entries_peak: nat.entries_peak,
-        drops: nat.drops.clone(),
-        counters: nat.counters.named().into_iter().collect(),
-        knobs: cfg.knobs().into_iter().collect(),
-        assumptions,
     }
 }
