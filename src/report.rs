@@ -637,6 +637,14 @@ pub struct NatInfo {
     pub knobs: BTreeMap<String, String>,
     /// What follows from UNVERIFIED parameters.
     pub assumptions: Vec<String>,
+    /// A cloud gateway that gives each VM its own ports: how many at start, the most one
+    /// VM held (dynamic allocation grows them) and the VMs the addresses left without any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ports_per_vm: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ports_per_vm_peak: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vms_without_ports: Option<u64>,
 }
 
 /// Engine throughput for one run.
@@ -1180,23 +1188,50 @@ impl Report {
                 .iter()
                 .map(|(k, v)| format!("{k} × {}", group(*v)))
                 .collect();
-            let _ = writeln!(
-                o,
-                "  {} ({}, {}) for {}: {} × {} ports · peak {} in use, {} conntrack entries · dropped {}",
-                n.name,
-                n.profile,
-                n.knobs.get("kernel").map_or("", String::as_str),
-                n.behind.join(", "),
-                n.ips.len(),
-                group(u64::from(n.ports)),
-                group(n.allocated_peak),
-                group(n.entries_peak),
-                if drops.is_empty() {
-                    "none".to_string()
-                } else {
-                    drops.join(", ")
-                }
-            );
+            let dropped = if drops.is_empty() {
+                "none".to_string()
+            } else {
+                drops.join(", ")
+            };
+            if let Some(per_vm) = n.ports_per_vm {
+                let without = n.vms_without_ports.unwrap_or(0);
+                let _ = writeln!(
+                    o,
+                    "  {} ({}) for {}: {} address(es) · {} ports per VM (peak {}{}) · peak {} in use, {} flows · dropped {}",
+                    n.name,
+                    n.profile,
+                    n.behind.join(", "),
+                    n.ips.len(),
+                    group(u64::from(per_vm)),
+                    group(u64::from(n.ports_per_vm_peak.unwrap_or(per_vm))),
+                    if without > 0 {
+                        format!(", {} VMs without ports", group(without))
+                    } else {
+                        String::new()
+                    },
+                    group(n.allocated_peak),
+                    group(n.entries_peak),
+                    dropped
+                );
+            } else {
+                let kernel = n
+                    .knobs
+                    .get("kernel")
+                    .map_or(String::new(), |k| format!(", {k}"));
+                let _ = writeln!(
+                    o,
+                    "  {} ({}{}) for {}: {} × {} ports · peak {} in use, {} conntrack entries · dropped {}",
+                    n.name,
+                    n.profile,
+                    kernel,
+                    n.behind.join(", "),
+                    n.ips.len(),
+                    group(u64::from(n.ports)),
+                    group(n.allocated_peak),
+                    group(n.entries_peak),
+                    dropped
+                );
+            }
             for a in &n.assumptions {
                 let _ = writeln!(o, "    assumption: {a}");
             }

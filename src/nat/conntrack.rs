@@ -179,6 +179,35 @@ impl Entry {
     }
 }
 
+/// The ports of one NAT address that entries hold toward one destination (address, port).
+pub struct Held {
+    bits: Box<[u64; 1024]>,
+    /// How many are held.
+    pub count: u32,
+}
+
+impl Held {
+    #[inline]
+    pub fn has(&self, port: u16) -> bool {
+        self.bits[usize::from(port) / 64] & (1 << (port % 64)) != 0
+    }
+
+    /// The first port in `a .. b` no entry holds, scanning a word at a time.
+    pub fn first_free(&self, a: u32, b: u32) -> Option<u32> {
+        let mut p = a;
+        while p < b {
+            let w = (p / 64) as usize;
+            let free = !self.bits[w] >> (p % 64);
+            if free != 0 {
+                let q = p + free.trailing_zeros();
+                return (q < b).then_some(q);
+            }
+            p = (w as u32 + 1) * 64;
+        }
+        None
+    }
+}
+
 /// The table: entries in a slab, the two tuple indexes, and the deadlines.
 #[derive(Default)]
 pub struct Table {
@@ -202,7 +231,7 @@ pub struct Table {
     /// Per (NAT address, destination address, destination port): a bit per port some entry's
     /// reply tuple holds, so that the port search tests a bit where a lookup would cost a
     /// hash (the same answer: a reply tuple is exactly these four values).
-    held_toward: Map<(u32, u32, u16), Box<[u64; 1024]>>,
+    held_toward: Map<(u32, u32, u16), Held>,
     /// Per client (address, port), its entries, newest last (`nf_nat_bysource`).
     by_source: Map<(u32, u16), Vec<u32>>,
 }
@@ -247,7 +276,13 @@ impl Table {
     pub fn reply_held(&self, t: &Tuple) -> bool {
         self.held_toward
             .get(&(t.local_ip, t.remote_ip, t.remote_port))
-            .is_some_and(|b| b[usize::from(t.local_port) / 64] & (1 << (t.local_port % 64)) != 0)
+            .is_some_and(|h| h.has(t.local_port))
+    }
+
+    /// The ports NAT address `ip` holds toward `dst_ip`:`dst_port`, if any ever were.
+    #[inline]
+    pub fn toward(&self, ip: u32, dst_ip: u32, dst_port: u16) -> Option<&Held> {
+        self.held_toward.get(&(ip, dst_ip, dst_port))
     }
 
     pub fn find_reply(&self, t: &Tuple) -> Option<u32> {
@@ -296,11 +331,15 @@ impl Table {
             .push(slot);
         self.len += 1;
         self.by_state[CtState::SynSent as usize] += 1;
-        let bits = self
+        let held = self
             .held_toward
             .entry((reply.local_ip, reply.remote_ip, reply.remote_port))
-            .or_insert_with(|| Box::new([0; 1024]));
-        bits[usize::from(reply.local_port) / 64] |= 1 << (reply.local_port % 64);
+            .or_insert_with(|| Held {
+                bits: Box::new([0; 1024]),
+                count: 0,
+            });
+        held.bits[usize::from(reply.local_port) / 64] |= 1 << (reply.local_port % 64);
+        held.count += 1;
         let held = self
             .holders
             .entry((reply.local_ip, reply.local_port))
@@ -398,8 +437,9 @@ impl Table {
         self.len -= 1;
         self.by_state[state as usize] -= 1;
         let toward = (reply.local_ip, reply.remote_ip, reply.remote_port);
-        if let Some(bits) = self.held_toward.get_mut(&toward) {
-            bits[usize::from(reply.local_port) / 64] &= !(1 << (reply.local_port % 64));
+        if let Some(h) = self.held_toward.get_mut(&toward) {
+            h.bits[usize::from(reply.local_port) / 64] &= !(1 << (reply.local_port % 64));
+            h.count -= 1;
         }
         let key = (reply.local_ip, reply.local_port);
         if let Some(held) = self.holders.get_mut(&key) {

@@ -1,6 +1,7 @@
 //! A NAT's settings: its profile's defaults and the `[nat.knobs]` that change them, by the
 //! kernel's own names where the kernel has one (notes/nat-reference.md §2–§5).
 
+use super::cloud::{Allocation, Cloud, knob_names};
 use super::conntrack::CtState;
 use super::select::Rule;
 use crate::scenario::list;
@@ -8,10 +9,32 @@ use crate::time::Duration;
 use std::fmt;
 
 /// The NAT profiles a scenario may name.
-pub const NAT_PROFILES: &[(&str, &str)] = &[(
-    "linux-masquerade",
-    "Linux conntrack with an nftables/iptables masquerade or SNAT rule (Docker, Kubernetes nodes)",
-)];
+pub const NAT_PROFILES: &[(&str, &str)] = &[
+    (
+        "linux-masquerade",
+        "Linux conntrack with an nftables/iptables masquerade or SNAT rule (Docker, Kubernetes nodes)",
+    ),
+    (
+        "aws-nat-gateway",
+        "AWS NAT Gateway: 55,000 connections per address per destination, 350 s idle",
+    ),
+    (
+        "gcp-cloud-nat",
+        "GCP Cloud NAT: min_ports_per_vm (static or dynamic), endpoint-independent mapping",
+    ),
+    (
+        "azure-lb-outbound",
+        "Azure Load Balancer outbound SNAT: ports per VM by backend pool size",
+    ),
+    (
+        "azure-nat-gateway",
+        "Azure NAT Gateway: 64,512 ports per address, 50,000 per destination",
+    ),
+    (
+        "azure-app-service",
+        "Azure App Service: 128 SNAT ports per instance",
+    ),
+];
 
 /// Everything that decides what the NAT does.
 #[derive(Clone, Debug, PartialEq)]
@@ -30,6 +53,8 @@ pub struct NatConfig {
     /// SYN handled at the same time on another CPU (from `nf_nat_setup_info` to
     /// `__nf_conntrack_confirm`, the same softirq pass; the kernel documents no figure).
     pub race_window: Duration,
+    /// A cloud gateway's allocation (`None`: the Linux NAT of `rule`).
+    pub cloud: Option<Cloud>,
 }
 
 /// Why a knob was refused.
@@ -69,6 +94,14 @@ impl NatConfig {
     /// (262,144 entries and buckets: 16 GiB of RAM or more, commit d532bcd0b269), one CPU,
     /// the current kernel.
     pub fn named(name: &str, ips: Vec<u32>) -> Option<NatConfig> {
+        if let Some((cloud, timeouts)) = Cloud::named(name) {
+            let mut cfg = NatConfig::named("linux-masquerade", ips)?;
+            cfg.timeouts = timeouts;
+            cfg.max = u64::MAX;
+            cfg.race_window = Duration::ZERO;
+            cfg.cloud = Some(cloud);
+            return Some(cfg);
+        }
         (name == "linux-masquerade").then(|| NatConfig {
             rule: Rule {
                 ips,
@@ -83,11 +116,27 @@ impl NatConfig {
             buckets: 262_144,
             cpus: 1,
             race_window: Duration::from_micros(10),
+            cloud: None,
         })
     }
 
     /// Sets knob `key` to `v`.
     pub fn set_knob(&mut self, key: &str, v: &toml::Value) -> Result<(), KnobError> {
+        if let Some(cloud) = &mut self.cloud {
+            if !knob_names(cloud.provider).contains(&key) {
+                let known = knob_names(cloud.provider);
+                return Err(KnobError(if known.is_empty() {
+                    format!("{} takes no knobs", cloud.provider.profile())
+                } else {
+                    format!(
+                        "unknown knob for {}; known: {}",
+                        cloud.provider.profile(),
+                        list(known)
+                    )
+                }));
+            }
+            return cloud.set_knob(key, v, &mut self.timeouts);
+        }
         if let Some(state) = key
             .strip_prefix("net.netfilter.nf_conntrack_tcp_timeout_")
             .and_then(|s| CtState::ALL.into_iter().find(|c| c.sysctl_suffix() == s))
@@ -144,6 +193,12 @@ impl NatConfig {
 
     /// Ports per NAT address toward one destination: the range's size.
     pub fn ports_per_address(&self) -> u32 {
+        if let Some(c) = &self.cloud {
+            return match c.allocation {
+                Allocation::Shared { per_destination } => per_destination.min(c.ports_per_address),
+                _ => c.ports_per_address,
+            };
+        }
         match self.rule.ports {
             Some((lo, hi)) => u32::from(hi - lo) + 1,
             None => 64512,
@@ -152,6 +207,9 @@ impl NatConfig {
 
     /// The knobs as the report lists them: every one, in [`NAT_KNOBS`] order.
     pub fn knobs(&self) -> Vec<(String, String)> {
+        if let Some(c) = &self.cloud {
+            return c.knobs(&self.timeouts);
+        }
         let r = &self.rule;
         let flags = r.flag_names();
         let mut out = vec![

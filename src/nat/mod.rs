@@ -22,6 +22,8 @@
 //! connection's quiet time) is counted as `invalid` and passes unchanged: the model does not
 //! break the connection as the kernel's mid-stream pickup (`nf_conntrack_tcp_loose`) would.
 
+pub mod blocks;
+pub mod cloud;
 pub mod conntrack;
 mod knobs;
 pub mod select;
@@ -32,6 +34,7 @@ use crate::report::NatInfo;
 use crate::scenario::NatSpec;
 use crate::sim::path::{Dir, Middlebox, Pass, Segment, Wire};
 use crate::time::{Duration, Instant};
+use blocks::{Blocks, Pick};
 use conntrack::{CtState, Table};
 use select::{Found, Search};
 use std::collections::BTreeMap;
@@ -55,6 +58,8 @@ pub struct Counters {
     pub reopened: u64,
     /// Segments of flows the table no longer held.
     pub invalid: u64,
+    /// Flows a cloud gateway's idle timeout ended before they closed.
+    pub idle_timeouts: u64,
 }
 
 impl Counters {
@@ -100,6 +105,8 @@ pub struct Nat {
     cfg: NatConfig,
     table: Table,
     search: Search,
+    /// A cloud gateway's port allocation.
+    blocks: Option<Blocks>,
     /// The last flow created and when, which a SYN handled at once on another CPU cannot
     /// see yet.
     last_new: Option<(u32, Instant)>,
@@ -111,10 +118,16 @@ pub struct Nat {
 }
 
 impl Nat {
-    /// The NAT of `spec`, the hosts behind it named `behind`, its random stream from `seed`.
-    pub fn new(spec: &NatSpec, behind: Vec<String>, seed: u64) -> Nat {
+    /// The NAT of `spec`, the hosts behind it named `behind` with the addresses `vm_ips`
+    /// (a cloud gateway's VMs, in order), its random stream from `seed`.
+    pub fn new(spec: &NatSpec, behind: Vec<String>, vm_ips: &[u32], seed: u64) -> Nat {
         let rng = crate::rng::stream(seed, &format!("nat:{}", spec.name));
+        let blocks = spec.config.cloud.as_ref().map(|c| {
+            let rng = crate::rng::stream(seed, &format!("nat-ports:{}", spec.name));
+            Blocks::new(c, &spec.config.rule.ips, vm_ips, rng)
+        });
         Nat {
+            blocks,
             name: spec.name.clone(),
             profile: spec.profile_name.clone(),
             behind,
@@ -140,6 +153,9 @@ impl Nat {
                 cfg.race_window
             ));
         }
+        if let Some(c) = &cfg.cloud {
+            assumptions.extend(cloud::unverified(c).into_iter().map(String::from));
+        }
         if self.counters.early_drop > 0 || self.drops.contains_key("table full") {
             assumptions.push(
                 "early_drop's victims follow from a uniform hash over nf_conntrack_buckets".into(),
@@ -159,15 +175,44 @@ impl Nat {
             allocated_peak: self.ports_peak,
             entries_peak: self.entries_peak,
             drops: self.drops.clone(),
-            counters: self.counters.named().into_iter().collect(),
+            counters: self.named_counters().into_iter().collect(),
+            ports_per_vm: self.blocks.as_ref().map(|b| b.ports_per_vm),
+            ports_per_vm_peak: self.blocks.as_ref().map(|b| b.ports_per_vm_peak),
+            vms_without_ports: self.blocks.as_ref().map(|b| b.vms_without_ports),
             knobs: cfg.knobs().into_iter().collect(),
             assumptions,
         }
     }
 
+    /// The counters as the report names them: a cloud gateway's in its provider's words.
+    fn named_counters(&self) -> Vec<(&'static str, u64)> {
+        match &self.cfg.cloud {
+            None => self.counters.named().to_vec(),
+            Some(c) => vec![
+                (c.provider.idle_timeouts(), self.counters.idle_timeouts),
+                ("reopened", self.counters.reopened),
+                ("invalid", self.counters.invalid),
+            ],
+        }
+    }
+
+    /// Removes every entry expired by `now`: a cloud gateway releases their mappings and
+    /// counts those its idle timeout ended before they closed.
+    fn advance(&mut self, now: Instant) {
+        let Some(blocks) = &mut self.blocks else {
+            self.table.advance(now, |_| {});
+            return;
+        };
+        let idle = &mut self.counters.idle_timeouts;
+        self.table.advance(now, |e| {
+            blocks.released(e);
+            *idle += u64::from(e.state < CtState::TimeWait);
+        });
+    }
+
     /// Its state at `now`, every entry expired by then gone.
     pub fn gauges(&mut self, now: Instant) -> NatGauges {
-        self.table.advance(now, |_| {});
+        self.advance(now);
         NatGauges {
             ports_in_use: self.table.ports_held() as u64,
             entries: self.table.len() as u64,
@@ -192,8 +237,34 @@ impl Nat {
         Pass::Drop
     }
 
+    /// A SYN with no entry at a cloud gateway: the provider's allocation, the entry.
+    fn new_cloud_flow(&mut self, now: Instant, w: &mut Wire) -> Pass {
+        let Some(blocks) = &mut self.blocks else {
+            unreachable!("a cloud gateway has blocks");
+        };
+        let (ip, port) = match blocks.pick(&self.table, &w.tuple) {
+            Pick::Port(ip, port) => (ip, port),
+            Pick::Drop(reason) => return self.drop_syn(reason),
+        };
+        let reply = crate::host::Tuple {
+            local_ip: ip,
+            local_port: port,
+            ..w.tuple
+        };
+        blocks.created(&w.tuple, &reply);
+        let timeout = self.timeout(CtState::SynSent);
+        self.table.insert(now, w.tuple, reply, w.seq_end, timeout);
+        self.entries_peak = self.entries_peak.max(self.table.len() as u64);
+        self.ports_peak = self.ports_peak.max(self.table.ports_held() as u64);
+        w.tuple = reply;
+        Pass::Forward
+    }
+
     /// A SYN with no entry: room in the table, a NAT tuple, the entry.
     fn new_flow(&mut self, now: Instant, w: &mut Wire) -> Pass {
+        if self.blocks.is_some() {
+            return self.new_cloud_flow(now, w);
+        }
         if self.table.len() as u64 >= self.cfg.max && !self.early_drop() {
             self.counters.drop += 1;
             return self.drop_syn("table full");
@@ -290,7 +361,7 @@ impl Middlebox for Nat {
     }
 
     fn segment(&mut self, now: Instant, w: &mut Wire) -> Pass {
-        self.table.advance(now, |_| {});
+        self.advance(now);
         let found = match w.dir {
             Dir::Up => self.table.find_orig(&w.tuple),
             Dir::Down => self.table.find_reply(&w.tuple),
@@ -299,6 +370,9 @@ impl Middlebox for Nat {
             // nf_conntrack_tcp_packet: a SYN on a closed flow's tuple kills the old entry
             // and is looked up again (a new flow).
             Some(slot) if w.seg == Segment::Syn && self.table.get(slot).reopens() => {
+                if let Some(b) = &mut self.blocks {
+                    b.released(self.table.get(slot));
+                }
                 self.table.remove(slot);
                 self.counters.reopened += 1;
                 self.new_flow(now, w)

@@ -44,7 +44,8 @@ fn nat(
         .profile
         .as_ref()
         .map_or("linux-masquerade".into(), |p| p.get_ref().clone());
-    let ips = addresses(ctx, i, n, hosts, before)?;
+    let cloud = crate::nat::cloud::Cloud::named(&profile_name).is_some();
+    let ips = addresses(ctx, i, n, hosts, before, !cloud)?;
     let mut config = NatConfig::named(&profile_name, ips.clone()).ok_or_else(|| {
         let span = n.profile.as_ref().map_or(n.name.span(), |p| p.span());
         let names: Vec<&str> = NAT_PROFILES.iter().map(|p| p.0).collect();
@@ -67,6 +68,10 @@ fn nat(
         })?;
     }
     let behind = behind(ctx, i, n, hosts, before)?;
+    if let Some(c) = &config.cloud {
+        let vms: usize = behind.iter().map(|&h| hosts.specs[h].ips.len()).sum();
+        cloud_fits(ctx, i, n, c, ips.len(), vms)?;
+    }
     Ok(NatSpec {
         name,
         profile_name,
@@ -74,6 +79,34 @@ fn nat(
         behind,
         config,
     })
+}
+
+/// A cloud gateway's settings together ([`crate::nat::cloud::Cloud::validate`]), and Azure's
+/// default allocation, which has no row above 1,000 VMs.
+fn cloud_fits(
+    ctx: &Ctx,
+    i: usize,
+    n: &RawNat,
+    c: &crate::nat::cloud::Cloud,
+    addresses: usize,
+    vms: usize,
+) -> Result<(), ScenarioError> {
+    use crate::nat::cloud::{Allocation, Provider, azure_ports_for_pool};
+    let span = n.profile.as_ref().map_or(n.name.span(), |p| p.span());
+    c.validate(addresses)
+        .map_err(|e| ctx.err(span.clone(), format!("nat[{i}].knobs"), e.to_string()))?;
+    let by_pool = c.provider == Provider::AzureLb && c.allocation == Allocation::PerVm { ports: 0 };
+    if by_pool && azure_ports_for_pool(vms).is_none() {
+        return Err(ctx.err(
+            n.behind.span(),
+            format!("nat[{i}].behind"),
+            format!(
+                "{vms} VMs behind azure-lb-outbound: the default allocation covers 1 to 1,000; \
+                 set allocated_outbound_ports"
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// `ips`: consecutive addresses (the kernel's SNAT range is min–max), owned by no host and
@@ -84,6 +117,7 @@ fn addresses(
     n: &RawNat,
     hosts: &Hosts,
     before: &[NatSpec],
+    consecutive: bool,
 ) -> Result<Vec<u32>, ScenarioError> {
     let key = format!("nat[{i}].ips");
     if n.ips.get_ref().is_empty() {
@@ -120,7 +154,11 @@ fn addresses(
                 format!("{}: a NAT translates to a routable address", v.get_ref()),
             ));
         }
-        if let Some(&last) = ips.last()
+        if ips.contains(&a) {
+            return Err(ctx.err(v.span(), key, format!("{} is listed twice", v.get_ref())));
+        }
+        if consecutive
+            && let Some(&last) = ips.last()
             && a != last.wrapping_add(1)
         {
             return Err(ctx.err(

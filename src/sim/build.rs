@@ -106,7 +106,12 @@ fn nat_paths(sc: &Scenario, paths: &mut Paths) -> Result<Vec<usize>, path::PathE
     let mut out = Vec::new();
     for n in &sc.nats {
         let behind = n.behind.iter().map(|&h| sc.hosts[h].name.clone()).collect();
-        let nat = crate::nat::Nat::new(n, behind, sc.seed);
+        let vm_ips: Vec<u32> = n
+            .behind
+            .iter()
+            .flat_map(|&h| sc.hosts[h].ips.iter().copied())
+            .collect();
+        let nat = crate::nat::Nat::new(n, behind, &vm_ips, sc.seed);
         let k = paths.add(Box::new(nat));
         for &client in &n.behind {
             for server in (0..sc.hosts.len()).filter(|s| !n.behind.contains(s)) {
