@@ -114,11 +114,7 @@ impl Blocks {
 
     /// Every block of `len` ports, address after address, each from port 1024.
     fn blocks_of(&self, len: u32) -> VecDeque<Chunk> {
-        let per_address = if len == 0 {
-            0
-        } else {
-            self.cloud.ports_per_address / len
-        };
+        let per_address = self.cloud.ports_per_address.checked_div(len).unwrap_or(0);
         let mut out = VecDeque::new();
         for &ip in &self.ips {
             for k in 0..per_address {
