@@ -62,6 +62,14 @@ pub fn check(sc: &Scenario) -> Result<(), LiveError> {
             ));
         }
     }
+    if let Some(c) = &spec.config.cloud {
+        return refuse(format!(
+            "NAT {:?} is a cloud gateway ({}): live mode runs the Linux NAT of this machine's \
+             kernel only; a provider's gateway runs in its cloud",
+            spec.name,
+            c.provider.profile()
+        ));
+    }
     for &h in &spec.behind {
         if !sc.hosts[h].listen.is_empty() {
             return refuse(format!(
