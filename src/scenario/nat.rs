@@ -95,6 +95,20 @@ fn cloud_fits(
     let span = n.profile.as_ref().map_or(n.name.span(), |p| p.span());
     c.validate(addresses)
         .map_err(|e| ctx.err(span.clone(), format!("nat[{i}].knobs"), e.to_string()))?;
+    if let (Provider::AzureLb, Allocation::PerVm { ports }) = (c.provider, c.allocation)
+        && ports > 0
+        && vms as u64 * u64::from(ports) > addresses as u64 * u64::from(c.ports_per_address)
+    {
+        // outbound-rules.md: an allocation the frontends cannot hold is rejected.
+        return Err(ctx.err(
+            span,
+            format!("nat[{i}].knobs.\"allocated_outbound_ports\""),
+            format!(
+                "{vms} VMs × {ports} ports exceed {addresses} frontend address(es) × 64,000 \
+                 ports: Azure rejects the rule; add frontend addresses or lower the ports"
+            ),
+        ));
+    }
     let by_pool = c.provider == Provider::AzureLb && c.allocation == Allocation::PerVm { ports: 0 };
     if by_pool && azure_ports_for_pool(vms).is_none() {
         return Err(ctx.err(
