@@ -677,19 +677,34 @@ pub struct ScenarioInfo {
 
 #[derive(Serialize, Debug)]
 pub struct HostInfo {
+    /// A fleet's (`count` > 1) name, for its one entry.
     pub name: String,
     pub profile: String,
+    /// A fleet's first instance's; instance k has each plus k − 1.
     pub ips: Vec<String>,
+    /// A fleet's `count`; absent for a single host.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub instances: Option<u32>,
     pub listen: Vec<String>,
     pub knobs: BTreeMap<String, String>,
 }
 
 /// A pool of ports: `connect` pools are (source IP → destination), shared by four-tuple;
 /// `bind` pools are a source IP's exclusive ports (bind(ip, 0) and explicit binds).
+///
+/// A fleet's pools (one per instance) are one entry per (fleet, source address as the
+/// fleet's `ips` writes it, destination): `host` names the fleet, `instances` is its count,
+/// `source` the first to the last instance's address; `ports`, `time_wait_s` and
+/// `formula_limit_per_s` are one instance's (each has its own pool), `established`,
+/// `achieved_per_s` and `sustained_per_s` the totals over the instances, and `per_instance`
+/// their spread.
 #[derive(Serialize, Debug)]
 pub struct PoolInfo {
     pub kind: &'static str,
     pub host: String,
+    /// The fleet's count, on a fleet's entry; absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub instances: Option<u32>,
     pub source: String,
     pub destination: Option<String>,
     pub ports: u32,
@@ -701,9 +716,45 @@ pub struct PoolInfo {
     /// Established per second over the sustained window: the last whole TIME_WAIT periods
     /// of the run's second half (none when the run is too short to have one).
     pub sustained_per_s: Option<f64>,
-    /// The ports this pool handed out (`portsim run --ports`).
+    /// On a fleet's entry: `established`, `achieved_per_s` and `sustained_per_s` of one
+    /// instance's pool, their least, mean and most over the instances.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub per_instance: Option<PerInstancePool>,
+    /// The ports this pool handed out (`portsim run --ports`; on a fleet's entry, the first
+    /// instance's).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub port_use: Option<PortUse>,
+}
+
+/// A fleet's pool entry, instance by instance ([`PoolInfo::per_instance`]).
+#[derive(Serialize, Debug, Clone, PartialEq)]
+pub struct PerInstancePool {
+    pub established: MinMeanMax,
+    pub achieved_per_s: MinMeanMax,
+    /// Null when the run is too short for the sustained window.
+    pub sustained_per_s: Option<MinMeanMax>,
+}
+
+/// The least, mean and most of one number over a fleet's instances.
+#[derive(Serialize, Debug, Clone, Copy, PartialEq)]
+pub struct MinMeanMax {
+    pub min: f64,
+    pub mean: f64,
+    pub max: f64,
+}
+
+impl MinMeanMax {
+    /// Of `counts`, each divided by `per` (1 for the counts themselves, seconds for a rate);
+    /// `None` when there are none.
+    pub fn of(counts: &[u64], per: f64) -> Option<MinMeanMax> {
+        let (min, max) = (counts.iter().min()?, counts.iter().max()?);
+        let sum: u64 = counts.iter().sum();
+        Some(MinMeanMax {
+            min: *min as f64 / per,
+            mean: sum as f64 / counts.len() as f64 / per,
+            max: *max as f64 / per,
+        })
+    }
 }
 
 /// Ports handed out first, kept in order.
@@ -875,7 +926,7 @@ pub struct Bin {
     pub established_sockets_server: u32,
     pub free_ports_min: Option<u32>,
     /// Free ports per connect pool, in the order of `pools` (bind pools, listed after them,
-    /// have no free-port series).
+    /// have no free-port series); for a fleet's entry, the fewest any instance has.
     pub free_ports: Vec<u32>,
     pub connect_latency_ms: Option<Percentiles>,
     pub probes_per_connect: Option<ProbeStats>,
@@ -1153,6 +1204,26 @@ impl Report {
         );
         for p in self.pools.iter().take(12) {
             let dest = p.destination.as_deref().unwrap_or("any destination");
+            if let (Some(n), Some(each)) = (p.instances, &p.per_instance) {
+                let a = each.achieved_per_s;
+                let _ = writeln!(
+                    o,
+                    "  {:<7} {} × {} {} → {}: {} ports / {} = {:.1}/s per instance · achieved {:.1}/s in all, per instance {:.1} / {:.1} / {:.1} (min / mean / max)",
+                    p.kind,
+                    p.host,
+                    group(u64::from(n)),
+                    p.source,
+                    dest,
+                    group(u64::from(p.ports)),
+                    secs(p.time_wait_s),
+                    p.formula_limit_per_s,
+                    p.achieved_per_s,
+                    a.min,
+                    a.mean,
+                    a.max
+                );
+                continue;
+            }
             let _ = writeln!(
                 o,
                 "  {:<7} {} → {}: {} ports / {} = {:.1}/s · achieved {:.1}/s",

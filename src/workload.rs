@@ -285,11 +285,55 @@ pub struct Destination {
     pub port: u16,
 }
 
+/// A workload on fleets (hosts with `count` > 1): it runs on each instance, each with its
+/// own arrivals at the rate the file gives and its own round robin over its sources and
+/// the destinations.
+///
+/// The instances' Poisson streams (of rate R each, N instances) are run as ONE stream of rate
+/// R × N (the scenario stores that aggregate rate in [`Workload::arrival`]) whose every
+/// connection is given to an instance drawn uniformly at random. This is exact in
+/// distribution: the superposition of N independent Poisson processes of rate R is a Poisson
+/// process of rate R × N, and each of its points comes from instance k with probability 1/N
+/// independently of the others (a Poisson process with independent uniform marks), which
+/// thinned by mark gives back the N independent processes. The same holds step by step for
+/// Poisson rate steps (inhomogeneous processes of one intensity). Arrival kinds whose
+/// instances would move in lock step (constant rate, constant steps, bursts) or wait on each
+/// other (closed loops), a workload [`Limit`], and `on_error` other than `count` (a retry
+/// or a stop belongs to one instance) are refused at load rather than approximated.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PerInstance {
+    /// Where each instance's sources start in [`Workload::sources`] (instance by instance,
+    /// in order), then `sources.len()`.
+    pub starts: Vec<u32>,
+}
+
+impl PerInstance {
+    /// The instances of `sources`, laid out host by host.
+    pub fn of(sources: &[Source]) -> PerInstance {
+        let mut starts: Vec<u32> = Vec::new();
+        for (i, s) in sources.iter().enumerate() {
+            if i == 0 || sources[i - 1].host != s.host {
+                starts.push(i as u32);
+            }
+        }
+        starts.push(sources.len() as u32);
+        PerInstance { starts }
+    }
+
+    /// How many instances run the workload.
+    pub fn instances(&self) -> usize {
+        self.starts.len() - 1
+    }
+}
+
 /// A validated workload.
 #[derive(Clone, Debug)]
 pub struct Workload {
     pub name: String,
     pub sources: Vec<Source>,
+    /// On fleets: each instance's sources ([`PerInstance`]); `None` for listed hosts,
+    /// which share the workload's one stream and round robin.
+    pub per_instance: Option<PerInstance>,
     pub destinations: Vec<Destination>,
     pub spread: Spread,
     pub arrival: Arrival,
@@ -330,6 +374,8 @@ pub struct Runner {
     started: u64,
     /// The round-robin position: (source, destination) of connection `started`.
     turn: (usize, usize),
+    /// On fleets ([`PerInstance`]): connections each instance has started, its own round robin.
+    turns: Vec<u64>,
     /// Index of the next open-loop arrival in the current step.
     next_k: u64,
     step: usize,
@@ -362,6 +408,10 @@ impl Runner {
         Runner {
             started: 0,
             turn: (0, 0),
+            turns: w
+                .per_instance
+                .as_ref()
+                .map_or(Vec::new(), |p| vec![0; p.instances()]),
             poisson_mean_ns: match w.arrival {
                 Arrival::Poisson(r) => 1e9 * r.den as f64 / r.num as f64,
                 _ => 0.0,
@@ -547,9 +597,13 @@ impl Runner {
     /// The indices into the workload's sources and destinations of the next connection:
     /// round robin takes connection `n` from source `n mod S` and destination
     /// `(n div S) mod D`.
+    /// On fleets, [`Runner::pick_instance`].
     #[inline]
     pub fn pick_index(&mut self, w: &Workload) -> (usize, usize) {
         self.started += 1;
+        if let Some(p) = &w.per_instance {
+            return self.pick_instance(w, p);
+        }
         match w.spread {
             Spread::RoundRobin => {
                 let at = self.turn;
@@ -573,8 +627,36 @@ impl Runner {
         }
     }
 
-    /// Moves the round-robin position on by `n` connections that were never picked one by one.
+    /// [`Runner::pick_index`] on fleets: the instance drawn uniformly at random (the marks
+    /// of [`PerInstance`]'s aggregate stream), then its own source and destination as
+    /// `spread` takes them on one host: round robin by the instance's own count, or random.
+    fn pick_instance(&mut self, w: &Workload, p: &PerInstance) -> (usize, usize) {
+        let i = self.spread.random_range(0..p.instances() as u64) as usize;
+        let first = p.starts[i] as usize;
+        let ns = p.starts[i + 1] as usize - first;
+        let nd = w.destinations.len();
+        match w.spread {
+            Spread::RoundRobin => {
+                let k = self.turns[i];
+                self.turns[i] += 1;
+                let ns = ns as u64;
+                (first + (k % ns) as usize, ((k / ns) % nd as u64) as usize)
+            }
+            Spread::Random => {
+                let s = if ns > 1 {
+                    self.spread.random_range(0..ns as u64) as usize
+                } else {
+                    0
+                };
+                (first + s, self.spread.random_range(0..nd as u64) as usize)
+            }
+        }
+    }
+
+    /// Moves the round-robin position on by `n` connections that were never picked one by
+    /// one (never on fleets: their picks draw at random).
     pub fn skip(&mut self, w: &Workload, n: u64) {
+        debug_assert!(w.per_instance.is_none(), "a fleet's picks are drawn");
         self.started += n;
         let (ns, nd) = (w.sources.len() as u64, w.destinations.len() as u64);
         self.turn = (
@@ -593,6 +675,7 @@ mod tests {
         Workload {
             name: "w".into(),
             sources: vec![Source { host: 0, ip: 1 }],
+            per_instance: None,
             destinations: vec![Destination {
                 host: 1,
                 ip: 2,

@@ -1385,6 +1385,7 @@ mod tests {
         Workload {
             name: "w".into(),
             sources: vec![Source { host: 0, ip: 1 }],
+            per_instance: None,
             destinations: vec![Destination {
                 host: 0,
                 ip: 1,

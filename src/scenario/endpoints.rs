@@ -12,40 +12,79 @@ use crate::profile::{Kernel, nearest};
 use crate::workload::{Destination, Mode, Source, Spread};
 use toml::Spanned;
 
-/// `client = "host"` or `clients = ["host", …]`, as host indices.
+/// `client = "host"` or `clients = ["host", …]`, as host indices: a fleet's name stands for
+/// every instance of it, in order. A workload naming a fleet runs on each instance
+/// ([`crate::workload::PerInstance`]), so it names fleets only: a single host beside them
+/// would be given the fleet's per-instance rate, or not, by a rule nobody would guess.
 pub(super) fn client_hosts(
     ctx: &Ctx,
     w: &RawWorkload,
-    hosts: &[HostSpec],
+    hosts: &Hosts,
     key: Key,
 ) -> Result<Vec<u16>, ScenarioError> {
-    match (&w.client, &w.clients) {
-        (Some(c), None) => Ok(vec![find_host(ctx, hosts, c, &key.of("client"))?]),
+    let named: Vec<(&Spanned<String>, String)> = match (&w.client, &w.clients) {
+        (Some(c), None) => vec![(c, key.of("client"))],
         (None, Some(cs)) if !cs.get_ref().is_empty() => cs
             .get_ref()
             .iter()
-            .map(|c| find_host(ctx, hosts, c, &key.of("clients")))
+            .map(|c| (c, key.of("clients")))
             .collect(),
-        _ => Err(ctx.err(
-            w.name.span(),
-            key.of("client"),
-            "set exactly one of `client = \"host\"` or `clients = [\"host\", …]`",
-        )),
+        _ => {
+            return Err(ctx.err(
+                w.name.span(),
+                key.of("client"),
+                "set exactly one of `client = \"host\"` or `clients = [\"host\", …]`",
+            ));
+        }
+    };
+    let fleet = named
+        .iter()
+        .find(|(c, _)| hosts.fleet(c.get_ref()).is_some());
+    let mut out = Vec::new();
+    for (c, k) in &named {
+        match hosts.fleet(c.get_ref()) {
+            Some(instances) => {
+                if out.contains(&(instances.start as u16)) {
+                    return Err(ctx.err(c.span(), k, format!("{:?} is listed twice", c.get_ref())));
+                }
+                out.extend(instances.map(|h| h as u16));
+            }
+            None => {
+                let h = find_host(ctx, hosts, c, k)?;
+                if let Some((f, _)) = fleet {
+                    return Err(ctx.err(
+                        c.span(),
+                        k,
+                        format!(
+                            "{:?} is a single host beside fleet {:?}: a workload on a fleet runs \
+                             on each instance at its own rate, so it names fleets only; give {:?} \
+                             a workload of its own",
+                            c.get_ref(),
+                            f.get_ref(),
+                            c.get_ref()
+                        ),
+                    ));
+                }
+                out.push(h);
+            }
+        }
     }
+    Ok(out)
 }
 
 fn find_host(
     ctx: &Ctx,
-    hosts: &[HostSpec],
+    hosts: &Hosts,
     v: &Spanned<String>,
     key: &str,
 ) -> Result<u16, ScenarioError> {
     hosts
+        .specs
         .iter()
         .position(|h| &h.name == v.get_ref())
         .map(|p| p as u16)
         .ok_or_else(|| {
-            let hint = nearest(v.get_ref(), hosts.iter().map(|h| h.name.as_str()))
+            let hint = nearest(v.get_ref(), hosts.client_names())
                 .map(|s| format!("; did you mean {s:?}?"))
                 .unwrap_or_default();
             ctx.err(
@@ -150,6 +189,9 @@ pub(super) fn sources(
             })
             .collect());
     };
+    if hosts[clients[0] as usize].fleet.is_some() {
+        return fleet_sources(ctx, list, hosts, clients, mode, key);
+    }
     let mut sources = Vec::new();
     for &ch in clients {
         let host = &hosts[ch as usize];
@@ -177,6 +219,83 @@ pub(super) fn sources(
     }
     if mode == Mode::Connect && sources.len() > clients.len() {
         return Err(ctx.err(list.span(), key.of("source_ips"), "connect() without bind() cannot choose among several source IPs (the route picks one); use connection = \"bind_no_port\" (IP_BIND_ADDRESS_NO_PORT), \"bind\" or \"explicit\""));
+    }
+    Ok(sources)
+}
+
+/// `source_ips` of a workload on fleets: the addresses as the fleet's `ips` writes them
+/// (instance 1's), each instance using its own at the same places; each fleet named needs one.
+fn fleet_sources(
+    ctx: &Ctx,
+    list: &Spanned<Vec<Spanned<String>>>,
+    hosts: &[HostSpec],
+    clients: &[u16],
+    mode: Mode,
+    key: Key,
+) -> Result<Vec<Source>, ScenarioError> {
+    let firsts: Vec<u16> = clients
+        .iter()
+        .copied()
+        .filter(|&c| hosts[c as usize].fleet.as_ref().is_some_and(|f| f.k == 1))
+        .collect();
+    // Per fleet (by its first instance), the places in its `ips` of the addresses given.
+    let mut places: Vec<Vec<usize>> = vec![Vec::new(); firsts.len()];
+    for v in list.get_ref() {
+        let a = ip(ctx, v, &key.of("source_ips"))?;
+        let at = firsts.iter().enumerate().find_map(|(f, &c)| {
+            let j = hosts[c as usize].ips.iter().position(|&x| x == a)?;
+            Some((f, j))
+        });
+        let Some((f, j)) = at else {
+            let names: Vec<String> = firsts
+                .iter()
+                .filter_map(|&c| hosts[c as usize].fleet.as_ref())
+                .map(|f| format!("{:?}", f.fleet))
+                .collect();
+            return Err(ctx.err(
+                v.span(),
+                key.of("source_ips"),
+                format!(
+                    "{}: not one of the `ips` of fleet {}; on a fleet, source_ips names the \
+                     addresses as its `ips` writes them (instance 1's) and each instance uses \
+                     its own",
+                    v.get_ref(),
+                    names.join(", ")
+                ),
+            ));
+        };
+        if !places[f].contains(&j) {
+            places[f].push(j);
+        }
+    }
+    if let Some(f) = places.iter().position(Vec::is_empty) {
+        let name = &hosts[firsts[f] as usize]
+            .fleet
+            .as_ref()
+            .map(|x| x.fleet.clone());
+        return Err(ctx.err(
+            list.span(),
+            key.of("source_ips"),
+            format!(
+                "none of these addresses is one of fleet {:?}'s `ips`",
+                name.as_deref().unwrap_or_default()
+            ),
+        ));
+    }
+    if mode == Mode::Connect && places.iter().any(|p| p.len() > 1) {
+        return Err(ctx.err(list.span(), key.of("source_ips"), "connect() without bind() cannot choose among several source IPs (the route picks one); use connection = \"bind_no_port\" (IP_BIND_ADDRESS_NO_PORT), \"bind\" or \"explicit\""));
+    }
+    let mut sources = Vec::new();
+    let mut f = 0;
+    for &c in clients {
+        let host = &hosts[c as usize];
+        if c != clients[0] && host.fleet.as_ref().is_some_and(|x| x.k == 1) {
+            f += 1;
+        }
+        sources.extend(places[f].iter().map(|&j| Source {
+            host: c,
+            ip: host.ips[j],
+        }));
     }
     Ok(sources)
 }

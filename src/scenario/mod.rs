@@ -120,6 +120,21 @@ pub struct HostSpec {
     pub profile: Profile,
     pub ips: Vec<u32>,
     pub listen: Vec<(u32, u16)>,
+    /// The fleet this host is an instance of (`count` > 1), if any.
+    pub fleet: Option<Instance>,
+}
+
+/// Instance `k` of a fleet: a `[[host]]` with `count = N` stands for N identical hosts,
+/// named `NAME[1]` … `NAME[N]`, with the same profile, knobs and model; instance `k`'s
+/// addresses are each of the fleet's `ips` plus `k − 1`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Instance {
+    /// The fleet's name, as the file gives it.
+    pub fleet: String,
+    /// 1-based.
+    pub k: u32,
+    /// The fleet's `count`.
+    pub count: u32,
 }
 
 /// Why a scenario was refused.

@@ -190,7 +190,7 @@ fn addresses(
     Ok(ips)
 }
 
-/// `behind`: host names, each behind no other NAT.
+/// `behind`: host names (a fleet's, every instance of it), each behind no other NAT.
 fn behind(
     ctx: &Ctx,
     i: usize,
@@ -208,31 +208,39 @@ fn behind(
     }
     let mut out = Vec::new();
     for v in n.behind.get_ref() {
-        let Some(h) = hosts.specs.iter().position(|h| &h.name == v.get_ref()) else {
-            let names: Vec<&str> = hosts.specs.iter().map(|h| h.name.as_str()).collect();
-            let hint = crate::profile::nearest(v.get_ref(), names.iter().copied())
-                .map_or(String::new(), |n| format!("; did you mean {n:?}?"));
-            return Err(ctx.err(
-                v.span(),
-                key,
-                format!("{:?}: no such host{hint}", v.get_ref()),
-            ));
+        // A fleet's name stands for every instance of it.
+        let named = match hosts.fleet(v.get_ref()) {
+            Some(instances) => instances,
+            None => match hosts.specs.iter().position(|h| &h.name == v.get_ref()) {
+                Some(h) => h..h + 1,
+                None => {
+                    let hint = crate::profile::nearest(v.get_ref(), hosts.client_names())
+                        .map_or(String::new(), |n| format!("; did you mean {n:?}?"));
+                    return Err(ctx.err(
+                        v.span(),
+                        key,
+                        format!("{:?}: no such host{hint}", v.get_ref()),
+                    ));
+                }
+            },
         };
-        if out.contains(&h) {
-            return Err(ctx.err(v.span(), key, format!("{:?} is listed twice", v.get_ref())));
+        for h in named {
+            if out.contains(&h) {
+                let m = format!("{:?} is listed twice", hosts.specs[h].name);
+                return Err(ctx.err(v.span(), key, m));
+            }
+            if let Some(other) = before.iter().find(|x| x.behind.contains(&h)) {
+                return Err(ctx.err(
+                    v.span(),
+                    key,
+                    format!(
+                        "{:?} is behind NAT {:?} already; a host is behind one NAT",
+                        hosts.specs[h].name, other.name
+                    ),
+                ));
+            }
+            out.push(h);
         }
-        if let Some(other) = before.iter().find(|x| x.behind.contains(&h)) {
-            return Err(ctx.err(
-                v.span(),
-                key,
-                format!(
-                    "{:?} is behind NAT {:?} already; a host is behind one NAT",
-                    v.get_ref(),
-                    other.name
-                ),
-            ));
-        }
-        out.push(h);
     }
     if out.len() == hosts.specs.len() {
         return Err(ctx.err(

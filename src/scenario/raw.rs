@@ -63,6 +63,8 @@ pub(super) struct RawHost {
     pub(super) name: Spanned<String>,
     pub(super) profile: Option<Spanned<String>>,
     pub(super) ips: Spanned<Vec<Spanned<String>>>,
+    /// A fleet: this many identical hosts (`NAME[1]` … `NAME[N]`).
+    pub(super) count: Option<Spanned<i64>>,
     #[serde(default)]
     pub(super) listen: Vec<Spanned<String>>,
     #[serde(default)]

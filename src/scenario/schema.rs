@@ -102,6 +102,10 @@ fn host() -> Value {
             "name": { "type": "string" },
             "profile": { "enum": profiles, "default": "linux" },
             "ips": { "type": "array", "minItems": 1, "items": ip() },
+            "count": {
+                "type": "integer", "minimum": 1, "maximum": super::hosts::MAX_COUNT, "default": 1,
+                "description": "a fleet: this many identical client hosts NAME[1]…NAME[N], instance k's addresses each of ips plus k − 1"
+            },
             "listen": { "type": "array", "items": endpoint() },
             "knobs": {
                 "type": "object",

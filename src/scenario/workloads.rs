@@ -10,7 +10,7 @@ use super::hosts::Hosts;
 use super::raw::{RawLimit, RawOnError, RawWorkload};
 use super::value::{Ctx, dist, duration, one_of};
 use crate::time::{Duration, Instant};
-use crate::workload::{Arrival, Closer, Dist, Limit, OnError, Workload};
+use crate::workload::{Arrival, Closer, Dist, Limit, OnError, PerInstance, Rate, Workload};
 use toml::Spanned;
 
 /// Names the keys of `[[workload]]` entry `.0` in errors: `workload[2].arrival.rate`.
@@ -58,7 +58,7 @@ fn workload(
             format!("{name:?}: workload names must be unique and non-empty"),
         ));
     }
-    let clients = endpoints::client_hosts(ctx, w, &hosts.specs, key)?;
+    let clients = endpoints::client_hosts(ctx, w, hosts, key)?;
     let mode = endpoints::mode(ctx, w, &hosts.specs, &clients, key)?;
     let sources = endpoints::sources(ctx, w, &hosts.specs, &clients, mode, key)?;
     let destinations = endpoints::destinations(ctx, w, hosts, &clients, key)?;
@@ -86,9 +86,17 @@ fn workload(
         None => Limit::default(),
         Some(l) => limit(ctx, l, requests, &key.of("limit"))?,
     };
+    let on_fleet = hosts.specs[clients[0] as usize].fleet.is_some();
+    let (arrival, per_instance) = if on_fleet {
+        let arrival = per_instance(ctx, w, arrival, clients.len(), key)?;
+        (arrival, Some(PerInstance::of(&sources)))
+    } else {
+        (arrival, None)
+    };
     Ok(Workload {
         name,
         sources,
+        per_instance,
         destinations,
         spread,
         arrival,
@@ -106,6 +114,83 @@ fn workload(
         stop,
         limit,
     })
+}
+
+/// A workload on fleets runs on each of its `instances` ([`PerInstance`]): its Poisson rate
+/// (or each Poisson step's) is per instance, returned as the aggregate stream's, `instances`
+/// times it. Refused: arrival kinds whose instances would move in lock step or wait on each
+/// other, a `limit`, and `on_error` other than `count`.
+fn per_instance(
+    ctx: &Ctx,
+    w: &RawWorkload,
+    arrival: Arrival,
+    instances: usize,
+    key: Key,
+) -> Result<Arrival, ScenarioError> {
+    let a = w.arrival.get_ref();
+    let n = instances as u64;
+    let times = |r: Rate| {
+        r.num
+            .checked_mul(n)
+            .map(|num| Rate { num, den: r.den })
+            .ok_or_else(|| {
+                let span = a.rate.as_ref().map_or(w.arrival.span(), |r| r.span());
+                ctx.err(
+                    span,
+                    key.of("arrival.rate"),
+                    format!("× {n} instances overflows: give a smaller rate"),
+                )
+            })
+    };
+    let arrival = match arrival {
+        Arrival::Poisson(r) => Arrival::Poisson(times(r)?),
+        Arrival::Steps {
+            steps,
+            poisson: true,
+        } => Arrival::Steps {
+            steps: steps
+                .into_iter()
+                .map(|(at, r)| Ok((at, times(r)?)))
+                .collect::<Result<_, ScenarioError>>()?,
+            poisson: true,
+        },
+        _ => {
+            return Err(ctx.err(
+                a.kind.span(),
+                key.of("arrival.kind"),
+                format!(
+                    "{:?} on a fleet: a fleet's workload runs on each instance, modelled exactly \
+                     for kind = \"poisson\" and kind = \"steps\" with process = \"poisson\" \
+                     (one aggregate Poisson stream, each connection to an instance drawn \
+                     uniformly); constant rates, constant steps, bursts and closed loops are not \
+                     modelled per instance",
+                    a.kind.get_ref()
+                ),
+            ));
+        }
+    };
+    if let Some(l) = &w.limit {
+        return Err(ctx.err(
+            l.span(),
+            key.of("limit"),
+            "a limit on a fleet's workload is not modelled: each instance would stop at its own; \
+             bound the run with `stop` instead",
+        ));
+    }
+    if let Some(o) = &w.on_error
+        && o.get_ref().action.get_ref() != "count"
+    {
+        return Err(ctx.err(
+            o.get_ref().action.span(),
+            key.of("on_error.action"),
+            format!(
+                "{:?} on a fleet: a retry or a stop belongs to one instance, which is not \
+                 modelled; on a fleet use action = \"count\"",
+                o.get_ref().action.get_ref()
+            ),
+        ));
+    }
+    Ok(arrival)
 }
 
 /// `requests_per_connection`: 1 unless set; 0 connects and closes.

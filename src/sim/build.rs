@@ -4,7 +4,7 @@
 
 use super::fast::stream::{NO_EVENT, Stream};
 use super::path::Paths;
-use super::record::sustained_from;
+use super::record::{PoolGroups, sustained_from};
 use super::reuse_watch::ReuseWatch;
 use super::run::Event;
 use super::{BindPool, Lanes, Simulation, fast, path};
@@ -47,6 +47,7 @@ impl Simulation {
         let conn_pools: Vec<_> = sc.workloads.iter().map(|w| conn_pools(w, &hosts)).collect();
         let (exchanges, bulk_time_wait) = fast::exchange::plan(sc, &hosts, &conn_pools, &paths);
         let late_from = late_from(sc, &hosts, &pools, &bind_pools);
+        let groups = PoolGroups::new(sc, &hosts, &pools, &bind_pools);
         let mut sim = Simulation {
             now: Instant::ZERO,
             end: Instant::ZERO + sc.duration,
@@ -82,6 +83,7 @@ impl Simulation {
             ),
             host_info: host_info(sc),
             pools,
+            groups,
             parked: Vec::new(),
             sub_for: (u64::MAX, 0),
             bulk: true,
@@ -105,7 +107,17 @@ impl Simulation {
 fn nat_paths(sc: &Scenario, paths: &mut Paths) -> Result<Vec<usize>, path::PathError> {
     let mut out = Vec::new();
     for n in &sc.nats {
-        let behind = n.behind.iter().map(|&h| sc.hosts[h].name.clone()).collect();
+        // A fleet is named once, as the file names it.
+        let mut behind: Vec<String> = Vec::new();
+        for &h in &n.behind {
+            let name = match &sc.hosts[h].fleet {
+                Some(f) => &f.fleet,
+                None => &sc.hosts[h].name,
+            };
+            if behind.last() != Some(name) {
+                behind.push(name.clone());
+            }
+        }
         let vm_ips: Vec<u32> = n
             .behind
             .iter()
@@ -113,8 +125,12 @@ fn nat_paths(sc: &Scenario, paths: &mut Paths) -> Result<Vec<usize>, path::PathE
             .collect();
         let nat = crate::nat::Nat::new(n, behind, &vm_ips, sc.seed);
         let k = paths.add(Box::new(nat));
+        let mut is_behind = vec![false; sc.hosts.len()];
+        for &h in &n.behind {
+            is_behind[h] = true;
+        }
         for &client in &n.behind {
-            for server in (0..sc.hosts.len()).filter(|s| !n.behind.contains(s)) {
+            for server in (0..sc.hosts.len()).filter(|&s| !is_behind[s]) {
                 let hops = vec![
                     path::Hop::Link { weight: 1 },
                     path::Hop::Shared(k),
@@ -297,15 +313,18 @@ fn late_from(sc: &Scenario, hosts: &[Host], pools: &[(u16, u32)], binds: &[BindP
         .unwrap_or(Instant(u64::MAX))
 }
 
-/// The hosts as the report lists them.
+/// The hosts as the report lists them: a fleet once, as its first instance under the
+/// fleet's name, with its count.
 fn host_info(sc: &Scenario) -> Vec<HostInfo> {
     let ip = |ip: &u32| Ipv4Addr::from(*ip).to_string();
     sc.hosts
         .iter()
+        .filter(|h| h.fleet.as_ref().is_none_or(|f| f.k == 1))
         .map(|h| HostInfo {
-            name: h.name.clone(),
+            name: h.fleet.as_ref().map_or(&h.name, |f| &f.fleet).clone(),
             profile: h.profile_name.clone(),
             ips: h.ips.iter().map(ip).collect(),
+            instances: h.fleet.as_ref().map(|f| f.count),
             listen: h
                 .listen
                 .iter()

@@ -65,7 +65,7 @@ use fast::parked::Parked;
 use fast::stream::Stream;
 use lifecycle::Conn;
 use path::Paths;
-use record::PortLog;
+use record::{PoolGroups, PortLog};
 use reuse_watch::ReuseWatch;
 use run::Event;
 
@@ -96,6 +96,8 @@ pub struct Simulation {
     info: (ScenarioInfo, u64, Duration),
     host_info: Vec<HostInfo>,
     pools: Vec<(u16, u32)>,
+    /// The report's pool entries: a fleet's pools in one per destination ([`PoolGroups`]).
+    groups: PoolGroups,
     /// Closed-loop workers waiting out an exhausted pool (see [`Parked`]).
     parked: Vec<Parked>,
     /// The sequence number the last virtual retry was queued after, and how many were

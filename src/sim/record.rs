@@ -6,8 +6,9 @@
 use super::{BindPool, Simulation};
 use crate::host::{Host, NONE, State};
 use crate::report::{
-    Connections, Counter, Gauges, LatencySummary, PoolInfo, PortUse, ProbeSummary, Recorder,
-    Report, Requests, Summary, TimeWaitSummary, WorkloadSummary, add_named_errors,
+    Connections, Counter, Gauges, LatencySummary, MinMeanMax, PerInstancePool, PoolInfo, PortUse,
+    ProbeSummary, Recorder, Report, Requests, Summary, TimeWaitSummary, WorkloadSummary,
+    add_named_errors,
 };
 use crate::report::{Hist, NatInfo};
 use crate::time::{Duration, Instant};
@@ -92,6 +93,123 @@ impl PortLog {
     }
 }
 
+/// The report's pool entries: each pool its own, but a fleet's pools (one per instance) one
+/// entry per (fleet, source address as the fleet's `ips` writes it, destination), in the
+/// order of their first instance's pools; connect pools' entries first, as the pools are.
+pub(super) struct PoolGroups {
+    /// Per pool (connect pools, then bind pools): its entry.
+    of: Vec<u32>,
+    /// Entries of connect pools.
+    connect: usize,
+    /// Per entry: the fleet's name and count, for a fleet's.
+    fleets: Vec<Option<(String, u32)>>,
+}
+
+/// A fleet pool's entry key: the fleet, the kind, the source's place in its `ips` (none for a
+/// host-wide pool), the destination.
+type FleetKey = (String, &'static str, Option<usize>, u32, u16);
+
+impl PoolGroups {
+    pub(super) fn new(
+        sc: &crate::scenario::Scenario,
+        hosts: &[Host],
+        pools: &[(u16, u32)],
+        binds: &[BindPool],
+    ) -> PoolGroups {
+        let mut g = PoolGroups {
+            of: Vec::new(),
+            connect: 0,
+            fleets: Vec::new(),
+        };
+        let mut seen: BTreeMap<FleetKey, u32> = BTreeMap::new();
+        let mut add = |g: &mut PoolGroups, h: u16, key: (&'static str, Option<u32>, u32, u16)| {
+            let spec = &sc.hosts[h as usize];
+            let Some(f) = &spec.fleet else {
+                g.of.push(g.fleets.len() as u32);
+                g.fleets.push(None);
+                return;
+            };
+            let place = key.1.and_then(|ip| spec.ips.iter().position(|&a| a == ip));
+            let k = (f.fleet.clone(), key.0, place, key.2, key.3);
+            let next = g.fleets.len() as u32;
+            let e = *seen.entry(k).or_insert(next);
+            if e == next {
+                g.fleets.push(Some((f.fleet.clone(), f.count)));
+            }
+            g.of.push(e);
+        };
+        for &(h, p) in pools {
+            let pool = &hosts[h as usize].pools[p as usize];
+            let key = if pool.host_wide {
+                ("connect (host-wide)", None, 0, 0)
+            } else {
+                ("connect", Some(pool.saddr), pool.daddr, pool.dport)
+            };
+            add(&mut g, h, key);
+        }
+        g.connect = g.fleets.len();
+        for b in binds {
+            add(&mut g, b.host, (b.kind, Some(b.ip), 0, 0));
+        }
+        g
+    }
+
+    /// Per connect pool entry, the fewest free ports of its pools (`free`, in pool order).
+    fn fewest(&self, free: impl Iterator<Item = u32>) -> Vec<u32> {
+        let mut out = vec![u32::MAX; self.connect];
+        for (&e, f) in self.of.iter().zip(free) {
+            let e = &mut out[e as usize];
+            *e = (*e).min(f);
+        }
+        out
+    }
+
+    /// The report's entries from each pool's own (`pools`, with its established counts, all
+    /// and in the sustained window of `late_s` seconds): a fleet's summed, with its spread
+    /// over the instances; the rest as they are.
+    fn entries(
+        &self,
+        pools: Vec<PoolInfo>,
+        counts: &[(u64, u64)],
+        duration_s: f64,
+        late_s: Option<f64>,
+    ) -> Vec<PoolInfo> {
+        let mut members: Vec<Vec<usize>> = vec![Vec::new(); self.fleets.len()];
+        for (i, &e) in self.of.iter().enumerate() {
+            members[e as usize].push(i);
+        }
+        let mut pools: Vec<Option<PoolInfo>> = pools.into_iter().map(Some).collect();
+        let mut out = Vec::with_capacity(self.fleets.len());
+        for (m, fleet) in members.iter().zip(&self.fleets) {
+            let mut first = pools[m[0]].take().expect("each pool in one entry");
+            let Some((name, count)) = fleet else {
+                out.push(first);
+                continue;
+            };
+            let last = &pools[m[m.len() - 1]];
+            if let Some(last) = last.as_ref().filter(|l| l.source != first.source) {
+                first.source = format!("{}-{}", first.source, last.source);
+            }
+            let est: Vec<u64> = m.iter().map(|&i| counts[i].0).collect();
+            let late: Vec<u64> = m.iter().map(|&i| counts[i].1).collect();
+            let (all, all_late) = (est.iter().sum::<u64>(), late.iter().sum::<u64>());
+            first.host = name.clone();
+            first.instances = Some(*count);
+            first.established = all;
+            first.achieved_per_s = all as f64 / duration_s;
+            first.sustained_per_s = late_s.map(|s| all_late as f64 / s);
+            let some = "a fleet has instances";
+            first.per_instance = Some(PerInstancePool {
+                established: MinMeanMax::of(&est, 1.0).expect(some),
+                achieved_per_s: MinMeanMax::of(&est, duration_s).expect(some),
+                sustained_per_s: late_s.and_then(|s| MinMeanMax::of(&late, s)),
+            });
+            out.push(first);
+        }
+        out
+    }
+}
+
 /// Where the sustained window starts: the most whole TIME_WAIT periods that fit in the second
 /// half of the run, ending with it, moved to the next bin edge; a run shorter than two periods
 /// uses its second half. Connections established from then on, per second, are the rate a
@@ -164,11 +282,11 @@ impl Simulation {
             .flatten()
             .map(|x| x.client_established() as u32)
             .sum::<u32>();
-        g.free_ports = self
-            .pools
-            .iter()
-            .map(|&(h, p)| self.hosts[h as usize].pool_free(p))
-            .collect();
+        g.free_ports = self.groups.fewest(
+            self.pools
+                .iter()
+                .map(|&(h, p)| self.hosts[h as usize].pool_free(p)),
+        );
         g
     }
 
@@ -231,6 +349,7 @@ impl Simulation {
             PoolInfo {
                 kind,
                 host: host.name.clone(),
+                instances: None,
                 source,
                 destination,
                 ports,
@@ -239,6 +358,7 @@ impl Simulation {
                 established: est,
                 achieved_per_s: est as f64 / duration_s,
                 sustained_per_s: late(est_late),
+                per_instance: None,
                 port_use: None,
             }
         };
@@ -270,7 +390,20 @@ impl Simulation {
                 p.port_use = Some(u);
             }
         }
-        pools
+        let counts: Vec<(u64, u64)> = self
+            .pools
+            .iter()
+            .map(|&(h, p)| {
+                let e = &self.hosts[h as usize].established[p as usize];
+                (e.all, e.late)
+            })
+            .chain(
+                self.bind_pools
+                    .iter()
+                    .map(|b| (b.established, b.established_late)),
+            )
+            .collect();
+        self.groups.entries(pools, &counts, duration_s, late_s)
     }
 
     /// Each workload's summary, and the errors of all of them by name and by number.
