@@ -48,7 +48,11 @@ pub struct PoolView {
     pub destination: Option<String>,
     pub ports: u32,
     pub time_wait_s: f64,
+    /// One instance's, on a fleet's entry.
     pub formula_limit_per_s: f64,
+    /// A fleet's entry: its instances.
+    #[serde(default)]
+    pub instances: Option<u32>,
 }
 
 #[derive(Deserialize, Clone, Debug)]

@@ -763,10 +763,14 @@ fn knob_summary(r: &ReportView) -> String {
     parts.join(" · ")
 }
 
-/// `ports / TIME_WAIT` summed over the run's pools: the connections per second they carry
-/// when the client closes first (the seed's formula).
+/// `ports / TIME_WAIT` summed over the run's pools (a fleet's entry once per instance): the
+/// connections per second they carry when the client closes first (the seed's formula).
 pub fn sustainable_limit(r: &ReportView) -> Option<f64> {
-    let s: f64 = r.pools.iter().map(|p| p.formula_limit_per_s).sum();
+    let s: f64 = r
+        .pools
+        .iter()
+        .map(|p| p.formula_limit_per_s * f64::from(p.instances.unwrap_or(1)))
+        .sum();
     (s > 0.0 && s.is_finite()).then_some(s)
 }
 
