@@ -39,6 +39,21 @@ pub(super) struct PlanArgs {
     /// bind_no_port on Linux, bind elsewhere).
     #[arg(long)]
     connection: Option<String>,
+    /// A cloud NAT gateway the VMs sit behind (gcp-cloud-nat, aws-nat-gateway,
+    /// azure-lb-outbound, azure-nat-gateway, azure-app-service), with its defaults: --rate is
+    /// then per VM (Poisson), to --destinations servers.
+    #[arg(long, value_name = "PROFILE")]
+    nat: Option<String>,
+    /// VMs behind the --nat gateway.
+    #[arg(long, default_value_t = 1)]
+    vms: u32,
+    /// The --nat gateway's addresses.
+    #[arg(long, default_value_t = 1)]
+    addresses: u32,
+    /// Ports per VM on the --nat gateway (GCP min_ports_per_vm, Azure LB
+    /// allocated_outbound_ports).
+    #[arg(long)]
+    ports_per_vm: Option<u32>,
     /// What-if: KEY=VALUE on top of the scenario; the plan shows before and after.
     #[arg(long = "set", value_name = "KEY=VALUE")]
     set: Vec<String>,
@@ -88,6 +103,18 @@ pub(super) fn plan(a: PlanArgs) -> Outcome {
 /// The scenario's file name and text: the file given, or one written from the flags
 /// (named "(flags)").
 fn scenario_text(a: &PlanArgs) -> Result<(String, String), ExitCode> {
+    if a.nat.is_none() && (a.vms != 1 || a.addresses != 1 || a.ports_per_vm.is_some()) {
+        eprintln!(
+            "error: --vms, --addresses and --ports-per-vm describe VMs behind a cloud NAT: give --nat PROFILE too"
+        );
+        return Err(ExitCode::from(BAD_INPUT));
+    }
+    if a.nat.is_some() && a.scenario.is_some() {
+        eprintln!(
+            "error: give a scenario or --nat and the other flags, not both (a scenario declares its gateway in [[nat]])"
+        );
+        return Err(ExitCode::from(BAD_INPUT));
+    }
     match (&a.scenario, &a.rate) {
         (Some(path), None) => Ok((path.display().to_string(), read_text(path)?)),
         (Some(_), Some(_)) => {
@@ -116,7 +143,19 @@ fn scenario_text(a: &PlanArgs) -> Result<(String, String), ExitCode> {
                 rtt: a.rtt.clone(),
                 connection: a.connection.clone(),
             };
-            match plan::quick_scenario(&q) {
+            let made = match &a.nat {
+                Some(nat) => plan::cloud_quick_scenario(
+                    &q,
+                    &plan::CloudQuick {
+                        nat: nat.clone(),
+                        vms: a.vms,
+                        addresses: a.addresses,
+                        ports_per_vm: a.ports_per_vm,
+                    },
+                ),
+                None => plan::quick_scenario(&q),
+            };
+            match made {
                 Ok(t) => Ok(("(flags)".to_string(), t)),
                 Err(e) => {
                     eprintln!("error: {e}");

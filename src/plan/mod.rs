@@ -187,6 +187,182 @@ pub fn quick_scenario(q: &Quick) -> Result<String, PlanError> {
     Ok(s)
 }
 
+/// The quick form behind a cloud NAT gateway (`--nat PROFILE --vms N`): N VMs behind the
+/// gateway with its defaults, each opening `Quick::rate` new connections per second (Poisson)
+/// to the destinations.
+#[derive(Clone, Debug)]
+pub struct CloudQuick {
+    /// A cloud profile: `gcp-cloud-nat`, `aws-nat-gateway`, `azure-lb-outbound`,
+    /// `azure-nat-gateway`, `azure-app-service`.
+    pub nat: String,
+    pub vms: u32,
+    /// NAT addresses (default 1).
+    pub addresses: u32,
+    /// Ports per VM: GCP `min_ports_per_vm`, Azure LB `allocated_outbound_ports`.
+    pub ports_per_vm: Option<u32>,
+}
+
+/// Most VMs the quick form builds.
+pub const MAX_QUICK_VMS: u32 = 10_000;
+
+/// `num / den` (`den` a power of ten) as a decimal with no trailing zeros.
+fn decimal_text(num: u64, den: u64) -> String {
+    let (i, r) = (num / den, num % den);
+    if r == 0 {
+        return i.to_string();
+    }
+    let digits = den.ilog10() as usize;
+    let frac = format!("{r:0digits$}");
+    format!("{i}.{}", frac.trim_end_matches('0'))
+}
+
+/// The scenario text of the quick flags behind cloud gateway `c.nat`: `c.vms` hosts (until
+/// a fleet of hosts can be declared at once, one `[[host]]` each), one workload over all of
+/// them (`spread = "random"`, Poisson at `vms × rate`: the sum of `vms` independent Poisson
+/// streams of `rate` each, spread evenly, is that), the client closing, for at least four
+/// of the gateway's holds and 240 s.
+pub fn cloud_quick_scenario(q: &Quick, c: &CloudQuick) -> Result<String, PlanError> {
+    use crate::nat::cloud::{Allocation, Cloud, Provider};
+    let flag = |flag: &str, message: String| PlanError::Flag {
+        flag: flag.into(),
+        message,
+    };
+    let Some((cloud, timeouts)) = Cloud::named(&c.nat) else {
+        let names: Vec<&str> = crate::nat::cloud::Provider::ALL
+            .iter()
+            .map(|p| p.profile())
+            .collect();
+        return Err(flag(
+            "--nat",
+            format!(
+                "{:?}: not a cloud NAT gateway; one of {}",
+                c.nat,
+                scenario::list(&names)
+            ),
+        ));
+    };
+    if Profile::named(&q.profile).is_none() {
+        return Err(flag(
+            "--profile",
+            format!("{:?}: unknown; see `portsim profiles`", q.profile),
+        ));
+    }
+    if Profile::named(&q.server_profile).is_none() {
+        return Err(flag(
+            "--server-profile",
+            format!("{:?}: unknown; see `portsim profiles`", q.server_profile),
+        ));
+    }
+    if !(1..=MAX_QUICK_VMS).contains(&c.vms) {
+        return Err(flag(
+            "--vms",
+            format!("{}: 1 to {MAX_QUICK_VMS} VMs", c.vms),
+        ));
+    }
+    let most = cloud.max_addresses() as u32;
+    if !(1..=most).contains(&c.addresses) {
+        return Err(flag(
+            "--addresses",
+            format!("{}: {} takes 1 to {most} addresses", c.addresses, c.nat),
+        ));
+    }
+    if q.client_ips != 1 {
+        return Err(flag(
+            "--client-ips",
+            "behind a cloud NAT each VM has one address: give --vms instead".into(),
+        ));
+    }
+    if !(1..=250).contains(&q.destinations) {
+        return Err(flag("--destinations", "1 to 250 destinations".into()));
+    }
+    if q.requests_per_connection == 0 {
+        return Err(flag("--requests-per-connection", "at least 1".into()));
+    }
+    let text = q.rate.trim().trim_end_matches("/s").trim();
+    let total = crate::workload::Rate::parse_decimal(text)
+        .filter(|r| r.num > 0)
+        .and_then(|r| Some((r.num.checked_mul(u64::from(c.vms))?, r.den)))
+        .filter(|(num, den)| num / den <= 10_000_000)
+        .ok_or_else(|| {
+            flag(
+                "--rate",
+                format!(
+                    "{:?}: new connections per second per VM, a number > 0 (at most 9 decimals, at most 10,000,000/s over all VMs), e.g. 5/s",
+                    q.rate
+                ),
+            )
+        })?;
+    let knob = match (c.ports_per_vm, cloud.provider) {
+        (None, _) => String::new(),
+        (Some(p), Provider::Gcp) => format!("\n[nat.knobs]\nmin_ports_per_vm = {p}\n"),
+        (Some(p), Provider::AzureLb) => {
+            format!("\n[nat.knobs]\nallocated_outbound_ports = {p}\n")
+        }
+        (Some(_), p) => {
+            return Err(flag(
+                "--ports-per-vm",
+                format!(
+                    "{} {}: only gcp-cloud-nat (min_ports_per_vm) and azure-lb-outbound (allocated_outbound_ports) take ports per VM",
+                    c.nat,
+                    match (p, cloud.allocation) {
+                        (_, Allocation::Shared { .. }) => "shares its ports among all VMs",
+                        _ => "gives each instance a fixed 128 ports",
+                    }
+                ),
+            ));
+        }
+    };
+    let hold = timeouts[crate::nat::conntrack::CtState::TimeWait as usize].0;
+    let secs = (4 * hold).div_ceil(1_000_000_000).max(240);
+    let rate = decimal_text(total.0, total.1);
+    let ip = |base: u32, k: u32| format!("\"{}\"", Ipv4Addr::from(base + k));
+    let join = |v: Vec<String>| v.join(", ");
+    let vm_names: Vec<String> = (1..=c.vms).map(|k| format!("\"vm{k}\"")).collect();
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "[scenario]\nname = \"plan\"\ndescription = \"{} VMs behind {} ({} address(es)), each {} new connections/s (Poisson) → {} destination(s), the client closes\"\nduration = \"{secs}s\"\nseed = 1\n",
+        c.vms, c.nat, c.addresses, text, q.destinations
+    );
+    for k in 0..c.vms {
+        let _ = writeln!(
+            s,
+            "[[host]]\nname = \"vm{}\"\nprofile = \"{}\"\nips = [{}]\n",
+            k + 1,
+            q.profile,
+            ip(0x0A00_0001, k)
+        );
+    }
+    let dests: Vec<String> = (0..q.destinations).map(|k| ip(0x0A64_0001, k)).collect();
+    let listen: Vec<String> = (0..q.destinations)
+        .map(|k| format!("\"{}:443\"", Ipv4Addr::from(0x0A64_0001 + k)))
+        .collect();
+    let _ = writeln!(
+        s,
+        "[[host]]\nname = \"server\"\nprofile = \"{}\"\nips = [{}]\nlisten = [{}]\n",
+        q.server_profile,
+        join(dests),
+        join(listen.clone())
+    );
+    let _ = writeln!(
+        s,
+        "[[nat]]\nname = \"gateway\"\nprofile = \"{}\"\nips = [{}]\nbehind = [{}]\n{knob}",
+        c.nat,
+        join((0..c.addresses).map(|k| ip(0xCB00_7101, k)).collect()),
+        join(vm_names.clone())
+    );
+    let _ = writeln!(
+        s,
+        "[[workload]]\nname = \"load\"\nclients = [{}]\nspread = \"random\"\ndestinations = [{}]\narrival = {{ kind = \"poisson\", rate = {rate} }}\nrequests_per_connection = {}\nrtt = \"{}\"\nservice_time = \"1ms\"\ncloser = \"client\"\non_error = {{ action = \"count\" }}",
+        join(vm_names),
+        join(listen),
+        q.requests_per_connection,
+        q.rtt,
+    );
+    scenario::parse("(plan flags)", &s).map_err(|e| flag("flags", e.message))?;
+    Ok(s)
+}
+
 /// One pool of ports, planned.
 #[derive(Serialize, Debug, Clone)]
 pub struct PoolPlan {
@@ -1147,25 +1323,31 @@ fn nat_text(s: &mut String, n: &nat::NatPlan) {
         n.addresses.join(", "),
         n.behind.join(", ")
     );
-    let _ = writeln!(
-        s,
-        "  limit       {} /s = {} address(es) × {} ports / {} s {} (formula{}); simulated {}",
-        n.formula_limit_per_s,
-        n.addresses.len(),
-        group(u64::from(n.ports_per_address)),
-        n.hold_s,
-        n.hold_state,
-        if n.limit_per_s.is_some() {
-            ""
-        } else {
-            ", an upper bound on the hold"
-        },
-        n.simulated_per_s
-            .map_or("–".into(), |v| match n.formula_error_percent {
-                Some(e) => format!("{v} /s ({e:+} % from the formula)"),
-                None => format!("{v} /s"),
-            })
-    );
+    let simulated = n
+        .simulated_per_s
+        .map_or("–".into(), |v| match n.formula_error_percent {
+            Some(e) => format!("{v} /s ({e:+} % from the formula)"),
+            None => format!("{v} /s"),
+        });
+    match &n.cloud {
+        Some(c) => cloud_limit_text(s, n, c, &simulated),
+        None => {
+            let _ = writeln!(
+                s,
+                "  limit       {} /s = {} address(es) × {} ports / {} s {} (formula{}); simulated {simulated}",
+                n.formula_limit_per_s,
+                n.addresses.len(),
+                group(u64::from(n.ports_per_address)),
+                n.hold_s,
+                n.hold_state,
+                if n.limit_per_s.is_some() {
+                    ""
+                } else {
+                    ", an upper bound on the hold"
+                },
+            );
+        }
+    }
     let _ = writeln!(
         s,
         "  offered     {} /s ({}); headroom {}",
@@ -1201,6 +1383,46 @@ fn nat_text(s: &mut String, n: &nat::NatPlan) {
     );
     for note in &n.notes {
         let _ = writeln!(s, "  note        {note}");
+    }
+}
+
+/// A cloud gateway's limit line: per VM, or the shared pool's.
+fn cloud_limit_text(s: &mut String, n: &nat::NatPlan, c: &nat::CloudLimit, simulated: &str) {
+    let life = format!(
+        "({} s open + {} s {})",
+        decimal(c.connection_s, 3),
+        n.hold_s,
+        n.hold_state
+    );
+    match (c.ports_per_vm, c.per_destination) {
+        (Some(p), _) => {
+            let _ = writeln!(
+                s,
+                "  limit       {} /s = {} VMs × {} ports per VM / {life} (formula, {}, {}); simulated {simulated}",
+                n.formula_limit_per_s,
+                group(u64::from(c.vms_with_ports)),
+                group(u64::from(p)),
+                c.provider,
+                c.allocation
+            );
+            let _ = writeln!(
+                s,
+                "  per VM      {} /s = {} ports / {life}; offered {} /s per VM",
+                c.per_vm_limit_per_s.unwrap_or(0.0),
+                group(u64::from(p)),
+                c.per_vm_offered_per_s
+            );
+        }
+        (None, d) => {
+            let _ = writeln!(
+                s,
+                "  limit       {} /s = {} address(es) × {} per destination / {life} (formula, {}, shared); simulated {simulated}",
+                n.formula_limit_per_s,
+                n.addresses.len(),
+                group(u64::from(d.unwrap_or(n.ports_per_address))),
+                c.provider
+            );
+        }
     }
 }
 

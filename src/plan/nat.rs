@@ -11,8 +11,24 @@
 //! From Linux 6.5 a SYN whose port search runs short evicts a TIME_WAIT or CLOSE entry its
 //! sequence has passed (`nf_nat_used_tuple_harder`): the hold is then at most the timeout,
 //! and the run, not the formula, gives the limit.
+//!
+//! A cloud gateway (`NatConfig::cloud`) allocates as `src/nat/blocks.rs` says, and a flow
+//! holds its pair for its whole life, the connection time, and then for the hold
+//! ([`capacity`], [`CloudLimit`]):
+//!
+//! - ports per VM (GCP static, Azure LB, App Service): toward one destination each VM
+//!   sustains `ports_per_vm / (connection time + hold)`; GCP rounds `min_ports_per_vm` up
+//!   to a power of two, Azure LB's default follows the backend pool's size, and the VMs
+//!   beyond the addresses' capacity (`addresses × ports per address / ports_per_vm`) get
+//!   none;
+//! - dynamic (GCP): as ports per VM, at most `max_ports_per_vm` each (and no more than the
+//!   addresses hold for every VM);
+//! - shared (AWS, Azure NAT Gateway): `addresses × min(per-destination limit, 64,512) /
+//!   (connection time + hold)` toward one destination. AWS documents no hold (0 s,
+//!   UNVERIFIED): the limit is then flows open at once, and the note says so.
 
 use super::{LimitSource, RATE_TOLERANCE, Scenario, open_time, round, steady, workload_rate};
+use crate::nat::cloud::{Allocation, Cloud, Provider, azure_ports_for_pool};
 use crate::nat::conntrack::CtState;
 use crate::nat::select::EVICTS_SINCE;
 use crate::report::{NatInfo, Report, group};
@@ -66,6 +82,120 @@ pub struct NatPlan {
     pub formula_error_percent: Option<f64>,
     /// What else decides this NAT's limit.
     pub notes: Vec<String>,
+    /// A cloud gateway's limit, by the provider's allocation.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cloud: Option<CloudLimit>,
+}
+
+/// A cloud gateway's limit toward one destination, by its allocation.
+#[derive(Serialize, Debug, Clone)]
+pub struct CloudLimit {
+    /// The profile: `gcp-cloud-nat`, `aws-nat-gateway`, ….
+    pub provider: &'static str,
+    /// `ports per VM`, `dynamic` or `shared`.
+    pub allocation: &'static str,
+    /// VM addresses behind the gateway, and those the addresses give ports to.
+    pub vms: u32,
+    pub vms_with_ports: u32,
+    /// Ports per VM: as allocated (GCP's rounded up to a power of two, Azure's by pool
+    /// size), or dynamic allocation's bound.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ports_per_vm: Option<u32>,
+    /// Shared: flows per address toward one destination.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub per_destination: Option<u32>,
+    /// A flow's mean time open (offered × open time / offered).
+    pub connection_s: f64,
+    /// Per VM toward the destination: `ports_per_vm / (connection + hold)`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub per_vm_limit_per_s: Option<f64>,
+    /// Offered per VM toward the destination, the load spread evenly.
+    pub per_vm_offered_per_s: f64,
+}
+
+/// A cloud gateway's pairs toward one destination.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Capacity {
+    /// Ports per VM (none for a shared pool).
+    pub per_vm: Option<u32>,
+    pub vms_with_ports: u32,
+    /// (address, port) pairs toward one destination: `vms_with_ports × per_vm`, or the
+    /// shared pool's `addresses × min(per_destination, ports per address)`.
+    pub pairs: u64,
+}
+
+/// The largest power of two at most `x` (0 for 0).
+pub fn floor_pow2(x: u64) -> u64 {
+    if x == 0 {
+        0
+    } else {
+        1 << (63 - x.leading_zeros())
+    }
+}
+
+/// What gateway `c` with `addresses` gives `vms` VMs toward one destination
+/// (`src/nat/blocks.rs`'s allocation).
+pub fn capacity(c: &Cloud, addresses: u32, vms: u32) -> Capacity {
+    let ppa = u64::from(c.ports_per_address);
+    let total = u64::from(addresses) * ppa;
+    let per_vm_of = |per_vm: u32| {
+        let fit = u64::from(addresses) * ppa.checked_div(u64::from(per_vm)).unwrap_or(0);
+        let with = u64::from(vms).min(fit) as u32;
+        Capacity {
+            per_vm: Some(per_vm),
+            vms_with_ports: with,
+            pairs: u64::from(with) * u64::from(per_vm),
+        }
+    };
+    match c.allocation {
+        Allocation::Shared { per_destination } => Capacity {
+            per_vm: None,
+            vms_with_ports: vms,
+            pairs: u64::from(addresses) * u64::from(per_destination.min(c.ports_per_address)),
+        },
+        Allocation::PerVm { ports: 0 } => {
+            per_vm_of(azure_ports_for_pool(vms as usize).unwrap_or(0))
+        }
+        Allocation::PerVm { ports } if c.provider == Provider::Gcp => {
+            per_vm_of(ports.next_power_of_two())
+        }
+        Allocation::PerVm { ports } => per_vm_of(ports),
+        Allocation::Dynamic { min, max } => {
+            let start = per_vm_of(min);
+            let share = floor_pow2(total.checked_div(u64::from(vms)).unwrap_or(0));
+            let bound = u64::from(max).min(share).max(u64::from(min)) as u32;
+            Capacity {
+                per_vm: Some(bound),
+                pairs: u64::from(start.vms_with_ports) * u64::from(bound),
+                ..start
+            }
+        }
+    }
+}
+
+/// VM addresses behind `n`: each a VM to the gateway.
+pub fn vms(sc: &Scenario, n: &NatSpec) -> u32 {
+    n.behind.iter().map(|&h| sc.hosts[h].ips.len() as u32).sum()
+}
+
+/// What a cloud gateway must hold per VM toward its busiest destination: the offered rate
+/// per VM there and a flow's hold (connection time + the hold after its close), in
+/// seconds; none when nothing behind it connects out.
+pub fn per_vm_need(sc: &Scenario, n: &NatSpec) -> Option<(f64, f64)> {
+    let vms = f64::from(vms(sc, n).max(1));
+    flows(sc, n)
+        .values()
+        .filter(|f| f.per_s > 0.0)
+        .map(|f| {
+            let state = if f.resets {
+                CtState::Close
+            } else {
+                CtState::TimeWait
+            };
+            let hold = n.config.timeouts[state as usize].as_secs_f64();
+            (f.per_s / vms, f.open / f.per_s + hold)
+        })
+        .max_by(|a, b| (a.0 * a.1).total_cmp(&(b.0 * b.1)))
 }
 
 impl NatPlan {
@@ -161,9 +291,44 @@ fn plan_one(
         CtState::TimeWait
     };
     let hold = cfg.timeouts[state as usize].as_secs_f64();
-    let ports = n.ips.len() as u32 * cfg.ports_per_address();
-    let formula = f64::from(ports) / hold;
-    let evicts = cfg.rule.kernel >= EVICTS_SINCE;
+    let connection_s = if f.per_s > 0.0 { f.open / f.per_s } else { 0.0 };
+    let (ports, formula, cloud) = match &cfg.cloud {
+        None => {
+            let ports = n.ips.len() as u32 * cfg.ports_per_address();
+            (ports, f64::from(ports) / hold, None)
+        }
+        Some(c) => {
+            let vms = vms(sc, n);
+            let cap = capacity(c, n.ips.len() as u32, vms);
+            // A flow holds its pair while open and for the hold after: at least a
+            // nanosecond, so that an empty workload divides by something.
+            let life = (connection_s + hold).max(1e-9);
+            let per_vm_offered = f.per_s / f64::from(vms.max(1));
+            let limit = CloudLimit {
+                provider: c.provider.profile(),
+                allocation: match c.allocation {
+                    Allocation::Shared { .. } => "shared",
+                    Allocation::PerVm { .. } => "ports per VM",
+                    Allocation::Dynamic { .. } => "dynamic",
+                },
+                vms,
+                vms_with_ports: cap.vms_with_ports,
+                ports_per_vm: cap.per_vm,
+                per_destination: match c.allocation {
+                    Allocation::Shared { per_destination } => {
+                        Some(per_destination.min(c.ports_per_address))
+                    }
+                    _ => None,
+                },
+                connection_s: round(connection_s, 6),
+                per_vm_limit_per_s: cap.per_vm.map(|p| round(f64::from(p) / life, 3)),
+                per_vm_offered_per_s: round(per_vm_offered, 3),
+            };
+            let pairs = cap.pairs.min(u64::from(u32::MAX)) as u32;
+            (pairs, f64::from(pairs) / life, Some(limit))
+        }
+    };
+    let evicts = cfg.cloud.is_none() && cfg.rule.kernel >= EVICTS_SINCE;
     let limit = (!evicts).then_some(formula);
     let simulated = carried(sc, r, n, &destination, single);
     let short = info.drops.values().sum::<u64>() > 0;
@@ -179,7 +344,10 @@ fn plan_one(
             .collect(),
         behind: n.behind.iter().map(|&h| sc.hosts[h].name.clone()).collect(),
         destination,
-        ports_per_address: cfg.ports_per_address(),
+        ports_per_address: cloud
+            .as_ref()
+            .and_then(|c| c.per_destination)
+            .unwrap_or(cfg.ports_per_address()),
         ports,
         hold_state: state.name(),
         hold_s: hold,
@@ -201,8 +369,84 @@ fn plan_one(
         formula_error_percent: (over && !evicts)
             .then(|| simulated.map(|s| round(100.0 * (s - formula) / formula, 3)))
             .flatten(),
-        notes: notes(n, info, f, ports, evicts),
+        notes: match &cloud {
+            Some(c) => cloud_notes(n, info, f, c, ports, hold, state),
+            None => notes(n, info, f, ports, evicts),
+        },
+        cloud,
     }
+}
+
+/// What else decides a cloud gateway's limit, and the UNVERIFIED parameters its numbers
+/// follow from.
+fn cloud_notes(
+    n: &NatSpec,
+    info: &NatInfo,
+    f: &Flows,
+    c: &CloudLimit,
+    pairs: u32,
+    hold: f64,
+    state: CtState,
+) -> Vec<String> {
+    let Some(cloud) = &n.config.cloud else {
+        return vec![];
+    };
+    let mut out = vec![];
+    let p = cloud.provider;
+    match (p, state) {
+        (Provider::Aws, _) if hold == 0.0 => out.push(format!(
+            "assumes AWS holds no port after a close (hold_after_close_sec = 0, UNVERIFIED: AWS documents none): the limit is then flows open at once, {} toward the destination; a hold would lower it to addresses × 55,000 / (connection time + hold)",
+            group(u64::from(pairs))
+        )),
+        (Provider::Aws, _) => out.push(format!(
+            "assumes AWS holds a port {hold} s after a close (hold_after_close_sec, UNVERIFIED: AWS documents none)"
+        )),
+        (Provider::AzureLb, CtState::TimeWait) => out.push(format!(
+            "assumes the load balancer holds a port {hold} s after FINs (hold_after_fin_sec, UNVERIFIED: App Service's figure for the same SNAT)"
+        )),
+        (Provider::AzureLb, _) => out.push(format!(
+            "assumes the load balancer holds a port {hold} s after an RST (hold_after_rst_sec, UNVERIFIED: App Service's figure for the same SNAT)"
+        )),
+        (Provider::Gcp, CtState::Close) => out.push(format!(
+            "assumes Cloud NAT holds a port closed by an RST for tcp_transitory_idle_timeout_sec ({hold} s, UNVERIFIED)"
+        )),
+        _ => {}
+    }
+    if c.allocation == "dynamic" {
+        out.push(
+            "dynamic allocation: the limit takes every VM at its max_ports_per_vm (or its share of the addresses); it assumes the allocation doubles at once when a flow finds no port (UNVERIFIED), where Cloud NAT drops packets while it grows".into(),
+        );
+    }
+    if c.vms_with_ports < c.vms {
+        out.push(format!(
+            "{} of {} VMs get no ports: the addresses hold {} blocks of {} (their traffic is all dropped)",
+            group(u64::from(c.vms - c.vms_with_ports)),
+            group(u64::from(c.vms)),
+            group(u64::from(c.vms_with_ports)),
+            c.ports_per_vm.unwrap_or(0)
+        ));
+    }
+    if f.open > f64::from(pairs) {
+        out.push(format!(
+            "{} flows are open at once (offered × connection time), more than its {} pairs: open connections alone exhaust it",
+            group(f.open.round() as u64),
+            group(u64::from(pairs))
+        ));
+    }
+    let idle = info
+        .drops
+        .get(p.idle_timeouts())
+        .or_else(|| info.counters.get(p.idle_timeouts()))
+        .copied()
+        .unwrap_or(0);
+    if idle > 0 {
+        out.push(format!(
+            "{} flows ended by the idle timeout ({})",
+            group(idle),
+            p.idle_timeouts()
+        ));
+    }
+    out
 }
 
 /// Established per second toward `dest` over the sustained window, summed over the client

@@ -18,6 +18,7 @@ use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
 use toml::{Table, Value};
 
+pub mod cloud;
 pub mod nat;
 
 /// One change, simulated.
@@ -231,6 +232,14 @@ pub fn evaluate(
         tw_reuse(sc, &targets, &doc),
         nat::fully_random(sc, &targets, &doc),
         nat::time_wait_as_tcp(sc, &targets, &doc),
+        cloud::gcp_min_ports(sc, &targets, &doc),
+        cloud::gcp_dynamic(sc, &targets, &doc),
+        cloud::gcp_time_wait(sc, &targets, &doc),
+        cloud::gcp_addresses(sc, &targets, &doc),
+        cloud::aws_addresses(sc, &targets, &doc),
+        cloud::azure_lb_ports(sc, &targets, &doc),
+        cloud::azure_nat_ips(sc, &targets, &doc),
+        cloud::app_service_nat_gateway(sc, &targets, &doc),
         keep_alive(sc, &targets, &doc, m),
         bind_no_port(sc, &targets, &doc),
         client_ips(sc, &targets, &doc, m),

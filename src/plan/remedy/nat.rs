@@ -22,6 +22,15 @@ pub(super) fn crossed(sc: &Scenario, targets: &[usize]) -> Vec<usize> {
         .collect()
 }
 
+/// The Linux NATs (masquerade or SNAT, not a cloud gateway) the target workloads'
+/// connections cross: the ones an nftables rule or a conntrack sysctl changes.
+fn linux_crossed(sc: &Scenario, targets: &[usize]) -> Vec<usize> {
+    crossed(sc, targets)
+        .into_iter()
+        .filter(|&n| sc.nats[n].config.cloud.is_none())
+        .collect()
+}
+
 /// `rule` as an nftables command ([`Rule::nft_statement`]).
 pub fn nft(rule: &Rule) -> String {
     format!(
@@ -79,7 +88,7 @@ fn rule_lines(n: &NatSpec, rule: &Rule) -> Vec<String> {
 }
 
 /// The `[[nat]]` named `name` in `doc`.
-fn nat_mut<'a>(doc: &'a mut Table, name: &str) -> &'a mut Table {
+pub(super) fn nat_mut<'a>(doc: &'a mut Table, name: &str) -> &'a mut Table {
     doc.get_mut("nat")
         .and_then(Value::as_array_mut)
         .expect("a scenario with NATs has [[nat]]")
@@ -90,7 +99,7 @@ fn nat_mut<'a>(doc: &'a mut Table, name: &str) -> &'a mut Table {
 }
 
 /// Sets `[nat.knobs] key = value` on NAT `n`, and says so.
-fn knob(var: &mut Variant, n: &NatSpec, key: &str, value: Value) {
+pub(super) fn knob(var: &mut Variant, n: &NatSpec, key: &str, value: Value) {
     let shown = value.to_string();
     sub(nat_mut(&mut var.doc, &n.name), "knobs").insert(key.into(), value);
     var.simulated_change
@@ -100,7 +109,7 @@ fn knob(var: &mut Variant, n: &NatSpec, key: &str, value: Value) {
 /// The masquerade range at its widest: 1024–65535 per address and destination.
 pub(super) fn port_range(sc: &Scenario, targets: &[usize], doc: &Table) -> Option<Variant> {
     let mut var = Variant::draft(doc);
-    for i in crossed(sc, targets) {
+    for i in linux_crossed(sc, targets) {
         let n = &sc.nats[i];
         if n.config.ports_per_address() >= 60_000 {
             continue;
@@ -125,7 +134,7 @@ pub(super) fn port_range(sc: &Scenario, targets: &[usize], doc: &Table) -> Optio
 /// `fully-random`: every flow's port drawn at random from the range.
 pub(super) fn fully_random(sc: &Scenario, targets: &[usize], doc: &Table) -> Option<Variant> {
     let mut var = Variant::draft(doc);
-    for i in crossed(sc, targets) {
+    for i in linux_crossed(sc, targets) {
         let n = &sc.nats[i];
         if n.config.rule.fully_random {
             continue;
@@ -157,7 +166,7 @@ pub(super) fn addresses(sc: &Scenario, targets: &[usize], doc: &Table, m: u32) -
     let mut var = Variant::draft(doc);
     let mut used: BTreeSet<u32> = sc.hosts.iter().flat_map(|h| h.ips.clone()).collect();
     used.extend(sc.nats.iter().flat_map(|n| n.ips.clone()));
-    for i in crossed(sc, targets) {
+    for i in linux_crossed(sc, targets) {
         let n = &sc.nats[i];
         let clients = client_addresses(sc, n);
         let want = (n.ips.len() as u32 * m).min(clients) as usize;
@@ -221,7 +230,7 @@ fn block(used: &BTreeSet<u32>, n: &NatSpec, want: usize) -> Option<Vec<u32>> {
 fn time_wait_to(sc: &Scenario, targets: &[usize], doc: &Table, secs: u64) -> Variant {
     let mut var = Variant::draft(doc);
     let key = "net.netfilter.nf_conntrack_tcp_timeout_time_wait";
-    for i in crossed(sc, targets) {
+    for i in linux_crossed(sc, targets) {
         let n = &sc.nats[i];
         if n.config.timeouts[CtState::TimeWait as usize].0 <= secs * 1_000_000_000 {
             continue;
@@ -255,7 +264,7 @@ pub(super) fn time_wait_as_tcp(sc: &Scenario, targets: &[usize], doc: &Table) ->
 /// Conntrack's TIME_WAIT at a quarter, when that is shorter than the endpoints' TIME-WAIT.
 pub(super) fn time_wait_quarter(sc: &Scenario, targets: &[usize], doc: &Table) -> Option<Variant> {
     let tcp = tcp_time_wait_s(sc);
-    let longest = crossed(sc, targets)
+    let longest = linux_crossed(sc, targets)
         .into_iter()
         .map(|i| sc.nats[i].config.timeouts[CtState::TimeWait as usize].0)
         .max()?;
