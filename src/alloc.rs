@@ -664,6 +664,14 @@ impl Perturb {
         }
     }
 
+    /// Draws every entry now: the whole table, read at one load.
+    fn draw_whole(&mut self) {
+        if !self.slots.is_empty() {
+            self.written = PERTURB_SPARSE_MAX + 1;
+            self.grow();
+        }
+    }
+
     /// Brings entry `index` (where it would be) into cache.
     #[inline(always)]
     fn prefetch(&self, index: usize) {
@@ -720,6 +728,12 @@ impl LinuxAllocator {
             rng,
             pre_5_12: true,
         }
+    }
+
+    /// Draws the whole perturbation table now (it is drawn entry by entry as read, by
+    /// default): the same entries, one load per connect() instead of a lookup, 256 KiB.
+    pub fn draw_table(&mut self) {
+        self.table.draw_whole();
     }
 
     /// The 10 s epoch in force at `now`: `jiffies / (HZ * 10)`; always 0 before 5.12.

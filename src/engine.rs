@@ -33,11 +33,12 @@
 //! has recurred [`LANE_AFTER`] times, up to [`DELAY_LANES`] lanes. A *source*
 //! ([`Queue::add_source`]) is a lane of one pending event whose owner keeps what it stands
 //! for, such as the next TIME-WAIT entry of a stream of connections: setting it stores no
-//! event. Everything else goes to a binary heap. The lanes holding events are kept in a
-//! second heap by head; `pop` takes the least of the heap top and the first of them, so each
-//! event costs O(log n) with n the events in the heap, O(log m) for lane events with m the
-//! lanes holding events (O(1) when few are, as in most runs; a fleet's thousand streams
-//! cost ten steps, not a thousand), and memory is bounded by live state.
+//! event. Everything else goes to a binary heap. The lanes holding events are kept in order
+//! of head (a sorted list while few, a second heap beyond); `pop` takes the least of the heap
+//! top and the first of them, so each event costs O(log n) with n the events in the heap,
+//! O(1) for lane events when few lanes hold events, as in most runs, O(log m) when m do (a
+//! fleet's thousand streams cost ten steps, not a thousand), and memory is bounded by live
+//! state.
 
 use std::cmp::Ordering;
 use std::collections::{BinaryHeap, VecDeque};
@@ -154,14 +155,20 @@ const NO_HEAD: u128 = u128::MAX;
 /// A lane's place in [`Order`] when it holds no event.
 const NOT_IN_ORDER: usize = usize::MAX;
 
-/// The lanes that hold events, as a binary min-heap of `(head, lane)`, `head` the packed
-/// `(at, key)` of the lane's front entry, with each lane's place in it: the least at the
-/// root. Entering, a head moving on and leaving cost O(log n) in the n lanes holding events:
-/// one or two in most runs, and as many as the workloads or TIME-WAIT lanes of a fleet.
+/// Lanes holding events that [`Order`] keeps in a sorted list; beyond, in a heap.
+const ORDER_SORTED_MAX: usize = 16;
+
+/// The lanes that hold events, by `head`, the packed `(at, key)` of the lane's front entry.
+/// While few lanes hold events (most runs: one or two), a list sorted by head, the least
+/// last, where a pop moves the popped lane's new head a step or two up; once more than
+/// [`ORDER_SORTED_MAX`] do (a fleet's streams, one per workload), a binary min-heap with each
+/// lane's place in it, where entering, a head moving on and leaving cost O(log n).
 #[derive(Default)]
 struct Order {
+    /// `(head, lane)`: sorted, the least last; or, once `is_heap`, a heap, the least first.
     heap: Vec<(u128, usize)>,
-    /// Per lane, its index in `heap`, [`NOT_IN_ORDER`] if none.
+    is_heap: bool,
+    /// Per lane, its index in `heap` once `is_heap`, [`NOT_IN_ORDER`] if none.
     place: Vec<usize>,
 }
 
@@ -169,24 +176,67 @@ impl Order {
     /// The lane with the least head.
     #[inline(always)]
     fn first(&self) -> Option<&(u128, usize)> {
-        self.heap.first()
+        if self.is_heap {
+            self.heap.first()
+        } else {
+            self.heap.last()
+        }
     }
 
     fn contains(&self, lane: usize) -> bool {
-        self.place[lane] != NOT_IN_ORDER
+        if self.is_heap {
+            self.place[lane] != NOT_IN_ORDER
+        } else {
+            self.heap.iter().any(|&(_, l)| l == lane)
+        }
     }
 
     /// `lane`, not held, now holds events, the first with `head`.
     #[inline]
     fn enter(&mut self, head: u128, lane: usize) {
+        if !self.is_heap {
+            if self.heap.len() < ORDER_SORTED_MAX {
+                let o = &mut self.heap;
+                o.push((head, lane));
+                let mut i = o.len() - 1;
+                while i > 0 && o[i - 1].0 < head {
+                    o[i] = o[i - 1];
+                    i -= 1;
+                }
+                o[i] = (head, lane);
+                return;
+            }
+            self.make_heap();
+        }
         let i = self.heap.len();
         self.heap.push((head, lane));
         self.up(i);
     }
 
+    /// The sorted list as a heap: reversed, it is one.
+    #[cold]
+    fn make_heap(&mut self) {
+        self.heap.reverse();
+        for (i, &(_, lane)) in self.heap.iter().enumerate() {
+            self.place[lane] = i;
+        }
+        self.is_heap = true;
+    }
+
     /// The first lane's head has grown to `head`.
     #[inline]
     fn first_moved(&mut self, head: u128) {
+        if !self.is_heap {
+            let o = &mut self.heap;
+            let mut i = o.len() - 1;
+            let lane = o[i].1;
+            while i > 0 && o[i - 1].0 < head {
+                o[i] = o[i - 1];
+                i -= 1;
+            }
+            o[i] = (head, lane);
+            return;
+        }
         self.heap[0].0 = head;
         self.down(0);
     }
@@ -194,15 +244,22 @@ impl Order {
     /// The first lane holds no more events.
     #[inline]
     fn pop_first(&mut self) {
-        self.remove_at(0);
+        if self.is_heap {
+            self.remove_at(0);
+        } else {
+            self.heap.pop();
+        }
     }
 
     /// `lane`, held, holds no more events.
     fn remove(&mut self, lane: usize) {
-        self.remove_at(self.place[lane]);
+        if self.is_heap {
+            self.remove_at(self.place[lane]);
+        } else if let Some(i) = self.heap.iter().position(|&(_, l)| l == lane) {
+            self.heap.remove(i);
+        }
     }
 
-    #[inline]
     fn remove_at(&mut self, i: usize) {
         self.place[self.heap[i].1] = NOT_IN_ORDER;
         let Some(last) = self.heap.pop() else {
@@ -216,7 +273,6 @@ impl Order {
     }
 
     /// Moves the entry at `i` towards the root to its place.
-    #[inline]
     fn up(&mut self, mut i: usize) {
         let e = self.heap[i];
         while i > 0 {
@@ -233,7 +289,6 @@ impl Order {
     }
 
     /// Moves the entry at `i` away from the root to its place.
-    #[inline]
     fn down(&mut self, mut i: usize) {
         let e = self.heap[i];
         let n = self.heap.len();

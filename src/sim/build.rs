@@ -125,6 +125,10 @@ fn nat_paths(sc: &Scenario, paths: &mut Paths) -> Result<Vec<usize>, path::PathE
     Ok(out)
 }
 
+/// Most hosts of a scenario whose port selectors draw their tables whole at the start
+/// ([`Host::draw_port_table`], 256 KiB each); a fleet's draw each entry when read.
+const WHOLE_TABLE_HOSTS: usize = 16;
+
 /// The hosts with their listeners, and each host's two TIME-WAIT timer lanes: expiries in
 /// one lane per TIME-WAIT length, which every host of that length shares (an expiry is its
 /// entry plus that length, so the lane stays in order, and a fleet of hosts keeps one lane,
@@ -151,6 +155,9 @@ fn hosts(sc: &Scenario, queue: &mut Queue<Event>) -> (Vec<Host>, Vec<Lanes>) {
             binds,
         );
         host.share_time_wait_total(std::rc::Rc::clone(&time_wait_total));
+        if sc.hosts.len() <= WHOLE_TABLE_HOSTS {
+            host.draw_port_table();
+        }
         for &(ip, port) in &h.listen {
             host.listen(ip, port);
         }
