@@ -20,7 +20,7 @@
 use crate::profile::Selection;
 use crate::rng::{SipKey, siphash_4u32};
 use crate::time::Instant;
-use rand::{Rng, RngExt};
+use rand::{Rng, RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 /// A set of TCP ports, one bit per port, held in place (a host's pools' sets lie in one
@@ -510,6 +510,181 @@ fn below_8(rng: &mut ChaCha8Rng) -> u32 {
     rng.next_u32() >> 29
 }
 
+/// Entries of a [`Perturb`] table written before the whole table is drawn: beyond them an
+/// array of every entry is smaller than the open-addressed one.
+const PERTURB_SPARSE_MAX: usize = 4096;
+
+/// Where a [`Perturb`] entry is: in the whole table (its index), in a slot, or not written
+/// (its index and the empty slot it would take).
+#[derive(Clone, Copy)]
+enum Place {
+    Dense(usize),
+    Written(usize),
+    Unwritten(usize, usize),
+}
+
+/// `table_perturb` (§1.2 step 2): 65,536 entries drawn in turn from the host's stream at
+/// boot, of which a run reads few (one per pool and 10 s epoch), or before 5.12 the one
+/// global `hint`.
+///
+/// An entry never written is drawn when read, from where the stream stood for it (ChaCha
+/// seeks by word), so a fleet of hosts neither draws nor holds 256 KiB each; written entries
+/// are kept, open-addressed by index, until there are [`PERTURB_SPARSE_MAX`] of them, when the
+/// whole table is drawn. Every way gives the entries drawing the table at boot gives.
+#[derive(Clone, PartialEq)]
+struct Perturb {
+    /// Every entry, once drawn; empty while sparse.
+    dense: Box<[u32]>,
+    /// While sparse, the entries written: `(index + 1, value)`, `(0, _)` where none is; a
+    /// power of two in length, at most three quarters full.
+    slots: Box<[(u32, u32)]>,
+    /// Entries in `slots`.
+    written: usize,
+    /// The stream where the table's first entry is drawn.
+    source: ChaCha8Rng,
+}
+
+impl Perturb {
+    /// The table drawn from `rng` at its position, which moves past it, as drawing all of
+    /// its entries would.
+    fn drawn(rng: &mut ChaCha8Rng) -> Perturb {
+        let source = rng.clone();
+        rng.set_word_pos(source.get_word_pos() + PERTURB_TABLE_SIZE as u128);
+        Perturb {
+            dense: Box::default(),
+            slots: vec![(0, 0); 16].into_boxed_slice(),
+            written: 0,
+            source,
+        }
+    }
+
+    /// A table of one entry, `hint` (before 5.12).
+    fn single(hint: u32) -> Perturb {
+        Perturb {
+            dense: vec![hint].into_boxed_slice(),
+            slots: Box::default(),
+            written: 0,
+            source: ChaCha8Rng::from_seed([0; 32]),
+        }
+    }
+
+    /// Entries in the table.
+    #[inline(always)]
+    fn len(&self) -> usize {
+        if self.slots.is_empty() {
+            self.dense.len()
+        } else {
+            PERTURB_TABLE_SIZE
+        }
+    }
+
+    /// The slot of entry `index`: `Ok` where it is written, `Err` the empty slot it would
+    /// take. The index is the low bits of a SipHash, spread already.
+    #[inline(always)]
+    fn find(&self, index: usize) -> Result<usize, usize> {
+        let mask = self.slots.len() - 1;
+        let key = index as u32 + 1;
+        let mut at = index & mask;
+        loop {
+            match self.slots[at].0 {
+                k if k == key => return Ok(at),
+                0 => return Err(at),
+                _ => at = (at + 1) & mask,
+            }
+        }
+    }
+
+    /// Entry `index`.
+    #[cfg(test)]
+    fn get(&self, index: usize) -> u32 {
+        self.entry(index).1
+    }
+
+    /// Entry `index` and where it is, for [`Perturb::write`].
+    #[inline(always)]
+    fn entry(&self, index: usize) -> (Place, u32) {
+        if self.slots.is_empty() {
+            return (Place::Dense(index), self.dense[index]);
+        }
+        match self.find(index) {
+            Ok(at) => (Place::Written(at), self.slots[at].1),
+            Err(at) => (Place::Unwritten(index, at), self.draw(index)),
+        }
+    }
+
+    /// Entry `index` as drawn at boot.
+    #[cold]
+    fn draw(&self, index: usize) -> u32 {
+        let mut rng = self.source.clone();
+        rng.set_word_pos(rng.get_word_pos() + index as u128);
+        rng.next_u32()
+    }
+
+    /// Writes entry `index`.
+    #[cfg(test)]
+    fn set(&mut self, index: usize, value: u32) {
+        let (place, _) = self.entry(index);
+        self.write(place, value);
+    }
+
+    /// Writes the entry [`Perturb::entry`] found at `place`, nothing written since.
+    #[inline(always)]
+    fn write(&mut self, place: Place, value: u32) {
+        match place {
+            Place::Dense(index) => self.dense[index] = value,
+            Place::Written(at) => self.slots[at].1 = value,
+            Place::Unwritten(index, at) => {
+                self.slots[at] = (index as u32 + 1, value);
+                self.written += 1;
+                if self.written * 4 > self.slots.len() * 3 {
+                    self.grow();
+                }
+            }
+        }
+    }
+
+    /// Twice the slots, or, past [`PERTURB_SPARSE_MAX`] entries written, the whole table.
+    #[cold]
+    fn grow(&mut self) {
+        let slots = std::mem::take(&mut self.slots);
+        if self.written > PERTURB_SPARSE_MAX {
+            let mut rng = self.source.clone();
+            let mut dense: Box<[u32]> = (0..PERTURB_TABLE_SIZE).map(|_| rng.next_u32()).collect();
+            for &(k, v) in slots.iter().filter(|&&(k, _)| k != 0) {
+                dense[k as usize - 1] = v;
+            }
+            self.dense = dense;
+            return;
+        }
+        self.slots = vec![(0, 0); slots.len() * 2].into_boxed_slice();
+        for &(k, v) in slots.iter().filter(|&&(k, _)| k != 0) {
+            if let Err(at) = self.find(k as usize - 1) {
+                self.slots[at] = (k, v);
+            }
+        }
+    }
+
+    /// Draws every entry now: the whole table, read at one load.
+    fn draw_whole(&mut self) {
+        if !self.slots.is_empty() {
+            self.written = PERTURB_SPARSE_MAX + 1;
+            self.grow();
+        }
+    }
+
+    /// Brings entry `index` (where it would be) into cache.
+    #[inline(always)]
+    fn prefetch(&self, index: usize) {
+        if self.slots.is_empty() {
+            if let Some(e) = self.dense.get(index) {
+                crate::engine::prefetch(e);
+            }
+        } else {
+            crate::engine::prefetch(&self.slots[index & (self.slots.len() - 1)]);
+        }
+    }
+}
+
 /// Per-network-namespace state of Linux's port selection.
 ///
 /// The kernel keys its hash with a boot-time random `net_secret`; here the key, the
@@ -522,7 +697,7 @@ fn below_8(rng: &mut ChaCha8Rng) -> u32 {
 /// §1.2 "History", §5.1).
 pub struct LinuxAllocator {
     secret: SipKey,
-    table: Box<[u32]>,
+    table: Perturb,
     epoch_phase_ns: u64,
     rng: ChaCha8Rng,
     pre_5_12: bool,
@@ -531,7 +706,7 @@ pub struct LinuxAllocator {
 impl LinuxAllocator {
     pub fn new(mut rng: ChaCha8Rng) -> Self {
         let secret = [rng.next_u64(), rng.next_u64()];
-        let table: Box<[u32]> = (0..PERTURB_TABLE_SIZE).map(|_| rng.next_u32()).collect();
+        let table = Perturb::drawn(&mut rng);
         let epoch_phase_ns = rng.random_range(0..RESEED_EPOCH_NS);
         LinuxAllocator {
             secret,
@@ -548,11 +723,17 @@ impl LinuxAllocator {
         let hint = rng.next_u32();
         LinuxAllocator {
             secret,
-            table: vec![hint].into_boxed_slice(),
+            table: Perturb::single(hint),
             epoch_phase_ns: 0,
             rng,
             pre_5_12: true,
         }
+    }
+
+    /// Draws the whole perturbation table now (it is drawn entry by entry as read, by
+    /// default): the same entries, one load per connect() instead of a lookup, 256 KiB.
+    pub fn draw_table(&mut self) {
+        self.table.draw_whole();
     }
 
     /// The 10 s epoch in force at `now`: `jiffies / (HZ * 10)`; always 0 before 5.12.
@@ -639,7 +820,7 @@ impl LinuxAllocator {
         low: u16,
         high: u16,
         port_offset: u64,
-    ) -> (u32, u32, u32, usize, u32) {
+    ) -> (u32, u32, u32, (Place, u32), u32) {
         let low = u32::from(low);
         let high = u32::from(high) + 1;
         let mut remaining = high - low;
@@ -647,23 +828,24 @@ impl LinuxAllocator {
             remaining &= !1;
         }
         let index = (port_offset as usize) & (self.table.len() - 1);
-        let mut offset = self.table[index].wrapping_add((port_offset >> 32) as u32) % remaining;
+        let (place, entry) = self.table.entry(index);
+        let mut offset = entry.wrapping_add((port_offset >> 32) as u32) % remaining;
         if STEP == 2 {
             offset &= !1;
         }
-        (low, high, remaining, index, offset)
+        (low, high, remaining, (place, entry), offset)
     }
 
-    /// A port found `i` candidates into the scan: the table entry moves on by at least
-    /// `i + step`, by a random 0–7 steps more after 5.12 (§1.2 step 7).
+    /// A port found `i` candidates into the scan: the table entry `(place, value)` moves on
+    /// by at least `i + step`, by a random 0–7 steps more after 5.12 (§1.2 step 7).
     #[inline(always)]
-    fn found<const STEP: u32>(&mut self, index: usize, i: u32) {
+    fn found<const STEP: u32>(&mut self, (place, entry): (Place, u32), i: u32) {
         let i = if self.pre_5_12 {
             i
         } else {
             i.max(below_8(&mut self.rng) * STEP)
         };
-        self.table[index] = self.table[index].wrapping_add(i + STEP);
+        self.table.write(place, entry.wrapping_add(i + STEP));
     }
 
     /// [`Self::connect_at`] when its first candidate is free in `pool` and `host`, as it
@@ -819,9 +1001,7 @@ impl LinuxAllocator {
 impl PortSelector for LinuxAllocator {
     #[inline(always)]
     fn prefetch(&self, (_, off): (u64, u64)) {
-        if let Some(e) = self.table.get((off as usize) & (self.table.len() - 1)) {
-            crate::engine::prefetch(e);
-        }
+        self.table.prefetch((off as usize) & (self.table.len() - 1));
     }
 
     /// The first candidate inline, the scan out of line.
@@ -1076,6 +1256,37 @@ mod tests {
             let slow = (lo..=hi).filter(|p| x.contains(*p) || y.contains(*p)).count() as u32;
             prop_assert_eq!(PortBits::count_union_in(&x, &y, lo, hi), slow);
             prop_assert_eq!(x.count_in(lo, hi), (lo..=hi).filter(|p| x.contains(*p)).count() as u32);
+        }
+    }
+
+    #[test]
+    fn the_perturbation_table_drawn_when_read_is_the_table_drawn_at_boot() {
+        // At an even and an odd word of the stream (a u64 draw after it straddles a block).
+        for skip in [0, 1, 63] {
+            let mut rng = stream(7, "perturb");
+            for _ in 0..skip {
+                rng.next_u32();
+            }
+            let (a, b) = (rng.next_u64(), rng.next_u64());
+            let mut boot = rng.clone();
+            let mut table = Perturb::drawn(&mut rng);
+            let mut want: Vec<u32> = (0..PERTURB_TABLE_SIZE).map(|_| boot.next_u32()).collect();
+            assert!(rng == boot, "the stream moves past the table");
+            assert_eq!(rng.next_u64(), boot.next_u64());
+            assert_ne!(a, b);
+            // Reads and writes at random entries, past the point where it is drawn whole.
+            let mut x = 0x9e37_79b9_7f4a_7c15u64;
+            for n in 0..3 * PERTURB_SPARSE_MAX as u32 {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                let i = (x as usize) % PERTURB_TABLE_SIZE;
+                assert_eq!(table.get(i), want[i]);
+                want[i] = want[i].wrapping_add(n | 1);
+                table.set(i, want[i]);
+            }
+            assert!(table.slots.is_empty(), "drawn whole");
+            assert!((0..PERTURB_TABLE_SIZE).all(|i| table.get(i) == want[i]));
         }
     }
 

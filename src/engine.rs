@@ -33,10 +33,12 @@
 //! has recurred [`LANE_AFTER`] times, up to [`DELAY_LANES`] lanes. A *source*
 //! ([`Queue::add_source`]) is a lane of one pending event whose owner keeps what it stands
 //! for, such as the next TIME-WAIT entry of a stream of connections: setting it stores no
-//! event. Everything else goes to a binary heap. The lanes holding events are kept sorted
-//! by head; `pop` takes the least of the heap top and the first of them, so each event
-//! costs O(log n) with n the events in the heap, O(1) for lane events when few lanes are in
-//! use, and memory is bounded by live state.
+//! event. Everything else goes to a binary heap. The lanes holding events are kept in order
+//! of head (a sorted list while few, a second heap beyond); `pop` takes the least of the heap
+//! top and the first of them, so each event costs O(log n) with n the events in the heap,
+//! O(1) for lane events when few lanes hold events, as in most runs, O(log m) when m do (a
+//! fleet's thousand streams cost ten steps, not a thousand), and memory is bounded by live
+//! state.
 
 use std::cmp::Ordering;
 use std::collections::{BinaryHeap, VecDeque};
@@ -150,6 +152,168 @@ pub fn packed(at: u64, key: u64) -> u128 {
 /// The packed `(at, key)` of an empty lane's head: sorts after every event.
 const NO_HEAD: u128 = u128::MAX;
 
+/// A lane's place in [`Order`] when it holds no event.
+const NOT_IN_ORDER: usize = usize::MAX;
+
+/// Lanes holding events that [`Order`] keeps in a sorted list; beyond, in a heap.
+const ORDER_SORTED_MAX: usize = 16;
+
+/// The lanes that hold events, by `head`, the packed `(at, key)` of the lane's front entry.
+/// While few lanes hold events (most runs: one or two), a list sorted by head, the least
+/// last, where a pop moves the popped lane's new head a step or two up; once more than
+/// [`ORDER_SORTED_MAX`] do (a fleet's streams, one per workload), a binary min-heap with each
+/// lane's place in it, where entering, a head moving on and leaving cost O(log n).
+#[derive(Default)]
+struct Order {
+    /// `(head, lane)`: sorted, the least last; or, once `is_heap`, a heap, the least first.
+    heap: Vec<(u128, usize)>,
+    is_heap: bool,
+    /// Per lane, its index in `heap` once `is_heap`, [`NOT_IN_ORDER`] if none.
+    place: Vec<usize>,
+}
+
+impl Order {
+    /// The lane with the least head.
+    #[inline(always)]
+    fn first(&self) -> Option<&(u128, usize)> {
+        if self.is_heap {
+            self.heap.first()
+        } else {
+            self.heap.last()
+        }
+    }
+
+    fn contains(&self, lane: usize) -> bool {
+        if self.is_heap {
+            self.place[lane] != NOT_IN_ORDER
+        } else {
+            self.heap.iter().any(|&(_, l)| l == lane)
+        }
+    }
+
+    /// `lane`, not held, now holds events, the first with `head`.
+    #[inline]
+    fn enter(&mut self, head: u128, lane: usize) {
+        if !self.is_heap {
+            if self.heap.len() < ORDER_SORTED_MAX {
+                let o = &mut self.heap;
+                o.push((head, lane));
+                let mut i = o.len() - 1;
+                while i > 0 && o[i - 1].0 < head {
+                    o[i] = o[i - 1];
+                    i -= 1;
+                }
+                o[i] = (head, lane);
+                return;
+            }
+            self.make_heap();
+        }
+        let i = self.heap.len();
+        self.heap.push((head, lane));
+        self.up(i);
+    }
+
+    /// The sorted list as a heap: reversed, it is one.
+    #[cold]
+    fn make_heap(&mut self) {
+        self.heap.reverse();
+        for (i, &(_, lane)) in self.heap.iter().enumerate() {
+            self.place[lane] = i;
+        }
+        self.is_heap = true;
+    }
+
+    /// The first lane's head has grown to `head`.
+    #[inline]
+    fn first_moved(&mut self, head: u128) {
+        if !self.is_heap {
+            let o = &mut self.heap;
+            let mut i = o.len() - 1;
+            let lane = o[i].1;
+            while i > 0 && o[i - 1].0 < head {
+                o[i] = o[i - 1];
+                i -= 1;
+            }
+            o[i] = (head, lane);
+            return;
+        }
+        self.heap[0].0 = head;
+        self.down(0);
+    }
+
+    /// The first lane holds no more events.
+    #[inline]
+    fn pop_first(&mut self) {
+        if self.is_heap {
+            self.remove_at(0);
+        } else {
+            self.heap.pop();
+        }
+    }
+
+    /// `lane`, held, holds no more events.
+    fn remove(&mut self, lane: usize) {
+        if self.is_heap {
+            self.remove_at(self.place[lane]);
+        } else if let Some(i) = self.heap.iter().position(|&(_, l)| l == lane) {
+            self.heap.remove(i);
+        }
+    }
+
+    fn remove_at(&mut self, i: usize) {
+        self.place[self.heap[i].1] = NOT_IN_ORDER;
+        let Some(last) = self.heap.pop() else {
+            return;
+        };
+        if i < self.heap.len() {
+            self.heap[i] = last;
+            self.down(i);
+            self.up(self.place[last.1]);
+        }
+    }
+
+    /// Moves the entry at `i` towards the root to its place.
+    fn up(&mut self, mut i: usize) {
+        let e = self.heap[i];
+        while i > 0 {
+            let parent = (i - 1) / 2;
+            if self.heap[parent].0 <= e.0 {
+                break;
+            }
+            self.heap[i] = self.heap[parent];
+            self.place[self.heap[i].1] = i;
+            i = parent;
+        }
+        self.heap[i] = e;
+        self.place[e.1] = i;
+    }
+
+    /// Moves the entry at `i` away from the root to its place.
+    fn down(&mut self, mut i: usize) {
+        let e = self.heap[i];
+        let n = self.heap.len();
+        loop {
+            let l = 2 * i + 1;
+            if l >= n {
+                break;
+            }
+            let c = if l + 1 < n && self.heap[l + 1].0 < self.heap[l].0 {
+                l + 1
+            } else {
+                l
+            };
+            if self.heap[c].0 >= e.0 {
+                break;
+            }
+            self.heap[i] = self.heap[c];
+            self.place[self.heap[i].1] = i;
+            i = c;
+        }
+        self.heap[i] = e;
+        self.place[e.1] = i;
+    }
+}
+
 /// The pending events.
 pub struct Queue<E> {
     heap: BinaryHeap<Entry<E>>,
@@ -157,10 +321,8 @@ pub struct Queue<E> {
     /// Per lane, the event a *source* lane stands for ([`Queue::add_source`]); `None` for a
     /// FIFO lane.
     sources: Vec<Option<E>>,
-    /// The packed `(at, key)` of each lane's front entry and the lane, for the lanes that
-    /// hold events, the least last. Few lanes hold events at once, and a pop moves the
-    /// popped lane's new head a step or two up.
-    order: Vec<(u128, usize)>,
+    /// The lanes that hold events, by the packed `(at, key)` of their front entries.
+    order: Order,
     /// (delay, class, lane) of the lanes made by `push_after`.
     delay_lanes: Vec<(u64, Class, usize)>,
     /// (delay, class, uses) of delays seen by `push_after` without a lane yet.
@@ -177,7 +339,7 @@ impl<E> Default for Queue<E> {
             heap: BinaryHeap::new(),
             lanes: Vec::new(),
             sources: Vec::new(),
-            order: Vec::new(),
+            order: Order::default(),
             delay_lanes: Vec::new(),
             candidates: Vec::new(),
             seq: 0,
@@ -220,6 +382,7 @@ impl<E: Copy> Queue<E> {
     pub fn add_lane(&mut self) -> usize {
         self.lanes.push(VecDeque::new());
         self.sources.push(None);
+        self.order.place.push(NOT_IN_ORDER);
         self.lanes.len() - 1
     }
 
@@ -236,18 +399,15 @@ impl<E: Copy> Queue<E> {
     #[inline]
     pub fn set_source(&mut self, lane: usize, at: Instant, key: u64) {
         debug_assert!(self.sources[lane].is_some());
-        debug_assert!(
-            self.order.iter().all(|&(_, l)| l != lane),
-            "source set twice"
-        );
+        debug_assert!(!self.order.contains(lane), "source set twice");
         self.enter(packed(at.0, key), lane);
     }
 
     /// Unschedules a source's event, if set.
     pub fn clear_source(&mut self, lane: usize) {
         debug_assert!(self.sources[lane].is_some());
-        if let Some(i) = self.order.iter().position(|&(_, l)| l == lane) {
-            self.order.remove(i);
+        if self.order.contains(lane) {
+            self.order.remove(lane);
             self.reset_head();
         }
     }
@@ -257,7 +417,7 @@ impl<E: Copy> Queue<E> {
     #[inline]
     pub fn peek_packed(&self) -> u128 {
         debug_assert_eq!(self.head, {
-            let lane = self.order.last().map_or(NO_HEAD, |&(h, _)| h);
+            let lane = self.order.first().map_or(NO_HEAD, |&(h, _)| h);
             lane.min(self.heap.peek().map_or(NO_HEAD, |e| packed(e.at, e.key)))
         });
         self.head
@@ -267,27 +427,7 @@ impl<E: Copy> Queue<E> {
     #[inline]
     fn enter(&mut self, head: u128, lane: usize) {
         self.head = self.head.min(head);
-        let o = &mut self.order;
-        o.push((head, lane));
-        let mut i = o.len() - 1;
-        while i > 0 && o[i - 1].0 < head {
-            o[i] = o[i - 1];
-            i -= 1;
-        }
-        o[i] = (head, lane);
-    }
-
-    /// The least lane's head has grown to `head`: moves it up to its place.
-    #[inline]
-    fn last_moved(&mut self, head: u128) {
-        let o = &mut self.order;
-        let mut i = o.len() - 1;
-        let lane = o[i].1;
-        while i > 0 && o[i - 1].0 < head {
-            o[i] = o[i - 1];
-            i -= 1;
-        }
-        o[i] = (head, lane);
+        self.order.enter(head, lane);
     }
 
     /// Schedules `ev` at `at` in `lane`; `at` must not precede the lane's last entry.
@@ -322,7 +462,7 @@ impl<E: Copy> Queue<E> {
     /// Recomputes [`Queue::head`] after a removal.
     #[inline]
     fn reset_head(&mut self) {
-        let lane = self.order.last().map_or(NO_HEAD, |&(h, _)| h);
+        let lane = self.order.first().map_or(NO_HEAD, |&(h, _)| h);
         let heap = self.heap.peek().map_or(NO_HEAD, |e| packed(e.at, e.key));
         self.head = lane.min(heap);
     }
@@ -405,7 +545,7 @@ impl<E: Copy> Queue<E> {
     /// events of its instant ([`Queue::place`] reads it).
     #[inline(always)]
     pub fn pop_keyed(&mut self, end: Instant) -> Option<(Instant, u64, E)> {
-        let &(lane, i) = self.order.last().unwrap_or(&(NO_HEAD, 0));
+        let &(lane, i) = self.order.first().unwrap_or(&(NO_HEAD, 0));
         // The heap wins a tie with a lane.
         if let Some(top) = self.heap.peek()
             && packed(top.at, top.key) <= lane
@@ -422,7 +562,7 @@ impl<E: Copy> Queue<E> {
             return None;
         }
         if let Some(ev) = self.sources[i] {
-            self.order.pop();
+            self.order.pop_first();
             self.reset_head();
             return Some((Instant(at), key, ev));
         }
@@ -434,10 +574,10 @@ impl<E: Copy> Queue<E> {
         match l.front() {
             Some(f) => {
                 let head = packed(f.at, f.key);
-                self.last_moved(head);
+                self.order.first_moved(head);
             }
             None => {
-                self.order.pop();
+                self.order.pop_first();
             }
         }
         self.reset_head();
@@ -476,6 +616,7 @@ impl<E: Copy> Queue<E> {
     pub fn len(&self) -> usize {
         let sources = self
             .order
+            .heap
             .iter()
             .filter(|&&(_, l)| self.sources[l].is_some());
         self.heap.len() + self.lanes.iter().map(VecDeque::len).sum::<usize>() + sources.count()
@@ -534,6 +675,70 @@ mod tests {
             }
         }
         assert!(!a.delay_lanes.is_empty());
+        let rest_a: Vec<_> = std::iter::from_fn(|| a.pop()).collect();
+        let rest_b: Vec<_> = std::iter::from_fn(|| b.pop()).collect();
+        assert_eq!(rest_a, rest_b);
+    }
+
+    #[test]
+    fn many_lanes_and_sources_pop_as_one_heap_would() {
+        // A thousand lanes and sources, set, cleared and pushed at random, pop in the order
+        // of a queue holding everything in its heap.
+        let mut a = Queue::default();
+        let mut b = Queue::default();
+        let lanes: Vec<usize> = (0..500).map(|_| a.add_lane()).collect();
+        let sources: Vec<usize> = (0..500).map(|i| a.add_source(1_000_000 + i)).collect();
+        let mut set = vec![None; sources.len()];
+        let mut last = vec![0u64; lanes.len()];
+        let mut x = 99u64;
+        let mut now = 0u64;
+        let mut step = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for n in 0..200_000u64 {
+            let r = step();
+            match r % 4 {
+                0 => {
+                    let l = (r >> 8) as usize % lanes.len();
+                    let at = now.max(last[l]) + (r >> 20) % 1000;
+                    last[l] = at;
+                    let key = a.next_key(Class::Timer);
+                    a.push_lane_keyed(lanes[l], Instant(at), key, n);
+                    b.push_keyed(Instant(at), key, n);
+                }
+                1 => {
+                    let i = (r >> 8) as usize % sources.len();
+                    if let Some(key) = set[i].take() {
+                        a.clear_source(sources[i]);
+                        b.heap.retain(|e| e.key != key);
+                        b.reset_head();
+                    } else {
+                        let at = now + (r >> 20) % 1000;
+                        let key = a.next_key(Class::App);
+                        a.set_source(sources[i], Instant(at), key);
+                        b.push_keyed(Instant(at), key, 1_000_000 + i as u64);
+                        set[i] = Some(key);
+                    }
+                }
+                _ => {
+                    let (ea, eb) = (
+                        a.pop_keyed(Instant(u64::MAX)),
+                        b.pop_keyed(Instant(u64::MAX)),
+                    );
+                    assert_eq!(ea, eb);
+                    assert_eq!(a.peek_packed(), b.peek_packed());
+                    if let Some((at, _, ev)) = ea {
+                        now = at.0;
+                        if ev >= 1_000_000 {
+                            set[(ev - 1_000_000) as usize] = None;
+                        }
+                    }
+                }
+            }
+        }
         let rest_a: Vec<_> = std::iter::from_fn(|| a.pop()).collect();
         let rest_b: Vec<_> = std::iter::from_fn(|| b.pop()).collect();
         assert_eq!(rest_a, rest_b);

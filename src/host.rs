@@ -29,6 +29,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::net::Ipv4Addr;
+use std::rc::Rc;
 
 /// Index of a socket in its host's socket slab.
 pub type SockId = u32;
@@ -175,6 +176,28 @@ impl Bucket {
     }
 }
 
+/// A host's bind buckets, one per port, allocated when the first is written: a host whose
+/// sockets own no bucket (a client whose buckets are not kept, [`Host::sockets_unseen`])
+/// holds none, and a fleet of them costs no 768 KiB each.
+#[derive(Default)]
+struct Buckets(Vec<Bucket>);
+
+impl Buckets {
+    /// The bucket of `port` (empty if never written).
+    #[inline(always)]
+    fn get(&self, port: u16) -> Bucket {
+        self.0.get(usize::from(port)).copied().unwrap_or_default()
+    }
+    /// The bucket of `port`, to change.
+    #[inline(always)]
+    fn get_mut(&mut self, port: u16) -> &mut Bucket {
+        if self.0.is_empty() {
+            self.0 = vec![Bucket::default(); 1 << 16];
+        }
+        &mut self.0[usize::from(port)]
+    }
+}
+
 #[derive(Clone, Copy, Debug, Default)]
 struct Owners {
     all: u32,
@@ -315,7 +338,7 @@ pub struct Host {
     /// arrives, no bind(), no `tcp_tw_reuse` pool), the pools' port sets then being the
     /// only record connect() needs ([`Host::index_tuples`]).
     indexed: bool,
-    buckets: Vec<Bucket>,
+    buckets: Buckets,
     /// Owners per (address, port), kept only when some socket on this host binds (bhash2).
     owners: Option<Table<(u32, u16), Owners>>,
     /// Per address, the ports it owns (`owners` with `all > 0`), for a word-at-a-time
@@ -350,6 +373,9 @@ pub struct Host {
     unseen_time_wait: u32,
     /// Sockets per side and state.
     pub counts: [[u32; State::COUNT]; 2],
+    /// TIME-WAITs per side of every host sharing this cell (a simulation's), kept with
+    /// `counts`: the run's peak is read at each entry without visiting every host.
+    time_wait_total: Rc<Cell<[u32; 2]>>,
     isn_secret: SipKey,
     ts_secret: SipKey,
     /// Draws of the ISN generator (random ISNs, per-ISN increments).
@@ -397,7 +423,7 @@ impl Host {
             free_socks: Vec::new(),
             ehash: crate::ehash::Ehash::default(),
             indexed: true,
-            buckets: vec![Bucket::default(); 65536],
+            buckets: Buckets::default(),
             buckets_kept: track_binds || profile.scope == Scope::HostWide,
             owners: track_binds.then(Table::default),
             addr_ports: Table::default(),
@@ -414,12 +440,21 @@ impl Host {
             tw_alive: 0,
             unseen_time_wait: 0,
             counts: [[0; State::COUNT]; 2],
+            time_wait_total: Rc::default(),
             isn_secret,
             ts_secret,
             isn_rng,
             isn_offset: 0,
             mono_offset_ns,
             real_offset_ns,
+        }
+    }
+
+    /// Draws the selector's whole table at once ([`LinuxAllocator::draw_table`]): faster
+    /// connect()s for 256 KiB, worth it for a scenario of few hosts.
+    pub fn draw_port_table(&mut self) {
+        if let Selector::Linux(l) = &mut self.selector {
+            l.draw_table();
         }
     }
 
@@ -460,7 +495,7 @@ impl Host {
         let taken = &mut self.taken[id as usize];
         // Sockets already on this tuple space (none at build time, but keep it exact).
         for s in &self.socks {
-            let owns = self.buckets[usize::from(s.tuple.local_port)].owners > 0;
+            let owns = self.buckets.get(s.tuple.local_port).owners > 0;
             if (host_wide && owns)
                 || (s.hashed
                     && s.tuple.local_ip == saddr
@@ -631,7 +666,7 @@ impl Host {
             tw: TimeWait::default(),
             generation: 0,
         };
-        self.counts[side as usize][state as usize] += 1;
+        self.count(side, state, true);
         match self.free_socks.pop() {
             Some(id) => {
                 let generation = self.socks[id as usize].generation;
@@ -645,11 +680,40 @@ impl Host {
         }
     }
 
+    /// One socket more (`up`) or fewer in `state` on `side`, in `counts` and, for TIME-WAIT,
+    /// the total shared with other hosts.
+    #[inline(always)]
+    fn count(&mut self, side: Side, state: State, up: bool) {
+        let c = &mut self.counts[side as usize][state as usize];
+        *c = if up { *c + 1 } else { *c - 1 };
+        if state == State::TimeWait {
+            let mut t = self.time_wait_total.get();
+            let c = &mut t[side as usize];
+            *c = if up { *c + 1 } else { *c - 1 };
+            self.time_wait_total.set(t);
+        }
+    }
+
+    /// Counts this host's TIME-WAITs into `total` (client, server), shared with the other
+    /// hosts of a simulation; set before any socket is made.
+    pub fn share_time_wait_total(&mut self, total: Rc<Cell<[u32; 2]>>) {
+        debug_assert!(self.counts.iter().all(|c| c[State::TimeWait as usize] == 0));
+        self.time_wait_total = total;
+    }
+
+    /// TIME-WAITs (client, server) of every host sharing this one's total
+    /// ([`Host::share_time_wait_total`]).
+    #[inline]
+    pub fn time_wait_total(&self) -> [u32; 2] {
+        self.time_wait_total.get()
+    }
+
     /// Moves a socket to `state`, keeping the per-state counts.
     pub fn set_state(&mut self, id: SockId, state: State) {
+        let (side, was) = (self.socks[id as usize].side, self.socks[id as usize].state);
+        self.count(side, was, false);
+        self.count(side, state, true);
         let s = &mut self.socks[id as usize];
-        self.counts[s.side as usize][s.state as usize] -= 1;
-        self.counts[s.side as usize][state as usize] += 1;
         if s.state == State::TimeWait {
             self.tw_alive -= 1;
         }
@@ -691,7 +755,7 @@ impl Host {
 
     fn refresh_taint(&mut self, port: u16) {
         let tainted = match self.profile.skip {
-            Skip::BindCreated => self.buckets[usize::from(port)].bind_created(),
+            Skip::BindCreated => self.buckets.get(port).bind_created(),
             Skip::Listeners => self.listeners.iter().any(|&(_, p)| p == port),
         };
         let blocked = tainted || self.reserved.contains(port);
@@ -712,7 +776,7 @@ impl Host {
             s.tuple.local_ip,
             Self::strict(s.reuse, s.state),
         );
-        let b = &mut self.buckets[usize::from(port)];
+        let b = self.buckets.get_mut(port);
         b.owners += 1;
         b.strict += u32::from(strict);
         let first = b.owners == 1;
@@ -749,7 +813,7 @@ impl Host {
             s.tuple.local_ip,
             Self::strict(s.reuse, s.state),
         );
-        let b = &mut self.buckets[usize::from(port)];
+        let b = self.buckets.get_mut(port);
         b.owners -= 1;
         b.strict -= u32::from(strict);
         let emptied = b.owners == 0;
@@ -864,7 +928,7 @@ impl Host {
         if state == State::TimeWait {
             self.tw_alive -= 1;
         }
-        self.counts[side as usize][state as usize] -= 1;
+        self.count(side, state, false);
         self.free_socks.push(id);
     }
 
@@ -888,6 +952,31 @@ impl Host {
         }
     }
 
+    /// Brings into cache the fields of this host a connect() reads before its pool: a
+    /// connect() from it comes soon.
+    #[inline]
+    pub fn prefetch_host(&self) {
+        crate::engine::prefetch(&self.pools);
+        crate::engine::prefetch(&self.taken);
+        crate::engine::prefetch(&self.profile.port_range);
+        crate::engine::prefetch(&self.selector);
+    }
+
+    /// Brings pool `pool`'s handshake counts into cache.
+    #[inline]
+    pub fn prefetch_established(&self, pool: PoolId) {
+        if let Some(e) = self.established.get(pool as usize) {
+            crate::engine::prefetch(e);
+        }
+    }
+
+    /// Brings the socket counts into cache (a TIME-WAIT entry changes them).
+    #[inline]
+    pub fn prefetch_counts(&self) {
+        crate::engine::prefetch(&self.counts[Side::Client as usize][State::TimeWait as usize]);
+        crate::engine::prefetch(&self.tw_alive);
+    }
+
     /// Brings pool `pool` into cache: a connect() from it comes soon.
     #[inline]
     pub fn prefetch_pool(&self, pool: PoolId) {
@@ -907,6 +996,7 @@ impl Host {
             if let Some(taken) = self.taken.get(pool as usize) {
                 taken.prefetch(p.last);
             }
+            self.blocked.prefetch(p.last);
         }
     }
 
@@ -952,7 +1042,7 @@ impl Host {
             remote_port: 0,
         };
         let id = self.new_socket(t, State::Listen, Side::Server, NONE, true);
-        let b = &mut self.buckets[usize::from(port)];
+        let b = self.buckets.get_mut(port);
         if b.owners == 0 {
             // inet_csk_update_fastreuse on an empty bucket, socket not yet LISTEN at bind().
             b.fastreuse = 1;
@@ -986,7 +1076,7 @@ impl Host {
 
     /// `inet_csk_get_port` bookkeeping once a bind() is granted: `inet_csk_update_fastreuse`.
     fn grant_bind(&mut self, addr: u32, port: u16, reuse: bool, conn: u32) -> SockId {
-        let b = &mut self.buckets[usize::from(port)];
+        let b = self.buckets.get_mut(port);
         if b.owners == 0 {
             b.fastreuse = i8::from(reuse);
         } else if !reuse {
@@ -1057,7 +1147,7 @@ impl Host {
         reuse: bool,
         conn: u32,
     ) -> Result<SockId, Errno> {
-        let b = self.buckets[usize::from(port)];
+        let b = self.buckets.get(port);
         if b.owners > 0
             && !(b.fastreuse > 0 && reuse)
             && self.bind_conflict(addr, port, reuse, true) == Some(true)
@@ -1128,7 +1218,7 @@ impl Host {
         };
         if self.buckets_kept
             && self.profile.skip == crate::profile::Skip::BindCreated
-            && self.buckets[usize::from(port)].bind_created()
+            && self.buckets.get(port).bind_created()
             && self.violation.is_none()
         {
             self.violation = Some(format!(
@@ -1149,7 +1239,7 @@ impl Host {
             recycled = true;
         }
         if self.buckets_kept {
-            let b = &mut self.buckets[usize::from(port)];
+            let b = self.buckets.get_mut(port);
             if b.owners == 0 {
                 b.fastreuse = -1;
                 b.fastreuseport = -1;
@@ -1270,7 +1360,7 @@ impl Host {
     #[inline]
     pub fn time_wait_unseen(&mut self) {
         debug_assert!(self.sockets_unseen() && self.tw_alive < self.profile.max_tw_buckets);
-        self.counts[Side::Client as usize][State::TimeWait as usize] += 1;
+        self.count(Side::Client, State::TimeWait, true);
         self.tw_alive += 1;
         self.unseen_time_wait += 1;
     }
@@ -1279,7 +1369,7 @@ impl Host {
     #[inline]
     pub fn expire_unseen(&mut self, pool: PoolId, port: u16) {
         self.pool_release(pool, port);
-        self.counts[Side::Client as usize][State::TimeWait as usize] -= 1;
+        self.count(Side::Client, State::TimeWait, false);
         self.tw_alive -= 1;
         self.unseen_time_wait -= 1;
     }
@@ -1519,14 +1609,14 @@ impl Host {
 /// (wildcard-aware). With `relax` an owner does not conflict when both it and the new socket
 /// have SO_REUSEADDR and it is not listening; without, any overlapping owner conflicts.
 fn conflict(
-    buckets: &[Bucket],
+    buckets: &Buckets,
     owners: Option<&Table<(u32, u16), Owners>>,
     addr: u32,
     port: u16,
     reuse: bool,
     relax: bool,
 ) -> Option<bool> {
-    let b = &buckets[usize::from(port)];
+    let b = buckets.get(port);
     if b.owners == 0 {
         return None;
     }

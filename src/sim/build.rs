@@ -55,6 +55,8 @@ impl Simulation {
             open_loop_pools,
             conn_pools,
             bulk_time_wait,
+            picks: vec![std::collections::VecDeque::new(); sc.workloads.len()],
+            time_wait_due: Default::default(),
             exchanges,
             virtual_established: vec![0; sc.hosts.len()],
             check: cfg!(debug_assertions),
@@ -144,10 +146,20 @@ fn nat_paths(sc: &Scenario, paths: &mut Paths) -> Result<Vec<usize>, path::PathE
     Ok(out)
 }
 
-/// The hosts with their listeners, and each host's two TIME-WAIT timer lanes.
+/// Most hosts of a scenario whose port selectors draw their tables whole at the start
+/// ([`Host::draw_port_table`], 256 KiB each); a fleet's draw each entry when read.
+const WHOLE_TABLE_HOSTS: usize = 16;
+
+/// The hosts with their listeners, and each host's two TIME-WAIT timer lanes: expiries in
+/// one lane per TIME-WAIT length, which every host of that length shares (an expiry is its
+/// entry plus that length, so the lane stays in order, and a fleet of hosts keeps one lane,
+/// not a lane per host for the queue to keep sorted); reusability per host (its deadline is
+/// rounded on the host's own clock).
 fn hosts(sc: &Scenario, queue: &mut Queue<Event>) -> (Vec<Host>, Vec<Lanes>) {
     let mut hosts = Vec::new();
     let mut lanes = Vec::new();
+    let mut expire_lanes: Vec<(crate::time::Duration, usize)> = Vec::new();
+    let time_wait_total = std::rc::Rc::default();
     for h in &sc.hosts {
         let binds = sc.workloads.iter().any(|w| {
             w.mode.binds()
@@ -163,12 +175,25 @@ fn hosts(sc: &Scenario, queue: &mut Queue<Event>) -> (Vec<Host>, Vec<Lanes>) {
             stream(sc.seed, &format!("host:{}:bind", h.name)),
             binds,
         );
+        host.share_time_wait_total(std::rc::Rc::clone(&time_wait_total));
+        if sc.hosts.len() <= WHOLE_TABLE_HOSTS {
+            host.draw_port_table();
+        }
         for &(ip, port) in &h.listen {
             host.listen(ip, port);
         }
+        let time_wait = host.profile.time_wait;
+        let tw_expire = match expire_lanes.iter().find(|&&(len, _)| len == time_wait) {
+            Some(&(_, lane)) => lane,
+            None => {
+                let lane = queue.add_lane();
+                expire_lanes.push((time_wait, lane));
+                lane
+            }
+        };
         hosts.push(host);
         lanes.push(Lanes {
-            tw_expire: queue.add_lane(),
+            tw_expire,
             tw_reusable: queue.add_lane(),
         });
     }

@@ -86,5 +86,19 @@ impl Simulation {
         if let Some(m) = self.hosts.iter().find_map(|h| h.audit().err()) {
             self.violate(m);
         }
+        let counted = self.hosts.iter().fold([0, 0], |[c, s], h| {
+            [
+                c + h.counts[0][State::TimeWait as usize],
+                s + h.counts[1][State::TimeWait as usize],
+            ]
+        });
+        if let Some(h) = self.hosts.first()
+            && h.time_wait_total() != counted
+        {
+            self.violate(format!(
+                "TIME-WAIT total {:?} ≠ the hosts' counts {counted:?}",
+                h.time_wait_total()
+            ));
+        }
     }
 }

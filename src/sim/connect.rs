@@ -25,7 +25,7 @@ impl Simulation {
         let w = &self.workloads[wl as usize];
         let r = &mut self.runners[wl as usize];
         let requests = r.take(w, self.now, retry > 0, slot == NONE)?;
-        let (si, di) = r.pick_index(w);
+        let (si, di) = super::fast::exchange::pick(w, r, &mut self.picks[wl as usize]);
         let (src, dst) = (w.sources[si], w.destinations[di]);
         let conn_pool = self.conn_pools[wl as usize]
             .get(di * w.sources.len() + si)

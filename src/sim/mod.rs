@@ -121,8 +121,13 @@ pub struct Simulation {
     /// (source, destination): `[destination * sources + source]`, the order round robin
     /// takes them in.
     conn_pools: Vec<Vec<(u16, u32)>>,
+    /// Per workload, the (source, destination) picks drawn ahead of their connections
+    /// (`fast::exchange::pick`).
+    picks: Vec<std::collections::VecDeque<(usize, usize)>>,
     /// Per workload, its exchanges scheduled whole, if it qualifies ([`Exchange`]).
     exchanges: Vec<Option<Exchange>>,
+    /// The exchanges with TIME-WAIT entries to apply in bulk (`fast::exchange::TimeWaitDue`).
+    time_wait_due: fast::exchange::TimeWaitDue,
     /// Every exchange enters TIME-WAIT in bulk ([`Exchange::bulk_time_wait`]).
     bulk_time_wait: bool,
     /// Per host, server sockets of whole exchanges that are ESTABLISHED.

@@ -52,13 +52,11 @@ pub(super) fn count_in_pool(
     }
 }
 
-/// Records the TIME-WAIT count of every host now, toward the run's peak.
+/// Records the TIME-WAIT count of every host now, toward the run's peak: the total they
+/// share ([`Host::share_time_wait_total`]), not a visit to each.
+#[inline]
 pub(super) fn note_time_wait_of(hosts: &[Host], rec: &mut Recorder) {
-    let (mut client, mut server) = (0, 0);
-    for h in hosts {
-        client += h.counts[0][State::TimeWait as usize];
-        server += h.counts[1][State::TimeWait as usize];
-    }
+    let [client, server] = hosts.first().map_or([0, 0], Host::time_wait_total);
     rec.time_wait(client, server);
 }
 

@@ -15,6 +15,7 @@ use crate::sim::fast::exchange::{Exchange, Flight, StepKind};
 use crate::sim::record::note_time_wait_of;
 use crate::time::Instant;
 use crate::workload::{Closer, Mode};
+use std::cmp::Reverse;
 
 /// Whether every TIME-WAIT entry is applied in bulk: every connection of the scenario is a
 /// whole exchange drawing its port from a connect() pool, so no entry can overflow
@@ -94,22 +95,30 @@ pub(in crate::sim) fn enter_in_bulk(host: &mut Host, f: &Flight, entry: Instant)
 impl Simulation {
     /// Applies the TIME-WAIT entries of whole exchanges that come before `at`
     /// ([`Exchange::bulk_time_wait`]); their other steps change only what bin edges and
-    /// audits read, and those catch up first.
+    /// audits read, and those catch up first. The exchanges visited are those
+    /// [`super::exchange::TimeWaitDue`] holds before `at`, not every workload: entries of
+    /// different exchanges change counts, which add up in any order.
     pub(in crate::sim) fn enter_time_wait_in_bulk(&mut self, at: Instant) {
         let Simulation {
             exchanges,
             hosts,
             rec,
+            time_wait_due,
             ..
         } = self;
         let mut entered = false;
-        for x in exchanges.iter_mut().flatten() {
+        while let Some(&Reverse((t, wl))) = time_wait_due.peek()
+            && t < at.0
+        {
+            time_wait_due.pop();
+            let Some(x) = &mut exchanges[wl as usize] else {
+                continue;
+            };
+            x.due = false;
             // The last step: its cursor walks the flights one entry at a time.
             let i = x.steps.len() - 1;
             debug_assert_eq!(x.steps[i].1, StepKind::TimeWait);
-            let Some(before) = at.0.checked_sub(x.to_time_wait.0) else {
-                continue;
-            };
+            let before = at.0.saturating_sub(x.to_time_wait.0);
             let first = x.next[i];
             let mut n = first;
             while let Some(f) = x.flights.get((n - x.popped) as usize)
@@ -121,6 +130,10 @@ impl Simulation {
             x.next[i] = n;
             x.entered += n - first;
             entered |= n > first;
+            if let Some(f) = x.flights.get((n - x.popped) as usize) {
+                time_wait_due.push(Reverse(((f.at + x.to_time_wait).0, wl)));
+                x.due = true;
+            }
         }
         if entered {
             note_time_wait_of(hosts, rec);

@@ -27,7 +27,7 @@ use crate::sim::run::Event;
 use crate::sim::time_wait::Closing;
 use crate::sim::{BindPool, Lanes, Simulation};
 use crate::time::{Duration, Instant};
-use crate::workload::{Arrival, Closer, Dist, Mode, Spread, Workload};
+use crate::workload::{Arrival, Closer, Dist, Mode, Runner, Spread, Workload};
 use std::collections::VecDeque;
 
 /// Each workload's whole exchanges, if it qualifies ([`Exchange::new`]; every path direct),
@@ -169,7 +169,16 @@ pub(in crate::sim) struct Exchange {
     /// The client socket is made at the TIME-WAIT entry, not at connect(): nothing on the
     /// client host can see it before ([`Host::sockets_unseen`]); the flight holds the port.
     pub(in crate::sim) lazy: bool,
+    /// With entries in bulk, whether the exchange is in [`TimeWaitDue`] (it is whenever one
+    /// of its entries is not yet applied).
+    pub(in crate::sim) due: bool,
 }
+
+/// Exchanges whose TIME-WAIT entries are applied in bulk and not all applied, each as
+/// (no later than its first entry not yet applied, in ns; workload), the least first: an
+/// expiry applies the entries before it from these alone, not from every workload
+/// ([`Simulation::enter_time_wait_in_bulk`]).
+pub(in crate::sim) type TimeWaitDue = std::collections::BinaryHeap<std::cmp::Reverse<(u64, u32)>>;
 
 impl Exchange {
     /// The index of the step of `kind`.
@@ -207,6 +216,7 @@ impl Exchange {
     /// expiry queued now. True when the connections kept call for a catch-up
     /// ([`Simulation::catch_up`]).
     #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
     pub(in crate::sim) fn keep(
         &mut self,
         f: Flight,
@@ -214,6 +224,7 @@ impl Exchange {
         hosts: &[Host],
         lanes: &[Lanes],
         queue: &mut Queue<Event>,
+        (due, wl): (&mut TimeWaitDue, u32),
     ) -> bool {
         self.flights.push_back(f);
         if *fin == NO_EVENT {
@@ -221,6 +232,11 @@ impl Exchange {
         }
         if !self.bulk_time_wait {
             return false;
+        }
+        if !self.due {
+            // Its first entry not yet applied: the exchange's next.
+            due.push(std::cmp::Reverse(((f.at + self.to_time_wait).0, wl)));
+            self.due = true;
         }
         // Its TIME-WAIT entry is a step; only the expiry is an event.
         let h = &hosts[f.client as usize];
@@ -309,6 +325,7 @@ impl Exchange {
             bulk_time_wait: false,
             pooled: matches!(w.mode, Mode::Connect | Mode::BindNoPort),
             lazy: false,
+            due: false,
             single_server: w
                 .destinations
                 .iter()
@@ -342,7 +359,12 @@ fn count_established(
         }
         // Every flight holds a connect() pool.
         (None, true) => {
+            // Flights of many hosts: their counts brought into cache a few flights ahead.
+            let mut ahead = span.clone().skip(PREFETCH_FLIGHTS);
             for (i, f) in span.enumerate() {
+                if let Some(a) = ahead.next() {
+                    hosts[a.client as usize].prefetch_established(a.pool);
+                }
                 let e = &mut hosts[f.client as usize].established[f.pool as usize];
                 e.all += 1;
                 e.late += u64::from(i >= on_time);
@@ -370,6 +392,55 @@ fn prefetch_round_robin(hosts: &[Host], pools: &[(u16, u32)], k: usize) {
     hosts[h2 as usize].prefetch_pool(p2);
     let (h1, p1) = pools[next];
     hosts[h1 as usize].prefetch_connect(p1);
+}
+
+/// Flights ahead of the one counted whose host's counts a catch-up brings into cache.
+const PREFETCH_FLIGHTS: usize = 8;
+
+/// Connections whose (source, destination) a random spread draws ahead of their connect():
+/// [`pick_prefetching`].
+const PICKS_AHEAD: usize = 3;
+
+/// The (source, destination) of a workload's next connection: the first of those drawn
+/// ahead (`ahead`), if any, else drawn now. Every connection of a workload takes its pick
+/// here, so picks drawn ahead are taken in the order drawn.
+#[inline(always)]
+pub(in crate::sim) fn pick(
+    w: &Workload,
+    r: &mut Runner,
+    ahead: &mut VecDeque<(usize, usize)>,
+) -> (usize, usize) {
+    ahead.pop_front().unwrap_or_else(|| r.pick_index(w))
+}
+
+/// [`pick`] for a random spread over `pools`, keeping [`PICKS_AHEAD`] picks drawn ahead and
+/// bringing what their connect()s will read into cache by stages (the host's fields three
+/// connections ahead, the pool two ahead, the selector's entry and the port set's word one
+/// ahead; each stage reads what the one before brought in). A random spread draws its picks
+/// from a stream nothing else reads, so drawing them early changes no pick; a fleet's
+/// connect()s otherwise wait on memory for each of these in turn. Hints only.
+#[inline(always)]
+fn pick_prefetching(
+    hosts: &[Host],
+    pools: &[(u16, u32)],
+    w: &Workload,
+    r: &mut Runner,
+    ahead: &mut VecDeque<(usize, usize)>,
+) -> (usize, usize) {
+    while ahead.len() <= PICKS_AHEAD {
+        ahead.push_back(r.pick_index(w));
+    }
+    let at = |k: usize| {
+        let (si, di) = ahead[k];
+        pools[di * w.sources.len() + si]
+    };
+    let (h3, _) = at(PICKS_AHEAD);
+    hosts[h3 as usize].prefetch_host();
+    let (h2, p2) = at(2);
+    hosts[h2 as usize].prefetch_pool(p2);
+    let (h1, p1) = at(1);
+    hosts[h1 as usize].prefetch_connect(p1);
+    ahead.pop_front().unwrap_or_else(|| r.pick_index(w))
 }
 
 /// SO_LINGER 0 (a server's TIME-WAIT or RST could hold or end a tuple).
@@ -493,7 +564,11 @@ impl Simulation {
                     }
                 }
                 StepKind::TimeWait => {
+                    let mut ahead = span.clone().skip(PREFETCH_FLIGHTS);
                     for f in span {
+                        if let Some(a) = ahead.next() {
+                            hosts[a.client as usize].prefetch_counts();
+                        }
                         enter_in_bulk(&mut hosts[f.client as usize], f, f.at + offset);
                     }
                     x.entered += count;
@@ -530,9 +605,14 @@ impl Simulation {
         if r.take(w, self.now, retry > 0, true).is_none() {
             return;
         }
-        let (si, di) = r.pick_index(w);
-        let (src, dst) = (w.sources[si], w.destinations[di]);
         let pools = &self.conn_pools[wl as usize];
+        let (si, di) = match w.spread {
+            Spread::Random if pools.len() > 1 => {
+                pick_prefetching(&self.hosts, pools, w, r, &mut self.picks[wl as usize])
+            }
+            _ => pick(w, r, &mut self.picks[wl as usize]),
+        };
+        let (src, dst) = (w.sources[si], w.destinations[di]);
         let k = di * w.sources.len() + si;
         let pool = pools[k].1;
         if w.spread == Spread::RoundRobin && pools.len() > 1 {
@@ -614,7 +694,15 @@ impl Simulation {
             ts_seen,
         };
         let fin = &mut self.streams[wl as usize].fin;
-        if x.keep(flight, fin, &self.hosts, &self.lanes, &mut self.queue) {
+        let due = &mut self.time_wait_due;
+        if x.keep(
+            flight,
+            fin,
+            &self.hosts,
+            &self.lanes,
+            &mut self.queue,
+            (due, wl),
+        ) {
             self.catch_up(wl as usize, now);
         }
     }
@@ -627,7 +715,15 @@ impl Simulation {
             unreachable!("a flight without its exchange");
         };
         let fin = &mut self.streams[wl as usize].fin;
-        if x.keep(flight, fin, &self.hosts, &self.lanes, &mut self.queue) {
+        let due = &mut self.time_wait_due;
+        if x.keep(
+            flight,
+            fin,
+            &self.hosts,
+            &self.lanes,
+            &mut self.queue,
+            (due, wl),
+        ) {
             self.catch_up(wl as usize, self.now);
         }
     }
