@@ -104,12 +104,12 @@ fn hosts(doc: &mut Table) -> &mut Vec<Value> {
         .expect("a parsed scenario has hosts")
 }
 
-fn host_mut<'a>(doc: &'a mut Table, name: &str) -> &'a mut Table {
+/// The `[[host]]` table named `name` (a fleet's, by the fleet's name), if the file has one.
+fn host_mut<'a>(doc: &'a mut Table, name: &str) -> Option<&'a mut Table> {
     hosts(doc)
         .iter_mut()
         .filter_map(Value::as_table_mut)
         .find(|h| h.get("name").and_then(Value::as_str) == Some(name))
-        .expect("the host exists")
 }
 
 fn workload_mut<'a>(doc: &'a mut Table, name: &str) -> &'a mut Table {
@@ -523,13 +523,17 @@ fn headroom(o: &Outcome) -> String {
     }
 }
 
-/// Client hosts of the target workloads, by name, once each, in scenario order.
+/// Client hosts of the target workloads, once each, in scenario order: a fleet once, by its
+/// first instance (a knob set on the fleet's table reaches every instance).
 fn client_hosts(sc: &Scenario, targets: &[usize]) -> Vec<usize> {
     let set: BTreeSet<usize> = targets
         .iter()
         .flat_map(|&i| sc.workloads[i].sources.iter().map(|s| s.host as usize))
         .collect();
-    set.into_iter().collect()
+    let mut seen = BTreeSet::new();
+    set.into_iter()
+        .filter(|&h| seen.insert(sc.hosts[h].file_name()))
+        .collect()
 }
 
 fn port_range(sc: &Scenario, targets: &[usize], doc: &Table) -> Option<Variant> {
@@ -540,7 +544,7 @@ fn port_range(sc: &Scenario, targets: &[usize], doc: &Table) -> Option<Variant> 
         if p.range_len() >= 60_000 {
             continue;
         }
-        let knobs = sub(host_mut(&mut var.doc, &host.name), "knobs");
+        let knobs = sub(host_mut(&mut var.doc, host.file_name())?, "knobs");
         match p.kernel {
             Kernel::Linux => {
                 let lo = p.unprivileged_port_start.max(1024);
@@ -550,11 +554,11 @@ fn port_range(sc: &Scenario, targets: &[usize], doc: &Table) -> Option<Variant> 
                 );
                 var.how.push(format!(
                     "{} (Linux): sysctl -w net.ipv4.ip_local_port_range=\"{lo} 65535\", and in /etc/sysctl.d/ to keep it",
-                    host.name
+                    host.file_name()
                 ));
                 var.simulated_change.push(format!(
                     "host.{}.knobs.\"net.ipv4.ip_local_port_range\" = \"{lo} 65535\"",
-                    host.name
+                    host.file_name()
                 ));
             }
             Kernel::FreeBsd | Kernel::MacOs => {
@@ -562,7 +566,7 @@ fn port_range(sc: &Scenario, targets: &[usize], doc: &Table) -> Option<Variant> 
                 knobs.insert("net.inet.ip.portrange.last".into(), Value::Integer(65535));
                 var.how.push(format!(
                     "{} ({}): sysctl net.inet.ip.portrange.first=1024 net.inet.ip.portrange.last=65535",
-                    host.name,
+                    host.file_name(),
                     if p.kernel == Kernel::MacOs {
                         "macOS, with sudo; not kept across reboots"
                     } else {
@@ -571,7 +575,7 @@ fn port_range(sc: &Scenario, targets: &[usize], doc: &Table) -> Option<Variant> 
                 ));
                 var.simulated_change.push(format!(
                     "host.{}.knobs net.inet.ip.portrange.first = 1024, last = 65535",
-                    host.name
+                    host.file_name()
                 ));
             }
             Kernel::Windows => {
@@ -579,11 +583,11 @@ fn port_range(sc: &Scenario, targets: &[usize], doc: &Table) -> Option<Variant> 
                 knobs.insert("dynamicport.tcp.num".into(), Value::Integer(64511));
                 var.how.push(format!(
                     "{} (Windows): netsh int ipv4 set dynamicport tcp start=1025 num=64511",
-                    host.name
+                    host.file_name()
                 ));
                 var.simulated_change.push(format!(
                     "host.{}.knobs dynamicport.tcp.start = 1025, num = 64511",
-                    host.name
+                    host.file_name()
                 ));
             }
         }
@@ -612,19 +616,19 @@ fn tw_reuse(sc: &Scenario, targets: &[usize], doc: &Table) -> Option<Variant> {
         if p.kernel != Kernel::Linux || p.tw_reuse == 1 || (p.tw_reuse == 2 && loopback) {
             continue;
         }
-        let knobs = sub(host_mut(&mut var.doc, &host.name), "knobs");
+        let knobs = sub(host_mut(&mut var.doc, host.file_name())?, "knobs");
         knobs.insert("net.ipv4.tcp_tw_reuse".into(), Value::Integer(1));
-        let mut line = format!("{}: sysctl -w net.ipv4.tcp_tw_reuse=1", host.name);
+        let mut line = format!("{}: sysctl -w net.ipv4.tcp_tw_reuse=1", host.file_name());
         var.simulated_change.push(format!(
             "host.{}.knobs.\"net.ipv4.tcp_tw_reuse\" = 1",
-            host.name
+            host.file_name()
         ));
         if p.timestamps == 0 {
             knobs.insert("net.ipv4.tcp_timestamps".into(), Value::Integer(1));
             line.push_str(" and net.ipv4.tcp_timestamps=1 (reuse needs timestamps)");
             var.simulated_change.push(format!(
                 "host.{}.knobs.\"net.ipv4.tcp_timestamps\" = 1",
-                host.name
+                host.file_name()
             ));
         }
         var.how.push(line);
@@ -733,7 +737,7 @@ fn client_ips(sc: &Scenario, targets: &[usize], doc: &Table, m: u32) -> Option<V
         let have = w.sources.len() as u32;
         let add = have * (m - 1);
         let new: Vec<String> = (0..add).map(|_| fresh.take()).collect();
-        let h = host_mut(&mut var.doc, &host.name);
+        let h = host_mut(&mut var.doc, &host.name)?;
         let mut ips: Vec<String> = host
             .ips
             .iter()
@@ -806,7 +810,7 @@ fn destinations(sc: &Scenario, targets: &[usize], doc: &Table, m: u32) -> Option
                     }
                 }
                 let ep = format!("{}:{port}", Ipv4Addr::from(d.ip));
-                let h = host_mut(&mut var.doc, server);
+                let h = host_mut(&mut var.doc, server)?;
                 let list = h
                     .entry("listen")
                     .or_insert_with(|| Value::Array(vec![]))
@@ -857,7 +861,7 @@ fn clients(sc: &Scenario, targets: &[usize], doc: &Table, m: u32) -> Option<Vari
             .iter()
             .map(|s| Ipv4Addr::from(s.ip).to_string())
             .collect();
-        let template = host_mut(&mut var.doc, own[0]).clone();
+        let template = host_mut(&mut var.doc, own[0])?.clone();
         for k in own.len() + 1..=m as usize * own.len() {
             let name = (k..)
                 .map(|n| format!("{}-{n}", own[0]))
@@ -918,23 +922,23 @@ fn short_time_wait(sc: &Scenario, targets: &[usize], doc: &Table) -> Option<Vari
         let tw = host.profile.time_wait;
         let short = crate::time::Duration(tw.0 / 4);
         let ms = short.0 / 1_000_000;
-        sub(host_mut(&mut var.doc, &host.name), "model")
+        sub(host_mut(&mut var.doc, host.file_name())?, "model")
             .insert("time_wait".into(), Value::String(format!("{ms}ms")));
         var.simulated_change
-            .push(format!("host.{}.model.time_wait = \"{ms}ms\"", host.name));
+            .push(format!("host.{}.model.time_wait = \"{ms}ms\"", host.file_name()));
         var.how.push(match host.profile.kernel {
             Kernel::Linux => format!(
                 "{}: Linux has no knob for it (TCP_TIMEWAIT_LEN is fixed at build time, §2.1); net.ipv4.tcp_fin_timeout is a different timer",
-                host.name
+                host.file_name()
             ),
             Kernel::FreeBsd | Kernel::MacOs => format!(
                 "{}: sysctl net.inet.tcp.msl={} (TIME-WAIT is 2 × MSL)",
-                host.name,
+                host.file_name(),
                 ms / 2
             ),
             Kernel::Windows => format!(
                 "{}: TcpTimedWaitDelay = {} (registry, seconds, 30 at least)",
-                host.name,
+                host.file_name(),
                 (ms / 1000).max(30)
             ),
         });

@@ -124,6 +124,13 @@ pub struct HostSpec {
     pub fleet: Option<Instance>,
 }
 
+impl HostSpec {
+    /// The name its file gives: a fleet instance's is the fleet's.
+    pub fn file_name(&self) -> &str {
+        self.fleet.as_ref().map_or(&self.name, |f| &f.fleet)
+    }
+}
+
 /// Instance `k` of a fleet: a `[[host]]` with `count = N` stands for N identical hosts,
 /// named `NAME[1]` … `NAME[N]`, with the same profile, knobs and model; instance `k`'s
 /// addresses are each of the fleet's `ips` plus `k − 1`.
