@@ -224,10 +224,10 @@ fn gcp_128_ports_sustain_ports_over_time_wait_to_one_destination() {
 
 /// nat-gateway-resource.md: 50,000 concurrent connections per address to one destination,
 /// and a port closed by FIN is held 65 s before it serves that destination again: one
-/// address sustains 50,000 / 65 = 769.2/s to one API (against 1,000/s offered; the
+/// address sustains 50,000 / 65 = 769.2/s to one API (against 800/s offered; the
 /// address's 64,512 ports alone would allow 992.5/s). The last half (130 s) is two holds,
-/// arrivals are constant and the VMs' wide ranges never bring back a client port while its
-/// flow is held: the test allows ±2 %.
+/// arrivals are constant, and the VMs' wide ranges keep the SYNs that reuse a held flow's
+/// mapping (§8, UNVERIFIED) from lifting the rate: the test allows ±2 %.
 #[test]
 fn azure_nat_gateway_sustains_50000_over_the_65_s_fin_hold() {
     let r = run_text(&shipped("azure-nat-gateway-fin-hold.toml"));
