@@ -1285,21 +1285,24 @@ impl Report {
                     dropped
                 );
             } else {
-                let kernel = n
-                    .knobs
-                    .get("kernel")
-                    .map_or(String::new(), |k| format!(", {k}"));
+                let kernel = n.knobs.get("kernel");
                 let _ = writeln!(
                     o,
-                    "  {} ({}{}) for {}: {} × {} ports · peak {} in use, {} conntrack entries · dropped {}",
+                    "  {} ({}{}) for {}: {} × {} ports · peak {} in use, {} {} · dropped {}",
                     n.name,
                     n.profile,
-                    kernel,
+                    kernel.map_or(String::new(), |k| format!(", {k}")),
                     n.behind.join(", "),
                     n.ips.len(),
                     group(u64::from(n.ports)),
                     group(n.allocated_peak),
                     group(n.entries_peak),
+                    // A cloud gateway (no kernel) keeps flows, not conntrack entries.
+                    if kernel.is_some() {
+                        "conntrack entries"
+                    } else {
+                        "flows"
+                    },
                     dropped
                 );
             }

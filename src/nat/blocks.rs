@@ -112,6 +112,11 @@ impl Blocks {
         b
     }
 
+    /// Whether each VM has ports of its own (not one pool shared by every VM).
+    pub fn per_vm(&self) -> bool {
+        !matches!(self.cloud.allocation, Allocation::Shared { .. })
+    }
+
     /// Every block of `len` ports, address after address, each from port 1024.
     fn blocks_of(&self, len: u32) -> VecDeque<Chunk> {
         let per_address = self.cloud.ports_per_address.checked_div(len).unwrap_or(0);

@@ -161,6 +161,8 @@ impl Nat {
                 "early_drop's victims follow from a uniform hash over nf_conntrack_buckets".into(),
             );
         }
+        // A shared pool (AWS, Azure NAT Gateway) gives no VM ports of its own.
+        let per_vm = self.blocks.as_ref().filter(|b| b.per_vm());
         NatInfo {
             name: self.name.clone(),
             profile: self.profile.clone(),
@@ -176,9 +178,9 @@ impl Nat {
             entries_peak: self.entries_peak,
             drops: self.drops.clone(),
             counters: self.named_counters().into_iter().collect(),
-            ports_per_vm: self.blocks.as_ref().map(|b| b.ports_per_vm),
-            ports_per_vm_peak: self.blocks.as_ref().map(|b| b.ports_per_vm_peak),
-            vms_without_ports: self.blocks.as_ref().map(|b| b.vms_without_ports),
+            ports_per_vm: per_vm.map(|b| b.ports_per_vm),
+            ports_per_vm_peak: per_vm.map(|b| b.ports_per_vm_peak),
+            vms_without_ports: per_vm.map(|b| b.vms_without_ports),
             knobs: cfg.knobs().into_iter().collect(),
             assumptions,
         }

@@ -63,6 +63,14 @@ pub struct NatView {
     pub ports: u32,
     #[serde(default)]
     pub knobs: BTreeMap<String, String>,
+    #[serde(default)]
+    pub profile: String,
+    /// The hosts behind it.
+    #[serde(default)]
+    pub behind: Vec<String>,
+    /// A cloud gateway that gives each VM its own ports: how many.
+    #[serde(default)]
+    pub ports_per_vm: Option<u32>,
 }
 
 #[derive(Deserialize, Clone, Debug)]

@@ -1087,6 +1087,18 @@ pub fn scenario_chart(r: &ReportView) -> Figure {
 /// A NAT's rule in brief: its range, addresses, flags and kernel.
 fn nat_summary(n: &input::NatView) -> String {
     let k = |name: &str| n.knobs.get(name).map_or("?", String::as_str);
+    if !n.knobs.contains_key("kernel") {
+        // A cloud gateway: its profile and its ports per VM or per destination.
+        return match n.ports_per_vm {
+            Some(v) => format!("{}, {v} ports per VM × {} VM(s)", n.profile, n.behind.len()),
+            None => format!(
+                "{}, {} per address per destination × {} address(es)",
+                n.profile,
+                n.ports,
+                n.ips.len()
+            ),
+        };
+    }
     let mut s = format!(
         "ports {} × {} address(es), kernel {}",
         k("port_range").replace(' ', "–"),
@@ -1155,10 +1167,20 @@ fn nat_panels(r: &ReportView) -> Vec<Panel> {
         ports
             .lines
             .push(Line::new(format!("{} in use", n.name), colour, used));
-        let range = n.ips.len() as f64 * f64::from(n.ports);
+        // A cloud gateway that gives each VM its own ports holds at most those.
+        let (range, label) = match n.ports_per_vm {
+            Some(v) => (
+                f64::from(v) * n.behind.len() as f64,
+                format!("{}{} VM(s) × {v} ports", prefix(n), n.behind.len()),
+            ),
+            None => (
+                n.ips.len() as f64 * f64::from(n.ports),
+                format!("{}{} addr × {} ports", prefix(n), n.ips.len(), n.ports),
+            ),
+        };
         ports.references.push(Reference {
             y: range,
-            label: format!("{}{} addr × {} ports", prefix(n), n.ips.len(), n.ports),
+            label,
             colour,
         });
         entries.lines.extend(state_lines(r, i, &prefix(n)));

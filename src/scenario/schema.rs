@@ -77,6 +77,24 @@ fn nat() -> Value {
         };
         knobs.insert(k.to_string(), v);
     }
+    // A cloud gateway's knobs: its Terraform arguments and the model's UNVERIFIED holds.
+    use crate::nat::cloud::{Provider, knob_names};
+    for p in Provider::ALL {
+        for &k in knob_names(p) {
+            let takes: Vec<&str> = Provider::ALL
+                .into_iter()
+                .filter(|q| knob_names(*q).contains(&k))
+                .map(Provider::profile)
+                .collect();
+            let description = format!("profile {}", takes.join(", "));
+            let v = if k.starts_with("enable_") {
+                json!({ "type": "boolean", "description": description })
+            } else {
+                json!({ "type": "integer", "minimum": 0, "description": description })
+            };
+            knobs.insert(k.to_string(), v);
+        }
+    }
     let profiles: Vec<&str> = crate::nat::NAT_PROFILES.iter().map(|p| p.0).collect();
     json!({
         "type": "object",
