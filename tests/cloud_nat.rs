@@ -193,10 +193,10 @@ fn azure_lb_default_ports_halve_at_the_51st_vm() {
 ///
 /// The tolerance: the last half (600 s) is 5 holds of 120 s (20 of 30 s), so a saturated
 /// block carries exactly 5 × 128 (20 × 128) connections in it but for the window's edges,
-/// the wait between a port's release and the next SYN (new ones at 5/s, retransmissions),
-/// and the few SYNs of a client port whose flow is still held (`reopened`: conntrack's
-/// rule; UNVERIFIED for a cloud gateway, §8); each is under a percent or two here, and the
-/// test allows ±10 %.
+/// and the wait between a port's release and the next SYN (new ones at 5/s,
+/// retransmissions); both are under a percent here, and the test allows ±2 %. A client port
+/// that comes back while its flow is held gets a mapping of its own (the held NAT tuple is
+/// not reused, §8), so it cannot lift the rate above the formula.
 #[test]
 fn gcp_128_ports_sustain_ports_over_time_wait_to_one_destination() {
     const PORTS: f64 = 128.0;
@@ -206,7 +206,7 @@ fn gcp_128_ports_sustain_ports_over_time_wait_to_one_destination() {
     assert!(drops(&r, "OUT_OF_RESOURCES") > 0);
     let tw120 = last_half_rate(&r);
     let want = PORTS / 120.0;
-    assert!((tw120 / want - 1.0).abs() < 0.10, "{tw120} against {want}");
+    assert!((tw120 / want - 1.0).abs() < 0.02, "{tw120} against {want}");
 
     let short = run_text(&text.replace(
         "tcp_time_wait_timeout_sec = 120 ",
@@ -215,9 +215,9 @@ fn gcp_128_ports_sustain_ports_over_time_wait_to_one_destination() {
     assert_eq!(short.nat[0].knobs["tcp_time_wait_timeout_sec"], "30");
     let tw30 = last_half_rate(&short);
     let want = PORTS / 30.0;
-    assert!((tw30 / want - 1.0).abs() < 0.10, "{tw30} against {want}");
+    assert!((tw30 / want - 1.0).abs() < 0.02, "{tw30} against {want}");
     let ratio = tw30 / tw120;
-    assert!((3.6..=4.4).contains(&ratio), "{ratio}");
+    assert!((3.9..=4.1).contains(&ratio), "{ratio}");
     // Offered 5/s: even the shorter TIME_WAIT leaves some SYNs without a port.
     assert!(drops(&short, "OUT_OF_RESOURCES") > 0);
 }
@@ -251,7 +251,7 @@ fn app_service_sustains_128_ports_over_240_s_to_one_destination() {
     assert!(drops(&r, "SNAT Port Exhaustion") > 0);
     let rate = last_half_rate(&r);
     let want = 128.0 / 240.0;
-    assert!((rate / want - 1.0).abs() < 0.10, "{rate} against {want}");
+    assert!((rate / want - 1.0).abs() < 0.02, "{rate} against {want}");
 }
 
 #[test]

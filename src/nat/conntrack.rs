@@ -419,13 +419,25 @@ impl Table {
         }
     }
 
+    /// Makes entry `slot` unreachable by its original tuple while it keeps its NAT port
+    /// toward its destination until its timeout: a new flow on the same original tuple
+    /// then gets an entry of its own.
+    pub fn detach(&mut self, slot: u32) {
+        let orig = self.slab[slot as usize].orig;
+        if self.by_orig.get(&orig) == Some(&slot) {
+            self.by_orig.remove(&orig);
+        }
+    }
+
     /// Removes entry `slot` (expired, killed or dropped).
     pub fn remove(&mut self, slot: u32) {
         let e = &mut self.slab[slot as usize];
         debug_assert!(e.live);
         e.live = false;
         let (orig, reply, state) = (e.orig, e.reply, e.state);
-        self.by_orig.remove(&orig);
+        if self.by_orig.get(&orig) == Some(&slot) {
+            self.by_orig.remove(&orig);
+        }
         self.by_reply.remove(&reply);
         let source = (orig.local_ip, orig.local_port);
         if let Some(v) = self.by_source.get_mut(&source) {

@@ -192,7 +192,7 @@ impl Nat {
             None => self.counters.named().to_vec(),
             Some(c) => vec![
                 (c.provider.idle_timeouts(), self.counters.idle_timeouts),
-                ("reopened", self.counters.reopened),
+                ("new flows on a held tuple", self.counters.reopened),
                 ("invalid", self.counters.invalid),
             ],
         }
@@ -371,11 +371,14 @@ impl Middlebox for Nat {
         match found {
             // nf_conntrack_tcp_packet: a SYN on a closed flow's tuple kills the old entry
             // and is looked up again (a new flow).
+            // A cloud gateway holds a closed flow's NAT tuple for its whole hold ("a
+            // five-tuple cannot be reused within the TCP TIME_WAIT timeout", Cloud NAT
+            // troubleshooting; Azure's port reuse timers): the new flow gets its own mapping.
             Some(slot) if w.seg == Segment::Syn && self.table.get(slot).reopens() => {
-                if let Some(b) = &mut self.blocks {
-                    b.released(self.table.get(slot));
+                match self.blocks {
+                    Some(_) => self.table.detach(slot),
+                    None => self.table.remove(slot),
                 }
-                self.table.remove(slot);
                 self.counters.reopened += 1;
                 self.new_flow(now, w)
             }

@@ -924,8 +924,10 @@ fn short_time_wait(sc: &Scenario, targets: &[usize], doc: &Table) -> Option<Vari
         let ms = short.0 / 1_000_000;
         sub(host_mut(&mut var.doc, host.file_name())?, "model")
             .insert("time_wait".into(), Value::String(format!("{ms}ms")));
-        var.simulated_change
-            .push(format!("host.{}.model.time_wait = \"{ms}ms\"", host.file_name()));
+        var.simulated_change.push(format!(
+            "host.{}.model.time_wait = \"{ms}ms\"",
+            host.file_name()
+        ));
         var.how.push(match host.profile.kernel {
             Kernel::Linux => format!(
                 "{}: Linux has no knob for it (TCP_TIMEWAIT_LEN is fixed at build time, §2.1); net.ipv4.tcp_fin_timeout is a different timer",

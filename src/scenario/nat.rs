@@ -31,9 +31,10 @@ fn nat(
 ) -> Result<NatSpec, ScenarioError> {
     let name = n.name.get_ref().clone();
     let taken = before.iter().any(|x| x.name == name)
-        || hosts.specs.iter().any(|h| {
-            h.name == name || h.fleet.as_ref().is_some_and(|f| f.fleet == name)
-        });
+        || hosts
+            .specs
+            .iter()
+            .any(|h| h.name == name || h.fleet.as_ref().is_some_and(|f| f.fleet == name));
     if name.is_empty() || taken {
         return Err(ctx.err(
             n.name.span(),
