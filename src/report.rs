@@ -698,7 +698,7 @@ pub struct HostInfo {
 /// `formula_limit_per_s` are one instance's (each has its own pool), `established`,
 /// `achieved_per_s` and `sustained_per_s` the totals over the instances, and `per_instance`
 /// their spread.
-#[derive(Serialize, Debug)]
+#[derive(Serialize, Debug, Clone)]
 pub struct PoolInfo {
     pub kind: &'static str,
     pub host: String,

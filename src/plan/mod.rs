@@ -314,25 +314,23 @@ pub fn cloud_quick_scenario(q: &Quick, c: &CloudQuick) -> Result<String, PlanErr
     };
     let hold = timeouts[crate::nat::conntrack::CtState::TimeWait as usize].0;
     let secs = (4 * hold).div_ceil(1_000_000_000).max(240);
-    let rate = decimal_text(total.0, total.1);
+    // Per VM: a fleet's Poisson rate is each instance's (the product was checked above).
+    let rate = decimal_text(total.0 / u64::from(c.vms), total.1);
     let ip = |base: u32, k: u32| format!("\"{}\"", Ipv4Addr::from(base + k));
     let join = |v: Vec<String>| v.join(", ");
-    let vm_names: Vec<String> = (1..=c.vms).map(|k| format!("\"vm{k}\"")).collect();
     let mut s = String::new();
     let _ = writeln!(
         s,
         "[scenario]\nname = \"plan\"\ndescription = \"{} VMs behind {} ({} address(es)), each {} new connections/s (Poisson) → {} destination(s), the client closes\"\nduration = \"{secs}s\"\nseed = 1\n",
         c.vms, c.nat, c.addresses, text, q.destinations
     );
-    for k in 0..c.vms {
-        let _ = writeln!(
-            s,
-            "[[host]]\nname = \"vm{}\"\nprofile = \"{}\"\nips = [{}]\n",
-            k + 1,
-            q.profile,
-            ip(0x0A00_0001, k)
-        );
-    }
+    let _ = writeln!(
+        s,
+        "[[host]]\nname = \"vm\"\ncount = {}\nprofile = \"{}\"\nips = [{}]\n",
+        c.vms,
+        q.profile,
+        ip(0x0A00_0001, 0)
+    );
     let dests: Vec<String> = (0..q.destinations).map(|k| ip(0x0A64_0001, k)).collect();
     let listen: Vec<String> = (0..q.destinations)
         .map(|k| format!("\"{}:443\"", Ipv4Addr::from(0x0A64_0001 + k)))
@@ -346,15 +344,13 @@ pub fn cloud_quick_scenario(q: &Quick, c: &CloudQuick) -> Result<String, PlanErr
     );
     let _ = writeln!(
         s,
-        "[[nat]]\nname = \"gateway\"\nprofile = \"{}\"\nips = [{}]\nbehind = [{}]\n{knob}",
+        "[[nat]]\nname = \"gateway\"\nprofile = \"{}\"\nips = [{}]\nbehind = [\"vm\"]\n{knob}",
         c.nat,
         join((0..c.addresses).map(|k| ip(0xCB00_7101, k)).collect()),
-        join(vm_names.clone())
     );
     let _ = writeln!(
         s,
-        "[[workload]]\nname = \"load\"\nclients = [{}]\nspread = \"random\"\ndestinations = [{}]\narrival = {{ kind = \"poisson\", rate = {rate} }}\nrequests_per_connection = {}\nrtt = \"{}\"\nservice_time = \"1ms\"\ncloser = \"client\"\non_error = {{ action = \"count\" }}",
-        join(vm_names),
+        "[[workload]]\nname = \"load\"\nclient = \"vm\"\nspread = \"random\"\ndestinations = [{}]\narrival = {{ kind = \"poisson\", rate = {rate} }}\nrequests_per_connection = {}\nrtt = \"{}\"\nservice_time = \"1ms\"\ncloser = \"client\"\non_error = {{ action = \"count\" }}",
         join(listen),
         q.requests_per_connection,
         q.rtt,
@@ -976,6 +972,21 @@ pub fn pools(sc: &Scenario, r: &Report) -> Vec<PoolPlan> {
         .pools
         .iter()
         .map(|p| {
+            // A fleet's entry is planned as one instance: the first's pool, the mean carried.
+            let fleet;
+            let p = match &p.per_instance {
+                Some(each) => {
+                    let mut one = p.clone();
+                    one.host = format!("{}[1]", p.host);
+                    one.source = p.source.split('-').next().unwrap_or("").to_string();
+                    one.established = each.established.mean.round() as u64;
+                    one.achieved_per_s = each.achieved_per_s.mean;
+                    one.sustained_per_s = each.sustained_per_s.as_ref().map(|s| s.mean);
+                    fleet = one;
+                    &fleet
+                }
+                None => p,
+            };
             let key = pool_key(p.kind, &p.host, &p.source, p.destination.as_deref());
             let o = offered.get(&key).copied().unwrap_or(Offer {
                 per_s: 0.0,

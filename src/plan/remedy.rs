@@ -646,7 +646,10 @@ fn keep_alive(sc: &Scenario, targets: &[usize], doc: &Table, m: u32) -> Option<V
             "requests_per_connection".into(),
             Value::Integer(i64::from(k)),
         );
-        let scale = |r: crate::workload::Rate| Value::Float(round(r.per_sec() / f64::from(m), 3));
+        // A fleet's file rate is each instance's; the workload holds their sum.
+        let each = w.per_instance.as_ref().map_or(1, |p| p.instances()) as f64;
+        let scale =
+            |r: crate::workload::Rate| Value::Float(round(r.per_sec() / each / f64::from(m), 3));
         let arrival = sub(t, "arrival");
         match &w.arrival {
             Arrival::Constant(r) | Arrival::Poisson(r) => {
