@@ -311,6 +311,38 @@ impl Table {
             generation: 0,
             live: true,
         };
+        self.insert_entry(e)
+    }
+
+    /// Inserts, at its SYN (`now`), a flow whose every later segment is known to come before
+    /// its timeout (a whole exchange through a cloud gateway, `src/sim/fast/gateway.rs`): in
+    /// the state its client's close leaves it, TIME_WAIT with a FIN seen and assured,
+    /// expiring at `expires` (its last ACK plus TIME_WAIT's timeout).
+    pub fn insert_closed(
+        &mut self,
+        now: Instant,
+        orig: Tuple,
+        reply: Tuple,
+        expires: Instant,
+    ) -> u32 {
+        let e = Entry {
+            orig,
+            reply,
+            state: CtState::TimeWait,
+            assured: true,
+            expires,
+            td_end: 0,
+            created: now,
+            close_init: true,
+            rst_up: false,
+            generation: 0,
+            live: true,
+        };
+        self.insert_entry(e)
+    }
+
+    fn insert_entry(&mut self, e: Entry) -> u32 {
+        let (orig, reply, state, expires) = (e.orig, e.reply, e.state, e.expires);
         let slot = match self.free.pop() {
             Some(s) => {
                 let generation = self.slab[s as usize].generation.wrapping_add(1);
@@ -330,7 +362,7 @@ impl Table {
             .or_default()
             .push(slot);
         self.len += 1;
-        self.by_state[CtState::SynSent as usize] += 1;
+        self.by_state[state as usize] += 1;
         let held = self
             .held_toward
             .entry((reply.local_ip, reply.remote_ip, reply.remote_port))
@@ -348,7 +380,13 @@ impl Table {
         if *held == 1 {
             self.ports_held += 1;
         }
-        self.arm(slot, now + timeout, Some(CtState::SynSent));
+        // Deadlines of one state come in time order in its lane, unless set by a whole
+        // exchange's insert out of that order: those go to the heap.
+        let lane = self.lanes[state as usize]
+            .back()
+            .is_none_or(|b| b.0 <= expires)
+            .then_some(state);
+        self.arm(slot, expires, lane);
         slot
     }
 
