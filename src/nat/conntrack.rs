@@ -234,11 +234,29 @@ pub struct Table {
     held_toward: Map<(u32, u32, u16), Held>,
     /// Per client (address, port), its entries, newest last (`nf_nat_bysource`).
     by_source: Map<(u32, u16), Vec<u32>>,
+    /// Indexes nobody reads left empty: `by_source` (a cloud gateway's port search does
+    /// not use it) and `by_reply` (no segment comes back through a gateway whose every flow
+    /// is a whole exchange, `src/sim/fast/gateway.rs`).
+    unread: Unread,
+}
+
+/// The indexes a table does not keep ([`Table::skip`]).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Unread {
+    pub sources: bool,
+    pub replies: bool,
 }
 
 impl Table {
     pub fn len(&self) -> usize {
         self.len
+    }
+
+    /// Stops keeping the indexes `unread` names, on a table still empty: their readers
+    /// ([`Self::from_source`], [`Self::find_reply`]) must not be called.
+    pub fn skip(&mut self, unread: Unread) {
+        debug_assert!(self.is_empty());
+        self.unread = unread;
     }
 
     pub fn is_empty(&self) -> bool {
@@ -261,6 +279,7 @@ impl Table {
 
     /// The entries of client (address, port), newest first.
     pub fn from_source(&self, ip: u32, port: u16) -> impl Iterator<Item = u32> + '_ {
+        debug_assert!(!self.unread.sources, "sources not indexed");
         self.by_source
             .get(&(ip, port))
             .into_iter()
@@ -286,6 +305,7 @@ impl Table {
     }
 
     pub fn find_reply(&self, t: &Tuple) -> Option<u32> {
+        debug_assert!(!self.unread.replies, "reply tuples not indexed");
         self.by_reply.get(t).copied()
     }
 
@@ -356,11 +376,15 @@ impl Table {
             }
         };
         self.by_orig.insert(orig, slot);
-        self.by_reply.insert(reply, slot);
-        self.by_source
-            .entry((orig.local_ip, orig.local_port))
-            .or_default()
-            .push(slot);
+        if !self.unread.replies {
+            self.by_reply.insert(reply, slot);
+        }
+        if !self.unread.sources {
+            self.by_source
+                .entry((orig.local_ip, orig.local_port))
+                .or_default()
+                .push(slot);
+        }
         self.len += 1;
         self.by_state[state as usize] += 1;
         let held = self
@@ -464,9 +488,13 @@ impl Table {
         e.live = false;
         let (orig, reply, state) = (e.orig, e.reply, e.state);
         self.by_orig.remove(&orig);
-        self.by_reply.remove(&reply);
+        if !self.unread.replies {
+            self.by_reply.remove(&reply);
+        }
         let source = (orig.local_ip, orig.local_port);
-        if let Some(v) = self.by_source.get_mut(&source) {
+        if !self.unread.sources
+            && let Some(v) = self.by_source.get_mut(&source)
+        {
             v.retain(|&x| x != slot);
             if v.is_empty() {
                 self.by_source.remove(&source);

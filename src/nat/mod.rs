@@ -129,13 +129,21 @@ impl Nat {
             let rng = crate::rng::stream(seed, &format!("nat-ports:{}", spec.name));
             Blocks::new(c, &spec.config.rule.ips, vm_ips, rng)
         });
+        let mut table = Table::default();
+        if blocks.is_some() {
+            // nf_nat_bysource serves the Linux NAT's search only.
+            table.skip(conntrack::Unread {
+                sources: true,
+                replies: false,
+            });
+        }
         Nat {
             blocks,
             name: spec.name.clone(),
             profile: spec.profile_name.clone(),
             behind,
             cfg: spec.config.clone(),
-            table: Table::default(),
+            table,
             search: Search::new(rng),
             last_new: None,
             counters: Counters::default(),
@@ -151,13 +159,19 @@ impl Nat {
         self.cfg.cloud.as_ref().map(|_| &self.cfg.timeouts)
     }
 
-    /// Registers whole exchanges crossing at the offsets of `s` (a cloud gateway's); the
-    /// index to give [`Nat::whole_syn`], shared with an equal one registered before.
+    /// Registers whole exchanges crossing at the offsets of `s` (a cloud gateway's, before
+    /// any flow, every flow across it then a whole exchange); the index to give
+    /// [`Nat::whole_syn`], shared with an equal one registered before.
     pub fn schedule(&mut self, s: whole::Schedule) -> u32 {
         debug_assert!(
             self.blocks.is_some(),
             "whole exchanges cross cloud gateways only"
         );
+        // Every flow across the gateway is a whole exchange: no segment comes back.
+        self.table.skip(conntrack::Unread {
+            sources: true,
+            replies: true,
+        });
         let i = match self.whole.iter().position(|w| w.starts == s.starts) {
             Some(i) => i,
             None => {
@@ -166,6 +180,16 @@ impl Nat {
             }
         };
         i as u32
+    }
+
+    /// Every segment crosses the gateway again (stepping, set before the run): its whole
+    /// exchanges' schedules dropped, reply tuples indexed.
+    pub fn step_every_segment(&mut self) {
+        self.whole.clear();
+        self.table.skip(conntrack::Unread {
+            sources: self.blocks.is_some(),
+            replies: false,
+        });
     }
 
     /// The SYN of a whole exchange on schedule `schedule` crosses at `now` with original

@@ -165,7 +165,7 @@ impl Simulation {
             *x = None;
         }
         self.bulk_time_wait = false;
-        self.gateways = Default::default();
+        self.gateways.off(&mut self.paths);
         self
     }
 

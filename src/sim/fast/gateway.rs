@@ -65,6 +65,16 @@ pub(in crate::sim) struct Gateways {
 }
 
 impl Gateways {
+    /// Off, before the run: every segment crosses its gateway (stepping).
+    pub(in crate::sim) fn off(&mut self, paths: &mut Paths) {
+        for &(k, _) in &self.list {
+            if let Some(nat) = paths.middlebox(k).nat() {
+                nat.step_every_segment();
+            }
+        }
+        *self = Gateways::default();
+    }
+
     /// Whether some whole exchange crosses a gateway.
     #[inline(always)]
     pub(in crate::sim) fn any(&self) -> bool {
