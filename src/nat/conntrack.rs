@@ -234,11 +234,29 @@ pub struct Table {
     held_toward: Map<(u32, u32, u16), Held>,
     /// Per client (address, port), its entries, newest last (`nf_nat_bysource`).
     by_source: Map<(u32, u16), Vec<u32>>,
+    /// Indexes nobody reads left empty: `by_source` (a cloud gateway's port search does
+    /// not use it) and `by_reply` (no segment comes back through a gateway whose every flow
+    /// is a whole exchange, `src/sim/fast/gateway.rs`).
+    unread: Unread,
+}
+
+/// The indexes a table does not keep ([`Table::skip`]).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Unread {
+    pub sources: bool,
+    pub replies: bool,
 }
 
 impl Table {
     pub fn len(&self) -> usize {
         self.len
+    }
+
+    /// Stops keeping the indexes `unread` names, on a table still empty: their readers
+    /// ([`Self::from_source`], [`Self::find_reply`]) must not be called.
+    pub fn skip(&mut self, unread: Unread) {
+        debug_assert!(self.is_empty());
+        self.unread = unread;
     }
 
     pub fn is_empty(&self) -> bool {
@@ -261,6 +279,7 @@ impl Table {
 
     /// The entries of client (address, port), newest first.
     pub fn from_source(&self, ip: u32, port: u16) -> impl Iterator<Item = u32> + '_ {
+        debug_assert!(!self.unread.sources, "sources not indexed");
         self.by_source
             .get(&(ip, port))
             .into_iter()
@@ -286,6 +305,7 @@ impl Table {
     }
 
     pub fn find_reply(&self, t: &Tuple) -> Option<u32> {
+        debug_assert!(!self.unread.replies, "reply tuples not indexed");
         self.by_reply.get(t).copied()
     }
 
@@ -311,6 +331,38 @@ impl Table {
             generation: 0,
             live: true,
         };
+        self.insert_entry(e)
+    }
+
+    /// Inserts, at its SYN (`now`), a flow whose every later segment is known to come before
+    /// its timeout (a whole exchange through a cloud gateway, `src/sim/fast/gateway.rs`): in
+    /// the state its client's close leaves it, TIME_WAIT with a FIN seen and assured,
+    /// expiring at `expires` (its last ACK plus TIME_WAIT's timeout).
+    pub fn insert_closed(
+        &mut self,
+        now: Instant,
+        orig: Tuple,
+        reply: Tuple,
+        expires: Instant,
+    ) -> u32 {
+        let e = Entry {
+            orig,
+            reply,
+            state: CtState::TimeWait,
+            assured: true,
+            expires,
+            td_end: 0,
+            created: now,
+            close_init: true,
+            rst_up: false,
+            generation: 0,
+            live: true,
+        };
+        self.insert_entry(e)
+    }
+
+    fn insert_entry(&mut self, e: Entry) -> u32 {
+        let (orig, reply, state, expires) = (e.orig, e.reply, e.state, e.expires);
         let slot = match self.free.pop() {
             Some(s) => {
                 let generation = self.slab[s as usize].generation.wrapping_add(1);
@@ -324,13 +376,17 @@ impl Table {
             }
         };
         self.by_orig.insert(orig, slot);
-        self.by_reply.insert(reply, slot);
-        self.by_source
-            .entry((orig.local_ip, orig.local_port))
-            .or_default()
-            .push(slot);
+        if !self.unread.replies {
+            self.by_reply.insert(reply, slot);
+        }
+        if !self.unread.sources {
+            self.by_source
+                .entry((orig.local_ip, orig.local_port))
+                .or_default()
+                .push(slot);
+        }
         self.len += 1;
-        self.by_state[CtState::SynSent as usize] += 1;
+        self.by_state[state as usize] += 1;
         let held = self
             .held_toward
             .entry((reply.local_ip, reply.remote_ip, reply.remote_port))
@@ -348,7 +404,13 @@ impl Table {
         if *held == 1 {
             self.ports_held += 1;
         }
-        self.arm(slot, now + timeout, Some(CtState::SynSent));
+        // Deadlines of one state come in time order in its lane, unless set by a whole
+        // exchange's insert out of that order: those go to the heap.
+        let lane = self.lanes[state as usize]
+            .back()
+            .is_none_or(|b| b.0 <= expires)
+            .then_some(state);
+        self.arm(slot, expires, lane);
         slot
     }
 
@@ -438,9 +500,13 @@ impl Table {
         if self.by_orig.get(&orig) == Some(&slot) {
             self.by_orig.remove(&orig);
         }
-        self.by_reply.remove(&reply);
+        if !self.unread.replies {
+            self.by_reply.remove(&reply);
+        }
         let source = (orig.local_ip, orig.local_port);
-        if let Some(v) = self.by_source.get_mut(&source) {
+        if !self.unread.sources
+            && let Some(v) = self.by_source.get_mut(&source)
+        {
             v.retain(|&x| x != slot);
             if v.is_empty() {
                 self.by_source.remove(&source);

@@ -27,6 +27,7 @@ pub mod cloud;
 pub mod conntrack;
 mod knobs;
 pub mod select;
+pub mod whole;
 
 pub use knobs::{KnobError, NAT_FLAGS, NAT_KNOBS, NAT_PROFILES, NatConfig};
 
@@ -115,6 +116,8 @@ pub struct Nat {
     pub drops: BTreeMap<&'static str, u64>,
     pub entries_peak: u64,
     pub ports_peak: u64,
+    /// A cloud gateway's whole exchanges, by schedule (`whole.rs`).
+    whole: Vec<whole::Schedule>,
 }
 
 impl Nat {
@@ -126,20 +129,115 @@ impl Nat {
             let rng = crate::rng::stream(seed, &format!("nat-ports:{}", spec.name));
             Blocks::new(c, &spec.config.rule.ips, vm_ips, rng)
         });
+        let mut table = Table::default();
+        if blocks.is_some() {
+            // nf_nat_bysource serves the Linux NAT's search only.
+            table.skip(conntrack::Unread {
+                sources: true,
+                replies: false,
+            });
+        }
         Nat {
             blocks,
             name: spec.name.clone(),
             profile: spec.profile_name.clone(),
             behind,
             cfg: spec.config.clone(),
-            table: Table::default(),
+            table,
             search: Search::new(rng),
             last_new: None,
             counters: Counters::default(),
             drops: BTreeMap::new(),
             entries_peak: 0,
             ports_peak: 0,
+            whole: Vec::new(),
         }
+    }
+
+    /// A cloud gateway's timeouts per state; `None` for the Linux NAT.
+    pub fn cloud_timeouts(&self) -> Option<&[Duration; CtState::ALL.len()]> {
+        self.cfg.cloud.as_ref().map(|_| &self.cfg.timeouts)
+    }
+
+    /// Registers whole exchanges crossing at the offsets of `s` (a cloud gateway's, before
+    /// any flow, every flow across it then a whole exchange); the index to give
+    /// [`Nat::whole_syn`], shared with an equal one registered before.
+    pub fn schedule(&mut self, s: whole::Schedule) -> u32 {
+        debug_assert!(
+            self.blocks.is_some(),
+            "whole exchanges cross cloud gateways only"
+        );
+        // Every flow across the gateway is a whole exchange: no segment comes back.
+        self.table.skip(conntrack::Unread {
+            sources: true,
+            replies: true,
+        });
+        let i = match self.whole.iter().position(|w| w.starts == s.starts) {
+            Some(i) => i,
+            None => {
+                self.whole.push(s);
+                self.whole.len() - 1
+            }
+        };
+        i as u32
+    }
+
+    /// Every segment crosses the gateway again (stepping, set before the run): its whole
+    /// exchanges' schedules dropped, reply tuples indexed.
+    pub fn step_every_segment(&mut self) {
+        self.whole.clear();
+        self.table.skip(conntrack::Unread {
+            sources: self.blocks.is_some(),
+            replies: false,
+        });
+    }
+
+    /// The SYN of a whole exchange on schedule `schedule` crosses at `now` with original
+    /// tuple `orig`, as [`Middlebox::segment`] would take it (a closed flow on the tuple
+    /// reopened, the provider's pick), its entry inserted as its last ACK will leave it
+    /// ([`conntrack::Table::insert_closed`]). False when the gateway would drop it, or find
+    /// a live flow on the tuple: the exchange is not what its schedule says.
+    pub fn whole_syn(&mut self, now: Instant, orig: &crate::host::Tuple, schedule: u32) -> bool {
+        self.advance(now);
+        if let Some(slot) = self.table.find_orig(orig) {
+            // A whole exchange's entry is TIME_WAIT from its SYN: a SYN on its tuple before
+            // its last ACK has crossed (at `expires` less TIME_WAIT's timeout) is not one
+            // stepping would see reach a closed flow.
+            let e = self.table.get(slot);
+            let last_ack = e
+                .expires
+                .0
+                .saturating_sub(self.timeout(CtState::TimeWait).0);
+            if !e.reopens() || last_ack > now.0 {
+                return false;
+            }
+            // As `segment` does: the held tuple stays held, the new flow maps anew.
+            self.table.detach(slot);
+            self.counters.reopened += 1;
+        }
+        let Some(blocks) = &mut self.blocks else {
+            unreachable!("whole exchanges cross cloud gateways only");
+        };
+        let (ip, port) = match blocks.pick(&self.table, orig) {
+            Pick::Port(ip, port) => (ip, port),
+            Pick::Drop(reason) => {
+                self.drop_syn(reason);
+                return false;
+            }
+        };
+        let reply = crate::host::Tuple {
+            local_ip: ip,
+            local_port: port,
+            ..*orig
+        };
+        blocks.created(orig, &reply);
+        let s = &mut self.whole[schedule as usize];
+        s.created(now);
+        let expires = now + s.to_time_wait() + self.timeout(CtState::TimeWait);
+        self.table.insert_closed(now, *orig, reply, expires);
+        self.entries_peak = self.entries_peak.max(self.table.len() as u64);
+        self.ports_peak = self.ports_peak.max(self.table.ports_held() as u64);
+        true
     }
 
     /// Its entry in the report: limits, peaks, drops, counters, knobs, and what follows from
@@ -215,10 +313,14 @@ impl Nat {
     /// Its state at `now`, every entry expired by then gone.
     pub fn gauges(&mut self, now: Instant) -> NatGauges {
         self.advance(now);
+        let mut by_state = *self.table.by_state();
+        for s in &mut self.whole {
+            s.count_at(now, &mut by_state);
+        }
         NatGauges {
             ports_in_use: self.table.ports_held() as u64,
             entries: self.table.len() as u64,
-            by_state: *self.table.by_state(),
+            by_state,
         }
     }
 

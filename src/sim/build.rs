@@ -27,7 +27,18 @@ impl Simulation {
 
     /// [`Simulation::new`] with the given paths between hosts ([`path`]), made for the
     /// scenario's hosts.
-    pub fn with_paths(sc: &Scenario, mut paths: Paths) -> Result<Simulation, path::PathError> {
+    pub fn with_paths(sc: &Scenario, paths: Paths) -> Result<Simulation, path::PathError> {
+        let gateways_allowed = paths.all_direct();
+        Simulation::build(sc, paths, gateways_allowed)
+    }
+
+    /// [`Simulation::with_paths`]; whole exchanges may cross the scenario's cloud gateways
+    /// only if `gateways_allowed` (`fast/gateway.rs`).
+    pub(super) fn build(
+        sc: &Scenario,
+        mut paths: Paths,
+        gateways_allowed: bool,
+    ) -> Result<Simulation, path::PathError> {
         if paths.hosts() != sc.hosts.len() {
             let (paths, scenario) = (paths.hosts(), sc.hosts.len());
             return Err(path::PathError::WrongHosts { paths, scenario });
@@ -45,7 +56,8 @@ impl Simulation {
             .map(|w| fast::bulk_arrivals::pool(w, &hosts))
             .collect();
         let conn_pools: Vec<_> = sc.workloads.iter().map(|w| conn_pools(w, &hosts)).collect();
-        let (exchanges, bulk_time_wait) = fast::exchange::plan(sc, &hosts, &conn_pools, &paths);
+        let (exchanges, bulk_time_wait, gateways) =
+            fast::exchange::plan(sc, &hosts, &conn_pools, &mut paths, gateways_allowed);
         let late_from = late_from(sc, &hosts, &pools, &bind_pools);
         let groups = PoolGroups::new(sc, &hosts, &pools, &bind_pools);
         let mut sim = Simulation {
@@ -94,6 +106,7 @@ impl Simulation {
             port_use: None,
             paths,
             nats,
+            gateways,
         };
         for wl in 0..sim.workloads.len() {
             sim.stream_changed(wl as u32);

@@ -193,6 +193,7 @@ impl Simulation {
             self.transmit(conn, self.now, Dir::Up, Segment::Syn);
             return;
         }
+        self.syn_to_gateway(wl, client, server, tuple);
         let flight = Flight {
             at: self.now,
             origin,

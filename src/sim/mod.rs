@@ -141,6 +141,8 @@ pub struct Simulation {
     paths: Paths,
     /// The scenario's NATs: their middlebox indices in `paths`, in the scenario's order.
     nats: Vec<usize>,
+    /// The cloud gateways whole exchanges cross (`fast/gateway.rs`).
+    gateways: fast::gateway::Gateways,
 }
 
 /// A source IP's exclusive ports, as bind(ip, 0) or an explicit port range uses them (§1.6).
@@ -170,6 +172,7 @@ impl Simulation {
             *x = None;
         }
         self.bulk_time_wait = false;
+        self.gateways.off(&mut self.paths);
         self
     }
 

@@ -349,9 +349,18 @@ impl Paths {
         std::mem::take(&mut self.middleboxes)
     }
 
+    /// Per routed path (the index [`Self::routed`] gives), its middleboxes in client →
+    /// server order, each with the link weight before it, and the total weight.
+    pub(super) fn routes(&self) -> Vec<(Vec<(u64, usize)>, u64)> {
+        self.routed
+            .iter()
+            .map(|r| (r.boxes.clone(), r.total))
+            .collect()
+    }
+
     /// The routed path from `client` to `server`, or NONE.
     #[inline]
-    fn routed(&self, client: u16, server: u16) -> u32 {
+    pub(super) fn routed(&self, client: u16, server: u16) -> u32 {
         if self.routed.is_empty() {
             return NONE;
         }

@@ -231,6 +231,8 @@ impl Simulation {
             self.catch_up(wl, end);
         }
         let mut g = self.gauges();
+        // A SYN crossing a gateway before the edge is there, as stepping's events before it.
+        self.take_gateway_syns(end);
         g.nat = self.nat_gauges(end);
         self.rec.close_bin(end, g);
     }

@@ -6,7 +6,8 @@
 //! (`nolocaltimewait`, §3.2) or become reusable (`tcp_tw_reuse`, §2.3), so the only other
 //! change to a TIME-WAIT count is an expiry, before which the entries are applied. **Proved
 //! by** the tests of whole exchanges ([`super::exchange`]), which run with it on wherever it
-//! applies. **Paths:** direct only, as whole exchanges.
+//! applies. **Paths:** as whole exchanges (direct, or across a cloud gateway, `gateway.rs`):
+//! client-side only.
 
 use crate::host::{Host, NONE, TimeWait};
 use crate::scenario::Scenario;

@@ -11,14 +11,17 @@
 //! (ESTABLISHED at both ends, requests, latencies) are applied in bulk at bin edges and
 //! audits ([`Simulation::catch_up`]). **Proved by** `exchanges_scheduled_whole_give_the_report_every_segment_gives`
 //! (tests/scenarios.rs), the property test (tests/properties.rs) and
-//! `every_shipped_scenario_gives_one_report_with_every_shortcut_off`. **Paths:** direct
-//! only; a middlebox must see each segment. Design: `notes/whole-exchanges.md`.
+//! `every_shipped_scenario_gives_one_report_with_every_shortcut_off`. **Paths:** direct,
+//! and across a cloud NAT gateway where `gateway.rs` applies (the gateway takes each SYN;
+//! its later segments follow a schedule); any other middlebox must see each segment.
+//! Design: `notes/whole-exchanges.md`.
 
 use crate::engine::{Class, Queue, packed};
 use crate::host::{Host, NONE, Refused, SockId, TimeWait, Tuple};
 use crate::report::Counter;
 use crate::scenario::Scenario;
 use crate::sim::fast::bulk_time_wait::{enter_in_bulk, time_wait_cannot_overflow};
+use crate::sim::fast::gateway::Gateways;
 use crate::sim::fast::stream::NO_EVENT;
 use crate::sim::path::Paths;
 use crate::sim::record::{count_in_pool, note_time_wait_of};
@@ -30,7 +33,8 @@ use crate::time::{Duration, Instant};
 use crate::workload::{Arrival, Closer, Dist, Mode, Runner, Spread, Workload};
 use std::collections::VecDeque;
 
-/// Each workload's whole exchanges, if it qualifies ([`Exchange::new`]; every path direct),
+/// Each workload's whole exchanges, if it qualifies ([`Exchange::new`]; its paths direct or
+/// across cloud gateways that qualify, [`super::gateway::plan`]; the gateways returned),
 /// and whether their TIME-WAIT entries are applied in bulk
 /// ([`super::bulk_time_wait::applies`]); each exchange's sockets made lazily where nothing
 /// sees them before ([`super::unseen::applies`]).
@@ -38,13 +42,12 @@ pub(in crate::sim) fn plan(
     sc: &Scenario,
     hosts: &[Host],
     conn_pools: &[Vec<(u16, u32)>],
-    paths: &Paths,
-) -> (Vec<Option<Exchange>>, bool) {
-    let mut exchanges: Vec<Option<Exchange>> = sc
-        .workloads
-        .iter()
-        .map(|w| Exchange::new(sc, w).filter(|_| paths.all_direct()))
-        .collect();
+    paths: &mut Paths,
+    gateways_allowed: bool,
+) -> (Vec<Option<Exchange>>, bool, Gateways) {
+    let mut exchanges: Vec<Option<Exchange>> =
+        sc.workloads.iter().map(|w| Exchange::new(sc, w)).collect();
+    let gateways = super::gateway::plan(sc, paths, &mut exchanges, gateways_allowed);
     for (x, (w, pools)) in exchanges
         .iter_mut()
         .zip(sc.workloads.iter().zip(conn_pools))
@@ -67,7 +70,7 @@ pub(in crate::sim) fn plan(
             x.lazy = super::unseen::applies(x, w, hosts);
         }
     }
-    (exchanges, bulk_time_wait)
+    (exchanges, bulk_time_wait, gateways)
 }
 
 /// Connections of a whole exchange kept past their TIME-WAIT entry before all their steps
@@ -682,6 +685,10 @@ impl Simulation {
         if self.watch.reused(&mut self.hosts, watched, now) {
             self.rec.unprotected_reuse += 1;
         }
+        self.syn_to_gateway(wl, src.host, dst.host, tuple);
+        let Some(x) = &mut self.exchanges[wl as usize] else {
+            unreachable!("a whole exchange without its exchange");
+        };
         let flight = Flight {
             at: now,
             origin,

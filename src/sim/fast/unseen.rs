@@ -7,7 +7,8 @@
 //! takes the port alone ([`Host::connect_port`]) and the socket is made at the entry
 //! ([`Host::time_wait_port`]); where entries are applied in bulk, only counted
 //! ([`Host::time_wait_unseen`]), its expiry freeing the port. **Proved by** the tests of
-//! whole exchanges ([`super::exchange`]). **Paths:** direct only, as whole exchanges.
+//! whole exchanges ([`super::exchange`]). **Paths:** as whole exchanges (direct,
+//! or across a cloud gateway, `gateway.rs`): client-side only.
 
 use crate::host::Host;
 use crate::report::Counter;
