@@ -353,14 +353,10 @@ fn bad_cloud_nat_tables_get_positioned_errors() {
     for (nat, at, key, says) in cases {
         let mut text = cloud(&nat);
         if nat.contains("azure-lb-outbound") && !nat.contains("allocated") {
-            // 1,001 VMs: one host with 1,001 addresses.
-            let ips: Vec<String> = (0..1001)
-                .map(|k| format!("\"10.0.{}.{}\"", 1 + k / 250, 1 + k % 250))
-                .collect();
-            text = text.replace(
-                "ips = [\"10.0.0.2\"]",
-                &format!("ips = [{}]", ips.join(", ")),
-            );
+            // 1,001 VMs: a fleet (the table counts VM instances, not addresses).
+            text = text
+                .replace("ips = [\"10.0.0.2\"]", "count = 1001\nips = [\"10.0.0.2\"]")
+                .replace("kind = \"constant\"", "kind = \"poisson\"");
         }
         let e = scenario::parse("bad.toml", &text).unwrap_err();
         let line = text
@@ -408,4 +404,69 @@ fn a_cloud_gateway_chart_names_its_profile_and_its_ports_per_vm() {
         "{t:?}"
     );
     assert!(t.iter().any(|x| x == "1 addr × 55000 ports"), "{t:?}");
+}
+
+/// A gateway with VMs behind it, each with `ips_per_vm` addresses, and `knobs`.
+fn gateway(profile: &str, vms: u32, ips_per_vm: u32, addresses: u32, knobs: &str) -> String {
+    let ips: Vec<String> = (0..ips_per_vm)
+        .map(|k| format!("\"10.{}.0.1\"", 1 + k))
+        .collect();
+    let nat_ips: Vec<String> = (0..addresses)
+        .map(|k| format!("\"198.51.100.{}\"", 1 + k))
+        .collect();
+    format!(
+        "[scenario]\nname = \"g\"\nduration = \"10s\"\n\n[[host]]\nname = \"vm\"\ncount = {vms}\nips = [{}]\n\n[[host]]\nname = \"api\"\nips = [\"203.0.113.1\"]\nlisten = [\"203.0.113.1:443\"]\n\n[[nat]]\nname = \"gw\"\nprofile = \"{profile}\"\nips = [{}]\nbehind = [\"vm\"]\n[nat.knobs]\n{knobs}\n\n[[workload]]\nname = \"w\"\nclient = \"vm\"\ndestinations = [\"203.0.113.1:443\"]\narrival = {{ kind = \"poisson\", rate = 1 }}\nrtt = \"2ms\"\non_error = {{ action = \"count\" }}\n",
+        ips.join(", "),
+        nat_ips.join(", ")
+    )
+}
+
+/// Found in review: a VM is a host, however many addresses it has (Azure's table counts "VM
+/// instances"; each VM gets one block, used by all its addresses); a GCP minimum that rounds
+/// above an address's 64,512 ports gives the whole address; allocations the provider refuses
+/// are refused.
+#[test]
+fn vms_are_hosts_and_allocations_fit_their_addresses() {
+    // 30 VMs with 2 addresses each: the table's row for 1-50 VMs, 1,024 ports.
+    let r = run_text(&gateway("azure-lb-outbound", 30, 2, 1, ""));
+    assert_eq!(r.nat[0].ports_per_vm, Some(1024));
+    assert_eq!(r.nat[0].vms_without_ports, Some(0));
+    assert_eq!(r.summary.connections.failed, 0);
+    // min_ports_per_vm = 40000 rounds up to 65,536: one address's 64,512, one VM per address.
+    let r = run_text(&gateway(
+        "gcp-cloud-nat",
+        2,
+        1,
+        2,
+        "min_ports_per_vm = 40000",
+    ));
+    assert_eq!(r.nat[0].ports_per_vm, Some(64_512));
+    assert_eq!(r.nat[0].vms_without_ports, Some(0));
+    assert_eq!(r.summary.connections.failed, 0);
+    // 5 VMs × 24,000 ports: 2 blocks per 64,000-port frontend, 4 on two; Azure rejects it.
+    let e = scenario::parse(
+        "lb.toml",
+        &gateway(
+            "azure-lb-outbound",
+            5,
+            1,
+            2,
+            "allocated_outbound_ports = 24000",
+        ),
+    )
+    .unwrap_err();
+    assert!(e.message.contains("do not fit"), "{}", e.message);
+    // Dynamic allocation: max must be greater than min (compute_router_nat).
+    let e = scenario::parse(
+        "dyn.toml",
+        &gateway(
+            "gcp-cloud-nat",
+            1,
+            1,
+            1,
+            "enable_dynamic_port_allocation = true\nmin_ports_per_vm = 64\nmax_ports_per_vm = 64",
+        ),
+    )
+    .unwrap_err();
+    assert!(e.message.contains("min < max"), "{}", e.message);
 }

@@ -70,7 +70,7 @@ fn same_as_stepping(name: &str, text: &str, expect: Expect) -> Report {
     assert_eq!(segments.to_json(), stepped.to_json(), "{name}");
     assert_eq!(unchecked.to_json(), stepped.to_json(), "{name}, unchecked");
     let dropped: u64 = fast.nat[0].drops.values().sum();
-    let reopened = fast.nat[0].counters["reopened"];
+    let reopened = fast.nat[0].counters["new flows on a held tuple"];
     let sim = Simulation::new(&sc);
     let (bulk, unseen) = (
         sim.enters_time_wait_in_bulk(),
@@ -119,14 +119,22 @@ fn whole_exchanges_through_a_cloud_gateway_give_the_report_stepping_gives() {
             let name = format!("{name}, {n} requests, seed {seed}");
             let mut text = fleet(profile, knobs, n, seed, "");
             if profile == "azure-app-service" {
-                // 128 ports per VM toward each server: fewer client ports than that.
-                text = text.replace("40000 40199", "40000 40099");
+                // 128 ports per VM toward each server, each held 240 s after its close (a
+                // client port that comes back gets another): fewer flows per VM and server
+                // than that in the 3 s, about 64 + 30.
+                text = text
+                    .replace("40000 40199", "40000 40099")
+                    .replace("rate = 1500", "rate = 300")
+                    .replace(
+                        "rate = 300 }\nrequests_per_connection = 2",
+                        "rate = 20 }\nrequests_per_connection = 2",
+                    );
             }
             let r = same_as_stepping(&name, &text, Expect::Whole);
             // Clients take their tuples back while the gateway holds them (except where it
             // holds none after a close or AWS's 1 s hold has passed).
             if profile != "aws-nat-gateway" {
-                assert!(r.nat[0].counters["reopened"] > 0, "{name}");
+                assert!(r.nat[0].counters["new flows on a held tuple"] > 0, "{name}");
             }
             // Bins see flows in every state before TIME_WAIT.
             let seen = |s: &str| {
@@ -142,6 +150,11 @@ fn whole_exchanges_through_a_cloud_gateway_give_the_report_stepping_gives() {
                 "LAST_ACK",
                 "TIME_WAIT",
             ] {
+                // App Service runs a fifth of the load: a SYN_RECV (tens of µs) may fall
+                // between bin edges.
+                if profile == "azure-app-service" && s == "SYN_RECV" {
+                    continue;
+                }
                 assert!(seen(s), "{name}: no bin saw {s}");
             }
         }
@@ -150,7 +163,11 @@ fn whole_exchanges_through_a_cloud_gateway_give_the_report_stepping_gives() {
     // port, never taken toward the one destination by another of its flows.
     let eim = "min_ports_per_vm = 1024\nenable_endpoint_independent_mapping = true";
     for seed in [8, 9] {
-        let text = fleet("gcp-cloud-nat", eim, 2, seed, "")
+        // The gateway holds 1 s and the clients' TIME-WAIT lasts 2 s: no client port comes
+        // back to a held tuple, whose mapped port would be a conflict (a drop).
+        let eim = format!("{eim}\ntcp_time_wait_timeout_sec = 1");
+        let text = fleet("gcp-cloud-nat", &eim, 2, seed, "")
+            .replace("time_wait = \"1s\"", "time_wait = \"2s\"")
             .replace(", \"203.0.113.2:443\"]\nspread", "]\nspread")
             .replace(
                 "destinations = [\"203.0.113.2:443\"]",

@@ -56,8 +56,11 @@ pub struct Blocks {
     cloud: Cloud,
     ips: Vec<u32>,
     rng: ChaCha8Rng,
-    /// Per VM address, its ports.
-    vms: Map<u32, Vec<Chunk>>,
+    /// Per VM (a host behind the gateway, in order), its ports: none when the addresses
+    /// were full.
+    vms: Vec<Vec<Chunk>>,
+    /// Every address of each VM, to its VM.
+    vm_of: Map<u32, u32>,
     /// Dynamic allocation: blocks of `min_ports_per_vm` no VM holds, in address and port order.
     spare: VecDeque<Chunk>,
     /// Endpoint-independent mappings: VM (address, port) → NAT (address, port), flows.
@@ -71,14 +74,22 @@ pub struct Blocks {
 }
 
 impl Blocks {
-    /// The allocation for the VMs at `vm_ips` (in the order they are listed) behind a
-    /// gateway with addresses `ips`.
-    pub fn new(cloud: &Cloud, ips: &[u32], vm_ips: &[u32], rng: ChaCha8Rng) -> Blocks {
+    /// The allocation for the VMs whose addresses are `vm_ips` (one list per VM, in the
+    /// order they are listed) behind a gateway with addresses `ips`. A VM's ports serve
+    /// every address it has.
+    pub fn new(cloud: &Cloud, ips: &[u32], vm_ips: &[Vec<u32>], rng: ChaCha8Rng) -> Blocks {
+        let mut vm_of = Map::default();
+        for (v, addrs) in vm_ips.iter().enumerate() {
+            for &a in addrs {
+                vm_of.insert(a, v as u32);
+            }
+        }
         let mut b = Blocks {
             cloud: cloud.clone(),
             ips: ips.to_vec(),
             rng,
-            vms: Map::default(),
+            vms: vec![Vec::new(); vm_ips.len()],
+            vm_of,
             spare: VecDeque::new(),
             eim: Map::default(),
             ports_per_vm: 0,
@@ -89,18 +100,19 @@ impl Blocks {
         let per_vm = match cloud.allocation {
             Allocation::Shared { .. } => return b,
             Allocation::PerVm { ports: 0 } => azure_ports_for_pool(vm_ips.len()).unwrap_or(0),
+            // Rounded up to a power of two, at most an address's ports.
             Allocation::PerVm { ports } if cloud.provider == Provider::Gcp => {
-                ports.next_power_of_two()
+                ports.next_power_of_two().min(cloud.ports_per_address)
             }
             Allocation::PerVm { ports } => ports,
-            Allocation::Dynamic { min, .. } => min,
+            Allocation::Dynamic { min, .. } => min.min(cloud.ports_per_address),
         };
         b.ports_per_vm = per_vm;
         let mut blocks = b.blocks_of(per_vm);
-        for &vm in vm_ips {
+        for v in 0..vm_ips.len() {
             match blocks.pop_front() {
                 Some(c) => {
-                    b.vms.insert(vm, vec![c]);
+                    b.vms[v].push(c);
                     b.ports_per_vm_peak = per_vm;
                 }
                 None => b.vms_without_ports += 1,
@@ -147,9 +159,13 @@ impl Blocks {
                 _ => Pick::Port(ip, port),
             };
         }
-        let Some(chunks) = self.vms.get(&orig.local_ip) else {
+        let Some(&vm) = self.vm_of.get(&orig.local_ip) else {
             return Pick::Drop(out);
         };
+        let chunks = &self.vms[vm as usize];
+        if chunks.is_empty() {
+            return Pick::Drop(out);
+        }
         let total: u32 = chunks.iter().map(|c| c.len).sum();
         let start = match self.cloud.provider {
             Provider::Gcp => self.rng.random_range(0..total),
@@ -158,9 +174,9 @@ impl Blocks {
         if let Some(p) = search(table, chunks, orig, start) {
             return Pick::Port(p.0, p.1);
         }
-        match self.grow(orig.local_ip, total) {
+        match self.grow(vm as usize, total) {
             Some(first_new) => {
-                let chunks = &self.vms[&orig.local_ip];
+                let chunks = &self.vms[vm as usize];
                 search(table, &chunks[first_new..], orig, 0)
                     .map_or(Pick::Drop(out), |p| Pick::Port(p.0, p.1))
             }
@@ -195,7 +211,7 @@ impl Blocks {
 
     /// Dynamic allocation: doubles VM `vm`'s `total` ports (to at most the maximum) from
     /// the spare blocks; the index of its first new chunk, or `None` when it cannot grow.
-    fn grow(&mut self, vm: u32, total: u32) -> Option<usize> {
+    fn grow(&mut self, vm: usize, total: u32) -> Option<usize> {
         let Allocation::Dynamic { min, max } = self.cloud.allocation else {
             return None;
         };
@@ -203,7 +219,7 @@ impl Blocks {
         if want == 0 || self.spare.is_empty() {
             return None;
         }
-        let chunks = self.vms.get_mut(&vm)?;
+        let chunks = &mut self.vms[vm];
         let first_new = chunks.len();
         for _ in 0..want {
             let Some(c) = self.spare.pop_front() else {

@@ -9,11 +9,11 @@
 //!
 //! | state (conntrack's) | GCP | AWS | Azure LB | Azure NAT Gateway | App Service |
 //! |---|---|---|---|---|---|
-//! | SYN_SENT, SYN_RECV | transitory | idle | idle | half-open 30 s | idle |
+//! | SYN_SENT, SYN_RECV | transitory | idle (UNVERIFIED) | idle | half-open 30 s | idle |
 //! | ESTABLISHED | established idle | 350 s | idle | idle | idle |
-//! | FIN_WAIT … LAST_ACK | transitory | idle | idle | idle | idle |
+//! | FIN_WAIT … LAST_ACK | established idle (UNVERIFIED) | idle (UNVERIFIED) | idle | idle | idle |
 //! | TIME_WAIT (closed by FINs) | `tcp_time_wait_timeout_sec` | hold (UNVERIFIED) | hold after FIN (UNVERIFIED) | 65 s | 240 s |
-//! | CLOSE (closed by an RST) | transitory (UNVERIFIED) | hold (UNVERIFIED) | hold after RST (UNVERIFIED) | 16 s | 15 s |
+//! | CLOSE (closed by an RST) | `tcp_time_wait_timeout_sec` (UNVERIFIED) | hold (UNVERIFIED) | hold after RST (UNVERIFIED) | 16 s | 15 s |
 //!
 //! Until its hold ends a closed flow's NAT (address, port) stays taken toward its
 //! destination; toward other destinations the same port serves other flows.
@@ -132,7 +132,9 @@ fn timeouts(p: Provider) -> [Duration; CtState::ALL.len()] {
     let (half_open, idle, closing, fin, rst) = match p {
         // compute_router_nat: tcp_transitory_idle_timeout_sec 30, tcp_established_idle_timeout_sec
         // 1200, tcp_time_wait_timeout_sec 120.
-        Provider::Gcp => (30, 1200, 30, 120, 30),
+        // Closing states on the established timer and an RST on the TIME_WAIT one
+        // (UNVERIFIED: GCP defines transitory as half-open only).
+        Provider::Gcp => (30, 1200, 1200, 120, 120),
         // vpc-nat-gateway.md: 350 s idle; no documented hold after a close (UNVERIFIED 0).
         Provider::Aws => (350, 350, 350, 0, 0),
         // load-balancer-outbound-connections.md: idle 4 min; hold after FIN/RST as App
@@ -188,13 +190,18 @@ pub fn unverified(c: &Cloud) -> Vec<&'static str> {
         Provider::Aws => &[
             "hold_after_close_sec = 0: AWS documents no hold of a port after a close",
             "the address a flow gets among several: at random (AWS documents none)",
+            "the port within an address: from a random start, the next free",
+            "350 s also for half-open and closing flows (only the idle timeout is documented)",
         ],
         Provider::AzureLb => &[
             "hold_after_fin_sec = 240 and hold_after_rst_sec = 15: App Service's figures for \
              the same SNAT; the load balancer's page gives none",
+            "the lowest free port first (an older version of the load balancer's page)",
         ],
         Provider::Gcp => &[
-            "a flow closed by an RST is held for tcp_transitory_idle_timeout_sec",
+            "each VM's block is consecutive ports on one address, VMs in the order listed",
+            "a flow closed by an RST is held for tcp_time_wait_timeout_sec",
+            "closing flows (FIN_WAIT to LAST_ACK) keep tcp_established_idle_timeout_sec",
             "a port within a VM's block is drawn from a random start",
             "dynamic allocation doubles at the first flow that finds no port free toward its \
              destination, at once, and never shrinks during the run",
@@ -202,8 +209,10 @@ pub fn unverified(c: &Cloud) -> Vec<&'static str> {
         Provider::AppService => &[
             "idle timeout 4 min: the load balancer's default",
             "no ports beyond the 128 (App Service may add some; how many is not documented)",
+            "each instance's 128 ports on one address, 500 instances per address (the load \
+             balancer's 64,000)",
         ],
-        Provider::AzureNat => &[],
+        Provider::AzureNat => &["the address a flow gets among several: at random"],
     };
     all.iter()
         .copied()
@@ -234,7 +243,8 @@ impl Cloud {
             allocation,
             // Off in the API and console (and the Terraform provider from 5.0, issue 11012).
             eim: false,
-            ports_per_address: if p == Provider::AzureLb {
+            // Load balancer SNAT (App Service's too): 64,000 per frontend address.
+            ports_per_address: if matches!(p, Provider::AzureLb | Provider::AppService) {
                 64_000
             } else {
                 64_512
@@ -290,22 +300,26 @@ impl Cloud {
             }
             "enable_endpoint_independent_mapping" => self.eim = boolean(v)?,
             "tcp_established_idle_timeout_sec" => {
-                timeouts[t(CtState::Established)] = secs(v, 1, 1 << 31)?
-            }
-            "tcp_transitory_idle_timeout_sec" => {
                 let d = secs(v, 1, 1 << 31)?;
                 for s in [
-                    CtState::SynSent,
-                    CtState::SynRecv,
+                    CtState::Established,
                     CtState::FinWait,
                     CtState::CloseWait,
                     CtState::LastAck,
-                    CtState::Close,
                 ] {
                     timeouts[t(s)] = d;
                 }
             }
-            "tcp_time_wait_timeout_sec" => timeouts[t(CtState::TimeWait)] = secs(v, 1, 1 << 31)?,
+            "tcp_transitory_idle_timeout_sec" => {
+                let d = secs(v, 1, 1 << 31)?;
+                timeouts[t(CtState::SynSent)] = d;
+                timeouts[t(CtState::SynRecv)] = d;
+            }
+            "tcp_time_wait_timeout_sec" => {
+                let d = secs(v, 1, 1 << 31)?;
+                timeouts[t(CtState::TimeWait)] = d;
+                timeouts[t(CtState::Close)] = d;
+            }
             "hold_after_close_sec" => {
                 let d = secs(v, 0, 1 << 31)?;
                 timeouts[t(CtState::TimeWait)] = d;
@@ -382,10 +396,11 @@ impl Cloud {
                     "enable_dynamic_port_allocation needs enable_endpoint_independent_mapping = false",
                 );
             }
-            if !min.is_power_of_two() || !max.is_power_of_two() || min < 32 || min > max {
+            // compute_router_nat: max "must be set to a power of two greater than" min.
+            if !min.is_power_of_two() || !max.is_power_of_two() || min < 32 || min >= max {
                 return err(
                     "with dynamic allocation min_ports_per_vm and max_ports_per_vm are powers of \
-                     two, 32 <= min <= max <= 65536",
+                     two, 32 <= min < max <= 65536",
                 );
             }
         }

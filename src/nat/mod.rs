@@ -123,7 +123,7 @@ pub struct Nat {
 impl Nat {
     /// The NAT of `spec`, the hosts behind it named `behind` with the addresses `vm_ips`
     /// (a cloud gateway's VMs, in order), its random stream from `seed`.
-    pub fn new(spec: &NatSpec, behind: Vec<String>, vm_ips: &[u32], seed: u64) -> Nat {
+    pub fn new(spec: &NatSpec, behind: Vec<String>, vm_ips: &[Vec<u32>], seed: u64) -> Nat {
         let rng = crate::rng::stream(seed, &format!("nat:{}", spec.name));
         let blocks = spec.config.cloud.as_ref().map(|c| {
             let rng = crate::rng::stream(seed, &format!("nat-ports:{}", spec.name));
@@ -199,6 +199,7 @@ impl Nat {
     /// a live flow on the tuple: the exchange is not what its schedule says.
     pub fn whole_syn(&mut self, now: Instant, orig: &crate::host::Tuple, schedule: u32) -> bool {
         self.advance(now);
+        let mut held = false;
         if let Some(slot) = self.table.find_orig(orig) {
             // A whole exchange's entry is TIME_WAIT from its SYN: a SYN on its tuple before
             // its last ACK has crossed (at `expires` less TIME_WAIT's timeout) is not one
@@ -213,7 +214,7 @@ impl Nat {
             }
             // As `segment` does: the held tuple stays held, the new flow maps anew.
             self.table.detach(slot);
-            self.counters.reopened += 1;
+            held = true;
         }
         let Some(blocks) = &mut self.blocks else {
             unreachable!("whole exchanges cross cloud gateways only");
@@ -235,6 +236,7 @@ impl Nat {
         s.created(now);
         let expires = now + s.to_time_wait() + self.timeout(CtState::TimeWait);
         self.table.insert_closed(now, *orig, reply, expires);
+        self.counters.reopened += u64::from(held);
         self.entries_peak = self.entries_peak.max(self.table.len() as u64);
         self.ports_peak = self.ports_peak.max(self.table.ports_held() as u64);
         true
@@ -306,7 +308,8 @@ impl Nat {
         let idle = &mut self.counters.idle_timeouts;
         self.table.advance(now, |e| {
             blocks.released(e);
-            *idle += u64::from(e.state < CtState::TimeWait);
+            // Open flows only: an unanswered SYN's entry is not a connection gone idle.
+            *idle += u64::from((CtState::Established..CtState::TimeWait).contains(&e.state));
         });
     }
 
@@ -477,12 +480,15 @@ impl Middlebox for Nat {
             // five-tuple cannot be reused within the TCP TIME_WAIT timeout", Cloud NAT
             // troubleshooting; Azure's port reuse timers): the new flow gets its own mapping.
             Some(slot) if w.seg == Segment::Syn && self.table.get(slot).reopens() => {
-                match self.blocks {
-                    Some(_) => self.table.detach(slot),
-                    None => self.table.remove(slot),
+                if self.blocks.is_none() {
+                    self.table.remove(slot);
+                    self.counters.reopened += 1;
+                    return self.new_flow(now, w);
                 }
-                self.counters.reopened += 1;
-                self.new_flow(now, w)
+                self.table.detach(slot);
+                let pass = self.new_flow(now, w);
+                self.counters.reopened += u64::from(pass == Pass::Forward);
+                pass
             }
             Some(slot) => {
                 self.known(slot, now, w);

@@ -73,7 +73,7 @@ fn nat(
     }
     let behind = behind(ctx, i, n, hosts, before)?;
     if let Some(c) = &config.cloud {
-        let vms: usize = behind.iter().map(|&h| hosts.specs[h].ips.len()).sum();
+        let vms = behind.len();
         cloud_fits(ctx, i, n, c, ips.len(), vms)?;
     }
     Ok(NatSpec {
@@ -101,15 +101,17 @@ fn cloud_fits(
         .map_err(|e| ctx.err(span.clone(), format!("nat[{i}].knobs"), e.to_string()))?;
     if let (Provider::AzureLb, Allocation::PerVm { ports }) = (c.provider, c.allocation)
         && ports > 0
-        && vms as u64 * u64::from(ports) > addresses as u64 * u64::from(c.ports_per_address)
+        && vms as u64 > addresses as u64 * u64::from(c.ports_per_address / ports)
     {
         // outbound-rules.md: an allocation the frontends cannot hold is rejected.
         return Err(ctx.err(
             span,
             format!("nat[{i}].knobs.\"allocated_outbound_ports\""),
             format!(
-                "{vms} VMs × {ports} ports exceed {addresses} frontend address(es) × 64,000 \
-                 ports: Azure rejects the rule; add frontend addresses or lower the ports"
+                "{vms} VMs × {ports} ports do not fit {addresses} frontend address(es) of \
+                 64,000 ports ({} blocks of {ports} each): Azure rejects the rule; add frontend \
+                 addresses or lower the ports",
+                c.ports_per_address / ports
             ),
         ));
     }

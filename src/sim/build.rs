@@ -133,11 +133,7 @@ fn nat_paths(sc: &Scenario, paths: &mut Paths) -> Result<Vec<usize>, path::PathE
                 behind.push(name.clone());
             }
         }
-        let vm_ips: Vec<u32> = n
-            .behind
-            .iter()
-            .flat_map(|&h| sc.hosts[h].ips.iter().copied())
-            .collect();
+        let vm_ips: Vec<Vec<u32>> = n.behind.iter().map(|&h| sc.hosts[h].ips.clone()).collect();
         let nat = crate::nat::Nat::new(n, behind, &vm_ips, sc.seed);
         let k = paths.add(Box::new(nat));
         let mut is_behind = vec![false; sc.hosts.len()];
