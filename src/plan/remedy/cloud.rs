@@ -270,22 +270,32 @@ pub(super) fn gcp_addresses(sc: &Scenario, targets: &[usize], doc: &Table) -> Op
     )
 }
 
+/// A shared gateway's addresses now and the count its flows toward the busiest destination
+/// need (more by one at least, at most the provider's), or `None` when it has them all.
+fn shared_addresses(
+    sc: &Scenario,
+    n: &NatSpec,
+    c: &Cloud,
+) -> Option<Option<(usize, usize)>> {
+    let Allocation::Shared { per_destination } = c.allocation else {
+        return Some(None);
+    };
+    let per_dest = pool_needed(sc, n)?;
+    let cap = u64::from(per_destination.min(c.ports_per_address));
+    let have = n.ips.len();
+    let want = (per_dest.div_ceil(cap) as usize).clamp(have + 1, c.max_addresses());
+    Some((want > have).then_some((have, want)))
+}
+
 /// AWS: secondary Elastic IPs on the NAT gateway, up to 8 addresses (A2, A10, A11).
 pub(super) fn aws_addresses(sc: &Scenario, targets: &[usize], doc: &Table) -> Option<Variant> {
     let mut var = Variant::draft(doc);
     let from = sc.nats.iter().flat_map(|n| n.ips.iter().copied()).max()?;
     let mut fresh = FreshIps::new(sc, from);
     for (n, c) in gateways(sc, targets, Provider::Aws) {
-        let Allocation::Shared { per_destination } = c.allocation else {
+        let Some((have, want)) = shared_addresses(sc, n, c)? else {
             continue;
         };
-        let per_dest = pool_needed(sc, n)?;
-        let cap = u64::from(per_destination.min(c.ports_per_address));
-        let have = n.ips.len();
-        let want = (per_dest.div_ceil(cap) as usize).clamp(have + 1, c.max_addresses());
-        if want <= have {
-            continue;
-        }
         add_addresses(&mut var, &mut fresh, n, want);
         let ids: Vec<String> = (have + 1..=want).map(|k| format!("EIPALLOC_{k}")).collect();
         var.how.push(format!(
@@ -386,16 +396,9 @@ pub(super) fn azure_nat_ips(sc: &Scenario, targets: &[usize], doc: &Table) -> Op
     let from = sc.nats.iter().flat_map(|n| n.ips.iter().copied()).max()?;
     let mut fresh = FreshIps::new(sc, from);
     for (n, c) in gateways(sc, targets, Provider::AzureNat) {
-        let Allocation::Shared { per_destination } = c.allocation else {
+        let Some((have, want)) = shared_addresses(sc, n, c)? else {
             continue;
         };
-        let per_dest = pool_needed(sc, n)?;
-        let cap = u64::from(per_destination.min(c.ports_per_address));
-        let have = n.ips.len();
-        let want = (per_dest.div_ceil(cap) as usize).clamp(have + 1, c.max_addresses());
-        if want <= have {
-            continue;
-        }
         add_addresses(&mut var, &mut fresh, n, want);
         let names: Vec<String> = (1..=want).map(|k| format!("PUBLIC_IP_{k}")).collect();
         var.how.push(format!(
