@@ -25,29 +25,46 @@ use rand_chacha::ChaCha8Rng;
 
 /// A set of TCP ports, one bit per port, held in place (a host's pools' sets lie in one
 /// array). Each 64-port word is the first of `N`: the others are the owner's, for what it
-/// keeps per port beside the set ([`PoolPorts`]).
+/// keeps per port beside the set.
 #[derive(Clone)]
 pub struct PortBits<const N: usize = 1> {
     words: [[u64; N]; 1024],
 }
 
-/// A connect() pool's port set, with two words beside each word of it: the reuse watch's
-/// two-bit counts of those 64 ports (`sim/reuse_watch.rs`), which a connect() and a close read and
-/// change with the port, so they share its cache line.
-pub type PoolPorts = PortBits<3>;
+/// A connect() pool's port set.
+pub type PoolPorts = PortBits;
 
-impl PoolPorts {
-    /// The two words beside the word holding `port`, and `port`'s bit in them.
-    #[inline(always)]
-    pub fn beside(&self, port: u16) -> (&[u64; 2], u64) {
-        let [_, beside @ ..] = &self.words[usize::from(port >> 6)];
-        (beside, 1u64 << (port & 63))
+/// The reuse watch's two-bit counts of a pool's ports (`sim/reuse_watch.rs`): two words per
+/// 64-port word of the pool's port set. A host keeps them apart from its port sets, and only
+/// once it counts a port ([`crate::host::Host::watch_counts_mut`]): most runs never do.
+#[derive(Clone)]
+pub struct PoolCounts {
+    words: [[u64; 2]; 1024],
+}
+
+impl Default for PoolCounts {
+    fn default() -> Self {
+        PoolCounts {
+            words: [[0; 2]; 1024],
+        }
     }
-    /// [`Self::beside`], to change.
+}
+
+impl PoolCounts {
+    /// The two words counting the 64 ports around `port`, and `port`'s bit in them.
     #[inline(always)]
-    pub fn beside_mut(&mut self, port: u16) -> (&mut [u64; 2], u64) {
-        let [_, beside @ ..] = &mut self.words[usize::from(port >> 6)];
-        (beside, 1u64 << (port & 63))
+    pub fn of(&self, port: u16) -> (&[u64; 2], u64) {
+        (&self.words[usize::from(port >> 6)], 1u64 << (port & 63))
+    }
+    /// [`Self::of`], to change.
+    #[inline(always)]
+    pub fn of_mut(&mut self, port: u16) -> (&mut [u64; 2], u64) {
+        (&mut self.words[usize::from(port >> 6)], 1u64 << (port & 63))
+    }
+    /// Brings the words counting `port` into cache.
+    #[inline]
+    pub fn prefetch(&self, port: u16) {
+        crate::engine::prefetch(&self.words[usize::from(port >> 6)]);
     }
 }
 
@@ -1224,21 +1241,15 @@ mod tests {
     }
 
     #[test]
-    fn the_words_beside_a_pool_port_set_leave_the_set_alone() {
-        let mut p = PoolPorts::default();
-        p.insert(1000);
-        // Ports 960..=1023 share a word: its two words beside, all ones.
-        let (beside, bit) = p.beside_mut(1001);
+    fn a_pools_counts_are_two_words_per_word_of_its_port_set() {
+        let mut c = PoolCounts::default();
+        // Ports 960..=1023 share a word: its two count words, all ones.
+        let (words, bit) = c.of_mut(1001);
         assert_eq!(bit, 1 << (1001 % 64));
-        *beside = [u64::MAX; 2];
-        assert!(p.contains(1000) && !p.contains(1001));
-        assert_eq!(p.count_in(0, u16::MAX), 1);
-        assert_eq!(p.beside(960).0, &[u64::MAX; 2]);
-        assert_eq!(p.beside(1024).0, &[0, 0]);
-        // A scan sees the set alone: 1000 taken, 1001 the first free from 1000.
-        let host = PortBits::default();
-        assert_eq!(pass(1000, 1003, 3, 0, 1, &p, &host, None), Some((1001, 1)));
-        assert!(p.remove(1000) && p.count_in(0, u16::MAX) == 0);
+        *words = [u64::MAX; 2];
+        assert_eq!(c.of(960).0, &[u64::MAX; 2]);
+        assert_eq!(c.of(1024).0, &[0, 0]);
+        assert_eq!(c.of(959).0, &[0, 0]);
     }
 
     proptest! {

@@ -15,8 +15,8 @@
 //! Linux hosts only.
 
 use crate::alloc::{
-    ConnectQuery, FreeWords, LinuxAllocator, PoolPorts, PortBits, PortSelector, PortView, Search,
-    Selector, selector,
+    ConnectQuery, FreeWords, LinuxAllocator, PoolCounts, PoolPorts, PortBits, PortSelector,
+    PortView, Search, Selector, selector,
 };
 pub use crate::profile::Errno;
 use crate::profile::{Isn, Profile, Scope, Skip, TsOffset, TwAccept, TwReject};
@@ -353,9 +353,12 @@ pub struct Host {
     blocked: PortBits,
     pub pools: Vec<Pool>,
     /// Per pool, the ports whose four-tuple toward its destination is taken and not
-    /// reusable, each word with the reuse watch's counts beside it ([`Host::watch_counts`]):
-    /// apart from the pools, so that their headers lie close together.
+    /// reusable: apart from the pools, so that their headers lie close together.
     taken: Vec<PoolPorts>,
+    /// Per pool, the reuse watch's counts of its ports ([`Host::watch_counts`]), made for
+    /// every pool at the host's first count: a run that closes no pool's four-tuple without
+    /// TIME-WAIT keeps none (16 KiB a pool, twice its port set).
+    watch: Vec<PoolCounts>,
     /// Per pool, its handshakes: apart from the pools, whose lines a count would otherwise
     /// bring into cache one per connection when a flight's steps are applied in bulk.
     pub established: Vec<Established>,
@@ -431,6 +434,7 @@ impl Host {
             violation: None,
             pools: Vec::new(),
             taken: Vec::new(),
+            watch: Vec::new(),
             established: Vec::new(),
             pool_index: Table::default(),
             wide_pool: None,
@@ -490,7 +494,7 @@ impl Host {
         let ts = self.profile.timestamps != 0 && peer_timestamps != 0;
         let (lo, hi) = self.profile.port_range;
         let id = self.pools.len() as PoolId;
-        // Made in place: a port set is 24 KiB.
+        // Made in place: a port set is 8 KiB.
         self.taken.push(PoolPorts::default());
         let taken = &mut self.taken[id as usize];
         // Sockets already on this tuple space (none at build time, but keep it exact).
@@ -988,7 +992,7 @@ impl Host {
     /// Brings into cache what the next connect() from `pool` will read beyond the pool
     /// itself, which should be in cache by now ([`Host::prefetch_pool`]): the selector's state
     /// for the pool's memo and the port-set word near the port it took last, with the reuse
-    /// watch's counts beside it.
+    /// watch's counts of it when the host keeps any.
     #[inline]
     pub fn prefetch_connect(&self, pool: PoolId) {
         if let Some(p) = self.pools.get(pool as usize) {
@@ -996,21 +1000,44 @@ impl Host {
             if let Some(taken) = self.taken.get(pool as usize) {
                 taken.prefetch(p.last);
             }
+            if let Some(counts) = self.watch.get(pool as usize) {
+                counts.prefetch(p.last);
+            }
             self.blocked.prefetch(p.last);
         }
     }
 
-    /// The simulation's reuse-watch count words for the 64 ports around `port` in `pool`, kept
-    /// beside the pool's port set ([`PoolPorts`]), and `port`'s bit in them.
+    /// The simulation's reuse-watch count words for the 64 ports around `port` in `pool`
+    /// ([`PoolCounts`]), and `port`'s bit in them: all zero while the host keeps no counts.
     #[inline(always)]
     pub fn watch_counts(&self, pool: PoolId, port: u16) -> Option<(&[u64; 2], u64)> {
-        Some(self.taken.get(pool as usize)?.beside(port))
+        /// The counts of a pool the host keeps none for.
+        static NONE_COUNTED: [u64; 2] = [0; 2];
+        let i = pool as usize;
+        match self.watch.get(i) {
+            Some(counts) => Some(counts.of(port)),
+            None => (i < self.taken.len()).then_some((&NONE_COUNTED, 1u64 << (port & 63))),
+        }
     }
 
-    /// [`Host::watch_counts`], to change.
+    /// [`Host::watch_counts`], to change: the first change makes the counts of every pool.
     #[inline(always)]
     pub fn watch_counts_mut(&mut self, pool: PoolId, port: u16) -> Option<(&mut [u64; 2], u64)> {
-        Some(self.taken.get_mut(pool as usize)?.beside_mut(port))
+        let i = pool as usize;
+        if i >= self.watch.len() {
+            if i >= self.taken.len() {
+                return None;
+            }
+            self.keep_watch_counts();
+        }
+        Some(self.watch[i].of_mut(port))
+    }
+
+    /// Makes the reuse watch's counts of every pool, all zero, beside those it has.
+    #[cold]
+    fn keep_watch_counts(&mut self) {
+        self.watch
+            .resize_with(self.taken.len(), PoolCounts::default);
     }
 
     /// Brings the four-tuple table's slot of socket `id` into cache.

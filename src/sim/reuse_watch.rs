@@ -11,9 +11,9 @@ use std::collections::VecDeque;
 /// connect() that takes one of them again in that time is an unprotected reuse.
 ///
 /// A tuple of a per-destination pool is kept as a count of the pool's port, in two bits
-/// ([`Counts`]: up to 3, the excess in `repeats`) held beside the port's word in the pool's
-/// port set ([`crate::alloc::PoolPorts`]): a lookup at connect(), nearly always a miss,
-/// reads the line connect() has just read. Other tuples are kept in a table with their end.
+/// ([`Counts`]: up to 3, the excess in `repeats`) held by the host per pool
+/// ([`crate::alloc::PoolCounts`]), made at its first count: a run that closes no pool tuple
+/// without TIME-WAIT keeps none. Other tuples are kept in a table with their end.
 #[derive(Default)]
 pub(super) struct ReuseWatch {
     closed: crate::host::Table<Tuple, Instant>,
@@ -38,7 +38,7 @@ pub(super) struct ReuseWatch {
 }
 
 /// A count of 0 to 3 per port in two bits, for 64 ports at a time: the low bits and the high
-/// bits, the words a pool keeps beside each word of its port set
+/// bits, the words a host keeps per pool for each word of its port set
 /// ([`crate::host::Host::watch_counts`]); `bit` is the port's.
 pub(super) struct Counts;
 
