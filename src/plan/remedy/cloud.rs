@@ -272,11 +272,7 @@ pub(super) fn gcp_addresses(sc: &Scenario, targets: &[usize], doc: &Table) -> Op
 
 /// A shared gateway's addresses now and the count its flows toward the busiest destination
 /// need (more by one at least, at most the provider's), or `None` when it has them all.
-fn shared_addresses(
-    sc: &Scenario,
-    n: &NatSpec,
-    c: &Cloud,
-) -> Option<Option<(usize, usize)>> {
+fn shared_addresses(sc: &Scenario, n: &NatSpec, c: &Cloud) -> Option<Option<(usize, usize)>> {
     let Allocation::Shared { per_destination } = c.allocation else {
         return Some(None);
     };
