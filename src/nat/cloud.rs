@@ -53,22 +53,6 @@ impl Provider {
         }
     }
 
-    pub fn describe(self) -> &'static str {
-        match self {
-            Provider::Aws => "AWS NAT Gateway: 55,000 connections per address per destination",
-            Provider::Gcp => {
-                "GCP Cloud NAT: ports per VM (static or dynamic), endpoint-independent mapping"
-            }
-            Provider::AzureLb => {
-                "Azure Load Balancer outbound (default) SNAT: ports per VM by backend pool size"
-            }
-            Provider::AzureNat => {
-                "Azure NAT Gateway: 64,512 ports per address, 50,000 per destination"
-            }
-            Provider::AppService => "Azure App Service: 128 SNAT ports per instance",
-        }
-    }
-
     /// The provider's name for a SYN it could not give a port: the metric or log field
     /// that counts it.
     pub fn out_of_ports(self) -> &'static str {

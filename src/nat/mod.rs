@@ -216,29 +216,19 @@ impl Nat {
             self.table.detach(slot);
             held = true;
         }
-        let Some(blocks) = &mut self.blocks else {
-            unreachable!("whole exchanges cross cloud gateways only");
-        };
-        let (ip, port) = match blocks.pick(&self.table, orig) {
-            Pick::Port(ip, port) => (ip, port),
-            Pick::Drop(reason) => {
+        let reply = match self.map_cloud(orig) {
+            Ok(reply) => reply,
+            Err(reason) => {
                 self.drop_syn(reason);
                 return false;
             }
         };
-        let reply = crate::host::Tuple {
-            local_ip: ip,
-            local_port: port,
-            ..*orig
-        };
-        blocks.created(orig, &reply);
         let s = &mut self.whole[schedule as usize];
         s.created(now);
         let expires = now + s.to_time_wait() + self.timeout(CtState::TimeWait);
         self.table.insert_closed(now, *orig, reply, expires);
         self.counters.reopened += u64::from(held);
-        self.entries_peak = self.entries_peak.max(self.table.len() as u64);
-        self.ports_peak = self.ports_peak.max(self.table.ports_held() as u64);
+        self.note_peaks();
         true
     }
 
@@ -346,25 +336,39 @@ impl Nat {
 
     /// A SYN with no entry at a cloud gateway: the provider's allocation, the entry.
     fn new_cloud_flow(&mut self, now: Instant, w: &mut Wire) -> Pass {
+        let reply = match self.map_cloud(&w.tuple) {
+            Ok(reply) => reply,
+            Err(reason) => return self.drop_syn(reason),
+        };
+        let timeout = self.timeout(CtState::SynSent);
+        self.table.insert(now, w.tuple, reply, w.seq_end, timeout);
+        self.note_peaks();
+        w.tuple = reply;
+        Pass::Forward
+    }
+
+    /// A cloud gateway's mapping for a new flow of original tuple `orig` (its reply tuple),
+    /// or the provider's name for the drop.
+    fn map_cloud(&mut self, orig: &crate::host::Tuple) -> Result<crate::host::Tuple, &'static str> {
         let Some(blocks) = &mut self.blocks else {
             unreachable!("a cloud gateway has blocks");
         };
-        let (ip, port) = match blocks.pick(&self.table, &w.tuple) {
+        let (ip, port) = match blocks.pick(&self.table, orig) {
             Pick::Port(ip, port) => (ip, port),
-            Pick::Drop(reason) => return self.drop_syn(reason),
+            Pick::Drop(reason) => return Err(reason),
         };
         let reply = crate::host::Tuple {
             local_ip: ip,
             local_port: port,
-            ..w.tuple
+            ..*orig
         };
-        blocks.created(&w.tuple, &reply);
-        let timeout = self.timeout(CtState::SynSent);
-        self.table.insert(now, w.tuple, reply, w.seq_end, timeout);
+        blocks.created(orig, &reply);
+        Ok(reply)
+    }
+
+    fn note_peaks(&mut self) {
         self.entries_peak = self.entries_peak.max(self.table.len() as u64);
         self.ports_peak = self.ports_peak.max(self.table.ports_held() as u64);
-        w.tuple = reply;
-        Pass::Forward
     }
 
     /// A SYN with no entry: room in the table, a NAT tuple, the entry.
@@ -395,8 +399,7 @@ impl Nat {
         let timeout = self.timeout(CtState::SynSent);
         let slot = self.table.insert(now, w.tuple, reply, w.seq_end, timeout);
         self.last_new = Some((slot, now));
-        self.entries_peak = self.entries_peak.max(self.table.len() as u64);
-        self.ports_peak = self.ports_peak.max(self.table.ports_held() as u64);
+        self.note_peaks();
         w.tuple = reply;
         Pass::Forward
     }

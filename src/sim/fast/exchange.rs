@@ -686,9 +686,6 @@ impl Simulation {
             self.rec.unprotected_reuse += 1;
         }
         self.syn_to_gateway(wl, src.host, dst.host, tuple);
-        let Some(x) = &mut self.exchanges[wl as usize] else {
-            unreachable!("a whole exchange without its exchange");
-        };
         let flight = Flight {
             at: now,
             origin,
@@ -700,18 +697,7 @@ impl Simulation {
             port,
             ts_seen,
         };
-        let fin = &mut self.streams[wl as usize].fin;
-        let due = &mut self.time_wait_due;
-        if x.keep(
-            flight,
-            fin,
-            &self.hosts,
-            &self.lanes,
-            &mut self.queue,
-            (due, wl),
-        ) {
-            self.catch_up(wl as usize, now);
-        }
+        self.keep_flight(wl, flight);
     }
 
     /// Keeps `flight`, just connected, as a whole exchange of `wl` ([`Exchange::keep`]),
