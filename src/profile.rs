@@ -13,6 +13,11 @@
 //! reference marks UNVERIFIED are model parameters whose docs give the default and the
 //! alternative. `portsim profile show NAME` prints all of it as a block to paste.
 
+pub mod bsd_releases;
+pub mod cost;
+
+pub use cost::ConnectCost;
+
 use crate::time::Duration;
 use std::fmt;
 use std::fmt::Write as _;
@@ -311,6 +316,11 @@ pub struct Profile {
     pub autobind_reuse: bool,
     /// Names and numbers of [`Errno`] kinds, in `Errno::ALL` order (§7 item 7).
     pub errors: [(&'static str, u16); 3],
+    /// Linux `CONFIG_HZ`: the TIME-WAIT timer sits on the kernel's timer wheel, whose
+    /// granularity at 60 s depends on it. `None`: timers fire at their exact time.
+    pub hz: Option<u16>,
+    /// What a port search costs the calling thread ([`ConnectCost`]).
+    pub connect_cost: ConnectCost,
 }
 
 /// Ports `connect()` skips besides busy four-tuples.
@@ -354,7 +364,7 @@ impl Profile {
             "freebsd" => Some(Profile::freebsd()),
             "macos" => Some(Profile::macos()),
             "windows" => Some(Profile::windows()),
-            _ => None,
+            _ => bsd_releases::named(name),
         }
     }
 
@@ -389,6 +399,8 @@ impl Profile {
             syn_drop_ts_after: None,
             autobind_reuse: false,
             errors: LINUX_ERRORS,
+            hz: None,
+            connect_cost: ConnectCost::default(),
         }
     }
 
@@ -496,6 +508,8 @@ impl Profile {
             syn_drop_ts_after: None,
             autobind_reuse: false,
             errors: BSD_ERRORS,
+            hz: None,
+            connect_cost: ConnectCost::default(),
         }
     }
 
