@@ -233,6 +233,19 @@ impl Errno {
     }
 }
 
+/// How a kernel keeps the TIME-WAIT timer, and so how long a TIME-WAIT really lasts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TwTimer {
+    /// The timer fires at entry + TIME_WAIT.
+    Exact,
+    /// Linux 4.8+: one timer per TIME-WAIT on the non-cascading timer wheel
+    /// (`kernel/time/timer.c`), `CONFIG_HZ` = `hz`.
+    Wheel { hz: u16 },
+    /// Linux before 4.1: the TIME-WAIT death row (`net/ipv4/inet_timewait_sock.c`,
+    /// `inet_twsk_schedule`), `CONFIG_HZ` = `hz`.
+    DeathRow { hz: u16 },
+}
+
 /// One host's TCP port behaviour.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Profile {
@@ -316,9 +329,9 @@ pub struct Profile {
     pub autobind_reuse: bool,
     /// Names and numbers of [`Errno`] kinds, in `Errno::ALL` order (§7 item 7).
     pub errors: [(&'static str, u16); 3],
-    /// Linux `CONFIG_HZ`: the TIME-WAIT timer sits on the kernel's timer wheel, whose
-    /// granularity at 60 s depends on it. `None`: timers fire at their exact time.
-    pub hz: Option<u16>,
+    /// How the TIME-WAIT timer is kept: on the kernel's timer wheel, whose granularity at
+    /// 60 s depends on `CONFIG_HZ`, or exact.
+    pub tw_timer: TwTimer,
     /// What a port search costs the calling thread ([`ConnectCost`]).
     pub connect_cost: ConnectCost,
 }
@@ -399,7 +412,7 @@ impl Profile {
             syn_drop_ts_after: None,
             autobind_reuse: false,
             errors: LINUX_ERRORS,
-            hz: None,
+            tw_timer: TwTimer::Exact,
             connect_cost: ConnectCost::default(),
         }
     }
@@ -508,7 +521,7 @@ impl Profile {
             syn_drop_ts_after: None,
             autobind_reuse: false,
             errors: BSD_ERRORS,
-            hz: None,
+            tw_timer: TwTimer::Exact,
             connect_cost: ConnectCost::default(),
         }
     }
