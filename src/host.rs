@@ -22,10 +22,11 @@ pub use crate::profile::Errno;
 use crate::profile::{Isn, Profile, Scope, Skip, TsOffset, TwAccept, TwReject};
 use crate::rng::{SipKey, siphash_3u32};
 use crate::time::{Duration, Instant};
+use crate::tw_timer::TwClock;
 use rand::{Rng, RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::cell::Cell;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::net::Ipv4Addr;
@@ -315,10 +316,28 @@ pub enum SynOnTuple {
     /// A TIME-WAIT entry accepted the SYN as a new incarnation and was killed.
     TimeWaitAccepted,
     /// A TIME-WAIT entry refused the SYN: with `ack`, it answered with an ACK (the client's
-    /// RST reaches it one RTT later); without, it dropped the SYN silently.
-    TimeWaitRejected { sock: SockId, ack: bool },
+    /// RST reaches it one RTT later); without, it dropped the SYN silently, or its ACK was
+    /// rate-limited. With `rearm`, its timer restarted (`inet_twsk_reschedule(tw,
+    /// TCP_TIMEWAIT_LEN)`: PAWS rejected the SYN).
+    TimeWaitRejected {
+        sock: SockId,
+        ack: bool,
+        rearm: bool,
+    },
     /// A live socket holds the tuple (challenge ACK; the client's RST resets it).
     Live(SockId),
+}
+
+/// net.ipv4.tcp_invalid_ratelimit, default HZ / 2 jiffies = 500 ms (§2.4).
+pub const TCP_INVALID_RATELIMIT: Duration = Duration::from_millis(500);
+
+/// What a TIME-WAIT did since its entry that moves its timer or limits its ACKs.
+#[derive(Clone, Copy, Debug, Default)]
+struct TwMarks {
+    /// The last re-arm of its timer (`inet_twsk_reschedule`).
+    rearmed: Option<Instant>,
+    /// The last ACK it sent to a refused SYN (`tw_last_oow_ack_time`).
+    last_ack: Option<Instant>,
 }
 
 /// The host model.
@@ -387,6 +406,11 @@ pub struct Host {
     isn_offset: u32,
     /// Offset of the host's monotonic clock (`tcp_clock_ns`) at scenario start.
     mono_offset_ns: u64,
+    /// When this host's TIME-WAIT timers fire ([`TwClock`]).
+    tw_clock: TwClock,
+    /// TIME-WAITs whose timer was re-armed or which sent an ACK ([`TwMarks`]); removed
+    /// with the socket.
+    tw_marks: BTreeMap<SockId, TwMarks>,
     /// Offset of the host's real-time clock (`ktime_get_real_ns`) at scenario start.
     real_offset_ns: u64,
 }
@@ -407,6 +431,7 @@ impl Host {
         // Uptime at scenario start: between 5 minutes and about 12 days.
         let mono_offset_ns = 300_000_000_000 + (rng.next_u64() % 1_000_000_000_000_000);
         let real_offset_ns = rng.next_u64() >> 2;
+        let tw_clock = TwClock::new(profile.tw_timer, mono_offset_ns);
         let isn_rng = ChaCha8Rng::from_rng(&mut bind_rng);
         let binder = LinuxAllocator::new(bind_rng);
         let selector = selector(profile.selection, profile.port_range, rng);
@@ -450,6 +475,8 @@ impl Host {
             isn_rng,
             isn_offset: 0,
             mono_offset_ns,
+            tw_clock,
+            tw_marks: BTreeMap::new(),
             real_offset_ns,
         }
     }
@@ -576,6 +603,22 @@ impl Host {
     /// `tcp_clock_ms()` at `now`.
     pub fn clock_ms(&self, now: Instant) -> u64 {
         (now.0 + self.mono_offset_ns) / 1_000_000
+    }
+
+    /// When a TIME-WAIT timer armed at `at` fires ([`TwClock::expiry`]).
+    #[inline]
+    pub fn tw_expiry(&self, at: Instant) -> Instant {
+        self.tw_clock.expiry(at, self.profile.time_wait)
+    }
+
+    /// The TIME-WAIT clock's granularity at TIME_WAIT ([`TwClock::granularity`]).
+    pub fn tw_granularity(&self) -> Duration {
+        self.tw_clock.granularity(self.profile.time_wait)
+    }
+
+    /// Whether every TIME-WAIT lasts TIME_WAIT exactly.
+    pub fn tw_exact(&self) -> bool {
+        self.tw_clock.is_exact()
     }
 
     /// The first instant whose `tcp_clock_ms()` exceeds `entry_ms + delay_ms`.
@@ -931,6 +974,9 @@ impl Host {
         s.conn = NONE;
         if state == State::TimeWait {
             self.tw_alive -= 1;
+            if !self.tw_marks.is_empty() {
+                self.tw_marks.remove(&id);
+            }
         }
         self.count(side, state, false);
         self.free_socks.push(id);
@@ -1453,10 +1499,17 @@ impl Host {
         id
     }
 
-    /// A SYN for `t` arrives with sequence number `seq` and timestamp `tsval` (present when
-    /// timestamps are on at both ends). Linux `tcp_timewait_state_process` (§2.4, §7 item 4),
-    /// FreeBSD `tcp_twcheck` (§3.2), XNU `tcp_input` (§3.4), by the profile's rule.
-    pub fn syn_on_tuple(&mut self, t: &Tuple, seq: u32, tsval: Option<u32>) -> SynOnTuple {
+    /// A SYN for `t` arrives at `now` with sequence number `seq` and timestamp `tsval`
+    /// (present when timestamps are on at both ends). Linux `tcp_timewait_state_process`
+    /// (§2.4, §7 item 4), FreeBSD `tcp_twcheck` (§3.2), XNU `tcp_input` (§3.4), by the
+    /// profile's rule.
+    pub fn syn_on_tuple(
+        &mut self,
+        t: &Tuple,
+        seq: u32,
+        tsval: Option<u32>,
+        now: Instant,
+    ) -> SynOnTuple {
         let Some(id) = self.lookup(t) else {
             return SynOnTuple::Free;
         };
@@ -1465,14 +1518,16 @@ impl Host {
             return SynOnTuple::Live(id);
         }
         let tw = s.tw;
-        let accept = match self.profile.tw_accept {
+        let (accept, rearm) = match self.profile.tw_accept {
             TwAccept::SeqOrTimestamp => {
                 let ts = tsval.filter(|_| tw.ts_seen);
-                // tcp_paws_reject: TSval may lag ts_recent by at most TCP_PAWS_WINDOW (1).
-                let paws_reject = ts.is_some_and(|v| (tw.ts_recent.wrapping_sub(v) as i32) > 1);
+                // tcp_paws_reject → tcp_paws_check(rx_opt, 0): a TSval below ts_recent,
+                // by even one, is rejected (include/net/tcp.h).
+                let paws_reject = ts.is_some_and(|v| (tw.ts_recent.wrapping_sub(v) as i32) > 0);
                 let seq_newer = (tw.rcv_nxt.wrapping_sub(seq) as i32) < 0;
                 let ts_newer = ts.is_some_and(|v| (tw.ts_recent.wrapping_sub(v) as i32) < 0);
-                !paws_reject && (seq_newer || ts_newer)
+                // An ACK-less SYN re-arms the timer only when PAWS rejected it.
+                (!paws_reject && (seq_newer || ts_newer), paws_reject)
             }
             // SEQ_GT(seq, rcv_nxt + window): FreeBSD tcp_twcheck (window 0, §3.2); XNU
             // tcp_input, where the SYN must also lie beyond the receive window (§3.4), after
@@ -1485,20 +1540,56 @@ impl Host {
                     return SynOnTuple::TimeWaitRejected {
                         sock: id,
                         ack: false,
+                        rearm: false,
                     };
                 }
-                (seq.wrapping_sub(tw.rcv_nxt.wrapping_add(window)) as i32) > 0
+                let beyond = (seq.wrapping_sub(tw.rcv_nxt.wrapping_add(window)) as i32) > 0;
+                (beyond, false)
             }
         };
         if accept {
             self.destroy(id);
-            SynOnTuple::TimeWaitAccepted
-        } else {
-            SynOnTuple::TimeWaitRejected {
-                sock: id,
-                ack: self.profile.tw_reject == TwReject::Ack,
-            }
+            return SynOnTuple::TimeWaitAccepted;
         }
+        if rearm {
+            self.tw_marks.entry(id).or_default().rearmed = Some(now);
+        }
+        let ack = self.profile.tw_reject == TwReject::Ack && !self.oow_rate_limited(id, now);
+        SynOnTuple::TimeWaitRejected {
+            sock: id,
+            ack,
+            rearm,
+        }
+    }
+
+    /// Linux `tcp_timewait_check_oow_rate_limit` → `tcp_oow_rate_limited`: a TIME-WAIT
+    /// answers a SYN it refuses with an ACK at most once per `tcp_invalid_ratelimit`
+    /// (net/ipv4/tcp_input.c `__tcp_oow_rate_limited`; `TCPACKSkippedTimeWait` counts the
+    /// rest). Other kernels answer every one.
+    fn oow_rate_limited(&mut self, id: SockId, now: Instant) -> bool {
+        if self.profile.tw_accept != TwAccept::SeqOrTimestamp {
+            return false;
+        }
+        let marks = self.tw_marks.entry(id).or_default();
+        if marks
+            .last_ack
+            .is_some_and(|at| now - at < TCP_INVALID_RATELIMIT)
+        {
+            return true;
+        }
+        marks.last_ack = Some(now);
+        false
+    }
+
+    /// When the TIME-WAIT timer of socket `id`, which entered at `entry`, is due: at its
+    /// entry's expiry, or at its last re-arm's (`inet_twsk_reschedule`).
+    pub fn tw_due(&self, id: SockId, entry: Instant) -> Instant {
+        let armed = self
+            .tw_marks
+            .get(&id)
+            .and_then(|m| m.rearmed)
+            .unwrap_or(entry);
+        self.tw_expiry(armed)
     }
 
     /// The active closer enters TIME-WAIT (`tcp_time_wait`, §2.1–§2.2). Returns false when
@@ -1695,7 +1786,7 @@ mod tests {
     };
 
     fn verdict(p: Profile, seq: u32, ts: Option<u32>) -> SynOnTuple {
-        server_with_time_wait(p, T).syn_on_tuple(&T, seq, ts)
+        server_with_time_wait(p, T).syn_on_tuple(&T, seq, ts, Instant(1_000_000_000))
     }
 
     fn refused(ack: bool) -> impl Fn(SynOnTuple) -> bool {
@@ -1711,9 +1802,43 @@ mod tests {
             refused(true)(verdict(p(), 2000, Some(4998))),
             "PAWS beats a newer seq"
         );
-        assert_eq!(verdict(p(), 2000, Some(4999)), SynOnTuple::TimeWaitAccepted);
+        // tcp_paws_check(rx_opt, 0): one below ts_recent is already stale.
+        assert!(refused(true)(verdict(p(), 2000, Some(4999))));
+        assert_eq!(verdict(p(), 2000, Some(5000)), SynOnTuple::TimeWaitAccepted);
         assert_eq!(verdict(p(), 500, Some(6000)), SynOnTuple::TimeWaitAccepted);
         assert!(refused(true)(verdict(p(), 500, Some(5000))));
+    }
+
+    #[test]
+    fn linux_time_wait_rearms_on_a_paws_rejected_syn_and_rate_limits_its_acks() {
+        // tcp_timewait_state_process: `if (paws_reject || th->ack) inet_twsk_reschedule`;
+        // an ACK-less SYN that is merely not newer leaves the timer alone.
+        let rearms = |ts| {
+            matches!(
+                verdict(Profile::linux(), 500, Some(ts)),
+                SynOnTuple::TimeWaitRejected { rearm: true, .. }
+            )
+        };
+        assert!(rearms(4999));
+        assert!(!rearms(5000));
+        // tcp_oow_rate_limited: one ACK per tcp_invalid_ratelimit (500 ms).
+        let mut h = server_with_time_wait(Profile::linux(), T);
+        let acks: Vec<bool> = [0u64, 100, 499, 500, 1200]
+            .iter()
+            .map(|&ms| {
+                let at = Instant(ms * 1_000_000);
+                matches!(
+                    h.syn_on_tuple(&T, 500, Some(4000), at),
+                    SynOnTuple::TimeWaitRejected { ack: true, .. }
+                )
+            })
+            .collect();
+        assert_eq!(acks, [true, false, false, true, true]);
+        // The last re-arm sets the timer: 1.2 s after entry, plus TIME_WAIT on the wheel.
+        let id = h.lookup(&T).unwrap();
+        let due = h.tw_due(id, Instant(0));
+        assert_eq!(due, h.tw_expiry(Instant(1_200_000_000)));
+        assert!(due > Instant(61_200_000_000));
     }
 
     #[test]

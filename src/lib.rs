@@ -21,6 +21,7 @@
 //!   distributions.
 //! - [`rng`]: per-component ChaCha streams and SipHash.
 //! - [`time`]: integer-nanosecond time.
+//! - [`tw_timer`]: when a TIME-WAIT's timer fires: the kernel's timer wheel (or death row).
 //! - [`plot`]: charts (SVG/PNG) of a run, a comparison, a live run, sweeps; `plots/`.
 //! - [`live`]: the same scenario on the real Linux stack in a private network namespace.
 //! - [`cli`]: the command line (parsing and printing only).
@@ -46,6 +47,7 @@ pub mod rng;
 pub mod scenario;
 pub mod sim;
 pub mod time;
+pub mod tw_timer;
 pub mod workload;
 
 /// Runs the scenario file at `path` and returns its report.

@@ -233,6 +233,10 @@ impl Errno {
     }
 }
 
+/// `CONFIG_HZ` of the `linux` profile: this machine's 6.18 kernel, where 10 TIME-WAITs of a
+/// burst ended at one tick 60.3–61.8 s after their close (issue 26).
+pub const DEFAULT_HZ: u16 = 250;
+
 /// How a kernel keeps the TIME-WAIT timer, and so how long a TIME-WAIT really lasts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TwTimer {
@@ -412,7 +416,7 @@ impl Profile {
             syn_drop_ts_after: None,
             autobind_reuse: false,
             errors: LINUX_ERRORS,
-            tw_timer: TwTimer::Exact,
+            tw_timer: TwTimer::Wheel { hz: DEFAULT_HZ },
             connect_cost: ConnectCost::default(),
         }
     }
@@ -760,6 +764,29 @@ impl Profile {
                 }
             }
             "isn" => self.isn = Isn::parse(text()?).ok_or_else(bad)?,
+            "time_wait_timer" => {
+                let hz = match self.tw_timer {
+                    TwTimer::Wheel { hz } | TwTimer::DeathRow { hz } => hz,
+                    TwTimer::Exact => DEFAULT_HZ,
+                };
+                self.tw_timer = match text()? {
+                    "wheel" => TwTimer::Wheel { hz },
+                    "death-row" => TwTimer::DeathRow { hz },
+                    "exact" => TwTimer::Exact,
+                    _ => return Err(bad()),
+                }
+            }
+            "hz" if value.as_str() == Some("none") => self.tw_timer = TwTimer::Exact,
+            "hz" => {
+                let hz = value
+                    .as_integer()
+                    .filter(|v| [100, 250, 300, 1000].contains(v))
+                    .ok_or_else(bad)? as u16;
+                self.tw_timer = match self.tw_timer {
+                    TwTimer::DeathRow { .. } => TwTimer::DeathRow { hz },
+                    TwTimer::Wheel { .. } | TwTimer::Exact => TwTimer::Wheel { hz },
+                }
+            }
             "time_wait_syn" => {
                 self.tw_accept = match text()? {
                     "seq-or-timestamp" => TwAccept::SeqOrTimestamp,
@@ -943,6 +970,15 @@ impl Profile {
                 Scope::HostWide => "host-wide",
             }),
             "isn" => q(self.isn.name()),
+            "time_wait_timer" => q(match self.tw_timer {
+                TwTimer::Exact => "exact",
+                TwTimer::Wheel { .. } => "wheel",
+                TwTimer::DeathRow { .. } => "death-row",
+            }),
+            "hz" => match self.tw_timer {
+                TwTimer::Wheel { hz } | TwTimer::DeathRow { hz } => hz.to_string(),
+                TwTimer::Exact => "\"none\"".into(),
+            },
             "time_wait_syn" => q(match self.tw_accept {
                 TwAccept::SeqOrTimestamp => "seq-or-timestamp",
                 TwAccept::Seq { paws: false, .. } => "seq",
@@ -1262,6 +1298,18 @@ pub const MODEL_PARAMS: &[KnobSpec] = &[
         "a positive duration, e.g. \"60s\"",
         "§2.1, §3.2, §3.4, §4",
         "TIME-WAIT length (Linux: TCP_TIMEWAIT_LEN, fixed at build time)",
+    ),
+    knob(
+        "time_wait_timer",
+        "\"wheel\" (Linux 4.8+), \"death-row\" (Linux before 4.1) or \"exact\"",
+        "kernel/time/timer.c calc_wheel_index; net/ipv4/inet_timewait_sock.c",
+        "how the TIME-WAIT timer is kept: on the timer wheel a 60 s TIME-WAIT lasts (60, 60 + granularity] s (2.048 s at HZ=250); on the death row (52.5, 60] s; exact: 60 s (src/tw_timer.rs)",
+    ),
+    knob(
+        "hz",
+        "100, 250, 300, 1000, or \"none\" (exact timers)",
+        "CONFIG_HZ",
+        "the kernel's tick rate, which sets the timer wheel's granularity (linux: 250, measured on 6.18; RHEL and Fedora build 1000). Set on a profile with exact timers, it turns the wheel on",
     ),
     knob(
         "isn",

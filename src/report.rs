@@ -242,6 +242,51 @@ impl Hist {
     }
 }
 
+/// Lifetimes: exact extremes, and counts per millisecond for the median.
+#[derive(Clone, Debug, Default)]
+pub struct Lifetimes {
+    min: Option<Duration>,
+    max: Duration,
+    per_ms: BTreeMap<u64, u64>,
+    count: u64,
+}
+
+impl Lifetimes {
+    #[inline]
+    pub fn add(&mut self, d: Duration) {
+        self.min = Some(self.min.map_or(d, |m| m.min(d)));
+        self.max = self.max.max(d);
+        *self.per_ms.entry(d.0 / 1_000_000).or_default() += 1;
+        self.count += 1;
+    }
+
+    /// `{count, min, p50, max}` in seconds; the median to the millisecond below it.
+    pub fn summary(&self) -> Option<DurationSummary> {
+        let min = self.min?;
+        let half = self.count.div_ceil(2);
+        let mut seen = 0;
+        let p50_ms = self.per_ms.iter().find_map(|(&ms, &n)| {
+            seen += n;
+            (seen >= half).then_some(ms)
+        })?;
+        Some(DurationSummary {
+            count: self.count,
+            min: min.as_secs_f64(),
+            p50: (p50_ms as f64 / 1e3).max(min.as_secs_f64()),
+            max: self.max.as_secs_f64(),
+        })
+    }
+}
+
+/// The spread of a set of durations, in seconds.
+#[derive(Serialize, Debug, Clone, Copy, PartialEq)]
+pub struct DurationSummary {
+    pub count: u64,
+    pub min: f64,
+    pub p50: f64,
+    pub max: f64,
+}
+
 /// Kernel-side counters, named after the Linux MIB counters where one exists.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Counter {
@@ -266,10 +311,16 @@ pub enum Counter {
     LingerResets,
     /// TIME-WAIT entries that ran their full length.
     TwExpired,
+    /// A SYN that PAWS rejected restarted a TIME-WAIT's timer (Linux
+    /// `inet_twsk_reschedule`, `PAWSTimewait` counts the rejections).
+    TwRearmed,
+    /// `TCPACKSkippedTimeWait`: a refused SYN got no ACK, one was sent within
+    /// `tcp_invalid_ratelimit`.
+    TwAckRateLimited,
 }
 
 impl Counter {
-    pub const ALL: [Counter; 10] = [
+    pub const ALL: [Counter; 12] = [
         Counter::TwRecycled,
         Counter::TwOverflow,
         Counter::TwSynAccepted,
@@ -280,6 +331,8 @@ impl Counter {
         Counter::SynRetransmits,
         Counter::LingerResets,
         Counter::TwExpired,
+        Counter::TwRearmed,
+        Counter::TwAckRateLimited,
     ];
     pub fn name(self) -> &'static str {
         match self {
@@ -293,6 +346,8 @@ impl Counter {
             Counter::SynRetransmits => "syn_retransmits",
             Counter::LingerResets => "linger_resets",
             Counter::TwExpired => "tw_expired",
+            Counter::TwRearmed => "tw_rearmed",
+            Counter::TwAckRateLimited => "tw_ack_rate_limited",
         }
     }
 }
@@ -422,6 +477,8 @@ pub struct Recorder {
     pub unprotected_reuse: u64,
     /// When the first TIME-WAIT ran its full length and ended.
     pub first_tw_expiry: Option<Instant>,
+    /// How long the TIME-WAITs that ran their full length lasted.
+    pub tw_lifetimes: Lifetimes,
     /// Connects established after a SYN retransmission, and their connect time in all.
     pub stalled: u64,
     pub stall: Duration,
@@ -444,6 +501,7 @@ impl Recorder {
             tw_peak_server: 0,
             unprotected_reuse: 0,
             first_tw_expiry: None,
+            tw_lifetimes: Lifetimes::default(),
             stalled: 0,
             stall: Duration::ZERO,
         }
@@ -504,6 +562,11 @@ impl Recorder {
     }
     pub fn count(&mut self, c: Counter) {
         self.counters[c as usize] += 1;
+    }
+    /// A TIME-WAIT's timer ended it after `lived`.
+    #[inline]
+    pub fn time_wait_ended(&mut self, lived: Duration) {
+        self.tw_lifetimes.add(lived);
     }
     pub fn time_wait(&mut self, client: u32, server: u32) {
         self.tw_peak = self.tw_peak.max(client + server);
@@ -866,6 +929,10 @@ pub struct TimeWaitSummary {
     pub peak_server: u32,
     /// When the first TIME-WAIT expired: from then on, ports come back.
     pub first_expiry_s: Option<f64>,
+    /// How long the TIME-WAITs whose timer ended them lasted, entry to expiry: TIME_WAIT,
+    /// rounded by the kernel's timer wheel (`tw_timer`). Those a SYN, an RST or
+    /// `tcp_tw_reuse` ended early are not in it.
+    pub duration_s: Option<DurationSummary>,
 }
 
 #[derive(Serialize, Debug)]
@@ -1146,6 +1213,16 @@ impl Report {
             group(u64::from(s.time_wait.peak_server)),
             group(u64::from(s.time_wait.at_end))
         );
+        if let Some(d) = s.time_wait.duration_s {
+            let _ = writeln!(
+                o,
+                "              lasted {:.3}–{:.3} s, p50 {:.3} s ({} expired)",
+                d.min,
+                d.max,
+                d.p50,
+                group(d.count)
+            );
+        }
     }
 
     /// Request and connect latency, the kernel's counters, unprotected four-tuple reuse.

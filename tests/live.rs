@@ -837,3 +837,35 @@ fn a_listener_slow_to_accept_ends_the_run_cleanly_on_time() {
     assert!(r["measured"]["workloads"][0]["stopped_s"].is_null());
     assert_eq!(host_sockets_on(8080), 0);
 }
+
+/// The float of the row of `metric`: (predicted, measured).
+fn check_f(r: &Value, metric: &str) -> (f64, f64) {
+    let c = r["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["metric"] == metric)
+        .unwrap_or_else(|| panic!("no {metric} row: {}", r["checks"]));
+    (
+        c["predicted"].as_f64().unwrap(),
+        c["measured"].as_f64().unwrap(),
+    )
+}
+
+#[test]
+fn first_reuse_comes_on_the_timer_wheel_60_to_62_seconds_after_the_close() {
+    let _serial = serial();
+    let Some(r) = live("first-reuse.toml") else {
+        return;
+    };
+    // kernel/time/timer.c: a 60 s timer at HZ=250 fires at the first 2.048 s slot boundary
+    // after it; the burst closes within 0.2 s of the start and retries come every 20 ms.
+    let (p, m) = check_f(&r, "first_refill_s");
+    eprintln!("first_refill_s predicted {p:.3} s, measured {m:.3} s");
+    for t in [p, m] {
+        assert!((60.0..=62.35).contains(&t), "predicted {p}, measured {m}");
+    }
+    assert!((p - m).abs() <= 2.048 + 0.2, "predicted {p}, measured {m}");
+    let d = &r["predicted"]["summary"]["time_wait"]["duration_s"];
+    assert!(d["min"].as_f64().unwrap() > 60.0 && d["max"].as_f64().unwrap() <= 62.048);
+}

@@ -281,10 +281,17 @@ fn a_sweep_gives_min_of_offered_and_the_formula_at_every_point() {
             "49152 65535" => 16384.0,
             _ => 25536.0,
         };
-        let expect = rate.min(ports / 60.0);
+        // A TIME-WAIT lasts 60 s plus up to one 2.048 s slot of the HZ=250 timer wheel
+        // (src/tw_timer.rs), and ports come back a slot at a time: the sustained rate lies
+        // between ports / 62.048 s and ports / 60 s, less up to 5 % for a slot's batch
+        // (about 540 ports) cut at each end of the sweep's short sustained window.
         let got = row.sustained_per_s.unwrap();
-        assert!((got - expect).abs() / expect < 0.01, "{row:?}");
-        assert_eq!(row.failed == 0, rate <= ports / 60.0, "{row:?}");
+        let (lo, hi) = (
+            rate.min(ports / 62.048) * 0.95,
+            rate.min(ports / 60.0) * 1.01,
+        );
+        assert!((lo..=hi).contains(&got), "{row:?}");
+        assert_eq!(row.failed == 0, rate <= ports / 62.048, "{row:?}");
     }
 }
 

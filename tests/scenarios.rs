@@ -58,7 +58,9 @@ fn httperf_error_99_fails_at_32_768_s_and_sustains_ports_over_time_wait() {
         "{}",
         late as f64 / 240.0
     );
-    // Failures come in bursts: none in the first 32 s, none while ports come back after 60 s.
+    // Failures come in bursts: none in the first 32 s, none once ports come back. The first
+    // ports return 60–62.048 s after their close, in batches at the timer wheel's 2.048 s
+    // slots (HZ=250, src/tw_timer.rs), so the first burst lasts into the 63rd second.
     let failed_in = |a: f64, b: f64| -> u64 {
         r.series
             .iter()
@@ -67,7 +69,7 @@ fn httperf_error_99_fails_at_32_768_s_and_sustains_ports_over_time_wait() {
             .sum()
     };
     assert_eq!(failed_in(0.0, 32.0), 0);
-    assert_eq!(failed_in(61.0, 92.0), 0);
+    assert_eq!(failed_in(64.0, 92.0), 0);
     assert!(failed_in(33.0, 60.0) > 0);
 }
 
@@ -121,19 +123,20 @@ fn each_fix_from_the_seed_removes_every_failure_at_the_same_offered_load() {
 
 #[test]
 fn fixes_hold_the_expected_time_wait_population() {
-    // TIME_WAIT population = connection rate per pool × 60 s.
-    assert_eq!(
-        run_file("fix-keepalive.toml").summary.time_wait.peak,
-        50 * 60
-    );
-    assert_eq!(
-        run_file("fix-full-port-range.toml").summary.time_wait.peak,
-        500 * 60
-    );
-    assert_eq!(
-        run_file("fix-more-server-ips.toml").summary.time_wait.peak,
-        500 * 60
-    );
+    // TIME_WAIT population = connection rate per pool × how long a TIME-WAIT lasts: 60 s,
+    // plus up to one 2.048 s slot of the HZ=250 timer wheel (src/tw_timer.rs).
+    for (file, rate) in [
+        ("fix-keepalive.toml", 50),
+        ("fix-full-port-range.toml", 500),
+        ("fix-more-server-ips.toml", 500),
+    ] {
+        let peak = run_file(file).summary.time_wait.peak;
+        let (lo, hi) = (rate * 60, (f64::from(rate) * 62.048).ceil() as u32);
+        assert!(
+            (lo..=hi).contains(&peak),
+            "{file}: {peak} not in {lo}..={hi}"
+        );
+    }
 }
 
 #[test]

@@ -83,6 +83,7 @@ pub const LIVE_METRICS: &[&str] = &[
     "time_wait_peak",
     "time_wait_at_end",
     "leading_even_ports",
+    "first_refill_s",
     // A run through a NAT (src/live/nat.rs): the router's table at the end and its counters.
     "nat_ports_in_use",
     "conntrack_entries",

@@ -191,12 +191,20 @@ fn hosts(sc: &Scenario, queue: &mut Queue<Event>) -> (Vec<Host>, Vec<Lanes>) {
         for &(ip, port) in &h.listen {
             host.listen(ip, port);
         }
+        // Exact timers of one length expire in entry order whatever the host; a clock's
+        // slots are the host's own, so its expiries get a lane of their own.
         let time_wait = host.profile.time_wait;
-        let tw_expire = match expire_lanes.iter().find(|&&(len, _)| len == time_wait) {
+        let shared = expire_lanes
+            .iter()
+            .find(|&&(len, _)| len == time_wait)
+            .filter(|_| host.tw_exact());
+        let tw_expire = match shared {
             Some(&(_, lane)) => lane,
             None => {
                 let lane = queue.add_lane();
-                expire_lanes.push((time_wait, lane));
+                if host.tw_exact() {
+                    expire_lanes.push((time_wait, lane));
+                }
                 lane
             }
         };

@@ -28,6 +28,7 @@ use super::run::Event;
 use super::time_wait::Closing;
 use crate::engine::Class;
 use crate::host::{Errno, NONE, SockId, State, SynOnTuple, TimeWait, Tuple};
+use crate::profile::TwReject;
 use crate::report::Counter;
 use crate::time::{Duration, Instant};
 use crate::workload::Closer;
@@ -110,11 +111,22 @@ impl Simulation {
         .then(|| client.ts_clock(c.syn_sent).wrapping_add(c.ts_off));
         let t = self.server_tuple(conn, &c);
         let server = &mut self.hosts[c.server as usize];
-        match server.syn_on_tuple(&t, c.isn, ts) {
+        match server.syn_on_tuple(&t, c.isn, ts, self.now) {
             SynOnTuple::Free => {}
             SynOnTuple::TimeWaitAccepted => self.rec.count(Counter::TwSynAccepted),
-            SynOnTuple::TimeWaitRejected { sock: tw, ack } => {
+            SynOnTuple::TimeWaitRejected {
+                sock: tw,
+                ack,
+                rearm,
+            } => {
                 self.rec.count(Counter::TwSynRejected);
+                if rearm {
+                    self.time_wait_rearmed(c.server, tw);
+                }
+                let server = &self.hosts[c.server as usize];
+                if !ack && server.profile.tw_reject == TwReject::Ack {
+                    self.rec.count(Counter::TwAckRateLimited);
+                }
                 if ack {
                     {
                         // The client answers the ACK with RST, which kills the TIME-WAIT

@@ -512,6 +512,7 @@ fn summary(
             peak_client: rec.tw_peak_client,
             peak_server: rec.tw_peak_server,
             first_expiry_s: rec.first_tw_expiry.map(Instant::as_secs_f64),
+            duration_s: rec.tw_lifetimes.summary(),
         },
         connect_latency_ms: latency_ms(&rec.latency),
         request_latency_ms: latency_ms(&rec.request_latency),

@@ -73,7 +73,7 @@ impl Simulation {
         let host = &self.hosts[h as usize];
         let pool = host.sock(sock).pool;
         let generation = host.sock(sock).generation;
-        let expire = self.now + host.profile.time_wait;
+        let expire = host.tw_expiry(self.now);
         let lanes = &self.lanes[h as usize];
         self.queue.push_lane(
             lanes.tw_expire,
@@ -99,6 +99,22 @@ impl Simulation {
             );
         }
         self.note_time_wait();
+    }
+
+    /// A refused SYN restarted the timer of TIME-WAIT `sock` of host `h`
+    /// (`inet_twsk_reschedule(tw, TCP_TIMEWAIT_LEN)`): it now fires a TIME_WAIT from now, on
+    /// the host's clock; the event already queued finds it not yet due.
+    pub(super) fn time_wait_rearmed(&mut self, h: u16, sock: SockId) {
+        let host = &self.hosts[h as usize];
+        let ev = Event::TwExpire {
+            host: h,
+            sock,
+            generation: host.sock(sock).generation,
+        };
+        let lane = self.lanes[h as usize].tw_expire;
+        let at = host.tw_expiry(self.now);
+        self.queue.push_lane_ordered(lane, at, Class::Timer, ev);
+        self.rec.count(Counter::TwRearmed);
     }
 
     /// A four-tuple closed with no TIME-WAIT, watched for `len`.
@@ -140,17 +156,25 @@ impl Simulation {
         }
         if self.time_wait_alive(host, sock, generation) {
             let h = &self.hosts[host as usize];
-            let lived = self.now - h.sock(sock).tw.entry;
-            if self.check && lived != h.profile.time_wait {
+            let entry = h.sock(sock).tw.entry;
+            let due = h.tw_due(sock, entry);
+            if self.now < due {
+                // Re-armed: the event of the re-arm is queued.
+                return;
+            }
+            if self.check && self.now != due {
                 let msg = format!(
-                    "host {}: TIME-WAIT of {} expired after {:.9} s, not {:.9} s",
+                    "host {}: TIME-WAIT of {} entered at {:.9} s expired at {:.9} s, not at its \
+                     timer's {:.9} s",
                     h.name,
                     h.sock(sock).tuple,
-                    lived.as_secs_f64(),
-                    h.profile.time_wait.as_secs_f64()
+                    entry.as_secs_f64(),
+                    self.now.as_secs_f64(),
+                    due.as_secs_f64()
                 );
                 self.violate(msg);
             }
+            self.rec.time_wait_ended(self.now - entry);
             self.hosts[host as usize].destroy(sock);
             self.rec.count(Counter::TwExpired);
             self.rec.first_tw_expiry.get_or_insert(self.now);

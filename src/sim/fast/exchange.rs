@@ -18,7 +18,7 @@
 
 use crate::engine::{Class, Queue, packed};
 use crate::host::{Host, NONE, Refused, SockId, TimeWait, Tuple};
-use crate::report::Counter;
+use crate::report::{Counter, Lifetimes};
 use crate::scenario::Scenario;
 use crate::sim::fast::bulk_time_wait::{enter_in_bulk, time_wait_cannot_overflow};
 use crate::sim::fast::gateway::Gateways;
@@ -228,6 +228,7 @@ impl Exchange {
         lanes: &[Lanes],
         queue: &mut Queue<Event>,
         (due, wl): (&mut TimeWaitDue, u32),
+        (ended, end): (&mut Lifetimes, Instant),
     ) -> bool {
         self.flights.push_back(f);
         if *fin == NO_EVENT {
@@ -255,7 +256,13 @@ impl Exchange {
                 generation: h.sock(sock).generation,
             },
         };
-        let expire = f.at + self.to_time_wait + h.profile.time_wait;
+        let entry = f.at + self.to_time_wait;
+        let expire = h.tw_expiry(entry);
+        if f.sock == NONE && expire < end {
+            // Nothing ends a TIME-WAIT without a socket early: it lasts to its expiry, which
+            // the run reaches.
+            ended.add(expire - entry);
+        }
         let lane = lanes[f.client as usize].tw_expire;
         queue.push_lane_ordered(lane, expire, Class::Timer, ev);
         // Keep memory to the connections alive, whatever the bin width.
@@ -716,6 +723,7 @@ impl Simulation {
             &self.lanes,
             &mut self.queue,
             (due, wl),
+            (&mut self.rec.tw_lifetimes, self.end),
         ) {
             self.catch_up(wl as usize, self.now);
         }

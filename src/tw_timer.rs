@@ -1,0 +1,193 @@
+//! When a TIME-WAIT's timer really fires. The kernel keeps it on a coarse clock, so a
+//! TIME-WAIT lasts a little longer (the timer wheel) or shorter (the death row) than
+//! TIME_WAIT, and TIME-WAITs entered close together end at the same tick.
+//!
+//! - Linux 4.8+ (commit 500462a9de65, "timers: Switch to a non-cascading wheel"): one timer
+//!   per TIME-WAIT, `mod_timer(&tw->tw_timer, jiffies + TCP_TIMEWAIT_LEN)`
+//!   (`__inet_twsk_schedule`, net/ipv4/inet_timewait_sock.c). kernel/time/timer.c
+//!   `calc_wheel_index` puts a timer `delta` jiffies out on the level whose range holds it
+//!   (`LVL_START(n)` = 63 << 3(n − 1) jiffies), and `calc_index` rounds its expiry up to
+//!   the next multiple of that level's granularity (`LVL_GRAN(n)` = 8ⁿ jiffies), strictly
+//!   after it: "the timer wheel has to guarantee that a timer does not fire early". 60 s at
+//!   HZ = 250 is 15,000 jiffies, level 3, granularity 512 jiffies = 2.048 s: a TIME-WAIT
+//!   lasts (60, 62.048] s.
+//! - Linux before 4.1 (until commit 789f558cfb36, "tcp/dccp: get rid of central timewait
+//!   timer"): the death row. `inet_twsk_schedule` puts a TIME-WAIT of TCP_TIMEWAIT_LEN in
+//!   slot `twdr->slot + 7` of 8; `inet_twdr_hangman` runs every TCP_TIMEWAIT_LEN / 8 = 7.5 s
+//!   and kills slot `twdr->slot`, then advances it: a TIME-WAIT lasts (52.5, 60] s.
+//!
+//! A host's jiffies run from its uptime ([`crate::host::Host`] draws it from the seed):
+//! `jiffies_64` starts at `INITIAL_JIFFIES` = (u32)(−300 × HZ) at boot
+//! (include/linux/jiffies.h), so the phase of a run against the wheel's slots is the seed's.
+
+use crate::profile::TwTimer;
+use crate::time::{Duration, Instant};
+
+/// kernel/time/timer.c: `LVL_CLK_SHIFT`, each level 8 times coarser than the one below.
+const LVL_CLK_SHIFT: u32 = 3;
+/// kernel/time/timer.c: `LVL_BITS`, 64 buckets per level.
+const LVL_SIZE: u64 = 64;
+/// The death row's slots (`INET_TWDR_TWKILL_SLOTS`).
+const TWKILL_SLOTS: u64 = 8;
+const NS_PER_S: u128 = 1_000_000_000;
+
+/// One host's TIME-WAIT clock.
+#[derive(Clone, Copy, Debug)]
+pub struct TwClock {
+    timer: TwTimer,
+    /// Nanoseconds from the host's boot to the scenario's start.
+    uptime_ns: u64,
+}
+
+impl TwClock {
+    pub fn new(timer: TwTimer, uptime_ns: u64) -> TwClock {
+        TwClock { timer, uptime_ns }
+    }
+
+    /// Whether the timer fires at entry + TIME_WAIT exactly.
+    pub fn is_exact(&self) -> bool {
+        self.timer == TwTimer::Exact
+    }
+
+    /// When a TIME-WAIT timer armed at `at` for `len` fires.
+    #[inline]
+    pub fn expiry(&self, at: Instant, len: Duration) -> Instant {
+        match self.timer {
+            TwTimer::Exact => at + len,
+            TwTimer::Wheel { hz } => {
+                let j = self.jiffies(at, hz);
+                let delta = to_jiffies(len, hz);
+                let shift = LVL_CLK_SHIFT * level(delta, hz);
+                self.time_of(((j + delta) >> shift) + 1 << shift, hz)
+            }
+            TwTimer::DeathRow { hz } => {
+                let period = to_jiffies(len, hz).div_ceil(TWKILL_SLOTS).max(1);
+                // The hangman's firings fall on the jiffies of the run's first one plus
+                // multiples of the period.
+                let start = self.jiffies(Instant(0), hz);
+                let next = start + ((self.jiffies(at, hz) - start) / period + 1) * period;
+                self.time_of(next + (TWKILL_SLOTS - 1) * period, hz)
+            }
+        }
+    }
+
+    /// How much later than TIME_WAIT a TIME-WAIT of `len` may end (the wheel), or how much
+    /// earlier (the death row): the clock's granularity there.
+    pub fn granularity(&self, len: Duration) -> Duration {
+        match self.timer {
+            TwTimer::Exact => Duration::ZERO,
+            TwTimer::Wheel { hz } => {
+                let delta = to_jiffies(len, hz);
+                jiffies_ns(1 << (LVL_CLK_SHIFT * level(delta, hz)), hz)
+            }
+            TwTimer::DeathRow { hz } => {
+                jiffies_ns(to_jiffies(len, hz).div_ceil(TWKILL_SLOTS).max(1), hz)
+            }
+        }
+    }
+
+    /// `jiffies_64` at `at`.
+    fn jiffies(&self, at: Instant, hz: u16) -> u64 {
+        let since_boot = u128::from(self.uptime_ns + at.0);
+        initial_jiffies(hz) + (since_boot * u128::from(hz) / NS_PER_S) as u64
+    }
+
+    /// The first instant at which `jiffies_64` reads `j`.
+    fn time_of(&self, j: u64, hz: u16) -> Instant {
+        let ticks = u128::from(j - initial_jiffies(hz));
+        let ns = (ticks * NS_PER_S).div_ceil(u128::from(hz)) as u64;
+        Instant(ns.saturating_sub(self.uptime_ns))
+    }
+}
+
+/// include/linux/jiffies.h: `INITIAL_JIFFIES` ((unsigned long)(unsigned int)(−300 × HZ)).
+fn initial_jiffies(hz: u16) -> u64 {
+    u64::from(0u32.wrapping_sub(300 * u32::from(hz)))
+}
+
+/// `len` in jiffies, rounded up (`msecs_to_jiffies`; TCP_TIMEWAIT_LEN is 60 × HZ exactly).
+fn to_jiffies(len: Duration, hz: u16) -> u64 {
+    (u128::from(len.0) * u128::from(hz)).div_ceil(NS_PER_S) as u64
+}
+
+fn jiffies_ns(j: u64, hz: u16) -> Duration {
+    Duration((u128::from(j) * NS_PER_S / u128::from(hz)) as u64)
+}
+
+/// `calc_wheel_index`: the level of a timer `delta` jiffies out, the last whose
+/// `LVL_START` it reaches; `LVL_DEPTH` is 9 above HZ = 100, else 8.
+fn level(delta: u64, hz: u16) -> u32 {
+    let depth = if hz > 100 { 9 } else { 8 };
+    let start = |n: u32| (LVL_SIZE - 1) << (LVL_CLK_SHIFT * (n - 1));
+    (1..depth).take_while(|&n| delta >= start(n)).count() as u32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIN: Duration = Duration::from_secs(60);
+
+    fn lifetimes(timer: TwTimer) -> (Duration, Duration) {
+        let clock = TwClock::new(timer, 123_456_789_012);
+        let (mut lo, mut hi) = (Duration(u64::MAX), Duration::ZERO);
+        // Entries 1.3 ms apart over 20 s: every phase against the slots.
+        for k in 0..15_000u64 {
+            let at = Instant(1_000_000_000 + k * 1_300_017);
+            let lived = clock.expiry(at, MIN) - at;
+            lo = lo.min(lived);
+            hi = hi.max(lived);
+        }
+        (lo, hi)
+    }
+
+    #[test]
+    fn a_linux_time_wait_outlives_sixty_seconds_by_at_most_one_wheel_granule() {
+        // HZ, then the level-3 or level-4 granularity of 60 × HZ jiffies.
+        for (hz, gran) in [
+            (100, Duration::from_millis(5_120)),
+            (250, Duration::from_millis(2_048)),
+            (300, Duration(1_706_666_666)),
+            (1000, Duration::from_millis(4_096)),
+        ] {
+            let clock = TwClock::new(TwTimer::Wheel { hz }, 0);
+            assert_eq!(clock.granularity(MIN), gran, "HZ={hz}");
+            let (lo, hi) = lifetimes(TwTimer::Wheel { hz });
+            assert!(lo > MIN, "HZ={hz}: {lo:?}");
+            assert!(hi <= MIN + gran && hi + Duration::from_millis(10) > MIN + gran);
+        }
+    }
+
+    #[test]
+    fn time_waits_entered_in_one_slot_end_at_the_same_tick() {
+        let clock = TwClock::new(TwTimer::Wheel { hz: 250 }, 0);
+        let ends: Vec<Instant> = (0..2_048u64)
+            .map(|ms| clock.expiry(Instant(ms * 1_000_000), MIN))
+            .collect();
+        let mut distinct = ends.clone();
+        distinct.dedup();
+        // 2.048 s of entries span one or two slots.
+        assert!((1..=2).contains(&distinct.len()), "{distinct:?}");
+        assert!(ends.windows(2).all(|w| w[0] <= w[1]));
+    }
+
+    #[test]
+    fn the_death_row_ends_a_time_wait_between_seven_and_eight_periods() {
+        let (lo, hi) = lifetimes(TwTimer::DeathRow { hz: 1000 });
+        assert!(lo > Duration::from_millis(52_500) && lo < Duration::from_millis(52_510));
+        assert!(hi <= MIN && hi > Duration::from_millis(59_990));
+    }
+
+    #[test]
+    fn expiry_never_decreases_with_entry() {
+        for timer in [TwTimer::Wheel { hz: 300 }, TwTimer::DeathRow { hz: 250 }] {
+            let clock = TwClock::new(timer, 987_654_321);
+            let mut last = Instant(0);
+            for k in 0..50_000u64 {
+                let e = clock.expiry(Instant(k * 777_777), MIN);
+                assert!(e >= last);
+                last = e;
+            }
+        }
+    }
+}
