@@ -58,7 +58,7 @@ impl TwClock {
                 let j = self.jiffies(at, hz);
                 let delta = to_jiffies(len, hz);
                 let shift = LVL_CLK_SHIFT * level(delta, hz);
-                self.time_of(((j + delta) >> shift) + 1 << shift, hz)
+                self.time_of((((j + delta) >> shift) + 1) << shift, hz)
             }
             TwTimer::DeathRow { hz } => {
                 let period = to_jiffies(len, hz).div_ceil(TWKILL_SLOTS).max(1);

@@ -237,6 +237,37 @@ pub(super) fn compare(sc: &Scenario, p: &Report, m: &Measured) -> Vec<Check> {
         .collect()
 }
 
+/// The row of [`first_refill`].
+const FIRST_REFILL: &str = "first_refill_s";
+
+/// When ports came back: the start of the first bin, after one where connect() failed, in
+/// which a connection was established. After a burst fills the range, that is the first
+/// TIME-WAIT's expiry, which the kernel's timer wheel rounds (src/tw_timer.rs).
+fn first_refill(bins: impl Iterator<Item = (f64, u64, u64)>) -> Option<f64> {
+    let mut failed = false;
+    for (t, fails, established) in bins {
+        if failed && established > 0 {
+            return Some(t);
+        }
+        failed |= fails > 0;
+    }
+    None
+}
+
+/// How far apart a prediction and a run's [`first_refill`] may be: the largest TIME-WAIT
+/// clock granularity of the scenario's hosts plus two bins.
+fn refill_slack(sc: &Scenario) -> f64 {
+    let gran = sc
+        .hosts
+        .iter()
+        .map(|h| {
+            crate::tw_timer::TwClock::new(h.profile.tw_timer, 0).granularity(h.profile.time_wait)
+        })
+        .max()
+        .unwrap_or_default();
+    gran.as_secs_f64() + 2.0 * sc.bin.as_secs_f64()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -288,35 +319,4 @@ mod tests {
         assert_eq!(verdict(&checks, true, true, None).0, "interrupted");
         assert_eq!(verdict(&checks, false, true, None).0, "capped");
     }
-}
-
-/// The row of [`first_refill`].
-const FIRST_REFILL: &str = "first_refill_s";
-
-/// When ports came back: the start of the first bin, after one where connect() failed, in
-/// which a connection was established. After a burst fills the range, that is the first
-/// TIME-WAIT's expiry, which the kernel's timer wheel rounds (src/tw_timer.rs).
-fn first_refill(bins: impl Iterator<Item = (f64, u64, u64)>) -> Option<f64> {
-    let mut failed = false;
-    for (t, fails, established) in bins {
-        if failed && established > 0 {
-            return Some(t);
-        }
-        failed |= fails > 0;
-    }
-    None
-}
-
-/// How far apart a prediction and a run's [`first_refill`] may be: the largest TIME-WAIT
-/// clock granularity of the scenario's hosts plus two bins.
-fn refill_slack(sc: &Scenario) -> f64 {
-    let gran = sc
-        .hosts
-        .iter()
-        .map(|h| {
-            crate::tw_timer::TwClock::new(h.profile.tw_timer, 0).granularity(h.profile.time_wait)
-        })
-        .max()
-        .unwrap_or_default();
-    gran.as_secs_f64() + 2.0 * sc.bin.as_secs_f64()
 }
