@@ -55,7 +55,7 @@ pub fn named(name: &str) -> Option<Profile> {
 /// macOS 12, 13 and 14: every field [`Profile::macos`] models reads the same in their XNU.
 /// - ISN: `tcp_new_isn` (bsd/netinet/tcp_subr.c) keeps `isn_secret` and `isn_last_reseed`
 ///   on the stack, so each call re-reads `read_frandom` and the ISN is uniform (e6231be0,
-///   5c2921b0; 94d3b452 and 1031c584 per notes/xnu-research.md §1).
+///   5c2921b0, 94d3b452; 1031c584 per notes/xnu-research.md §1).
 /// - TSval offset: `tcp_newtcpcb` sets `t_ts_offset = random_32` when
 ///   `tcp_randomize_timestamps` (default 1) is on (same commits).
 /// - Local SYN timeout: `tcp_getrt_rtt` sets `t_rttmin = tcp_TCPTV_MIN` (`rtt_min`, 100 ms)
