@@ -248,6 +248,9 @@ pub enum TwTimer {
     /// Linux before 4.1: the TIME-WAIT death row (`net/ipv4/inet_timewait_sock.c`,
     /// `inet_twsk_schedule`), `CONFIG_HZ` = `hz`.
     DeathRow { hz: u16 },
+    /// A periodic scan ends every TIME-WAIT past its length: FreeBSD 13 `tcp_tw_2msl_scan`
+    /// from `tcp_slowtimo` every `period_ms` (500).
+    Scan { period_ms: u16 },
 }
 
 /// One host's TCP port behaviour.
@@ -767,12 +770,13 @@ impl Profile {
             "time_wait_timer" => {
                 let hz = match self.tw_timer {
                     TwTimer::Wheel { hz } | TwTimer::DeathRow { hz } => hz,
-                    TwTimer::Exact => DEFAULT_HZ,
+                    TwTimer::Exact | TwTimer::Scan { .. } => DEFAULT_HZ,
                 };
                 self.tw_timer = match text()? {
                     "wheel" => TwTimer::Wheel { hz },
                     "death-row" => TwTimer::DeathRow { hz },
                     "exact" => TwTimer::Exact,
+                    "scan" => TwTimer::Scan { period_ms: 500 },
                     _ => return Err(bad()),
                 }
             }
@@ -784,7 +788,9 @@ impl Profile {
                     .ok_or_else(bad)? as u16;
                 self.tw_timer = match self.tw_timer {
                     TwTimer::DeathRow { .. } => TwTimer::DeathRow { hz },
-                    TwTimer::Wheel { .. } | TwTimer::Exact => TwTimer::Wheel { hz },
+                    TwTimer::Wheel { .. } | TwTimer::Exact | TwTimer::Scan { .. } => {
+                        TwTimer::Wheel { hz }
+                    }
                 }
             }
             "time_wait_syn" => {
@@ -974,10 +980,11 @@ impl Profile {
                 TwTimer::Exact => "exact",
                 TwTimer::Wheel { .. } => "wheel",
                 TwTimer::DeathRow { .. } => "death-row",
+                TwTimer::Scan { .. } => "scan",
             }),
             "hz" => match self.tw_timer {
                 TwTimer::Wheel { hz } | TwTimer::DeathRow { hz } => hz.to_string(),
-                TwTimer::Exact => "\"none\"".into(),
+                TwTimer::Exact | TwTimer::Scan { .. } => "\"none\"".into(),
             },
             "time_wait_syn" => q(match self.tw_accept {
                 TwAccept::SeqOrTimestamp => "seq-or-timestamp",
@@ -1301,7 +1308,7 @@ pub const MODEL_PARAMS: &[KnobSpec] = &[
     ),
     knob(
         "time_wait_timer",
-        "\"wheel\" (Linux 4.8+), \"death-row\" (Linux before 4.1) or \"exact\"",
+        "\"wheel\" (Linux 4.8+), \"death-row\" (Linux before 4.1), \"scan\" (FreeBSD 13, every 500 ms) or \"exact\"",
         "kernel/time/timer.c calc_wheel_index; net/ipv4/inet_timewait_sock.c",
         "how the TIME-WAIT timer is kept: on the timer wheel a 60 s TIME-WAIT lasts (60, 60 + granularity] s (2.048 s at HZ=250); on the death row (52.5, 60] s; exact: 60 s (src/tw_timer.rs)",
     ),

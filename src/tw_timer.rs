@@ -15,6 +15,8 @@
 //!   timer"): the death row. `inet_twsk_schedule` puts a TIME-WAIT of TCP_TIMEWAIT_LEN in
 //!   slot `twdr->slot + 7` of 8; `inet_twdr_hangman` runs every TCP_TIMEWAIT_LEN / 8 = 7.5 s
 //!   and kills slot `twdr->slot`, then advances it: a TIME-WAIT lasts (52.5, 60] s.
+//! - FreeBSD 13: `tcp_tw_2msl_scan` runs from `tcp_slowtimo` every 500 ms and closes the
+//!   TIME-WAITs past their 2 × MSL: a TIME-WAIT lasts [60, 60.5) s (notes/bsd-releases.md).
 //!
 //! A host's jiffies run from its uptime ([`crate::host::Host`] draws it from the seed):
 //! `jiffies_64` starts at `INITIAL_JIFFIES` = (u32)(−300 × HZ) at boot
@@ -68,6 +70,11 @@ impl TwClock {
                 let next = start + ((self.jiffies(at, hz) - start) / period + 1) * period;
                 self.time_of(next + (TWKILL_SLOTS - 1) * period, hz)
             }
+            TwTimer::Scan { period_ms } => {
+                let period = u64::from(period_ms) * 1_000_000;
+                let since_boot = (self.uptime_ns + (at + len).0).div_ceil(period) * period;
+                Instant(since_boot - self.uptime_ns)
+            }
         }
     }
 
@@ -83,6 +90,7 @@ impl TwClock {
             TwTimer::DeathRow { hz } => {
                 jiffies_ns(to_jiffies(len, hz).div_ceil(TWKILL_SLOTS).max(1), hz)
             }
+            TwTimer::Scan { period_ms } => Duration::from_millis(u64::from(period_ms)),
         }
     }
 
@@ -179,8 +187,19 @@ mod tests {
     }
 
     #[test]
+    fn a_freebsd_13_scan_ends_a_time_wait_within_half_a_second_after_sixty() {
+        let (lo, hi) = lifetimes(TwTimer::Scan { period_ms: 500 });
+        assert!(lo >= MIN && lo < MIN + Duration::from_millis(2));
+        assert!(hi < MIN + Duration::from_millis(500) && hi > MIN + Duration::from_millis(498));
+    }
+
+    #[test]
     fn expiry_never_decreases_with_entry() {
-        for timer in [TwTimer::Wheel { hz: 300 }, TwTimer::DeathRow { hz: 250 }] {
+        for timer in [
+            TwTimer::Wheel { hz: 300 },
+            TwTimer::DeathRow { hz: 250 },
+            TwTimer::Scan { period_ms: 500 },
+        ] {
             let clock = TwClock::new(timer, 987_654_321);
             let mut last = Instant(0);
             for k in 0..50_000u64 {

@@ -11,7 +11,7 @@
 //! headers of xnu-10002+ and no RACK; 8d741a5d has RACK, the `vresearch1` and Tightbeam
 //! configs of xnu-11215+. Their exact tags are UNVERIFIED.
 
-use super::{Isn, Profile, TsOffset};
+use super::{Isn, Profile, TsOffset, TwTimer};
 
 /// Releases this module answers to: (name, title).
 pub const RELEASES: &[(&str, &str)] = &[
@@ -97,12 +97,13 @@ fn xnu_clock_isn() -> Profile {
 ///   closing first at tens of thousands of connections per second) that differs from the
 ///   kernel (notes/bsd-releases.md, "What portsim cannot express yet").
 /// - Expiry runs in `tcp_slowtimo` every 500 ms (`pfslowtimo`, hz / 2), so a TIME-WAIT
-///   lasts 60 to 60.5 s; modelled as exactly 60 s (no field expresses a periodic scan).
+///   lasts 60 to 60.5 s (`TwTimer::Scan`).
 fn freebsd_13() -> Profile {
     let p = Profile::freebsd();
     Profile {
         local_time_wait: true,
         max_tw_buckets: tcptw_cap(p.port_range),
+        tw_timer: TwTimer::Scan { period_ms: 500 },
         ..p
     }
 }
