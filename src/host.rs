@@ -431,7 +431,7 @@ impl Host {
         // Uptime at scenario start: between 5 minutes and about 12 days.
         let mono_offset_ns = 300_000_000_000 + (rng.next_u64() % 1_000_000_000_000_000);
         let real_offset_ns = rng.next_u64() >> 2;
-        let tw_clock = TwClock::new(profile.tw_timer, mono_offset_ns);
+        let tw_clock = TwClock::new(profile.tw_timer, mono_offset_ns, profile.time_wait);
         let isn_rng = ChaCha8Rng::from_rng(&mut bind_rng);
         let binder = LinuxAllocator::new(bind_rng);
         let selector = selector(profile.selection, profile.port_range, rng);
@@ -608,12 +608,12 @@ impl Host {
     /// When a TIME-WAIT timer armed at `at` fires ([`TwClock::expiry`]).
     #[inline]
     pub fn tw_expiry(&self, at: Instant) -> Instant {
-        self.tw_clock.expiry(at, self.profile.time_wait)
+        self.tw_clock.expiry(at)
     }
 
     /// The TIME-WAIT clock's granularity at TIME_WAIT ([`TwClock::granularity`]).
     pub fn tw_granularity(&self) -> Duration {
-        self.tw_clock.granularity(self.profile.time_wait)
+        self.tw_clock.granularity()
     }
 
     /// Whether every TIME-WAIT lasts TIME_WAIT exactly.

@@ -247,7 +247,9 @@ impl Hist {
 pub struct Lifetimes {
     min: Option<Duration>,
     max: Duration,
-    per_ms: BTreeMap<u64, u64>,
+    /// Counts per millisecond from `base_ms`.
+    per_ms: Vec<u64>,
+    base_ms: u64,
     count: u64,
 }
 
@@ -256,7 +258,20 @@ impl Lifetimes {
     pub fn add(&mut self, d: Duration) {
         self.min = Some(self.min.map_or(d, |m| m.min(d)));
         self.max = self.max.max(d);
-        *self.per_ms.entry(d.0 / 1_000_000).or_default() += 1;
+        let ms = d.0 / 1_000_000;
+        if self.per_ms.is_empty() {
+            self.base_ms = ms;
+        } else if ms < self.base_ms {
+            let mut grown = vec![0; (self.base_ms - ms) as usize];
+            grown.append(&mut self.per_ms);
+            self.per_ms = grown;
+            self.base_ms = ms;
+        }
+        let i = (ms - self.base_ms) as usize;
+        if i >= self.per_ms.len() {
+            self.per_ms.resize(i + 1, 0);
+        }
+        self.per_ms[i] += 1;
         self.count += 1;
     }
 
@@ -265,9 +280,9 @@ impl Lifetimes {
         let min = self.min?;
         let half = self.count.div_ceil(2);
         let mut seen = 0;
-        let p50_ms = self.per_ms.iter().find_map(|(&ms, &n)| {
+        let p50_ms = self.per_ms.iter().enumerate().find_map(|(i, &n)| {
             seen += n;
-            (seen >= half).then_some(ms)
+            (seen >= half).then_some(self.base_ms + i as u64)
         })?;
         Some(DurationSummary {
             count: self.count,

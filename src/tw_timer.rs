@@ -33,17 +33,45 @@ const LVL_SIZE: u64 = 64;
 const TWKILL_SLOTS: u64 = 8;
 const NS_PER_S: u128 = 1_000_000_000;
 
-/// One host's TIME-WAIT clock.
+/// One host's TIME-WAIT clock, for TIME-WAITs of one length.
 #[derive(Clone, Copy, Debug)]
 pub struct TwClock {
     timer: TwTimer,
+    /// The TIME-WAIT length.
+    len: Duration,
     /// Nanoseconds from the host's boot to the scenario's start.
     uptime_ns: u64,
+    /// The jiffy in nanoseconds, where HZ divides a second (100, 250, 1000): the fast path.
+    tick_ns: Option<u64>,
+    /// `len` in jiffies.
+    delta: u64,
+    /// The wheel: log2 of the granularity of `len`'s level, in jiffies.
+    shift: u32,
+    /// The death row: the hangman's period, in jiffies; its first firing.
+    period: u64,
+    start: u64,
 }
 
 impl TwClock {
-    pub fn new(timer: TwTimer, uptime_ns: u64) -> TwClock {
-        TwClock { timer, uptime_ns }
+    pub fn new(timer: TwTimer, uptime_ns: u64, len: Duration) -> TwClock {
+        let hz = match timer {
+            TwTimer::Wheel { hz } | TwTimer::DeathRow { hz } => hz,
+            TwTimer::Exact | TwTimer::Scan { .. } => 1000,
+        };
+        let tick_ns = (1_000_000_000 % u64::from(hz) == 0).then(|| 1_000_000_000 / u64::from(hz));
+        let delta = to_jiffies(len, hz);
+        let mut clock = TwClock {
+            timer,
+            len,
+            uptime_ns,
+            tick_ns,
+            delta,
+            shift: LVL_CLK_SHIFT * level(delta, hz),
+            period: delta.div_ceil(TWKILL_SLOTS).max(1),
+            start: 0,
+        };
+        clock.start = clock.jiffies(Instant(0), hz);
+        clock
     }
 
     /// Whether the timer fires at entry + TIME_WAIT exactly.
@@ -51,59 +79,60 @@ impl TwClock {
         self.timer == TwTimer::Exact
     }
 
-    /// When a TIME-WAIT timer armed at `at` for `len` fires.
+    /// When a TIME-WAIT timer armed at `at` fires.
     #[inline]
-    pub fn expiry(&self, at: Instant, len: Duration) -> Instant {
+    pub fn expiry(&self, at: Instant) -> Instant {
         match self.timer {
-            TwTimer::Exact => at + len,
+            TwTimer::Exact => at + self.len,
             TwTimer::Wheel { hz } => {
-                let j = self.jiffies(at, hz);
-                let delta = to_jiffies(len, hz);
-                let shift = LVL_CLK_SHIFT * level(delta, hz);
-                self.time_of((((j + delta) >> shift) + 1) << shift, hz)
+                let j = self.jiffies(at, hz) + self.delta;
+                self.time_of(((j >> self.shift) + 1) << self.shift, hz)
             }
             TwTimer::DeathRow { hz } => {
-                let period = to_jiffies(len, hz).div_ceil(TWKILL_SLOTS).max(1);
                 // The hangman's firings fall on the jiffies of the run's first one plus
-                // multiples of the period.
-                let start = self.jiffies(Instant(0), hz);
+                // multiples of the period; slot `twdr->slot + 7` dies 7 firings after the next.
+                let (start, period) = (self.start, self.period);
                 let next = start + ((self.jiffies(at, hz) - start) / period + 1) * period;
                 self.time_of(next + (TWKILL_SLOTS - 1) * period, hz)
             }
             TwTimer::Scan { period_ms } => {
                 let period = u64::from(period_ms) * 1_000_000;
-                let since_boot = (self.uptime_ns + (at + len).0).div_ceil(period) * period;
+                let since_boot = (self.uptime_ns + (at + self.len).0).div_ceil(period) * period;
                 Instant(since_boot - self.uptime_ns)
             }
         }
     }
 
-    /// How much later than TIME_WAIT a TIME-WAIT of `len` may end (the wheel), or how much
-    /// earlier (the death row): the clock's granularity there.
-    pub fn granularity(&self, len: Duration) -> Duration {
+    /// How much later than TIME_WAIT a TIME-WAIT may end (the wheel, the scan), or how much
+    /// earlier (the death row): the clock's granularity at its length.
+    pub fn granularity(&self) -> Duration {
         match self.timer {
             TwTimer::Exact => Duration::ZERO,
-            TwTimer::Wheel { hz } => {
-                let delta = to_jiffies(len, hz);
-                jiffies_ns(1 << (LVL_CLK_SHIFT * level(delta, hz)), hz)
-            }
-            TwTimer::DeathRow { hz } => {
-                jiffies_ns(to_jiffies(len, hz).div_ceil(TWKILL_SLOTS).max(1), hz)
-            }
+            TwTimer::Wheel { hz } => jiffies_ns(1 << self.shift, hz),
+            TwTimer::DeathRow { hz } => jiffies_ns(self.period, hz),
             TwTimer::Scan { period_ms } => Duration::from_millis(u64::from(period_ms)),
         }
     }
 
     /// `jiffies_64` at `at`.
+    #[inline]
     fn jiffies(&self, at: Instant, hz: u16) -> u64 {
-        let since_boot = u128::from(self.uptime_ns + at.0);
-        initial_jiffies(hz) + (since_boot * u128::from(hz) / NS_PER_S) as u64
+        let since_boot = self.uptime_ns + at.0;
+        let ticks = match self.tick_ns {
+            Some(tick) => since_boot / tick,
+            None => (u128::from(since_boot) * u128::from(hz) / NS_PER_S) as u64,
+        };
+        initial_jiffies(hz) + ticks
     }
 
     /// The first instant at which `jiffies_64` reads `j`.
+    #[inline]
     fn time_of(&self, j: u64, hz: u16) -> Instant {
-        let ticks = u128::from(j - initial_jiffies(hz));
-        let ns = (ticks * NS_PER_S).div_ceil(u128::from(hz)) as u64;
+        let ticks = j - initial_jiffies(hz);
+        let ns = match self.tick_ns {
+            Some(tick) => ticks * tick,
+            None => (u128::from(ticks) * NS_PER_S).div_ceil(u128::from(hz)) as u64,
+        };
         Instant(ns.saturating_sub(self.uptime_ns))
     }
 }
@@ -126,8 +155,12 @@ fn jiffies_ns(j: u64, hz: u16) -> Duration {
 /// `LVL_START` it reaches; `LVL_DEPTH` is 9 above HZ = 100, else 8.
 fn level(delta: u64, hz: u16) -> u32 {
     let depth = if hz > 100 { 9 } else { 8 };
-    let start = |n: u32| (LVL_SIZE - 1) << (LVL_CLK_SHIFT * (n - 1));
-    (1..depth).take_while(|&n| delta >= start(n)).count() as u32
+    // LVL_START(n) = 63 << 3(n − 1) ≤ delta.
+    let mut n = 0;
+    while n + 1 < depth && delta >= (LVL_SIZE - 1) << (LVL_CLK_SHIFT * n) {
+        n += 1;
+    }
+    n
 }
 
 #[cfg(test)]
@@ -137,12 +170,12 @@ mod tests {
     const MIN: Duration = Duration::from_secs(60);
 
     fn lifetimes(timer: TwTimer) -> (Duration, Duration) {
-        let clock = TwClock::new(timer, 123_456_789_012);
+        let clock = TwClock::new(timer, 123_456_789_012, MIN);
         let (mut lo, mut hi) = (Duration(u64::MAX), Duration::ZERO);
         // Entries 1.3 ms apart over 20 s: every phase against the slots.
         for k in 0..15_000u64 {
             let at = Instant(1_000_000_000 + k * 1_300_017);
-            let lived = clock.expiry(at, MIN) - at;
+            let lived = clock.expiry(at) - at;
             lo = lo.min(lived);
             hi = hi.max(lived);
         }
@@ -158,8 +191,8 @@ mod tests {
             (300, Duration(1_706_666_666)),
             (1000, Duration::from_millis(4_096)),
         ] {
-            let clock = TwClock::new(TwTimer::Wheel { hz }, 0);
-            assert_eq!(clock.granularity(MIN), gran, "HZ={hz}");
+            let clock = TwClock::new(TwTimer::Wheel { hz }, 0, MIN);
+            assert_eq!(clock.granularity(), gran, "HZ={hz}");
             let (lo, hi) = lifetimes(TwTimer::Wheel { hz });
             assert!(lo > MIN, "HZ={hz}: {lo:?}");
             assert!(hi <= MIN + gran && hi + Duration::from_millis(10) > MIN + gran);
@@ -168,9 +201,9 @@ mod tests {
 
     #[test]
     fn time_waits_entered_in_one_slot_end_at_the_same_tick() {
-        let clock = TwClock::new(TwTimer::Wheel { hz: 250 }, 0);
+        let clock = TwClock::new(TwTimer::Wheel { hz: 250 }, 0, MIN);
         let ends: Vec<Instant> = (0..2_048u64)
-            .map(|ms| clock.expiry(Instant(ms * 1_000_000), MIN))
+            .map(|ms| clock.expiry(Instant(ms * 1_000_000)))
             .collect();
         let mut distinct = ends.clone();
         distinct.dedup();
@@ -200,10 +233,10 @@ mod tests {
             TwTimer::DeathRow { hz: 250 },
             TwTimer::Scan { period_ms: 500 },
         ] {
-            let clock = TwClock::new(timer, 987_654_321);
+            let clock = TwClock::new(timer, 987_654_321, MIN);
             let mut last = Instant(0);
             for k in 0..50_000u64 {
-                let e = clock.expiry(Instant(k * 777_777), MIN);
+                let e = clock.expiry(Instant(k * 777_777));
                 assert!(e >= last);
                 last = e;
             }

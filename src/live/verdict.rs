@@ -261,7 +261,7 @@ fn refill_slack(sc: &Scenario) -> f64 {
         .hosts
         .iter()
         .map(|h| {
-            crate::tw_timer::TwClock::new(h.profile.tw_timer, 0).granularity(h.profile.time_wait)
+            crate::tw_timer::TwClock::new(h.profile.tw_timer, 0, h.profile.time_wait).granularity()
         })
         .max()
         .unwrap_or_default();
