@@ -54,7 +54,7 @@ pub(super) fn profiles() -> Outcome {
 /// The numbers that tell Linux releases apart: tcp_tw_reuse and its clock, the SYN schedule,
 /// the TSval offset and bind(0)'s search.
 fn linux_numbers(p: &Profile) -> String {
-    use crate::profile::{BindSearch, Kernel, ReuseClock, TsOffset};
+    use crate::profile::{BindSearch, Kernel, ReuseClock, TsOffset, TwTimer};
     if p.kernel != Kernel::Linux {
         return String::new();
     }
@@ -66,7 +66,7 @@ fn linux_numbers(p: &Profile) -> String {
         }
     };
     format!(
-        "\n            tcp_tw_reuse {} {reuse}, tcp_syn_linear_timeouts {}, TSval offset {}, bind(0) {}",
+        "\n            tcp_tw_reuse {} {reuse}, tcp_syn_linear_timeouts {}, TSval offset {}, bind(0) {}, TIME-WAIT timer {}",
         p.tw_reuse,
         p.syn_linear,
         match p.ts_offset {
@@ -79,6 +79,11 @@ fn linux_numbers(p: &Profile) -> String {
             BindSearch::Strict => "strict",
             BindSearch::SmallestShared => "falls back to a shared SO_REUSEADDR port",
             BindSearch::Sequential => "sequential, falls back to a shared SO_REUSEADDR port",
+        },
+        match p.tw_timer {
+            TwTimer::Exact => "exact".to_string(),
+            TwTimer::Wheel { hz } => format!("wheel at HZ={hz}"),
+            TwTimer::DeathRow { hz } => format!("death row at HZ={hz}"),
         }
     )
 }

@@ -124,6 +124,12 @@ pub const RULES: &[Rule] = &[
         what: "bind(0) scans odd ports first, and with SO_REUSEADDR the lower half of the range, then the upper (attempt_half); before: every port in turn from a random one",
     },
     Rule {
+        since: (4, 10),
+        commit: "95a22caee396",
+        title: "tcp: randomize tcp timestamp offsets for each connection",
+        what: "TSval offset from a hash of the four-tuple (before: none)",
+    },
+    Rule {
         since: (4, 11),
         commit: "b9470c27607b",
         title: "inet: kill smallest_size and smallest_port",
@@ -134,12 +140,6 @@ pub const RULES: &[Rule] = &[
         commit: "4548b683b781",
         title: "Introduce a sysctl that modifies the value of PROT_SOCK",
         what: "net.ipv4.ip_unprivileged_port_start exists",
-    },
-    Rule {
-        since: (4, 10),
-        commit: "95a22caee396",
-        title: "tcp: randomize tcp timestamp offsets for each connection",
-        what: "TSval offset from a hash of the four-tuple (before: none)",
     },
     Rule {
         since: (4, 11),
