@@ -1560,6 +1560,34 @@ mod tests {
     const NOW: Instant = Instant(0);
 
     #[test]
+    fn linux_before_4_2_takes_every_port_in_turn_and_advances_the_hint_by_i() {
+        // 3.10 __inet_hash_connect: port = low + (i + offset) % remaining for i = 1…remaining,
+        // then hint += i. With every port free, each connect() to the same destination takes
+        // the port after the previous one (i = 1, hint + 1), odd and even alike, and the
+        // range's last port is a candidate (no rounding to even).
+        let mut a = LinuxPre42::new(stream(1, "p"));
+        let (mut pool, host) = free_view();
+        let q = query(40000, 40006);
+        let mut got = Vec::new();
+        for _ in 0..7 {
+            let s = a.connect(NOW, &q, &view(&pool, &host));
+            assert_eq!(s.probes, 1);
+            let p = s.port.unwrap();
+            pool.insert(p);
+            got.push(u32::from(p));
+        }
+        let start = got[0];
+        let want: Vec<u32> = (0..7).map(|k| 40000 + (start - 40000 + k) % 7).collect();
+        assert_eq!(got, want);
+        // Full: seven probes, then EADDRNOTAVAIL; one port freed is found i probes on.
+        let s = a.connect(NOW, &q, &view(&pool, &host));
+        assert_eq!((s.port, s.probes), (None, 7));
+        pool.remove(got[3] as u16);
+        let s = a.connect(NOW, &q, &view(&pool, &host));
+        assert_eq!((s.port, s.probes), (Some(got[3] as u16), 4), "{got:?}");
+    }
+
+    #[test]
     fn bsd_cursor_walks_the_range_one_port_at_a_time_and_wraps() {
         // XNU in_pcbbind, randomization off (§3.3): ++lastport, wrap to first.
         let mut a = BsdCursor::new(false, (49152, 49159), stream(1, "c"));

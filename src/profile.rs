@@ -992,7 +992,12 @@ impl Profile {
     pub fn warnings(&self) -> Vec<String> {
         let mut w = Vec::new();
         let (lo, hi) = self.port_range;
-        if self.kernel == Kernel::Linux && lo % 2 == hi % 2 && lo != hi {
+        // 07f4c90062f8 (4.2) added the parity scan and this warning; 3.10 scans every port.
+        if self.kernel == Kernel::Linux
+            && self.selection != Selection::LinuxPre42
+            && lo % 2 == hi % 2
+            && lo != hi
+        {
             w.push(format!(
                 "net.ipv4.ip_local_port_range {lo} {hi}: both ends have the same parity; Linux warns \
                  \"prefer different parity for start/end values\" and connect() never uses one port"
