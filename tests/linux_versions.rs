@@ -343,3 +343,27 @@ fn the_cli_lists_shows_and_imports_releases() {
     );
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn the_plan_limit_under_tcp_tw_reuse_follows_the_release_clock() {
+    // 1,000 loopback ports with tcp_tw_reuse = 1: ports / 1 s on 6.14+ and on 4.19–6.13
+    // (one connection per port per whole second), ports / 2 s before 4.19. The run at 700/s
+    // carries what the limit allows.
+    let knobs = "\"net.ipv4.ip_local_port_range\" = \"40000 40999\"\n\"net.ipv4.tcp_tw_reuse\" = 1";
+    for (name, limit) in [
+        ("linux@4.15", 500.0),
+        ("linux@6.12", 1000.0),
+        ("linux", 1000.0),
+    ] {
+        let text = churn(name, knobs, "127.0.0.1", "127.0.0.1", 700, 20);
+        let p = portsim::plan::plan("v.toml", &text, &[]).unwrap();
+        let pool = &p.now.pools[0];
+        let got = pool.limit_per_s.unwrap();
+        assert!((got - limit).abs() < 1.0, "{name}: {got}");
+        let carried = pool.simulated_per_s.unwrap();
+        assert!(
+            carried <= limit * 1.01 && carried >= 700f64.min(limit) * 0.95,
+            "{name}: {carried}"
+        );
+    }
+}
