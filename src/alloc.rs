@@ -17,7 +17,7 @@
 //! the tests' probe loops are the one-candidate-at-a-time forms; proptests check that both
 //! return the same port and count.
 
-use crate::profile::Selection;
+use crate::profile::{BindSearch, Selection};
 use crate::rng::{SipKey, siphash_4u32};
 use crate::time::Instant;
 use rand::{Rng, RngExt, SeedableRng};
@@ -512,6 +512,7 @@ pub fn selector(sel: Selection, range: (u16, u16), rng: ChaCha8Rng) -> Selector 
     match sel {
         Selection::Linux => Selector::Linux(LinuxAllocator::new(rng)),
         Selection::LinuxPre512 => Selector::Linux(LinuxAllocator::pre_5_12(rng)),
+        Selection::LinuxPre42 => Selector::Other(Box::new(LinuxPre42::new(rng))),
         Selection::BsdCursor { random_start } => {
             Selector::Other(Box::new(BsdCursor::new(random_start, range, rng)))
         }
@@ -935,8 +936,10 @@ impl LinuxAllocator {
 
     /// `inet_csk_find_open_port` for `bind(addr, 0)` (§1.2 step 6, §1.5). `conflict(port, relax)`
     /// is `inet_csk_bind_conflict` for a port whose bind bucket exists, `None` when no bucket
-    /// exists (the port is free). `reuse` is SO_REUSEADDR (scan the lower half first);
-    /// `autobind_reuse` is `net.ipv4.ip_autobind_reuse` (a relaxed second round).
+    /// exists (the port is free); `owners(port)` its bucket's `num_owners`. `reuse` is
+    /// SO_REUSEADDR (scan the lower half first); `autobind_reuse` is
+    /// `net.ipv4.ip_autobind_reuse` (a relaxed second round). `search` is the release's form
+    /// ([`BindSearch`]): before 4.11 an SO_REUSEADDR bind falls back to a shared port.
     #[allow(clippy::too_many_arguments)]
     pub fn bind_any(
         &mut self,
@@ -944,10 +947,16 @@ impl LinuxAllocator {
         high: u16,
         reuse: bool,
         autobind_reuse: bool,
+        search: BindSearch,
         reserved: impl Fn(u32) -> bool,
         mut conflict: impl FnMut(u32, bool) -> Option<bool>,
+        owners: impl Fn(u32) -> u32,
         fast: Option<(&PortBits, &PortBits)>,
     ) -> Search {
+        if search == BindSearch::Sequential {
+            return self.bind_sequential(low, high, reuse, reserved, conflict, owners);
+        }
+        let smallest = search == BindSearch::SmallestShared && reuse;
         let mut probes = 0;
         let mut relax = false;
         loop {
@@ -976,7 +985,7 @@ impl LinuxAllocator {
                     // the conflict test is "any owner on this address" (not the relaxed
                     // round): the same first port and probe count, a word at a time.
                     let found = match fast {
-                        Some((taken, reserved)) if !relax => {
+                        Some((taken, reserved)) if !relax && !smallest => {
                             let f = pass(lo, hi, remaining, offset, 2, taken, reserved, None);
                             probes += match f {
                                 Some((_, i)) => i / 2 + 1,
@@ -984,10 +993,25 @@ impl LinuxAllocator {
                             };
                             f
                         }
-                        _ => pass_literal(lo, hi, remaining, offset, 2, |port| {
-                            probes += 1;
-                            !reserved(port) && !conflict(port, relax).unwrap_or(false)
-                        }),
+                        _ => {
+                            // 4.6–4.10: the shareable port of the pass with the fewest owners,
+                            // the first met among equals (`tb->num_owners < smallest_size`).
+                            let mut best: Option<(u32, u32)> = None;
+                            let f = pass_literal(lo, hi, remaining, offset, 2, |port| {
+                                probes += 1;
+                                if reserved(port) || !conflict(port, relax).unwrap_or(false) {
+                                    return !reserved(port);
+                                }
+                                if smallest && conflict(port, true) == Some(false) {
+                                    let n = owners(port);
+                                    if best.is_none_or(|(m, _)| n < m) {
+                                        best = Some((n, port));
+                                    }
+                                }
+                                false
+                            });
+                            f.or(best.map(|(_, p)| (p, 0)))
+                        }
                     };
                     if let Some((port, _)) = found {
                         return Search {
@@ -1011,6 +1035,110 @@ impl LinuxAllocator {
                 continue;
             }
             return Search { port: None, probes };
+        }
+    }
+}
+
+impl LinuxAllocator {
+    /// Linux before 4.6 (3.10 `inet_csk_get_port` with `snum == 0`): every port in turn from
+    /// a random one (`rover = net_random() % remaining + low`), no parity or halves. A port
+    /// whose bucket conflicts is skipped; after a full scan with none free, the shareable
+    /// one (SO_REUSEADDR, `tb->fastreuse > 0`) with the fewest owners is taken. The
+    /// `bsockets > range` shortcut, which takes that port before the scan ends once the host
+    /// holds more bound sockets than the range has ports, is not modelled.
+    fn bind_sequential(
+        &mut self,
+        low: u16,
+        high: u16,
+        reuse: bool,
+        reserved: impl Fn(u32) -> bool,
+        mut conflict: impl FnMut(u32, bool) -> Option<bool>,
+        owners: impl Fn(u32) -> u32,
+    ) -> Search {
+        let (lo, hi) = (u32::from(low), u32::from(high));
+        let n = hi - lo + 1;
+        let mut rover = lo + self.rng.random_range(0..n);
+        let mut best: Option<(u32, u32)> = None;
+        for probes in 1..=n {
+            if !reserved(rover) {
+                match conflict(rover, false) {
+                    None | Some(false) => {
+                        return Search {
+                            port: Some(rover as u16),
+                            probes,
+                        };
+                    }
+                    Some(true) if reuse && conflict(rover, true) == Some(false) => {
+                        let k = owners(rover);
+                        if best.is_none_or(|(m, _)| k < m) {
+                            best = Some((k, rover));
+                        }
+                    }
+                    Some(true) => {}
+                }
+            }
+            rover = if rover >= hi { lo } else { rover + 1 };
+        }
+        Search {
+            port: best.map(|(_, p)| p as u16),
+            probes: n,
+        }
+    }
+}
+
+/// Linux before 4.2 (3.10 `__inet_hash_connect`):
+///
+/// ```text
+/// offset = hint + port_offset;               /* static u32 hint; secure_ipv4_port_ephemeral */
+/// for (i = 1; i <= remaining; i++) {         /* remaining = high − low + 1 */
+///     port = low + (i + offset) % remaining;
+///     if (usable) goto ok;
+/// }
+/// return -EADDRNOTAVAIL;
+/// ok: hint += i;
+/// ```
+///
+/// Every port in turn, no parity; the range's last port is a candidate. 07f4c90062f8 (4.2)
+/// made the offset even and 1580ab63fc9a (4.6) the scan even-then-odd ([`LinuxAllocator`]).
+pub struct LinuxPre42 {
+    secret: SipKey,
+    hint: u32,
+}
+
+impl LinuxPre42 {
+    pub fn new(mut rng: ChaCha8Rng) -> Self {
+        LinuxPre42 {
+            secret: [rng.next_u64(), rng.next_u64()],
+            hint: rng.next_u32(),
+        }
+    }
+}
+
+impl PortSelector for LinuxPre42 {
+    fn connect(&mut self, _now: Instant, q: &ConnectQuery, view: &PortView<'_>) -> Search {
+        let (low, high) = (u32::from(q.low), u32::from(q.high));
+        let n = high - low + 1;
+        let hash = siphash_4u32(
+            q.saddr.to_be(),
+            q.daddr.to_be(),
+            u32::from(q.dport.to_be()),
+            0,
+            &self.secret,
+        ) as u32;
+        let offset = u64::from(self.hint.wrapping_add(hash));
+        let start = low + ((offset + 1) % u64::from(n)) as u32;
+        match view.walk(low, high, start) {
+            Some((port, i)) => {
+                self.hint = self.hint.wrapping_add(i);
+                Search {
+                    port: Some(port as u16),
+                    probes: i,
+                }
+            }
+            None => Search {
+                port: None,
+                probes: n,
+            },
         }
     }
 }
@@ -1379,8 +1507,10 @@ mod tests {
                 40009,
                 false,
                 false,
+                BindSearch::Strict,
                 |_| false,
                 |p, _| held.contains(&p).then_some(true),
+                |_| 1,
                 None,
             );
             let p = u32::from(s.port.expect("free"));
@@ -1392,8 +1522,10 @@ mod tests {
             40009,
             false,
             false,
+            BindSearch::Strict,
             |_| false,
             |p, _| held.contains(&p).then_some(true),
+            |_| 1,
             None,
         );
         assert_eq!(s.port, None);
@@ -1426,6 +1558,34 @@ mod tests {
     }
 
     const NOW: Instant = Instant(0);
+
+    #[test]
+    fn linux_before_4_2_takes_every_port_in_turn_and_advances_the_hint_by_i() {
+        // 3.10 __inet_hash_connect: port = low + (i + offset) % remaining for i = 1…remaining,
+        // then hint += i. With every port free, each connect() to the same destination takes
+        // the port after the previous one (i = 1, hint + 1), odd and even alike, and the
+        // range's last port is a candidate (no rounding to even).
+        let mut a = LinuxPre42::new(stream(1, "p"));
+        let (mut pool, host) = free_view();
+        let q = query(40000, 40006);
+        let mut got = Vec::new();
+        for _ in 0..7 {
+            let s = a.connect(NOW, &q, &view(&pool, &host));
+            assert_eq!(s.probes, 1);
+            let p = s.port.unwrap();
+            pool.insert(p);
+            got.push(u32::from(p));
+        }
+        let start = got[0];
+        let want: Vec<u32> = (0..7).map(|k| 40000 + (start - 40000 + k) % 7).collect();
+        assert_eq!(got, want);
+        // Full: seven probes, then EADDRNOTAVAIL; one port freed is found i probes on.
+        let s = a.connect(NOW, &q, &view(&pool, &host));
+        assert_eq!((s.port, s.probes), (None, 7));
+        pool.remove(got[3] as u16);
+        let s = a.connect(NOW, &q, &view(&pool, &host));
+        assert_eq!((s.port, s.probes), (Some(got[3] as u16), 4), "{got:?}");
+    }
 
     #[test]
     fn bsd_cursor_walks_the_range_one_port_at_a_time_and_wraps() {
@@ -1757,8 +1917,10 @@ mod tests {
                     hi,
                     round % 2 == 0,
                     false,
+                    BindSearch::Strict,
                     |p| reserved.contains(p as u16),
                     |p, _| taken.contains(p as u16).then_some(true),
+                    |_| 1,
                     fast,
                 )
             };

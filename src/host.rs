@@ -1195,8 +1195,10 @@ impl Host {
             hi,
             reuse,
             profile.autobind_reuse,
+            profile.bind_search,
             |p| reserved.contains(p as u16),
             |p, relax| conflict(buckets, owners.as_ref(), addr, p as u16, reuse, relax),
+            |p| buckets.get(p as u16).owners,
             fast,
         );
         match search.port {
@@ -1719,7 +1721,12 @@ impl Host {
 
     /// The TIME-WAIT delay after which `tcp_tw_reuse` applies.
     pub fn tw_reuse_delay(&self) -> Duration {
-        Duration::from_millis(u64::from(self.profile.tw_reuse_delay_ms))
+        self.profile.tw_reuse_min_age()
+    }
+
+    /// When a TIME-WAIT entered at `entry` becomes reusable by `tcp_tw_reuse` (§2.3).
+    pub fn tw_reusable_at(&self, entry: Instant) -> Instant {
+        self.profile.tw_reusable_at(entry, self.mono_offset_ns)
     }
 }
 

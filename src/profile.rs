@@ -15,6 +15,7 @@
 
 pub mod bsd_releases;
 pub mod cost;
+pub mod linux_versions;
 
 pub use cost::ConnectCost;
 
@@ -40,6 +41,9 @@ pub enum Selection {
     /// Linux 4.6–5.11: the same loop with one global `hint` and no time seed: RFC 6056
     /// Algorithm 3 (§1.2 "History", §5.1 Alg 3).
     LinuxPre512,
+    /// Linux before 4.2 (3.10 `__inet_hash_connect`): every port in turn from
+    /// `low + (1 + hint + port_offset) % n`, no parity, `hint += i` (RFC 6056 Algorithm 3).
+    LinuxPre42,
     /// BSD `in_pcb_lport_dest` / XNU `in_pcbbind`: a host-wide cursor, pre-incremented before
     /// each candidate; with `random_start` it is first moved to `first + rand % (last − first)`
     /// at every call, so the first candidate lies in [first+1, last] (§3.1, §3.3).
@@ -49,13 +53,14 @@ pub enum Selection {
 }
 
 impl Selection {
-    pub const NAMES: &'static str = "\"linux\", \"linux-pre-5.12\", \"bsd-sequential\", \
+    pub const NAMES: &'static str = "\"linux\", \"linux-pre-5.12\", \"linux-pre-4.2\", \"bsd-sequential\", \
         \"bsd-random-start\", \"rfc6056-alg1\" … \"rfc6056-alg5\"";
 
     pub fn name(self) -> &'static str {
         match self {
             Selection::Linux => "linux",
             Selection::LinuxPre512 => "linux-pre-5.12",
+            Selection::LinuxPre42 => "linux-pre-4.2",
             Selection::BsdCursor {
                 random_start: false,
             } => "bsd-sequential",
@@ -72,6 +77,7 @@ impl Selection {
         Some(match s {
             "linux" => Selection::Linux,
             "linux-pre-5.12" => Selection::LinuxPre512,
+            "linux-pre-4.2" => Selection::LinuxPre42,
             "bsd-sequential" => Selection::BsdCursor {
                 random_start: false,
             },
@@ -84,6 +90,35 @@ impl Selection {
             _ => return None,
         })
     }
+}
+
+/// How Linux `bind(addr, 0)` searches (`inet_csk_get_port`, `inet_csk_find_open_port`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BindSearch {
+    /// 4.11+: odd ports first, with SO_REUSEADDR the lower half of the range first
+    /// (`attempt_half`); a port any socket on the address holds is skipped; EADDRINUSE when
+    /// none is left, unless `ip_autobind_reuse` (§1.5, §1.6).
+    Strict,
+    /// 4.6–4.10 (ea8add2b1903 until b9470c27607b): the same scan, but when a parity pass finds
+    /// no free port and SO_REUSEADDR is set, the port of that pass whose bucket allows sharing
+    /// (`tb->fastreuse > 0`, not listening) with the fewest owners is taken, shared.
+    SmallestShared,
+    /// Before 4.6 (3.10 `inet_csk_get_port`): every port in turn from a random one, no parity
+    /// or halves; after a full scan, the shareable port with the fewest owners.
+    Sequential,
+}
+
+/// When `tcp_tw_reuse` lets connect() take over a TIME-WAIT four-tuple (`tcp_twsk_unique`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReuseClock {
+    /// 6.14+ (ca6a6f93867a): `tcp_clock_ms() > tw_entry_stamp + tcp_tw_reuse_delay`.
+    Millis,
+    /// Before 6.14: whole seconds since the last timestamp received (`ts_recent_stamp`, set
+    /// by the peer's FIN that began the TIME-WAIT): reusable once `seconds(now) −
+    /// seconds(stamp) > more_than`. 4.19–6.13 (`time_after32(ktime_get_seconds(), stamp)`,
+    /// cca9bab1b72c): 0, a delay in (0, 1] s. Before 4.19 (`get_seconds() − stamp > 1`): 1,
+    /// a delay in (1, 2] s.
+    Seconds { more_than: u8 },
 }
 
 /// Which sockets make a candidate port unsuitable for `connect()`.
@@ -283,8 +318,14 @@ pub struct Profile {
     /// Linux `net.ipv4.tcp_tw_reuse`: 0 off, 1 on, 2 loopback only (default) (§2.3). Other
     /// kernels have no such rule: 0.
     pub tw_reuse: u8,
-    /// Linux `net.ipv4.tcp_tw_reuse_delay` in ms, default 1000 (§2.3).
+    /// Linux `net.ipv4.tcp_tw_reuse_delay` in ms, default 1000 (§2.3); 6.14+ only.
     pub tw_reuse_delay_ms: u32,
+    /// The clock `tcp_tw_reuse` is measured with: ms since entry (6.14+), whole seconds before.
+    pub tw_reuse_clock: ReuseClock,
+    /// Linux `net.ipv4.tcp_tw_recycle` (before 4.12, default 0): TIME-WAIT lasts 3.5 × RTO
+    /// ([`linux_versions::TW_RECYCLE_LEN`]). Its other half, dropping a SYN whose timestamp is
+    /// older than the one remembered for its peer (`tcp_peer_is_proven`), is not modelled.
+    pub tw_recycle: bool,
     /// Timestamps: Linux `net.ipv4.tcp_timestamps` 0 off, 1 on with per-pair offset (default),
     /// 2 on without (§2.3). BSD/XNU `net.inet.tcp.rfc1323` = 1 is modelled as 2.
     pub timestamps: u8,
@@ -314,12 +355,12 @@ pub struct Profile {
     /// SYN retransmissions before ETIMEDOUT: Linux `net.ipv4.tcp_syn_retries` 6; BSD/XNU
     /// `TCP_MAXRXTSHIFT` 12; Windows `TcpMaxConnectRetransmissions` 2 (UNVERIFIED).
     pub syn_retries: u8,
-    /// Linux `net.ipv4.tcp_syn_linear_timeouts` (6.5+, default 4 there; 0 before): the first
-    /// `syn_linear + 1` waits stay at the initial RTO before doubling, and the connect gives
-    /// up at the first timer at or past the doubling schedule's budget, `syn_rto` ×
-    /// (2^(syn_retries+1) − 1) (`tcp_retransmit_timer`, `retransmits_timed_out`; measured
-    /// on 6.18 with `tcp_syn_retries` = 2: SYNs at 0, 1, 2, 3, 4, 5 s, ETIMEDOUT at 7.1 s,
-    /// notes/nat-reference.md). 0 in every profile, as kernels before 6.5.
+    /// Linux `net.ipv4.tcp_syn_linear_timeouts` (6.5+, ccce324dabfe, default 4; 0 before):
+    /// the first `syn_linear + 1` waits stay at the initial RTO before doubling, and the
+    /// connect gives up at the first timer at or past the doubling schedule's budget,
+    /// `syn_rto` × (2^(syn_retries+1) − 1) (`tcp_retransmit_timer`, `retransmits_timed_out`;
+    /// measured on 6.18 with `tcp_syn_retries` = 2: SYNs at 0, 1, 2, 3, 4, 5 s, ETIMEDOUT at
+    /// 7.1 s, notes/nat-reference.md). 0 on other kernels.
     pub syn_linear: u8,
     /// Give-up time since the first SYN, if the kernel has one: BSD/XNU
     /// `net.inet.tcp.keepinit` 75 s.
@@ -334,6 +375,10 @@ pub struct Profile {
     pub syn_drop_ts_after: Option<u8>,
     /// Linux `net.ipv4.ip_autobind_reuse`, default 0 (§1.6).
     pub autobind_reuse: bool,
+    /// How `bind(addr, 0)` searches (Linux by release; the others use [`BindSearch::Strict`]).
+    pub bind_search: BindSearch,
+    /// The Linux release the profile stands for: which sysctls and socket options exist.
+    pub linux_version: Option<linux_versions::Version>,
     /// Names and numbers of [`Errno`] kinds, in `Errno::ALL` order (§7 item 7).
     pub errors: [(&'static str, u16); 3],
     /// How the TIME-WAIT timer is kept: on the kernel's timer wheel, whose granularity at
@@ -354,7 +399,10 @@ pub enum Skip {
 
 /// Names of the profiles portsim ships.
 pub const PROFILES: &[(&str, &str)] = &[
-    ("linux", "Linux 6.14+ (§1, §2)"),
+    (
+        "linux",
+        "Linux 6.18, the newest release (§1, §2); older: linux@VERSION",
+    ),
     ("freebsd", "FreeBSD 14/15 (§3.1, §3.2)"),
     (
         "macos",
@@ -376,6 +424,33 @@ const WSAENOBUFS: (&str, u16) = ("WSAENOBUFS", 10055);
 const WSAEADDRINUSE: (&str, u16) = ("WSAEADDRINUSE", 10048);
 const WINDOWS_ERRORS: [(&str, u16); 3] = [WSAEADDRINUSE, WSAENOBUFS, ("WSAETIMEDOUT", 10060)];
 
+/// Every profile a scenario may name: the four kernels, Linux by release, macOS and FreeBSD
+/// by release ([`bsd_releases::RELEASES`]).
+pub fn all_profiles() -> Vec<(&'static str, &'static str)> {
+    let linux = linux_versions::RELEASES.iter().map(|r| (r.name, r.title));
+    PROFILES
+        .iter()
+        .copied()
+        .chain(linux)
+        .chain(bsd_releases::RELEASES.iter().copied())
+        .collect()
+}
+
+/// Why `name` names no profile: the nearest shipped one (for `linux@X.Y`, the newest
+/// release at or below it) and every name a scenario may give.
+pub fn unknown_profile(name: &str) -> String {
+    let all = all_profiles();
+    let names: Vec<&str> = all.iter().map(|p| p.0).collect();
+    let hint = linux_versions::nearest(name)
+        .or_else(|| nearest(name, names.iter().copied()))
+        .map_or(String::new(), |n| format!(" (nearest: \"{n}\")"));
+    let quoted: Vec<String> = names.iter().map(|n| format!("\"{n}\"")).collect();
+    format!(
+        "{name:?}: unknown profile{hint}; available: {}",
+        quoted.join(", ")
+    )
+}
+
 impl Profile {
     /// The profile called `name`, with its kernel's defaults.
     pub fn named(name: &str) -> Option<Profile> {
@@ -384,11 +459,14 @@ impl Profile {
             "freebsd" => Some(Profile::freebsd()),
             "macos" => Some(Profile::macos()),
             "windows" => Some(Profile::windows()),
+            _ if name.starts_with("linux@") => linux_versions::named(name),
             _ => bsd_releases::named(name),
         }
     }
 
-    /// Linux 6.14+ defaults (the reference reads 6.8–6.14 sources; live checks ran on 6.18).
+    /// Linux 6.18 defaults, the newest release ([`linux_versions::NEWEST`]; the reference
+    /// reads 6.8–6.14 sources; live checks ran on 6.18.44). Older releases:
+    /// [`linux_versions::profile`].
     pub fn linux() -> Profile {
         Profile {
             kernel: Kernel::Linux,
@@ -402,8 +480,10 @@ impl Profile {
             local_time_wait: true,
             tw_reuse: 2,
             tw_reuse_delay_ms: 1000,
+            tw_reuse_clock: ReuseClock::Millis,
+            tw_recycle: false,
             timestamps: 1,
-            ts_offset: TsOffset::PerHostPair,
+            ts_offset: linux_versions::ts_offset(linux_versions::NEWEST),
             max_tw_buckets: 131_072,
             tw_accept: TwAccept::SeqOrTimestamp,
             tw_reject: TwReject::Ack,
@@ -413,11 +493,13 @@ impl Profile {
             syn_rto_local: None,
             syn_backoff: Backoff::Doubling,
             syn_retries: 6,
-            syn_linear: 0,
+            syn_linear: 4,
             connect_timeout: None,
             syn_rearm: Some(Duration::from_millis(10)),
             syn_drop_ts_after: None,
             autobind_reuse: false,
+            bind_search: BindSearch::Strict,
+            linux_version: Some(linux_versions::NEWEST),
             errors: LINUX_ERRORS,
             tw_timer: TwTimer::Wheel { hz: DEFAULT_HZ },
             connect_cost: ConnectCost::default(),
@@ -508,6 +590,8 @@ impl Profile {
             local_time_wait: true,
             tw_reuse: 0,
             tw_reuse_delay_ms: 1000,
+            tw_reuse_clock: ReuseClock::Millis,
+            tw_recycle: false,
             timestamps: 2,
             ts_offset: TsOffset::None,
             max_tw_buckets: u32::MAX,
@@ -527,6 +611,8 @@ impl Profile {
             syn_rearm: None,
             syn_drop_ts_after: None,
             autobind_reuse: false,
+            bind_search: BindSearch::Strict,
+            linux_version: None,
             errors: BSD_ERRORS,
             tw_timer: TwTimer::Exact,
             connect_cost: ConnectCost::default(),
@@ -596,6 +682,46 @@ impl Profile {
         })
     }
 
+    /// Whether the profile's Linux release has sysctl `key` (every other knob table is
+    /// release-free); `Err` says when it arrived or went.
+    pub fn release_has(&self, key: &str) -> Result<(), String> {
+        match self.linux_version {
+            Some(v) if self.kernel == Kernel::Linux => linux_versions::has_knob(v, key),
+            _ => Ok(()),
+        }
+    }
+
+    /// The least age a TIME-WAIT has when `tcp_tw_reuse` lets connect() take it over: the
+    /// delay (6.14+), or `more_than` whole seconds (the rule needs the seconds clock to pass
+    /// the stamp's second by more than that, §2.3).
+    pub fn tw_reuse_min_age(&self) -> Duration {
+        match self.tw_reuse_clock {
+            ReuseClock::Millis => Duration::from_millis(u64::from(self.tw_reuse_delay_ms)),
+            ReuseClock::Seconds { more_than } => Duration::from_secs(u64::from(more_than)),
+        }
+    }
+
+    /// When a TIME-WAIT entered at `entry` becomes reusable by `tcp_tw_reuse`, on a host
+    /// whose monotonic clock reads `entry + mono_offset_ns` then (`tcp_twsk_unique`, §2.3):
+    /// the first instant whose `tcp_clock_ms()` exceeds entry + delay (6.14+), or whose whole
+    /// seconds exceed the entry's second by more than `more_than`.
+    pub fn tw_reusable_at(
+        &self,
+        entry: crate::time::Instant,
+        mono_offset_ns: u64,
+    ) -> crate::time::Instant {
+        let unit: u64 = match self.tw_reuse_clock {
+            ReuseClock::Millis => 1_000_000,
+            ReuseClock::Seconds { .. } => 1_000_000_000,
+        };
+        let ticks = match self.tw_reuse_clock {
+            ReuseClock::Millis => u64::from(self.tw_reuse_delay_ms),
+            ReuseClock::Seconds { more_than } => u64::from(more_than),
+        };
+        let at = ((entry.0 + mono_offset_ns) / unit + ticks + 1) * unit;
+        crate::time::Instant(at.saturating_sub(mono_offset_ns))
+    }
+
     /// The knobs this profile's kernel answers to.
     pub fn knobs(&self) -> &'static [KnobSpec] {
         match self.kernel {
@@ -616,6 +742,9 @@ impl Profile {
                 suggestion: nearest(key, knobs.iter().map(|k| k.name)),
                 elsewhere: other_kernel(key),
             })?;
+        if let Err(why) = self.release_has(key) {
+            return Err(KnobError::NotInRelease { why });
+        }
         let bad = || KnobError::BadValue {
             allowed: spec.allowed,
         };
@@ -657,14 +786,29 @@ impl Profile {
             "net.ipv4.ip_unprivileged_port_start" => {
                 self.unprivileged_port_start = int(0, 65535)? as u16
             }
-            "net.ipv4.tcp_tw_reuse" => self.tw_reuse = int(0, 2)? as u8,
+            "net.ipv4.tcp_tw_reuse" => {
+                // Before 4.19 there is no loopback-only value: any non-zero enables reuse.
+                let v = int(0, 2)? as u8;
+                let loopback = self
+                    .linux_version
+                    .is_none_or(linux_versions::has_loopback_reuse);
+                self.tw_reuse = if loopback { v } else { v.min(1) };
+            }
+            "net.ipv4.tcp_tw_recycle" => {
+                self.tw_recycle = int(0, 1)? == 1;
+                self.time_wait = if self.tw_recycle {
+                    linux_versions::TW_RECYCLE_LEN
+                } else {
+                    Duration::from_secs(60)
+                };
+            }
             "net.ipv4.tcp_tw_reuse_delay" => self.tw_reuse_delay_ms = int(1, 60_000)? as u32,
             "net.ipv4.tcp_timestamps" => {
                 self.timestamps = int(0, 2)? as u8;
-                self.ts_offset = if self.timestamps == 1 {
-                    TsOffset::PerHostPair
-                } else {
-                    TsOffset::None
+                self.ts_offset = match (self.timestamps, self.linux_version) {
+                    (1, Some(v)) => linux_versions::ts_offset(v),
+                    (1, None) => TsOffset::PerHostPair,
+                    _ => TsOffset::None,
                 };
             }
             "net.ipv4.tcp_max_tw_buckets" => {
@@ -881,7 +1025,12 @@ impl Profile {
     pub fn warnings(&self) -> Vec<String> {
         let mut w = Vec::new();
         let (lo, hi) = self.port_range;
-        if self.kernel == Kernel::Linux && lo % 2 == hi % 2 && lo != hi {
+        // 07f4c90062f8 (4.2) added the parity scan and this warning; 3.10 scans every port.
+        if self.kernel == Kernel::Linux
+            && self.selection != Selection::LinuxPre42
+            && lo % 2 == hi % 2
+            && lo != hi
+        {
             w.push(format!(
                 "net.ipv4.ip_local_port_range {lo} {hi}: both ends have the same parity; Linux warns \
                  \"prefer different parity for start/end values\" and connect() never uses one port"
@@ -890,7 +1039,9 @@ impl Profile {
         w
     }
 
-    /// The effective value of every knob and model parameter, in table order, as TOML values.
+    /// The effective value of every knob and model parameter, in table order, as TOML values;
+    /// a sysctl the profile's release lacks shows the behaviour it has (`tcp_syn_linear_timeouts
+    /// = 0` before 6.5).
     pub fn knob_values(&self) -> Vec<(&'static str, String)> {
         let mut out: Vec<(&'static str, String)> = self
             .knobs()
@@ -932,6 +1083,7 @@ impl Profile {
             "net.ipv4.ip_unprivileged_port_start" => self.unprivileged_port_start.to_string(),
             "net.ipv4.tcp_tw_reuse" => self.tw_reuse.to_string(),
             "net.ipv4.tcp_tw_reuse_delay" => self.tw_reuse_delay_ms.to_string(),
+            "net.ipv4.tcp_tw_recycle" => b(self.tw_recycle),
             "net.ipv4.tcp_timestamps" => self.timestamps.to_string(),
             "net.ipv4.tcp_max_tw_buckets" => self.max_tw_buckets.to_string(),
             "net.ipv4.tcp_rfc1337" => b(!self.tw_rst_kills),
@@ -1015,7 +1167,8 @@ impl Profile {
     /// model parameter with its current value, what it means and where it comes from.
     pub fn to_toml_block(&self, name: &str) -> String {
         let mut s = String::new();
-        let title = PROFILES
+        let all = all_profiles();
+        let title = all
             .iter()
             .find(|(n, _)| *n == name)
             .map_or(name, |(_, t)| t);
@@ -1025,10 +1178,27 @@ impl Profile {
             "# Sections (§) refer to shared/reference/stack-semantics.md. Delete the lines you keep at\n\
              # their defaults; [host.knobs] takes the kernel's own names, [host.model] the rest.\n"
         );
+        if let Some(v) = self.linux_version.filter(|_| self.kernel == Kernel::Linux) {
+            let _ = writeln!(
+                s,
+                "# Linux {}.{}: rules of later releases rolled back:",
+                v.0, v.1
+            );
+            for r in linux_versions::RULES.iter().filter(|r| r.since > v) {
+                let _ = writeln!(
+                    s,
+                    "#   {}.{} {} \"{}\": {}",
+                    r.since.0, r.since.1, r.commit, r.title, r.what
+                );
+            }
+            let _ = writeln!(s);
+        }
         let _ = writeln!(s, "[[host]]\nname = \"client\"\nprofile = \"{name}\"");
         let _ = writeln!(s, "ips = [\"10.0.0.1\"]\n\n[host.knobs]");
         for k in self.knobs() {
-            write_param(&mut s, k, &self.knob_value(k.name), true);
+            if self.release_has(k.name).is_ok() {
+                write_param(&mut s, k, &self.knob_value(k.name), true);
+            }
         }
         let _ = writeln!(s, "\n[host.model]");
         for k in MODEL_PARAMS {
@@ -1036,6 +1206,7 @@ impl Profile {
             match self
                 .knobs()
                 .iter()
+                .filter(|kn| self.release_has(kn.name).is_ok())
                 .find(|kn| SETS.contains(&(kn.name, k.name)))
             {
                 // Model parameters apply after knobs: left active, this line would silently
@@ -1131,6 +1302,12 @@ pub const LINUX_KNOBS: &[KnobSpec] = &[
         "milliseconds, 1–60000",
         "§2.3",
         "age a TIME-WAIT needs before tcp_tw_reuse applies",
+    ),
+    knob(
+        "net.ipv4.tcp_tw_recycle",
+        "0 or 1",
+        "§2.3",
+        "before 4.12 only: TIME-WAIT lasts 3.5 × RTO (0.7 s at the 200 ms RTO floor); the SYN drop per peer timestamp is not modelled",
     ),
     knob(
         "net.ipv4.tcp_timestamps",
@@ -1409,6 +1586,10 @@ pub enum KnobError {
     BadValue {
         allowed: &'static str,
     },
+    /// The profile's Linux release lacks the sysctl: why ("arrived in Linux 6.14").
+    NotInRelease {
+        why: String,
+    },
 }
 
 impl fmt::Display for KnobError {
@@ -1429,6 +1610,11 @@ impl fmt::Display for KnobError {
                 "not a knob of this profile (`portsim profile show NAME` lists them)"
             ),
             KnobError::BadValue { allowed } => write!(f, "bad value; allowed: {allowed}"),
+            KnobError::NotInRelease { why } => write!(
+                f,
+                "this kernel release has no such sysctl: it {why} (pick a newer profile, \
+                 `portsim profiles` lists them)"
+            ),
         }
     }
 }
@@ -1607,12 +1793,19 @@ mod tests {
 
     #[test]
     fn syn_schedules_follow_each_kernel() {
-        // Linux: 1, 2, 4 … s after each transmission; BSD: tcp_syn_backoff × 1 s.
-        let l = Profile::linux();
+        // Linux before 6.5: 1, 2, 4 … s after each transmission; 6.5+ with
+        // tcp_syn_linear_timeouts = 4: five 1 s waits, then doubling (the 0, 1, 2, 3, 4, 5 s
+        // SYNs measured on 6.18); BSD: tcp_syn_backoff × 1 s.
+        let l = Profile::named("linux@6.1").unwrap();
         let sends: Vec<u64> = (0..4)
             .map(|k| l.syn_interval(k, false).0 / 1_000_000_000)
             .collect();
         assert_eq!(sends, [1, 2, 4, 8]);
+        let l = Profile::linux();
+        let sends: Vec<u64> = (0..7)
+            .map(|k| l.syn_interval(k, false).0 / 1_000_000_000)
+            .collect();
+        assert_eq!(sends, [1, 1, 1, 1, 1, 2, 4]);
         let m = Profile::macos();
         let sends: Vec<u64> = (0..8)
             .map(|k| m.syn_interval(k, false).0 / 1_000_000_000)
@@ -1634,7 +1827,7 @@ mod tests {
 
     #[test]
     fn every_profile_round_trips_through_its_own_toml_block() {
-        for (name, _) in PROFILES {
+        for (name, _) in all_profiles() {
             let p = Profile::named(name).unwrap();
             let block = p.to_toml_block(name);
             let doc: toml::Table = block.parse().expect("valid TOML");

@@ -140,7 +140,7 @@ fn azure_lb_fewer(drop: usize) -> String {
     for k in vms + 1..=51 {
         let name = format!("vm{k:02}");
         let block = format!(
-            "[[host]]\nname = \"{name}\"\nips = [\"10.1.0.{}\"]\n\n",
+            "[[host]]\nname = \"{name}\"\nprofile = \"linux@6.1\"\nips = [\"10.1.0.{}\"]\n\n",
             k + 3
         );
         assert!(out.contains(&block), "{block}");

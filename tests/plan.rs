@@ -426,7 +426,8 @@ fn host_imports_read_each_tools_output() {
             .unwrap()
     };
     let l = import::from_sysctl("linux", &sample("linux-sysctl-a.txt")).unwrap();
-    assert_eq!(l.name, "linux");
+    // Its kernel.osrelease = 6.1.0-27-amd64 picks the 6.1 release.
+    assert_eq!(l.name, "linux@6.1");
     assert_eq!(l.profile.port_range, (15000, 64999));
     assert_eq!(
         l.profile.reserved_ports,

@@ -3,7 +3,7 @@
 use super::io::{decode, read_text};
 use super::{BAD_INPUT, Outcome};
 use crate::plan::import;
-use crate::profile::{PROFILES, Profile, Scope};
+use crate::profile::{Profile, Scope, all_profiles, unknown_profile};
 use clap::{Args, Subcommand};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -31,27 +31,70 @@ enum ProfileAction {
 
 /// `portsim profiles`: each shipped profile's name, title and deciding numbers.
 pub(super) fn profiles() -> Outcome {
-    for (name, title) in PROFILES {
-        let p = Profile::named(name).expect("shipped profile");
+    for (name, title) in all_profiles() {
+        let Some(p) = Profile::named(name) else {
+            continue;
+        };
         let (lo, hi) = p.port_range;
         println!(
-            "{name:<8} {title}\n         ports {lo}–{hi} ({}), TIME-WAIT {}, {}, selection {}",
+            "{name:<11} {title}\n            ports {lo}–{hi} ({}), TIME-WAIT {}, {}, selection {}{}",
             p.range_len(),
             p.time_wait,
             match p.scope {
                 Scope::FourTuple => "ports shared across destinations",
                 Scope::HostWide => "one connection per port host-wide",
             },
-            p.selection.name()
+            p.selection.name(),
+            linux_numbers(&p)
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The numbers that tell Linux releases apart: tcp_tw_reuse and its clock, the SYN schedule,
+/// the TSval offset and bind(0)'s search.
+fn linux_numbers(p: &Profile) -> String {
+    use crate::profile::{BindSearch, Kernel, ReuseClock, TsOffset, TwTimer};
+    if p.kernel != Kernel::Linux {
+        return String::new();
+    }
+    let reuse = match p.tw_reuse_clock {
+        ReuseClock::Millis => format!("after {} ms", p.tw_reuse_delay_ms),
+        ReuseClock::Seconds { more_than: 0 } => "after (0, 1] s".into(),
+        ReuseClock::Seconds { more_than } => {
+            format!("after ({more_than}, {}] s", u16::from(more_than) + 1)
+        }
+    };
+    format!(
+        "\n            tcp_tw_reuse {} {reuse}, tcp_syn_linear_timeouts {}, TSval offset {}, bind(0) {}, TIME-WAIT timer {}",
+        p.tw_reuse,
+        p.syn_linear,
+        match p.ts_offset {
+            TsOffset::None => "none",
+            TsOffset::PerHostPair => "per host pair",
+            TsOffset::PerTuple => "per four-tuple",
+            TsOffset::PerConnection => "per connection",
+        },
+        match p.bind_search {
+            BindSearch::Strict => "strict",
+            BindSearch::SmallestShared => "falls back to a shared SO_REUSEADDR port",
+            BindSearch::Sequential => "sequential, falls back to a shared SO_REUSEADDR port",
+        },
+        match p.tw_timer {
+            TwTimer::Exact => "exact".to_string(),
+            TwTimer::Wheel { hz } => format!("wheel at HZ={hz}"),
+            TwTimer::DeathRow { hz } => format!("death row at HZ={hz}"),
+        }
+    )
 }
 
 /// `portsim profile`: an imported host's or a named profile's `[[host]]` block.
 pub(super) fn profile(a: ProfileArgs) -> Outcome {
     match (imported(&a)?, a.action) {
         (Some(Ok(i)), _) => {
+            if let Some(note) = &i.note {
+                eprintln!("{note}");
+            }
             print!("{}", i.to_toml());
             Ok(ExitCode::SUCCESS)
         }
@@ -65,11 +108,7 @@ pub(super) fn profile(a: ProfileArgs) -> Outcome {
                 Ok(ExitCode::SUCCESS)
             }
             None => {
-                let names: Vec<&str> = PROFILES.iter().map(|p| p.0).collect();
-                eprintln!(
-                    "error: {name:?}: unknown profile; available: {}",
-                    names.join(", ")
-                );
+                eprintln!("error: {}", unknown_profile(&name));
                 Err(ExitCode::from(BAD_INPUT))
             }
         },

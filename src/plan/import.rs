@@ -1,8 +1,11 @@
 //! Host import: a profile block from the running Linux host (`/proc/sys`), from `sysctl -a`
 //! output (Linux `key = value`, FreeBSD and macOS `key: value`) or from Windows
 //! `netsh int ipv4 show dynamicport tcp`. Knobs portsim does not model are skipped; a modelled
-//! knob with a value its kernel would refuse is an error naming the line.
+//! knob with a value its kernel would refuse is an error naming the line. A Linux host's
+//! release (`kernel.osrelease`, what `uname -r` prints) picks the newest shipped `linux@X.Y`
+//! at or below it ([`linux_release`]).
 
+use crate::profile::linux_versions;
 use crate::profile::{FREEBSD_KNOBS, KnobSpec, LINUX_KNOBS, MACOS_KNOBS, Profile};
 use std::fmt;
 use std::path::Path;
@@ -36,6 +39,51 @@ pub struct Imported {
     /// (knob, value as read, line) in the order read.
     pub knobs: Vec<(String, String, usize)>,
     pub source: String,
+    /// Which release profile was picked and why, for standard error.
+    pub note: Option<String>,
+}
+
+/// The shipped Linux profile for a host whose `kernel.osrelease` is `osrelease`: the newest
+/// release at or below it, and a sentence saying which and why.
+pub fn linux_release(osrelease: Option<&str>) -> (&'static str, String) {
+    let Some(text) = osrelease else {
+        return (
+            "linux",
+            "no kernel.osrelease: using \"linux\", the newest release".into(),
+        );
+    };
+    let oldest = &linux_versions::RELEASES[0];
+    match linux_versions::parse_version(text) {
+        None => (
+            "linux",
+            format!(
+                "kernel.osrelease {text:?} is not a release number: using \"linux\", the newest release"
+            ),
+        ),
+        Some(v) => match linux_versions::at_or_below(v) {
+            Some(r) if r.version == linux_versions::NEWEST && v > r.version => (
+                "linux",
+                format!(
+                    "kernel {text} is newer than every shipped release: using \"linux\" (Linux {}.{})",
+                    r.version.0, r.version.1
+                ),
+            ),
+            Some(r) => (
+                r.name,
+                format!(
+                    "kernel {text}: using profile \"{}\", the newest shipped release at or below {}.{} ({})",
+                    r.name, v.0, v.1, r.title
+                ),
+            ),
+            None => (
+                oldest.name,
+                format!(
+                    "kernel {text} is older than every shipped release: using \"{}\", the oldest",
+                    oldest.name
+                ),
+            ),
+        },
+    }
 }
 
 impl Imported {
@@ -61,15 +109,22 @@ impl Imported {
 }
 
 fn apply(
-    name: &'static str,
+    (name, note): (&'static str, Option<String>),
     specs: &[KnobSpec],
     pairs: &[(String, String, usize)],
     source: &str,
 ) -> Result<Imported, ImportError> {
     let mut profile = Profile::named(name).expect("a shipped profile");
     let mut knobs = vec![];
+    let mut absent = vec![];
     for (key, raw, line) in pairs {
         if !specs.iter().any(|k| k.name == key) {
+            continue;
+        }
+        // The host has a sysctl its release did not ship with (a distribution backport):
+        // the release's rule is kept, and the note says so.
+        if profile.release_has(key).is_err() {
+            absent.push(format!("{key} (line {line})"));
             continue;
         }
         // Linux prints the range with a tab, the BSDs print numbers; both go in as text.
@@ -90,11 +145,21 @@ fn apply(
         line: 0,
         message: e,
     })?;
+    let note = if absent.is_empty() {
+        note
+    } else {
+        let skipped = format!(
+            "not in the {name} release, so not applied (the release's own rule is kept): {}",
+            absent.join(", ")
+        );
+        Some(note.map_or(skipped.clone(), |n| format!("{n}; {skipped}")))
+    };
     Ok(Imported {
         name,
         profile,
         knobs,
         source: source.to_string(),
+        note,
     })
 }
 
@@ -114,7 +179,14 @@ pub fn from_proc(root: &Path) -> Result<Imported, ImportError> {
             message: "no net.ipv4 knob could be read: not a Linux /proc/sys".into(),
         });
     }
-    apply("linux", LINUX_KNOBS, &pairs, &root.display().to_string())
+    let osrelease = std::fs::read_to_string(root.join("kernel/osrelease")).ok();
+    let (name, note) = linux_release(osrelease.as_deref().map(str::trim));
+    apply(
+        (name, Some(note)),
+        LINUX_KNOBS,
+        &pairs,
+        &root.display().to_string(),
+    )
 }
 
 /// Parses `sysctl -a` output from Linux, FreeBSD or macOS; which one is told by its keys.
@@ -148,6 +220,10 @@ pub fn from_sysctl(source: &str, text: &str) -> Result<Imported, ImportError> {
         pairs.push((key.to_string(), value, i + 1));
     }
     let has = |k: &str| pairs.iter().any(|p| p.0 == k);
+    let osrelease = pairs
+        .iter()
+        .find(|p| p.0 == "kernel.osrelease")
+        .map(|p| p.1.as_str());
     let (name, specs): (&'static str, &[KnobSpec]) = match ostype.as_deref() {
         Some("Darwin") => ("macos", MACOS_KNOBS),
         Some("FreeBSD") => ("freebsd", FREEBSD_KNOBS),
@@ -163,7 +239,13 @@ pub fn from_sysctl(source: &str, text: &str) -> Result<Imported, ImportError> {
             });
         }
     };
-    apply(name, specs, &pairs, source)
+    let picked = if name == "linux" {
+        let (n, note) = linux_release(osrelease);
+        (n, Some(note))
+    } else {
+        (name, None)
+    };
+    apply(picked, specs, &pairs, source)
 }
 
 /// Parses `netsh int ipv4 show dynamicport tcp` (English output).
@@ -199,5 +281,10 @@ pub fn from_netsh(source: &str, text: &str) -> Result<Imported, ImportError> {
         ("dynamicport.tcp.start".to_string(), s.to_string(), sl),
         ("dynamicport.tcp.num".to_string(), n.to_string(), nl),
     ];
-    apply("windows", crate::profile::WINDOWS_KNOBS, &pairs, source)
+    apply(
+        ("windows", None),
+        crate::profile::WINDOWS_KNOBS,
+        &pairs,
+        source,
+    )
 }

@@ -932,13 +932,31 @@ fn formula_note(sc: &Scenario, pool: &crate::report::PoolInfo) -> Option<(String
         && p.timestamps != 0
         && peer_ts;
     if reuse {
-        let delay = f64::from(p.tw_reuse_delay_ms.max(1)) / 1e3;
+        // Before 6.14 a port used during second k is reusable from second k + 1 + more_than:
+        // at most once per (more_than + 1) whole seconds (notes/linux-versions.md).
+        let (delay, why) = match p.tw_reuse_clock {
+            crate::profile::ReuseClock::Millis => (
+                f64::from(p.tw_reuse_delay_ms.max(1)) / 1e3,
+                format!(
+                    "{} ms after it began (§2.3), so the limit is ports / tcp_tw_reuse_delay",
+                    p.tw_reuse_delay_ms
+                ),
+            ),
+            crate::profile::ReuseClock::Seconds { more_than } => {
+                let n = u32::from(more_than) + 1;
+                (
+                    f64::from(n),
+                    format!(
+                        "once the seconds clock passes its last timestamp's second by more than {more_than} (before 6.14, §2.3): a port carries at most one connection per {n} s, so the limit is ports / {n} s"
+                    ),
+                )
+            }
+        };
         return Some((
             format!(
-                "tcp_tw_reuse = {}{}: connect() takes over a TIME-WAIT four-tuple {} ms after it began (§2.3), so the limit is ports / tcp_tw_reuse_delay, not ports / TIME_WAIT",
+                "tcp_tw_reuse = {}{}: connect() takes over a TIME-WAIT four-tuple {why}, not ports / TIME_WAIT",
                 p.tw_reuse,
                 if p.tw_reuse == 2 { " (loopback)" } else { "" },
-                p.tw_reuse_delay_ms
             ),
             Some(f64::from(pool.ports) / delay),
         ));

@@ -4,9 +4,9 @@
 //! `NAME[N]`, instance `k`'s addresses each of `ips` plus `k − 1`.
 
 use super::raw::RawHost;
-use super::value::{Ctx, endpoint, ip, list};
+use super::value::{Ctx, endpoint, ip};
 use super::{HostSpec, Instance, ScenarioError};
-use crate::profile::{PROFILES, Profile};
+use crate::profile::Profile;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 use std::ops::Range;
@@ -172,12 +172,37 @@ fn named_profile(
         ctx.err(
             span,
             format!("host[{i}].profile"),
-            format!(
-                "{profile_name:?}: unknown profile; available: {}",
-                list(&PROFILES.iter().map(|p| p.0).collect::<Vec<_>>())
-            ),
+            crate::profile::unknown_profile(profile_name),
         )
     })
+}
+
+/// IP_LOCAL_PORT_RANGE exists on every client's kernel: Linux 6.3+ (91d0b78c5177).
+pub(super) fn local_port_range_exists(
+    ctx: &Ctx,
+    span: Range<usize>,
+    specs: &[HostSpec],
+    clients: &[u16],
+    key: String,
+) -> Result<(), ScenarioError> {
+    for &c in clients {
+        let h = &specs[c as usize];
+        if let Some(v) = h.profile.linux_version
+            && !crate::profile::linux_versions::has_local_port_range(v)
+        {
+            return Err(ctx.err(
+                span,
+                key,
+                format!(
+                    "host {:?} runs profile {:?} (Linux {}.{}), which has no IP_LOCAL_PORT_RANGE \
+                     socket option: it arrived in Linux 6.3 (and 6.1.32); use linux@6.1 or newer, \
+                     or narrow the host's net.ipv4.ip_local_port_range instead",
+                    h.name, h.profile_name, v.0, v.1
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// `[host.knobs]`, applied in the kernel's table order, so that a knob read relative to

@@ -2,7 +2,7 @@
 //! per table, knobs described with each kernel's names.
 
 use crate::profile::{
-    FREEBSD_KNOBS, KnobSpec, LINUX_KNOBS, MACOS_KNOBS, MODEL_PARAMS, PROFILES, WINDOWS_KNOBS,
+    FREEBSD_KNOBS, KnobSpec, LINUX_KNOBS, MACOS_KNOBS, MODEL_PARAMS, WINDOWS_KNOBS,
 };
 use serde_json::{Map, Value, json};
 
@@ -111,7 +111,7 @@ fn nat() -> Value {
 }
 
 fn host() -> Value {
-    let profiles: Vec<&str> = PROFILES.iter().map(|p| p.0).collect();
+    let profiles: Vec<&str> = crate::profile::all_profiles().iter().map(|p| p.0).collect();
     json!({
         "type": "object",
         "additionalProperties": false,

@@ -73,6 +73,19 @@ fn workload(
     let request_bytes = request_bytes(ctx, w, key)?;
     let closer = closer(ctx, w, requests, key)?;
     let local_port_range = endpoints::local_port_range(ctx, w, mode, key)?;
+    if let Some(r) = w
+        .local_port_range
+        .as_ref()
+        .filter(|_| local_port_range.is_some())
+    {
+        super::hosts::local_port_range_exists(
+            ctx,
+            r.span(),
+            &hosts.specs,
+            &clients,
+            key.of("local_port_range"),
+        )?;
+    }
     let closed = matches!(arrival, Arrival::Closed { .. });
     let on_error = match &w.on_error {
         None => OnError::Count {

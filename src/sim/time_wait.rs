@@ -86,7 +86,7 @@ impl Simulation {
             },
         );
         if pool != NONE && host.pools[pool as usize].tw_reuse {
-            let at = host.ms_deadline(self.now, host.profile.tw_reuse_delay_ms);
+            let at = host.tw_reusable_at(self.now);
             self.queue.push_lane(
                 lanes.tw_reusable,
                 at,

@@ -478,10 +478,7 @@ fn port_free_after(sc: &Scenario, w: &Workload) -> u64 {
     if may_overflow || skips_local {
         0
     } else if client.tw_reuse != 0 {
-        client
-            .time_wait
-            .0
-            .min(u64::from(client.tw_reuse_delay_ms) * 1_000_000)
+        client.time_wait.0.min(client.tw_reuse_min_age().0)
     } else {
         client.time_wait.0
     }
