@@ -84,6 +84,7 @@ fn linux_numbers(p: &Profile) -> String {
             TwTimer::Exact => "exact".to_string(),
             TwTimer::Wheel { hz } => format!("wheel at HZ={hz}"),
             TwTimer::DeathRow { hz } => format!("death row at HZ={hz}"),
+            TwTimer::Scan { period_ms } => format!("scanned every {period_ms} ms"),
         }
     )
 }

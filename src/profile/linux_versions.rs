@@ -295,10 +295,13 @@ pub fn profile(v: Version, hz: u16) -> Profile {
     if v < (6, 5) {
         p.syn_linear = 0;
     }
-    p.tw_timer = if v < (4, 8) {
-        TwTimer::DeathRow { hz }
-    } else {
-        TwTimer::Wheel { hz }
+    // 789f558cfb36 (4.1) gave each TIME-WAIT its own timer in place of the death row;
+    // 500462a9de65 (4.8) moved timers to the non-cascading wheel, whose far slots are coarse.
+    // 4.1–4.7's cascading wheel fires a timer at its jiffy: exact to 1/HZ.
+    p.tw_timer = match v {
+        _ if v < (4, 1) => TwTimer::DeathRow { hz },
+        _ if v < (4, 8) => TwTimer::Exact,
+        _ => TwTimer::Wheel { hz },
     };
     p
 }
