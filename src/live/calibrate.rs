@@ -14,8 +14,8 @@
 //! non-blocking connect() to 198.51.100.2:80 leaves its socket in SYN-SENT holding its
 //! four-tuple (`tcp_syn_retries = 100` in the namespace keeps it there for the run). For
 //! each `h`: the range set, `h` sockets connected (each takes an even port while one is left;
-//! checked), then [`REPEATS`] timed connect() calls, each on a fresh non-blocking socket
-//! closed at once after (SYN-SENT closes without TIME-WAIT, so every call sees the same
+//! checked), then [`REPEATS`] timed connect() calls, each right after an untimed one (so the
+//! port tables are in the caches) and on a fresh non-blocking socket closed at once after (SYN-SENT closes without TIME-WAIT, so every call sees the same
 //! table), timed with `clock_gettime(CLOCK_THREAD_CPUTIME_ID)` around the system call (the
 //! thread's CPU time: preemption by other work on busy cores is not in it; the wall-clock
 //! median is printed beside it); their 10th percentile is the point `(h + 1, p10)`: work
@@ -227,6 +227,9 @@ fn point(h: u32) -> Result<Point, LiveError> {
     let mut times = Vec::with_capacity(REPEATS);
     let mut walls = Vec::with_capacity(REPEATS);
     for _ in 0..REPEATS {
+        // An untimed search first: the tables it walks are then in the caches, whatever ran
+        // on this core since the last call.
+        drop(syn_sent()?);
         let s = Socket::new(Domain::IPV4, Type::STREAM, None).map_err(io("socket()"))?;
         s.set_nonblocking(true).map_err(io("O_NONBLOCK"))?;
         let (t, cpu) = (StdInstant::now(), thread_cpu_ns());
