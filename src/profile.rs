@@ -999,6 +999,9 @@ impl Profile {
                     _ => return Err(bad()),
                 }
             }
+            "connect_cost_fixed" | "connect_cost_per_probe" => {
+                self.connect_cost.set(key, value).ok_or_else(bad)?
+            }
             _ => unreachable!("every MODEL_PARAMS entry is handled"),
         }
         Ok(())
@@ -1153,6 +1156,7 @@ impl Profile {
             "syn_timestamps_until" => self
                 .syn_drop_ts_after
                 .map_or("\"always\"".into(), |n| n.to_string()),
+            "connect_cost_fixed" | "connect_cost_per_probe" => self.connect_cost.value(key),
             "time_wait_syn_reject" => q(match self.tw_reject {
                 TwReject::Ack => "ack",
                 TwReject::Drop => "drop",
@@ -1572,6 +1576,18 @@ pub const MODEL_PARAMS: &[KnobSpec] = &[
         "\"WSAENOBUFS\", \"WSAEADDRINUSE\", \"WSAEADDRNOTAVAIL\" or \"EADDRNOTAVAIL\"",
         "§4, §7",
         "the error connect() returns when no port is left. Windows: WSAENOBUFS 10055 assumed, UNVERIFIED (sometimes reported as 10048)",
+    ),
+    knob(
+        cost::PARAMS[0],
+        cost::ALLOWED,
+        "net/ipv4/inet_hashtables.c __inet_hash_connect; portsim live --calibrate",
+        "CPU time a connect() or bind() port search holds its thread, once per call. Linux: measured on the reference machine (src/profile/cost.rs); other kernels: 0, not measured",
+    ),
+    knob(
+        cost::PARAMS[1],
+        cost::ALLOWED,
+        "net/ipv4/inet_hashtables.c __inet_hash_connect; portsim live --calibrate",
+        "CPU time per candidate port the search examines (`probes`). Linux: measured on the reference machine; other kernels: 0, not measured",
     ),
 ];
 

@@ -469,6 +469,8 @@ pub struct WorkloadTotals {
     pub requests_failed: u64,
     pub first_failure: Option<Instant>,
     pub stopped_at: Option<Instant>,
+    /// CPU time its port searches held its threads ([`crate::profile::ConnectCost`]).
+    pub port_search_cpu: Duration,
 }
 
 /// Collects measurements while the simulation runs.
@@ -978,6 +980,10 @@ pub struct WorkloadSummary {
     pub requests_failed: u64,
     pub first_failure_s: Option<f64>,
     pub stopped_s: Option<f64>,
+    /// CPU time its connect() and bind() port searches took, in seconds; absent when the
+    /// profile gives them no cost.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub port_search_cpu_s: Option<f64>,
 }
 
 #[derive(Serialize, Debug, Clone)]
@@ -1266,6 +1272,14 @@ impl Report {
             s.probes_per_connect.mean,
             group(s.probes_per_connect.max)
         );
+        let searches: Vec<String> = self
+            .workloads
+            .iter()
+            .filter_map(|w| w.port_search_cpu_s.map(|t| format!("{} {t:.3} s", w.name)))
+            .collect();
+        if !searches.is_empty() {
+            let _ = writeln!(o, "port search   CPU {}", searches.join(" · "));
+        }
         let counters: Vec<String> = s
             .kernel_counters
             .iter()

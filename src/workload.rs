@@ -353,6 +353,10 @@ pub struct Workload {
     pub start: Instant,
     pub stop: Instant,
     pub limit: Limit,
+    /// Application threads a closed loop's connections share (memtier `-t`, wrk `-t`):
+    /// slot `s` runs on thread `s mod threads`, and while a thread is in connect() its other
+    /// connections wait for it ([`Threads`]). `None`: a thread per connection.
+    pub threads: Option<u32>,
 }
 
 impl Workload {
@@ -365,6 +369,75 @@ impl Workload {
     /// Seconds the workload runs within a scenario of `total` length.
     pub fn active_secs(&self, total: Duration) -> f64 {
         self.stop.0.min(total.0).saturating_sub(self.start.0) as f64 / 1e9
+    }
+}
+
+/// The application threads a closed loop's slots share, each busy while one of its slots is
+/// in connect() (the port search's CPU time, [`crate::profile::ConnectCost`]): a slot that
+/// wants to connect meanwhile waits, in the order they asked. The wait is for connect()
+/// calls only: an application thread's other work (reading a response, closing) is not
+/// charged, since a reconnecting client (memtier `--reconnect-interval 1`) begins every
+/// request with a connect().
+#[derive(Clone, Debug, Default)]
+pub struct Threads {
+    /// When each thread is next free.
+    busy: Vec<Instant>,
+    /// Per thread, the slots waiting for it: (slot, retry, since when), the first one's
+    /// start queued for when the thread is free.
+    waiting: Vec<std::collections::VecDeque<(u32, u32, Instant)>>,
+}
+
+/// Whether a slot's connect() runs now ([`Threads::admit`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Admit {
+    /// It runs now; the application asked at `since` (its wait is in the connect latency).
+    Now { since: Instant },
+    /// It waits for its thread; queue its start at the time given, if any (it is the
+    /// first waiting).
+    Wait(Option<Instant>),
+}
+
+impl Threads {
+    /// `n` threads; 0 is a thread per slot (nothing ever waits).
+    pub fn new(n: u32) -> Threads {
+        Threads {
+            busy: vec![Instant::ZERO; n as usize],
+            waiting: vec![std::collections::VecDeque::new(); n as usize],
+        }
+    }
+
+    fn of(&self, slot: u32) -> Option<usize> {
+        (!self.busy.is_empty()).then(|| slot as usize % self.busy.len())
+    }
+
+    /// Slot `slot` (attempt `retry`) asks to connect at `now`.
+    #[inline]
+    pub fn admit(&mut self, slot: u32, retry: u32, now: Instant) -> Admit {
+        let Some(t) = self.of(slot) else {
+            return Admit::Now { since: now };
+        };
+        let q = &mut self.waiting[t];
+        if let Some(&(first, _, since)) = q.front()
+            && first == slot
+            && now >= self.busy[t]
+        {
+            q.pop_front();
+            return Admit::Now { since };
+        }
+        if self.busy[t] > now || !q.is_empty() {
+            q.push_back((slot, retry, now));
+            return Admit::Wait((q.len() == 1).then_some(self.busy[t].max(now)));
+        }
+        Admit::Now { since: now }
+    }
+
+    /// Slot `slot`'s connect() holds its thread until `until`: the next slot waiting for
+    /// it, (slot, retry), whose start is to be queued then.
+    #[inline]
+    pub fn release(&mut self, slot: u32, until: Instant) -> Option<(u32, u32)> {
+        let t = self.of(slot)?;
+        self.busy[t] = until;
+        self.waiting[t].front().map(|&(s, r, _)| (s, r))
     }
 }
 
@@ -396,6 +469,8 @@ pub struct Runner {
     pub spent_at: Option<Instant>,
     connections_left: u64,
     requests_left: u64,
+    /// The application threads of a closed loop with `threads` set.
+    pub threads: Threads,
 }
 
 impl Runner {
@@ -432,6 +507,7 @@ impl Runner {
             spent_at: None,
             connections_left: w.limit.connections.unwrap_or(u64::MAX),
             requests_left: w.limit.requests.unwrap_or(u64::MAX),
+            threads: Threads::new(w.threads.unwrap_or(0)),
         }
     }
 
@@ -698,11 +774,34 @@ mod tests {
             start: Instant::ZERO,
             stop: Instant(Duration::from_secs(10).0),
             limit: Limit::default(),
+            threads: None,
         }
     }
 
     fn runner(w: &Workload) -> Runner {
         Runner::new(w, stream(1, "a"), stream(1, "b"), stream(1, "c"))
+    }
+
+    #[test]
+    fn a_busy_thread_makes_its_other_slots_wait_in_order() {
+        let at = |us| Instant(Duration::from_micros(us).0);
+        let mut t = Threads::new(1);
+        assert_eq!(t.admit(0, 0, at(0)), Admit::Now { since: at(0) });
+        assert_eq!(t.release(0, at(10)), None);
+        // Slots 1 and 2 ask while slot 0 searches: 1 is queued for when the thread is free.
+        assert_eq!(t.admit(1, 0, at(2)), Admit::Wait(Some(at(10))));
+        assert_eq!(t.admit(2, 0, at(3)), Admit::Wait(None));
+        // At 10 slot 2 is not first: it waits on; slot 1 runs, asked at 2.
+        assert_eq!(t.admit(1, 0, at(10)), Admit::Now { since: at(2) });
+        assert_eq!(t.release(1, at(25)), Some((2, 0)));
+        assert_eq!(t.admit(2, 0, at(25)), Admit::Now { since: at(3) });
+        assert_eq!(t.release(2, at(30)), None);
+        assert_eq!(t.admit(0, 0, at(40)), Admit::Now { since: at(40) });
+        // A thread per slot: nothing waits.
+        let mut free = Threads::new(0);
+        assert_eq!(free.admit(5, 0, at(1)), Admit::Now { since: at(1) });
+        assert_eq!(free.release(5, at(100)), None);
+        assert_eq!(free.admit(6, 0, at(2)), Admit::Now { since: at(2) });
     }
 
     #[test]

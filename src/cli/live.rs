@@ -12,8 +12,13 @@ use std::process::ExitCode;
 
 #[derive(Args)]
 pub(super) struct LiveArgs {
-    /// The scenario file (TOML).
-    scenario: PathBuf,
+    /// The scenario file (TOML); not with --calibrate.
+    #[arg(required_unless_present = "calibrate", conflicts_with = "calibrate")]
+    scenario: Option<PathBuf>,
+    /// Measure what connect() costs on this kernel (fixed + per candidate port examined) in
+    /// a private network namespace and print the fit and the `[host.model]` lines to paste.
+    #[arg(long)]
+    calibrate: bool,
     /// Output format.
     #[arg(long, value_enum, default_value_t = LiveFormat::Text)]
     format: LiveFormat,
@@ -47,12 +52,15 @@ pub(super) struct LiveArgs {
 /// `portsim live`: the report, the chart if asked; exit status 0 when the run agreed with
 /// the prediction, else 1.
 pub(super) fn live(a: LiveArgs) -> Outcome {
-    let sc = scenario::load(&a.scenario).map_err(|e| refuse(&e))?;
+    let Some(path) = a.scenario.clone() else {
+        return calibrate(&a);
+    };
+    let sc = scenario::load(&path).map_err(|e| refuse(&e))?;
     check_plot(a.plot.as_deref())?;
     let opts = options(&sc, &a)?;
     let report = live::run(&sc, opts).map_err(|e| match e {
         live::LiveError::Refused(_) => {
-            eprintln!("error: {}: {e}", a.scenario.display());
+            eprintln!("error: {}: {e}", path.display());
             ExitCode::from(BAD_INPUT)
         }
         e => {
@@ -76,6 +84,21 @@ pub(super) fn live(a: LiveArgs) -> Outcome {
     } else {
         Ok(ExitCode::from(1))
     }
+}
+
+/// `portsim live --calibrate`: the fit as text (or JSON), exit status 0.
+fn calibrate(a: &LiveArgs) -> Outcome {
+    let fit = live::calibrate::run(live::calibrate::HELD).map_err(|e| {
+        eprintln!("error: {e}");
+        ExitCode::FAILURE
+    })?;
+    let kernel = live::calibrate::kernel_release();
+    let text = match a.format {
+        LiveFormat::Text => fit.to_text(&kernel),
+        LiveFormat::Json => fit.to_json(&kernel),
+    };
+    emit(a.output.as_deref(), &text)?;
+    Ok(ExitCode::SUCCESS)
 }
 
 /// The run's cap and faults, from the flags and the scenario's `[live]` table.

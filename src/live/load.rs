@@ -1406,6 +1406,7 @@ mod tests {
             start: Instant::ZERO,
             stop: Instant(Duration::from_secs(10).0),
             limit,
+            threads: None,
         }
     }
 

@@ -16,6 +16,7 @@
 //! the new namespace before starting the client, server and sampling threads. [`verdict()`]
 //! says whether the run agreed on the rows it judges.
 
+pub mod calibrate;
 pub mod conntrack;
 pub mod diag;
 pub mod load;

@@ -99,6 +99,7 @@ pub(super) struct RawWorkload {
     pub(super) start: Option<Spanned<String>>,
     pub(super) stop: Option<Spanned<String>>,
     pub(super) limit: Option<Spanned<RawLimit>>,
+    pub(super) threads: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize)]

@@ -204,7 +204,8 @@ fn workload() -> Value {
             "on_error": on_error(),
             "start": duration(),
             "stop": duration(),
-            "limit": limit()
+            "limit": limit(),
+            "threads": { "type": "integer", "minimum": 1 }
         }
     })
 }

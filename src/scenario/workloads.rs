@@ -99,6 +99,7 @@ fn workload(
         None => Limit::default(),
         Some(l) => limit(ctx, l, requests, &key.of("limit"))?,
     };
+    let threads = threads(ctx, w, &arrival, key)?;
     let on_fleet = hosts.specs[clients[0] as usize].fleet.is_some();
     let (arrival, per_instance) = if on_fleet {
         let arrival = per_instance(ctx, w, arrival, clients.len(), key)?;
@@ -126,7 +127,42 @@ fn workload(
         start,
         stop,
         limit,
+        threads,
     })
+}
+
+/// `threads`: the application threads a closed loop's connections share (memtier `-t`,
+/// wrk `-t`), 1 to `concurrency`; absent, a thread per connection. Open loops have no
+/// thread limit.
+fn threads(
+    ctx: &Ctx,
+    w: &RawWorkload,
+    arrival: &Arrival,
+    key: Key,
+) -> Result<Option<u32>, ScenarioError> {
+    let Some(t) = &w.threads else {
+        return Ok(None);
+    };
+    let Arrival::Closed { concurrency } = *arrival else {
+        return Err(ctx.err(
+            t.span(),
+            key.of("threads"),
+            "threads applies to closed loops (arrival.kind = \"closed\"): an open loop's \
+             arrivals have no thread limit",
+        ));
+    };
+    let n = *t.get_ref();
+    if n < 1 || n > i64::from(concurrency) {
+        return Err(ctx.err(
+            t.span(),
+            key.of("threads"),
+            format!(
+                "{n}: allowed 1 to the concurrency ({concurrency}), each thread serving \
+                 concurrency / threads connections"
+            ),
+        ));
+    }
+    Ok(Some(n as u32))
 }
 
 /// A workload on fleets runs on each of its `instances` ([`PerInstance`]): its Poisson rate

@@ -10,8 +10,8 @@ use super::run::Event;
 use crate::engine::Class;
 use crate::host::{Errno, Host, NONE, SockId, Tuple};
 use crate::report::Counter;
-use crate::time::Duration;
-use crate::workload::{AfterFailure, Mode};
+use crate::time::{Duration, Instant};
+use crate::workload::{Admit, AfterFailure, Mode};
 
 /// Where a connection's socket came from: (socket, ports probed, a TIME-WAIT recycled on
 /// the way), or the error and the ports probed.
@@ -19,12 +19,46 @@ type Placed = Result<(SockId, u32, bool), (Errno, u32)>;
 
 impl Simulation {
     /// The application opens a connection of `wl` (closed-loop `slot`, or NONE for an
-    /// open-loop arrival; `retry` its retry number): socket, optional bind, connect().
-    /// Returns the error and probes when connect() failed at once.
+    /// open-loop arrival; `retry` its retry number): socket, optional bind, connect(), once
+    /// the slot's thread is free ([`crate::workload::Threads`]); the thread is then busy for
+    /// the port search's cost ([`crate::profile::ConnectCost`]). Returns the error and probes
+    /// when connect() failed at once.
     pub(super) fn start(&mut self, wl: u32, slot: u32, retry: u32) -> Option<(Errno, u32)> {
+        let threads = &mut self.runners[wl as usize].threads;
+        let since = match threads.admit(slot, retry, self.now) {
+            Admit::Now { since } => since,
+            Admit::Wait(at) => {
+                if let Some(at) = at {
+                    self.queue
+                        .push(at, Class::App, Event::Start { wl, slot, retry });
+                }
+                return None;
+            }
+        };
+        let (out, busy) = self.start_now(wl, slot, retry, since);
+        let until = self.now + busy;
+        if let Some((slot, retry)) = self.runners[wl as usize].threads.release(slot, until) {
+            self.queue
+                .push(until, Class::App, Event::Start { wl, slot, retry });
+        }
+        out
+    }
+
+    /// [`Simulation::start`] once the thread is free: the application asked at `since`.
+    /// Also returns how long the port search held the thread.
+    #[inline]
+    fn start_now(
+        &mut self,
+        wl: u32,
+        slot: u32,
+        retry: u32,
+        since: Instant,
+    ) -> (Option<(Errno, u32)>, Duration) {
         let w = &self.workloads[wl as usize];
         let r = &mut self.runners[wl as usize];
-        let requests = r.take(w, self.now, retry > 0, slot == NONE)?;
+        let Some(requests) = r.take(w, self.now, retry > 0, slot == NONE) else {
+            return (None, Duration::ZERO);
+        };
         let (si, di) = super::fast::exchange::pick(w, r, &mut self.picks[wl as usize]);
         let (src, dst) = (w.sources[si], w.destinations[di]);
         let conn_pool = self.conn_pools[wl as usize]
@@ -48,8 +82,8 @@ impl Simulation {
                 csock: NONE,
                 ssock: NONE,
                 pool: NONE,
-                started: self.now,
-                req_start: self.now,
+                started: since,
+                req_start: since,
                 syn_sent: self.now,
                 up,
                 down: Duration(rtt.0 - up.0),
@@ -58,26 +92,50 @@ impl Simulation {
             })
         };
         self.rec.attempt(wl as usize, retry > 0);
-        match self.place(wl, src, dst, conn_pool, conn) {
+        let placed = self.place(wl, src, dst, conn_pool, conn);
+        let probes = match placed {
+            Ok((_, probes, _)) | Err((_, probes)) => probes,
+        };
+        let busy = self.search_cost(wl, src.host, probes);
+        match placed {
             Err((errno, probes)) => {
                 self.refused(
                     wl,
                     (slot, retry),
                     conn,
                     (errno, probes),
-                    (src.host, conn_pool),
+                    (src.host, conn_pool, busy),
                 );
-                Some((errno, probes))
+                (Some((errno, probes)), busy)
             }
             Ok((sock, probes, recycled)) => {
                 self.rec.probes(probes);
                 if recycled {
                     self.rec.count(Counter::TwRecycled);
                 }
-                self.connected(wl, conn, origin, sock, (src.host, dst.host));
-                None
+                let depart = self.now + busy;
+                self.connected(wl, conn, origin, sock, (src.host, dst.host), depart);
+                (None, busy)
             }
         }
+    }
+
+    /// The CPU time a port search of `wl` on `client` that examined `probes` candidates
+    /// holds the thread, counted for the workload: one call, or one bind() per port tried
+    /// over an explicit range. bind(ip, 0) then connect() is charged as one search
+    /// (UNVERIFIED: its cost is assumed to be connect()'s; only connect() is calibrated).
+    #[inline]
+    fn search_cost(&mut self, wl: u32, client: u16, probes: u32) -> Duration {
+        let cost = self.hosts[client as usize].profile.connect_cost;
+        if cost.is_zero() {
+            return Duration::ZERO;
+        }
+        let busy = match self.workloads[wl as usize].mode {
+            Mode::Explicit { .. } => cost.of_calls(probes, probes),
+            _ => cost.of(probes),
+        };
+        self.rec.workloads[wl as usize].port_search_cpu.0 += busy.0;
+        busy
     }
 
     /// The socket of a connection of `wl` from `src` to `dst`, by the workload's mode:
@@ -138,15 +196,16 @@ impl Simulation {
         }
     }
 
-    /// connect() of `wl` failed at once: counted, and the worker parked where its retries
-    /// can be counted in bulk ([`super::fast::parked`]), else the workload's policy applied.
+    /// connect() of `wl` failed at once, after holding its thread for `busy`: counted, and
+    /// the worker parked where its retries can be counted in bulk ([`super::fast::parked`]),
+    /// else the workload's policy applied from the end of the search.
     fn refused(
         &mut self,
         wl: u32,
         (slot, retry): (u32, u32),
         conn: u32,
         (errno, probes): (Errno, u32),
-        (client, conn_pool): (u16, Option<u32>),
+        (client, conn_pool, busy): (u16, Option<u32>, Duration),
     ) {
         self.rec.probes(probes);
         if conn != NONE {
@@ -157,17 +216,17 @@ impl Simulation {
             let host = &self.hosts[client as usize];
             let exhausted = conn_pool.filter(|p| host.pools[*p as usize].free == 0);
             if let Some(pool) = exhausted
-                && self.park(wl, slot, retry, errno, probes, (client, pool))
+                && self.park(wl, slot, retry, errno, probes, (client, pool, busy))
             {
                 return;
             }
         }
-        self.fail(wl, slot, retry, errno);
+        self.fail_after(wl, slot, retry, errno, busy);
     }
 
     /// connect() of `wl` gave socket `sock` on host `client`, toward host `server`: the ISN
-    /// drawn, the port logged and checked against the reuse watch, and the SYN sent, or the
-    /// connection kept as a whole exchange's flight.
+    /// drawn, the port logged and checked against the reuse watch, and the SYN sent at
+    /// `depart` (the port search done), or the connection kept as a whole exchange's flight.
     fn connected(
         &mut self,
         wl: u32,
@@ -175,6 +234,7 @@ impl Simulation {
         origin: u64,
         sock: SockId,
         (client, server): (u16, u16),
+        depart: Instant,
     ) {
         let host = &mut self.hosts[client as usize];
         let tuple = host.sock(sock).tuple;
@@ -189,10 +249,13 @@ impl Simulation {
         let watched = watched(&self.hosts, client, pool, tuple);
         self.note_port(client, pool_or_wide, tuple, watched);
         if self.exchanges[wl as usize].is_none() {
-            self.conns[conn as usize].attach(sock, tuple, isn, ts_off, pool);
-            self.transmit(conn, self.now, Dir::Up, Segment::Syn);
+            let c = &mut self.conns[conn as usize];
+            c.attach(sock, tuple, isn, ts_off, pool);
+            c.syn_sent = depart;
+            self.transmit(conn, depart, Dir::Up, Segment::Syn);
             return;
         }
+        debug_assert_eq!(depart, self.now, "whole exchanges decline a search cost");
         self.syn_to_gateway(wl, client, server, tuple);
         let flight = Flight {
             at: self.now,
@@ -242,6 +305,12 @@ impl Simulation {
 
     /// A connect attempt failed with `errno`: count it and apply the workload's policy.
     pub(super) fn fail(&mut self, wl: u32, slot: u32, retry: u32, errno: Errno) {
+        self.fail_after(wl, slot, retry, errno, Duration::ZERO);
+    }
+
+    /// [`Simulation::fail`] for a connect() that held its thread for `busy`: the failure
+    /// counted now, its retry or next request waiting from the end of the search.
+    fn fail_after(&mut self, wl: u32, slot: u32, retry: u32, errno: Errno, busy: Duration) {
         self.rec.failed(self.now, wl as usize, errno);
         let policy = self.workloads[wl as usize].on_error;
         let (next, gave_up) = policy.after_failure(retry, slot != NONE);
@@ -251,7 +320,7 @@ impl Simulation {
         match next {
             AfterFailure::Start { wait, retry } => {
                 self.queue.push(
-                    self.now + wait,
+                    self.now + busy + wait,
                     Class::App,
                     Event::Start { wl, slot, retry },
                 );
@@ -326,6 +395,9 @@ impl Simulation {
         }
         self.rec
             .failed_attempts(wl as usize, retry, errno, probes, n);
+        let client = self.workloads[wl as usize].sources[0].host;
+        let cost = self.hosts[client as usize].profile.connect_cost;
+        self.rec.workloads[wl as usize].port_search_cpu.0 += cost.of(probes).0 * n;
         self.runners[wl as usize].skip(&self.workloads[wl as usize], n);
         if let Some(&id) = self.free_conns.last() {
             let c = &mut self.conns[id as usize];

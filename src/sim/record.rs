@@ -433,6 +433,8 @@ impl Simulation {
                 requests_failed: t.requests_failed,
                 first_failure_s: t.first_failure.map(Instant::as_secs_f64),
                 stopped_s: t.stopped_at.or(r.spent_at).map(Instant::as_secs_f64),
+                port_search_cpu_s: (t.port_search_cpu.0 > 0)
+                    .then(|| t.port_search_cpu.0 as f64 / 1e9),
             })
             .collect();
         (workloads, all_errors, error_numbers)

@@ -2,7 +2,9 @@
 //!
 //! **Equals stepping when** every path of the scenario is direct and the workload qualifies
 //! ([`Exchange::new`]): an open loop, fixed delays with both one-way halves non-zero, the
-//! client closing without SO_LINGER 0, at most [`WHOLE_MAX_REQUESTS`] requests per
+//! client closing without SO_LINGER 0, no port-search cost on its clients (a connection's
+//! SYN would leave a cost after connect() that depends on its probes, so the steps would
+//! not be fixed offsets from connect()), at most [`WHOLE_MAX_REQUESTS`] requests per
 //! connection (a request limit a whole number of connections), no workload on its
 //! destination hosts whose server closes first, resets or binds, and no port of its client
 //! able to carry a SYN to the server before the previous connection's LAST-ACK. Then nothing
@@ -304,6 +306,9 @@ impl Exchange {
             || rtt.0 - up.0 == 0
             || w.closer != Closer::Client
             || w.linger_zero
+            || w.sources
+                .iter()
+                .any(|s| !sc.hosts[s.host as usize].profile.connect_cost.is_zero())
             || w.requests_per_connection > WHOLE_MAX_REQUESTS
             || w.limit
                 .requests

@@ -63,7 +63,7 @@ impl Simulation {
         retry: u32,
         errno: Errno,
         probes: u32,
-        (host, pool): (u16, u32),
+        (host, pool, busy): (u16, u32, Duration),
     ) -> bool {
         let w = &self.workloads[wl as usize];
         if w.sources.len() != 1
@@ -72,6 +72,7 @@ impl Simulation {
             || !matches!(w.rtt, crate::workload::Dist::Fixed(_))
             || w.limit.is_set()
             || w.stop < self.end
+            || w.threads.is_some()
             || self.parked.len() >= 1 << 16
         {
             return false;
@@ -89,6 +90,8 @@ impl Simulation {
         let AfterFailure::Start { wait, retry: again } = next else {
             return false;
         };
+        // The next attempt waits from the end of this one's port search, as long each time.
+        let wait = wait + busy;
         if gave_up || wait.0 == 0 || self.parked.first().is_some_and(|p| p.wait != wait) {
             return false;
         }
