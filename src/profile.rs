@@ -1197,6 +1197,9 @@ impl Profile {
             }
             let _ = writeln!(s);
         }
+        if let Some(r) = linux_versions::release(name) {
+            let _ = writeln!(s, "# CONFIG_HZ {}: {}\n", r.hz, r.hz_source);
+        }
         let _ = writeln!(s, "[[host]]\nname = \"client\"\nprofile = \"{name}\"");
         let _ = writeln!(s, "ips = [\"10.0.0.1\"]\n\n[host.knobs]");
         for k in self.knobs() {
@@ -1581,13 +1584,13 @@ pub const MODEL_PARAMS: &[KnobSpec] = &[
         cost::PARAMS[0],
         cost::ALLOWED,
         "net/ipv4/inet_hashtables.c __inet_hash_connect; portsim live --calibrate",
-        "CPU time a connect() or bind() port search holds its thread, once per call. Linux: measured on the reference machine (src/profile/cost.rs); other kernels: 0, not measured",
+        "CPU time a connect() or bind() port search holds its thread, once per call. Every profile: 0 (not charged); the reference machine (Linux 6.18) measured 5577ns (src/profile/cost.rs); measure yours with `portsim live --calibrate`",
     ),
     knob(
         cost::PARAMS[1],
         cost::ALLOWED,
         "net/ipv4/inet_hashtables.c __inet_hash_connect; portsim live --calibrate",
-        "CPU time per candidate port the search examines (`probes`). Linux: measured on the reference machine; other kernels: 0, not measured",
+        "CPU time per candidate port the search examines (`probes`). Every profile: 0 (not charged); the reference machine (Linux 6.18) measured 38ns",
     ),
 ];
 

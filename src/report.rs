@@ -1031,6 +1031,27 @@ pub struct Bin {
 }
 
 impl Report {
+    /// Long port searches the run charged no time for: every connect() of a Linux client
+    /// took no CPU time, so a thread-bound client (one thread, many connections) runs too
+    /// fast once the searches are long. The figure is the reference machine's calibration
+    /// ([`crate::profile::cost::LINUX_CALIBRATED`]), not the user's.
+    fn uncharged_search_note(&self) -> Option<String> {
+        const LONG: u64 = 1_000;
+        let max = self.summary.probes_per_connect.max;
+        let linux = self.hosts.iter().any(|h| h.profile.starts_with("linux"));
+        if max < LONG || !linux {
+            return None;
+        }
+        let probes = u32::try_from(max).unwrap_or(u32::MAX);
+        let ms = crate::profile::cost::LINUX_CALIBRATED.of(probes).0 as f64 / 1e6;
+        Some(format!(
+            "              the searches cost no time in this run (connect_cost_* = 0): {} ports \
+             take about {ms:.2} ms of a thread on the reference machine; `portsim live \
+             --calibrate` measures yours",
+            group(max)
+        ))
+    }
+
     pub fn to_json(&self) -> String {
         let mut s = serde_json::to_string_pretty(self).expect("report serializes");
         s.push('\n');
@@ -1279,6 +1300,8 @@ impl Report {
             .collect();
         if !searches.is_empty() {
             let _ = writeln!(o, "port search   CPU {}", searches.join(" · "));
+        } else if let Some(note) = self.uncharged_search_note() {
+            let _ = writeln!(o, "{note}");
         }
         let counters: Vec<String> = s
             .kernel_counters

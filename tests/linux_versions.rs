@@ -277,12 +277,15 @@ fn every_release_loads_and_runs_a_small_scenario() {
         assert_eq!(rep.summary.connections.established, 600, "{}", r.name);
         assert_eq!(failed(&rep), 0, "{}", r.name);
     }
-    // `linux` is 6.18 but for the TIME-WAIT timer, which it keeps exact (main's choice);
-    // linux@6.18 runs it on a HZ=250 wheel like the machine it was measured on.
-    let mut newest = Profile::named("linux@6.18").unwrap();
+    // `linux` is linux@6.18, field for field: on a HZ=250 wheel like the machine it was
+    // measured on.
+    let newest = Profile::named("linux@6.18").unwrap();
     assert_eq!(newest.tw_timer, TwTimer::Wheel { hz: 250 });
-    newest.tw_timer = TwTimer::Exact;
     assert_eq!(Profile::named("linux").unwrap(), newest);
+    assert_eq!(
+        Profile::named("linux@3.10").unwrap().tw_timer,
+        TwTimer::DeathRow { hz: 1000 }
+    );
     // SYN schedule: linear from 6.5 (tcp_syn_linear_timeouts = 4), doubling before.
     assert_eq!(Profile::named("linux@6.1").unwrap().syn_linear, 0);
     assert_eq!(Profile::named("linux@6.6").unwrap().syn_linear, 4);

@@ -106,6 +106,12 @@ pub struct Rule {
 /// Every version-dependent rule portsim models, by the release that changed it.
 pub const RULES: &[Rule] = &[
     Rule {
+        since: (4, 1),
+        commit: "789f558cfb36",
+        title: "tcp/dccp: get rid of central timewait timer",
+        what: "each TIME-WAIT has its own timer (TCP_TIMEWAIT_LEN, to the jiffy on the cascading wheel); before: the death row, whose hangman kills one of 8 slots every 7.5 s, so a TIME-WAIT lasts (52.5, 60] s",
+    },
+    Rule {
         since: (4, 2),
         commit: "07f4c90062f8",
         title: "tcp/dccp: try to not exhaust ip_local_port_range in connect()",
@@ -122,6 +128,12 @@ pub const RULES: &[Rule] = &[
         commit: "ea8add2b1903",
         title: "tcp/dccp: better use of ephemeral ports in bind()",
         what: "bind(0) scans odd ports first, and with SO_REUSEADDR the lower half of the range, then the upper (attempt_half); before: every port in turn from a random one",
+    },
+    Rule {
+        since: (4, 8),
+        commit: "500462a9de65",
+        title: "timers: Switch to a non-cascading wheel",
+        what: "a timer 60 s out sits on a coarse wheel level and fires at the next slot after its expiry: a TIME-WAIT lasts (60, 60 + granularity] s (2.048 s at HZ=250)",
     },
     Rule {
         since: (4, 10),
