@@ -765,13 +765,7 @@ impl LinuxAllocator {
     /// `secure_ipv4_port_ephemeral(saddr, daddr, dport)`: SipHash of saddr, daddr, dport and
     /// the epoch. The source port is not an input (§1.2 step 1).
     pub fn port_offset(&self, saddr: u32, daddr: u32, dport: u16, epoch: u32) -> u64 {
-        siphash_4u32(
-            saddr.to_be(),
-            daddr.to_be(),
-            u32::from(dport.to_be()),
-            epoch,
-            &self.secret,
-        )
+        port_hash(&self.secret, saddr, daddr, dport, epoch)
     }
 
     /// [`Self::port_offset`] at `now`, from the pool's memo when it was hashed in this epoch
@@ -1118,13 +1112,8 @@ impl PortSelector for LinuxPre42 {
     fn connect(&mut self, _now: Instant, q: &ConnectQuery, view: &PortView<'_>) -> Search {
         let (low, high) = (u32::from(q.low), u32::from(q.high));
         let n = high - low + 1;
-        let hash = siphash_4u32(
-            q.saddr.to_be(),
-            q.daddr.to_be(),
-            u32::from(q.dport.to_be()),
-            0,
-            &self.secret,
-        ) as u32;
+        // 3.10 hashes with MD5 (`secure_ipv4_port_ephemeral`); only its spread matters here.
+        let hash = port_hash(&self.secret, q.saddr, q.daddr, q.dport, 0) as u32;
         let offset = u64::from(self.hint.wrapping_add(hash));
         let start = low + ((offset + 1) % u64::from(n)) as u32;
         match view.walk(low, high, start) {
@@ -1343,6 +1332,18 @@ impl PortSelector for Rfc6056 {
             }
         }
     }
+}
+
+/// `secure_ipv4_port_ephemeral(saddr, daddr, dport)` with the secret `key`: SipHash of
+/// saddr, daddr, dport and the reseed epoch, in network byte order (§1.2 step 1).
+fn port_hash(key: &SipKey, saddr: u32, daddr: u32, dport: u16, epoch: u32) -> u64 {
+    siphash_4u32(
+        saddr.to_be(),
+        daddr.to_be(),
+        u32::from(dport.to_be()),
+        epoch,
+        key,
+    )
 }
 
 #[cfg(test)]

@@ -611,20 +611,9 @@ impl Host {
         self.tw_clock.expiry(at)
     }
 
-    /// The TIME-WAIT clock's granularity at TIME_WAIT ([`TwClock::granularity`]).
-    pub fn tw_granularity(&self) -> Duration {
-        self.tw_clock.granularity()
-    }
-
     /// Whether every TIME-WAIT lasts TIME_WAIT exactly.
     pub fn tw_exact(&self) -> bool {
         self.tw_clock.is_exact()
-    }
-
-    /// The first instant whose `tcp_clock_ms()` exceeds `entry_ms + delay_ms`.
-    pub fn ms_deadline(&self, entry: Instant, delay_ms: u32) -> Instant {
-        let ms = self.clock_ms(entry) + u64::from(delay_ms) + 1;
-        Instant((ms * 1_000_000).saturating_sub(self.mono_offset_ns))
     }
 
     /// The ISN of an active open of `t` at `now`, by the profile's generator. Linux
@@ -1586,12 +1575,16 @@ impl Host {
     /// When the TIME-WAIT timer of socket `id`, which entered at `entry`, is due: at its
     /// entry's expiry, or at its last re-arm's (`inet_twsk_reschedule`).
     pub fn tw_due(&self, id: SockId, entry: Instant) -> Instant {
-        let armed = self
-            .tw_marks
-            .get(&id)
-            .and_then(|m| m.rearmed)
-            .unwrap_or(entry);
-        self.tw_expiry(armed)
+        self.tw_expiry(self.tw_rearmed(id).unwrap_or(entry))
+    }
+
+    /// When the TIME-WAIT timer of socket `id` was last re-armed, if it was.
+    #[inline]
+    pub fn tw_rearmed(&self, id: SockId) -> Option<Instant> {
+        if self.tw_marks.is_empty() {
+            return None;
+        }
+        self.tw_marks.get(&id).and_then(|m| m.rearmed)
     }
 
     /// The active closer enters TIME-WAIT (`tcp_time_wait`, §2.1–§2.2). Returns false when
@@ -1726,7 +1719,12 @@ impl Host {
 
     /// When a TIME-WAIT entered at `entry` becomes reusable by `tcp_tw_reuse` (§2.3).
     pub fn tw_reusable_at(&self, entry: Instant) -> Instant {
-        self.profile.tw_reusable_at(entry, self.mono_offset_ns)
+        let offset = if self.profile.tw_reuse_realtime() {
+            self.real_offset_ns
+        } else {
+            self.mono_offset_ns
+        };
+        self.profile.tw_reusable_at(entry, offset)
     }
 }
 

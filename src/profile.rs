@@ -702,24 +702,26 @@ impl Profile {
     }
 
     /// When a TIME-WAIT entered at `entry` becomes reusable by `tcp_tw_reuse`, on a host
-    /// whose monotonic clock reads `entry + mono_offset_ns` then (`tcp_twsk_unique`, §2.3):
-    /// the first instant whose `tcp_clock_ms()` exceeds entry + delay (6.14+), or whose whole
-    /// seconds exceed the entry's second by more than `more_than`.
+    /// whose clock reads `entry + offset_ns` then (`tcp_twsk_unique`, §2.3): the first
+    /// instant whose `tcp_clock_ms()` exceeds entry + delay (6.14+), or whose whole seconds
+    /// exceed the entry's second by more than `more_than` (the clock is [`Self::tw_reuse_realtime`]).
     pub fn tw_reusable_at(
         &self,
         entry: crate::time::Instant,
-        mono_offset_ns: u64,
+        offset_ns: u64,
     ) -> crate::time::Instant {
-        let unit: u64 = match self.tw_reuse_clock {
-            ReuseClock::Millis => 1_000_000,
-            ReuseClock::Seconds { .. } => 1_000_000_000,
+        let (unit, ticks): (u64, u64) = match self.tw_reuse_clock {
+            ReuseClock::Millis => (1_000_000, u64::from(self.tw_reuse_delay_ms)),
+            ReuseClock::Seconds { more_than } => (1_000_000_000, u64::from(more_than)),
         };
-        let ticks = match self.tw_reuse_clock {
-            ReuseClock::Millis => u64::from(self.tw_reuse_delay_ms),
-            ReuseClock::Seconds { more_than } => u64::from(more_than),
-        };
-        let at = ((entry.0 + mono_offset_ns) / unit + ticks + 1) * unit;
-        crate::time::Instant(at.saturating_sub(mono_offset_ns))
+        let at = ((entry.0 + offset_ns) / unit + ticks + 1) * unit;
+        crate::time::Instant(at.saturating_sub(offset_ns))
+    }
+
+    /// Whether `tcp_tw_reuse`'s clock is the wall clock: `get_seconds()` before 4.19
+    /// (cca9bab1b72c made it `ktime_get_seconds()`, monotonic; 6.14's is `tcp_clock_ms()`).
+    pub fn tw_reuse_realtime(&self) -> bool {
+        self.tw_reuse_clock == (ReuseClock::Seconds { more_than: 1 })
     }
 
     /// The knobs this profile's kernel answers to.

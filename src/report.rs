@@ -760,6 +760,8 @@ pub struct HostInfo {
     /// A fleet's (`count` > 1) name, for its one entry.
     pub name: String,
     pub profile: String,
+    #[serde(skip)]
+    pub kernel: crate::profile::Kernel,
     /// A fleet's first instance's; instance k has each plus k − 1.
     pub ips: Vec<String>,
     /// A fleet's `count`; absent for a single host.
@@ -1038,7 +1040,10 @@ impl Report {
     fn uncharged_search_note(&self) -> Option<String> {
         const LONG: u64 = 1_000;
         let max = self.summary.probes_per_connect.max;
-        let linux = self.hosts.iter().any(|h| h.profile.starts_with("linux"));
+        let linux = self
+            .hosts
+            .iter()
+            .any(|h| h.kernel == crate::profile::Kernel::Linux);
         if max < LONG || !linux {
             return None;
         }

@@ -12,9 +12,15 @@
 //!   HZ = 250 is 15,000 jiffies, level 3, granularity 512 jiffies = 2.048 s: a TIME-WAIT
 //!   lasts (60, 62.048] s.
 //! - Linux before 4.1 (until commit 789f558cfb36, "tcp/dccp: get rid of central timewait
-//!   timer"): the death row. `inet_twsk_schedule` puts a TIME-WAIT of TCP_TIMEWAIT_LEN in
-//!   slot `twdr->slot + 7` of 8; `inet_twdr_hangman` runs every TCP_TIMEWAIT_LEN / 8 = 7.5 s
-//!   and kills slot `twdr->slot`, then advances it: a TIME-WAIT lasts (52.5, 60] s.
+//!   timer"): the death row. `inet_twsk_schedule` puts a TIME-WAIT of `timeo` in slot
+//!   `twdr->slot + min(⌈timeo / period⌉, 7)` of 8; `inet_twdr_hangman` runs every period =
+//!   TCP_TIMEWAIT_LEN / 8 = 7.5 s and kills slot `twdr->slot`, then advances it: a 60 s
+//!   TIME-WAIT lasts (52.5, 60] s. The hangman's phase is the run's start (the kernel's is
+//!   set by the TIME-WAIT that entered an empty row: not modelled). A `timeo` under
+//!   `INET_TWDR_RECYCLE_SLOTS` (32) calendar ticks (`tcp_tw_recycle`'s 3.5 × RTO) goes on
+//!   the recycle calendar instead, `(⌈timeo / tick⌉) × tick` out, counted from its entry
+//!   (exact for a TIME-WAIT entering an empty calendar; the calendar's own phase is not
+//!   modelled).
 //! - FreeBSD 13: `tcp_tw_2msl_scan` runs from `tcp_slowtimo` every 500 ms and closes the
 //!   TIME-WAITs past their 2 × MSL: a TIME-WAIT lasts [60, 60.5) s (notes/bsd-releases.md).
 //!
@@ -29,8 +35,13 @@ use crate::time::{Duration, Instant};
 const LVL_CLK_SHIFT: u32 = 3;
 /// kernel/time/timer.c: `LVL_BITS`, 64 buckets per level.
 const LVL_SIZE: u64 = 64;
-/// The death row's slots (`INET_TWDR_TWKILL_SLOTS`).
+/// The death row's slots (`INET_TWDR_TWKILL_SLOTS`), each TCP_TIMEWAIT_LEN / 8 long.
 const TWKILL_SLOTS: u64 = 8;
+/// include/net/tcp.h: `TCP_TIMEWAIT_LEN`, which sets the hangman's period whatever a
+/// TIME-WAIT's own length.
+const TCP_TIMEWAIT_LEN: Duration = Duration::from_secs(60);
+/// The recycle calendar's slots (`INET_TWDR_RECYCLE_SLOTS`, 1 << 5).
+const RECYCLE_SLOTS: u64 = 32;
 const NS_PER_S: u128 = 1_000_000_000;
 
 /// One host's TIME-WAIT clock, for TIME-WAITs of one length.
@@ -47,9 +58,13 @@ pub struct TwClock {
     delta: u64,
     /// The wheel: log2 of the granularity of `len`'s level, in jiffies.
     shift: u32,
-    /// The death row: the hangman's period, in jiffies; its first firing.
+    /// The death row: the hangman's period, in jiffies; its first firing; the firings after
+    /// the next one that end a TIME-WAIT of `len`; or the recycle calendar's tick, in
+    /// jiffies, when `len` is short enough for the calendar.
     period: u64,
     start: u64,
+    kill_after: u64,
+    calendar_tick: Option<u64>,
 }
 
 impl TwClock {
@@ -67,9 +82,14 @@ impl TwClock {
             tick_ns,
             delta,
             shift: LVL_CLK_SHIFT * level(delta, hz),
-            period: delta.div_ceil(TWKILL_SLOTS).max(1),
+            period: to_jiffies(TCP_TIMEWAIT_LEN, hz) / TWKILL_SLOTS,
             start: 0,
+            kill_after: 0,
+            calendar_tick: None,
         };
+        clock.kill_after = delta.div_ceil(clock.period).min(TWKILL_SLOTS - 1);
+        let tick = 1 << recycle_tick(hz);
+        clock.calendar_tick = (delta.div_ceil(tick) < RECYCLE_SLOTS).then_some(tick);
         clock.start = clock.jiffies(Instant(0), hz);
         clock
     }
@@ -89,11 +109,15 @@ impl TwClock {
                 self.time_of(((j >> self.shift) + 1) << self.shift, hz)
             }
             TwTimer::DeathRow { hz } => {
+                let now = self.jiffies(at, hz);
+                if let Some(tick) = self.calendar_tick {
+                    return self.time_of(now + self.delta.div_ceil(tick) * tick, hz);
+                }
                 // The hangman's firings fall on the jiffies of the run's first one plus
-                // multiples of the period; slot `twdr->slot + 7` dies 7 firings after the next.
+                // multiples of the period; slot `twdr->slot + k` dies k firings after the next.
                 let (start, period) = (self.start, self.period);
-                let next = start + ((self.jiffies(at, hz) - start) / period + 1) * period;
-                self.time_of(next + (TWKILL_SLOTS - 1) * period, hz)
+                let next = start + ((now - start) / period + 1) * period;
+                self.time_of(next + self.kill_after * period, hz)
             }
             TwTimer::Scan { period_ms } => {
                 let period = u64::from(period_ms) * 1_000_000;
@@ -109,8 +133,19 @@ impl TwClock {
         match self.timer {
             TwTimer::Exact => Duration::ZERO,
             TwTimer::Wheel { hz } => jiffies_ns(1 << self.shift, hz),
-            TwTimer::DeathRow { hz } => jiffies_ns(self.period, hz),
+            TwTimer::DeathRow { hz } => jiffies_ns(self.calendar_tick.unwrap_or(self.period), hz),
             TwTimer::Scan { period_ms } => Duration::from_millis(u64::from(period_ms)),
+        }
+    }
+
+    /// A lower bound of how long a TIME-WAIT lasts: TIME_WAIT, or on the death row the
+    /// firings after the next one (52.5 s for 60 s).
+    pub fn min_lifetime(&self) -> Duration {
+        match self.timer {
+            TwTimer::DeathRow { hz } if self.calendar_tick.is_none() => {
+                jiffies_ns(self.kill_after * self.period, hz).min(self.len)
+            }
+            _ => self.len,
         }
     }
 
@@ -149,6 +184,14 @@ fn to_jiffies(len: Duration, hz: u16) -> u64 {
 
 fn jiffies_ns(j: u64, hz: u16) -> Duration {
     Duration((u128::from(j) * NS_PER_S / u128::from(hz)) as u64)
+}
+
+/// include/net/inet_timewait_sock.h (3.10) `INET_TWDR_RECYCLE_TICK`: log2 of the calendar's
+/// tick in jiffies, chosen so that its 32 slots span about 4 s: `k + 2 − 5` for the
+/// smallest `HZ ≤ 2^k` (k from 5 to 12).
+fn recycle_tick(hz: u16) -> u32 {
+    let k = u32::from(hz).next_power_of_two().trailing_zeros().max(5);
+    k + 2 - 5
 }
 
 /// `calc_wheel_index`: the level of a timer `delta` jiffies out, the last whose
@@ -215,8 +258,34 @@ mod tests {
     #[test]
     fn the_death_row_ends_a_time_wait_between_seven_and_eight_periods() {
         let (lo, hi) = lifetimes(TwTimer::DeathRow { hz: 1000 });
-        assert!(lo > Duration::from_millis(52_500) && lo < Duration::from_millis(52_510));
+        let min = TwClock::new(TwTimer::DeathRow { hz: 1000 }, 0, MIN).min_lifetime();
+        assert_eq!(min, Duration::from_millis(52_500));
+        assert!(lo > min && lo < Duration::from_millis(52_510));
         assert!(hi <= MIN && hi > Duration::from_millis(59_990));
+    }
+
+    #[test]
+    fn the_death_row_keeps_its_period_for_other_lengths_and_a_calendar_for_recycle() {
+        // 30 s: slot ⌈30 / 7.5⌉ = 4 ahead, so (30, 37.5] s; the period stays 7.5 s.
+        let clock = TwClock::new(TwTimer::DeathRow { hz: 1000 }, 0, Duration::from_secs(30));
+        assert_eq!(clock.granularity(), Duration::from_millis(7_500));
+        for ms in [1u64, 2_500, 7_499] {
+            let at = Instant(ms * 1_000_000);
+            let lived = clock.expiry(at) - at;
+            assert!(lived > Duration::from_secs(30) && lived <= Duration::from_millis(37_500));
+        }
+        // tcp_tw_recycle's 0.7 s at HZ=1000: ticks of 2^7 jiffies, ⌈700 / 128⌉ = 6 of them.
+        let recycle = TwClock::new(
+            TwTimer::DeathRow { hz: 1000 },
+            0,
+            Duration::from_millis(700),
+        );
+        let at = Instant(3_000_000);
+        assert_eq!(recycle.expiry(at) - at, Duration::from_millis(768));
+        assert_eq!(
+            [recycle_tick(100), recycle_tick(250), recycle_tick(1000)],
+            [4, 5, 7]
+        );
     }
 
     #[test]

@@ -201,7 +201,7 @@ fn threads_are_refused_where_they_mean_nothing() {
     );
     let e = scenario::parse("t.toml", &text).unwrap_err().to_string();
     assert!(
-        e.contains("connect_cost_fixed") && e.contains("a duration ≥ 0"),
+        e.contains("connect_cost_fixed") && e.contains("a duration from 0 to 1s"),
         "{e}"
     );
 }

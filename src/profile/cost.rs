@@ -69,6 +69,9 @@ impl ConnectCost {
         } else {
             Duration::parse(text).ok()?
         };
+        if d > MAX {
+            return None;
+        }
         match key {
             "connect_cost_fixed" => self.fixed = d,
             "connect_cost_per_probe" => self.per_probe = d,
@@ -94,8 +97,12 @@ impl ConnectCost {
 /// The `[host.model]` names of the two parameters.
 pub const PARAMS: [&str; 2] = ["connect_cost_fixed", "connect_cost_per_probe"];
 
+/// The most either parameter accepts: a search of the largest range (65,535 candidates)
+/// then holds its thread at most about 18 hours, far from overflowing the engine's clock.
+const MAX: Duration = Duration::from_secs(1);
+
 /// What the two parameters accept.
-pub const ALLOWED: &str = "a duration ≥ 0, e.g. \"2us\", \"40ns\" or \"0\"";
+pub const ALLOWED: &str = "a duration from 0 to 1s, e.g. \"2us\", \"40ns\" or \"0\"";
 
 #[cfg(test)]
 mod tests {
@@ -126,6 +133,10 @@ mod tests {
         assert_eq!(c.value("connect_cost_per_probe"), "\"40ns\"");
         c.set("connect_cost_fixed", &toml::Value::String("0".into()))
             .unwrap();
+        assert!(
+            c.set("connect_cost_per_probe", &toml::Value::String("2s".into()))
+                .is_none()
+        );
         assert_eq!(c.value("connect_cost_fixed"), "\"0\"");
         assert!(
             c.set("connect_cost_fixed", &toml::Value::String("2".into()))

@@ -365,6 +365,7 @@ fn host_info(sc: &Scenario) -> Vec<HostInfo> {
         .map(|h| HostInfo {
             name: h.fleet.as_ref().map_or(&h.name, |f| &f.fleet).clone(),
             profile: h.profile_name.clone(),
+            kernel: h.profile.kernel,
             ips: h.ips.iter().map(ip).collect(),
             instances: h.fleet.as_ref().map(|f| f.count),
             listen: h

@@ -157,11 +157,13 @@ impl Simulation {
         if self.time_wait_alive(host, sock, generation) {
             let h = &self.hosts[host as usize];
             let entry = h.sock(sock).tw.entry;
-            let due = h.tw_due(sock, entry);
-            if self.now < due {
+            if h.tw_rearmed(sock)
+                .is_some_and(|r| self.now < h.tw_expiry(r))
+            {
                 // Re-armed: the event of the re-arm is queued.
                 return;
             }
+            let due = h.tw_due(sock, entry);
             if self.check && self.now != due {
                 let msg = format!(
                     "host {}: TIME-WAIT of {} entered at {:.9} s expired at {:.9} s, not at its \

@@ -480,12 +480,14 @@ fn port_free_after(sc: &Scenario, w: &Workload) -> u64 {
         && w.destinations
             .iter()
             .any(|d| crate::host::is_loopback(d.ip) || client_host.ips.contains(&d.ip));
+    // The death row may end a TIME-WAIT up to one period early.
+    let ends = crate::tw_timer::TwClock::new(client.tw_timer, 0, client.time_wait).min_lifetime();
     if may_overflow || skips_local {
         0
     } else if client.tw_reuse != 0 {
-        client.time_wait.0.min(client.tw_reuse_min_age().0)
+        ends.0.min(client.tw_reuse_min_age().0)
     } else {
-        client.time_wait.0
+        ends.0
     }
 }
 
