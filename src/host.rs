@@ -328,9 +328,6 @@ pub enum SynOnTuple {
     Live(SockId),
 }
 
-/// net.ipv4.tcp_invalid_ratelimit, default HZ / 2 jiffies = 500 ms (§2.4).
-pub const TCP_INVALID_RATELIMIT: Duration = Duration::from_millis(500);
-
 /// What a TIME-WAIT did since its entry that moves its timer or limits its ACKs.
 #[derive(Clone, Copy, Debug, Default)]
 struct TwMarks {
@@ -1556,16 +1553,14 @@ impl Host {
     /// Linux `tcp_timewait_check_oow_rate_limit` → `tcp_oow_rate_limited`: a TIME-WAIT
     /// answers a SYN it refuses with an ACK at most once per `tcp_invalid_ratelimit`
     /// (net/ipv4/tcp_input.c `__tcp_oow_rate_limited`; `TCPACKSkippedTimeWait` counts the
-    /// rest). Other kernels answer every one.
+    /// rest). With no limit (other kernels, Linux before 4.0) it answers every one.
     fn oow_rate_limited(&mut self, id: SockId, now: Instant) -> bool {
-        if self.profile.tw_accept != TwAccept::SeqOrTimestamp {
+        let limit = Duration::from_millis(u64::from(self.profile.invalid_ratelimit_ms));
+        if limit == Duration::ZERO {
             return false;
         }
         let marks = self.tw_marks.entry(id).or_default();
-        if marks
-            .last_ack
-            .is_some_and(|at| now - at < TCP_INVALID_RATELIMIT)
-        {
+        if marks.last_ack.is_some_and(|at| now - at < limit) {
             return true;
         }
         marks.last_ack = Some(now);

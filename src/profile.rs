@@ -340,6 +340,11 @@ pub struct Profile {
     /// Whether an RST kills a TIME-WAIT: Linux with `tcp_rfc1337` = 0 (§2.4); BSD and XNU
     /// ignore it (§3.2, §3.4, RFC 1337).
     pub tw_rst_kills: bool,
+    /// Linux `net.ipv4.tcp_invalid_ratelimit` in ms (4.0+, default HZ / 2 = 500 ms): a
+    /// TIME-WAIT answers the SYNs it refuses with at most one ACK per interval
+    /// (`tcp_timewait_check_oow_rate_limit` → `__tcp_oow_rate_limited`, net/ipv4/tcp_input.c);
+    /// 0: every one (other kernels, Linux before 4.0).
+    pub invalid_ratelimit_ms: u32,
     /// The initial sequence number of an active open.
     pub isn: Isn,
     /// Initial SYN retransmission timeout: Linux `TCP_TIMEOUT_INIT` 1 s (§2.4); BSD/XNU
@@ -488,6 +493,7 @@ impl Profile {
             tw_accept: TwAccept::SeqOrTimestamp,
             tw_reject: TwReject::Ack,
             tw_rst_kills: true,
+            invalid_ratelimit_ms: 500,
             isn: Isn::LINUX,
             syn_rto: Duration::from_secs(1),
             syn_rto_local: None,
@@ -601,6 +607,7 @@ impl Profile {
             },
             tw_reject: TwReject::Drop,
             tw_rst_kills: false,
+            invalid_ratelimit_ms: 0,
             isn: Isn::FREEBSD,
             syn_rto: Duration::from_secs(1),
             syn_rto_local: None,
@@ -805,6 +812,7 @@ impl Profile {
                 };
             }
             "net.ipv4.tcp_tw_reuse_delay" => self.tw_reuse_delay_ms = int(1, 60_000)? as u32,
+            "net.ipv4.tcp_invalid_ratelimit" => self.invalid_ratelimit_ms = int(0, 60_000)? as u32,
             "net.ipv4.tcp_timestamps" => {
                 self.timestamps = int(0, 2)? as u8;
                 self.ts_offset = match (self.timestamps, self.linux_version) {
@@ -1088,6 +1096,7 @@ impl Profile {
             "net.ipv4.ip_unprivileged_port_start" => self.unprivileged_port_start.to_string(),
             "net.ipv4.tcp_tw_reuse" => self.tw_reuse.to_string(),
             "net.ipv4.tcp_tw_reuse_delay" => self.tw_reuse_delay_ms.to_string(),
+            "net.ipv4.tcp_invalid_ratelimit" => self.invalid_ratelimit_ms.to_string(),
             "net.ipv4.tcp_tw_recycle" => b(self.tw_recycle),
             "net.ipv4.tcp_timestamps" => self.timestamps.to_string(),
             "net.ipv4.tcp_max_tw_buckets" => self.max_tw_buckets.to_string(),
@@ -1311,6 +1320,12 @@ pub const LINUX_KNOBS: &[KnobSpec] = &[
         "milliseconds, 1–60000",
         "§2.3",
         "age a TIME-WAIT needs before tcp_tw_reuse applies",
+    ),
+    knob(
+        "net.ipv4.tcp_invalid_ratelimit",
+        "milliseconds, 0–60000 (0: no limit)",
+        "§2.4",
+        "a TIME-WAIT answers the SYNs it refuses with at most one ACK per interval (tcp_oow_rate_limited; 4.0+)",
     ),
     knob(
         "net.ipv4.tcp_tw_recycle",

@@ -102,6 +102,10 @@ fn a_burst_of_closes_inside_one_slot_frees_its_ports_at_one_tick() {
 /// closes first, ten client ports: half the SYNs reaching a server TIME-WAIT carry an older
 /// TSval, which PAWS rejects.
 fn paws(rfc1337: u8) -> String {
+    paws_with(&format!("\"net.ipv4.tcp_rfc1337\" = {rfc1337}"), "linux")
+}
+
+fn paws_with(knobs: &str, server: &str) -> String {
     format!(
         r#"
 [scenario]
@@ -116,10 +120,10 @@ knobs = {{ "net.inet.ip.portrange.first" = 49152, "net.inet.ip.portrange.last" =
 
 [[host]]
 name = "server"
-profile = "linux"
+profile = "{server}"
 ips = ["10.0.0.2"]
 listen = ["10.0.0.2:80"]
-knobs = {{ "net.ipv4.tcp_rfc1337" = {rfc1337} }}
+knobs = {{ {knobs} }}
 
 [[workload]]
 name = "w"
@@ -154,4 +158,31 @@ fn a_paws_rejected_syn_rearms_the_time_wait_which_then_outlives_its_slot() {
     if let Some(d) = r.summary.time_wait.duration_s {
         assert!(d.max <= 62.048, "{d:?}");
     }
+}
+
+/// `tcp_invalid_ratelimit` (4.0+) limits a TIME-WAIT's ACKs to the SYNs it refuses: at
+/// 5000 ms the client's SYN retransmissions, 1 s apart, get one ACK per 5 s; with 0, or on
+/// 3.10, which has no limit, every one is answered.
+#[test]
+fn the_ack_to_a_refused_syn_is_rate_limited_by_tcp_invalid_ratelimit() {
+    let limited = |knobs: &str, server: &str| {
+        let r = run(&paws_with(knobs, server));
+        let k = &r.summary.kernel_counters;
+        assert!(k["tw_syn_rejected"] > 0, "{k:?}");
+        k["tw_ack_rate_limited"]
+    };
+    let rfc = "\"net.ipv4.tcp_rfc1337\" = 1";
+    let long = limited(
+        &format!("{rfc}, \"net.ipv4.tcp_invalid_ratelimit\" = 5000"),
+        "linux",
+    );
+    assert!(long > 0, "{long}");
+    assert!(
+        limited(
+            &format!("{rfc}, \"net.ipv4.tcp_invalid_ratelimit\" = 0"),
+            "linux"
+        ) == 0
+    );
+    assert!(limited(rfc, "linux@3.10") == 0);
+    assert!(limited(rfc, "linux") <= long);
 }

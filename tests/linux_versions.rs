@@ -286,6 +286,15 @@ fn every_release_loads_and_runs_a_small_scenario() {
         Profile::named("linux@3.10").unwrap().tw_timer,
         TwTimer::DeathRow { hz: 1000 }
     );
+    // 4fb17a609167 (4.0): a TIME-WAIT's ACKs rate-limited by tcp_invalid_ratelimit.
+    assert_eq!(
+        Profile::named("linux@3.10").unwrap().invalid_ratelimit_ms,
+        0
+    );
+    assert_eq!(
+        Profile::named("linux@4.9").unwrap().invalid_ratelimit_ms,
+        500
+    );
     // SYN schedule: linear from 6.5 (tcp_syn_linear_timeouts = 4), doubling before.
     assert_eq!(Profile::named("linux@6.1").unwrap().syn_linear, 0);
     assert_eq!(Profile::named("linux@6.6").unwrap().syn_linear, 4);

@@ -106,6 +106,12 @@ pub struct Rule {
 /// Every version-dependent rule portsim models, by the release that changed it.
 pub const RULES: &[Rule] = &[
     Rule {
+        since: (4, 0),
+        commit: "4fb17a609167",
+        title: "tcp: mitigate ACK loops for connections as tcp_timewait_sock",
+        what: "a TIME-WAIT's ACKs to refused segments are rate-limited to one per net.ipv4.tcp_invalid_ratelimit (500 ms; the sysctl came in the same series, 032ee4236954); before, every refused SYN got its ACK (hashes from memory: UNVERIFIED)",
+    },
+    Rule {
         since: (4, 1),
         commit: "789f558cfb36",
         title: "tcp/dccp: get rid of central timewait timer",
@@ -218,6 +224,7 @@ pub const RULES: &[Rule] = &[
 /// Sysctls portsim models that a release lacks: (knob, first release with it) or
 /// (knob, first release without it) for removed ones.
 const ADDED: &[(&str, Version)] = &[
+    ("net.ipv4.tcp_invalid_ratelimit", (4, 0)),
     ("net.ipv4.ip_unprivileged_port_start", (4, 11)),
     ("net.ipv4.ip_autobind_reuse", (5, 7)),
     ("net.ipv4.tcp_syn_linear_timeouts", (6, 5)),
@@ -306,6 +313,9 @@ pub fn profile(v: Version, hz: u16) -> Profile {
     };
     if v < (6, 5) {
         p.syn_linear = 0;
+    }
+    if v < (4, 0) {
+        p.invalid_ratelimit_ms = 0;
     }
     // 789f558cfb36 (4.1) gave each TIME-WAIT its own timer in place of the death row;
     // 500462a9de65 (4.8) moved timers to the non-cascading wheel, whose far slots are coarse.
