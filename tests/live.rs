@@ -40,14 +40,19 @@ fn n(v: &Value) -> u64 {
         .unwrap_or_else(|| v.as_f64().expect("a number") as u64)
 }
 
-/// The row of `metric` in a live report's checks: (predicted, measured).
-fn check(r: &Value, metric: &str) -> (u64, u64) {
-    let c = r["checks"]
+/// The row of `metric` in a live report's checks.
+fn row<'a>(r: &'a Value, metric: &str) -> &'a Value {
+    r["checks"]
         .as_array()
         .unwrap()
         .iter()
         .find(|c| c["metric"] == metric)
-        .unwrap_or_else(|| panic!("no {metric} row: {}", r["checks"]));
+        .unwrap_or_else(|| panic!("no {metric} row: {}", r["checks"]))
+}
+
+/// The row of `metric` in a live report's checks: (predicted, measured).
+fn check(r: &Value, metric: &str) -> (u64, u64) {
+    let c = row(r, metric);
     (n(&c["predicted"]), n(&c["measured"]))
 }
 
@@ -840,12 +845,7 @@ fn a_listener_slow_to_accept_ends_the_run_cleanly_on_time() {
 
 /// The float of the row of `metric`: (predicted, measured).
 fn check_f(r: &Value, metric: &str) -> (f64, f64) {
-    let c = r["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["metric"] == metric)
-        .unwrap_or_else(|| panic!("no {metric} row: {}", r["checks"]));
+    let c = row(r, metric);
     (
         c["predicted"].as_f64().unwrap(),
         c["measured"].as_f64().unwrap(),
