@@ -12,13 +12,21 @@ use std::process::ExitCode;
 
 #[derive(Args)]
 pub(super) struct LiveArgs {
-    /// The scenario file (TOML); not with --calibrate.
-    #[arg(required_unless_present = "calibrate", conflicts_with = "calibrate")]
+    /// The scenario file (TOML); not with --calibrate or --reconnect-loop.
+    #[arg(
+        required_unless_present_any = ["calibrate", "reconnect_loop"],
+        conflicts_with_all = ["calibrate", "reconnect_loop"]
+    )]
     scenario: Option<PathBuf>,
     /// Measure what connect() costs on this kernel (fixed + per candidate port examined) in
     /// a private network namespace and print the fit and the `[host.model]` lines to paste.
     #[arg(long)]
     calibrate: bool,
+    /// Calibrate, then run memtier's `-t 1 -c 128 --reconnect-interval 1` loop on this kernel
+    /// in a private namespace (until the first EADDRNOTAVAIL, 60 s or 40,000 connections)
+    /// and judge portsim's prediction with the calibrated cost against it.
+    #[arg(long, conflicts_with = "calibrate")]
+    reconnect_loop: bool,
     /// Output format.
     #[arg(long, value_enum, default_value_t = LiveFormat::Text)]
     format: LiveFormat,
@@ -52,6 +60,9 @@ pub(super) struct LiveArgs {
 /// `portsim live`: the report, the chart if asked; exit status 0 when the run agreed with
 /// the prediction, else 1.
 pub(super) fn live(a: LiveArgs) -> Outcome {
+    if a.reconnect_loop {
+        return reconnect_loop(&a);
+    }
     let Some(path) = a.scenario.clone() else {
         return calibrate(&a);
     };
@@ -99,6 +110,25 @@ fn calibrate(a: &LiveArgs) -> Outcome {
     };
     emit(a.output.as_deref(), &text)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// `portsim live --reconnect-loop`: the measurement, the prediction and the verdict; exit
+/// status 0 when they agree, else 1.
+fn reconnect_loop(a: &LiveArgs) -> Outcome {
+    let report = live::reconnect::run().map_err(|e| {
+        eprintln!("error: {e}");
+        ExitCode::FAILURE
+    })?;
+    let text = match a.format {
+        LiveFormat::Text => report.to_text(),
+        LiveFormat::Json => report.to_json(),
+    };
+    emit(a.output.as_deref(), &text)?;
+    if report.verdict == "agree" {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        Ok(ExitCode::from(1))
+    }
 }
 
 /// The run's cap and faults, from the flags and the scenario's `[live]` table.

@@ -22,6 +22,7 @@ pub mod diag;
 pub mod load;
 pub mod nat;
 pub mod netns;
+pub mod reconnect;
 pub mod topology;
 pub mod verdict;
 
