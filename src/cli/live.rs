@@ -27,6 +27,10 @@ pub(super) struct LiveArgs {
     /// and judge portsim's prediction with the calibrated cost against it.
     #[arg(long, conflicts_with = "calibrate")]
     reconnect_loop: bool,
+    /// With --reconnect-loop: the namespace's ip_local_port_range, e.g. "32768 43007"
+    /// (default: Linux's "32768 60999"; a narrower one runs in less time).
+    #[arg(long, value_name = "LOW HIGH", requires = "reconnect_loop")]
+    port_range: Option<String>,
     /// Output format.
     #[arg(long, value_enum, default_value_t = LiveFormat::Text)]
     format: LiveFormat,
@@ -115,7 +119,17 @@ fn calibrate(a: &LiveArgs) -> Outcome {
 /// `portsim live --reconnect-loop`: the measurement, the prediction and the verdict; exit
 /// status 0 when they agree, else 1.
 fn reconnect_loop(a: &LiveArgs) -> Outcome {
-    let report = live::reconnect::run().map_err(|e| {
+    let range = match a.port_range.as_deref().map(port_range).transpose() {
+        Ok(r) => r.unwrap_or(live::reconnect::DEFAULT_RANGE),
+        Err(e) => {
+            eprintln!(
+                "error: --port-range {:?}: {e}",
+                a.port_range.as_deref().unwrap_or("")
+            );
+            return Err(ExitCode::from(BAD_INPUT));
+        }
+    };
+    let report = live::reconnect::run(range).map_err(|e| {
         eprintln!("error: {e}");
         ExitCode::FAILURE
     })?;
@@ -129,6 +143,24 @@ fn reconnect_loop(a: &LiveArgs) -> Outcome {
     } else {
         Ok(ExitCode::from(1))
     }
+}
+
+/// `LOW HIGH` for --port-range: `LOW` even and at least 1024, `HIGH` odd (an even count:
+/// `__inet_hash_connect` leaves out the last port of an odd one), at least 1,024 ports (the
+/// 128 connections need room in each parity).
+fn port_range(text: &str) -> Result<(u16, u16), String> {
+    let bad = || {
+        "expected \"LOW HIGH\" with LOW even and ≥ 1024, HIGH odd, ≥ LOW + 1023 and ≤ 65535"
+            .to_string()
+    };
+    let mut it = text.split_whitespace().map(str::parse::<u16>);
+    let (Some(Ok(low)), Some(Ok(high)), None) = (it.next(), it.next(), it.next()) else {
+        return Err(bad());
+    };
+    if low % 2 != 0 || high % 2 != 1 || low < 1024 || u32::from(high) < u32::from(low) + 1023 {
+        return Err(bad());
+    }
+    Ok((low, high))
 }
 
 /// The run's cap and faults, from the flags and the scenario's `[live]` table.

@@ -39,6 +39,10 @@ pub const MAX_CONNECTIONS: u64 = 40_000;
 /// Width of a bin of the connection series.
 pub const BIN: Duration = Duration::from_millis(100);
 
+/// `ip_local_port_range` by default: Linux's, as memtier issue 232 assumes (14,116 ports of
+/// each parity).
+pub const DEFAULT_RANGE: (u16, u16) = (32_768, 60_999);
+
 const SERVER: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(192, 0, 2, 2), 7777);
 const REQUEST: &[u8] = b"PING\r\n";
 const REPLY: &[u8] = b"+PONG\r\n";
@@ -81,7 +85,7 @@ pub struct Measured {
     /// CPU time of single connect() calls after the knee, µs: 10th, 50th, 90th percentile.
     pub connect_after_knee_us: [f64; 3],
     /// The same for [`EXHAUSTED_CALLS`] connect() calls made back to back after the first
-    /// EADDRNOTAVAIL, each failing after examining every port of the range (28,232).
+    /// EADDRNOTAVAIL, each failing after examining every port of the range.
     pub exhausted_search_us: [f64; 3],
     #[serde(skip)]
     after: Vec<u64>,
@@ -109,8 +113,8 @@ struct Client {
 }
 
 /// The whole measurement, in a new namespace (the process's only thread must call it).
-pub fn measure() -> Result<Measured, LiveError> {
-    setup()?;
+pub fn measure(range: (u16, u16)) -> Result<Measured, LiveError> {
+    setup(range)?;
     let stop = Arc::new(AtomicBool::new(false));
     let listener = listen()?;
     let server = {
@@ -128,13 +132,14 @@ pub fn measure() -> Result<Measured, LiveError> {
     Ok(m)
 }
 
-fn setup() -> Result<(), LiveError> {
+fn setup((low, high): (u16, u16)) -> Result<(), LiveError> {
     netns::enter()?;
     netns::ip(&["addr", "add", "192.0.2.1/32", "dev", "lo"])?;
     netns::ip(&["addr", "add", "192.0.2.2/32", "dev", "lo"])?;
     netns::write("net.ipv4.tcp_tw_reuse", "0")?;
-    let range = netns::write("net.ipv4.ip_local_port_range", "32768 60999")?;
-    if range != "32768 60999" {
+    let want = format!("{low} {high}");
+    let range = netns::write("net.ipv4.ip_local_port_range", &want)?;
+    if range != want {
         return Err(LiveError::Namespace(format!(
             "ip_local_port_range reads back as {range:?}"
         )));
@@ -439,11 +444,15 @@ pub struct Predicted {
 /// The scenario that replays the measured loop: one Linux client (default profile, the
 /// namespace's range, `tcp_tw_reuse = 0`) with the calibrated cost, 128 closed-loop
 /// connections on one thread, one request each, to a non-loopback server.
-pub fn scenario_text((fixed, per_probe): (u64, u64), rtt_ns: u64) -> String {
+pub fn scenario_text(
+    (fixed, per_probe): (u64, u64),
+    rtt_ns: u64,
+    (low, high): (u16, u16),
+) -> String {
     format!(
         "[scenario]\nname = \"reconnect-loop\"\nduration = \"60s\"\nseed = 1\nbin = \"100ms\"\n\n\
          [[host]]\nname = \"client\"\nprofile = \"linux\"\nips = [\"192.0.2.1\"]\n\
-         [host.knobs]\n\"net.ipv4.ip_local_port_range\" = \"32768 60999\"\n\
+         [host.knobs]\n\"net.ipv4.ip_local_port_range\" = \"{low} {high}\"\n\
          \"net.ipv4.tcp_tw_reuse\" = \"0\"\n\
          [host.model]\nconnect_cost_fixed = \"{fixed}ns\"\nconnect_cost_per_probe = \"{per_probe}ns\"\n\n\
          [[host]]\nname = \"server\"\nprofile = \"linux\"\nips = [\"192.0.2.2\"]\n\
@@ -463,13 +472,17 @@ pub fn rtt_for(phase1_rate: f64, fixed_ns: u64) -> u64 {
 }
 
 /// Runs the simulator on the replay of `m` with the cost `cost`.
-pub fn predict(cost: (u64, u64), phase1_rate: f64) -> Result<Predicted, LiveError> {
+pub fn predict(
+    cost: (u64, u64),
+    phase1_rate: f64,
+    range: (u16, u16),
+) -> Result<Predicted, LiveError> {
     let rtt_ns = rtt_for(phase1_rate, cost.0);
-    let text = scenario_text(cost, rtt_ns);
+    let text = scenario_text(cost, rtt_ns, range);
     let sc = crate::scenario::parse("reconnect-loop.toml", &text)
         .map_err(|e| LiveError::Io(format!("the replay scenario: {e}")))?;
     let r = crate::sim::Simulation::new(&sc).ports(true).run();
-    let half = 14_116.0;
+    let half = f64::from(range.1 - range.0 + 1) / 2.0;
     let post = |b: &crate::report::Bin| {
         b.probes_per_connect
             .as_ref()
@@ -551,6 +564,8 @@ impl Derived {
 pub struct Report {
     pub schema: &'static str,
     pub kernel: String,
+    /// `ip_local_port_range` in the namespace.
+    pub port_range: (u16, u16),
     pub calibration: Fit,
     /// The cost the prediction charges: the fit in whole nanoseconds.
     pub connect_cost_fixed_ns: u64,
@@ -569,9 +584,9 @@ pub const RELATIVE: f64 = 0.25;
 
 /// Calibrates, measures, predicts and judges. The process's only thread must call it: both
 /// the calibration and the loop unshare a network namespace of their own.
-pub fn run() -> Result<Report, LiveError> {
+pub fn run(range: (u16, u16)) -> Result<Report, LiveError> {
     let fit = super::calibrate::run(super::calibrate::HELD)?;
-    let measured = measure()?;
+    let measured = measure(range)?;
     let Some(derived) = Derived::of(&measured) else {
         return Err(LiveError::Io(format!(
             "no odd port was handed out in {:.1} s ({} connections, stopped by {}): the \
@@ -583,12 +598,13 @@ pub fn run() -> Result<Report, LiveError> {
         fit.fixed_ns.max(0.0).round() as u64,
         fit.per_probe_ns.max(0.0).round() as u64,
     );
-    let predicted = predict(cost, derived.phase1_rate)?;
+    let predicted = predict(cost, derived.phase1_rate, range)?;
     let checks = judge(cost, &measured, &derived, &predicted);
     let (verdict, note) = super::verdict(&checks, false, false, None);
     Ok(Report {
         schema: "portsim.reconnect-loop/1",
         kernel: super::calibrate::kernel_release(),
+        port_range: range,
         calibration: fit,
         connect_cost_fixed_ns: cost.0,
         connect_cost_per_probe_ns: cost.1,
@@ -712,15 +728,17 @@ impl Report {
         use std::fmt::Write as _;
         let (m, d) = (&self.measured, &self.derived);
         let mut o = format!(
-            "portsim live --reconnect-loop · Linux {} · 1 thread, {CONCURRENCY} connections, \
+            "portsim live --reconnect-loop · Linux {} · ports {}-{} · 1 thread, {CONCURRENCY} connections, \
              a new one per request, client closes first · source {} · tcp_max_tw_buckets {}\n\
              calibrated connect(): {:.3} µs + {:.1} ns per candidate (R² {:.4})\n\
              stopped by {} after {} connections, {:.2} s; {} even ports after the knee\n\
              before the knee: {:.0}/s, per connection {:.2} µs in connect() and {:.2} µs of other CPU\n\
              after the knee: {} connections, {:.1} µs in connect() each (p10 {:.1}, median {:.1}, \
              p90 {:.1}), {:.0}/CPU-s, {:.0}/s, the thread ran {:.0} % of the time\n\
-             with no port left: a failing connect() (28,232 candidates) {:.1} µs (p10 {:.1}, p90 {:.1})\n\n",
+             with no port left: a failing connect() ({} candidates) {:.1} µs (p10 {:.1}, p90 {:.1})\n\n",
             self.kernel,
+            self.port_range.0,
+            self.port_range.1,
             m.source,
             m.max_tw_buckets,
             self.calibration.fixed_ns / 1e3,
@@ -741,20 +759,28 @@ impl Report {
             d.rate_per_cpu_s,
             d.rate_wall,
             100.0 * d.cpu_share,
+            self.port_range.1 - self.port_range.0 + 1,
             m.exhausted_search_us[1],
             m.exhausted_search_us[0],
             m.exhausted_search_us[2]
         );
         let _ = writeln!(
             o,
-            "{:<28} {:>12} {:>12} {:>9}  rule",
+            "{:<32} {:>12} {:>12} {:>9}  rule",
             "", "predicted", "measured", "diff"
         );
         for c in &self.checks {
-            let diff = 100.0 * (c.measured - c.predicted) / c.predicted.abs().max(1e-12);
+            let diff = if c.predicted.is_finite() && c.predicted != 0.0 && c.measured.is_finite() {
+                format!(
+                    "{:+.1}%",
+                    100.0 * (c.measured - c.predicted) / c.predicted.abs()
+                )
+            } else {
+                "–".into()
+            };
             let _ = writeln!(
                 o,
-                "{:<28} {:>12.2} {:>12.2} {:>+8.1}%  {} {}",
+                "{:<32} {:>12.2} {:>12.2} {:>9}  {} {}",
                 c.metric,
                 c.predicted,
                 c.measured,
