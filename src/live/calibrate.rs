@@ -10,20 +10,28 @@
 //! candidates, wherever the offset starts.
 //!
 //! The run, in a network namespace of its own (the host's sysctls untouched): `lo` up,
-//! 192.0.2.1/32 on it and 198.51.100.0/24 routed out of `lo`, where nothing answers, so a
-//! non-blocking connect() to 198.51.100.2:80 leaves its socket in SYN-SENT holding its
-//! four-tuple (`tcp_syn_retries = 100` in the namespace keeps it there for the run). For
-//! each `h`: the range set, `h` sockets connected (each takes an even port while one is left;
-//! checked), then [`REPEATS`] timed connect() calls, each right after an untimed one (so the
-//! port tables are in the caches) and on a fresh non-blocking socket closed at once after (SYN-SENT closes without TIME-WAIT, so every call sees the same
+//! 192.0.2.1 and 192.0.2.2 on it, `tcp_tw_reuse = 0`, a listener on 192.0.2.2:7777. The
+//! held ports are in TIME-WAIT, what a reconnecting client leaves behind: each is a
+//! connection to the listener that the client closes first (`tcp_time_wait`,
+//! net/ipv4/tcp_minisocks.c), and each examination of one also runs `tcp_twsk_unique`
+//! (net/ipv4/tcp_ipv4.c), which refuses it. A port held in SYN-SENT instead (the method
+//! before) costs about a third as much per candidate: 38–40 ns against 117–134 ns here,
+//! and the memtier-like loop of `--reconnect-loop` paid what TIME-WAIT costs
+//! (notes/reconnect-loop.md). For each `h`, ascending (the TIME-WAIT sockets of a point stay
+//! for the next: they last 60 s): the range set, connections made until `h` ports are in
+//! TIME-WAIT (each took an even port; checked), then, with an nftables rule dropping the
+//! SYNs to 192.0.2.2:7777 at input, [`REPEATS`] timed connect() calls, each right after an
+//! untimed one (so the port tables are in the caches) and on a fresh non-blocking socket
+//! closed at once after (SYN-SENT closes without TIME-WAIT, so every call sees the same
 //! table), timed with `clock_gettime(CLOCK_THREAD_CPUTIME_ID)` around the system call (the
 //! thread's CPU time: preemption by other work on busy cores is not in it; the wall-clock
-//! median is printed beside it); their 10th percentile is the point `(h + 1, p10)`: work
-//! on the other core, and the cold caches a preempted thread comes back to, only add CPU
-//! time, so a low quantile estimates the search's own cost (five runs each with
-//! `stress-ng --cpu 2`: 38.5–39.0 ns per candidate and R² 0.988–0.999 from the 10th
-//! percentile, 39.7–45.7 ns and R² 0.82–0.97 from the lower quartile; notes/connect-cost.md). A
-//! least-squares line through the points gives `fixed` and `per_probe`, and R².
+//! median is printed beside it). Their median is the point `(h + 1, median)`: the 10th
+//! percentile (the statistic before) estimates the search alone, but the calls a real
+//! loop makes scatter above it (p10 / median / mean of the loop's 14,117-candidate calls:
+//! 1,841 / 2,090 / 2,197 µs), and the thread's rate follows the typical call. A
+//! least-squares line through the points, weighted by the relative error, gives `fixed`
+//! and `per_probe`, and R². The points reach 14,081 candidates, what an exhausted default
+//! range costs (the per-candidate cost rises there: notes/reconnect-loop.md).
 
 use super::LiveError;
 use super::netns;
@@ -32,7 +40,7 @@ use socket2::{Domain, SockAddr, Socket, Type};
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Instant as StdInstant;
 
-/// Held even ports per point: the candidates examined are one more.
+/// Ports held in TIME-WAIT per point (ascending): the candidates examined are one more.
 pub const HELD: &[u32] = &[0, 1024, 2048, 3072, 4096, 6144, 8192, 10240, 12288, 14080];
 
 /// Timed connect() calls per point.
@@ -50,10 +58,9 @@ const DEST: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(192, 0, 2, 2), 7777);
 pub struct Point {
     /// Candidates each timed connect() examined.
     pub probes: u32,
-    /// 10th percentile of the CPU time of one connect() call on the calling thread, ns: the
-    /// statistic the fit uses (see the module's doc).
+    /// 10th percentile of the CPU time of one connect() call on the calling thread, ns.
     pub p10_ns: f64,
-    /// Median and 90th percentile of the CPU time, ns.
+    /// Median (the statistic the fit uses; see the module's doc) and 90th percentile, ns.
     pub median_ns: f64,
     pub p90_ns: f64,
     /// Median wall-clock time (`CLOCK_MONOTONIC`), ns: above the CPU time when the thread
