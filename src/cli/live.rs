@@ -12,13 +12,25 @@ use std::process::ExitCode;
 
 #[derive(Args)]
 pub(super) struct LiveArgs {
-    /// The scenario file (TOML); not with --calibrate.
-    #[arg(required_unless_present = "calibrate", conflicts_with = "calibrate")]
+    /// The scenario file (TOML); not with --calibrate or --reconnect-loop.
+    #[arg(
+        required_unless_present_any = ["calibrate", "reconnect_loop"],
+        conflicts_with_all = ["calibrate", "reconnect_loop"]
+    )]
     scenario: Option<PathBuf>,
     /// Measure what connect() costs on this kernel (fixed + per candidate port examined) in
     /// a private network namespace and print the fit and the `[host.model]` lines to paste.
     #[arg(long)]
     calibrate: bool,
+    /// Calibrate, then run memtier's `-t 1 -c 128 --reconnect-interval 1` loop on this kernel
+    /// in a private namespace (until the first EADDRNOTAVAIL, 60 s or 40,000 connections)
+    /// and judge portsim's prediction with the calibrated cost against it.
+    #[arg(long, conflicts_with = "calibrate")]
+    reconnect_loop: bool,
+    /// With --reconnect-loop: the namespace's ip_local_port_range, e.g. "32768 43007"
+    /// (default: Linux's "32768 60999"; a narrower one runs in less time).
+    #[arg(long, value_name = "LOW HIGH", requires = "reconnect_loop")]
+    port_range: Option<String>,
     /// Output format.
     #[arg(long, value_enum, default_value_t = LiveFormat::Text)]
     format: LiveFormat,
@@ -52,6 +64,9 @@ pub(super) struct LiveArgs {
 /// `portsim live`: the report, the chart if asked; exit status 0 when the run agreed with
 /// the prediction, else 1.
 pub(super) fn live(a: LiveArgs) -> Outcome {
+    if a.reconnect_loop {
+        return reconnect_loop(&a);
+    }
     let Some(path) = a.scenario.clone() else {
         return calibrate(&a);
     };
@@ -99,6 +114,53 @@ fn calibrate(a: &LiveArgs) -> Outcome {
     };
     emit(a.output.as_deref(), &text)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// `portsim live --reconnect-loop`: the measurement, the prediction and the verdict; exit
+/// status 0 when they agree, else 1.
+fn reconnect_loop(a: &LiveArgs) -> Outcome {
+    let range = match a.port_range.as_deref().map(port_range).transpose() {
+        Ok(r) => r.unwrap_or(live::reconnect::DEFAULT_RANGE),
+        Err(e) => {
+            eprintln!(
+                "error: --port-range {:?}: {e}",
+                a.port_range.as_deref().unwrap_or("")
+            );
+            return Err(ExitCode::from(BAD_INPUT));
+        }
+    };
+    let report = live::reconnect::run(range).map_err(|e| {
+        eprintln!("error: {e}");
+        ExitCode::FAILURE
+    })?;
+    let text = match a.format {
+        LiveFormat::Text => report.to_text(),
+        LiveFormat::Json => report.to_json(),
+    };
+    emit(a.output.as_deref(), &text)?;
+    if report.verdict == "agree" {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        Ok(ExitCode::from(1))
+    }
+}
+
+/// `LOW HIGH` for --port-range: `LOW` even and at least 1024, `HIGH` odd (an even count:
+/// `__inet_hash_connect` leaves out the last port of an odd one), at least 1,024 ports (the
+/// 128 connections need room in each parity).
+fn port_range(text: &str) -> Result<(u16, u16), String> {
+    let bad = || {
+        "expected \"LOW HIGH\" with LOW even and ≥ 1024, HIGH odd, ≥ LOW + 1023 and ≤ 65535"
+            .to_string()
+    };
+    let mut it = text.split_whitespace().map(str::parse::<u16>);
+    let (Some(Ok(low)), Some(Ok(high)), None) = (it.next(), it.next(), it.next()) else {
+        return Err(bad());
+    };
+    if low % 2 != 0 || high % 2 != 1 || low < 1024 || u32::from(high) < u32::from(low) + 1023 {
+        return Err(bad());
+    }
+    Ok((low, high))
 }
 
 /// The run's cap and faults, from the flags and the scenario's `[live]` table.

@@ -10,20 +10,28 @@
 //! candidates, wherever the offset starts.
 //!
 //! The run, in a network namespace of its own (the host's sysctls untouched): `lo` up,
-//! 192.0.2.1/32 on it and 198.51.100.0/24 routed out of `lo`, where nothing answers, so a
-//! non-blocking connect() to 198.51.100.2:80 leaves its socket in SYN-SENT holding its
-//! four-tuple (`tcp_syn_retries = 100` in the namespace keeps it there for the run). For
-//! each `h`: the range set, `h` sockets connected (each takes an even port while one is left;
-//! checked), then [`REPEATS`] timed connect() calls, each right after an untimed one (so the
-//! port tables are in the caches) and on a fresh non-blocking socket closed at once after (SYN-SENT closes without TIME-WAIT, so every call sees the same
+//! 192.0.2.1 and 192.0.2.2 on it, `tcp_tw_reuse = 0`, a listener on 192.0.2.2:7777. The
+//! held ports are in TIME-WAIT, what a reconnecting client leaves behind: each is a
+//! connection to the listener that the client closes first (`tcp_time_wait`,
+//! net/ipv4/tcp_minisocks.c), and each examination of one also runs `tcp_twsk_unique`
+//! (net/ipv4/tcp_ipv4.c), which refuses it. A port held in SYN-SENT instead (the method
+//! before) costs about a third as much per candidate: 38–40 ns against 117–134 ns here,
+//! and the memtier-like loop of `--reconnect-loop` paid what TIME-WAIT costs
+//! (notes/reconnect-loop.md). For each `h`, ascending (the TIME-WAIT sockets of a point stay
+//! for the next: they last 60 s): the range set, connections made until `h` ports are in
+//! TIME-WAIT (each took an even port; checked), then, with an nftables rule dropping the
+//! SYNs to 192.0.2.2:7777 at input, [`REPEATS`] timed connect() calls, each right after an
+//! untimed one (so the port tables are in the caches) and on a fresh non-blocking socket
+//! closed at once after (SYN-SENT closes without TIME-WAIT, so every call sees the same
 //! table), timed with `clock_gettime(CLOCK_THREAD_CPUTIME_ID)` around the system call (the
 //! thread's CPU time: preemption by other work on busy cores is not in it; the wall-clock
-//! median is printed beside it); their 10th percentile is the point `(h + 1, p10)`: work
-//! on the other core, and the cold caches a preempted thread comes back to, only add CPU
-//! time, so a low quantile estimates the search's own cost (five runs each with
-//! `stress-ng --cpu 2`: 38.5–39.0 ns per candidate and R² 0.988–0.999 from the 10th
-//! percentile, 39.7–45.7 ns and R² 0.82–0.97 from the lower quartile; notes/connect-cost.md). A
-//! least-squares line through the points gives `fixed` and `per_probe`, and R².
+//! median is printed beside it). Their median is the point `(h + 1, median)`: the 10th
+//! percentile (the statistic before) estimates the search alone, but the calls a real
+//! loop makes scatter above it (p10 / median / mean of the loop's 14,117-candidate calls:
+//! 1,841 / 2,090 / 2,197 µs), and the thread's rate follows the typical call. A
+//! least-squares line through the points, weighted by the relative error, gives `fixed`
+//! and `per_probe`, and R². The points reach 14,081 candidates, what an exhausted default
+//! range costs (the per-candidate cost rises there: notes/reconnect-loop.md).
 
 use super::LiveError;
 use super::netns;
@@ -32,8 +40,8 @@ use socket2::{Domain, SockAddr, Socket, Type};
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Instant as StdInstant;
 
-/// Held even ports per point: the candidates examined are one more.
-pub const HELD: &[u32] = &[0, 1024, 2048, 3072, 4096, 6144, 8192];
+/// Ports held in TIME-WAIT per point (ascending): the candidates examined are one more.
+pub const HELD: &[u32] = &[0, 1024, 2048, 3072, 4096, 6144, 8192, 10240, 12288, 14080];
 
 /// Timed connect() calls per point.
 pub const REPEATS: usize = 301;
@@ -41,18 +49,18 @@ pub const REPEATS: usize = 301;
 /// The first port of every range the calibration sets (even, so the first pass is even).
 const LOW: u32 = 32_768;
 
-/// Where the held and timed connects go: routed out of `lo`, answered by nobody.
-const DEST: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(198, 51, 100, 2), 80);
+/// Where the held and timed connects go: a listener in the namespace; its SYNs are dropped
+/// while the calls are timed ([`DROP_SYN`]).
+const DEST: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(192, 0, 2, 2), 7777);
 
 /// One measured point.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize)]
 pub struct Point {
     /// Candidates each timed connect() examined.
     pub probes: u32,
-    /// 10th percentile of the CPU time of one connect() call on the calling thread, ns: the
-    /// statistic the fit uses (see the module's doc).
+    /// 10th percentile of the CPU time of one connect() call on the calling thread, ns.
     pub p10_ns: f64,
-    /// Median and 90th percentile of the CPU time, ns.
+    /// Median (the statistic the fit uses; see the module's doc) and 90th percentile, ns.
     pub median_ns: f64,
     pub p90_ns: f64,
     /// Median wall-clock time (`CLOCK_MONOTONIC`), ns: above the CPU time when the thread
@@ -70,28 +78,28 @@ pub struct Fit {
 }
 
 impl Fit {
-    /// The least-squares line through the points' 10th percentiles (at least two distinct
-    /// `probes`), each point weighted by `1 / p10²`: the relative error is minimised, so the one-probe
+    /// The least-squares line through the points' medians (at least two distinct
+    /// `probes`), each point weighted by `1 / median²`: the relative error is minimised, so the one-probe
     /// point fixes `fixed` as firmly as the long searches fix `per_probe`. R² is the plain
-    /// one, `1 − Σ residual² / Σ (p10 − mean)²`.
+    /// one, `1 − Σ residual² / Σ (median − mean)²`.
     pub fn of(points: Vec<Point>) -> Fit {
-        let w = |p: &Point| 1.0 / p.p10_ns.max(1.0).powi(2);
+        let w = |p: &Point| 1.0 / p.median_ns.max(1.0).powi(2);
         let x = |p: &Point| f64::from(p.probes);
         let sw: f64 = points.iter().map(w).sum();
         let mx = points.iter().map(|p| w(p) * x(p)).sum::<f64>() / sw;
-        let my = points.iter().map(|p| w(p) * p.p10_ns).sum::<f64>() / sw;
+        let my = points.iter().map(|p| w(p) * p.median_ns).sum::<f64>() / sw;
         let sxx: f64 = points.iter().map(|p| w(p) * (x(p) - mx).powi(2)).sum();
         let sxy: f64 = points
             .iter()
-            .map(|p| w(p) * (x(p) - mx) * (p.p10_ns - my))
+            .map(|p| w(p) * (x(p) - mx) * (p.median_ns - my))
             .sum();
         let per_probe_ns = if sxx > 0.0 { sxy / sxx } else { 0.0 };
         let fixed_ns = my - per_probe_ns * mx;
-        let mean = points.iter().map(|p| p.p10_ns).sum::<f64>() / points.len() as f64;
-        let ss_tot: f64 = points.iter().map(|p| (p.p10_ns - mean).powi(2)).sum();
+        let mean = points.iter().map(|p| p.median_ns).sum::<f64>() / points.len() as f64;
+        let ss_tot: f64 = points.iter().map(|p| (p.median_ns - mean).powi(2)).sum();
         let ss_res: f64 = points
             .iter()
-            .map(|p| (p.p10_ns - fixed_ns - per_probe_ns * x(p)).powi(2))
+            .map(|p| (p.median_ns - fixed_ns - per_probe_ns * x(p)).powi(2))
             .sum();
         let r2 = if ss_tot > 0.0 {
             1.0 - ss_res / ss_tot
@@ -138,16 +146,16 @@ impl Fit {
         let mut s = format!(
             "connect() cost on Linux {kernel} (CPU time of the calling thread, {REPEATS} calls per point):\n\
              {:>8}  {:>10}  {:>10}  {:>10}  {:>10}  {:>10}\n",
-            "probes", "p10 µs", "fit µs", "median µs", "p90 µs", "wall µs"
+            "probes", "median µs", "fit µs", "p10 µs", "p90 µs", "wall µs"
         );
         for p in &self.points {
             let _ = writeln!(
                 s,
                 "{:>8}  {:>10.3}  {:>10.3}  {:>10.3}  {:>10.3}  {:>10.3}",
                 p.probes,
-                p.p10_ns / 1e3,
-                self.predict_ns(p.probes) / 1e3,
                 p.median_ns / 1e3,
+                self.predict_ns(p.probes) / 1e3,
+                p.p10_ns / 1e3,
                 p.p90_ns / 1e3,
                 p.wall_median_ns / 1e3
             );
@@ -167,17 +175,71 @@ impl Fit {
 }
 
 /// The calibration run: in a namespace of its own (this must be the process's only thread),
-/// the points for `held` and their fit.
+/// the points for `held` (ascending: the ports held in TIME-WAIT accumulate) and their fit.
 pub fn run(held: &[u32]) -> Result<Fit, LiveError> {
     netns::enter()?;
     netns::ip(&["addr", "add", "192.0.2.1/32", "dev", "lo"])?;
-    netns::ip(&["route", "add", "198.51.100.0/24", "dev", "lo"])?;
-    netns::write("net.ipv4.tcp_syn_retries", "100")?;
-    let mut points = Vec::with_capacity(held.len());
+    netns::ip(&["addr", "add", "192.0.2.2/32", "dev", "lo"])?;
+    netns::write("net.ipv4.tcp_tw_reuse", "0")?;
+    let listener = listener()?;
+    let (mut points, mut in_time_wait) = (Vec::with_capacity(held.len()), 0);
     for &h in held {
+        set_range(h)?;
+        while in_time_wait < h {
+            time_wait(&listener)?;
+            in_time_wait += 1;
+        }
+        netns::nft(DROP_SYN)?;
         points.push(point(h)?);
+        netns::nft("flush ruleset\n")?;
     }
     Ok(Fit::of(points))
+}
+
+/// Drops the SYNs to [`DEST`] once they have crossed `lo`: the timed connect()s stay in
+/// SYN-SENT, answered by nobody, so closing them leaves nothing behind.
+const DROP_SYN: &str = "table ip calibrate {\n  chain input {\n    type filter hook input priority 0; policy accept;\n    ip daddr 192.0.2.2 tcp dport 7777 drop\n  }\n}\n";
+
+/// `ip_local_port_range = [LOW, LOW + 2h − 1]`: `h` ports of each parity.
+fn set_range(h: u32) -> Result<(), LiveError> {
+    let span = 2 * h.max(1);
+    netns::write(
+        "net.ipv4.ip_local_port_range",
+        &format!("{LOW} {}", LOW + span - 1),
+    )?;
+    Ok(())
+}
+
+/// The listener at [`DEST`] whose connections leave the client in TIME-WAIT.
+fn listener() -> Result<Socket, LiveError> {
+    let s = Socket::new(Domain::IPV4, Type::STREAM, None).map_err(io("socket()"))?;
+    s.set_reuse_address(true).map_err(io("SO_REUSEADDR"))?;
+    s.bind(&SockAddr::from(DEST)).map_err(io("bind()"))?;
+    s.listen(1024).map_err(io("listen()"))?;
+    Ok(s)
+}
+
+/// One more port held in TIME-WAIT: a connection to [`DEST`] (the kernel picks the port,
+/// checked even), the client closes first, then the server (`tcp_time_wait` on the client,
+/// net/ipv4/tcp_minisocks.c; §2.1).
+fn time_wait(listener: &Socket) -> Result<(), LiveError> {
+    let s = Socket::new(Domain::IPV4, Type::STREAM, None).map_err(io("socket()"))?;
+    s.connect(&SockAddr::from(DEST))
+        .map_err(|e| LiveError::Io(format!("connect() to {DEST}: {e}")))?;
+    let port = port_of(&s)?;
+    if port % 2 != LOW % 2 {
+        return Err(LiveError::Io(format!(
+            "connect() took port {port} while an even port was left: this kernel does not \
+             search the low parity first, so the candidate count is unknown"
+        )));
+    }
+    let (child, _) = listener.accept().map_err(io("accept()"))?;
+    drop(s);
+    let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 1];
+    // Wait for the client's FIN (EOF) so the server's close is the second one.
+    child.recv(&mut buf).map_err(io("recv()"))?;
+    drop(child);
+    Ok(())
 }
 
 fn io(what: &str) -> impl Fn(std::io::Error) -> LiveError + '_ {
@@ -205,25 +267,9 @@ fn port_of(s: &Socket) -> Result<u32, LiveError> {
     Ok(u32::from(a.as_socket_ipv4().map_or(0, |a| a.port())))
 }
 
-/// `h` even ports held, then [`REPEATS`] timed connect() calls examining `h + 1` candidates.
+/// With `h` even ports in TIME-WAIT, [`REPEATS`] timed connect() calls examining `h + 1`
+/// candidates.
 fn point(h: u32) -> Result<Point, LiveError> {
-    let span = 2 * h.max(1);
-    netns::write(
-        "net.ipv4.ip_local_port_range",
-        &format!("{LOW} {}", LOW + span - 1),
-    )?;
-    let mut held = Vec::with_capacity(h as usize);
-    for _ in 0..h {
-        let s = syn_sent()?;
-        let port = port_of(&s)?;
-        if port % 2 != LOW % 2 {
-            return Err(LiveError::Io(format!(
-                "held connect() took port {port} while an even port was left: this kernel \
-                 does not search the low parity first, so the candidate count is unknown"
-            )));
-        }
-        held.push(s);
-    }
     let mut times = Vec::with_capacity(REPEATS);
     let mut walls = Vec::with_capacity(REPEATS);
     for _ in 0..REPEATS {
@@ -247,7 +293,6 @@ fn point(h: u32) -> Result<Point, LiveError> {
         times.push(cpu);
         walls.push(ns);
     }
-    drop(held);
     let at = |v: &mut Vec<f64>, q: f64| {
         v.sort_by(f64::total_cmp);
         v[((v.len() - 1) as f64 * q).round() as usize]
@@ -263,7 +308,7 @@ fn point(h: u32) -> Result<Point, LiveError> {
 
 /// The calling thread's CPU time, ns (`clock_gettime(CLOCK_THREAD_CPUTIME_ID)`): time the
 /// thread was preempted is not in it, so busy cores do not inflate the measurement.
-fn thread_cpu_ns() -> u64 {
+pub(super) fn thread_cpu_ns() -> u64 {
     let mut ts = nix::libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,

@@ -8,6 +8,8 @@
 //! - [`diag`]: TIME-WAIT and ESTABLISHED counts by netlink sock_diag, and the table once the
 //!   run is quiet.
 //! - [`mod@verdict`]: predicted against measured, row by row, and the verdict.
+//! - [`calibrate`], [`reconnect`]: what connect() costs on this kernel, and memtier's
+//!   reconnect loop measured against the prediction with that cost.
 //! - [`topology`], [`mod@nat`], [`conntrack`]: a scenario with a `[[nat]]` runs its clients
 //!   in a namespace behind a router namespace with the NAT's nftables rule, and the
 //!   router's conntrack table is read through ctnetlink at every bin's end.
@@ -22,6 +24,7 @@ pub mod diag;
 pub mod load;
 pub mod nat;
 pub mod netns;
+pub mod reconnect;
 pub mod topology;
 pub mod verdict;
 

@@ -30,7 +30,10 @@ pub struct ConnectCost {
 /// leave a probe-dependent time after connect()), which costs the default Linux open loops
 /// about 3.7× the instructions, and every shipped Linux scenario's latencies move by the
 /// cost (notes/readme-cost.md). A scenario turns it on with the lines `--calibrate` prints,
-/// as scenarios/memtier-232.toml does. Other kernels: zero, not measured.
+/// as scenarios/memtier-232.toml does. Other kernels: zero, not measured. These figures
+/// held the ports in SYN-SENT; a port in TIME-WAIT, what reconnecting clients leave, costs
+/// about 3× as much per candidate (117–134 ns; `--calibrate` now measures that,
+/// notes/reconnect-loop.md), so this constant under-states such loads.
 pub const LINUX_CALIBRATED: ConnectCost = ConnectCost {
     fixed: Duration(5_577),
     per_probe: Duration(38),
