@@ -4,7 +4,7 @@
 //! gives with a cost; zero cost changes nothing; and the two replays (Cloudflare's even/odd
 //! connect() times, memtier issue 232) against the numbers their sources give.
 
-use portsim::profile::cost::LINUX_CALIBRATED;
+use portsim::profile::cost::{LINUX_CALIBRATED, LINUX_CALIBRATED_LIVE};
 use portsim::profile::{ConnectCost, Profile};
 use portsim::report::Report;
 use portsim::scenario;
@@ -166,12 +166,15 @@ fn the_cost_is_a_profile_parameter_zero_unless_set() {
         assert_eq!(value("connect_cost_per_probe").as_deref(), Some("\"0\""));
     }
     // The replays carry the calibrated lines.
-    for name in ["memtier-232.toml", "cloudflare-connect-slow.toml"] {
+    for (name, cost) in [
+        ("memtier-232.toml", LINUX_CALIBRATED),
+        ("cloudflare-connect-slow.toml", LINUX_CALIBRATED_LIVE),
+    ] {
         let path = Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("scenarios")
             .join(name);
         let sc = scenario::load(&path).unwrap();
-        assert_eq!(sc.hosts[0].profile.connect_cost, LINUX_CALIBRATED, "{name}");
+        assert_eq!(sc.hosts[0].profile.connect_cost, cost, "{name}");
     }
 }
 
@@ -270,22 +273,37 @@ fn memtier_232_after_the_even_ports_runs_at_one_search_per_connection() {
     assert!((first - want).abs() < 0.15, "{first} s against {want:.3} s");
 }
 
-/// memtier issue 232's own numbers: 692 connections/s after the even ports ran out and the
-/// failure at about 20 s (27,477 connections; RedisLabs/memtier_benchmark#232). Both follow
-/// from that machine's search cost, about 1 / 692 s = 1.45 ms per connect() over ~14,117
-/// candidates (~100 ns each). With the cost calibrated on this repository's reference
-/// machine (38.4 ns per candidate) the replay runs at 1,845/s and fails at
-/// 8.64 s: outside 25 %, as notes/connect-cost.md reports. Run with `--ignored` to see it.
+/// memtier issue 232's own numbers (RedisLabs/memtier_benchmark#232): 692 connections/s
+/// in the second before the failure, and "Cannot assign requested address" after 27,477
+/// connections. With the cost calibrated on the reference machine, ports held in TIME-WAIT
+/// (5.46 us + 122 ns per candidate, the median of six `--calibrate` runs), one thread
+/// makes 579/s once the even ports are gone, 16 % below the issue's rate, and fails after
+/// the whole range, 28,232 connections, 2.7 % more than the issue's.
+/// Neither figure was fitted to the issue.
 #[test]
-#[ignore = "the calibrated cost of the reference machine does not reproduce memtier's \
-            machine: 1,845/s and 8.6 s against 692/s and 20 s (notes/connect-cost.md)"]
-fn memtier_232_rate_and_failure_time_match_the_issue() {
+fn memtier_232_rate_and_failure_count_match_the_issue() {
     let r = shipped("memtier-232.toml");
     let mid: Vec<f64> = r.series[2..8].iter().map(|b| b.established_per_s).collect();
     let rate = mid.iter().sum::<f64>() / mid.len() as f64;
-    let first = r.workloads[0].first_failure_s.expect("the range runs out");
-    eprintln!("rate {rate:.0}/s (issue: 692/s), failure at {first:.2} s (issue: ~20 s)");
+    eprintln!("rate {rate:.0}/s (issue: 692/s)");
     assert!((rate - 692.0).abs() <= 0.25 * 692.0, "rate {rate:.0}/s");
+    let made = r.workloads[0].established as f64;
+    assert!(
+        (made - 27_477.0).abs() <= 0.05 * 27_477.0,
+        "{made} connections"
+    );
+}
+
+/// The issue's failure at about 20 s: the replay fails at 25.4 s, 27 % later, outside the
+/// 25 % asked. Two things the issue's machine did differently, both inside the figures
+/// above: its search was 16 % faster, and its run failed 755 connections short of the
+/// range (other sockets or a narrower range: not said). Run with `--ignored` to see it.
+#[test]
+#[ignore = "25.4 s against the issue's ~20 s: 27 % (notes/reconnect-loop.md)"]
+fn memtier_232_failure_time_matches_the_issue() {
+    let r = shipped("memtier-232.toml");
+    let first = r.workloads[0].first_failure_s.expect("the range runs out");
+    eprintln!("failure at {first:.2} s (issue: ~20 s)");
     assert!(
         (first - 20.0).abs() <= 0.25 * 20.0,
         "failure at {first:.2} s"

@@ -21,20 +21,34 @@ pub struct ConnectCost {
     pub per_probe: Duration,
 }
 
-/// What `portsim live --calibrate` measured on the reference machine: a 2-vCPU Firecracker
-/// VM, Linux 6.18.44 (HZ=250), 2026-12-07, CPU time of the calling thread per connect(),
-/// 10th percentile of 301 calls at each of 7 candidate counts from 1 to 8,193, least
-/// squares weighted by the relative error: fixed 5.577 µs + 38.4 ns per candidate, R²
-/// 0.9995 (notes/connect-cost.md has the points and the other runs). Not the Linux
-/// profile's default, which stays zero: with a cost, whole exchanges decline (each SYN would
-/// leave a probe-dependent time after connect()), which costs the default Linux open loops
-/// about 3.7× the instructions, and every shipped Linux scenario's latencies move by the
-/// cost (notes/readme-cost.md). A scenario turns it on with the lines `--calibrate` prints,
-/// as scenarios/memtier-232.toml does. Other kernels: zero, not measured. These figures
-/// held the ports in SYN-SENT; a port in TIME-WAIT, what reconnecting clients leave, costs
-/// about 3× as much per candidate (117–134 ns; `--calibrate` now measures that,
-/// notes/reconnect-loop.md), so this constant under-states such loads.
+/// What `portsim live --calibrate` measures on the reference machine (a 2-vCPU Firecracker
+/// VM, Linux 6.18.44, HZ=250), with the ports held in TIME-WAIT, what reconnecting clients
+/// leave: CPU time of the calling thread per connect(), median of 301 calls at each of 10
+/// candidate counts from 1 to 14,081, least squares weighted by the relative error. Six
+/// runs on 2026-12-07 gave 5.40–6.99 µs + 117.9–124.5 ns per candidate (R² 0.85–0.99);
+/// this is their median, 5.46 µs + 122 ns (notes/reconnect-loop.md). A TIME-WAIT
+/// candidate costs about 3× a live socket's ([`LINUX_CALIBRATED_LIVE`]): the kernel also
+/// runs `tcp_twsk_unique` on it. Past about 10,000 candidates a candidate costs more than
+/// the line says (141 ns each at 14,081 in one run): the line under-states the longest
+/// searches, by 17–36 % in the reconnect loop's (notes/reconnect-loop.md).
+///
+/// Not the Linux profile's default, which stays zero: the cost differs between machines
+/// (Cloudflare's 8.5× this one's, memtier issue 232's about 0.8×), and with a cost whole exchanges decline (each SYN
+/// would leave a probe-dependent time after connect()), about 3.8× the instructions on the
+/// default Linux open loops. A scenario turns it on with the lines `--calibrate` prints,
+/// as scenarios/memtier-232.toml does. Other kernels: zero, not measured.
 pub const LINUX_CALIBRATED: ConnectCost = ConnectCost {
+    fixed: Duration(5_460),
+    per_probe: Duration(122),
+};
+
+/// The same machine with the ports held by live sockets (SYN-SENT; an established socket
+/// is looked up the same way, `__inet_check_established`, without `tcp_twsk_unique`): 10th
+/// percentile of 301 calls at 7 counts from 1 to 8,193, fixed 5.577 µs + 38.4 ns per
+/// candidate, R² 0.9995; eight runs quiet and under `stress-ng --cpu 2` gave 38.4–39.0 ns
+/// (notes/connect-cost.md). The cost for clients that keep their connections open, as in
+/// scenarios/cloudflare-connect-slow.toml.
+pub const LINUX_CALIBRATED_LIVE: ConnectCost = ConnectCost {
     fixed: Duration(5_577),
     per_probe: Duration(38),
 };
