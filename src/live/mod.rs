@@ -209,6 +209,17 @@ pub struct Check {
     pub pass: bool,
 }
 
+impl Check {
+    /// The text report's last column: "ok", "DIFFERS", or nothing for a row not judged.
+    pub fn mark(&self) -> &'static str {
+        match (self.judged, self.pass) {
+            (false, _) => "",
+            (true, true) => "ok",
+            (true, false) => "DIFFERS",
+        }
+    }
+}
+
 /// The whole live report (`--format json`, schema `portsim.live/1`).
 #[derive(Serialize, Debug)]
 pub struct LiveReport {
@@ -965,11 +976,7 @@ impl LiveReport {
                 c.measured,
                 diff,
                 c.rule,
-                match (c.judged, c.pass) {
-                    (false, _) => "",
-                    (true, true) => "ok",
-                    (true, false) => "DIFFERS",
-                }
+                c.mark()
             );
         }
         // The two series side by side, at most about 20 rows.

@@ -786,11 +786,7 @@ impl Report {
                 c.measured,
                 diff,
                 c.rule,
-                match (c.judged, c.pass) {
-                    (false, _) => "",
-                    (true, true) => "ok",
-                    (true, false) => "DIFFERS",
-                }
+                c.mark()
             );
         }
         let _ = writeln!(
