@@ -16,6 +16,7 @@
 //! - [`profile`]: kernel profiles as data (Linux, FreeBSD, macOS, Windows), overridable by
 //!   each kernel's own knob names.
 //! - [`workload`]: arrival processes, latencies, connection modes, error policies.
+//! - [`client_pool`]: a client library's connection pool and its presets (Go, `requests`).
 //! - [`report`]: counters, binned series, JSON / CSV / terminal output.
 //! - [`replicate`]: a scenario run once per seed (`--seeds A..B`), its numbers as
 //!   distributions.
@@ -33,6 +34,7 @@
 
 pub mod alloc;
 pub mod cli;
+pub mod client_pool;
 pub mod ehash;
 pub mod engine;
 pub mod host;

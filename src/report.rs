@@ -986,6 +986,77 @@ pub struct WorkloadSummary {
     /// profile gives them no cost.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub port_search_cpu_s: Option<f64>,
+    /// What its client pool did (`[workload.pool]`, `[workload.library]`); absent without one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pool: Option<PoolSummary>,
+}
+
+/// A client pool's connections and requests (`src/sim/pool.rs`): counted as the pool
+/// decides, not at the kernel.
+#[derive(Serialize, Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PoolCounts {
+    /// Connections the pool opened (connect() gave a port).
+    pub opened: u64,
+    /// Requests answered on its connections.
+    pub requests: u64,
+    /// Requests that waited for a connection (`max_conns_per_host`).
+    pub waited: u64,
+    /// Closed by the client: the idle list was full (per host, or the global `max_idle`).
+    pub closed_idle_full: u64,
+    /// Closed by the client at its idle timeout.
+    pub closed_idle_timeout: u64,
+    /// Closed by the client at their lifetime.
+    pub closed_lifetime: u64,
+    /// Closed by the server (keep-alive timeout or requests, or keep-alive off with the
+    /// server closing): server TIME-WAIT.
+    pub closed_by_server: u64,
+    /// Closed by the client after one request, keep-alive off.
+    pub closed_no_keep_alive: u64,
+}
+
+/// [`PoolCounts`] with the reuse ratio.
+#[derive(Serialize, Debug, Clone, Copy, PartialEq)]
+pub struct PoolSummary {
+    #[serde(flatten)]
+    pub counts: PoolCounts,
+    /// Requests per connection opened (0 when none was).
+    pub requests_per_connection: f64,
+}
+
+impl PoolSummary {
+    pub fn of(counts: PoolCounts) -> PoolSummary {
+        let ratio = if counts.opened == 0 {
+            0.0
+        } else {
+            counts.requests as f64 / counts.opened as f64
+        };
+        PoolSummary {
+            counts,
+            requests_per_connection: ratio,
+        }
+    }
+
+    /// The text report's line.
+    pub fn line(&self, name: &str) -> String {
+        let c = &self.counts;
+        format!(
+            "pool          {name}: {} opened · {} requests · {:.2} requests/connection · client \
+             closed {} idle-full, {} idle-timeout, {} lifetime, {} no-keep-alive · server closed {}{}",
+            group(c.opened),
+            group(c.requests),
+            self.requests_per_connection,
+            group(c.closed_idle_full),
+            group(c.closed_idle_timeout),
+            group(c.closed_lifetime),
+            group(c.closed_no_keep_alive),
+            group(c.closed_by_server),
+            if c.waited > 0 {
+                format!(" · {} waited", group(c.waited))
+            } else {
+                String::new()
+            }
+        )
+    }
 }
 
 #[derive(Serialize, Debug, Clone)]
@@ -1303,6 +1374,11 @@ impl Report {
             .iter()
             .filter_map(|w| w.port_search_cpu_s.map(|t| format!("{} {t:.3} s", w.name)))
             .collect();
+        for w in &self.workloads {
+            if let Some(p) = &w.pool {
+                let _ = writeln!(o, "{}", p.line(&w.name));
+            }
+        }
         if !searches.is_empty() {
             let _ = writeln!(o, "port search   CPU {}", searches.join(" · "));
         } else if let Some(note) = self.uncharged_search_note() {

@@ -189,8 +189,9 @@ impl Mode {
 }
 
 /// Who sends the first FIN (and so holds TIME-WAIT).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Closer {
+    #[default]
     Client,
     Server,
 }
@@ -357,6 +358,9 @@ pub struct Workload {
     /// slot `s` runs on thread `s mod threads`, and while a thread is in connect() its other
     /// connections wait for it ([`Threads`]). `None`: a thread per connection.
     pub threads: Option<u32>,
+    /// A client library's connection pool: requests, not connections, arrive; each takes an
+    /// idle connection or opens one ([`crate::client_pool`], `src/sim/pool.rs`).
+    pub pool: Option<crate::client_pool::Pool>,
 }
 
 impl Workload {
@@ -775,6 +779,7 @@ mod tests {
             stop: Instant(Duration::from_secs(10).0),
             limit: Limit::default(),
             threads: None,
+            pool: None,
         }
     }
 

@@ -1407,6 +1407,7 @@ mod tests {
             stop: Instant(Duration::from_secs(10).0),
             limit,
             threads: None,
+            pool: None,
         }
     }
 

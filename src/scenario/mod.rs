@@ -24,6 +24,7 @@ mod endpoints;
 mod hosts;
 mod live;
 mod nat;
+mod pool;
 mod raw;
 mod schema;
 mod set;

@@ -100,7 +100,14 @@ pub(super) struct RawWorkload {
     pub(super) stop: Option<Spanned<String>>,
     pub(super) limit: Option<Spanned<RawLimit>>,
     pub(super) threads: Option<Spanned<i64>>,
+    /// `[workload.pool]` ([`super::pool`]).
+    pub(super) pool: Option<Spanned<RawTable>>,
+    /// `[workload.library]` ([`super::pool`]).
+    pub(super) library: Option<Spanned<RawTable>>,
 }
+
+/// A table of keys checked one by one, each with its position.
+pub(super) type RawTable = BTreeMap<Spanned<String>, Spanned<toml::Value>>;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]

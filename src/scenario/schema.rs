@@ -205,7 +205,52 @@ fn workload() -> Value {
             "start": duration(),
             "stop": duration(),
             "limit": limit(),
-            "threads": { "type": "integer", "minimum": 1 }
+            "threads": { "type": "integer", "minimum": 1 },
+            "pool": pool(),
+            "library": library()
+        }
+    })
+}
+
+/// `[workload.pool]` (`src/scenario/pool.rs`).
+fn pool() -> Value {
+    let count = json!({ "type": "integer", "minimum": 0 });
+    json!({
+        "type": "object",
+        "additionalProperties": false,
+        "description": "a client connection pool: requests take idle connections or open new ones",
+        "properties": {
+            "max_idle_per_host": count,
+            "max_idle": { "type": "integer", "minimum": 0, "description": "0: no limit" },
+            "max_conns_per_host": { "type": "integer", "minimum": 0, "description": "0: no limit" },
+            "idle_timeout": duration(),
+            "max_lifetime": duration(),
+            "lifetime_jitter": { "enum": ["none", "hikaricp", "hikaricp-25%"] },
+            "keep_alive": { "type": "boolean" },
+            "reuse": { "enum": ["lifo", "fifo"] },
+            "server_keepalive_timeout": duration(),
+            "server_keepalive_requests": count
+        }
+    })
+}
+
+/// `[workload.library]`: a client library by its own option names.
+fn library() -> Value {
+    json!({
+        "type": "object",
+        "required": ["name"],
+        "description": "go-net-http: MaxIdleConns, MaxIdleConnsPerHost, MaxConnsPerHost, IdleConnTimeout, DisableKeepAlives; python-requests: session, pool_connections, pool_maxsize, pool_block",
+        "properties": {
+            "name": { "enum": ["go-net-http", "python-requests"] },
+            "MaxIdleConns": { "type": "integer", "minimum": 0 },
+            "MaxIdleConnsPerHost": { "type": "integer", "minimum": -1 },
+            "MaxConnsPerHost": { "type": "integer", "minimum": 0 },
+            "IdleConnTimeout": duration(),
+            "DisableKeepAlives": { "type": "boolean" },
+            "session": { "type": "boolean" },
+            "pool_connections": { "type": "integer", "minimum": 1 },
+            "pool_maxsize": { "type": "integer", "minimum": 1 },
+            "pool_block": { "type": "boolean" }
         }
     })
 }

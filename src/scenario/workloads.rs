@@ -100,6 +100,7 @@ fn workload(
         Some(l) => limit(ctx, l, requests, &key.of("limit"))?,
     };
     let threads = threads(ctx, w, &arrival, key)?;
+    let pool = super::pool::pool(ctx, w, key)?;
     let on_fleet = hosts.specs[clients[0] as usize].fleet.is_some();
     let (arrival, per_instance) = if on_fleet {
         let arrival = per_instance(ctx, w, arrival, clients.len(), key)?;
@@ -128,6 +129,7 @@ fn workload(
         stop,
         limit,
         threads,
+        pool,
     })
 }
 

@@ -107,6 +107,7 @@ impl Simulation {
             paths,
             nats,
             gateways,
+            client_pools: super::pool::ClientPools::new(sc),
         };
         for wl in 0..sim.workloads.len() {
             sim.stream_changed(wl as u32);

@@ -24,6 +24,10 @@ impl Simulation {
     /// the port search's cost ([`crate::profile::ConnectCost`]). Returns the error and probes
     /// when connect() failed at once.
     pub(super) fn start(&mut self, wl: u32, slot: u32, retry: u32) -> Option<(Errno, u32)> {
+        if self.workloads[wl as usize].pool.is_some() {
+            self.pool_request(wl, slot, retry);
+            return None;
+        }
         let threads = &mut self.runners[wl as usize].threads;
         let since = match threads.admit(slot, retry, self.now) {
             Admit::Now { since } => since,
@@ -59,7 +63,26 @@ impl Simulation {
         let Some(requests) = r.take(w, self.now, retry > 0, slot == NONE) else {
             return (None, Duration::ZERO);
         };
-        let (si, di) = super::fast::exchange::pick(w, r, &mut self.picks[wl as usize]);
+        let picked = super::fast::exchange::pick(w, r, &mut self.picks[wl as usize]);
+        let (out, busy, _) = self.dial(wl, (slot, retry), since, requests, picked);
+        (out, busy)
+    }
+
+    /// A connection of `wl` from source `si` to destination `di` carrying `requests`, the
+    /// application having asked at `since`: connect(), then the SYN once the port search is
+    /// done. Also returns how long the search held the thread, and the connection (NONE for
+    /// a whole exchange or a failure).
+    #[inline(always)]
+    pub(super) fn dial(
+        &mut self,
+        wl: u32,
+        (slot, retry): (u32, u32),
+        since: Instant,
+        requests: u32,
+        (si, di): (usize, usize),
+    ) -> (Option<(Errno, u32)>, Duration, u32) {
+        let w = &self.workloads[wl as usize];
+        let r = &mut self.runners[wl as usize];
         let (src, dst) = (w.sources[si], w.destinations[di]);
         let conn_pool = self.conn_pools[wl as usize]
             .get(di * w.sources.len() + si)
@@ -88,6 +111,8 @@ impl Simulation {
                 up,
                 down: Duration(rtt.0 - up.0),
                 requests_left: requests,
+                closer: w.closer,
+                pooled: w.pool.is_some(),
                 ..Conn::default()
             })
         };
@@ -106,7 +131,7 @@ impl Simulation {
                     (errno, probes),
                     (src.host, conn_pool, busy),
                 );
-                (Some((errno, probes)), busy)
+                (Some((errno, probes)), busy, NONE)
             }
             Ok((sock, probes, recycled)) => {
                 self.rec.probes(probes);
@@ -115,7 +140,7 @@ impl Simulation {
                 }
                 let depart = self.now + busy;
                 self.connected(wl, conn, origin, sock, (src.host, dst.host), depart);
-                (None, busy)
+                (None, busy, conn)
             }
         }
     }
@@ -338,7 +363,7 @@ impl Simulation {
     /// The client application is done with a connection: a closed-loop slot starts the next.
     pub(super) fn app_done(&mut self, conn: u32) {
         let c = self.conns[conn as usize];
-        if c.slot != NONE {
+        if c.slot != NONE && !c.pooled {
             self.queue.push(
                 self.now,
                 Class::App,

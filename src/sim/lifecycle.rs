@@ -66,6 +66,10 @@ pub(super) struct Conn {
     pub(super) client_fin_at: Instant,
     /// The per-destination pool of the client socket (its `pool`), or NONE.
     pub(super) pool: u32,
+    /// Who sends the first FIN: the workload's `closer`, or, on a client pool's connection
+    /// (`pooled`), the side the pool or the server's keep-alive decides (`pool.rs`).
+    pub(super) closer: Closer,
+    pub(super) pooled: bool,
 }
 
 impl Conn {
@@ -204,6 +208,9 @@ impl Simulation {
         };
         if spent || timed_out {
             self.hosts[c.client as usize].destroy(c.csock);
+            if c.pooled {
+                self.pool_dial_failed(conn);
+            }
             self.free_conn(conn);
             self.fail(c.wl, c.slot, c.retry, Errno::TimedOut);
             return;
@@ -225,7 +232,7 @@ impl Simulation {
             self.rec.stalled(self.now - c.started);
         }
         self.transmit(conn, self.now, Dir::Up, Segment::Ack);
-        if c.requests_left == 0 && self.workloads[c.wl as usize].closer == Closer::Client {
+        if c.requests_left == 0 && c.closer == Closer::Client {
             self.client_close(conn);
         }
     }
@@ -240,14 +247,19 @@ impl Simulation {
     }
 
     /// Schedules the response to a request that reaches the server at `at_server`.
-    fn serve(&mut self, conn: u32, at_server: Instant) {
+    pub(super) fn serve(&mut self, conn: u32, at_server: Instant) {
         let c = self.conns[conn as usize];
         let w = &self.workloads[c.wl as usize];
         let service = w
             .service_time
             .sample(&mut self.runners[c.wl as usize].latency);
         let sent = at_server + service;
-        if c.requests_left == 1 && w.closer == Closer::Server {
+        let closes = if c.pooled {
+            self.pool_served(conn, sent)
+        } else {
+            c.requests_left == 1 && c.closer == Closer::Server
+        };
+        if closes {
             self.schedule(sent, conn, |conn, generation| Event::ServerClose {
                 conn,
                 generation,
@@ -264,7 +276,7 @@ impl Simulation {
         }
         if c.requests_left > 0 {
             self.serve(conn, self.now);
-        } else if self.workloads[c.wl as usize].closer == Closer::Server {
+        } else if c.closer == Closer::Server {
             self.server_close(conn);
         }
     }
@@ -284,23 +296,37 @@ impl Simulation {
             self.serve(conn, self.now + c.up);
             return;
         }
-        let w = &self.workloads[wl as usize];
-        match w.closer {
+        if c.pooled {
+            self.pool_response(conn);
+            return;
+        }
+        match c.closer {
             Closer::Client => self.client_close(conn),
             Closer::Server => {
-                if !w.linger_zero {
-                    // The FIN came with the response: CLOSE-WAIT, the application reads EOF
-                    // and closes at once: LAST-ACK, FIN to the server.
-                    self.hosts[c.client as usize].set_state(c.csock, State::LastAck);
-                    self.conns[conn as usize].client_fin_at = self.now;
-                    self.transmit(conn, self.now, Dir::Up, Segment::FinAck);
+                if !self.workloads[wl as usize].linger_zero {
+                    self.client_closes_on_fin(conn);
                 }
                 self.app_done(conn);
             }
         }
     }
 
+    /// The server's FIN reached the client: CLOSE-WAIT, the application reads EOF and
+    /// closes at once: LAST-ACK, FIN to the server.
+    pub(super) fn client_closes_on_fin(&mut self, conn: u32) {
+        let c = self.conns[conn as usize];
+        self.hosts[c.client as usize].set_state(c.csock, State::LastAck);
+        self.conns[conn as usize].client_fin_at = self.now;
+        self.transmit(conn, self.now, Dir::Up, Segment::FinAck);
+    }
+
     fn client_close(&mut self, conn: u32) {
+        self.client_fin(conn);
+        self.app_done(conn);
+    }
+
+    /// The client application closes: its FIN, or its RST under SO_LINGER {on, 0}.
+    pub(super) fn client_fin(&mut self, conn: u32) {
         let c = self.conns[conn as usize];
         if self.workloads[c.wl as usize].linger_zero {
             self.linger_reset(conn, Dir::Up);
@@ -309,7 +335,6 @@ impl Simulation {
             self.conns[conn as usize].client_fin_at = self.now;
             self.transmit(conn, self.now, Dir::Up, Segment::Fin);
         }
-        self.app_done(conn);
     }
 
     pub(super) fn server_close(&mut self, conn: u32) {
@@ -343,9 +368,14 @@ impl Simulation {
         self.transmit(conn, self.now, rst, Segment::Rst);
     }
 
-    /// The client's FIN at the server: CLOSE-WAIT, the server closes at once: LAST-ACK.
+    /// The client's FIN at the server: CLOSE-WAIT, the server closes at once: LAST-ACK. (A
+    /// server's FIN alone, a pool's server keep-alive, reaches the client: the same there.)
     pub(super) fn fin_at_passive(&mut self, conn: u32) {
         let c = self.conns[conn as usize];
+        if c.closer == Closer::Server {
+            self.client_closes_on_fin(conn);
+            return;
+        }
         self.hosts[c.server as usize].set_state(c.ssock, State::LastAck);
         self.transmit(conn, self.now, Dir::Down, Segment::FinAck);
     }
@@ -354,7 +384,7 @@ impl Simulation {
     pub(super) fn fin_at_active(&mut self, conn: u32) {
         let c = self.conns[conn as usize];
         let ts_seen = self.timestamps_on(&c);
-        let client_closes = self.workloads[c.wl as usize].closer == Closer::Client;
+        let client_closes = c.closer == Closer::Client;
         let (h, sock, back, peer) = if client_closes {
             (c.client, c.csock, Dir::Up, c.tuple.remote_ip)
         } else {
@@ -390,7 +420,7 @@ impl Simulation {
     /// The passive closer gets the last ACK: CLOSED, the connection is over.
     pub(super) fn last_ack(&mut self, conn: u32) {
         let c = self.conns[conn as usize];
-        let client_closes = self.workloads[c.wl as usize].closer == Closer::Client;
+        let client_closes = c.closer == Closer::Client;
         let (h, sock) = if client_closes {
             (c.server, c.ssock)
         } else {
@@ -403,7 +433,7 @@ impl Simulation {
     /// An SO_LINGER {on, 0} RST reaches the peer, which closes at once.
     pub(super) fn rst(&mut self, conn: u32) {
         let c = self.conns[conn as usize];
-        let client_closes = self.workloads[c.wl as usize].closer == Closer::Client;
+        let client_closes = c.closer == Closer::Client;
         let (h, sock) = if client_closes {
             (c.server, c.ssock)
         } else {

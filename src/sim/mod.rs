@@ -32,6 +32,8 @@
 //! - `time_wait.rs`: an active close: TIME-WAIT entered, skipped or overflowed, and its
 //!   timers (expiry, `tcp_tw_reuse`, an RST).
 //! - `path.rs`: the hops between two hosts: links and middleboxes.
+//! - `pool.rs`: a client library's connection pool: which connections it keeps, which it
+//!   closes.
 //! - `reuse_watch.rs`: four-tuples closed without TIME-WAIT, watched for unprotected reuse.
 //! - `fast/`: the fast paths. Each gives the report stepping gives, under a condition its
 //!   file states first, with the test that compares the two.
@@ -47,6 +49,7 @@ mod connect;
 mod fast;
 mod lifecycle;
 pub mod path;
+mod pool;
 mod record;
 mod reuse_watch;
 mod run;
@@ -143,6 +146,8 @@ pub struct Simulation {
     nats: Vec<usize>,
     /// The cloud gateways whole exchanges cross (`fast/gateway.rs`).
     gateways: fast::gateway::Gateways,
+    /// Client libraries' connection pools, per workload ([`pool`]).
+    client_pools: pool::ClientPools,
 }
 
 /// A source IP's exclusive ports, as bind(ip, 0) or an explicit port range uses them (§1.6).

@@ -424,9 +424,7 @@ impl Simulation {
             },
             seg,
             dir,
-            fin: seg == Segment::Response
-                && c.requests_left == 1
-                && self.workloads[c.wl as usize].closer == Closer::Server,
+            fin: seg == Segment::Response && c.requests_left == 1 && c.closer == Closer::Server,
             seq_end: c.seq_end(seg),
         };
         let t = Transit {

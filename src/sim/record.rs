@@ -435,8 +435,16 @@ impl Simulation {
                 stopped_s: t.stopped_at.or(r.spent_at).map(Instant::as_secs_f64),
                 port_search_cpu_s: (t.port_search_cpu.0 > 0)
                     .then(|| t.port_search_cpu.0 as f64 / 1e9),
+                pool: None,
             })
-            .collect();
+            .collect::<Vec<_>>();
+        let mut workloads = workloads;
+        for (i, w) in workloads.iter_mut().enumerate() {
+            w.pool = self
+                .client_pools
+                .counts(i)
+                .map(crate::report::PoolSummary::of);
+        }
         (workloads, all_errors, error_numbers)
     }
 

@@ -116,6 +116,20 @@ pub(super) enum Event {
     AtHop {
         transit: u32,
     },
+    /// A client pool's idle timer or lifetime of an idle connection ([`super::pool`]),
+    /// armed after `epoch` requests.
+    PoolTimer {
+        conn: u32,
+        generation: u32,
+        epoch: u32,
+    },
+    /// A server's keep-alive timer of a pooled connection, armed at its response to
+    /// request `epoch`.
+    ServerIdle {
+        conn: u32,
+        generation: u32,
+        epoch: u32,
+    },
 }
 
 impl Simulation {
@@ -268,6 +282,24 @@ impl Simulation {
                 generation,
             } => self.time_wait_expires(host, sock, generation),
             Event::AtHop { transit } => self.at_hop(transit),
+            Event::PoolTimer {
+                conn,
+                generation,
+                epoch,
+            } => {
+                if self.conns[conn as usize].generation == generation {
+                    self.pool_timer(conn, epoch);
+                }
+            }
+            Event::ServerIdle {
+                conn,
+                generation,
+                epoch,
+            } => {
+                if self.conns[conn as usize].generation == generation {
+                    self.server_idle(conn, epoch);
+                }
+            }
             Event::UnseenExpire { host, pool, port } => self.unseen_expires(host, pool, port),
             Event::TwReusable {
                 host,

@@ -18,9 +18,10 @@ use crate::workload::{Arrival, Dist, Mode, Spread, Workload};
 
 /// The pool whose exhaustion lets `w`'s open-loop arrivals be counted in bulk: one source,
 /// one destination, a fixed RTT (no latency draw), `count` on error (it never stops),
-/// connect() or IP_BIND_ADDRESS_NO_PORT, no limit.
+/// connect() or IP_BIND_ADDRESS_NO_PORT, no limit, no client pool (an arrival is a request).
 pub(in crate::sim) fn pool(w: &Workload, hosts: &[Host]) -> Option<(u16, u32)> {
     let eligible = !matches!(w.arrival, Arrival::Closed { .. })
+        && w.pool.is_none()
         && w.sources.len() == 1
         && w.destinations.len() == 1
         && w.spread == Spread::RoundRobin

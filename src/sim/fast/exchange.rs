@@ -287,7 +287,8 @@ impl Exchange {
     }
 
     /// The whole-exchange schedule of `w`, if nothing can disturb its connections between
-    /// connect() and TIME-WAIT: an open loop (no closed-loop slot waits on a response), fixed
+    /// connect() and TIME-WAIT: an open loop (no closed-loop slot waits on a response) and
+    /// no client pool (its requests wait on each other's connections), fixed
     /// delays with both one-way halves non-zero, the client closing without SO_LINGER 0, at
     /// most [`WHOLE_MAX_REQUESTS`] requests, the same for every connection (a request limit
     /// that is a whole number of connections); on every destination host, no workload whose
@@ -302,6 +303,7 @@ impl Exchange {
         let up = Duration(rtt.0 / 2);
         let free_after = port_free_after(sc, w);
         if matches!(w.arrival, Arrival::Closed { .. })
+            || w.pool.is_some()
             || up.0 == 0
             || rtt.0 - up.0 == 0
             || w.closer != Closer::Client

@@ -54,7 +54,8 @@ impl Simulation {
     /// not vary), a fixed RTT (no random draw per attempt), no limit and no stop before the
     /// end of the run (every retry is made), and a retry period that stays fixed (`count`,
     /// or `retry` with no backoff and no retry limit), the same period as the workers already
-    /// parked (equal periods keep their order from round to round).
+    /// parked (equal periods keep their order from round to round), and no client pool (its
+    /// requests take connections from each other).
     /// Counts this failure as `fail` would. False when the worker must step.
     pub(in crate::sim) fn park(
         &mut self,
@@ -73,6 +74,7 @@ impl Simulation {
             || w.limit.is_set()
             || w.stop < self.end
             || w.threads.is_some()
+            || w.pool.is_some()
             || self.parked.len() >= 1 << 16
         {
             return false;

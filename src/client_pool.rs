@@ -1,0 +1,230 @@
+//! A client library's connection pool as a workload sees it: which connections it keeps idle
+//! after a request, which it closes, and when idle ones go (`[workload.pool]`), and the
+//! libraries' presets mapped onto it (`[workload.library]`).
+//!
+//! Facts and sources: `notes/client-libraries.md` (§1 Go `net/http`, §2 Python `requests`,
+//! §6 nginx). What the pool does on the wire is in `src/sim/pool.rs`.
+
+use crate::time::Duration;
+
+/// Which idle connection a request takes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reuse {
+    /// The most recently returned first: Go `queueForIdleConn` takes `list[len(list)-1]`;
+    /// urllib3's pool is a `LifoQueue`; .NET's a `ConcurrentStack` (notes §1, §2, §3).
+    Lifo,
+    /// The longest idle first.
+    Fifo,
+}
+
+/// A connection's lifetime as the pool draws it when the connection opens.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Jitter {
+    /// Exactly `max_lifetime` (.NET `PooledConnectionLifetime`: no jitter seen, notes §3).
+    None,
+    /// HikariCP `HikariPool.createPoolEntry`: `maxLifetime − U`, U uniform over the integer
+    /// milliseconds in `[0, maxLifetime / divisor)`, none when `maxLifetime ≤ 10 s`; divisor
+    /// 40 (2.5 %) in 3.x–5.x, 4 (25 %) after commit 28f81da4 (notes §4).
+    Subtract { divisor: u32 },
+}
+
+impl Jitter {
+    /// The lifetime of one connection, drawing from `rng` when the formula takes a draw.
+    pub fn lifetime(self, max: Duration, rng: &mut rand_chacha::ChaCha8Rng) -> Duration {
+        use rand::RngExt;
+        match self {
+            Jitter::None => max,
+            Jitter::Subtract { divisor } => {
+                let ms = max.0 / 1_000_000;
+                if ms <= 10_000 || ms / u64::from(divisor) == 0 {
+                    return max;
+                }
+                let variance = rng.random_range(0..ms / u64::from(divisor));
+                Duration(max.0 - variance * 1_000_000)
+            }
+        }
+    }
+}
+
+/// A server's keep-alive limits on the workload's connections: it closes them first, so the
+/// TIME-WAIT is the server's (nginx, notes §6).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ServerKeepAlive {
+    /// nginx `keepalive_timeout` (75 s by default): an idle connection is closed by the
+    /// server this long after its last response was sent.
+    pub timeout: Option<Duration>,
+    /// nginx `keepalive_requests` (1000 since 1.19.10, 100 before): the server closes after
+    /// the response to this many requests on one connection.
+    pub requests: Option<u32>,
+}
+
+/// A connection pool: every request takes an idle connection to its destination or opens
+/// one; after its response the connection goes back idle or is closed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Pool {
+    /// Idle connections kept per destination; a connection returned to a full list is closed
+    /// by the client (Go `errTooManyIdleHost`, urllib3 "Connection pool is full, discarding
+    /// connection").
+    pub max_idle_per_host: u32,
+    /// Idle connections kept over all destinations; above it the oldest idle one is closed
+    /// (Go `idleLRU.removeOldest`). `None`: no limit.
+    pub max_idle: Option<u32>,
+    /// Connections per destination, dialing, busy and idle; a request above it waits, in the
+    /// order requests came, for one to come back or close (Go `MaxConnsPerHost`, urllib3
+    /// `pool_block`). `None`: no limit.
+    pub max_conns_per_host: Option<u32>,
+    /// An idle connection is closed by the client this long after it went idle (Go
+    /// `IdleConnTimeout`). `None`: never.
+    pub idle_timeout: Option<Duration>,
+    /// A connection this old is closed when it is next idle, at once if it is idle.
+    pub max_lifetime: Option<Duration>,
+    pub lifetime_jitter: Jitter,
+    /// False: a connection per request (Go `DisableKeepAlives`, `requests` without a Session),
+    /// closed after its response by the workload's `closer`.
+    pub keep_alive: bool,
+    pub reuse: Reuse,
+    pub server: ServerKeepAlive,
+}
+
+impl Default for Pool {
+    /// No limits: every connection kept idle forever.
+    fn default() -> Pool {
+        Pool {
+            max_idle_per_host: u32::MAX,
+            max_idle: None,
+            max_conns_per_host: None,
+            idle_timeout: None,
+            max_lifetime: None,
+            lifetime_jitter: Jitter::None,
+            keep_alive: true,
+            reuse: Reuse::Lifo,
+            server: ServerKeepAlive::default(),
+        }
+    }
+}
+
+/// A library's pool by its own option names.
+pub mod library {
+    use super::{Pool, Reuse};
+    use crate::time::Duration;
+
+    /// The libraries `[workload.library]` knows, by `name`.
+    pub const NAMES: [&str; 2] = ["go-net-http", "python-requests"];
+
+    /// Go `net/http` `Transport` options (golang/go `src/net/http/transport.go`, notes §1).
+    pub const GO_OPTIONS: [&str; 5] = [
+        "MaxIdleConns",
+        "MaxIdleConnsPerHost",
+        "MaxConnsPerHost",
+        "IdleConnTimeout",
+        "DisableKeepAlives",
+    ];
+
+    /// Python `requests` options (psf/requests `adapters.py`, urllib3 `connectionpool.py`,
+    /// notes §2).
+    pub const REQUESTS_OPTIONS: [&str; 4] =
+        ["session", "pool_connections", "pool_maxsize", "pool_block"];
+
+    /// `http.DefaultTransport`'s options.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub struct Go {
+        /// `MaxIdleConns: 100` in `var DefaultTransport` (transport.go); 0 = no limit.
+        pub max_idle_conns: u32,
+        /// 0 = `DefaultMaxIdleConnsPerHost = 2` (`Transport.maxIdleConnsPerHost`); negative
+        /// disables keep-alives (`errKeepAlivesDisabled` in `tryPutIdleConn`).
+        pub max_idle_conns_per_host: i64,
+        /// 0 = no limit (field doc: "Zero means no limit").
+        pub max_conns_per_host: u32,
+        /// `IdleConnTimeout: 90 * time.Second` in `DefaultTransport`; zero = no limit.
+        pub idle_conn_timeout: Duration,
+        /// false by default.
+        pub disable_keep_alives: bool,
+    }
+
+    impl Default for Go {
+        fn default() -> Go {
+            Go {
+                max_idle_conns: 100,
+                max_idle_conns_per_host: 0,
+                max_conns_per_host: 0,
+                idle_conn_timeout: Duration::from_secs(90),
+                disable_keep_alives: false,
+            }
+        }
+    }
+
+    impl Go {
+        /// The pool: per-host idle list used most-recent-first (`queueForIdleConn`), the
+        /// global LRU cap, per-host dial cap, idle timer (`closeConnIfStillIdle`). With
+        /// keep-alives off, who sends the first FIN is a race (the client closes after the
+        /// body, a Go server sends FIN after `Connection: close`); the workload's `closer`
+        /// decides, the client unless set (UNVERIFIED, notes §1).
+        pub fn pool(&self) -> Pool {
+            let per_host = match self.max_idle_conns_per_host {
+                0 => 2,
+                n if n < 0 => 0,
+                n => n.min(i64::from(u32::MAX)) as u32,
+            };
+            Pool {
+                max_idle_per_host: per_host,
+                max_idle: (self.max_idle_conns > 0).then_some(self.max_idle_conns),
+                max_conns_per_host: (self.max_conns_per_host > 0)
+                    .then_some(self.max_conns_per_host),
+                idle_timeout: (self.idle_conn_timeout.0 > 0).then_some(self.idle_conn_timeout),
+                keep_alive: !self.disable_keep_alives && self.max_idle_conns_per_host >= 0,
+                reuse: Reuse::Lifo,
+                ..Pool::default()
+            }
+        }
+    }
+
+    /// A `requests` call with or without a `Session`.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub struct Requests {
+        /// false: `requests.get(...)` runs `with sessions.Session() as session:` (api.py), so
+        /// each call opens a connection and the session's close closes it: the client
+        /// closes, a TIME-WAIT per call (notes §2).
+        pub session: bool,
+        /// `pool_connections`, `DEFAULT_POOLSIZE = 10`: host pools cached (urllib3
+        /// `num_pools`), not connections. Kept for the name; with at most this many
+        /// destinations it changes nothing (more destinations: not modelled).
+        pub pool_connections: u32,
+        /// `pool_maxsize`, `DEFAULT_POOLSIZE = 10` (adapters.py): connections kept per host;
+        /// a returned connection beyond it is closed by the client (`_put_conn`).
+        pub pool_maxsize: u32,
+        /// `pool_block`, `DEFAULT_POOLBLOCK = False`: with true a request waits for one of
+        /// `pool_maxsize` connections (`_get_conn`, `pool.get(block=True)`); the
+        /// `pool_timeout` error is not modelled.
+        pub pool_block: bool,
+    }
+
+    impl Default for Requests {
+        fn default() -> Requests {
+            Requests {
+                session: false,
+                pool_connections: 10,
+                pool_maxsize: 10,
+                pool_block: false,
+            }
+        }
+    }
+
+    impl Requests {
+        /// The pool: a `LifoQueue` of `pool_maxsize`, no idle timer in urllib3's pool code
+        /// (notes §2: idle connections go when the server's keep-alive closes them).
+        pub fn pool(&self) -> Pool {
+            if !self.session {
+                return Pool {
+                    keep_alive: false,
+                    ..Pool::default()
+                };
+            }
+            Pool {
+                max_idle_per_host: self.pool_maxsize,
+                max_conns_per_host: self.pool_block.then_some(self.pool_maxsize),
+                reuse: Reuse::Lifo,
+                ..Pool::default()
+            }
+        }
+    }
+}
