@@ -266,3 +266,68 @@ fn fast_paths_decline_pools_stepping_gives_the_same_report() {
         assert!(fast.contains("\"pool\""));
     }
 }
+
+#[test]
+fn go_max_idle_conns_closes_the_oldest_idle_connection_of_any_host() {
+    // Rounds of 4 requests, alternating two destinations; MaxIdleConns = 3 over 2 per host:
+    // after each round the oldest of the 4 idle connections is closed (idleLRU), so each
+    // later round dials 1.
+    let w = format!(
+        "{}\n[workload.library]\nname = \"go-net-http\"\nMaxIdleConns = 3",
+        rounds(4, 10)
+    );
+    let text = scenario("10s", &w)
+        .replace(
+            "destinations = [\"10.0.0.2:80\"]",
+            "destinations = [\"10.0.0.2:80\", \"10.0.0.2:81\"]",
+        )
+        .replace(
+            "listen = [\"10.0.0.2:80\"]",
+            "listen = [\"10.0.0.2:80\", \"10.0.0.2:81\"]",
+        );
+    let sc = scenario::parse("pools.toml", &text).unwrap_or_else(|e| panic!("{e}"));
+    let r = Simulation::new(&sc).checking(true).run();
+    let p = pool(&r);
+    assert_eq!((p.requests, p.opened, p.closed_idle_full), (40, 13, 10));
+}
+
+/// Seconds (1 s bins) in which the connections of 24 requesters, busy all the time, were
+/// established after the first second, with `jitter` on a 600 s lifetime, seed `seed`.
+fn reconnects(jitter: &str, seed: u64) -> Vec<(u64, u64)> {
+    let w = format!(
+        "service_time = \"100ms\"\narrival = {{ kind = \"closed\", concurrency = 24 }}\n\
+         [workload.pool]\nmax_lifetime = \"600s\"\nlifetime_jitter = \"{jitter}\""
+    );
+    let text = scenario("700s", &w).replace(
+        "name = \"pools\"",
+        &format!("name = \"pools\"\nseed = {seed}"),
+    );
+    let sc = scenario::parse("pools.toml", &text).unwrap_or_else(|e| panic!("{e}"));
+    let r = Simulation::new(&sc).run();
+    assert_eq!(pool(&r).closed_lifetime, 24);
+    r.series
+        .iter()
+        .filter(|b| b.t_s >= 1.0 && b.established > 0)
+        .map(|b| (b.t_s as u64, b.established))
+        .collect()
+}
+
+#[test]
+fn a_lifetime_recycles_the_whole_pool_and_hikaricp_jitter_spreads_it() {
+    // No jitter: 24 connections opened together all reach 600 s together (HikariCP #2203's
+    // cliff): every one is replaced in one second.
+    assert_eq!(reconnects("none", 1), vec![(600, 24)]);
+    for seed in 1..=4 {
+        // HikariCP 3.x–5.x: lifetime − U[0, 15 s): all 24 within [585, 601) s, spread over
+        // several seconds (24 draws over 15 s leave fewer than 5 distinct seconds with
+        // probability below 10⁻⁹).
+        let r = reconnects("hikaricp", seed);
+        assert!(r.iter().all(|&(t, _)| (585..=600).contains(&t)), "{r:?}");
+        assert_eq!(r.iter().map(|b| b.1).sum::<u64>(), 24);
+        assert!(r.len() >= 5, "{r:?}");
+        // After 28f81da4: lifetime − U[0, 150 s).
+        let r = reconnects("hikaricp-25%", seed);
+        assert!(r.iter().all(|&(t, _)| (450..=600).contains(&t)), "{r:?}");
+        assert_eq!(r.iter().map(|b| b.1).sum::<u64>(), 24);
+    }
+}

@@ -311,6 +311,13 @@ pub fn check(sc: &Scenario) -> Result<Profile, LiveError> {
     listener_specs(sc)?;
     nat::check(sc)?;
     for w in &sc.workloads {
+        if w.pool.is_some() {
+            return Err(LiveError::Refused(format!(
+                "workload {:?} has a client pool ([workload.pool] or [workload.library]), which \
+                 the live load generator does not run yet",
+                w.name
+            )));
+        }
         if let Some(n) = w.limit.requests
             && w.closer == crate::workload::Closer::Server
             && w.requests_per_connection > 0

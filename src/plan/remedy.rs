@@ -640,6 +640,10 @@ fn keep_alive(sc: &Scenario, targets: &[usize], doc: &Table, m: u32) -> Option<V
     let mut var = Variant::draft(doc);
     for &i in targets {
         let w = &sc.workloads[i];
+        if w.pool.is_some() {
+            // A client pool decides the requests per connection (`src/sim/pool.rs`).
+            continue;
+        }
         let k = w.requests_per_connection.saturating_mul(m);
         let t = workload_mut(&mut var.doc, &w.name);
         t.insert(
