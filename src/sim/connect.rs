@@ -166,7 +166,7 @@ impl Simulation {
     /// The socket of a connection of `wl` from `src` to `dst`, by the workload's mode:
     /// connect() from a pool (§1.2), bind(ip, 0) then connect() (§1.6), or bind() to the
     /// next port of an explicit range then connect().
-    #[inline]
+    #[inline(always)]
     fn place(
         &mut self,
         wl: u32,
@@ -252,6 +252,7 @@ impl Simulation {
     /// connect() of `wl` gave socket `sock` on host `client`, toward host `server`: the ISN
     /// drawn, the port logged and checked against the reuse watch, and the SYN sent at
     /// `depart` (the port search done), or the connection kept as a whole exchange's flight.
+    #[inline(always)]
     fn connected(
         &mut self,
         wl: u32,
@@ -376,6 +377,7 @@ impl Simulation {
         }
     }
 
+    #[inline(always)]
     fn new_conn(&mut self, c: Conn) -> u32 {
         self.live_conns += 1;
         let c = Conn {

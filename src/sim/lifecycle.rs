@@ -248,16 +248,17 @@ impl Simulation {
 
     /// Schedules the response to a request that reaches the server at `at_server`.
     pub(super) fn serve(&mut self, conn: u32, at_server: Instant) {
-        let c = self.conns[conn as usize];
-        let w = &self.workloads[c.wl as usize];
-        let service = w
+        let c = &self.conns[conn as usize];
+        let (wl, pooled) = (c.wl as usize, c.pooled);
+        let last = c.requests_left == 1 && c.closer == Closer::Server;
+        let service = self.workloads[wl]
             .service_time
-            .sample(&mut self.runners[c.wl as usize].latency);
+            .sample(&mut self.runners[wl].latency);
         let sent = at_server + service;
-        let closes = if c.pooled {
+        let closes = if pooled {
             self.pool_served(conn, sent)
         } else {
-            c.requests_left == 1 && c.closer == Closer::Server
+            last
         };
         if closes {
             self.schedule(sent, conn, |conn, generation| Event::ServerClose {

@@ -175,6 +175,8 @@ impl ClientPools {
 impl Simulation {
     /// A request of pool workload `wl` (closed-loop `slot`, or NONE for an arrival; `retry`
     /// its retry number): an idle connection, a wait, or a new connection.
+    // Off the path of workloads without a pool.
+    #[cold]
     pub(super) fn pool_request(&mut self, wl: u32, slot: u32, retry: u32) {
         let w = &self.workloads[wl as usize];
         let r = &mut self.runners[wl as usize];
@@ -243,6 +245,8 @@ impl Simulation {
     /// The server answers a request on pooled `conn`, sending at `sent`: whether it closes
     /// after this response (keep-alive off with `closer = "server"`, or its
     /// `keepalive_requests` reached); else its keep-alive timer armed.
+    // Off the path of workloads without a pool.
+    #[cold]
     pub(super) fn pool_served(&mut self, conn: u32, sent: Instant) -> bool {
         let c = self.conns[conn as usize];
         let closer = self.workloads[c.wl as usize].closer;
@@ -268,6 +272,8 @@ impl Simulation {
     /// The response on pooled `conn` reached the client: the connection closes (the server's
     /// FIN came with it) or goes back to the pool, and a closed-loop requester issues its
     /// next request.
+    // Off the path of workloads without a pool.
+    #[cold]
     pub(super) fn pool_response(&mut self, conn: u32) {
         let c = self.conns[conn as usize];
         self.client_pools.pool(c.wl).counts.requests += 1;
