@@ -250,6 +250,18 @@ fn bad_pool_keys_are_refused_with_what_is_allowed() {
     let e =
         err("arrival = { kind = \"closed\", concurrency = 1 }\n[workload.pool]\nidle_timeout = 90");
     assert!(e.contains("expected a duration"), "{e}");
+    // On a fleet each instance would keep its own pool.
+    let text = scenario(
+        "1s",
+        "arrival = { kind = \"poisson\", rate = 10 }\n[workload.pool]\nmax_idle = 3",
+    )
+    .replace("name = \"c\"\n", "name = \"c\"\ncount = 2\n")
+    .replace("ips = [\"10.0.0.1\"]", "ips = [\"10.1.0.1\"]");
+    let e = scenario::parse("pools.toml", &text)
+        .map(|_| ())
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("workload[0].pool") && e.contains("fleet"), "{e}");
 }
 
 #[test]

@@ -102,6 +102,17 @@ fn workload(
     let threads = threads(ctx, w, &arrival, key)?;
     let pool = super::pool::pool(ctx, w, key)?;
     let on_fleet = hosts.specs[clients[0] as usize].fleet.is_some();
+    if let (true, Some(t)) = (
+        on_fleet && pool.is_some(),
+        w.pool.as_ref().or(w.library.as_ref()),
+    ) {
+        return Err(ctx.err(
+            t.span(),
+            key.of(if w.pool.is_some() { "pool" } else { "library" }),
+            "a client pool on a fleet is not modelled: each instance would keep its own; \
+             give the pool's workload a listed client host",
+        ));
+    }
     let (arrival, per_instance) = if on_fleet {
         let arrival = per_instance(ctx, w, arrival, clients.len(), key)?;
         (arrival, Some(PerInstance::of(&sources)))
