@@ -25,6 +25,8 @@
 //! - [`plot`]: charts (SVG/PNG) of a run, a comparison, a live run, sweeps; `plots/`.
 //! - [`live`]: the same scenario on the real Linux stack in a private network namespace.
 //! - [`cli`]: the command line (parsing and printing only).
+//! - [`client`]: clients as people run them: load generators' command lines read into what
+//!   they do on the wire (issue 27).
 //!
 //! Rules cite `shared/reference/stack-semantics.md` by section (§1.2 …); behaviour measured
 //! on a real kernel is in `notes/linux-observations/`. `notes/architecture.md` follows a
@@ -33,6 +35,7 @@
 
 pub mod alloc;
 pub mod cli;
+pub mod client;
 pub mod ehash;
 pub mod engine;
 pub mod host;
