@@ -2,7 +2,7 @@
 //! on the wire are from `notes/client-libraries.md` §5 (the tool's source named per
 //! parser); a value no source confirmed is marked UNVERIFIED.
 
-use super::scan::{At, Spec, Style, scan, switch, val};
+use super::scan::{At, MAX_RATE, Spec, Style, scan, switch, val};
 use super::{Destination, OnConnectError, Tool, ToolError, ToolLimit, ToolRate, ToolRun};
 use crate::time::Duration;
 use crate::workload::{Closer, Rate};
@@ -518,7 +518,10 @@ fn httperf_rate(at: &At<'_>, v: &Option<String>) -> Result<Option<Rate>, ToolErr
     let t = at.text(v)?;
     match Rate::parse_decimal(t) {
         Some(r) if r.num == 0 => Ok(None),
-        Some(r) => Ok(Some(r)),
-        None => Err(at.bad(t, "a number ≥ 0 of connections per second (0: sequential)")),
+        Some(r) if r.num / r.den <= MAX_RATE => Ok(Some(r)),
+        _ => Err(at.bad(
+            t,
+            format!("a number 0–{MAX_RATE} of connections per second (0: sequential)"),
+        )),
     }
 }

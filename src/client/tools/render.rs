@@ -127,7 +127,7 @@ fn window(limit: &ToolLimit, kept: bool, opts: &RenderOptions) -> (Duration, Opt
 }
 
 fn header(t: &mut String, run: &ToolRun, opts: &RenderOptions, duration: Duration) {
-    let _ = writeln!(t, "# A scenario for: {}", run.command);
+    let _ = writeln!(t, "# A scenario for: {}", comment(&run.command));
     t.push_str(
         "# Rendered by portsim from the command line (src/client/tools.rs); the tool's \
          behaviour:\n# notes/client-libraries.md §5. rtt and service_time are assumptions: \
@@ -290,9 +290,33 @@ fn pool_placeholder(t: &mut String, run: &ToolRun) {
     }
 }
 
-/// A TOML basic string (JSON's escapes are TOML's).
+/// Text for a comment: control characters (a newline, a NUL) become `\u{…}` escapes.
+fn comment(s: &str) -> String {
+    s.chars()
+        .map(|c| match c {
+            c if c.is_control() => c.escape_unicode().to_string(),
+            c => c.to_string(),
+        })
+        .collect()
+}
+
+/// A TOML basic string: `"` and `\\` escaped, control characters (DEL too) as `\\uXXXX`.
 fn quote(s: &str) -> String {
-    serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into())
+    let mut q = String::from('"');
+    for c in s.chars() {
+        match c {
+            '"' | '\\' => {
+                q.push('\\');
+                q.push(c);
+            }
+            c if c.is_control() => {
+                let _ = write!(q, "\\u{:04X}", u32::from(c));
+            }
+            c => q.push(c),
+        }
+    }
+    q.push('"');
+    q
 }
 
 /// A rate exactly, as a TOML number.

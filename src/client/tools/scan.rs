@@ -10,6 +10,9 @@ use super::{Tool, ToolError};
 use crate::time::Duration;
 use crate::workload::Rate;
 
+/// The highest rate a flag may give, per second.
+pub(super) const MAX_RATE: u64 = 1_000_000_000;
+
 /// A flag: its spellings (parsers match on the first) and whether it takes a value.
 pub(super) struct Flag {
     pub(super) names: &'static [&'static str],
@@ -179,12 +182,12 @@ impl At<'_> {
         self.int(v, 1, 1_000_000, what).map(|n| n as u32)
     }
 
-    /// A positive rate, a decimal with at most 9 decimals.
+    /// A positive rate up to 10⁹ per second, a decimal with at most 9 decimals.
     pub(super) fn rate(&self, v: &Option<String>, what: &str) -> Result<Rate, ToolError> {
         let t = self.text(v)?;
         Rate::parse_decimal(t)
-            .filter(|r| r.num > 0)
-            .ok_or_else(|| self.bad(t, format!("a number > 0 ({what})")))
+            .filter(|r| r.num > 0 && r.num / r.den <= MAX_RATE)
+            .ok_or_else(|| self.bad(t, format!("a number > 0, at most {MAX_RATE} ({what})")))
     }
 
     /// A switch, or a Go boolean's `=true` / `=false`.
