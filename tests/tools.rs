@@ -387,6 +387,23 @@ fn kept_alive_runs_render_their_share_and_the_pool_placeholder() {
     assert_eq!(report.summary.requests.completed, 6000);
 }
 
+/// wrk keeps its 10 connections for the whole run: 10 connects, no TIME-WAIT, and each
+/// connection, established after one RTT (200 µs), completes a request every RTT + service
+/// (1.2 ms) until the 5 s end: ⌊(5 s − 200 µs) / 1.2 ms⌋ = 4,166 each, 41,660 in all.
+#[test]
+fn wrk_rendered_holds_its_connections_for_the_run() {
+    let run = parse("wrk -t 2 -c 10 -d 5s http://192.0.2.2/");
+    let text = tools::render(&run, &RenderOptions::default()).unwrap();
+    assert!(text.contains("# [workload.pool]  PLACEHOLDER"), "{text}");
+    let sc = scenario::parse("wrk.toml", &text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    assert_eq!(sc.workloads[0].threads, Some(2));
+    assert_eq!(sc.duration, Duration::from_secs(5));
+    let report = Simulation::new(&sc).run();
+    assert_eq!(report.summary.connections.established, 10);
+    assert_eq!(report.summary.time_wait.peak, 0);
+    assert_eq!(report.summary.requests.completed, 41_660);
+}
+
 #[test]
 fn httperf_rendered_is_a_constant_rate_with_linger_zero() {
     let cmd = "httperf --server 10.0.0.2 --rate 272.5 --num-conns 100 --close-with-reset";
@@ -471,25 +488,133 @@ fn argv() -> impl Strategy<Value = Vec<String>> {
     })
 }
 
+/// Each tool's value flags, switches and target, for [`plausible_argv`].
+const FLAGS: [(&str, &[&str], &[&str], &[&str]); 8] = [
+    (
+        "oha",
+        &["-c", "-n", "-z", "-q"],
+        &["--disable-keepalive"],
+        &["http://127.0.0.1:8080/"],
+    ),
+    (
+        "wrk",
+        &["-t", "-c", "-d", "--threads"],
+        &["--latency"],
+        &["https://192.0.2.2/"],
+    ),
+    ("ab", &["-c", "-n", "-t"], &["-k"], &["127.0.0.1:8000/"]),
+    (
+        "hey",
+        &["-c", "-n", "-z", "-q"],
+        &["-disable-keepalive"],
+        &["http://localhost/"],
+    ),
+    (
+        "k6",
+        &["--vus", "-u", "--duration", "-d", "-i", "--rps"],
+        &["--no-connection-reuse", "--no-vu-connection-reuse"],
+        &["run", "s.js"],
+    ),
+    (
+        "memtier_benchmark",
+        &[
+            "-s",
+            "-p",
+            "-t",
+            "-c",
+            "-n",
+            "--test-time",
+            "--reconnect-interval",
+        ],
+        &["--hide-histogram"],
+        &[],
+    ),
+    (
+        "redis-benchmark",
+        &["-h", "-p", "-c", "-n", "-k"],
+        &["-q"],
+        &[],
+    ),
+    (
+        "httperf",
+        &["--server", "--port", "--num-conns", "--num-calls", "--rate"],
+        &["--close-with-reset"],
+        &[],
+    ),
+];
+
+/// An argument vector of one tool's own flags with plausible values, then its target: many
+/// are accepted, so the rendering is exercised too.
+fn plausible_argv() -> impl Strategy<Value = Vec<String>> {
+    let values = vec![
+        "1",
+        "2",
+        "3",
+        "10",
+        "50",
+        "128",
+        "1000",
+        "0",
+        "10s",
+        "1m30s",
+        "2.5",
+        "127.0.0.1",
+        "192.0.2.2",
+        "localhost",
+        "example.com",
+        "-1",
+        "x",
+    ];
+    (0..FLAGS.len()).prop_flat_map(move |i| {
+        let (program, flags, switches, target) = FLAGS[i];
+        let pair = (
+            prop::sample::select(flags),
+            prop::sample::select(values.clone()),
+            prop::option::weighted(0.3, prop::sample::select(switches)),
+        );
+        prop::collection::vec(pair, 0..4).prop_map(move |pairs| {
+            let mut argv = vec![program.to_string()];
+            for (flag, value, switch) in pairs {
+                argv.extend([flag.to_string(), value.to_string()]);
+                argv.extend(switch.map(str::to_string));
+            }
+            argv.extend(target.iter().map(|t| t.to_string()));
+            argv
+        })
+    })
+}
+
+/// Any argument vector is read or refused with a message, and what is read renders to a
+/// scenario that loads.
+fn read_and_render(argv: &[String]) -> Result<(), TestCaseError> {
+    match tools::parse_args(argv) {
+        Err(e) => prop_assert!(!e.to_string().is_empty()),
+        Ok(run) => {
+            let opts = RenderOptions {
+                address: Some(SocketAddrV4::new(Ipv4Addr::new(192, 0, 2, 2), 80)),
+                ..RenderOptions::default()
+            };
+            let text = tools::render(&run, &opts).unwrap();
+            let parsed = scenario::parse("t.toml", &text);
+            prop_assert!(parsed.is_ok(), "{:?}\n{}", parsed.err(), text);
+        }
+    }
+    Ok(())
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
 
-    /// Any argument vector is read or refused with a message, and what is read renders to a
-    /// scenario that loads. Nothing panics.
+    /// Nothing panics, whatever the words.
     #[test]
     fn random_argument_vectors_never_panic(argv in argv()) {
-        match tools::parse_args(&argv) {
-            Err(e) => prop_assert!(!e.to_string().is_empty()),
-            Ok(run) => {
-                let opts = RenderOptions {
-                    address: Some(SocketAddrV4::new(Ipv4Addr::new(192, 0, 2, 2), 80)),
-                    ..RenderOptions::default()
-                };
-                let text = tools::render(&run, &opts).unwrap();
-                let parsed = scenario::parse("t.toml", &text);
-                prop_assert!(parsed.is_ok(), "{:?}\n{}", parsed.err(), text);
-            }
-        }
+        read_and_render(&argv)?;
+    }
+
+    /// Nothing panics on the tools' own flags either, where most runs are read and rendered.
+    #[test]
+    fn plausible_argument_vectors_never_panic(argv in plausible_argv()) {
+        read_and_render(&argv)?;
     }
 
     #[test]

@@ -11,12 +11,13 @@
 //! - `split`: shell-like words (quotes and backslashes, no expansion).
 //! - `scan`: flags by the tool's own spelling (getopt or Go's `flag` package), each either
 //!   read, or accepted and ignored because it does not change connections.
-//! - `http`: oha, wrk, ab, hey, k6, httperf; `kv`: memtier_benchmark, redis-benchmark.
+//! - `http`: oha, wrk, ab, httperf; `go`: hey, k6; `kv`: memtier_benchmark, redis-benchmark.
 //! - `render`: the scenario text, in the existing `[[workload]]` syntax.
 //!
 //! Defaults and behaviour: `notes/client-libraries.md` §5, cited per tool. Every value is
 //! checked; any input gives a [`ToolRun`] or a [`ToolError`], never a panic.
 
+mod go;
 mod http;
 mod kv;
 mod render;
@@ -278,8 +279,8 @@ pub fn parse_args(argv: &[String]) -> Result<ToolRun, ToolError> {
         Tool::Oha => http::oha(args),
         Tool::Wrk => http::wrk(args),
         Tool::Ab => http::ab(args),
-        Tool::Hey => http::hey(args),
-        Tool::K6 => http::k6(args),
+        Tool::Hey => go::hey(args),
+        Tool::K6 => go::k6(args),
         Tool::Httperf => http::httperf(args),
         Tool::Memtier => kv::memtier(args),
         Tool::RedisBenchmark => kv::redis_benchmark(args),
