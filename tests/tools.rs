@@ -488,8 +488,12 @@ fn argv() -> impl Strategy<Value = Vec<String>> {
     })
 }
 
+/// A program, its value flags, its switches and its target.
+type ToolFlags = (&'static str, Words, Words, Words);
+type Words = &'static [&'static str];
+
 /// Each tool's value flags, switches and target, for [`plausible_argv`].
-const FLAGS: [(&str, &[&str], &[&str], &[&str]); 8] = [
+const FLAGS: [ToolFlags; 8] = [
     (
         "oha",
         &["-c", "-n", "-z", "-q"],
