@@ -138,7 +138,8 @@ pub struct ToolRun {
     /// Who sends the first FIN when a connection ends after `requests_per_connection` (and
     /// so holds TIME-WAIT); `None` when connections are kept.
     pub closer: Option<Closer>,
-    /// Why `closer` is that side, with its source, and UNVERIFIED where no source says it.
+    /// Why `closer` is that side (or, for kept connections, what ends them), with its source,
+    /// and UNVERIFIED where no source says it.
     pub closer_source: &'static str,
     /// memtier `--reconnect-interval`: requests after which the client reconnects.
     pub reconnect_interval: Option<u32>,
@@ -150,8 +151,9 @@ pub struct ToolRun {
 }
 
 impl ToolRun {
-    /// A run with no flags read yet: keep-alive, no limit, connect() failures counted.
-    fn new(tool: Tool, destination: Destination) -> ToolRun {
+    /// A run with no flags read yet: keep-alive (what happens to a kept connection, with its
+    /// source, in `kept`), no limit, connect() failures counted.
+    fn new(tool: Tool, destination: Destination, kept: &'static str) -> ToolRun {
         ToolRun {
             tool,
             command: String::new(),
@@ -163,7 +165,7 @@ impl ToolRun {
             keep_alive: true,
             requests_per_connection: None,
             closer: None,
-            closer_source: "",
+            closer_source: kept,
             reconnect_interval: None,
             close_with_reset: false,
             max_idle_per_host: None,

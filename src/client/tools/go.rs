@@ -38,6 +38,13 @@ const HEY: Spec = Spec {
 /// Go's idle cap in hey's Transport: `MaxIdleConnsPerHost: min(b.C, maxIdleConn)`.
 const HEY_MAX_IDLE: u32 = 500;
 
+const HEY_KEPT: &str = "hey's one Go Transport keeps up to min(c, 500) idle connections; \
+    above that the client closes the extras after each round (stored copies of \
+    requester/requester.go; notes/client-libraries.md §1, §5)";
+
+const K6_KEPT: &str = "each VU's Go Transport keeps its connections across iterations \
+    (stored copies of js/runner.go; notes/client-libraries.md §5)";
+
 /// Why a Go client without keep-alive (hey `-disable-keepalive`, k6
 /// `--no-connection-reuse`) is given the client's TIME-WAIT.
 const GO_CLOSE: &str = "Go DisableKeepAlives: `Connection: close`, and the client closes \
@@ -74,7 +81,11 @@ pub(super) fn hey(args: &[String]) -> Result<ToolRun, ToolError> {
             allowed: format!("at least the workers (-c {c}): \"-n cannot be less than -c\""),
         });
     }
-    let mut run = ToolRun::new(Tool::Hey, one_url(Tool::Hey, &s.positional, false)?);
+    let mut run = ToolRun::new(
+        Tool::Hey,
+        one_url(Tool::Hey, &s.positional, false)?,
+        HEY_KEPT,
+    );
     run.concurrency = Some(c);
     run.limit = requests_or_duration(n, z);
     run.rate = q.map(|q| per_worker(q, c)).transpose()?;
@@ -135,7 +146,7 @@ const K6_VU_CLOSE: &str = "k6 --no-vu-connection-reuse calls Transport.CloseIdle
 pub(super) fn k6(args: &[String]) -> Result<ToolRun, ToolError> {
     let s = scan(&K6, args)?;
     let script = k6_script(&s.positional)?;
-    let mut run = ToolRun::new(Tool::K6, Destination::Script { path: script });
+    let mut run = ToolRun::new(Tool::K6, Destination::Script { path: script }, K6_KEPT);
     let (mut vus, mut iterations) = (1, None);
     let (mut no_reuse, mut no_vu_reuse) = (false, false);
     for (flag, v) in &s.flags {

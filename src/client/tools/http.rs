@@ -63,6 +63,9 @@ const OHA: Spec = Spec {
 };
 
 /// Why `oha --disable-keepalive` leaves TIME-WAIT on the server.
+const OHA_KEPT: &str = "oha keeps each worker's connection while it stays ready and dials \
+    again when the server closes it (hatoo/oha src/client.rs @ 014a3dcd; notes §5)";
+
 const OHA_CLOSE: &str = "oha --disable-keepalive sends `Connection: close` and drops its \
     connection after each response (hatoo/oha src/client.rs @ 014a3dcd); the server closes on \
     `Connection: close`, usually first (server TIME-WAIT); the order is UNVERIFIED \
@@ -88,7 +91,11 @@ pub(super) fn oha(args: &[String]) -> Result<ToolRun, ToolError> {
             _ => keep_alive = !at.on(v)?,
         }
     }
-    let mut run = ToolRun::new(Tool::Oha, one_url(Tool::Oha, &s.positional, false)?);
+    let mut run = ToolRun::new(
+        Tool::Oha,
+        one_url(Tool::Oha, &s.positional, false)?,
+        OHA_KEPT,
+    );
     run.concurrency = Some(c);
     run.limit = requests_or_duration(n, z);
     run.rate = q.map(ToolRate::Requests);
@@ -111,6 +118,9 @@ pub(super) fn requests_or_duration(n: u64, z: Option<Duration>) -> ToolLimit {
         },
     }
 }
+
+const WRK_KEPT: &str = "wrk keeps its connections; when the server closes one it \
+    reconnects (wg/wrk src/wrk.c @ 03d41cdd, response_complete → reconnect_socket)";
 
 const WRK: Spec = Spec {
     tool: Tool::Wrk,
@@ -156,12 +166,14 @@ pub(super) fn wrk(args: &[String]) -> Result<ToolRun, ToolError> {
             allowed: format!("at least the threads (-t {t}): each thread holds c / t connections"),
         });
     }
-    let mut run = ToolRun::new(Tool::Wrk, one_url(Tool::Wrk, &s.positional, false)?);
+    let mut run = ToolRun::new(
+        Tool::Wrk,
+        one_url(Tool::Wrk, &s.positional, false)?,
+        WRK_KEPT,
+    );
     run.concurrency = Some(c);
     run.threads = Some(t);
     run.limit.duration = Some(d);
-    run.closer_source = "wrk keeps its connections; when the server closes one it reconnects \
-        (wg/wrk src/wrk.c @ 03d41cdd, response_complete → reconnect_socket)";
     Ok(run)
 }
 
@@ -197,6 +209,9 @@ const AB: Spec = Spec {
 
 /// Ab's requests when `-t` is given ("This implies -n 50000", its usage text).
 const AB_TIMELIMIT_REQUESTS: u64 = 50_000;
+
+const AB_KEPT: &str = "ab -k reuses a connection until the server closes it (\"server has \
+    legitimately shut down an idle keep alive request\"; support/ab.c, stored copies; notes §5)";
 
 const AB_CLOSE: &str = "ab sends HTTP/1.0 requests without `Connection: Keep-Alive` unless \
     -k, so the server closes after the response, first (server TIME-WAIT); ab reads EOF and \
@@ -234,7 +249,7 @@ pub(super) fn ab(args: &[String]) -> Result<ToolRun, ToolError> {
             allowed: format!("at most the requests (-n {n}): ab refuses more"),
         });
     }
-    let mut run = ToolRun::new(Tool::Ab, one_url(Tool::Ab, &s.positional, true)?);
+    let mut run = ToolRun::new(Tool::Ab, one_url(Tool::Ab, &s.positional, true)?, AB_KEPT);
     run.concurrency = Some(c);
     run.limit = ToolLimit {
         requests: Some(n),
@@ -317,17 +332,14 @@ pub(super) fn httperf(args: &[String]) -> Result<ToolRun, ToolError> {
         value: Some(server.clone()),
         allowed: "an IPv4 address, localhost or a host name".into(),
     };
-    let mut run = ToolRun::new(
-        Tool::Httperf,
-        super::host_port(&server, port).ok_or_else(bad_server)?,
-    );
+    let dest = super::host_port(&server, port).ok_or_else(bad_server)?;
+    let mut run = ToolRun::new(Tool::Httperf, dest, HTTPERF_CLOSE);
     run.concurrency = if rate.is_some() { None } else { Some(1) };
     run.rate = rate.map(ToolRate::Connections);
     run.limit.connections = Some(conns);
     run.keep_alive = calls > 1;
     run.requests_per_connection = Some(calls as u32);
     run.closer = Some(Closer::Client);
-    run.closer_source = HTTPERF_CLOSE;
     run.close_with_reset = reset;
     Ok(run)
 }

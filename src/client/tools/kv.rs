@@ -61,6 +61,9 @@ const MEMTIER: Spec = Spec {
     ],
 };
 
+const MEMTIER_KEPT: &str = "memtier keeps its connections unless --reconnect-interval is \
+    given (stored copies of client.cpp; notes/client-libraries.md §5)";
+
 const MEMTIER_CLOSE: &str = "memtier --reconnect-interval N: after every N requests \
     `m_conns_manager->disconnect(); connect()`: the client closes (client TIME-WAIT) \
     (stored copies of client.cpp; notes/client-libraries.md §5)";
@@ -99,7 +102,11 @@ pub(super) fn memtier(args: &[String]) -> Result<ToolRun, ToolError> {
         value: Some(c.to_string()),
         allowed: format!("clients per thread such that -t {t} × -c is at most 1,000,000"),
     })?;
-    let mut run = ToolRun::new(Tool::Memtier, server(Tool::Memtier, "-s", &host, port)?);
+    let mut run = ToolRun::new(
+        Tool::Memtier,
+        server(Tool::Memtier, "-s", &host, port)?,
+        MEMTIER_KEPT,
+    );
     run.concurrency = Some(concurrency);
     run.threads = Some(t);
     match secs {
@@ -143,6 +150,9 @@ const REDIS_BENCHMARK: Spec = Spec {
     ],
 };
 
+const REDIS_KEPT: &str = "redis-benchmark -k 1 (the default) reuses each client's connection \
+    (`clientDone` → `resetClient`; stored copies; notes/client-libraries.md §5)";
+
 const REDIS_CLOSE: &str = "redis-benchmark -k 0: `clientDone` frees the client and creates a \
     new one for every request, so the client closes (client TIME-WAIT); derived, the \
     freeClient line is UNVERIFIED (notes/client-libraries.md §5)";
@@ -171,7 +181,7 @@ pub(super) fn redis_benchmark(args: &[String]) -> Result<ToolRun, ToolError> {
         }
     }
     let dest = server(Tool::RedisBenchmark, "-h", &host, port)?;
-    let mut run = ToolRun::new(Tool::RedisBenchmark, dest);
+    let mut run = ToolRun::new(Tool::RedisBenchmark, dest, REDIS_KEPT);
     run.concurrency = Some(c);
     run.limit.requests = Some(n);
     run.on_connect_error = OnConnectError::Stop;

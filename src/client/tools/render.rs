@@ -74,7 +74,7 @@ impl std::error::Error for RenderError {}
 /// The scenario text for `run`.
 pub fn render(run: &ToolRun, opts: &RenderOptions) -> Result<String, RenderError> {
     let dest = destination(run, opts)?;
-    let per_conn = per_connection(run);
+    let per_conn = run.requests_per_connection.map(u64::from);
     let kept = per_conn.is_none();
     let (duration, stop) = window(&run.limit, kept, opts);
     let mut t = String::new();
@@ -99,12 +99,6 @@ fn destination(run: &ToolRun, opts: &RenderOptions) -> Result<SocketAddrV4, Rend
         (Destination::Script { path }, None) => format!("k6 script {path:?}"),
     };
     Err(RenderError::NeedsAddress { what })
-}
-
-/// `requests_per_connection` when the tool ends its connections itself; `None` when it keeps
-/// them (rendered by [`kept_share`]).
-fn per_connection(run: &ToolRun) -> Option<u64> {
-    run.requests_per_connection.map(u64::from)
 }
 
 /// A kept connection's share of a request limit, or every request until the end.
@@ -245,17 +239,21 @@ fn arrival(t: &mut String, run: &ToolRun) -> bool {
 
 fn closer(t: &mut String, run: &ToolRun, kept: bool) {
     if kept {
-        t.push_str(
-            "# Kept connections: each carries its share of the requests (or all until the \
-             end), then the client closes (see [workload.pool]).\ncloser = \"client\"\n",
+        comment_lines(t, run.closer_source);
+        comment_lines(
+            t,
+            "Rendered as: each connection carries its share of the requests (or all until \
+             the end), then the client closes (see [workload.pool]).",
         );
+        t.push_str("closer = \"client\"\n");
         return;
     }
     let side = match run.closer {
         Some(Closer::Server) => "server",
         _ => "client",
     };
-    let _ = writeln!(t, "# {}\ncloser = \"{side}\"", run.closer_source);
+    comment_lines(t, run.closer_source);
+    let _ = writeln!(t, "closer = \"{side}\"");
     if run.close_with_reset {
         t.push_str("linger_zero = true\n");
     }
@@ -288,6 +286,20 @@ fn pool_placeholder(t: &mut String, run: &ToolRun) {
             }
         );
     }
+}
+
+/// `text` as comment lines of at most about 96 columns, broken at spaces.
+fn comment_lines(t: &mut String, text: &str) {
+    let mut line = String::from("#");
+    for word in comment(text).split_whitespace() {
+        if line.len() > 1 && line.len() + 1 + word.len() > 96 {
+            let _ = writeln!(t, "{line}");
+            line = String::from("#");
+        }
+        line.push(' ');
+        line.push_str(word);
+    }
+    let _ = writeln!(t, "{line}");
 }
 
 /// Text for a comment: control characters (a newline, a NUL) become `\u{…}` escapes.
