@@ -26,6 +26,8 @@
 //! - [`plot`]: charts (SVG/PNG) of a run, a comparison, a live run, sweeps; `plots/`.
 //! - [`live`]: the same scenario on the real Linux stack in a private network namespace.
 //! - [`cli`]: the command line (parsing and printing only).
+//! - [`client`]: clients as people run them: load generators' command lines read into what
+//!   they do on the wire (issue 27).
 //!
 //! Rules cite `shared/reference/stack-semantics.md` by section (§1.2 …); behaviour measured
 //! on a real kernel is in `notes/linux-observations/`. `notes/architecture.md` follows a
@@ -34,6 +36,7 @@
 
 pub mod alloc;
 pub mod cli;
+pub mod client;
 pub mod client_pool;
 pub mod ehash;
 pub mod engine;
