@@ -8,22 +8,15 @@
 //! search time did not grow with the candidates, fails here. CI runs as root; without the
 //! privilege to make a namespace the test prints why and skips.
 
-use serde_json::Value;
-use std::process::Command;
+#[allow(dead_code)] // the helpers the other live tests use
+mod common;
 
 #[test]
 fn the_calibration_fits_a_line_through_the_search_times() {
-    let out = Command::new(env!("CARGO_BIN_EXE_portsim"))
-        .args(["live", "--calibrate", "--format", "json"])
-        .output()
-        .expect("portsim runs");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    if stderr.contains("namespace:") {
-        eprintln!("SKIPPED: {}", stderr.trim());
+    let Some((r, code)) = common::live_json(&["--calibrate"]) else {
         return;
-    }
-    assert!(out.status.success(), "{stderr}");
-    let r: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    };
+    assert_eq!(code, Some(0), "{r}");
     let fit = &r["fit"];
     let f = |k: &str| fit[k].as_f64().unwrap_or_else(|| panic!("{k}: {fit}"));
     let (fixed, per_probe, r2) = (f("fixed_ns"), f("per_probe_ns"), f("r2"));

@@ -10,23 +10,17 @@
 //! cores busy (thread CPU time, not wall clock). Without the privilege to make a namespace
 //! the test prints why and skips.
 
+#[allow(dead_code)] // the helpers the other live tests use
+mod common;
+
 use serde_json::Value;
-use std::process::Command;
 
 #[test]
 fn the_reconnect_loop_agrees_with_the_calibrated_prediction() {
-    let out = Command::new(env!("CARGO_BIN_EXE_portsim"))
-        .args(["live", "--reconnect-loop", "--format", "json"])
-        .args(["--port-range", "32768 43007"])
-        .output()
-        .expect("portsim runs");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    if stderr.contains("namespace:") {
-        eprintln!("SKIPPED: {}", stderr.trim());
+    let Some((r, code)) = common::live_json(&["--reconnect-loop", "--port-range", "32768 43007"])
+    else {
         return;
-    }
-    let r: Value = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("JSON: {e}; stderr: {stderr}"));
+    };
     let m = &r["measured"];
     // Independent of the model: the range's parity halves and its size.
     assert_eq!(m["stopped_by"], "EADDRNOTAVAIL", "{m}");
@@ -63,5 +57,5 @@ fn the_reconnect_loop_agrees_with_the_calibrated_prediction() {
         .collect();
     assert!(failed.is_empty(), "rows that differ: {failed:?}");
     assert_eq!(r["verdict"], "agree");
-    assert!(out.status.success());
+    assert_eq!(code, Some(0));
 }

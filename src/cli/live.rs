@@ -83,21 +83,35 @@ pub(super) fn live(a: LiveArgs) -> Outcome {
             ExitCode::FAILURE
         }
     })?;
-    let text = match a.format {
-        LiveFormat::Text => report.to_text(),
-        LiveFormat::Json => report.to_json(),
-    };
-    emit(a.output.as_deref(), &text)?;
+    write(&a, || report.to_text(), || report.to_json())?;
     if let Some(p) = &a.plot
         && let Err(e) = plot::save(&plot::live_chart(&plot::LiveView::of(&report)), p)
     {
         eprintln!("error: {e}");
         return Err(ExitCode::FAILURE);
     }
-    if report.verdict == "agree" {
-        Ok(ExitCode::SUCCESS)
+    Ok(exit_status(report.verdict))
+}
+
+/// The report as `--format` asks, to `-o` or standard output.
+fn write(
+    a: &LiveArgs,
+    text: impl FnOnce() -> String,
+    json: impl FnOnce() -> String,
+) -> Result<(), ExitCode> {
+    let out = match a.format {
+        LiveFormat::Text => text(),
+        LiveFormat::Json => json(),
+    };
+    emit(a.output.as_deref(), &out)
+}
+
+/// Exit status 0 when the prediction and the kernel agree, else 1.
+fn exit_status(verdict: &str) -> ExitCode {
+    if verdict == "agree" {
+        ExitCode::SUCCESS
     } else {
-        Ok(ExitCode::from(1))
+        ExitCode::from(1)
     }
 }
 
@@ -108,11 +122,7 @@ fn calibrate(a: &LiveArgs) -> Outcome {
         ExitCode::FAILURE
     })?;
     let kernel = live::calibrate::kernel_release();
-    let text = match a.format {
-        LiveFormat::Text => fit.to_text(&kernel),
-        LiveFormat::Json => fit.to_json(&kernel),
-    };
-    emit(a.output.as_deref(), &text)?;
+    write(a, || fit.to_text(&kernel), || fit.to_json(&kernel))?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -133,16 +143,8 @@ fn reconnect_loop(a: &LiveArgs) -> Outcome {
         eprintln!("error: {e}");
         ExitCode::FAILURE
     })?;
-    let text = match a.format {
-        LiveFormat::Text => report.to_text(),
-        LiveFormat::Json => report.to_json(),
-    };
-    emit(a.output.as_deref(), &text)?;
-    if report.verdict == "agree" {
-        Ok(ExitCode::SUCCESS)
-    } else {
-        Ok(ExitCode::from(1))
-    }
+    write(a, || report.to_text(), || report.to_json())?;
+    Ok(exit_status(report.verdict))
 }
 
 /// `LOW HIGH` for --port-range: `LOW` even and at least 1024, `HIGH` odd (an even count:

@@ -195,19 +195,17 @@ fn hosts(sc: &Scenario, queue: &mut Queue<Event>) -> (Vec<Host>, Vec<Lanes>) {
         // Exact timers of one length expire in entry order whatever the host; a clock's
         // slots are the host's own, so its expiries get a lane of their own.
         let time_wait = host.profile.time_wait;
-        let shared = expire_lanes
-            .iter()
-            .find(|&&(len, _)| len == time_wait)
-            .filter(|_| host.tw_exact());
-        let tw_expire = match shared {
-            Some(&(_, lane)) => lane,
-            None => {
-                let lane = queue.add_lane();
-                if host.tw_exact() {
+        let tw_expire = if host.tw_exact() {
+            match expire_lanes.iter().find(|&&(len, _)| len == time_wait) {
+                Some(&(_, lane)) => lane,
+                None => {
+                    let lane = queue.add_lane();
                     expire_lanes.push((time_wait, lane));
+                    lane
                 }
-                lane
             }
+        } else {
+            queue.add_lane()
         };
         hosts.push(host);
         lanes.push(Lanes {

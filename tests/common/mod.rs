@@ -25,19 +25,25 @@ pub fn shipped(name: &str) -> std::path::PathBuf {
 /// Runs `portsim live --format json` on `path` with `args`: the report and the exit status;
 /// `None` (with the reason printed) when this machine cannot make a network namespace.
 pub fn run_live(path: &Path, args: &[&str]) -> Option<(Value, Option<i32>)> {
+    let path = path.to_str().expect("a UTF-8 path");
+    live_json(&[args, &[path]].concat())
+}
+
+/// Runs `portsim live --format json ARGS`: the report and the exit status; `None` (with the
+/// reason printed) when this machine cannot make a network namespace.
+pub fn live_json(args: &[&str]) -> Option<(Value, Option<i32>)> {
     let out = portsim()
         .args(["live", "--format", "json"])
         .args(args)
-        .arg(path)
         .output()
         .expect("portsim runs");
     let stderr = String::from_utf8_lossy(&out.stderr);
     if stderr.contains("namespace:") {
-        eprintln!("SKIPPED {}: {}", path.display(), stderr.trim());
+        eprintln!("SKIPPED {args:?}: {}", stderr.trim());
         return None;
     }
     let r: Value = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("{}: {e}\nstderr: {stderr}", path.display()));
+        .unwrap_or_else(|e| panic!("{args:?}: {e}\nstderr: {stderr}"));
     Some((r, out.status.code()))
 }
 
