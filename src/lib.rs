@@ -16,7 +16,6 @@
 //! - [`profile`]: kernel profiles as data (Linux, FreeBSD, macOS, Windows), overridable by
 //!   each kernel's own knob names.
 //! - [`workload`]: arrival processes, latencies, connection modes, error policies.
-//! - [`client_pool`]: a client library's connection pool and its presets (Go, `requests`).
 //! - [`report`]: counters, binned series, JSON / CSV / terminal output.
 //! - [`replicate`]: a scenario run once per seed (`--seeds A..B`), its numbers as
 //!   distributions.
@@ -26,8 +25,9 @@
 //! - [`plot`]: charts (SVG/PNG) of a run, a comparison, a live run, sweeps; `plots/`.
 //! - [`live`]: the same scenario on the real Linux stack in a private network namespace.
 //! - [`cli`]: the command line (parsing and printing only).
-//! - [`client`]: clients as people run them: load generators' command lines read into what
-//!   they do on the wire (issue 27).
+//! - [`client`]: clients as people run them: a library's connection pool and its presets
+//!   (`client::pool`), load generators' command lines read into what they do on the wire
+//!   (`client::tools`).
 //!
 //! Rules cite `shared/reference/stack-semantics.md` by section (§1.2 …); behaviour measured
 //! on a real kernel is in `notes/linux-observations/`. `notes/architecture.md` follows a
@@ -37,7 +37,6 @@
 pub mod alloc;
 pub mod cli;
 pub mod client;
-pub mod client_pool;
 pub mod ehash;
 pub mod engine;
 pub mod host;

@@ -359,8 +359,8 @@ pub struct Workload {
     /// connections wait for it ([`Threads`]). `None`: a thread per connection.
     pub threads: Option<u32>,
     /// A client library's connection pool: requests, not connections, arrive; each takes an
-    /// idle connection or opens one ([`crate::client_pool`], `src/sim/pool.rs`).
-    pub pool: Option<crate::client_pool::Pool>,
+    /// idle connection or opens one ([`crate::client::pool`], `src/sim/pool.rs`).
+    pub pool: Option<crate::client::pool::Pool>,
 }
 
 impl Workload {

@@ -1,14 +1,14 @@
 //! `[workload.pool]` (a connection pool by generic keys) and `[workload.library]` (a client
 //! library by its own option names, mapped onto the pool with the library's defaults,
-//! [`crate::client_pool::library`]). With both, the library gives the pool and the pool
+//! [`crate::client::pool::library`]). With both, the library gives the pool and the pool
 //! table's keys override it.
 
 use super::ScenarioError;
 use super::raw::{RawTable, RawWorkload};
 use super::value::{Ctx, list, one_of};
 use super::workloads::Key;
-use crate::client_pool::library::{GO_OPTIONS, Go, NAMES, REQUESTS_OPTIONS, Requests};
-use crate::client_pool::{Jitter, Pool, Reuse};
+use crate::client::pool::library::{GO_OPTIONS, Go, NAMES, REQUESTS_OPTIONS, Requests};
+use crate::client::pool::{Jitter, Pool, Reuse};
 use crate::profile::nearest;
 use crate::time::Duration;
 use toml::Spanned;

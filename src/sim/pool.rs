@@ -1,4 +1,4 @@
-//! A client library's connection pool on the wire ([`crate::client_pool::Pool`]).
+//! A client library's connection pool on the wire ([`crate::client::pool::Pool`]).
 //!
 //! A pool workload's arrivals (or closed-loop requesters) are requests. A request takes an
 //! idle connection to its destination (most recent first, as Go `queueForIdleConn` and
@@ -30,7 +30,7 @@
 use super::Simulation;
 use super::path::{Dir, Segment};
 use super::run::Event;
-use crate::client_pool::{Pool, Reuse};
+use crate::client::pool::{Pool, Reuse};
 use crate::engine::Class;
 use crate::host::NONE;
 use crate::report::PoolCounts;
