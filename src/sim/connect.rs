@@ -340,7 +340,10 @@ impl Simulation {
         self.rec.failed(self.now, wl as usize, errno);
         let policy = self.workloads[wl as usize].on_error;
         let (next, gave_up) = policy.after_failure(retry, slot != NONE);
-        if gave_up {
+        // A pool's request has no other connection: unless retried, it fails with its dial.
+        let pooled = self.workloads[wl as usize].pool.is_some();
+        let retried = matches!(next, AfterFailure::Start { retry: r, .. } if r > 0);
+        if gave_up || (pooled && !retried) {
             self.rec.request_failed(wl as usize);
         }
         match next {
