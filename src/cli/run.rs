@@ -3,7 +3,7 @@
 
 use super::io::{check_plot, emit, load_with, parse_seeds, parse_sets, progress, refuse};
 use super::{BAD_INPUT, Outcome};
-use crate::client::tools::{self, RenderError, RenderOptions};
+use crate::client::tools::{self, Destination, RenderError, RenderOptions};
 use crate::plan::{import, whatif};
 use crate::plot;
 use crate::report::Report;
@@ -227,18 +227,18 @@ fn from_tool(line: &str, a: &RunArgs) -> Result<Option<Scenario>, ExitCode> {
         ExitCode::from(BAD_INPUT)
     };
     let run = tools::parse(line).map_err(|e| bad(&e))?;
-    let profile = match &a.profile {
-        Some(name) if crate::profile::Profile::named(name).is_some() => name.clone(),
+    if a.address.is_none() {
+        needs_no_address(&run.destination).map_err(|e| bad(&e))?;
+    }
+    let (profile, note) = match &a.profile {
+        Some(name) if crate::profile::Profile::named(name).is_some() => (name.clone(), None),
         Some(name) => {
             eprintln!("error: --profile {}", crate::profile::unknown_profile(name));
             return Err(ExitCode::from(BAD_INPUT));
         }
         None => {
             let (name, note) = local_profile();
-            eprintln!(
-                "note: {note}; this host's sysctls are not read (--set KNOB=VALUE, or --profile NAME)"
-            );
-            name
+            (name, Some(note))
         }
     };
     let mut opts = RenderOptions {
@@ -253,8 +253,12 @@ fn from_tool(line: &str, a: &RunArgs) -> Result<Option<Scenario>, ExitCode> {
     if let Some(s) = &a.service_time {
         opts.service_time = assumption("--service-time", s)?;
     }
-    let text = tools::render(&run, &opts)
-        .map_err(|e: RenderError| bad(&format_args!("{e}: run again with --address IP:PORT")))?;
+    let text = tools::render(&run, &opts).map_err(|e: RenderError| bad(&e))?;
+    if let Some(note) = note {
+        eprintln!(
+            "note: {note}; this host's sysctls are not read (--set KNOB=VALUE, or --profile NAME)"
+        );
+    }
     let file = format!("--tool '{line}'");
     let text = with_sets(&file, text, &a.set)?;
     if a.print_scenario {
@@ -264,6 +268,23 @@ fn from_tool(line: &str, a: &RunArgs) -> Result<Option<Scenario>, ExitCode> {
     scenario::parse(&file, &text)
         .map(Some)
         .map_err(|e| refuse(&e))
+}
+
+/// A destination the scenario cannot hold without `--address`: a host name or a k6 script,
+/// and what to do.
+fn needs_no_address(d: &Destination) -> Result<(), String> {
+    match d {
+        Destination::Addr(_) => Ok(()),
+        Destination::Name { host, port } => Err(format!(
+            "{host:?} is a host name and a scenario needs an address: resolve it (e.g. \
+             `getent ahostsv4 {host}`) and run again with --address IP:{port}"
+        )),
+        Destination::Script { path } => Err(format!(
+            "k6 reads its target from the script {path:?}, which portsim does not parse: run \
+             again with --address IP:PORT (the address the script sends to; each iteration is \
+             taken as one request)"
+        )),
+    }
 }
 
 /// `text` with the `--set` changes made.
