@@ -371,20 +371,47 @@ fn memtier_232_rendered_is_the_shipped_scenarios_workload_and_fails_at_28233() {
     assert!(report.summary.first_failure_s.unwrap() < 60.0);
 }
 
+/// hey above 500 workers is a pool with hey's idle cap, `MaxIdleConnsPerHost = min(c, 500)`.
+/// With the default timing (RTT 200 µs, service 1 ms) and 600 workers:
+/// - round 1: 600 dial at 0 and all come back at 1.4 ms at once: 500 go idle, the client closes
+///   100 (idle list full);
+/// - round 2: 500 requests reuse (back at 2.6 ms), 100 dial (back at 2.8 ms); from then on the
+///   two groups come back at different instants, each at most 500, while the other is busy:
+///   nothing is closed;
+/// - the end: after 6,000 requests all 600 go idle: 100 more closed.
+///
+/// So 700 opened, 200 closed idle-full (200 client TIME-WAITs), 6,000 requests.
 #[test]
-fn kept_alive_runs_render_their_share_and_the_pool_placeholder() {
+fn hey_above_500_workers_is_a_pool_that_closes_what_its_idle_cap_refuses() {
     let run = parse("hey -c 600 -n 6000 http://192.0.2.2:80/");
     let text = tools::render(&run, &RenderOptions::default()).unwrap();
-    assert!(text.contains("# [workload.pool]  PLACEHOLDER"), "{text}");
     assert!(
-        text.contains("MaxIdleConnsPerHost = 500 for 600 workers"),
+        text.contains("\n[workload.pool]\nmax_idle_per_host = 500\n"),
         "{text}"
     );
+    assert!(!text.contains("requests_per_connection"), "{text}");
     let sc = scenario::parse("hey.toml", &text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    let pool = sc.workloads[0].pool.as_ref().expect("a pool");
+    assert_eq!(pool.max_idle_per_host, 500);
+    assert_eq!((pool.max_idle, pool.idle_timeout), (None, None));
+    let report = Simulation::new(&sc).run();
+    assert_eq!(report.summary.connections.established, 700);
+    assert_eq!(report.summary.requests.completed, 6000);
+    let p = report.workloads[0].pool.as_ref().expect("pool counts");
+    assert_eq!((p.counts.opened, p.counts.closed_idle_full), (700, 200));
+    assert_eq!(report.summary.time_wait.peak_client, 200);
+    // At 500 workers or fewer the cap never closes one: a closed loop of kept connections.
+    let text = tools::render(
+        &parse("hey -c 500 -n 5000 http://192.0.2.2/"),
+        &RenderOptions::default(),
+    )
+    .unwrap();
+    assert!(!text.contains("\n[workload.pool]"), "{text}");
+    let sc = scenario::parse("hey.toml", &text).unwrap();
+    assert!(sc.workloads[0].pool.is_none());
     assert_eq!(sc.workloads[0].requests_per_connection, 10);
     let report = Simulation::new(&sc).run();
-    assert_eq!(report.summary.connections.established, 600);
-    assert_eq!(report.summary.requests.completed, 6000);
+    assert_eq!(report.summary.connections.established, 500);
 }
 
 /// wrk keeps its 10 connections for the whole run: 10 connects, no TIME-WAIT, and each
@@ -394,7 +421,7 @@ fn kept_alive_runs_render_their_share_and_the_pool_placeholder() {
 fn wrk_rendered_holds_its_connections_for_the_run() {
     let run = parse("wrk -t 2 -c 10 -d 5s http://192.0.2.2/");
     let text = tools::render(&run, &RenderOptions::default()).unwrap();
-    assert!(text.contains("# [workload.pool]  PLACEHOLDER"), "{text}");
+    assert!(text.contains("one connection per worker, kept"), "{text}");
     let sc = scenario::parse("wrk.toml", &text).unwrap_or_else(|e| panic!("{e}\n{text}"));
     assert_eq!(sc.workloads[0].threads, Some(2));
     assert_eq!(sc.duration, Duration::from_secs(5));

@@ -1,20 +1,47 @@
-//! `portsim run` and `portsim check`.
+//! `portsim run` (a scenario file, or a load generator's command line with `--tool`) and
+//! `portsim check`.
 
-use super::io::{check_plot, emit, load_with, parse_seeds, progress, refuse};
+use super::io::{check_plot, emit, load_with, parse_seeds, parse_sets, progress, refuse};
 use super::{BAD_INPUT, Outcome};
+use crate::client::tools::{self, Destination, RenderError, RenderOptions};
+use crate::plan::{import, whatif};
 use crate::plot;
 use crate::report::Report;
 use crate::scenario::{self, Scenario};
 use crate::sim::Simulation;
 use crate::time::Duration;
 use clap::{Args, ValueEnum};
+use std::net::SocketAddrV4;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 #[derive(Args)]
 pub(super) struct RunArgs {
     /// The scenario file (TOML).
-    scenario: PathBuf,
+    #[arg(required_unless_present = "tool", conflicts_with = "tool")]
+    scenario: Option<PathBuf>,
+    /// A load generator's command line instead of a file, e.g. 'oha -c 50 -z 10s
+    /// http://127.0.0.1:8080/' (oha, wrk, ab, hey, k6 run, memtier_benchmark,
+    /// redis-benchmark, httperf), run on this host's kernel profile.
+    #[arg(long, value_name = "COMMAND")]
+    tool: Option<String>,
+    /// With --tool: print the scenario it renders (to standard output or -o) instead of
+    /// running it, to edit and run as a file.
+    #[arg(long, requires = "tool")]
+    print_scenario: bool,
+    /// With --tool: the profile of the client and server hosts (default: this host's).
+    #[arg(long, requires = "tool", value_name = "NAME")]
+    profile: Option<String>,
+    /// With --tool: the destination's IPv4 address and port, for a command that names a host
+    /// or a k6 script.
+    #[arg(long, requires = "tool", value_name = "IP:PORT")]
+    address: Option<SocketAddrV4>,
+    /// With --tool: the round-trip time (an assumption; default 200us).
+    #[arg(long, requires = "tool", value_name = "DURATION")]
+    rtt: Option<String>,
+    /// With --tool: the server's time per request (an assumption; default 1ms).
+    #[arg(long, requires = "tool", value_name = "DURATION")]
+    service_time: Option<String>,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     format: Format,
@@ -68,7 +95,17 @@ const BUG: u8 = 70;
 
 /// `portsim run`: the report on standard output or `--output`, then the chart if asked.
 pub(super) fn run(a: RunArgs) -> Outcome {
-    let mut sc = load_with(&a.scenario, &a.set)?;
+    let mut sc = match (&a.scenario, &a.tool) {
+        (Some(path), _) => load_with(path, &a.set)?,
+        (None, Some(line)) => match from_tool(line, &a)? {
+            Some(sc) => sc,
+            None => return Ok(ExitCode::SUCCESS),
+        },
+        (None, None) => {
+            eprintln!("error: give a scenario file or --tool COMMAND");
+            return Err(ExitCode::from(BAD_INPUT));
+        }
+    };
     if let Some(s) = a.seed {
         sc.seed = s;
     }
@@ -143,7 +180,7 @@ fn simulate(sc: &Scenario, a: &RunArgs) -> Result<(Report, u64), ExitCode> {
     run.map_err(|v| {
         eprintln!(
             "error: {}: {v} (a bug in portsim: please report it with the scenario)",
-            a.scenario.display()
+            sc.file
         );
         ExitCode::from(BUG)
     })
@@ -180,6 +217,114 @@ fn replicated(
         );
         ExitCode::from(BUG)
     })
+}
+
+/// The scenario a `--tool` command line renders to, on `--profile` or this host's profile,
+/// with `--set` changes made; `None` when it was printed (`--print-scenario`) instead.
+fn from_tool(line: &str, a: &RunArgs) -> Result<Option<Scenario>, ExitCode> {
+    let bad = |e: &dyn std::fmt::Display| {
+        eprintln!("error: --tool: {e}");
+        ExitCode::from(BAD_INPUT)
+    };
+    let run = tools::parse(line).map_err(|e| bad(&e))?;
+    if a.address.is_none() {
+        needs_no_address(&run.destination).map_err(|e| bad(&e))?;
+    }
+    let (profile, note) = match &a.profile {
+        Some(name) if crate::profile::Profile::named(name).is_some() => (name.clone(), None),
+        Some(name) => {
+            eprintln!("error: --profile {}", crate::profile::unknown_profile(name));
+            return Err(ExitCode::from(BAD_INPUT));
+        }
+        None => {
+            let (name, note) = local_profile();
+            (name, Some(note))
+        }
+    };
+    let mut opts = RenderOptions {
+        profile,
+        address: a.address,
+        seed: a.seed.unwrap_or(1),
+        ..RenderOptions::default()
+    };
+    if let Some(r) = &a.rtt {
+        opts.rtt = assumption("--rtt", r)?;
+    }
+    if let Some(s) = &a.service_time {
+        opts.service_time = assumption("--service-time", s)?;
+    }
+    let text = tools::render(&run, &opts).map_err(|e: RenderError| bad(&e))?;
+    if let Some(note) = note {
+        eprintln!(
+            "note: {note}; this host's sysctls are not read (--set KNOB=VALUE, or --profile NAME)"
+        );
+    }
+    let file = format!("--tool '{line}'");
+    let text = with_sets(&file, text, &a.set)?;
+    if a.print_scenario {
+        emit(a.output.as_deref(), &text)?;
+        return Ok(None);
+    }
+    scenario::parse(&file, &text)
+        .map(Some)
+        .map_err(|e| refuse(&e))
+}
+
+/// A destination the scenario cannot hold without `--address`: a host name or a k6 script,
+/// and what to do.
+fn needs_no_address(d: &Destination) -> Result<(), String> {
+    match d {
+        Destination::Addr(_) => Ok(()),
+        Destination::Name { host, port } => Err(format!(
+            "{host:?} is a host name and a scenario needs an address: resolve it (e.g. \
+             `getent ahostsv4 {host}`) and run again with --address IP:{port}"
+        )),
+        Destination::Script { path } => Err(format!(
+            "k6 reads its target from the script {path:?}, which portsim does not parse: run \
+             again with --address IP:PORT (the address the script sends to; each iteration is \
+             taken as one request)"
+        )),
+    }
+}
+
+/// `text` with the `--set` changes made.
+fn with_sets(file: &str, text: String, set: &[String]) -> Result<String, ExitCode> {
+    if set.is_empty() {
+        return Ok(text);
+    }
+    let changes = parse_sets(set)?;
+    scenario::parse(file, &text).map_err(|e| refuse(&e))?;
+    whatif::apply(file, &text, &changes).map_err(|e| {
+        eprintln!("error: --set {e}");
+        ExitCode::from(BAD_INPUT)
+    })
+}
+
+/// A `--rtt` or `--service-time` duration.
+fn assumption(flag: &str, s: &str) -> Result<Duration, ExitCode> {
+    Duration::parse(s).map_err(|e| {
+        eprintln!("error: {flag} {s:?}: {e}");
+        ExitCode::from(BAD_INPUT)
+    })
+}
+
+/// This host's profile and a sentence saying why: on Linux the newest shipped release at or
+/// below the running kernel's (`kernel.osrelease`, as `portsim profile --from-host`); the
+/// macOS, FreeBSD and Windows profiles on those systems; `linux` elsewhere.
+fn local_profile() -> (String, String) {
+    if cfg!(target_os = "linux") {
+        let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").ok();
+        let (name, note) = import::linux_release(release.as_deref().map(str::trim));
+        return (name.to_string(), note);
+    }
+    let os = std::env::consts::OS;
+    match os {
+        "macos" | "freebsd" | "windows" => (os.to_string(), format!("{os}: using profile {os:?}")),
+        _ => (
+            "linux".to_string(),
+            format!("no profile for {os}: using \"linux\" (give --profile NAME)"),
+        ),
+    }
 }
 
 /// `portsim check`: the scenario's warnings, and a line counting its hosts and workloads.

@@ -1,12 +1,20 @@
-//! A [`ToolRun`] as a scenario's TOML, in the existing `[[workload]]` syntax: a closed loop of
+//! A [`ToolRun`] as a scenario's TOML, in the `[[workload]]` syntax: a closed loop of
 //! `concurrency` connections (or a constant rate of connections), `threads`,
 //! `requests_per_connection`, `closer`, `linger_zero`, `on_error`, `stop` and `limit`.
 //!
-//! What that syntax cannot say yet is written as a commented `[workload.pool]` placeholder:
-//! a connection the tool keeps open across requests (keep-alive) until the run ends or the
-//! server closes it, and Go's idle cap. Until the pool engine lands, a kept connection is
-//! rendered as one carrying its share of the requests (or every request until the end), then
-//! closed by the client.
+//! Keep-alive (notes/client-libraries.md §5), the simplest faithful rendering per tool:
+//! - oha, wrk, ab `-k`, k6, memtier_benchmark, redis-benchmark `-k 1`, and hey with `-c` ≤ 500:
+//!   one connection per worker, kept for the run (reconnected only when it fails or the
+//!   server closes it). A closed loop of `-c` whose connections carry every request until
+//!   the end of a timed run, or their share ⌈n / c⌉ of a request limit, after which the tool
+//!   exits and the client closes them. No connection is opened after the first `c`.
+//! - hey with `-c` > 500: one Go `Transport` with `MaxIdleConnsPerHost: min(c, 500)` (stored
+//!   copies of hey's `requester/requester.go`, notes §5), so a `[workload.pool]` with that idle
+//!   cap and no global cap or idle timeout (a zero `Transport{}` field: "Zero means no
+//!   limit", notes §1): a connection returned to a full idle list is closed by the client.
+//! - keep-alive off (oha `--disable-keepalive`, ab without `-k`, hey `-disable-keepalive`, k6
+//!   `--no-connection-reuse`, redis-benchmark `-k 0`) and httperf `--num-calls`: a connection
+//!   per request (per `--num-calls` requests) closed by the side the tool's notes say.
 
 use super::{Destination, OnConnectError, ToolLimit, ToolRate, ToolRun};
 use crate::time::Duration;
@@ -80,15 +88,20 @@ pub fn render(run: &ToolRun, opts: &RenderOptions) -> Result<String, RenderError
     let mut t = String::new();
     header(&mut t, run, opts, duration);
     hosts(&mut t, dest, &opts.profile);
-    workload(&mut t, run, opts, dest, per_conn, stop);
-    if kept
-        || run
-            .max_idle_per_host
-            .is_some_and(|m| Some(m) < run.concurrency)
-    {
-        pool_placeholder(&mut t, run);
+    let pool = idle_cap(run);
+    workload(&mut t, run, opts, dest, per_conn, pool.is_some(), stop);
+    if let Some(cap) = pool {
+        pool_table(&mut t, run, cap);
     }
     Ok(t)
+}
+
+/// A kept-alive run's idle cap when it is below the workers, so that a pool decides which
+/// connections are closed (hey above 500 workers); `None` otherwise.
+fn idle_cap(run: &ToolRun) -> Option<u32> {
+    let cap = run.max_idle_per_host?;
+    (run.keep_alive && run.requests_per_connection.is_none() && Some(cap) < run.concurrency)
+        .then_some(cap)
 }
 
 fn destination(run: &ToolRun, opts: &RenderOptions) -> Result<SocketAddrV4, RenderError> {
@@ -172,6 +185,7 @@ fn workload(
     opts: &RenderOptions,
     dest: SocketAddrV4,
     per_conn: Option<u64>,
+    pooled: bool,
     stop: Option<Duration>,
 ) {
     let _ = writeln!(
@@ -180,14 +194,16 @@ fn workload(
         quote(run.tool.name())
     );
     let closed = arrival(t, run);
-    if let (true, Some(threads)) = (closed, run.threads) {
+    if let (true, false, Some(threads)) = (closed, pooled, run.threads) {
         let _ = writeln!(t, "threads = {threads}");
     }
-    let requests = per_conn.unwrap_or_else(|| kept_share(run));
-    let _ = writeln!(t, "requests_per_connection = {requests}");
+    if !pooled {
+        let requests = per_conn.unwrap_or_else(|| kept_share(run));
+        let _ = writeln!(t, "requests_per_connection = {requests}");
+    }
     let _ = writeln!(t, "rtt = \"{}\"", opts.rtt);
     let _ = writeln!(t, "service_time = \"{}\"", opts.service_time);
-    closer(t, run, per_conn.is_none());
+    closer(t, run, per_conn.is_none(), pooled);
     let _ = match run.on_connect_error {
         OnConnectError::Count => {
             writeln!(t, "on_error = {{ action = \"count\", delay = \"1ms\" }}")
@@ -237,13 +253,22 @@ fn arrival(t: &mut String, run: &ToolRun) -> bool {
     }
 }
 
-fn closer(t: &mut String, run: &ToolRun, kept: bool) {
+fn closer(t: &mut String, run: &ToolRun, kept: bool, pooled: bool) {
     if kept {
         comment_lines(t, run.closer_source);
         comment_lines(
             t,
-            "Rendered as: each connection carries its share of the requests (or all until \
-             the end), then the client closes (see [workload.pool]).",
+            if pooled {
+                "Rendered as: a pool of kept connections (below); the client closes what its \
+                 idle cap refuses."
+            } else {
+                "Rendered as: one connection per worker, kept: it carries every request until \
+                 the end of a timed run, or its share of a request limit, after which the tool \
+                 exits and the client closes it. A server that closes kept connections (nginx \
+                 keepalive_requests / keepalive_timeout) needs a [workload.pool] with \
+                 server_keepalive_requests / server_keepalive_timeout instead of \
+                 requests_per_connection and threads."
+            },
         );
         t.push_str("closer = \"client\"\n");
         return;
@@ -267,25 +292,17 @@ fn limit(t: &mut String, limit: &ToolLimit) {
     }
 }
 
-/// The pooling semantics the syntax cannot say yet, for the pool engine (issue 27).
-fn pool_placeholder(t: &mut String, run: &ToolRun) {
-    t.push_str(
-        "\n# [workload.pool]  PLACEHOLDER (issue 27): keep-alive pooling is not modelled yet.\n\
-         # The tool keeps each connection open across requests until the run ends or the \
-         server\n# closes it (nginx keepalive_requests 1000 / keepalive_timeout 75 s: server \
-         TIME-WAIT).\n",
+/// hey's shared Go `Transport` above 500 workers: `MaxIdleConnsPerHost: min(c, 500)`, no
+/// `MaxIdleConns` and no `IdleConnTimeout` (zero: "Zero means no limit", notes §1).
+fn pool_table(t: &mut String, run: &ToolRun, cap: u32) {
+    let c = run.concurrency.unwrap_or(1);
+    let _ = writeln!(
+        t,
+        "\n# Go Transport: MaxIdleConnsPerHost = {cap} for {c} workers; MaxIdleConns and \
+         IdleConnTimeout\n# unset (no limit). A connection returned to a full idle list is \
+         closed by the client.\n\
+         [workload.pool]\nmax_idle_per_host = {cap}\nmax_idle = 0\nidle_timeout = \"0s\""
     );
-    if let (Some(cap), Some(c)) = (run.max_idle_per_host, run.concurrency) {
-        let _ = writeln!(
-            t,
-            "# Go Transport: MaxIdleConnsPerHost = {cap} for {c} workers{}",
-            if cap < c {
-                "; the extras are closed by the client after every round"
-            } else {
-                ""
-            }
-        );
-    }
 }
 
 /// `text` as comment lines of at most about 96 columns, broken at spaces.
