@@ -95,14 +95,14 @@ pub(super) fn in_flight(w: &Workload) -> (u32, String) {
         let n = if poisson { l + 3.0 * l.sqrt() } else { l };
         let n = (n.ceil() as u32).max(1);
         let law = if poisson {
-            " + 3√L (Poisson arrivals: the count in flight is Poisson, M/G/∞)"
+            " + 3√L, the count in flight being Poisson (M/G/∞)"
         } else {
             ""
         };
         (
             n,
             format!(
-                "{n} = requests in flight: L = {rate} /s × {:.1} ms per request (Little's law){law}",
+                "{n} = requests in flight: L = {rate} /s × {:.1} ms per request by Little's law{law}",
                 hold * 1000.0
             ),
         )
@@ -110,7 +110,9 @@ pub(super) fn in_flight(w: &Workload) -> (u32, String) {
     match &w.arrival {
         Arrival::Closed { concurrency } => (
             *concurrency,
-            format!("{concurrency} = the closed loop's concurrency (requests in flight at once)"),
+            format!(
+                "{concurrency} = the closed loop's concurrency, its requests in flight at once"
+            ),
         ),
         Arrival::Bursts(b) => {
             let n = b
@@ -121,7 +123,7 @@ pub(super) fn in_flight(w: &Workload) -> (u32, String) {
                 .min(u64::from(u32::MAX)) as u32;
             (
                 n,
-                format!("{n} = the largest burst (requests in flight at once)"),
+                format!("{n} = the largest burst, its requests in flight at once"),
             )
         }
         Arrival::Constant(r) => open(r.per_sec(), false),
@@ -166,7 +168,7 @@ fn go(c: &Ctx) -> Vec<Fix> {
             id: "go-idle",
             title: format!("Go net/http: {title}"),
             how: format!(
-                "t := http.DefaultTransport.(*http.Transport).Clone(); {code}; client := &http.Client{{Transport: t}}, one client for the process ({})",
+                "t := http.DefaultTransport.(*http.Transport).Clone(); {code}; client := &http.Client{{Transport: t}}, one client for the process; {}",
                 c.why_n
             ),
             set,
@@ -179,7 +181,7 @@ fn go(c: &Ctx) -> Vec<Fix> {
             id: "go-conns",
             title: format!("Go net/http: MaxIdleConnsPerHost = {n}, MaxConnsPerHost = {n}"),
             how: format!(
-                "t.MaxIdleConnsPerHost = {n}; t.MaxConnsPerHost = {n} on the client's Transport: at most {n} connections per host, a request above waits for one ({})",
+                "t.MaxIdleConnsPerHost = {n}; t.MaxConnsPerHost = {n} on the client's Transport: at most {n} connections per host, a request above waits for one; {}",
                 c.why_n
             ),
             set: vec![("MaxIdleConnsPerHost", int(n)), ("MaxConnsPerHost", int(n))],
@@ -226,7 +228,7 @@ fn requests(c: &Ctx) -> Vec<Fix> {
     };
     let adapter = |block: bool| {
         format!(
-            "s = requests.Session(); a = requests.adapters.HTTPAdapter(pool_maxsize={n}{}); s.mount(\"https://\", a); s.mount(\"http://\", a) ({})",
+            "s = requests.Session(); a = requests.adapters.HTTPAdapter(pool_maxsize={n}{}); s.mount(\"https://\", a); s.mount(\"http://\", a); {}",
             if block { ", pool_block=True" } else { "" },
             c.why_n
         )
@@ -280,7 +282,7 @@ fn generic(c: &Ctx) -> Vec<Fix> {
             id: "pool-idle",
             title: format!("Pool: keep-alive, {n} idle connections per host"),
             how: format!(
-                "the client's pool keeps connections alive and up to {n} idle per host ({})",
+                "the client's pool keeps connections alive and up to {n} idle per host; {}",
                 c.why_n
             ),
             set,
@@ -293,7 +295,7 @@ fn generic(c: &Ctx) -> Vec<Fix> {
             id: "pool-conns",
             title: format!("Pool: at most {n} connections per host, {n} kept idle"),
             how: format!(
-                "the client's pool caps connections per host at {n} and keeps them idle; requests above wait ({})",
+                "the client's pool caps connections per host at {n} and keeps them idle, requests above wait; {}",
                 c.why_n
             ),
             set: vec![
