@@ -11,15 +11,42 @@ use std::process::ExitCode;
 pub(super) struct PlanArgs {
     /// The scenario file (TOML); without it, the flags below describe the load.
     scenario: Option<PathBuf>,
-    /// Client kernel profile.
-    #[arg(long, default_value = "linux")]
-    profile: String,
+    /// Client kernel profile (default: linux; with --library, this host's, as `portsim
+    /// profile --from-host` reads it, or linux where it cannot be read).
+    #[arg(long)]
+    profile: Option<String>,
     /// Server kernel profile.
     #[arg(long, default_value = "linux")]
     server_profile: String,
-    /// New connections per second, e.g. 800/s (required without a scenario).
+    /// New connections per second, e.g. 800/s (required without a scenario); with --library,
+    /// requests per second.
     #[arg(long)]
     rate: Option<String>,
+    /// A client library (go-net-http, python-requests): plan its load without a scenario
+    /// file. The scenario assumes rounds of --concurrency requests at once, every
+    /// concurrency / rate seconds, each round done before the next (at most --concurrency in
+    /// flight); one client host (this host's profile unless --profile), one server at
+    /// 192.0.2.1:443 that keeps idle connections open, --rtt, --service-time, and the
+    /// library's defaults unless --option. See it with --print-scenario.
+    #[arg(long, value_name = "NAME")]
+    library: Option<String>,
+    /// Requests in flight at once (with --library).
+    #[arg(long)]
+    concurrency: Option<u32>,
+    /// One of the library's options, as the library names it: MaxIdleConnsPerHost=10,
+    /// session=true, pool_maxsize=32 (with --library; repeat for several).
+    #[arg(long = "option", value_name = "KEY=VALUE")]
+    options: Vec<String>,
+    /// Server time per request (with --library).
+    #[arg(long, default_value = "1ms")]
+    service_time: String,
+    /// How long the load runs (with --library; default and least: four TIME-WAITs of the
+    /// client's profile, the plan's horizon).
+    #[arg(long)]
+    duration: Option<String>,
+    /// Print the scenario the flags stand for (TOML, for `portsim run`) instead of planning.
+    #[arg(long)]
+    print_scenario: bool,
     /// Poisson arrivals instead of a constant rate.
     #[arg(long)]
     poisson: bool,
@@ -80,6 +107,10 @@ enum CloserArg {
 pub(super) fn plan(a: PlanArgs) -> Outcome {
     let seeds = parse_seeds(a.seeds.as_deref())?;
     let (file, text) = scenario_text(&a)?;
+    if a.print_scenario {
+        emit(a.output.as_deref(), &text)?;
+        return Ok(ExitCode::SUCCESS);
+    }
     let changes = parse_sets(&a.set)?;
     let spin =
         indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stderr());
@@ -103,6 +134,15 @@ pub(super) fn plan(a: PlanArgs) -> Outcome {
 /// The scenario's file name and text: the file given, or one written from the flags
 /// (named "(flags)").
 fn scenario_text(a: &PlanArgs) -> Result<(String, String), ExitCode> {
+    if a.library.is_some() {
+        return library_text(a);
+    }
+    if a.concurrency.is_some() || !a.options.is_empty() || a.duration.is_some() {
+        eprintln!(
+            "error: --concurrency, --option and --duration describe a client library's load: give --library NAME too"
+        );
+        return Err(ExitCode::from(BAD_INPUT));
+    }
     if a.nat.is_none() && (a.vms != 1 || a.addresses != 1 || a.ports_per_vm.is_some()) {
         eprintln!(
             "error: --vms, --addresses and --ports-per-vm describe VMs behind a cloud NAT: give --nat PROFILE too"
@@ -129,7 +169,7 @@ fn scenario_text(a: &PlanArgs) -> Result<(String, String), ExitCode> {
         }
         (None, Some(rate)) => {
             let q = plan::Quick {
-                profile: a.profile.clone(),
+                profile: a.profile.clone().unwrap_or_else(|| "linux".into()),
                 server_profile: a.server_profile.clone(),
                 rate: rate.clone(),
                 poisson: a.poisson,
@@ -162,6 +202,60 @@ fn scenario_text(a: &PlanArgs) -> Result<(String, String), ExitCode> {
                     Err(ExitCode::from(BAD_INPUT))
                 }
             }
+        }
+    }
+}
+
+/// The scenario of `--library NAME --concurrency N --rate R`, its assumptions on standard
+/// error.
+fn library_text(a: &PlanArgs) -> Result<(String, String), ExitCode> {
+    let refuse = |what: &str| {
+        eprintln!("error: --library: {what}");
+        Err(ExitCode::from(BAD_INPUT))
+    };
+    if a.scenario.is_some() {
+        return refuse(
+            "give a scenario or --library and its flags, not both (a scenario names its library in [workload.library])",
+        );
+    }
+    if a.nat.is_some()
+        || a.poisson
+        || a.client_ips != 1
+        || a.destinations != 1
+        || a.requests_per_connection != 1
+        || a.connection.is_some()
+        || !matches!(a.closer, CloserArg::Client)
+    {
+        return refuse(
+            "not with --nat, --poisson, --client-ips, --destinations, --requests-per-connection, --connection or --closer (the pool decides the connections; write a scenario for more)",
+        );
+    }
+    let (Some(rate), Some(concurrency)) = (&a.rate, a.concurrency) else {
+        return refuse(
+            "give --concurrency N and --rate R, e.g. portsim plan --library go-net-http --concurrency 10 --rate 500/s",
+        );
+    };
+    let q = plan::library_quick::LibraryQuick {
+        library: a.library.clone().unwrap_or_default(),
+        concurrency,
+        rate: rate.clone(),
+        options: a.options.clone(),
+        profile: a.profile.clone(),
+        server_profile: a.server_profile.clone(),
+        rtt: a.rtt.clone(),
+        service_time: a.service_time.clone(),
+        duration: a.duration.clone(),
+    };
+    match plan::library_quick::library_scenario(&q) {
+        Ok(s) => {
+            for n in &s.notes {
+                eprintln!("assumes: {n}");
+            }
+            Ok(("(flags)".to_string(), s.text))
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            Err(ExitCode::from(BAD_INPUT))
         }
     }
 }

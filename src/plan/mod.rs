@@ -10,6 +10,7 @@
 //! TIME_WAIT. Where it does not hold, [`PoolPlan::formula_note`] says why.
 
 pub mod import;
+pub mod library_quick;
 pub mod nat;
 pub mod remedy;
 pub mod sweep;
@@ -819,11 +820,19 @@ fn open_time(w: &crate::workload::Workload) -> f64 {
     rtt + f64::from(w.requests_per_connection) * (rtt + service)
 }
 
-/// New connections per second each pool is offered.
-fn offered(sc: &Scenario) -> BTreeMap<String, Offer> {
+/// New connections per second each pool is offered. A client pool's requests are not its
+/// connections: the pool decides when to open one (`src/sim/pool.rs`), so its offer is the
+/// connects the run made over the workload's active time.
+fn offered(sc: &Scenario, r: &Report) -> BTreeMap<String, Offer> {
     let mut out: BTreeMap<String, Offer> = BTreeMap::new();
-    for w in &sc.workloads {
-        let (rate, from) = workload_rate(sc, w);
+    for (w, ws) in sc.workloads.iter().zip(&r.workloads) {
+        let (rate, from) = match &w.pool {
+            Some(_) => (
+                ws.attempted as f64 / w.active_secs(sc.duration).max(1e-9),
+                "client pool: the connects it made over the workload's active time (simulated)",
+            ),
+            None => workload_rate(sc, w),
+        };
         let share = rate / (w.sources.len() * w.destinations.len()) as f64;
         for s in &w.sources {
             let h = &sc.hosts[s.host as usize];
@@ -985,7 +994,7 @@ fn saturated_rate(r: &Report, p: &crate::report::PoolInfo, offer: Offer) -> Opti
 
 /// The pools of a run, each with its formula figures and its simulated rate.
 pub fn pools(sc: &Scenario, r: &Report) -> Vec<PoolPlan> {
-    let offered = offered(sc);
+    let offered = offered(sc, r);
     let mut plans: Vec<PoolPlan> = r
         .pools
         .iter()

@@ -19,6 +19,7 @@ use std::net::Ipv4Addr;
 use toml::{Table, Value};
 
 pub mod cloud;
+pub mod library;
 pub mod nat;
 
 /// One change, simulated.
@@ -252,6 +253,7 @@ pub fn evaluate(
     ]
     .into_iter()
     .flatten()
+    .chain(library::remedies(sc, &targets, &doc))
     .collect();
     let today = now.shown();
     let done: Vec<Remedy> = variants
@@ -641,7 +643,8 @@ fn keep_alive(sc: &Scenario, targets: &[usize], doc: &Table, m: u32) -> Option<V
     for &i in targets {
         let w = &sc.workloads[i];
         if w.pool.is_some() {
-            // A client pool decides the requests per connection (`src/sim/pool.rs`).
+            // A client pool decides the requests per connection: its own settings are its
+            // remedies ([`library`]).
             continue;
         }
         let k = w.requests_per_connection.saturating_mul(m);
