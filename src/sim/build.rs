@@ -302,6 +302,9 @@ fn workloads(sc: &Scenario, queue: &mut Queue<Event>) -> (Vec<Runner>, Vec<Strea
             stream(sc.seed, &format!("workload:{name}:spread")),
         );
         let wl = i as u32;
+        if w.pool.is_some_and(|p| p.min_idle.is_some()) {
+            queue.push(w.start, Class::App, Event::PoolFill { wl });
+        }
         let s = match w.arrival {
             Arrival::Closed { concurrency } => {
                 for slot in 0..concurrency {

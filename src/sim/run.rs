@@ -123,6 +123,11 @@ pub(super) enum Event {
         generation: u32,
         epoch: u32,
     },
+    /// A pool that opens its own connections fills itself ([`super::pool`]): at the start,
+    /// and after its adder's connect() failed at once.
+    PoolFill {
+        wl: u32,
+    },
     /// A server's keep-alive timer of a pooled connection, armed at its response to
     /// request `epoch`.
     ServerIdle {
@@ -300,6 +305,7 @@ impl Simulation {
                     self.server_idle(conn, epoch);
                 }
             }
+            Event::PoolFill { wl } => self.pool_fill_all(wl),
             Event::UnseenExpire { host, pool, port } => self.unseen_expires(host, pool, port),
             Event::TwReusable {
                 host,
