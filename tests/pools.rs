@@ -568,3 +568,27 @@ fn dotnet_and_hikaricp_options_are_checked() {
     let e = err(&format!("{base}name = \"hikaricp\"\nmaxPoolSize = 4"));
     assert!(e.contains("did you mean \"maximumPoolSize\""), "{e}");
 }
+
+/// A scenario proposed for `scenarios/` (notes/proposed-scenarios), run as its comments
+/// say.
+fn proposed(name: &str) -> Report {
+    let path = format!(
+        "{}/notes/proposed-scenarios/{name}.toml",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let sc = scenario::load(std::path::Path::new(&path)).unwrap_or_else(|e| panic!("{e}"));
+    Simulation::new(&sc).run()
+}
+
+#[test]
+fn the_proposed_scenarios_give_what_their_comments_say() {
+    let r = proposed("hikaricp-2203");
+    let p = pool(&r);
+    assert_eq!((p.opened, p.closed_lifetime), (96, 72));
+    assert_eq!(r.summary.time_wait.peak_client, 24);
+    let r = proposed("dotnet-httpclient-per-request");
+    assert_eq!(r.summary.requests.completed, 2 * 28_232);
+    assert_eq!(r.summary.time_wait.peak_client, 28_232);
+    let first = r.summary.first_failure_s.expect("ports run out");
+    assert!((first - 56.464).abs() < 1e-9, "{first}");
+}
