@@ -391,6 +391,9 @@ pub mod library {
         /// comes back (HikariCP marks it and closes it at the next borrow that finds it:
         /// the model closes it on return); each close runs `fillPool`. Keep-alive queries
         /// (`keepaliveTime`, 0 = off in 4.x/5.x) open no connection and are not modelled.
+        /// Reuse is most recent first, as `ConcurrentBag.borrow` tries the thread's own list
+        /// from its end first (UNVERIFIED: not in the notes; a shared-list borrow goes in
+        /// insertion order).
         pub fn pool(&self) -> Pool {
             let min = self.min_idle();
             let idle = self.idle_timeout.filter(|t| {
