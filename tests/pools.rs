@@ -269,6 +269,8 @@ fn fast_paths_decline_pools_stepping_gives_the_same_report() {
     for w in [
         format!("{}\n[workload.library]\nname = \"go-net-http\"", rounds(10, 3)),
         "arrival = { kind = \"poisson\", rate = 50 }\n[workload.pool]\nmax_idle_per_host = 1\nidle_timeout = \"30ms\"".to_string(),
+        "arrival = { kind = \"poisson\", rate = 500 }\n[workload.library]\nname = \"hikaricp\"\nminimumIdle = 2\nmaxLifetime = \"2s\"\nidleTimeout = \"100ms\"".to_string(),
+        "arrival = { kind = \"poisson\", rate = 50 }\n[workload.library]\nname = \"dotnet-httpclient\"\nPooledConnectionIdleTimeout = \"40ms\"\nMaxConnectionsPerServer = 2".to_string(),
     ] {
         let text = scenario("3s", &w);
         let sc = scenario::parse("pools.toml", &text).unwrap();
