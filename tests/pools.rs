@@ -464,7 +464,8 @@ fn hikaricp_idle_timeout_closes_down_to_minimum_idle() {
     // minimumIdle 2 of 10: 2 opened at the start; a burst of 10 one-second requests at 1 s
     // takes the 2 and makes 8 wait, each waiter getting a new connection (addBagItem),
     // opened one at a time 1.5 ms apart, all before the first 2 come back. From about 2 s
-    // all 10 are idle; idleTimeout 10 min closes 8 of them, down to minimumIdle.
+    // all 10 are idle; idleTimeout 10 min closes 8 of them, down to minimumIdle, at the
+    // housekeeper's first run after 602 s (runs at 0.1 s + 30 s × k): 630.1 s.
     let w = "service_time = \"1s\"\narrival = { kind = \"burst\", bursts = [{ at = \"1s\", count = 10 }] }\n\
              [workload.library]\nname = \"hikaricp\"\nminimumIdle = 2";
     let r = run("1000s", w);
@@ -472,14 +473,14 @@ fn hikaricp_idle_timeout_closes_down_to_minimum_idle() {
     assert_eq!(r.series[0].established, 2);
     assert_eq!((p.opened, p.waited, p.requests), (10, 8, 10));
     assert_eq!(p.closed_idle_timeout, 8);
-    // The 8 closes at 602 s (idle since ~2.0 s, + 600 s): 8 client TIME-WAITs then.
+    // The 8 closes at 630.1 s: 8 client TIME-WAITs from then (602 s with an exact timer).
     let tw: Vec<_> = r
         .series
         .iter()
         .filter(|b| b.time_wait_client > 0)
         .map(|b| b.t_s as u64)
         .collect();
-    assert_eq!(tw.first(), Some(&602), "{tw:?}");
+    assert_eq!(tw.first(), Some(&630), "{tw:?}");
     assert_eq!(r.summary.time_wait.peak_client, 8);
 }
 
@@ -593,4 +594,23 @@ fn the_proposed_scenarios_give_what_their_comments_say() {
     assert_eq!(r.summary.time_wait.peak_client, 28_232);
     let first = r.summary.first_failure_s.expect("ports run out");
     assert!((first - 56.464).abs() < 1e-9, "{first}");
+}
+
+#[test]
+fn hikaricp_housekeeper_refills_to_minimum_idle_every_30_s() {
+    // minimumIdle 2 of 10: 2 opened at the start. At 5 s two long requests borrow both (no
+    // request waits, so none is added then); idle falls to 0 < minimumIdle, and the
+    // housekeeper's next `fillPool`, at 30.1 s, opens 2.
+    let w = "service_time = \"100s\"\narrival = { kind = \"burst\", bursts = [{ at = \"5s\", count = 2 }] }\n\
+             [workload.library]\nname = \"hikaricp\"\nminimumIdle = 2";
+    let r = run("40s", w);
+    let p = pool(&r);
+    assert_eq!((p.opened, p.waited), (4, 0));
+    let opened: Vec<_> = r
+        .series
+        .iter()
+        .filter(|b| b.established > 0)
+        .map(|b| (b.t_s as u64, b.established))
+        .collect();
+    assert_eq!(opened, vec![(0, 2), (30, 2)]);
 }

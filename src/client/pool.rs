@@ -46,6 +46,26 @@ impl Jitter {
     }
 }
 
+/// A pool's periodic sweep: ticks at `first`, `first + every`, … from the run's start.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Sweep {
+    pub first: Duration,
+    pub every: Duration,
+    /// Whether the lifetime of an idle connection waits for a tick too (.NET's scavenger
+    /// checks both; HikariCP schedules each lifetime on its own).
+    pub lifetime: bool,
+}
+
+impl Sweep {
+    /// The first tick at or after `t` (in nanoseconds since the start).
+    pub fn next(self, t: u64) -> u64 {
+        if t <= self.first.0 {
+            return self.first.0;
+        }
+        self.first.0 + (t - self.first.0).div_ceil(self.every.0) * self.every.0
+    }
+}
+
 /// A server's keep-alive limits on the workload's connections: it closes them first, so the
 /// TIME-WAIT is the server's (nginx, notes §6).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -84,10 +104,10 @@ pub struct Pool {
     pub keep_alive: bool,
     pub reuse: Reuse,
     pub server: ServerKeepAlive,
-    /// The client's idle timer and an idle connection's lifetime act only at the ticks of a
-    /// periodic sweep, every this long from the start of the run (.NET's scavenger, notes
-    /// §3). `None`: at the instant they fall due.
-    pub sweep: Option<Duration>,
+    /// The client's idle timer (and, if the sweep says so, an idle connection's lifetime)
+    /// act only at the ticks of a periodic sweep (.NET's scavenger, HikariCP's
+    /// housekeeper). `None`: at the instant they fall due.
+    pub sweep: Option<Sweep>,
     /// A pool that opens its own connections (HikariCP, notes §4): one at a time, to keep
     /// this many idle (`fillPool`) and for a waiting request (`addBagItem`), never more than
     /// `max_conns_per_host`; a request never dials, it takes an idle connection or waits.
@@ -117,7 +137,7 @@ impl Default for Pool {
 
 /// A library's pool by its own option names.
 pub mod library {
-    use super::{Jitter, Pool, Reuse};
+    use super::{Jitter, Pool, Reuse, Sweep};
     use crate::time::Duration;
 
     /// The libraries `[workload.library]` knows, by `name`.
@@ -325,7 +345,12 @@ pub mod library {
                 max_lifetime: self.pooled_connection_lifetime,
                 lifetime_jitter: Jitter::None,
                 reuse: Reuse::Lifo,
-                sweep: Some(self.scavenge_period()),
+                // `new Timer(..., timerPeriod, timerPeriod)`: the first tick one period in.
+                sweep: Some(Sweep {
+                    first: self.scavenge_period(),
+                    every: self.scavenge_period(),
+                    lifetime: true,
+                }),
                 ..Pool::default()
             }
         }
@@ -353,7 +378,8 @@ pub mod library {
         /// `maxLifetime`, `MAX_LIFETIME = MINUTES.toMillis(30)`; `None` (0): none.
         pub max_lifetime: Option<Duration>,
         /// `idleTimeout`, `IDLE_TIMEOUT = MINUTES.toMillis(10)`: acts only when minimumIdle <
-        /// maximumPoolSize (`HouseKeeper.run`), and not when idleTimeout + 1 s > maxLifetime.
+        /// maximumPoolSize (`HouseKeeper.run`), and not when idleTimeout + 1 s > maxLifetime;
+        /// at the housekeeper's runs, every 30 s, down to minimumIdle idle.
         pub idle_timeout: Option<Duration>,
         /// Lifetime = maxLifetime − U[0, maxLifetime / factor) ms, none at ≤ 10 s
         /// (`createPoolEntry`): 40 (2.5 %) in 3.x–5.x, 4 (25 %, the property's default)
@@ -411,6 +437,13 @@ pub mod library {
                     divisor: self.life_time_variance_factor.clamp(2, 40),
                 },
                 reuse: Reuse::Lifo,
+                // `scheduleWithFixedDelay(new HouseKeeper(), 100L, HOUSEKEEPING_PERIOD_MS)`,
+                // 30 s (HikariPool.java @ 00604807): idleTimeout acts there, and `fillPool`.
+                sweep: Some(Sweep {
+                    first: Duration::from_millis(100),
+                    every: Duration::from_secs(30),
+                    lifetime: false,
+                }),
                 ..Pool::default()
             }
         }

@@ -302,8 +302,12 @@ fn workloads(sc: &Scenario, queue: &mut Queue<Event>) -> (Vec<Runner>, Vec<Strea
             stream(sc.seed, &format!("workload:{name}:spread")),
         );
         let wl = i as u32;
-        if w.pool.is_some_and(|p| p.min_idle.is_some()) {
-            queue.push(w.start, Class::App, Event::PoolFill { wl });
+        if let Some(p) = w.pool.filter(|p| p.min_idle.is_some()) {
+            let fill = |housekeeper| Event::PoolFill { wl, housekeeper };
+            queue.push(w.start, Class::App, fill(false));
+            if let Some(s) = p.sweep {
+                queue.push(Instant(s.next(w.start.0)), Class::App, fill(true));
+            }
         }
         let s = match w.arrival {
             Arrival::Closed { concurrency } => {

@@ -309,7 +309,11 @@ impl Simulation {
                 if !self.pool_open(wl, (NONE, 0), self.now, (0, di), 0) {
                     self.client_pools.pool(wl).dests[di].adding = false;
                     let at = self.now + crate::time::Duration::from_millis(250);
-                    self.queue.push(at, Class::App, Event::PoolFill { wl });
+                    let ev = Event::PoolFill {
+                        wl,
+                        housekeeper: false,
+                    };
+                    self.queue.push(at, Class::App, ev);
                 }
                 return;
             }
@@ -334,11 +338,15 @@ impl Simulation {
         self.pool_add(wl, di);
     }
 
-    /// The pool of `wl` fills every destination (at the start, and after a connect() of its
-    /// adder failed at once).
-    pub(super) fn pool_fill_all(&mut self, wl: u32) {
+    /// The pool of `wl` fills every destination (at the start, after a connect() of its
+    /// adder failed at once, and at each run of its `housekeeper`, which queues the next).
+    pub(super) fn pool_fill_all(&mut self, wl: u32, housekeeper: bool) {
         for di in 0..self.client_pools.pool(wl).dests.len() {
             self.pool_fill(wl, di);
+        }
+        if let (true, Some(s)) = (housekeeper, self.client_pools.pool(wl).cfg.sweep) {
+            let ev = Event::PoolFill { wl, housekeeper };
+            self.queue.push(self.now + s.every, Class::App, ev);
         }
     }
 
@@ -436,15 +444,19 @@ impl Simulation {
         p.next_key += 1;
         d.idle.insert(key, conn);
         p.lru.insert(key, conn);
-        let due = match (p.cfg.idle_timeout, pc.expires) {
-            (Some(t), Some(e)) => Some(e.min(now + t)),
-            (Some(t), None) => Some(now + t),
-            (None, e) => e,
-        }
-        .map(|due| match p.cfg.sweep {
-            Some(every) => Instant(due.0.div_ceil(every.0) * every.0),
-            None => due,
-        });
+        let sweep = p.cfg.sweep;
+        let tick = |t: Instant, swept: bool| match sweep {
+            Some(s) if swept => Instant(s.next(t.0)),
+            _ => t,
+        };
+        let idle_due = p.cfg.idle_timeout.map(|t| tick(now + t, true));
+        let life_due = pc
+            .expires
+            .map(|e| tick(e, sweep.is_some_and(|s| s.lifetime)));
+        let due = match (idle_due, life_due) {
+            (Some(i), Some(l)) => Some(i.min(l)),
+            (i, l) => i.or(l),
+        };
         let oldest = p
             .cfg
             .max_idle
@@ -525,8 +537,18 @@ impl Simulation {
         if let (Reason::IdleTimeout, Some(min)) = (why, p.cfg.min_idle)
             && p.dests[pc.dest as usize].idle.len() as u64 <= u64::from(min)
         {
-            // HikariCP's housekeeper closes idle connections only down to minimumIdle; it
-            // looks again every 30 s, which is not modelled: this one stays.
+            // HikariCP's housekeeper closes idle connections only down to minimumIdle; this
+            // one stays, and is looked at again at its next run (or its lifetime).
+            if let Some(s) = p.cfg.sweep {
+                let next = Instant(s.next(self.now.0 + 1));
+                let at = pc.expires.map_or(next, |e| e.min(next));
+                let ev = Event::PoolTimer {
+                    conn,
+                    generation: self.conns[conn as usize].generation,
+                    epoch,
+                };
+                self.queue.push(at, Class::App, ev);
+            }
             return;
         }
         self.client_pools.unidle(wl, conn);

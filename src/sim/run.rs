@@ -124,9 +124,10 @@ pub(super) enum Event {
         epoch: u32,
     },
     /// A pool that opens its own connections fills itself ([`super::pool`]): at the start,
-    /// and after its adder's connect() failed at once.
+    /// after its adder's connect() failed at once, and at each run of its housekeeper.
     PoolFill {
         wl: u32,
+        housekeeper: bool,
     },
     /// A server's keep-alive timer of a pooled connection, armed at its response to
     /// request `epoch`.
@@ -305,7 +306,7 @@ impl Simulation {
                     self.server_idle(conn, epoch);
                 }
             }
-            Event::PoolFill { wl } => self.pool_fill_all(wl),
+            Event::PoolFill { wl, housekeeper } => self.pool_fill_all(wl, housekeeper),
             Event::UnseenExpire { host, pool, port } => self.unseen_expires(host, pool, port),
             Event::TwReusable {
                 host,
