@@ -303,10 +303,10 @@ fn workloads(sc: &Scenario, queue: &mut Queue<Event>) -> (Vec<Runner>, Vec<Strea
         );
         let wl = i as u32;
         if let Some(p) = w.pool.filter(|p| p.min_idle.is_some()) {
-            let fill = |housekeeper| Event::PoolFill { wl, housekeeper };
-            queue.push(w.start, Class::App, fill(false));
+            queue.push(w.start, Class::App, Event::PoolFill { wl });
             if let Some(s) = p.sweep {
-                queue.push(Instant(s.next(w.start.0)), Class::App, fill(true));
+                let at = Instant(s.next(w.start.0));
+                queue.push(at, Class::App, Event::PoolHousekeeper { wl });
             }
         }
         let s = match w.arrival {

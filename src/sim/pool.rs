@@ -309,11 +309,7 @@ impl Simulation {
                 if !self.pool_open(wl, (NONE, 0), self.now, (0, di), 0) {
                     self.client_pools.pool(wl).dests[di].adding = false;
                     let at = self.now + crate::time::Duration::from_millis(250);
-                    let ev = Event::PoolFill {
-                        wl,
-                        housekeeper: false,
-                    };
-                    self.queue.push(at, Class::App, ev);
+                    self.queue.push(at, Class::App, Event::PoolFill { wl });
                 }
                 return;
             }
@@ -340,12 +336,14 @@ impl Simulation {
 
     /// The pool of `wl` fills every destination (at the start, after a connect() of its
     /// adder failed at once, and at each run of its `housekeeper`, which queues the next).
+    // Off the path of workloads without a pool.
+    #[cold]
     pub(super) fn pool_fill_all(&mut self, wl: u32, housekeeper: bool) {
         for di in 0..self.client_pools.pool(wl).dests.len() {
             self.pool_fill(wl, di);
         }
         if let (true, Some(s)) = (housekeeper, self.client_pools.pool(wl).cfg.sweep) {
-            let ev = Event::PoolFill { wl, housekeeper };
+            let ev = Event::PoolHousekeeper { wl };
             self.queue.push(self.now + s.every, Class::App, ev);
         }
     }

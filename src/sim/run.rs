@@ -124,10 +124,13 @@ pub(super) enum Event {
         epoch: u32,
     },
     /// A pool that opens its own connections fills itself ([`super::pool`]): at the start,
-    /// after its adder's connect() failed at once, and at each run of its housekeeper.
+    /// and after its adder's connect() failed at once.
     PoolFill {
         wl: u32,
-        housekeeper: bool,
+    },
+    /// A run of the housekeeper of such a pool: it fills the pool and queues its next run.
+    PoolHousekeeper {
+        wl: u32,
     },
     /// A server's keep-alive timer of a pooled connection, armed at its response to
     /// request `epoch`.
@@ -306,7 +309,8 @@ impl Simulation {
                     self.server_idle(conn, epoch);
                 }
             }
-            Event::PoolFill { wl, housekeeper } => self.pool_fill_all(wl, housekeeper),
+            Event::PoolFill { wl } => self.pool_fill_all(wl, false),
+            Event::PoolHousekeeper { wl } => self.pool_fill_all(wl, true),
             Event::UnseenExpire { host, pool, port } => self.unseen_expires(host, pool, port),
             Event::TwReusable {
                 host,
