@@ -23,8 +23,10 @@
 //! thread (`addConnectionExecutor`), runs queued tasks one at a time, each opening one
 //! connection if the pool still needs it (`shouldCreateAnotherConnection`: fewer than the
 //! maximum, and a request waiting or fewer than `min_idle` idle). Tasks are queued to fill
-//! the pool (`fillPool`: min(max − total, min_idle − idle) − queued) at the start and after
-//! every close, and one for a request that finds no idle connection (`addBagItem`). Such a
+//! the pool (`fillPool`: min(max − total, min_idle − idle) − queued) at the start, after
+//! every close and at each run of the pool's housekeeper (its `sweep`, HikariCP every 30 s,
+//! where its idle timeout acts too), and one for a request that finds no idle connection
+//! (`addBagItem`). Such a
 //! connection, opened with no request, is ready for the pool when the server has the ACK of
 //! its handshake (the driver's own handshake, the database's greeting and authentication,
 //! is not modelled: its round trips are UNVERIFIED); it then goes to a waiting request or
