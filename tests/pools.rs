@@ -269,6 +269,8 @@ fn fast_paths_decline_pools_stepping_gives_the_same_report() {
     for w in [
         format!("{}\n[workload.library]\nname = \"go-net-http\"", rounds(10, 3)),
         "arrival = { kind = \"poisson\", rate = 50 }\n[workload.pool]\nmax_idle_per_host = 1\nidle_timeout = \"30ms\"".to_string(),
+        "arrival = { kind = \"poisson\", rate = 500 }\n[workload.library]\nname = \"hikaricp\"\nminimumIdle = 2\nmaxLifetime = \"2s\"\nidleTimeout = \"100ms\"".to_string(),
+        "arrival = { kind = \"poisson\", rate = 50 }\n[workload.library]\nname = \"dotnet-httpclient\"\nPooledConnectionIdleTimeout = \"40ms\"\nMaxConnectionsPerServer = 2".to_string(),
     ] {
         let text = scenario("3s", &w);
         let sc = scenario::parse("pools.toml", &text).unwrap();
@@ -342,4 +344,273 @@ fn a_lifetime_recycles_the_whole_pool_and_hikaricp_jitter_spreads_it() {
         assert!(r.iter().all(|&(t, _)| (450..=600).contains(&t)), "{r:?}");
         assert_eq!(r.iter().map(|b| b.1).sum::<u64>(), 24);
     }
+}
+
+/// [`run`] with seed `seed`.
+fn run_seeded(duration: &str, workload: &str, seed: u64) -> Report {
+    let text = scenario(duration, workload).replace(
+        "name = \"pools\"",
+        &format!("name = \"pools\"\nseed = {seed}"),
+    );
+    let sc = scenario::parse("pools.toml", &text).unwrap_or_else(|e| panic!("{e}"));
+    Simulation::new(&sc).checking(true).run()
+}
+
+/// HikariCP #2203's pool: maximumPoolSize = minimumIdle = 24, maxLifetime 600 s, the
+/// lifetime variance factor `factor`, ten light requests a second (the pool mostly idle).
+fn hikari_2203(factor: u32, duration: &str, seed: u64) -> Report {
+    let w = format!(
+        "service_time = \"5ms\"\narrival = {{ kind = \"constant\", rate = 10 }}\n\
+         [workload.library]\nname = \"hikaricp\"\nmaximumPoolSize = 24\nmaxLifetime = 600000\n\
+         lifeTimeVarianceFactor = {factor}"
+    );
+    run_seeded(duration, &w, seed)
+}
+
+/// The seconds (1 s bins) after the first in which connections were established, and how
+/// many: a pool replaces a connection the instant it closes one, so these are its closes.
+fn replacements(r: &Report) -> Vec<(u64, u64)> {
+    r.series
+        .iter()
+        .filter(|b| b.t_s >= 1.0 && b.established > 0)
+        .map(|b| (b.t_s as u64, b.established))
+        .collect()
+}
+
+/// HikariCP #2203 ("Max-life-time expire cause application latency"): 24 connections, 10 min
+/// maxLifetime, a HikariCP before 28f81da4 (2.5 % variance). The reporter's pool reached
+/// MariaDB over a Unix socket to MaxScale; this replays the pool's behaviour over TCP.
+///
+/// HikariCP draws each connection's lifetime at creation, 600 s − U[0, 600 s / factor) in
+/// whole ms, and replaces a closed connection at once (`closeConnection` → `fillPool`), one
+/// at a time, each ready 1.5 RTT (1.5 ms) after its connect(). The 24 first connections are
+/// opened within 36 ms of the start, so generation k closes within [600k − 15k, 600k + 0.1] s
+/// with factor 40: three bunches of 24, each within 15 s, in 1900 s.
+#[test]
+fn hikaricp_2203_the_whole_pool_is_recycled_within_15_s_every_10_minutes() {
+    for seed in 1..=4 {
+        let r = hikari_2203(40, "1900s", seed);
+        let p = pool(&r);
+        assert_eq!(r.series[0].established, 24, "the pool fills at the start");
+        assert_eq!((p.opened, p.closed_lifetime), (24 + 3 * 24, 3 * 24));
+        assert_eq!(p.closed_idle_timeout + p.closed_idle_full, 0);
+        let closes = replacements(&r);
+        for k in 1..=3u64 {
+            let g: Vec<_> = closes
+                .iter()
+                .filter(|&&(t, _)| t + 300 >= 600 * k && t < 600 * k + 300)
+                .collect();
+            assert_eq!(g.iter().map(|b| b.1).sum::<u64>(), 24, "window {k}: {g:?}");
+            let (first, last) = (g[0].0, g[g.len() - 1].0);
+            assert!(first >= 600 * k - 15 * k && last <= 600 * k, "{g:?}");
+            // Generation 1 within one 15 s draw: at most 15 s from first to last.
+            if k == 1 {
+                assert!(last - first <= 15, "{g:?}");
+            }
+        }
+        // All 24 closes of a generation fall within the 60 s TIME-WAIT: 24 client
+        // TIME-WAITs at once, none on the server.
+        assert_eq!(r.summary.time_wait.peak_client, 24);
+        assert_eq!(r.summary.time_wait.peak_server, 0);
+        // The pool never empties: each close is replaced at once, so at every bin edge at
+        // least 24 − 2 connections are established (a dip of k needs k closes within
+        // k × 1.5 ms).
+        let low = r.series[1..]
+            .iter()
+            .map(|b| b.established_sockets_client)
+            .min();
+        assert!(low >= Some(22), "{low:?}");
+    }
+}
+
+/// The same pool after 28f81da4 (factor 4, 25 %): the first generation closes over
+/// [450, 600] s, spread over more than 15 s (24 draws within 15 s of 150 s: probability
+/// below 10⁻²¹), and never all 24 in one TIME-WAIT period (all 24 within 60 s of 150 s:
+/// below 10⁻⁷).
+#[test]
+fn hikaricp_2203_with_25_percent_jitter_the_closes_spread_over_150_s() {
+    for seed in 1..=4 {
+        let r = hikari_2203(4, "700s", seed);
+        let p = pool(&r);
+        assert_eq!((p.opened, p.closed_lifetime), (48, 24));
+        let closes = replacements(&r);
+        assert_eq!(closes.iter().map(|b| b.1).sum::<u64>(), 24);
+        let (first, last) = (closes[0].0, closes[closes.len() - 1].0);
+        assert!(first >= 450 && last <= 600, "{closes:?}");
+        assert!(last - first > 15, "{closes:?}");
+        assert!(r.summary.time_wait.peak_client < 24, "seed {seed}");
+    }
+}
+
+#[test]
+fn hikaricp_defaults_keep_a_fixed_pool_of_ten() {
+    // maximumPoolSize 10, minimumIdle = maximumPoolSize: 10 opened at the start, never
+    // more, idleTimeout inactive (minimumIdle = maximumPoolSize), the first lifetime
+    // (30 min − U[0, 7.5 min)) not before 1350 s.
+    let w = "service_time = \"5ms\"\narrival = { kind = \"closed\", concurrency = 4 }\n\
+             [workload.library]\nname = \"hikaricp\"";
+    let r = run("1300s", w);
+    let p = pool(&r);
+    assert_eq!(p.opened, 10);
+    assert_eq!(
+        p.closed_idle_timeout + p.closed_lifetime + p.closed_idle_full,
+        0
+    );
+    assert_eq!(r.summary.time_wait.peak, 0);
+}
+
+#[test]
+fn hikaricp_idle_timeout_closes_down_to_minimum_idle() {
+    // minimumIdle 2 of 10: 2 opened at the start; a burst of 10 one-second requests at 1 s
+    // takes the 2 and makes 8 wait, each waiter getting a new connection (addBagItem),
+    // opened one at a time 1.5 ms apart, all before the first 2 come back. From about 2 s
+    // all 10 are idle; idleTimeout 10 min closes 8 of them, down to minimumIdle, at the
+    // housekeeper's first run after 602 s (runs at 0.1 s + 30 s × k): 630.1 s.
+    let w = "service_time = \"1s\"\narrival = { kind = \"burst\", bursts = [{ at = \"1s\", count = 10 }] }\n\
+             [workload.library]\nname = \"hikaricp\"\nminimumIdle = 2";
+    let r = run("1000s", w);
+    let p = pool(&r);
+    assert_eq!(r.series[0].established, 2);
+    assert_eq!((p.opened, p.waited, p.requests), (10, 8, 10));
+    assert_eq!(p.closed_idle_timeout, 8);
+    // The 8 closes at 630.1 s: 8 client TIME-WAITs from then (602 s with an exact timer).
+    let tw: Vec<_> = r
+        .series
+        .iter()
+        .filter(|b| b.time_wait_client > 0)
+        .map(|b| b.t_s as u64)
+        .collect();
+    assert_eq!(tw.first(), Some(&630), "{tw:?}");
+    assert_eq!(r.summary.time_wait.peak_client, 8);
+}
+
+#[test]
+fn dotnet_httpclient_per_request_leaves_a_client_time_wait_per_request() {
+    // `using var c = new HttpClient()` per request: a connection each, disposed (closed by
+    // the client) after its response.
+    let w = "arrival = { kind = \"closed\", concurrency = 1 }\nlimit = { requests = 100 }\n\
+             [workload.library]\nname = \"dotnet-httpclient\"\nshared = false";
+    let r = run("5s", w);
+    let p = pool(&r);
+    assert_eq!(
+        (p.opened, p.requests, p.closed_no_keep_alive),
+        (100, 100, 100)
+    );
+    assert_eq!(r.summary.time_wait.peak_client, 100);
+    assert_eq!(r.summary.time_wait.peak_server, 0);
+    // A shared client: one connection for all 100.
+    let shared = w.replace("shared = false", "shared = true");
+    let r = run("5s", &shared);
+    assert_eq!((pool(&r).opened, pool(&r).requests), (1, 100));
+    assert_eq!(r.summary.time_wait.peak, 0);
+}
+
+#[test]
+fn dotnet_pooled_connection_lifetime_renews_the_connection_every_2_minutes() {
+    // One requester, always busy, PooledConnectionLifetime 2 min, no jitter: the connection
+    // is closed on the first return after 120 s (CheckExpirationOnReturn) and the next
+    // request opens another: closes at 120, 240, 360, 480, 600 s.
+    let w = "service_time = \"10ms\"\narrival = { kind = \"closed\", concurrency = 1 }\n\
+             [workload.library]\nname = \"dotnet-httpclient\"\nPooledConnectionLifetime = \"2m\"";
+    let r = run("610s", w);
+    let p = pool(&r);
+    assert_eq!((p.opened, p.closed_lifetime), (6, 5));
+    assert_eq!(
+        replacements(&r).iter().map(|b| b.0).collect::<Vec<_>>(),
+        vec![120, 240, 360, 480, 600]
+    );
+}
+
+#[test]
+fn dotnet_idle_timeout_acts_at_the_scavengers_15_s_ticks() {
+    // A request every 100 s; PooledConnectionIdleTimeout 1 min (.NET 6+), scavenged every
+    // 60 / 4 = 15 s: the connection idle since ~0.002 s is past its timeout at 60.002 s and
+    // closed by the client at the next tick, 75 s (Go's exact timer would close at 60 s).
+    let w = "arrival = { kind = \"constant\", rate = 0.01 }\n\
+             [workload.library]\nname = \"dotnet-httpclient\"";
+    let r = run("1000s", w);
+    let p = pool(&r);
+    assert_eq!((p.requests, p.opened, p.closed_idle_timeout), (10, 10, 10));
+    let first_tw = r
+        .series
+        .iter()
+        .find(|b| b.time_wait_client > 0)
+        .map(|b| b.t_s);
+    assert_eq!(first_tw, Some(75.0));
+    // An infinite idle timeout keeps the one connection.
+    let r = run(
+        "1000s",
+        &format!("{w}\nPooledConnectionIdleTimeout = \"infinite\""),
+    );
+    assert_eq!((pool(&r).opened, pool(&r).requests), (1, 10));
+}
+
+#[test]
+fn dotnet_and_hikaricp_options_are_checked() {
+    let base = "arrival = { kind = \"closed\", concurrency = 1 }\n[workload.library]\n";
+    let e = err(&format!(
+        "{base}name = \"dotnet-httpclient\"\nPooledConnectionIdleTimeOut = \"1m\""
+    ));
+    assert!(
+        e.contains("did you mean \"PooledConnectionIdleTimeout\""),
+        "{e}"
+    );
+    let e = err(&format!(
+        "{base}name = \"dotnet-httpclient\"\nPooledConnectionLifetime = 120"
+    ));
+    assert!(e.contains("expected \"infinite\" or a duration"), "{e}");
+    let e = err(&format!(
+        "{base}name = \"hikaricp\"\nlifeTimeVarianceFactor = 100"
+    ));
+    assert!(
+        e.contains("lifeTimeVarianceFactor") && e.contains("2–40"),
+        "{e}"
+    );
+    let e = err(&format!("{base}name = \"hikaricp\"\nmaxLifetime = -1"));
+    assert!(e.contains("expected milliseconds"), "{e}");
+    let e = err(&format!("{base}name = \"hikaricp\"\nmaxPoolSize = 4"));
+    assert!(e.contains("did you mean \"maximumPoolSize\""), "{e}");
+}
+
+/// A scenario proposed for `scenarios/` (notes/proposed-scenarios), run as its comments
+/// say.
+fn proposed(name: &str) -> Report {
+    let path = format!(
+        "{}/notes/proposed-scenarios/{name}.toml",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let sc = scenario::load(std::path::Path::new(&path)).unwrap_or_else(|e| panic!("{e}"));
+    Simulation::new(&sc).run()
+}
+
+#[test]
+fn the_proposed_scenarios_give_what_their_comments_say() {
+    let r = proposed("hikaricp-2203");
+    let p = pool(&r);
+    assert_eq!((p.opened, p.closed_lifetime), (96, 72));
+    assert_eq!(r.summary.time_wait.peak_client, 24);
+    let r = proposed("dotnet-httpclient-per-request");
+    assert_eq!(r.summary.requests.completed, 2 * 28_232);
+    assert_eq!(r.summary.time_wait.peak_client, 28_232);
+    let first = r.summary.first_failure_s.expect("ports run out");
+    assert!((first - 56.464).abs() < 1e-9, "{first}");
+}
+
+#[test]
+fn hikaricp_housekeeper_refills_to_minimum_idle_every_30_s() {
+    // minimumIdle 2 of 10: 2 opened at the start. At 5 s two long requests borrow both (no
+    // request waits, so none is added then); idle falls to 0 < minimumIdle, and the
+    // housekeeper's next `fillPool`, at 30.1 s, opens 2.
+    let w = "service_time = \"100s\"\narrival = { kind = \"burst\", bursts = [{ at = \"5s\", count = 2 }] }\n\
+             [workload.library]\nname = \"hikaricp\"\nminimumIdle = 2";
+    let r = run("40s", w);
+    let p = pool(&r);
+    assert_eq!((p.opened, p.waited), (4, 0));
+    let opened: Vec<_> = r
+        .series
+        .iter()
+        .filter(|b| b.established > 0)
+        .map(|b| (b.t_s as u64, b.established))
+        .collect();
+    assert_eq!(opened, vec![(0, 2), (30, 2)]);
 }

@@ -3,7 +3,7 @@
 //! libraries' presets mapped onto it (`[workload.library]`).
 //!
 //! Facts and sources: `notes/client-libraries.md` (§1 Go `net/http`, §2 Python `requests`,
-//! §6 nginx). What the pool does on the wire is in `src/sim/pool.rs`.
+//! §3 .NET `HttpClient`, §4 HikariCP, §6 nginx). What the pool does on the wire is in `src/sim/pool.rs`.
 
 use crate::time::Duration;
 
@@ -46,6 +46,26 @@ impl Jitter {
     }
 }
 
+/// A pool's periodic sweep: ticks at `first`, `first + every`, … from the run's start.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Sweep {
+    pub first: Duration,
+    pub every: Duration,
+    /// Whether the lifetime of an idle connection waits for a tick too (.NET's scavenger
+    /// checks both; HikariCP schedules each lifetime on its own).
+    pub lifetime: bool,
+}
+
+impl Sweep {
+    /// The first tick at or after `t` (in nanoseconds since the start).
+    pub fn next(self, t: u64) -> u64 {
+        if t <= self.first.0 {
+            return self.first.0;
+        }
+        self.first.0 + (t - self.first.0).div_ceil(self.every.0) * self.every.0
+    }
+}
+
 /// A server's keep-alive limits on the workload's connections: it closes them first, so the
 /// TIME-WAIT is the server's (nginx, notes §6).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -84,6 +104,16 @@ pub struct Pool {
     pub keep_alive: bool,
     pub reuse: Reuse,
     pub server: ServerKeepAlive,
+    /// The client's idle timer (and, if the sweep says so, an idle connection's lifetime)
+    /// act only at the ticks of a periodic sweep (.NET's scavenger, HikariCP's
+    /// housekeeper). `None`: at the instant they fall due.
+    pub sweep: Option<Sweep>,
+    /// A pool that opens its own connections (HikariCP, notes §4): one at a time, to keep
+    /// this many idle (`fillPool`) and for a waiting request (`addBagItem`), never more than
+    /// `max_conns_per_host`; a request never dials, it takes an idle connection or waits.
+    /// Its idle timeout closes only idle connections beyond this many. `None`: requests
+    /// open connections.
+    pub min_idle: Option<u32>,
 }
 
 impl Default for Pool {
@@ -99,17 +129,24 @@ impl Default for Pool {
             keep_alive: true,
             reuse: Reuse::Lifo,
             server: ServerKeepAlive::default(),
+            sweep: None,
+            min_idle: None,
         }
     }
 }
 
 /// A library's pool by its own option names.
 pub mod library {
-    use super::{Pool, Reuse};
+    use super::{Jitter, Pool, Reuse, Sweep};
     use crate::time::Duration;
 
     /// The libraries `[workload.library]` knows, by `name`.
-    pub const NAMES: [&str; 2] = ["go-net-http", "python-requests"];
+    pub const NAMES: [&str; 4] = [
+        "go-net-http",
+        "python-requests",
+        "dotnet-httpclient",
+        "hikaricp",
+    ];
 
     /// Go `net/http` `Transport` options (golang/go `src/net/http/transport.go`, notes §1).
     pub const GO_OPTIONS: [&str; 5] = [
@@ -223,6 +260,190 @@ pub mod library {
                 max_idle_per_host: self.pool_maxsize,
                 max_conns_per_host: self.pool_block.then_some(self.pool_maxsize),
                 reuse: Reuse::Lifo,
+                ..Pool::default()
+            }
+        }
+    }
+
+    /// .NET `HttpClient` / `SocketsHttpHandler` options (dotnet/runtime
+    /// `HttpHandlerDefaults.cs`, `HttpConnectionPool.Http1.cs`, `HttpConnectionPoolManager.cs`,
+    /// notes §3), and whether one client is shared.
+    pub const DOTNET_OPTIONS: [&str; 4] = [
+        "shared",
+        "PooledConnectionLifetime",
+        "PooledConnectionIdleTimeout",
+        "MaxConnectionsPerServer",
+    ];
+
+    /// An `HttpClient`, shared by every request or made per request.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub struct DotNet {
+        /// true: one `HttpClient` for all requests, its handler's pool kept (the documented
+        /// use). false: `using var c = new HttpClient()` per request: a fresh handler and
+        /// pool each time (`HttpClient() : this(new HttpClientHandler())`), disposed after
+        /// the response, which closes its connection: the client closes, a client TIME-WAIT
+        /// per request (notes §3; the `Dispose` → socket-close lines are UNVERIFIED). A
+        /// client that is not disposed is not modelled (its connection would idle until the
+        /// scavenger or the GC closes it, notes §3).
+        pub shared: bool,
+        /// `PooledConnectionLifetime`, `Timeout.InfiniteTimeSpan` by default (`None`): a
+        /// connection this old is closed when it comes back (`CheckExpirationOnReturn`), or
+        /// by the scavenger when idle. No jitter (notes §3).
+        pub pooled_connection_lifetime: Option<Duration>,
+        /// `PooledConnectionIdleTimeout`: 1 min on .NET 6 and later (`None`: infinite), 2 min
+        /// on .NET Core 2.1–3.1 and .NET 5 (dotnet/runtime PR #52687). The preset's default
+        /// is .NET 6+'s. Zero: connections are not kept at all (`HttpConnectionPoolManager`).
+        pub pooled_connection_idle_timeout: Option<Duration>,
+        /// `MaxConnectionsPerServer`, `int.MaxValue` by default: at the limit a request waits
+        /// in `_http11RequestQueue`, first come first served (the assignment to
+        /// `_maxHttp11Connections` is UNVERIFIED, notes §3).
+        pub max_connections_per_server: u32,
+    }
+
+    impl Default for DotNet {
+        fn default() -> DotNet {
+            DotNet {
+                shared: true,
+                pooled_connection_lifetime: None,
+                pooled_connection_idle_timeout: Some(Duration::from_secs(60)),
+                max_connections_per_server: i32::MAX as u32,
+            }
+        }
+    }
+
+    impl DotNet {
+        /// The scavenger's period: `_pooledConnectionIdleTimeout / ScavengesPerIdle` (4), at
+        /// least `MinScavengeSeconds` (1 s); 30 s (`DefaultScavengeSeconds`) with an infinite
+        /// idle timeout (`HttpConnectionPoolManager`, notes §3).
+        pub fn scavenge_period(&self) -> Duration {
+            match self.pooled_connection_idle_timeout {
+                Some(t) => Duration((t.0 / 4).max(Duration::from_secs(1).0)),
+                None => Duration::from_secs(30),
+            }
+        }
+
+        /// The pool: no idle cap (`_http11Connections` is a `ConcurrentStack`, used LIFO, every
+        /// returned connection pushed), the per-server cap with FIFO waiting, idle timeout and
+        /// lifetime acted on by the scavenger for idle connections, lifetime checked on
+        /// return. Per request, or with a zero idle timeout or lifetime: a connection per
+        /// request, closed by the client.
+        pub fn pool(&self) -> Pool {
+            let zero = |d: Option<Duration>| d.is_some_and(|d| d.0 == 0);
+            if !self.shared
+                || zero(self.pooled_connection_idle_timeout)
+                || zero(self.pooled_connection_lifetime)
+            {
+                return Pool {
+                    keep_alive: false,
+                    ..Pool::default()
+                };
+            }
+            Pool {
+                max_conns_per_host: (self.max_connections_per_server < i32::MAX as u32)
+                    .then_some(self.max_connections_per_server),
+                idle_timeout: self.pooled_connection_idle_timeout,
+                max_lifetime: self.pooled_connection_lifetime,
+                lifetime_jitter: Jitter::None,
+                reuse: Reuse::Lifo,
+                // `new Timer(..., timerPeriod, timerPeriod)`: the first tick one period in.
+                sweep: Some(Sweep {
+                    first: self.scavenge_period(),
+                    every: self.scavenge_period(),
+                    lifetime: true,
+                }),
+                ..Pool::default()
+            }
+        }
+    }
+
+    /// HikariCP `HikariConfig` options (notes §4), and the system property
+    /// `com.zaxxer.hikari.lifeTimeVarianceFactor`.
+    pub const HIKARI_OPTIONS: [&str; 5] = [
+        "maximumPoolSize",
+        "minimumIdle",
+        "maxLifetime",
+        "idleTimeout",
+        "lifeTimeVarianceFactor",
+    ];
+
+    /// A HikariCP pool to one database.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub struct Hikari {
+        /// `maximumPoolSize`, `DEFAULT_POOL_SIZE = 10`.
+        pub maximum_pool_size: u32,
+        /// `minimumIdle`; unset, or outside 0..=maximumPoolSize, it is maximumPoolSize
+        /// (`validateNumerics`: `if (minIdle < 0 || minIdle > maxPoolSize) minIdle =
+        /// maxPoolSize`).
+        pub minimum_idle: Option<u32>,
+        /// `maxLifetime`, `MAX_LIFETIME = MINUTES.toMillis(30)`; `None` (0): none.
+        pub max_lifetime: Option<Duration>,
+        /// `idleTimeout`, `IDLE_TIMEOUT = MINUTES.toMillis(10)`: acts only when minimumIdle <
+        /// maximumPoolSize (`HouseKeeper.run`), and not when idleTimeout + 1 s > maxLifetime;
+        /// at the housekeeper's runs, every 30 s, down to minimumIdle idle.
+        pub idle_timeout: Option<Duration>,
+        /// Lifetime = maxLifetime − U[0, maxLifetime / factor) ms, none at ≤ 10 s
+        /// (`createPoolEntry`): 40 (2.5 %) in 3.x–5.x, 4 (25 %, the property's default)
+        /// after commit 28f81da4 (2024-11-01), clamped to 2..=40. The default is 4, the
+        /// current source; the first release with it is UNVERIFIED (notes §4).
+        pub life_time_variance_factor: u32,
+    }
+
+    impl Default for Hikari {
+        fn default() -> Hikari {
+            Hikari {
+                maximum_pool_size: 10,
+                minimum_idle: None,
+                max_lifetime: Some(Duration::from_secs(30 * 60)),
+                idle_timeout: Some(Duration::from_secs(10 * 60)),
+                life_time_variance_factor: 4,
+            }
+        }
+    }
+
+    impl Hikari {
+        /// minimumIdle as `validateNumerics` leaves it.
+        pub fn min_idle(&self) -> u32 {
+            match self.minimum_idle {
+                Some(m) if m <= self.maximum_pool_size => m,
+                _ => self.maximum_pool_size,
+            }
+        }
+
+        /// The pool: it opens its own connections, one at a time (`addConnectionExecutor`,
+        /// one thread), up to minimumIdle idle and for waiting requests, at most
+        /// maximumPoolSize; a request takes an idle connection or waits
+        /// (`ConcurrentBag.borrow`). A connection past its lifetime is closed by the pool,
+        /// the client, at once when idle (`softEvictConnection` reserves it), else when it
+        /// comes back (HikariCP marks it and closes it at the next borrow that finds it:
+        /// the model closes it on return); each close runs `fillPool`. Keep-alive queries
+        /// (`keepaliveTime`, 0 = off in 4.x/5.x) open no connection and are not modelled.
+        /// Reuse is most recent first, as `ConcurrentBag.borrow` tries the thread's own list
+        /// from its end first (UNVERIFIED: not in the notes; a shared-list borrow goes in
+        /// insertion order).
+        pub fn pool(&self) -> Pool {
+            let min = self.min_idle();
+            let idle = self.idle_timeout.filter(|t| {
+                min < self.maximum_pool_size
+                    && self
+                        .max_lifetime
+                        .is_none_or(|l| t.0 + Duration::from_secs(1).0 <= l.0)
+            });
+            Pool {
+                max_conns_per_host: Some(self.maximum_pool_size),
+                min_idle: Some(min),
+                idle_timeout: idle,
+                max_lifetime: self.max_lifetime,
+                lifetime_jitter: Jitter::Subtract {
+                    divisor: self.life_time_variance_factor.clamp(2, 40),
+                },
+                reuse: Reuse::Lifo,
+                // `scheduleWithFixedDelay(new HouseKeeper(), 100L, HOUSEKEEPING_PERIOD_MS)`,
+                // 30 s (HikariPool.java @ 00604807): idleTimeout acts there, and `fillPool`.
+                sweep: Some(Sweep {
+                    first: Duration::from_millis(100),
+                    every: Duration::from_secs(30),
+                    lifetime: false,
+                }),
                 ..Pool::default()
             }
         }

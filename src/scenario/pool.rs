@@ -7,7 +7,10 @@ use super::ScenarioError;
 use super::raw::{RawTable, RawWorkload};
 use super::value::{Ctx, list, one_of};
 use super::workloads::Key;
-use crate::client::pool::library::{GO_OPTIONS, Go, NAMES, REQUESTS_OPTIONS, Requests};
+use crate::client::pool::library::{
+    DOTNET_OPTIONS, DotNet, GO_OPTIONS, Go, HIKARI_OPTIONS, Hikari, NAMES, REQUESTS_OPTIONS,
+    Requests,
+};
 use crate::client::pool::{Jitter, Pool, Reuse};
 use crate::profile::nearest;
 use crate::time::Duration;
@@ -194,6 +197,7 @@ fn library(ctx: &Ctx, t: &Spanned<RawTable>, key: Key) -> Result<Pool, ScenarioE
     let name_key = at(key, "library", "name");
     let name = one_of(ctx, &text(ctx, nv, &name_key)?, &name_key, &NAMES)?;
     let options = table.iter().filter(|(k, _)| k.get_ref() != nk.get_ref());
+    let options: Vec<_> = options.collect();
     match name {
         "go-net-http" => {
             let mut go = Go::default();
@@ -219,6 +223,8 @@ fn library(ctx: &Ctx, t: &Spanned<RawTable>, key: Key) -> Result<Pool, ScenarioE
             }
             Ok(go.pool())
         }
+        "dotnet-httpclient" => dotnet(ctx, options, key),
+        "hikaricp" => hikari(ctx, options, key),
         _ => {
             let mut rq = Requests::default();
             for (k, v) in options {
@@ -237,4 +243,93 @@ fn library(ctx: &Ctx, t: &Spanned<RawTable>, key: Key) -> Result<Pool, ScenarioE
             Ok(rq.pool())
         }
     }
+}
+
+type Options<'a> = Vec<(&'a Spanned<String>, &'a Spanned<toml::Value>)>;
+
+/// A .NET `TimeSpan` option: "infinite" (`Timeout.InfiniteTimeSpan`, `None`) or a duration,
+/// zero allowed.
+fn timespan(
+    ctx: &Ctx,
+    v: &Spanned<toml::Value>,
+    key: &str,
+) -> Result<Option<Duration>, ScenarioError> {
+    if v.get_ref().as_str() == Some("infinite") {
+        return Ok(None);
+    }
+    Ok(Some(
+        dur(ctx, v, key)
+            .map_err(|_| {
+                ctx.err(
+                    v.span(),
+                    key,
+                    format!(
+                        "{}: expected \"infinite\" or a duration such as \"2m\"",
+                        v.get_ref()
+                    ),
+                )
+            })?
+            .unwrap_or(Duration::ZERO),
+    ))
+}
+
+/// `[workload.library] name = "dotnet-httpclient"`.
+fn dotnet(ctx: &Ctx, options: Options, key: Key) -> Result<Pool, ScenarioError> {
+    let mut n = DotNet::default();
+    for (k, v) in options {
+        let kname = at(key, "library", k.get_ref());
+        let kk = kname.as_str();
+        match k.get_ref().as_str() {
+            "shared" => n.shared = boolean(ctx, v, kk)?,
+            "PooledConnectionLifetime" => n.pooled_connection_lifetime = timespan(ctx, v, kk)?,
+            "PooledConnectionIdleTimeout" => {
+                n.pooled_connection_idle_timeout = timespan(ctx, v, kk)?
+            }
+            "MaxConnectionsPerServer" => {
+                n.max_connections_per_server = int(ctx, v, kk, 1, i32::MAX.into())? as u32
+            }
+            _ => return Err(unknown(ctx, k, kname.clone(), &DOTNET_OPTIONS)),
+        }
+    }
+    Ok(n.pool())
+}
+
+/// A HikariCP time option: milliseconds, as HikariCP takes them, or a duration; 0 = none.
+fn millis(
+    ctx: &Ctx,
+    v: &Spanned<toml::Value>,
+    key: &str,
+) -> Result<Option<Duration>, ScenarioError> {
+    match v.get_ref().as_integer() {
+        Some(ms) if ms >= 0 => Ok((ms > 0).then(|| Duration::from_millis(ms as u64))),
+        Some(_) => Err(ctx.err(
+            v.span(),
+            key,
+            format!(
+                "{}: expected milliseconds ≥ 0 or a duration such as \"30m\"",
+                v.get_ref()
+            ),
+        )),
+        None => dur(ctx, v, key),
+    }
+}
+
+/// `[workload.library] name = "hikaricp"`.
+fn hikari(ctx: &Ctx, options: Options, key: Key) -> Result<Pool, ScenarioError> {
+    let mut h = Hikari::default();
+    for (k, v) in options {
+        let kname = at(key, "library", k.get_ref());
+        let kk = kname.as_str();
+        match k.get_ref().as_str() {
+            "maximumPoolSize" => h.maximum_pool_size = int(ctx, v, kk, 1, u32::MAX.into())? as u32,
+            "minimumIdle" => h.minimum_idle = Some(int(ctx, v, kk, 0, u32::MAX.into())? as u32),
+            "maxLifetime" => h.max_lifetime = millis(ctx, v, kk)?,
+            "idleTimeout" => h.idle_timeout = millis(ctx, v, kk)?,
+            "lifeTimeVarianceFactor" => {
+                h.life_time_variance_factor = int(ctx, v, kk, 2, 40)? as u32
+            }
+            _ => return Err(unknown(ctx, k, kname.clone(), &HIKARI_OPTIONS)),
+        }
+    }
+    Ok(h.pool())
 }

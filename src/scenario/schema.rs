@@ -239,9 +239,9 @@ fn library() -> Value {
     json!({
         "type": "object",
         "required": ["name"],
-        "description": "go-net-http: MaxIdleConns, MaxIdleConnsPerHost, MaxConnsPerHost, IdleConnTimeout, DisableKeepAlives; python-requests: session, pool_connections, pool_maxsize, pool_block",
+        "description": "go-net-http: MaxIdleConns, MaxIdleConnsPerHost, MaxConnsPerHost, IdleConnTimeout, DisableKeepAlives; python-requests: session, pool_connections, pool_maxsize, pool_block; dotnet-httpclient: shared, PooledConnectionLifetime, PooledConnectionIdleTimeout, MaxConnectionsPerServer; hikaricp: maximumPoolSize, minimumIdle, maxLifetime, idleTimeout, lifeTimeVarianceFactor",
         "properties": {
-            "name": { "enum": ["go-net-http", "python-requests"] },
+            "name": { "enum": ["go-net-http", "python-requests", "dotnet-httpclient", "hikaricp"] },
             "MaxIdleConns": { "type": "integer", "minimum": 0 },
             "MaxIdleConnsPerHost": { "type": "integer", "minimum": -1 },
             "MaxConnsPerHost": { "type": "integer", "minimum": 0 },
@@ -250,7 +250,16 @@ fn library() -> Value {
             "session": { "type": "boolean" },
             "pool_connections": { "type": "integer", "minimum": 1 },
             "pool_maxsize": { "type": "integer", "minimum": 1 },
-            "pool_block": { "type": "boolean" }
+            "pool_block": { "type": "boolean" },
+            "shared": { "type": "boolean" },
+            "PooledConnectionLifetime": { "type": "string", "description": "\"infinite\" or a duration" },
+            "PooledConnectionIdleTimeout": { "type": "string", "description": "\"infinite\" or a duration" },
+            "MaxConnectionsPerServer": { "type": "integer", "minimum": 1 },
+            "maximumPoolSize": { "type": "integer", "minimum": 1 },
+            "minimumIdle": { "type": "integer", "minimum": 0 },
+            "maxLifetime": { "type": ["integer", "string"], "description": "milliseconds or a duration; 0: none" },
+            "idleTimeout": { "type": ["integer", "string"], "description": "milliseconds or a duration; 0: none" },
+            "lifeTimeVarianceFactor": { "type": "integer", "minimum": 2, "maximum": 40 }
         }
     })
 }

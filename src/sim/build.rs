@@ -302,6 +302,13 @@ fn workloads(sc: &Scenario, queue: &mut Queue<Event>) -> (Vec<Runner>, Vec<Strea
             stream(sc.seed, &format!("workload:{name}:spread")),
         );
         let wl = i as u32;
+        if let Some(p) = w.pool.filter(|p| p.min_idle.is_some()) {
+            queue.push(w.start, Class::App, Event::PoolFill { wl });
+            if let Some(s) = p.sweep {
+                let at = Instant(s.next(w.start.0));
+                queue.push(at, Class::App, Event::PoolHousekeeper { wl });
+            }
+        }
         let s = match w.arrival {
             Arrival::Closed { concurrency } => {
                 for slot in 0..concurrency {

@@ -232,7 +232,7 @@ impl Simulation {
             self.rec.stalled(self.now - c.started);
         }
         self.transmit(conn, self.now, Dir::Up, Segment::Ack);
-        if c.requests_left == 0 && c.closer == Closer::Client {
+        if c.requests_left == 0 && c.closer == Closer::Client && !c.pooled {
             self.client_close(conn);
         }
     }
@@ -277,6 +277,9 @@ impl Simulation {
         }
         if c.requests_left > 0 {
             self.serve(conn, self.now);
+        } else if c.pooled {
+            // Opened by a pool on its own (HikariCP), not for a request.
+            self.pool_ready(conn);
         } else if c.closer == Closer::Server {
             self.server_close(conn);
         }

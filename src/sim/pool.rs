@@ -19,6 +19,20 @@
 //! comes first, and by the server at the server's keep-alive timeout (its FIN alone, server
 //! TIME-WAIT); the server also closes after `keepalive_requests` (its FIN with the response).
 //!
+//! A pool with `min_idle` (HikariCP, notes §4) opens its own connections: its adder, one
+//! thread (`addConnectionExecutor`), runs queued tasks one at a time, each opening one
+//! connection if the pool still needs it (`shouldCreateAnotherConnection`: fewer than the
+//! maximum, and a request waiting or fewer than `min_idle` idle). Tasks are queued to fill
+//! the pool (`fillPool`: min(max − total, min_idle − idle) − queued) at the start, after
+//! every close and at each run of the pool's housekeeper (its `sweep`, HikariCP every 30 s,
+//! where its idle timeout acts too), and one for a request that finds no idle connection
+//! (`addBagItem`). Such a
+//! connection, opened with no request, is ready for the pool when the server has the ACK of
+//! its handshake (the driver's own handshake, the database's greeting and authentication,
+//! is not modelled: its round trips are UNVERIFIED); it then goes to a waiting request or
+//! idle. A connect() that fails at once is tried again by the next task, queued 250 ms later
+//! (HikariCP's first `sleepBackoff`; its growth by 1.5 is not modelled).
+//!
 //! Simplifications: a request never crosses a server's FIN. The server's idle timer lapses
 //! if the client has taken the connection (its request in flight), and the client stops
 //! using a connection the moment the server closes it, not when its FIN arrives.
@@ -61,6 +75,8 @@ pub(super) struct PoolConn {
     served: u32,
     idle_key: u64,
     expires: Option<Instant>,
+    /// Opened by the pool's adder, not yet ready.
+    filling: bool,
 }
 
 /// A request waiting for a connection to its destination.
@@ -79,6 +95,10 @@ struct Dest {
     /// Connections dialing, busy or idle.
     open: u32,
     waiting: VecDeque<Waiter>,
+    /// Adder tasks queued (a `min_idle` pool).
+    queued: u32,
+    /// The adder is opening a connection.
+    adding: bool,
 }
 
 /// Why the client closed a pooled connection.
@@ -190,6 +210,21 @@ impl Simulation {
         }
         let p = self.client_pools.pool(wl);
         let d = &mut p.dests[di];
+        if p.cfg.min_idle.is_some() {
+            // `ConcurrentBag.borrow`: wait, and `addBagItem(waiting)` queues a task when
+            // `waiting - queued >= 0`.
+            p.counts.waited += 1;
+            d.waiting.push_back(Waiter {
+                slot,
+                retry,
+                since: self.now,
+                source: si,
+            });
+            if d.waiting.len() as u64 >= u64::from(d.queued) {
+                d.queued += 1;
+            }
+            return self.pool_add(wl, di);
+        }
         if p.cfg.max_conns_per_host.is_some_and(|cap| d.open >= cap) {
             p.counts.waited += 1;
             d.waiting.push_back(Waiter {
@@ -221,12 +256,25 @@ impl Simulation {
         since: Instant,
         (si, di): (usize, usize),
     ) {
+        self.pool_open(wl, (slot, retry), since, (si, di), 1);
+    }
+
+    /// [`Self::pool_dial`] carrying `requests` (0: the pool's adder opens it); false if
+    /// connect() failed at once.
+    fn pool_open(
+        &mut self,
+        wl: u32,
+        (slot, retry): (u32, u32),
+        since: Instant,
+        (si, di): (usize, usize),
+        requests: u32,
+    ) -> bool {
         self.client_pools.pool(wl).dests[di].open += 1;
-        let (out, _, conn) = self.dial(wl, (slot, retry), since, 1, (si, di));
+        let (out, _, conn) = self.dial(wl, (slot, retry), since, requests, (si, di));
         let p = self.client_pools.pool(wl);
         if out.is_some() {
             p.dests[di].open -= 1;
-            return;
+            return false;
         }
         p.counts.opened += 1;
         let expires = p
@@ -239,7 +287,81 @@ impl Simulation {
             served: 0,
             idle_key: 0,
             expires,
+            filling: requests == 0,
         };
+        true
+    }
+
+    /// The adder runs its next queued task, if it is free: a connection opened if the pool
+    /// still needs one (HikariCP `PoolEntryCreator.shouldCreateAnotherConnection`).
+    fn pool_add(&mut self, wl: u32, di: usize) {
+        loop {
+            let p = self.client_pools.pool(wl);
+            let (min, max) = (
+                p.cfg.min_idle.unwrap_or(0),
+                p.cfg.max_conns_per_host.unwrap_or(u32::MAX),
+            );
+            let d = &mut p.dests[di];
+            if d.adding || d.queued == 0 {
+                return;
+            }
+            d.queued -= 1;
+            if d.open < max && (!d.waiting.is_empty() || (d.idle.len() as u64) < u64::from(min)) {
+                d.adding = true;
+                if !self.pool_open(wl, (NONE, 0), self.now, (0, di), 0) {
+                    self.client_pools.pool(wl).dests[di].adding = false;
+                    let at = self.now + crate::time::Duration::from_millis(250);
+                    self.queue.push(at, Class::App, Event::PoolFill { wl });
+                }
+                return;
+            }
+        }
+    }
+
+    /// HikariCP `fillPool` for destination `di`: tasks for min(max − total, min_idle − idle)
+    /// − queued connections (total: the connections the pool holds, not the one the adder
+    /// is opening).
+    fn pool_fill(&mut self, wl: u32, di: usize) {
+        let p = self.client_pools.pool(wl);
+        let Some(min) = p.cfg.min_idle else {
+            return;
+        };
+        let max = i64::from(p.cfg.max_conns_per_host.unwrap_or(u32::MAX));
+        let d = &mut p.dests[di];
+        let total = i64::from(d.open) - i64::from(d.adding);
+        let n = (max - total).min(i64::from(min) - d.idle.len() as i64) - i64::from(d.queued);
+        if n > 0 {
+            d.queued += n as u32;
+        }
+        self.pool_add(wl, di);
+    }
+
+    /// The pool of `wl` fills every destination (at the start, after a connect() of its
+    /// adder failed at once, and at each run of its `housekeeper`, which queues the next).
+    // Off the path of workloads without a pool.
+    #[cold]
+    pub(super) fn pool_fill_all(&mut self, wl: u32, housekeeper: bool) {
+        for di in 0..self.client_pools.pool(wl).dests.len() {
+            self.pool_fill(wl, di);
+        }
+        if let (true, Some(s)) = (housekeeper, self.client_pools.pool(wl).cfg.sweep) {
+            let ev = Event::PoolHousekeeper { wl };
+            self.queue.push(self.now + s.every, Class::App, ev);
+        }
+    }
+
+    /// A connection the adder opened is ready (the server has its handshake's ACK): to a
+    /// waiting request or idle; the adder takes its next task.
+    // Off the path of workloads without a pool.
+    #[cold]
+    pub(super) fn pool_ready(&mut self, conn: u32) {
+        let wl = self.conns[conn as usize].wl;
+        let pc = &mut self.client_pools.conns[conn as usize];
+        pc.filling = false;
+        let di = pc.dest as usize;
+        self.client_pools.pool(wl).dests[di].adding = false;
+        self.pool_return(conn);
+        self.pool_add(wl, di);
     }
 
     /// The server answers a request on pooled `conn`, sending at `sent`: whether it closes
@@ -322,10 +444,18 @@ impl Simulation {
         p.next_key += 1;
         d.idle.insert(key, conn);
         p.lru.insert(key, conn);
-        let due = match (p.cfg.idle_timeout, pc.expires) {
-            (Some(t), Some(e)) => Some(e.min(now + t)),
-            (Some(t), None) => Some(now + t),
-            (None, e) => e,
+        let sweep = p.cfg.sweep;
+        let tick = |t: Instant, swept: bool| match sweep {
+            Some(s) if swept => Instant(s.next(t.0)),
+            _ => t,
+        };
+        let idle_due = p.cfg.idle_timeout.map(|t| tick(now + t, true));
+        let life_due = pc
+            .expires
+            .map(|e| tick(e, sweep.is_some_and(|s| s.lifetime)));
+        let due = match (idle_due, life_due) {
+            (Some(i), Some(l)) => Some(i.min(l)),
+            (i, l) => i.or(l),
         };
         let oldest = p
             .cfg
@@ -368,9 +498,16 @@ impl Simulation {
     /// Pooled `conn` no longer counts towards its destination's connections: the first
     /// request waiting for one dials.
     fn pool_gone(&mut self, wl: u32, conn: u32) {
-        let di = self.client_pools.conns[conn as usize].dest as usize;
-        let d = &mut self.client_pools.pool(wl).dests[di];
+        let pc = self.client_pools.conns[conn as usize];
+        let di = pc.dest as usize;
+        let p = self.client_pools.pool(wl);
+        let d = &mut p.dests[di];
         d.open -= 1;
+        if p.cfg.min_idle.is_some() {
+            // HikariCP `closeConnection` → `fillPool`.
+            d.adding &= !pc.filling;
+            return self.pool_fill(wl, di);
+        }
         if let Some(w) = d.waiting.pop_front() {
             self.pool_dial(wl, (w.slot, w.retry), w.since, (w.source, di));
         }
@@ -391,12 +528,30 @@ impl Simulation {
             return;
         }
         let wl = self.conns[conn as usize].wl;
-        self.client_pools.unidle(wl, conn);
         let why = if pc.expires.is_some_and(|e| e <= self.now) {
             Reason::Lifetime
         } else {
             Reason::IdleTimeout
         };
+        let p = self.client_pools.pool(wl);
+        if let (Reason::IdleTimeout, Some(min)) = (why, p.cfg.min_idle)
+            && p.dests[pc.dest as usize].idle.len() as u64 <= u64::from(min)
+        {
+            // HikariCP's housekeeper closes idle connections only down to minimumIdle; this
+            // one stays, and is looked at again at its next run (or its lifetime).
+            if let Some(s) = p.cfg.sweep {
+                let next = Instant(s.next(self.now.0 + 1));
+                let at = pc.expires.map_or(next, |e| e.min(next));
+                let ev = Event::PoolTimer {
+                    conn,
+                    generation: self.conns[conn as usize].generation,
+                    epoch,
+                };
+                self.queue.push(at, Class::App, ev);
+            }
+            return;
+        }
+        self.client_pools.unidle(wl, conn);
         self.pool_close(conn, why);
     }
 

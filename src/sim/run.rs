@@ -123,6 +123,15 @@ pub(super) enum Event {
         generation: u32,
         epoch: u32,
     },
+    /// A pool that opens its own connections fills itself ([`super::pool`]): at the start,
+    /// and after its adder's connect() failed at once.
+    PoolFill {
+        wl: u32,
+    },
+    /// A run of the housekeeper of such a pool: it fills the pool and queues its next run.
+    PoolHousekeeper {
+        wl: u32,
+    },
     /// A server's keep-alive timer of a pooled connection, armed at its response to
     /// request `epoch`.
     ServerIdle {
@@ -300,6 +309,8 @@ impl Simulation {
                     self.server_idle(conn, epoch);
                 }
             }
+            Event::PoolFill { wl } => self.pool_fill_all(wl, false),
+            Event::PoolHousekeeper { wl } => self.pool_fill_all(wl, true),
             Event::UnseenExpire { host, pool, port } => self.unseen_expires(host, pool, port),
             Event::TwReusable {
                 host,
