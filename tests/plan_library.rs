@@ -162,6 +162,91 @@ fn requests_without_a_session_runs_out_and_use_a_session_ranks_first() {
     );
 }
 
+/// .NET with a new `HttpClient` per request (`shared = false`): a connection per request,
+/// closed by the client (notes §3), so the same arithmetic as `requests` without a Session:
+/// the first failure at round 2,823, 56.46 s. One shared client with
+/// `PooledConnectionLifetime = 2 min` keeps the round's 10 connections and renews each once
+/// every 2 minutes: within the 240 s horizon 10 + 10 connects, none failing; it ranks first.
+#[test]
+fn dotnet_client_per_request_runs_out_and_one_shared_client_ranks_first() {
+    let p = plan(&[
+        "--library",
+        "dotnet-httpclient",
+        "--option",
+        "shared=false",
+        "--concurrency",
+        "10",
+        "--rate",
+        "500/s",
+    ]);
+    assert_eq!(p["outcome"]["first_failure_s"], 56.46);
+    let t = titles(&p);
+    assert_eq!(
+        t[0], ".NET HttpClient: one shared client, PooledConnectionLifetime = 2 min",
+        "{t:?}"
+    );
+    let top = &p["remedies"][0];
+    assert_eq!(top["fixes"], true);
+    assert_eq!(top["outcome"]["failed"], 0);
+    assert_eq!(top["outcome"]["attempted"], 20);
+}
+
+/// HikariCP recycles its pool at `maxLifetime`: 100 connections with a 30 s lifetime (less
+/// U[0, 7.5 s), the 25 % jitter) is 100 / 26.25 s ≈ 3.8 connects/s, each leaving a client
+/// TIME-WAIT: 100 live + ~229 in TIME-WAIT over a 300-port range, so the range runs out.
+/// `maxLifetime` back at its 30 min default opens the 100 once within the horizon, and it
+/// ranks first, as the pool's own setting.
+#[test]
+fn hikaricp_with_a_short_lifetime_runs_out_and_the_default_lifetime_ranks_first() {
+    let path = std::env::temp_dir().join(format!("portsim-hikari-{}.toml", std::process::id()));
+    std::fs::write(
+        &path,
+        r#"[scenario]
+name = "hikari-short-lifetime"
+duration = "240s"
+
+[[host]]
+name = "app"
+profile = "linux"
+ips = ["10.0.0.1"]
+knobs = { "net.ipv4.ip_local_port_range" = "60000 60299" }
+
+[[host]]
+name = "db"
+profile = "linux"
+ips = ["10.0.0.2"]
+listen = ["10.0.0.2:3306"]
+
+[[workload]]
+name = "queries"
+client = "app"
+destinations = ["10.0.0.2:3306"]
+arrival = { kind = "poisson", rate = 200 }
+rtt = "500us"
+service_time = "5ms"
+on_error = { action = "count" }
+
+[workload.library]
+name = "hikaricp"
+maximumPoolSize = 100
+maxLifetime = "30s"
+"#,
+    )
+    .unwrap();
+    let o = portsim(&["plan", path.to_str().unwrap(), "--format", "json"]);
+    std::fs::remove_file(&path).ok();
+    let p = json(&o);
+    assert!(p["outcome"]["failed"].as_u64().unwrap() > 0);
+    let t = titles(&p);
+    assert_eq!(
+        t[0], "HikariCP: maxLifetime = 30 min (the default)",
+        "{t:?}"
+    );
+    let top = &p["remedies"][0];
+    assert_eq!(top["fixes"], true);
+    assert_eq!(top["outcome"]["attempted"], 100);
+}
+
 /// A Session at 32 in flight with the default `pool_maxsize` 10: each round of 32 finds 10
 /// idle and opens 22, so the Session alone is proposed no more (it has one), and
 /// `pool_maxsize = 32` is: 32 connections in all.
@@ -252,7 +337,7 @@ fn bad_library_flags_are_refused_with_the_flag_named() {
     };
     let e = with(&["--library", "go-net-htp"]);
     assert!(
-        e.contains("--library: \"go-net-htp\": unknown; allowed: go-net-http, python-requests; did you mean \"go-net-http\"?"),
+        e.contains("--library: \"go-net-htp\": unknown; allowed: go-net-http, python-requests, dotnet-httpclient, hikaricp; did you mean \"go-net-http\"?"),
         "{e}"
     );
     let e = with(&[

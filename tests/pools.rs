@@ -572,24 +572,21 @@ fn dotnet_and_hikaricp_options_are_checked() {
     assert!(e.contains("did you mean \"maximumPoolSize\""), "{e}");
 }
 
-/// A scenario proposed for `scenarios/` (notes/proposed-scenarios), run as its comments
+/// A shipped scenario (`scenarios/`), run as its comments
 /// say.
-fn proposed(name: &str) -> Report {
-    let path = format!(
-        "{}/notes/proposed-scenarios/{name}.toml",
-        env!("CARGO_MANIFEST_DIR")
-    );
+fn shipped(name: &str) -> Report {
+    let path = format!("{}/scenarios/{name}.toml", env!("CARGO_MANIFEST_DIR"));
     let sc = scenario::load(std::path::Path::new(&path)).unwrap_or_else(|e| panic!("{e}"));
     Simulation::new(&sc).run()
 }
 
 #[test]
-fn the_proposed_scenarios_give_what_their_comments_say() {
-    let r = proposed("hikaricp-2203");
+fn the_shipped_pool_scenarios_give_what_their_comments_say() {
+    let r = shipped("hikaricp-2203");
     let p = pool(&r);
     assert_eq!((p.opened, p.closed_lifetime), (96, 72));
     assert_eq!(r.summary.time_wait.peak_client, 24);
-    let r = proposed("dotnet-httpclient-per-request");
+    let r = shipped("dotnet-httpclient-per-request");
     assert_eq!(r.summary.requests.completed, 2 * 28_232);
     assert_eq!(r.summary.time_wait.peak_client, 28_232);
     let first = r.summary.first_failure_s.expect("ports run out");
@@ -613,4 +610,65 @@ fn hikaricp_housekeeper_refills_to_minimum_idle_every_30_s() {
         .map(|b| (b.t_s as u64, b.established))
         .collect();
     assert_eq!(opened, vec![(0, 2), (30, 2)]);
+}
+
+/// The Go default at Poisson 1,500 requests/s (`scenarios/go-pool-default.toml`): the pool
+/// opens about one connection per three requests, just over the 470.5 /s that 28,232 ports
+/// over a 60 s TIME-WAIT sustain, so connect() fails before the first TIME-WAIT ends (60 s):
+/// at ~28,232 / open rate. A request whose dial fails has no other connection: under
+/// `on_error = "count"` it is a failed request, so completed + failed is every request that
+/// arrived. With `MaxIdleConnsPerHost = 64` (`go-pool-tuned.toml`) the same arrivals
+/// complete with a few dozen connections.
+#[test]
+fn the_go_pool_scenarios_run_out_before_the_first_time_wait_ends_and_the_tuned_pool_does_not() {
+    let d = shipped("go-pool-default");
+    let t = shipped("go-pool-tuned");
+    let first = d.summary.first_failure_s.expect("the default runs out");
+    let opened_before = d.series.iter().take(50).map(|b| b.established).sum::<u64>() as f64;
+    let rate = opened_before / 50.0;
+    assert!(rate > 28_232.0 / 60.0, "{rate}");
+    let predicted = 28_232.0 / rate;
+    assert!(
+        first < 60.0 && (first - predicted).abs() < 2.0,
+        "{first} vs {predicted}"
+    );
+    let failed = d.summary.connections.failed;
+    assert_eq!(d.summary.requests.failed, failed);
+    // The same arrivals (one stream); a few are in flight at the end of either run.
+    let (done, arrived) = (
+        d.summary.requests.completed + failed,
+        t.summary.requests.completed,
+    );
+    assert!(done.abs_diff(arrived) <= 50, "{done} vs {arrived}");
+    assert_eq!(t.summary.connections.failed, 0);
+    assert!(t.summary.connections.attempted < 100);
+}
+
+/// A HikariCP pool that cannot connect (100 connections, 30 s lifetime, 300 ports: 100 live
+/// plus ~3.8 /s × 60 s in TIME-WAIT) retries with one pending retry, every 250 ms, however
+/// many closes and requests ask it to fill: its failed connects stay under one per 250 ms of
+/// exhaustion plus one per trigger (a close), and none of them is a request: the requests
+/// wait and complete.
+#[test]
+fn a_hikaricp_pool_that_cannot_connect_retries_once_per_250_ms_and_loses_no_request() {
+    let text = scenario(
+        "240s",
+        "service_time = \"5ms\"\narrival = { kind = \"poisson\", rate = 200 }\n\
+         on_error = { action = \"count\" }\n\
+         [workload.library]\nname = \"hikaricp\"\nmaximumPoolSize = 100\nmaxLifetime = \"30s\"",
+    )
+    .replace(
+        "knobs = { \"net.ipv4.tcp_tw_reuse\" = 0 }",
+        "knobs = { \"net.ipv4.tcp_tw_reuse\" = 0, \"net.ipv4.ip_local_port_range\" = \"60000 60299\" }",
+    );
+    let sc = scenario::parse("pools.toml", &text).unwrap_or_else(|e| panic!("{e}"));
+    let r = Simulation::new(&sc).run();
+    let p = pool(&r);
+    let first = r.summary.first_failure_s.expect("300 ports run out");
+    let failed = r.summary.connections.failed as f64;
+    let bound = (240.0 - first) / 0.25 + p.closed_lifetime as f64 + 1.0;
+    assert!(failed > 0.0 && failed <= bound, "{failed} > {bound}");
+    assert_eq!(r.summary.requests.failed, 0);
+    let arrivals = p.requests;
+    assert!(r.summary.requests.completed + 100 >= arrivals, "{arrivals}");
 }

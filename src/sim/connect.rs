@@ -89,6 +89,7 @@ impl Simulation {
             .map(|&(_, pool)| pool);
         let rtt = w.rtt.sample(&mut r.latency);
         let up = Duration(rtt.0 / 2);
+        let w_pooled = w.pool.is_some();
         // A whole exchange needs no connection record: the one event queued for it, its
         // TIME-WAIT entry or expiry, finds the connection in `flights` or names the socket.
         let origin = self.origins;
@@ -124,6 +125,9 @@ impl Simulation {
         let busy = self.search_cost(wl, src.host, probes);
         match placed {
             Err((errno, probes)) => {
+                if requests > 0 && w_pooled {
+                    self.pool_request_lost(wl, slot, retry);
+                }
                 self.refused(
                     wl,
                     (slot, retry),
@@ -218,6 +222,19 @@ impl Simulation {
                 }
                 Err((Errno::AddrInUse, tries))
             }
+        }
+    }
+
+    /// A pool's request whose dial failed: it has no other connection, so unless the
+    /// workload's policy retries it, it fails with its dial (counted here when the policy
+    /// itself would not count it: `on_error = "count"`, or `stop`).
+    #[cold]
+    pub(super) fn pool_request_lost(&mut self, wl: u32, slot: u32, retry: u32) {
+        let policy = self.workloads[wl as usize].on_error;
+        let (next, gave_up) = policy.after_failure(retry, slot != NONE);
+        let retried = matches!(next, AfterFailure::Start { retry: r, .. } if r > 0);
+        if !gave_up && !retried {
+            self.rec.request_failed(wl as usize);
         }
     }
 
@@ -340,10 +357,7 @@ impl Simulation {
         self.rec.failed(self.now, wl as usize, errno);
         let policy = self.workloads[wl as usize].on_error;
         let (next, gave_up) = policy.after_failure(retry, slot != NONE);
-        // A pool's request has no other connection: unless retried, it fails with its dial.
-        let pooled = self.workloads[wl as usize].pool.is_some();
-        let retried = matches!(next, AfterFailure::Start { retry: r, .. } if r > 0);
-        if gave_up || (pooled && !retried) {
+        if gave_up {
             self.rec.request_failed(wl as usize);
         }
         match next {

@@ -210,6 +210,9 @@ impl Simulation {
             self.hosts[c.client as usize].destroy(c.csock);
             if c.pooled {
                 self.pool_dial_failed(conn);
+                if c.requests_left > 0 {
+                    self.pool_request_lost(c.wl, c.slot, c.retry);
+                }
             }
             self.free_conn(conn);
             self.fail(c.wl, c.slot, c.retry, Errno::TimedOut);

@@ -118,6 +118,10 @@ pub(super) struct ClientPool {
     lru: BTreeMap<u64, u32>,
     next_key: u64,
     jitter: ChaCha8Rng,
+    /// A `PoolFill` retry is queued: a failed connect() of the adder queues one, not one per
+    /// failure, so a pool that cannot connect holds one pending event however many requests
+    /// wait.
+    retry_armed: bool,
     pub(super) counts: PoolCounts,
 }
 
@@ -141,6 +145,7 @@ impl ClientPools {
                     lru: BTreeMap::new(),
                     next_key: 0,
                     jitter: stream(sc.seed, &format!("workload:{}:pool", w.name)),
+                    retry_armed: false,
                     counts: PoolCounts::default(),
                 })
             })
@@ -309,9 +314,12 @@ impl Simulation {
             if d.open < max && (!d.waiting.is_empty() || (d.idle.len() as u64) < u64::from(min)) {
                 d.adding = true;
                 if !self.pool_open(wl, (NONE, 0), self.now, (0, di), 0) {
-                    self.client_pools.pool(wl).dests[di].adding = false;
-                    let at = self.now + crate::time::Duration::from_millis(250);
-                    self.queue.push(at, Class::App, Event::PoolFill { wl });
+                    let p = self.client_pools.pool(wl);
+                    p.dests[di].adding = false;
+                    if !std::mem::replace(&mut p.retry_armed, true) {
+                        let at = self.now + crate::time::Duration::from_millis(250);
+                        self.queue.push(at, Class::App, Event::PoolFill { wl });
+                    }
                 }
                 return;
             }
@@ -341,6 +349,9 @@ impl Simulation {
     // Off the path of workloads without a pool.
     #[cold]
     pub(super) fn pool_fill_all(&mut self, wl: u32, housekeeper: bool) {
+        if !housekeeper {
+            self.client_pools.pool(wl).retry_armed = false;
+        }
         for di in 0..self.client_pools.pool(wl).dests.len() {
             self.pool_fill(wl, di);
         }

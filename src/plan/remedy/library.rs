@@ -7,7 +7,7 @@
 //! ([`in_flight`]), is what a pool must keep idle per host for no request to open a
 //! connection once the pool is warm. Library facts: `notes/client-libraries.md` §1 (Go
 //! `net/http`, `src/net/http/transport.go`), §2 (Python `requests`, `adapters.py`, urllib3
-//! `connectionpool.py`).
+//! `connectionpool.py`), §3 (.NET `SocketsHttpHandler`), §4 (HikariCP `HikariPool.java`).
 //!
 //! Adding a library: one entry in [`LIBRARIES`] (its `[workload.library]` name and a function
 //! from [`Ctx`] to its [`Fix`]es), written like [`go`] and [`requests`].
@@ -31,9 +31,8 @@ struct Library {
     fixes: fn(&Ctx) -> Vec<Fix>,
 }
 
-/// The libraries with remedies. `dotnet-httpclient` and `hikaricp` go here once their presets
-/// exist in `crate::client::pool::library`.
-const LIBRARIES: [Library; 2] = [
+/// The libraries with remedies, by their `crate::client::pool::library::NAMES`.
+const LIBRARIES: [Library; 4] = [
     Library {
         name: "go-net-http",
         fixes: go,
@@ -41,6 +40,14 @@ const LIBRARIES: [Library; 2] = [
     Library {
         name: "python-requests",
         fixes: requests,
+    },
+    Library {
+        name: "dotnet-httpclient",
+        fixes: dotnet,
+    },
+    Library {
+        name: "hikaricp",
+        fixes: hikari,
     },
 ];
 
@@ -259,6 +266,90 @@ fn requests(c: &Ctx) -> Vec<Fix> {
                 ("max_conns_per_host", int(n)),
             ],
             side_effects: "a request beyond N in flight waits for a connection (pool_timeout unset: without limit) instead of opening one",
+        });
+    }
+    out
+}
+
+/// .NET `HttpClient` (notes §3). An `HttpClient` made and disposed per request closes its
+/// connection after each response (a client TIME-WAIT per request); one shared client keeps
+/// them, with `PooledConnectionLifetime` bounding how long (DNS changes are seen; 2 min is
+/// `IHttpClientFactory`'s `HandlerLifetime`, dotnet/runtime PR #101808). The pool has no idle
+/// cap, so an open loop grows it to its peak; `MaxConnectionsPerServer` bounds it.
+fn dotnet(c: &Ctx) -> Vec<Fix> {
+    let n = c.n;
+    let p = c.pool;
+    let mut out = vec![];
+    if !p.keep_alive {
+        let mut set = vec![
+            ("shared", Value::Boolean(true)),
+            ("PooledConnectionLifetime", Value::String("2m".into())),
+        ];
+        let zero_idle = c
+            .options
+            .get("PooledConnectionIdleTimeout")
+            .is_some_and(|v| v.as_integer() == Some(0) || v.as_str() == Some("0s"));
+        if zero_idle {
+            set.push(("PooledConnectionIdleTimeout", Value::String("1m".into())));
+        }
+        out.push(Fix {
+            id: "dotnet-shared",
+            title: ".NET HttpClient: one shared client, PooledConnectionLifetime = 2 min".into(),
+            how: "static readonly HttpClient Client = new(new SocketsHttpHandler { PooledConnectionLifetime = TimeSpan.FromMinutes(2) }); used by every request instead of a new HttpClient per request (or IHttpClientFactory, whose handlers do the same)".into(),
+            set,
+            generic: vec![
+                ("keep_alive", Value::Boolean(true)),
+                ("max_lifetime", Value::String("2m".into())),
+            ],
+            side_effects: "every connection is closed and reopened every 2 minutes (a client TIME-WAIT each), so DNS changes are seen; one client must be shared across threads (HttpClient is thread-safe for requests)",
+        });
+    }
+    if p.keep_alive && c.open && p.max_conns_per_host.is_none_or(|m| m > n) {
+        out.push(Fix {
+            id: "dotnet-max-conns",
+            title: format!(".NET HttpClient: MaxConnectionsPerServer = {n}"),
+            how: format!(
+                "new SocketsHttpHandler {{ MaxConnectionsPerServer = {n} }} for the shared client: a request above waits for a connection; {}",
+                c.why_n
+            ),
+            set: vec![("MaxConnectionsPerServer", int(n))],
+            generic: vec![("max_conns_per_host", int(n))],
+            side_effects: "a request beyond N in flight waits in the pool's queue instead of opening a connection (latency under a spike)",
+        });
+    }
+    out
+}
+
+/// HikariCP (notes §4). The pool closes each connection at its `maxLifetime` and opens a
+/// replacement: `maximumPoolSize / maxLifetime` connections per second, each a client
+/// TIME-WAIT; below maximumPoolSize, `minimumIdle` with `idleTimeout` closes idle connections
+/// and the next load reopens them. HikariCP's own advice is a fixed pool (minimumIdle unset)
+/// and a maxLifetime a few seconds shorter than the database's own connection time limit.
+fn hikari(c: &Ctx) -> Vec<Fix> {
+    let p = c.pool;
+    let size = p.max_conns_per_host.unwrap_or(10);
+    let mut out = vec![];
+    let default_life = crate::time::Duration::from_secs(30 * 60);
+    if p.max_lifetime.is_some_and(|l| l < default_life) {
+        out.push(Fix {
+            id: "hikari-lifetime",
+            title: "HikariCP: maxLifetime = 30 min (the default)".into(),
+            how: "config.setMaxLifetime(1_800_000) (or spring.datasource.hikari.max-lifetime=1800000), kept a few seconds below the database's own connection time limit (MySQL wait_timeout, a proxy's idle timeout)".into(),
+            set: vec![("maxLifetime", int(1_800_000))],
+            generic: vec![("max_lifetime", Value::String("30m".into()))],
+            side_effects: "connections live longer: a database or proxy that drops them sooner breaks them first (HikariCP then evicts the broken connection at its next borrow)",
+        });
+    }
+    if p.idle_timeout.is_some() && p.min_idle.is_some_and(|m| m < size) {
+        out.push(Fix {
+            id: "hikari-fixed",
+            title: format!("HikariCP: minimumIdle = maximumPoolSize ({size}), a fixed pool"),
+            how: format!(
+                "leave minimumIdle unset (or config.setMinimumIdle({size})): the pool keeps its {size} connections instead of closing the idle ones at idleTimeout and reopening them under load"
+            ),
+            set: vec![("minimumIdle", int(size))],
+            generic: vec![],
+            side_effects: "the database holds maximumPoolSize connections from this client at all times",
         });
     }
     out
