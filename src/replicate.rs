@@ -153,7 +153,8 @@ pub struct Replicates {
     pub n: u64,
     pub seeds: String,
     /// Each number of the report's `summary`, by its path (`requests.completed`,
-    /// `errors.EADDRNOTAVAIL`, `connect_latency_ms.p99`).
+    /// `errors.EADDRNOTAVAIL`, `connect_latency_ms.p99`), and each client pool's counts
+    /// (`workloads.NAME.pool.opened`).
     pub metrics: BTreeMap<String, Stat>,
     /// Series values per bin ([`SERIES`]): what `portsim plot` draws as a band.
     pub series: BTreeMap<String, Band>,
@@ -196,10 +197,14 @@ impl Draw {
             .iter()
             .map(|(_, f)| r.series.iter().map(f).collect())
             .collect();
-        Draw {
-            metrics: numbers(&r.summary),
-            series,
+        let mut metrics = numbers(&r.summary);
+        for w in &r.workloads {
+            if let Some(pool) = &w.pool {
+                let v = serde_json::to_value(pool).expect("serializes");
+                flatten(&format!("workloads.{}.pool", w.name), &v, &mut metrics);
+            }
         }
+        Draw { metrics, series }
     }
 }
 

@@ -182,3 +182,34 @@ fn a_replicated_sweep_gives_each_row_its_distribution_whatever_the_threads() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--seeds"));
 }
+
+/// A client pool's counts depend on the seed (Poisson arrivals decide how many requests find
+/// no idle connection): `--seeds` gives their distribution under `workloads.NAME.pool`, and
+/// it is the distribution of the single-seed runs' `workloads[].pool` counts.
+#[test]
+fn a_replicated_run_gives_the_pool_counts_distribution() {
+    let json = |args: &[&str]| -> Value {
+        let o = portsim(args);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        serde_json::from_slice(&o.stdout).unwrap()
+    };
+    let go = "scenarios/go-pool-default.toml";
+    let r = json(&["run", go, "--seeds", "1..4", "--format", "json"]);
+    let opened = &r["replicates"]["metrics"]["workloads.calls.pool.opened"];
+    let each: Vec<f64> = (1..=4)
+        .map(|s| {
+            let one = json(&["run", go, "--seed", &s.to_string(), "--format", "json"]);
+            one["workloads"][0]["pool"]["opened"].as_f64().unwrap()
+        })
+        .collect();
+    let mean = each.iter().sum::<f64>() / 4.0;
+    let min = each.iter().cloned().fold(f64::INFINITY, f64::min);
+    let max = each.iter().cloned().fold(0.0, f64::max);
+    assert!(
+        (opened["mean"].as_f64().unwrap() - mean).abs() < 1e-6,
+        "{opened} vs {each:?}"
+    );
+    assert_eq!(opened["min"].as_f64().unwrap(), min);
+    assert_eq!(opened["max"].as_f64().unwrap(), max);
+    assert!(min < max, "the seed changes what the pool opens: {each:?}");
+}
