@@ -672,3 +672,69 @@ fn a_hikaricp_pool_that_cannot_connect_retries_once_per_250_ms_and_loses_no_requ
     let arrivals = p.requests;
     assert!(r.summary.requests.completed + 100 >= arrivals, "{arrivals}");
 }
+
+/// `closer = "server"` says who closes a connection that carries no more requests; a pool
+/// that keeps its connections alive closes them itself, so one connection carries every
+/// request of a loop of one (it was closed by the server after each response).
+#[test]
+fn a_kept_alive_pool_keeps_its_connection_whatever_the_workload_closer() {
+    let w = "service_time = \"1ms\"\narrival = { kind = \"closed\", concurrency = 1 }\n\
+             limit = { requests = 100 }\ncloser = \"server\"\n\
+             [workload.library]\nname = \"go-net-http\"";
+    let r = run("10s", w);
+    let p = pool(&r);
+    assert_eq!((p.opened, p.requests, p.closed_by_server), (1, 100, 0));
+    assert_eq!(r.summary.time_wait.peak_server, 0);
+}
+
+/// Client ports for 2 connections, a cap of 2 per host, no keep-alive, 10 requests at once:
+/// 2 dial, 8 wait. Each close leaves a client TIME-WAIT on its port, so the waiter that
+/// dials in its place fails at once, and so does every one after it: all 10 requests end
+/// (2 completed, 8 failed), none is left waiting for a connection that will never come.
+#[test]
+fn waiting_requests_all_end_when_the_ports_run_out() {
+    let text = scenario(
+        "30s",
+        "service_time = \"1ms\"\narrival = { kind = \"burst\", bursts = [{ at = \"0s\", count = 10 }] }\n\
+         on_error = { action = \"count\" }\n\
+         [workload.pool]\nkeep_alive = false\nmax_conns_per_host = 2",
+    )
+    .replace(
+        "knobs = { \"net.ipv4.tcp_tw_reuse\" = 0 }",
+        "knobs = { \"net.ipv4.tcp_tw_reuse\" = 0, \"net.ipv4.ip_local_port_range\" = \"60000 60001\" }",
+    );
+    let sc = scenario::parse("pools.toml", &text).unwrap_or_else(|e| panic!("{e}"));
+    let r = Simulation::new(&sc).checking(true).run();
+    let q = r.summary.requests;
+    assert_eq!((q.completed, q.failed), (2, 8));
+}
+
+/// The pool's own connects (HikariCP's adder) are not requests: when they fail, the
+/// workload's `on_error` does not run. With `stop`, the workload goes on (the pool retries
+/// every 250 ms and the requests wait); with `retry`, no request is made up to retry.
+#[test]
+fn the_pools_own_failed_connects_run_no_request_policy() {
+    for policy in [
+        "{ action = \"stop\" }",
+        "{ action = \"retry\", delay = \"10ms\", max_retries = 3 }",
+    ] {
+        let text = scenario(
+            "240s",
+            &format!(
+                "service_time = \"5ms\"\narrival = {{ kind = \"poisson\", rate = 200 }}\n\
+                 on_error = {policy}\n\
+                 [workload.library]\nname = \"hikaricp\"\nmaximumPoolSize = 100\nmaxLifetime = \"30s\""
+            ),
+        )
+        .replace(
+            "knobs = { \"net.ipv4.tcp_tw_reuse\" = 0 }",
+            "knobs = { \"net.ipv4.tcp_tw_reuse\" = 0, \"net.ipv4.ip_local_port_range\" = \"60000 60299\" }",
+        );
+        let sc = scenario::parse("pools.toml", &text).unwrap_or_else(|e| panic!("{e}"));
+        let r = Simulation::new(&sc).run();
+        assert!(r.summary.connections.failed > 0, "{policy}");
+        assert_eq!(r.workloads[0].stopped_s, None, "{policy}");
+        assert_eq!(r.summary.requests.failed, 0, "{policy}");
+        assert_eq!(r.summary.connections.retries, 0, "{policy}");
+    }
+}

@@ -428,7 +428,7 @@ pub mod library {
                 min < self.maximum_pool_size
                     && self
                         .max_lifetime
-                        .is_none_or(|l| t.0 + Duration::from_secs(1).0 <= l.0)
+                        .is_none_or(|l| t.0.saturating_add(Duration::from_secs(1).0) <= l.0)
             });
             Pool {
                 max_conns_per_host: Some(self.maximum_pool_size),

@@ -180,7 +180,7 @@ pub fn library_scenario(q: &LibraryQuick) -> Result<Synthesized, PlanError> {
     let period = rate.nth(n);
     // A new connection's request: the handshake, then the request (one RTT each), then the
     // server's service time.
-    let hold = Duration(2 * rtt.0 + service.0);
+    let hold = Duration(rtt.0.saturating_mul(2).saturating_add(service.0));
     if period.0 <= hold.0 {
         return Err(flag(
             "--rate",

@@ -301,12 +301,14 @@ fn millis(
     key: &str,
 ) -> Result<Option<Duration>, ScenarioError> {
     match v.get_ref().as_integer() {
-        Some(ms) if ms >= 0 => Ok((ms > 0).then(|| Duration::from_millis(ms as u64))),
+        Some(ms) if (0..=(u64::MAX / 1_000_000) as i64).contains(&ms) => {
+            Ok((ms > 0).then(|| Duration::from_millis(ms as u64)))
+        }
         Some(_) => Err(ctx.err(
             v.span(),
             key,
             format!(
-                "{}: expected milliseconds ≥ 0 or a duration such as \"30m\"",
+                "{}: expected milliseconds from 0 to 18446744073709 or a duration such as \"30m\"",
                 v.get_ref()
             ),
         )),

@@ -112,7 +112,12 @@ impl Simulation {
                 up,
                 down: Duration(rtt.0 - up.0),
                 requests_left: requests,
-                closer: w.closer,
+                // A kept-alive pooled connection is closed by the pool (the client) or by
+                // the server's keep-alive limits (`pool_served`), not after each response.
+                closer: match w.pool {
+                    Some(p) if p.keep_alive => crate::workload::Closer::Client,
+                    _ => w.closer,
+                },
                 pooled: w.pool.is_some(),
                 ..Conn::default()
             })
@@ -125,7 +130,17 @@ impl Simulation {
         let busy = self.search_cost(wl, src.host, probes);
         match placed {
             Err((errno, probes)) => {
-                if requests > 0 && w_pooled {
+                if w_pooled && requests == 0 {
+                    // The pool's own connect (HikariCP's adder): no request to apply the
+                    // workload's policy to; the pool retries it (`pool_add`).
+                    self.rec.probes(probes);
+                    if conn != NONE {
+                        self.free_conn(conn);
+                    }
+                    self.rec.failed(self.now, wl as usize, errno);
+                    return (Some((errno, probes)), busy, NONE);
+                }
+                if w_pooled {
                     self.pool_request_lost(wl, slot, retry);
                 }
                 self.refused(

@@ -210,9 +210,13 @@ impl Simulation {
             self.hosts[c.client as usize].destroy(c.csock);
             if c.pooled {
                 self.pool_dial_failed(conn);
-                if c.requests_left > 0 {
-                    self.pool_request_lost(c.wl, c.slot, c.retry);
+                if c.requests_left == 0 {
+                    // The pool's own connect: counted, retried by the pool, no request.
+                    self.free_conn(conn);
+                    self.rec.failed(self.now, c.wl as usize, Errno::TimedOut);
+                    return;
                 }
+                self.pool_request_lost(c.wl, c.slot, c.retry);
             }
             self.free_conn(conn);
             self.fail(c.wl, c.slot, c.retry, Errno::TimedOut);

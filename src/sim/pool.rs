@@ -519,8 +519,12 @@ impl Simulation {
             d.adding &= !pc.filling;
             return self.pool_fill(wl, di);
         }
-        if let Some(w) = d.waiting.pop_front() {
-            self.pool_dial(wl, (w.slot, w.retry), w.since, (w.source, di));
+        // The longest waiting request dials in its place; if connect() fails at once, the
+        // next one tries (none is left waiting with no connection in flight to wake it).
+        while let Some(w) = self.client_pools.pool(wl).dests[di].waiting.pop_front() {
+            if self.pool_open(wl, (w.slot, w.retry), w.since, (w.source, di), 1) {
+                break;
+            }
         }
     }
 

@@ -288,7 +288,12 @@ fn dotnet(c: &Ctx) -> Vec<Fix> {
         let zero_idle = c
             .options
             .get("PooledConnectionIdleTimeout")
-            .is_some_and(|v| v.as_integer() == Some(0) || v.as_str() == Some("0s"));
+            .is_some_and(|v| {
+                v.as_integer() == Some(0)
+                    || v.as_str()
+                        .and_then(|t| crate::time::Duration::parse(t).ok())
+                        .is_some_and(|d| d.0 == 0)
+            });
         if zero_idle {
             set.push(("PooledConnectionIdleTimeout", Value::String("1m".into())));
         }
