@@ -96,12 +96,22 @@ pub(super) fn load_with(path: &Path, set: &[String]) -> Result<scenario::Scenari
     let changes = parse_sets(set)?;
     let text = read_text(path)?;
     let file = path.display().to_string();
-    scenario::parse(&file, &text).map_err(|e| refuse(&e))?;
-    let text = whatif::apply(&file, &text, &changes).map_err(|e| {
+    let text = with_changes(&file, &text, &changes)?;
+    scenario::parse(&file, &text).map_err(|e| refuse(&e))
+}
+
+/// Scenario `text` with the `--set` changes made, once it parses as it is (an error in the
+/// file is reported against the file, not the change).
+pub(super) fn with_changes(
+    file: &str,
+    text: &str,
+    changes: &[whatif::Change],
+) -> Result<String, ExitCode> {
+    scenario::parse(file, text).map_err(|e| refuse(&e))?;
+    whatif::apply(file, text, changes).map_err(|e| {
         eprintln!("error: --set {e}");
         ExitCode::from(BAD_INPUT)
-    })?;
-    scenario::parse(&file, &text).map_err(|e| refuse(&e))
+    })
 }
 
 /// Writes `text` to standard output, or atomically to `output`.

@@ -1,10 +1,12 @@
 //! `portsim run` (a scenario file, or a load generator's command line with `--tool`) and
 //! `portsim check`.
 
-use super::io::{check_plot, emit, load_with, parse_seeds, parse_sets, progress, refuse};
+use super::io::{
+    check_plot, emit, load_with, parse_seeds, parse_sets, progress, refuse, with_changes,
+};
 use super::{BAD_INPUT, Outcome};
 use crate::client::tools::{self, Destination, RenderError, RenderOptions};
-use crate::plan::{import, whatif};
+use crate::plan::import;
 use crate::plot;
 use crate::report::Report;
 use crate::scenario::{self, Scenario};
@@ -292,12 +294,7 @@ fn with_sets(file: &str, text: String, set: &[String]) -> Result<String, ExitCod
     if set.is_empty() {
         return Ok(text);
     }
-    let changes = parse_sets(set)?;
-    scenario::parse(file, &text).map_err(|e| refuse(&e))?;
-    whatif::apply(file, &text, &changes).map_err(|e| {
-        eprintln!("error: --set {e}");
-        ExitCode::from(BAD_INPUT)
-    })
+    with_changes(file, &text, &parse_sets(set)?)
 }
 
 /// A `--rtt` or `--service-time` duration.

@@ -167,6 +167,13 @@ impl ClientPools {
             .expect("a pool workload's pool")
     }
 
+    /// Pooled `conn`, if it has stayed idle since it went idle after `epoch` requests (a
+    /// timer armed then still applies).
+    fn idle_since(&self, conn: u32, epoch: u32) -> Option<PoolConn> {
+        let pc = self.conns[conn as usize];
+        (pc.state == State::Idle && pc.served == epoch).then_some(pc)
+    }
+
     fn conn(&mut self, conn: u32) -> &mut PoolConn {
         let i = conn as usize;
         if i >= self.conns.len() {
@@ -538,10 +545,9 @@ impl Simulation {
     /// The client's idle timer or lifetime of pooled `conn`, armed when it went idle after
     /// `epoch` requests: it closes the connection if still idle since.
     pub(super) fn pool_timer(&mut self, conn: u32, epoch: u32) {
-        let pc = self.client_pools.conns[conn as usize];
-        if pc.state != State::Idle || pc.served != epoch {
+        let Some(pc) = self.client_pools.idle_since(conn, epoch) else {
             return;
-        }
+        };
         let wl = self.conns[conn as usize].wl;
         let why = if pc.expires.is_some_and(|e| e <= self.now) {
             Reason::Lifetime
@@ -574,8 +580,7 @@ impl Simulation {
     /// if the connection is still idle, the server closes it (its FIN alone; the client's
     /// application closes on it at once: server TIME-WAIT).
     pub(super) fn server_idle(&mut self, conn: u32, epoch: u32) {
-        let pc = self.client_pools.conns[conn as usize];
-        if pc.state != State::Idle || pc.served != epoch {
+        if self.client_pools.idle_since(conn, epoch).is_none() {
             return;
         }
         let wl = self.conns[conn as usize].wl;
